@@ -1,0 +1,186 @@
+"""Conventions shared by every command: global settings, output, progress, errors.
+
+- `--json` prints exactly one JSON object on stdout; everything else goes to stderr.
+- Errors are one line on stderr and a non-zero exit code; `--debug` shows the traceback.
+- Progress bars go to stderr and disappear with `--quiet`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import typer
+
+from ..core.errors import IfguideError
+
+
+@dataclass
+class Settings:
+    workspace: str | None = None
+    json: bool = False
+    quiet: bool = False
+    debug: bool = False
+
+
+settings = Settings()
+
+
+def workspace():
+    from ..core.workspace import Workspace
+
+    return Workspace(settings.workspace)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def info(message: str) -> None:
+    """A status line on stderr (suppressed by --quiet and --json)."""
+    if not (settings.quiet or settings.json):
+        stderr_console().print(message)
+
+
+def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
+    """Finish a command: the JSON object with --json, else the rich rendering on stdout."""
+    if settings.json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+    elif render is not None:
+        render(stdout_console())
+
+
+def kv_table(title: str, rows: dict[str, Any]):
+    """A two-column summary table."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(str(key), _fmt(value))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def artifact_payload(art, reused: bool, **extra) -> dict:
+    """The JSON every artifact-producing command prints: id, kind, path, reused, summary."""
+    return {**art.ref(), "reused": reused, "parents": art.parents, "summary": art.summary, **extra}
+
+
+def render_artifact(title: str, art, reused: bool, extra_rows: dict | None = None):
+    """The default rendering of a created or reused artifact."""
+
+    def render(console):
+        rows = {"id": art.id, "path": str(art.path), "status": "reused" if reused else "created"}
+        rows.update({k: v for k, v in art.summary.items() if not isinstance(v, (dict, list))})
+        rows.update(extra_rows or {})
+        console.print(kv_table(title, rows))
+
+    return render
+
+
+class _RichTask:
+    def __init__(self, progress, task_id):
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, n: float = 1) -> None:
+        self.progress.advance(self.task_id, n)
+
+    def set(self, completed=None, total=None, info=None) -> None:
+        kwargs = {}
+        if completed is not None:
+            kwargs["completed"] = completed
+        if total is not None:
+            kwargs["total"] = total
+        if info is not None:
+            kwargs["info"] = info
+        self.progress.update(self.task_id, **kwargs)
+
+
+class RichReporter:
+    """Core `Reporter` drawn as rich progress bars on stderr."""
+
+    @contextmanager
+    def task(self, description: str, total: float | None = None) -> Iterator[_RichTask]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=stderr_console(),
+            transient=True,
+        ) as progress:
+            yield _RichTask(progress, progress.add_task(description, total=total, info=""))
+
+
+def reporter():
+    """The progress reporter for this invocation (silent with --quiet)."""
+    from ..core.progress import NULL
+
+    return NULL if settings.quiet else RichReporter()
+
+
+def fail(message: str, hint: str | None = None, exit_code: int = 1):
+    raise IfguideError(message, hint=hint, exit_code=exit_code)
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Turn user-facing errors into one line on stderr and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except IfguideError as exc:
+            if settings.debug:
+                raise
+            _print_error(exc.one_line())
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _print_error("interrupted; finished artifacts are intact and an unfinished stage resumes when run again")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # an unexpected failure still gets one line, with a way to see more
+            if settings.debug:
+                raise
+            _print_error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _print_error(line: str) -> None:
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+
+
+def not_implemented(command: str):
+    """Placeholder body for a command whose issue has not landed: says so and exits 2."""
+    _print_error(f"`ifguide {command}` is not implemented yet in this version")
+    raise typer.Exit(2)

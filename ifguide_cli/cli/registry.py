@@ -1,0 +1,50 @@
+"""`ifguide registry models|datasets|classifiers`: what the tool knows by name."""
+
+from __future__ import annotations
+
+import typer
+
+from . import common
+
+registry_app = typer.Typer(help="Models, datasets and classifiers known by name (any hub id or local path works too).",
+                           no_args_is_help=True)
+
+
+def _show(key: str, columns: tuple[str, ...]) -> None:
+    from ..core import registry
+
+    rows = registry.as_rows({"models": registry.MODELS, "datasets": registry.DATASETS, "classifiers": registry.CLASSIFIERS}[key])
+
+    def render(console):
+        from rich.table import Table
+
+        table = Table(title=key, title_justify="left")
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        console.print(table)
+
+    common.emit({key: rows}, render)
+
+
+@registry_app.command("models", help="The paper's models and the built-in `tiny` one.")
+@common.handles_errors
+def models() -> None:
+    _show("models", ("name", "hub_id", "params", "family", "from_scratch", "description"))
+
+
+@registry_app.command("datasets", help="Training corpora, query sets, prompt sets and LAMBADA.")
+@common.handles_errors
+def datasets() -> None:
+    _show("datasets", ("name", "hub_id", "role", "description"))
+
+
+@registry_app.command("classifiers", help="Toxicity classifiers and the RAD reward model.")
+@common.handles_errors
+def classifiers() -> None:
+    _show("classifiers", ("name", "backend", "source", "description"))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(registry_app, name="registry")

@@ -1,0 +1,257 @@
+"""Datasets: load records from the registry, a local file or the hub; tokenize the training corpus once.
+
+The tokenized training corpus is itself an artifact (kind `datasets`): a fixed
+(docs × seq_len) tensor of token ids. Scores, masks and training all index the same
+tensor, so a mask always lines up with the data it was computed on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import IfguideError
+from .hub import hub_resource
+from .progress import NULL
+from .registry import DATASETS, tiny_asset
+
+CORPUS_FILE = "input_ids.safetensors"
+LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet", ".csv")
+
+
+# ---- raw records ---------------------------------------------------------------------------
+def load_records(ref: str, *, split: str | None = None, limit: int | None = None) -> tuple[list[dict], dict]:
+    """Records (dicts) of a dataset and an identity dict naming where they came from."""
+    if ref in DATASETS:
+        entry = DATASETS[ref]
+        split = split or entry.split
+        if entry.hub_id is None:
+            path = tiny_asset(entry.files.get(split, entry.files["train"]))
+            records = _read_jsonl(path)
+        else:
+            records = _load_hub(entry.hub_id, entry.config, split, limit)
+        identity = {"source": "registry", "name": ref, "split": split}
+    else:
+        path = Path(ref).expanduser()
+        if path.exists():
+            records = _load_local(path, split)
+            identity = {"source": "local", "path": str(path.resolve()), "split": split}
+        elif "/" in ref and not ref.startswith((".", "/", "~")):
+            records = _load_hub(ref, None, split or "train", limit)
+            identity = {"source": "hub", "hub_id": ref, "split": split or "train"}
+        else:
+            raise IfguideError(f"unknown dataset {ref!r}",
+                               hint="use a registry name (`ifguide registry datasets`), a local .jsonl/.txt/.parquet/.csv "
+                                    "file or save_to_disk folder, or a hub id like org/name", exit_code=2)
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise IfguideError(f"dataset {ref!r} has no records")
+    return records, identity
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    raise IfguideError(f"{path}:{lineno} is not valid JSON", hint="one JSON object per line") from None
+    return records
+
+
+def _load_local(path: Path, split: str | None) -> list[dict]:
+    if path.is_dir():
+        import datasets
+
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as exc:
+            raise IfguideError(f"{path} is not a dataset folder written by save_to_disk ({exc})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            split = split or ("train" if "train" in ds else next(iter(ds)))
+            ds = ds[split]
+        return ds.to_list()
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _read_jsonl(path)
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, list) else _read_jsonl(path)
+    if suffix == ".txt":
+        return [{"text": line.rstrip("\n")} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if suffix in (".parquet", ".csv"):
+        import datasets
+
+        return datasets.load_dataset(suffix[1:], data_files=str(path), split="train").to_list()
+    raise IfguideError(f"unsupported dataset file {path.name}", hint=f"use one of {', '.join(LOCAL_SUFFIXES)} or a save_to_disk folder",
+                       exit_code=2)
+
+
+def _load_hub(hub_id: str, config: str | None, split: str, limit: int | None) -> list[dict]:
+    import datasets
+
+    with hub_resource("dataset", hub_id, "a local .jsonl/.parquet file or save_to_disk folder"):
+        ds = datasets.load_dataset(hub_id, config, split=split)
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.to_list()
+
+
+def record_text(record: dict, field: str = "text") -> str:
+    value = record.get(field)
+    if value is None:
+        for alt in ("text", "content", "document"):
+            if isinstance(record.get(alt), str):
+                return record[alt]
+        raise IfguideError(f"record has no text field {field!r} (fields: {', '.join(record)})", hint="pass --text-field", exit_code=2)
+    return value
+
+
+# ---- query pairs and evaluation prompts ----------------------------------------------------
+def load_queries(ref: str, limit: int | None = None) -> tuple[list[dict], dict]:
+    """Prompt + continuation pairs (RTP-style nested {"text": …} fields are unwrapped)."""
+    records, identity = load_records(ref, limit=limit)
+    pairs = []
+    for r in records:
+        prompt, cont = _unwrap(r.get("prompt")), _unwrap(r.get("continuation"))
+        if prompt is None or cont is None:
+            raise IfguideError(f"query set {ref!r} needs `prompt` and `continuation` fields (got {', '.join(r)})", exit_code=2)
+        pairs.append({"prompt": prompt, "continuation": cont})
+    return pairs, identity
+
+
+def load_prompts(ref: str, limit: int | None = None, toxic_threshold: float = 0.5) -> tuple[list[dict], dict]:
+    """Evaluation prompts as {"prompt", "toxic"} (toxic is None when the set has no label)."""
+    records, identity = load_records(ref)
+    prompts = []
+    for r in records:
+        if "prompts" in r and isinstance(r["prompts"], list):  # BOLD: several prompts per record
+            prompts += [{"prompt": p, "toxic": None} for p in r["prompts"]]
+            continue
+        raw = r.get("prompt", r.get("input", r.get("text")))
+        text = _unwrap(raw)
+        if not isinstance(text, str):
+            raise IfguideError(f"prompt set {ref!r} needs a `prompt` (or `input`/`text`) field (got {', '.join(r)})", exit_code=2)
+        toxic = r.get("toxic")
+        if toxic is None and isinstance(raw, dict) and raw.get("toxicity") is not None:
+            toxic = raw["toxicity"] >= toxic_threshold  # RTP: the prompt's own toxicity score
+        prompts.append({"prompt": text, "toxic": None if toxic is None else bool(toxic)})
+    return (prompts[:limit] if limit else prompts), identity
+
+
+def _unwrap(value: Any) -> Any:
+    return value.get("text") if isinstance(value, dict) else value
+
+
+# ---- the tokenized training corpus ---------------------------------------------------------
+@dataclass(frozen=True)
+class CorpusConfig:
+    seq_len: int = 2048
+    packing: bool = True  # concatenate documents into full blocks (the paper's OpenWebText chunks)
+    max_examples: int | None = None
+    text_field: str = "text"
+    split: str | None = None
+
+
+def default_corpus_config(ref: str, **overrides) -> CorpusConfig:
+    """Per-document 64-token rows for the tiny corpus (it carries per-document labels), packed 2048 otherwise."""
+    base = CorpusConfig(seq_len=64, packing=False) if ref.startswith("tiny") else CorpusConfig()
+    return CorpusConfig(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class TokenizedCorpus:
+    input_ids: Any  # torch.LongTensor (docs, seq_len)
+    attention_mask: Any  # torch.LongTensor (docs, seq_len)
+    planted_toxic: Any | None = None  # torch.BoolTensor (docs,), ground truth of the tiny corpus only
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.input_ids.shape)
+
+
+def tokenize_corpus(records: list[dict], tokenizer, config: CorpusConfig, reporter=NULL) -> TokenizedCorpus:
+    import torch
+
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    if config.max_examples is not None:
+        records = records[: config.max_examples] if not config.packing else records
+    texts = [record_text(r, config.text_field) for r in records]
+    ids_per_doc = []
+    with reporter.task("tokenizing", total=len(texts)) as task:
+        for start in range(0, len(texts), 1000):
+            batch = tokenizer(texts[start:start + 1000], add_special_tokens=False)["input_ids"]
+            ids_per_doc += [ids + [eos] for ids in batch]
+            task.advance(len(batch))
+    T = config.seq_len
+    if config.packing:
+        flat = [t for ids in ids_per_doc for t in ids]
+        n = len(flat) // T
+        if config.max_examples is not None:
+            n = min(n, config.max_examples)
+        if n == 0:
+            raise IfguideError(f"the dataset has {len(flat)} tokens, fewer than one {T}-token block", hint="lower --seq-len")
+        input_ids = torch.tensor(flat[: n * T], dtype=torch.long).view(n, T)
+        attention = torch.ones_like(input_ids)
+        planted = None
+    else:
+        input_ids = torch.full((len(ids_per_doc), T), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for i, ids in enumerate(ids_per_doc):
+            ids = ids[:T]
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention[i, : len(ids)] = 1
+        planted = None
+        if records and "planted_toxic" in records[0]:
+            planted = torch.tensor([bool(r.get("planted_toxic")) for r in records])
+    return TokenizedCorpus(input_ids, attention, planted)
+
+
+def save_corpus(corpus: TokenizedCorpus, folder: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"input_ids": corpus.input_ids.to(torch.int32).contiguous(), "attention_mask": corpus.attention_mask.to(torch.uint8)}
+    if corpus.planted_toxic is not None:
+        tensors["planted_toxic"] = corpus.planted_toxic.to(torch.uint8)
+    save_file(tensors, str(folder / CORPUS_FILE))
+
+
+def load_corpus(art) -> TokenizedCorpus:
+    """The token tensor of a `datasets` artifact."""
+    import torch
+    from safetensors.torch import load_file
+
+    if art.kind != "datasets":
+        raise IfguideError(f"{art.id} is a {art.kind} artifact, not a dataset", exit_code=2)
+    t = load_file(str(art.file(CORPUS_FILE)))
+    planted = t.get("planted_toxic")
+    return TokenizedCorpus(t["input_ids"].long(), t["attention_mask"].long(), None if planted is None else planted.bool())
+
+
+def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, reporter=NULL, force: bool = False):
+    """The tokenized corpus for (dataset, tokenizer, layout), built once and reused. Returns (artifact, reused)."""
+    from .models import load_tokenizer
+
+    if config.seq_len < 2:
+        raise IfguideError(f"--seq-len must be at least 2, got {config.seq_len}", exit_code=2)
+    records, identity = load_records(data_ref, split=config.split)
+    stage_config = {"data": identity, "tokenizer": mref.tokenizer, **asdict(config)}
+
+    def build(ctx):
+        tokenizer = load_tokenizer(mref)
+        corpus = tokenize_corpus(records, tokenizer, config, reporter)
+        save_corpus(corpus, ctx.staging)
+        summary = {"documents": corpus.shape[0], "seq_len": corpus.shape[1],
+                   "tokens": int(corpus.attention_mask.sum()), "source": data_ref}
+        if corpus.planted_toxic is not None:
+            summary["planted_toxic_documents"] = int(corpus.planted_toxic.sum())
+        return summary
+
+    return workspace.create("datasets", stage_config, [], build, force=force)

@@ -1,0 +1,46 @@
+"""User-facing errors: one line saying what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class IfguideError(Exception):
+    """An error caused by the user's input or environment, shown as one line (no traceback).
+
+    `hint` tells the user what to do; `exit_code` follows the shell convention
+    (1 = failed, 2 = bad usage / not available).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 1):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def one_line(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class ArtifactNotFound(IfguideError):
+    pass
+
+
+class WrongArtifactKind(IfguideError):
+    pass
+
+
+class OfflineResourceMissing(IfguideError):
+    """A model/dataset/classifier that must come from the hub is not available locally."""
+
+
+def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
+                low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+    """Reject a numeric parameter outside its valid range with a clear message."""
+    ok = True
+    if low is not None:
+        ok &= value >= low if low_inclusive else value > low
+    if high is not None:
+        ok &= value <= high if high_inclusive else value < high
+    if not ok:
+        lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low}"
+        hi = "" if high is None else f"{high}" + ("]" if high_inclusive else ")")
+        raise IfguideError(f"{name} must be in {lo or '(-inf'}, {hi or 'inf)'}; got {value}", exit_code=2)
