@@ -211,9 +211,10 @@ class Workspace:
                                    hint="give more characters of the id", exit_code=2)
         if matches:
             return matches[0]
-        other = self.by_id(ref) if kinds else None
-        if other is None and kinds:
-            other = next((a for a in self.list() if a.name == ref or a.id.startswith(ref)), None) if len(ref) >= 4 else None
+        other = None
+        if kinds:  # tell "exists but is another kind" apart from "does not exist"
+            other = next((a for a in self.list() if a.id == ref or a.name == ref
+                          or (len(ref) >= 4 and a.id.startswith(ref))), None)
         if other is not None:
             raise WrongArtifactKind(f"{ref!r} is a {other.kind.rstrip('s')} artifact, not a {wanted}",
                                     hint="see `ifguide workspace ls`", exit_code=2)
