@@ -260,7 +260,7 @@ class Workspace:
         final = self._kind_dir(kind) / aid
         existing = self.get(kind, aid)
         if existing is not None and not force:
-            return existing, False
+            return existing, True
 
         from filelock import FileLock, Timeout
 
@@ -274,7 +274,7 @@ class Workspace:
         try:
             existing = self.get(kind, aid)  # another process may have finished while we waited
             if existing is not None and not force:
-                return existing, False
+                return existing, True
             staging = self.staging_dir(kind, aid)
             if force and staging.exists():
                 shutil.rmtree(staging)

@@ -1,0 +1,1 @@
+complete --command ifguide --no-files --arguments "(env _IFGUIDE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) ifguide)" --condition "env _IFGUIDE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) ifguide"
