@@ -31,6 +31,11 @@ MANIFEST = "manifest.json"
 _TRACKED_PACKAGES = ("torch", "transformers", "kronfluence", "datasets", "detoxify", "numpy", "ifguide-cli")
 
 
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun / accelerate launch, read from their environment; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 def default_root(override: str | os.PathLike | None = None) -> Path:
     """`--workspace`, else `IFGUIDE_HOME`, else the platform's user data folder."""
     if override:
@@ -253,6 +258,9 @@ class Workspace:
         function that checks what is already there can resume.
         """
         parents = list(parents)
+        rank, world = process_rank()
+        if rank != 0:
+            return self._create_as_worker(kind, config, parents, build)
         for pid in parents:
             if self.by_id(pid) is None:
                 raise ArtifactNotFound(f"parent artifact {pid} is not in workspace {self.root}")
@@ -313,6 +321,22 @@ class Workspace:
             return Artifact(aid, kind, final, manifest), False
         finally:
             lock.release()
+
+    def _create_as_worker(self, kind: str, config: dict, parents: list[str], build) -> tuple[Artifact, bool]:
+        """A non-zero rank of a distributed run: same id and staging folder as rank 0, never publishes.
+
+        Rank 0 holds the lock, writes the manifest and publishes; the build function is run by every
+        rank (it does its share of the work and must synchronise with rank 0 itself, e.g. a barrier,
+        and write shared files only from rank 0).
+        """
+        aid = artifact_id(kind, config, parents)
+        existing = self.get(kind, aid)
+        if existing is not None:
+            return existing, True
+        staging = self.staging_dir(kind, aid)
+        staging.mkdir(parents=True, exist_ok=True)
+        build(BuildContext(aid, kind, staging, {}))
+        return Artifact(aid, kind, self._kind_dir(kind) / aid, {"id": aid, "kind": kind, "parents": parents, "config": config}), False
 
     def remove(self, art: Artifact, *, recursive: bool = False) -> list[Artifact]:
         """Delete an artifact; refuses while others depend on it unless `recursive`."""
