@@ -1,0 +1,119 @@
+"""The IF-Guide penalty objective (paper Eq. 9): suppress the masked (toxic) training tokens.
+
+For a batch of sequences with next-token cross-entropy ℓ_it = -log p(x_it | x_i,<t),
+
+    L = (1 / N) · Σ_{i,t labelled} w_it · ℓ_it,     w_it = +1 for ordinary tokens, −λ for masked tokens,
+
+where N is the number of label tokens (labels ≠ -100 after the shift) in the WHOLE batch the optimizer
+step uses: all gradient-accumulation micro-batches on all data-parallel processes. Masked tokens stay in
+N (they are label tokens; the reference divides by the same count). With λ = 0 (or no mask) it is plain
+next-token cross-entropy, mean over label tokens. With λ > 0 minimising L *raises* the loss of masked
+tokens, i.e. makes the model less likely to produce them.
+
+Alignment (the same as the reference and as the influence scores): ``mask[i, t]`` weights the loss of
+PREDICTING token t, i.e. it is aligned with ``labels[i, t]`` / ``input_ids[i, t]`` BEFORE the shift.
+Logits at position t-1 predict token t, so the loss uses ``logits[:, :-1]`` against ``labels[:, 1:]``
+and ``mask[:, 1:]``; ``mask[:, 0]`` is never used (the first token of a row is never predicted).
+
+Pure functions of tensors; nothing here knows about the Trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class PenaltyTerms:
+    """The pieces of the penalty loss for one (micro-)batch, before normalisation.
+
+    ``loss_sum`` = Σ w·ℓ (what gets divided by N); the other sums are detached statistics for logging.
+    """
+
+    loss_sum: torch.Tensor  # Σ_t w_t ℓ_t  (differentiable)
+    num_label_tokens: torch.Tensor  # labels ≠ -100 after the shift (long scalar)
+    masked_ce_sum: torch.Tensor  # Σ ℓ over masked label tokens (detached)
+    num_masked: torch.Tensor  # masked label tokens (long scalar)
+    unmasked_ce_sum: torch.Tensor  # Σ ℓ over ordinary label tokens (detached)
+
+
+def shifted_token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token next-token CE aligned with ``labels[:, 1:]`` and the validity mask of those labels.
+
+    Returns (ce (B, T-1) float32 with 0 at ignored positions, valid (B, T-1) bool). Logits are upcast
+    to float32 like transformers' own causal-LM loss.
+    """
+    if logits.dim() != 3 or labels.dim() != 2 or logits.shape[:2] != labels.shape:
+        raise ValueError(f"logits must be (B, T, V) and labels (B, T); got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    valid = shift_labels.ne(IGNORE_INDEX)
+    ce = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(shift_labels.shape)
+    return ce, valid
+
+
+def penalty_terms(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, lam: float) -> PenaltyTerms:
+    """Un-normalised penalty loss and statistics for one batch (see the module docstring for alignment)."""
+    if lam < 0:
+        raise ValueError(f"lambda must be >= 0, got {lam}")
+    ce, valid = shifted_token_ce(logits, labels)
+    if mask is None:
+        masked = torch.zeros_like(valid)
+    else:
+        if mask.shape != labels.shape:
+            raise ValueError(f"mask {tuple(mask.shape)} must have the labels' shape {tuple(labels.shape)}")
+        masked = mask[:, 1:].to(torch.bool) & valid
+    ordinary = valid & ~masked
+    weights = ordinary.to(ce.dtype) - float(lam) * masked.to(ce.dtype)
+    detached = ce.detach()
+    return PenaltyTerms(
+        loss_sum=(weights * ce).sum(),
+        num_label_tokens=valid.sum(),
+        masked_ce_sum=(detached * masked).sum(),
+        num_masked=masked.sum(),
+        unmasked_ce_sum=(detached * ordinary).sum(),
+    )
+
+
+def penalty_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    lam: float = 1.0,
+    num_label_tokens: torch.Tensor | int | float | None = None,
+) -> torch.Tensor:
+    """IF-Guide loss (paper Eq. 9): Σ w·CE / N, w = +1 ordinary, −λ masked.
+
+    Args:
+        logits: (B, T, V) model outputs for ``input_ids`` (position t predicts token t+1).
+        labels: (B, T) token ids, ``-100`` where there is nothing to predict (padding). Not shifted.
+        mask: (B, T) bool, ``mask[i, t]`` = token t of row i is toxic: its prediction loss gets weight −λ.
+            Aligned with ``labels`` before the shift; ``mask[:, 0]`` is unused. ``None`` = no masked token.
+        lam: λ ≥ 0, the penalty strength (paper default 1).
+        num_label_tokens: N, the number of label tokens of the whole optimizer batch (every accumulated
+            micro-batch on every process). ``None`` = this batch's own count (a mean over its tokens).
+            Passing the global N is what makes k accumulated micro-batches equal one big batch.
+    """
+    terms = penalty_terms(logits, labels, mask, lam)
+    denom = terms.num_label_tokens if num_label_tokens is None else num_label_tokens
+    if torch.is_tensor(denom):
+        denom = denom.to(terms.loss_sum.device, terms.loss_sum.dtype)
+    return terms.loss_sum / (denom.clamp(min=1) if torch.is_tensor(denom) else max(float(denom), 1.0))
+
+
+def labels_from_attention(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Causal-LM labels: the input ids, with -100 on padding (attention 0)."""
+    labels = input_ids.clone()
+    if attention_mask is not None:
+        labels[attention_mask == 0] = IGNORE_INDEX
+    return labels
