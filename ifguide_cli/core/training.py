@@ -228,9 +228,10 @@ def _dist_state():
     """accelerate's process state (initialises torch.distributed under torchrun); None when single-process."""
     if process_rank()[1] <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())  # CPU: gloo
 
 
 def barrier() -> None:
@@ -362,6 +363,19 @@ def _trainer_classes():
             # token count (kept off) is replaced by ours in get_batch_samples
             self.model_accepts_loss_kwargs = False
             self._stats = torch.zeros(4, dtype=torch.float64)  # masked CE sum, masked n, ordinary CE sum, ordinary n
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            # transformers 5.x saves some weights under legacy names (GPT-NeoX: lm_head.weight → embed_out.weight)
+            # and the raw load_state_dict above silently skips them, so a resumed run would continue with a
+            # freshly initialised output layer. Reload through from_pretrained, which maps the names.
+            target = self.accelerator.unwrap_model(model if model is not None else self.model)
+            if not (Path(resume_from_checkpoint) / "config.json").is_file():
+                return
+            dtype = next(target.parameters()).dtype
+            reloaded = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype)
+            target.load_state_dict(reloaded.state_dict(), strict=True)
+            del reloaded
 
         def get_batch_samples(self, epoch_iterator, num_batches, device):
             batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
