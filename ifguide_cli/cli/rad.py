@@ -1,16 +1,35 @@
 """`ifguide rad download`: install the RAD reward model."""
 
+from typing import Optional
+
 import typer
 
 from . import common
 
-rad_app = typer.Typer(help="Reward-augmented decoding (RAD) defense.", no_args_is_help=True)
+rad_app = typer.Typer(help="Reward-augmented decoding (RAD) defense: `eval toxicity|fluency --defense rad`.",
+                      no_args_is_help=True)
 
 
-@rad_app.command("download", help="Install the RAD toxicity reward model into the workspace.")
+@rad_app.command("download", help="Install the RAD toxicity reward model (GPT-2, 7 outputs) into the workspace.")
 @common.handles_errors
-def download() -> None:
-    common.not_implemented("rad download")
+def download(
+    url: Optional[str] = typer.Option(None, "--url", help="Where to download from (default: RAD's release, "
+                                      "https://storage.googleapis.com/rad_release/saved_models.zip)."),
+    from_path: Optional[str] = typer.Option(None, "--from", help="Install from a local file or folder instead: RAD's "
+                                            "saved_models.zip, gpt2_toxicity/pytorch_model.bin, a .safetensors file or a folder."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="The reward model's tokenizer: a folder or hub id "
+                                            "(default: the one next to the weights, else gpt2)."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", help="Refuse the file unless its sha256 matches."),
+    force: bool = typer.Option(False, "--force", help="Reinstall even if the same weights are installed."),
+) -> None:
+    from ..core.rad import install_reward_model
+
+    if url and from_path:
+        common.fail("pass --url or --from, not both", exit_code=2)
+    ws = common.workspace()
+    art, reused = install_reward_model(ws, source=from_path, url=url, tokenizer=tokenizer, sha256=sha256, force=force,
+                                       reporter=common.reporter())
+    common.emit(common.artifact_payload(art, reused), common.render_artifact("RAD reward model", art, reused))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,12 +1,50 @@
 """`ifguide report`: compare evaluations side by side."""
 
+from typing import List, Optional
+
 import typer
 
 from . import common
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", help="Compare eval artifacts side by side (table and HTML).")
+    @app.command("report", help="Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots.")
     @common.handles_errors
-    def report() -> None:
-        common.not_implemented("report")
+    def report(
+        evals: List[str] = typer.Argument(..., metavar="EVAL...", help="Eval artifacts (toxicity, implicit, fluency)."),
+        html: Optional[str] = typer.Option(None, "--html", help="Also write the self-contained HTML page to this file."),
+        name: Optional[str] = typer.Option(None, "--name", help="A name for the report artifact."),
+        force: bool = typer.Option(False, "--force", help="Rebuild even if the same report exists."),
+    ) -> None:
+        import shutil
+        from pathlib import Path
+
+        from ..core.report import REPORT_HTML, build_report, cell, table_columns
+
+        ws = common.workspace()
+        arts = [ws.resolve(ref, "evals") for ref in evals]
+        art, reused, rows = build_report(ws, arts, name=name, force=force)
+        html_path = art.file(REPORT_HTML)
+        if html:
+            target = Path(html).expanduser()
+            if target.parent and not target.parent.exists():
+                common.fail(f"folder {target.parent} does not exist", hint="create it or pass another --html path", exit_code=2)
+            shutil.copyfile(html_path, target)
+            html_path = target.resolve()
+
+        def render(console):
+            from rich.table import Table
+
+            # one column per system, one row per metric: fits a terminal for the usual 2-4 systems
+            cols = table_columns(rows)
+            table = Table(title="comparison (lower EMT/TP/perplexity and higher LAMBADA are better)", title_justify="left")
+            table.add_column("metric", style="bold cyan")
+            for row in rows:
+                table.add_column(row["label"], justify="right", overflow="fold")
+            for header, key in cols:
+                if key != "label":
+                    table.add_row(header, *(cell(row, key) for row in rows))
+            console.print(table)
+            console.print(f"[dim]{'reused' if reused else 'created'} report {art.id}; HTML: {html_path}[/]")
+
+        common.emit(common.artifact_payload(art, reused, html=str(html_path), rows=rows), render)

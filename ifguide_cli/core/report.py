@@ -1,0 +1,223 @@
+"""Side-by-side comparison of eval artifacts (baseline vs IF-Guide vs RAD …): table rows and a self-contained HTML page.
+
+Evals are grouped into systems by (model identity, defense): a system's row combines its toxicity
+eval (EMT ± std, TP, toxic/non-toxic splits, per-attribute EMT), its implicit re-scorings and its
+fluency eval (perplexity, LAMBADA). Plots are drawn with matplotlib (Agg backend) and embedded as
+base64 PNG, so the page is one file with no external resources.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from datetime import datetime, timezone
+
+from .errors import IfguideError
+from .workspace import canonical_json
+
+REPORT_HTML = "report.html"
+REPORT_JSON = "report.json"
+
+
+def _system_key(workspace, art) -> tuple[str, str]:
+    cfg = art.config
+    if cfg.get("task") == "implicit":
+        source = workspace.by_id(cfg.get("source", ""))
+        if source is not None:
+            return _system_key(workspace, source)
+        return (f"missing:{cfg.get('source')}", str(art.summary.get("defense", "none")))
+    defense = cfg.get("defense") or {"name": "none"}
+    return canonical_json(cfg.get("model")), canonical_json(defense)
+
+
+def build_rows(workspace, arts) -> list[dict]:
+    """One row per system, in the order its first eval was given."""
+    rows: dict[tuple, dict] = {}
+    for art in arts:
+        if art.kind != "evals":
+            raise IfguideError(f"{art.id} is a {art.kind.rstrip('s')} artifact, not an eval", exit_code=2)
+        s, task = art.summary, art.config.get("task")
+        key = _system_key(workspace, art)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"label": None, "model": s.get("model"), "defense": s.get("defense", "none"), "evals": [],
+                               "classifier": None, "expected_max_toxicity": None, "expected_max_toxicity_std": None,
+                               "toxicity_probability": None, "prompts": None, "splits": {}, "per_attribute": {},
+                               "other_classifiers": {}, "perplexity": None, "lambada_accuracy": None}
+        row["evals"].append(art.id)
+        if art.name and not row["label"]:
+            row["label"] = art.name
+        if task in ("toxicity", "implicit"):
+            scores = {k: s.get(k) for k in ("expected_max_toxicity", "expected_max_toxicity_std", "toxicity_probability")}
+            if task == "toxicity" and row["classifier"] is None:
+                row.update(scores, classifier=s.get("classifier"), prompts=s.get("prompts"),
+                           splits=s.get("splits") or {}, per_attribute=s.get("per_attribute") or {})
+            else:
+                row["other_classifiers"][f"{s.get('classifier')}" + (" (implicit)" if task == "implicit" else "")] = scores
+        elif task == "fluency":
+            if s.get("perplexity") is not None:
+                row["perplexity"] = s["perplexity"]
+            if s.get("lambada_accuracy") is not None:
+                row["lambada_accuracy"] = s["lambada_accuracy"]
+    out = list(rows.values())
+    for row in out:
+        if not row["label"]:
+            row["label"] = f"{row['model']}" + ("" if row["defense"] in ("none", None) else f" + {row['defense']}")
+    labels = [r["label"] for r in out]
+    for row in out:  # disambiguate equal labels
+        if labels.count(row["label"]) > 1:
+            row["label"] = f"{row['label']} [{row['evals'][0][:6]}]"
+    return out
+
+
+def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """(header, key) of the columns that have a value in some row."""
+    cols = [("system", "label"), ("defense", "defense"), ("classifier", "classifier"), ("EMT ± std", "emt"),
+            ("TP", "toxicity_probability"), ("EMT toxic", "emt_toxic"), ("TP toxic", "tp_toxic"),
+            ("EMT non-toxic", "emt_nontoxic"), ("TP non-toxic", "tp_nontoxic")]
+    others = sorted({name for r in rows for name in r["other_classifiers"]})
+    cols += [(f"EMT {o}", f"other:{o}:expected_max_toxicity") for o in others]
+    cols += [(f"TP {o}", f"other:{o}:toxicity_probability") for o in others]
+    cols += [("perplexity", "perplexity"), ("LAMBADA acc", "lambada_accuracy")]
+    return [(h, k) for h, k in cols if k in ("label", "defense") or any(cell(r, k) != "—" for r in rows)]
+
+
+def _f(value, digits=3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def cell(row: dict, key: str) -> str:
+    if key == "emt":
+        if row["expected_max_toxicity"] is None:
+            return "—"
+        return f"{_f(row['expected_max_toxicity'])} ± {_f(row['expected_max_toxicity_std'])}"
+    if key in ("emt_toxic", "tp_toxic", "emt_nontoxic", "tp_nontoxic"):
+        metric, split = key.split("_", 1)
+        m = row["splits"].get(split)
+        if not m:
+            return "—"
+        return _f(m["expected_max_toxicity" if metric == "emt" else "toxicity_probability"])
+    if key.startswith("other:"):
+        _, name, metric = key.split(":", 2)
+        return _f((row["other_classifiers"].get(name) or {}).get(metric))
+    if key == "perplexity":
+        return _f(row["perplexity"], 2)
+    value = row.get(key)
+    if isinstance(value, float):
+        return _f(value)
+    return "—" if value is None else str(value)
+
+
+# ---- plots ------------------------------------------------------------------------------------
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def make_plots(rows: list[dict]) -> dict[str, str]:
+    """Base64 PNGs: toxicity vs perplexity, per-attribute EMT bars, TP by split."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    plots: dict[str, str] = {}
+    both = [r for r in rows if r["expected_max_toxicity"] is not None and r["perplexity"] is not None]
+    if both:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for r in both:
+            ax.scatter(r["perplexity"], r["expected_max_toxicity"], s=60)
+            ax.annotate(r["label"], (r["perplexity"], r["expected_max_toxicity"]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=8)
+        ax.set_xlabel("perplexity (lower is better)")
+        ax.set_ylabel("expected maximum toxicity (lower is better)")
+        ax.set_title("toxicity vs perplexity")
+        ax.grid(alpha=0.3)
+        plots["toxicity_vs_perplexity"] = _png(fig)
+    with_attr = [r for r in rows if r["per_attribute"]]
+    if with_attr:
+        attrs = list(dict.fromkeys(a for r in with_attr for a in r["per_attribute"]))
+        x = np.arange(len(attrs))
+        width = 0.8 / len(with_attr)
+        fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(attrs) + 2), 4))
+        for i, r in enumerate(with_attr):
+            vals = [(r["per_attribute"].get(a) or {}).get("expected_max_toxicity") or 0.0 for a in attrs]
+            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=r["label"])
+        ax.set_xticks(x, attrs, rotation=30, ha="right")
+        ax.set_ylabel("expected maximum score")
+        ax.set_ylim(0, 1)
+        ax.set_title("per attribute")
+        ax.legend(fontsize=8)
+        plots["per_attribute"] = _png(fig)
+    with_tp = [r for r in rows if r["toxicity_probability"] is not None]
+    if with_tp:
+        groups = ["all"] + [g for g in ("toxic", "nontoxic") if any(g in r["splits"] for r in with_tp)]
+        x = np.arange(len(groups))
+        width = 0.8 / len(with_tp)
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for i, r in enumerate(with_tp):
+            vals = [r["toxicity_probability"] if g == "all" else (r["splits"].get(g) or {}).get("toxicity_probability") or 0.0
+                    for g in groups]
+            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=r["label"])
+        names = {"all": "all prompts", "toxic": "toxic prompts", "nontoxic": "non-toxic prompts"}
+        ax.set_xticks(x, [names[g] for g in groups])
+        ax.set_ylabel("toxicity probability")
+        ax.set_ylim(0, 1)
+        ax.set_title("toxicity probability by prompt split")
+        ax.legend(fontsize=8)
+        plots["toxicity_probability"] = _png(fig)
+    return plots
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border:1px solid #ccc;padding:.35rem .6rem;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.plots img{max-width:100%;margin:.5rem 1rem .5rem 0;border:1px solid #eee}
+.muted{color:#777;font-size:.85rem}code{background:#f6f6f6;padding:0 .2rem}
+"""
+
+
+def render_html(rows: list[dict], plots: dict[str, str], title: str = "IF-Guide evaluation report") -> str:
+    esc = html.escape
+    cols = table_columns(rows)
+    head = "".join(f"<th>{esc(h)}</th>" for h, _ in cols)
+    body = "".join("<tr>" + "".join(f"<td>{esc(cell(r, k))}</td>" for _, k in cols) + "</tr>" for r in rows)
+    imgs = "".join(f'<img alt="{esc(name)}" src="data:image/png;base64,{data}">' for name, data in plots.items())
+    evals = "".join(f"<li><b>{esc(r['label'])}</b>: " + ", ".join(f"<code>{esc(e)}</code>" for e in r["evals"]) + "</li>"
+                    for r in rows)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_CSS}</style></head>"
+            f"<body><h1>{esc(title)}</h1>"
+            "<p class='muted'>EMT: expected maximum toxicity over the sampled continuations of a prompt (mean ± std over "
+            "prompts); TP: share of prompts with at least one continuation scoring ≥ 0.5. Lower is better for both and for "
+            "perplexity; higher is better for LAMBADA accuracy.</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<div class='plots'>{imgs or '<p class=muted>no plots: the evals have no metrics to plot</p>'}</div>"
+            f"<h2>Eval artifacts</h2><ul>{evals}</ul><p class='muted'>generated by ifguide, {stamp}</p></body></html>")
+
+
+def build_report(workspace, arts, *, name: str | None = None, force: bool = False):
+    """A `reports` artifact with report.html and report.json; parents are the evals. Returns (artifact, reused, rows)."""
+    if not arts:
+        raise IfguideError("no eval artifacts given", hint="pass one or more eval ids or names", exit_code=2)
+    rows = build_rows(workspace, arts)
+    ids = [a.id for a in arts]
+
+    def build(ctx):
+        plots = make_plots(rows)
+        (ctx.staging / REPORT_HTML).write_text(render_html(rows, plots), encoding="utf-8")
+        (ctx.staging / REPORT_JSON).write_text(json.dumps({"rows": rows}, indent=2, default=str))
+        return {"systems": len(rows), "evals": len(ids), "plots": sorted(plots)}
+
+    art, reused = workspace.create("reports", {"evals": ids}, list(dict.fromkeys(ids)), build, name=name, force=force)
+    return art, reused, rows
