@@ -576,3 +576,158 @@ def load_scores(path: str | Path, key: str | None = None, *, check_finite_values
     if check_finite_values and arr.dtype.kind == "f":
         check_finite(arr)
     return arr
+
+
+_NP_TO_ST = {np.dtype(v).name: k for k, v in _ST_DTYPES.items()}
+
+
+def save_safetensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+    """Write numpy arrays as a .safetensors file, streaming each buffer (no in-memory copy of the whole file)."""
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    arrays = {}
+    for name, arr in tensors.items():
+        arr = np.asarray(arr)
+        dtype = arr.dtype.newbyteorder("=") if not arr.dtype.isnative else arr.dtype
+        if dtype.name not in _NP_TO_ST:
+            raise IfguideError(f"cannot store dtype {arr.dtype} in safetensors")
+        arr = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
+        header[name] = {"dtype": _NP_TO_ST[dtype.name], "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+        arrays[name] = arr
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for arr in arrays.values():
+            flat = arr.reshape(-1)
+            step = max(1, (64 << 20) // max(1, arr.itemsize))
+            for i in range(0, flat.size, step):
+                fh.write(flat[i:i + step].tobytes())
+
+
+# --------------------------------------------------------------------------- the `mask` stage (workspace artifact)
+
+MASK_FILE = "mask.safetensors"  # keys: mask, ranking, sparsity, strength, harmonic, selected
+SCORES_FILE = "scores.safetensors"
+CORPUS_FILE = "input_ids.safetensors"
+
+
+@dataclass
+class MaskSource:
+    """Where a selection's scores (and, when known, the token data) come from."""
+
+    scores: np.ndarray
+    scores_art: Any | None  # the `scores` artifact, or None for a plain file
+    scores_file: Path
+    dataset: Any | None  # the `datasets` artifact the scores index, if known
+    valid: np.ndarray | None
+
+
+def _file_identity(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def dataset_arrays(dataset) -> dict[str, np.ndarray]:
+    """The dataset artifact's token tensors, memory-mapped: input_ids, attention_mask (+ planted_toxic)."""
+    path = dataset.file(CORPUS_FILE)
+    keys = safetensors_keys(path)
+    return {k: load_safetensors_array(path, k) for k in ("input_ids", "attention_mask", "planted_toxic") if k in keys}
+
+
+def _as_bool_view(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype == np.uint8:
+        return arr.view(bool)  # 0/1 bytes: no copy
+    return arr != 0
+
+
+def resolve_mask_source(ws, scores_ref: str, data_ref: str | None = None, key: str | None = None,
+                        use_attention_mask: bool = True) -> MaskSource:
+    """A scores artifact (id, name, `latest`) or a score file; the dataset from the artifact or `data_ref`."""
+    path = Path(scores_ref).expanduser()
+    scores_art = None
+    if path.is_file():
+        scores_file = path
+        scores = load_scores(path, key, check_finite_values=False)
+    else:
+        from .errors import ArtifactNotFound
+
+        try:
+            scores_art = ws.resolve(scores_ref, "scores")
+        except ArtifactNotFound:
+            if path.suffix.lower() in (".safetensors", ".npy") or "/" in scores_ref:
+                raise IfguideError(f"score file not found: {path}") from None
+            raise
+        scores_file = scores_art.file(SCORES_FILE)
+        scores = load_scores(scores_file, key, check_finite_values=False)
+    dataset = None
+    recorded = scores_art.config.get("dataset") if scores_art is not None else None
+    if data_ref is not None:
+        dataset = ws.resolve(data_ref, "datasets")
+        if recorded and recorded != dataset.id:
+            raise IfguideError(f"scores {scores_art.id} were computed on dataset {recorded}, not {dataset.id}",
+                               hint="leave out --data (the scores artifact knows its dataset)", exit_code=2)
+    elif recorded:
+        dataset = ws.by_id(recorded)
+        if dataset is None:
+            raise IfguideError(f"dataset {recorded} of scores {scores_art.id} is no longer in the workspace",
+                               hint="recreate it, or pass the score file itself without a dataset")
+    valid = None
+    if dataset is not None:
+        arrays = dataset_arrays(dataset)
+        shape = tuple(arrays["input_ids"].shape)
+        if shape != tuple(scores.shape):
+            raise IfguideError(f"scores have shape {tuple(scores.shape)} but dataset {dataset.id} has {shape} (docs × seq_len)",
+                               hint="the scores must be computed on this dataset, same order and --seq-len", exit_code=2)
+        if use_attention_mask and "attention_mask" in arrays:
+            valid = _as_bool_view(arrays["attention_mask"])
+    return MaskSource(scores, scores_art, scores_file, dataset, valid)
+
+
+def planted_precision(ranking: np.ndarray, planted: np.ndarray) -> dict[str, Any]:
+    """Precision@k of the ranking against planted toxic documents (k = number planted)."""
+    planted = np.asarray(planted).astype(bool)
+    k = int(planted.sum())
+    if k == 0:
+        return {}
+    return {"planted_toxic_documents": k, "planted_precision_at_k": float(planted[ranking[:k]].mean())}
+
+
+def create_mask_artifact(ws, scores_ref: str, config: MaskConfig, *, data_ref: str | None = None, key: str | None = None,
+                         all_positions: bool = False, name: str | None = None, force: bool = False, reporter=NULL):
+    """The `mask` stage: run Alg. 1 on a scores artifact or file and store a `masks` artifact. Returns (artifact, reused)."""
+    src = resolve_mask_source(ws, scores_ref, data_ref, key, use_attention_mask=not all_positions)
+    stage_config = {
+        **config.to_dict(),
+        "scores": src.scores_art.id if src.scores_art is not None else None,
+        "scores_file": None if src.scores_art is not None else _file_identity(src.scores_file),
+        "scores_key": key,
+        "dataset": src.dataset.id if src.dataset is not None else None,
+        "positions": "attention_mask" if src.valid is not None else "all",
+        "algorithm": "IF-Guide Alg. 1 (ifguide masking v1)",
+    }
+    parents = [src.scores_art.id] if src.scores_art is not None else ([src.dataset.id] if src.dataset is not None else [])
+
+    def build(ctx):
+        with ctx.timed("select"):
+            res = select_toxic_tokens(src.scores, config, src.valid, reporter=reporter)
+        with ctx.timed("write"):
+            save_safetensors(ctx.staging / MASK_FILE, {
+                "mask": res.mask, "ranking": res.ranking, "sparsity": res.sparsity, "strength": res.strength,
+                "harmonic": res.harmonic, "selected": res.selected_counts})
+        summary = res.summary()
+        summary["dataset"] = stage_config["dataset"]
+        summary["scores"] = stage_config["scores"] or str(src.scores_file)
+        if src.dataset is not None:
+            arrays = dataset_arrays(src.dataset)
+            if "planted_toxic" in arrays:
+                summary.update(planted_precision(res.ranking, np.asarray(arrays["planted_toxic"])))
+        return summary
+
+    return ws.create("masks", stage_config, parents, build, name=name, force=force)
