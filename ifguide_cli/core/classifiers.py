@@ -465,15 +465,24 @@ def build_detoxify_model(state_dict: dict, config: dict, dtype: DetoxifyType | N
                 raise
             raise OfflineResourceMissing(f"the {base} config/tokenizer that Detoxify `{dtype.model_type}` needs is not "
                                          "available offline", hint=detoxify_missing_hint(dtype, name)) from None
+    misfit_hint = f"pass a {base} folder (the checkpoint's base model type) as --classifier-base"
+    wanted_type = getattr(model_class.config_class, "model_type", None)
+    if wanted_type and hf_config.model_type != wanted_type:
+        raise IfguideError(f"the Detoxify checkpoint needs a {wanted_type} base config, the base folder has "
+                           f"{hf_config.model_type}", hint=misfit_hint, exit_code=2)
     model = model_class(hf_config)
     state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state_dict.items()}
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise IfguideError(f"the Detoxify checkpoint does not fit {model_class_name} built from the base config "
+                           f"({str(exc).splitlines()[1].strip()[:160] if len(str(exc).splitlines()) > 1 else exc})",
+                           hint=misfit_hint, exit_code=2) from None
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
     if missing or unexpected:
         raise IfguideError(f"the Detoxify checkpoint does not fit {model_class_name} built from the {base} config "
-                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
-                           hint="pass the base folder that matches the checkpoint's model type", exit_code=2)
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})", hint=misfit_hint, exit_code=2)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     return model.eval(), tok, classes[:num]

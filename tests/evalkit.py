@@ -1,0 +1,129 @@
+"""Tiny stand-ins for the eval tests: the tiny LM, and classifier / reward-model weights built from config.
+
+They prove the loading and decoding code, not accuracy: every network is randomly initialised.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import torch
+
+DETOXIFY_CLASSES_2018 = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+UNBIASED = ["toxicity", "severe_toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit"]
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_lm():
+    from ifguide_cli.core.models import load_model, load_tokenizer, resolve_model
+
+    mref = resolve_model("tiny")
+    return load_model(mref).eval(), load_tokenizer(mref)
+
+
+def tiny_tokenizer():
+    return tiny_lm()[1]
+
+
+def save_tokenizer(folder: Path) -> None:
+    tiny_tokenizer().save_pretrained(str(folder))
+
+
+def roberta_config(num_labels: int):
+    from transformers import RobertaConfig
+
+    tok = tiny_tokenizer()
+    return RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=130, num_labels=num_labels,
+                         pad_token_id=tok.pad_token_id, bos_token_id=0, eos_token_id=0, type_vocab_size=1)
+
+
+def make_detoxify(tmp: Path, *, num_classes: int = 16, classes=None, fmt: str = "ckpt", seed: int = 0):
+    """A Detoxify-format checkpoint ({"state_dict", "config"}, as convert_weights.py writes it) and a base folder.
+
+    Returns (checkpoint path, base folder, the model the weights came from).
+    """
+    from transformers import RobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = RobertaForSequenceClassification(roberta_config(num_classes)).eval()
+    classes = classes or UNBIASED
+    config = {"arch": {"type": "ROBERTA", "args": {"num_classes": num_classes, "model_type": "roberta-base",
+                                                   "model_name": "RobertaForSequenceClassification",
+                                                   "tokenizer_name": "RobertaTokenizer"}},
+              "dataset": {"type": "JigsawDataBias", "args": {"classes": classes, "loss_weight": 0.75}}}
+    state = {"model." + k: v.clone() for k, v in model.state_dict().items()}  # Lightning's `model.` prefix
+    tmp.mkdir(parents=True, exist_ok=True)
+    if fmt == "ckpt":
+        ckpt = tmp / "toxic_debiased-test.ckpt"
+        torch.save({"state_dict": state, "config": config}, ckpt)
+    else:
+        from safetensors.torch import save_file
+
+        ckpt = tmp / "toxic_debiased-test.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(ckpt), metadata={"config": json.dumps(config)})
+    base = tmp / "roberta-base"
+    base.mkdir(exist_ok=True)
+    roberta_config(2).save_pretrained(str(base))  # the base config says 2 labels; the checkpoint decides
+    save_tokenizer(base)
+    return ckpt, base, model
+
+
+def make_toxigen(folder: Path, seed: int = 1):
+    """A ToxiGen-RoBERTa-shaped classifier folder (2 labels, label 1 = toxic)."""
+    from transformers import RobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = RobertaForSequenceClassification(roberta_config(2)).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    save_tokenizer(folder)
+    return model
+
+
+def tiny_reward_model(seed: int = 0, n_embd: int = 64, vocab_size: int | None = None):
+    """A random GPT-2 reward model with 7 outputs over the tiny tokenizer's vocabulary (64-dim heads, like GPT-2).
+
+    The head is scaled so that the toxicity output spreads over [0, 1] instead of sitting at 0 after clamping.
+    """
+    from transformers import GPT2Config
+
+    from ifguide_cli.core.rad import RewardModel
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab_size or len(tok), n_embd=n_embd, n_layer=2, n_head=max(1, n_embd // 64),
+                        n_positions=128, bos_token_id=0, eos_token_id=0)
+    rm = RewardModel(config, 7).eval()
+    with torch.no_grad():
+        rm.head.bias.fill_(0.5)
+        rm.head.weight.mul_(20)
+    return rm
+
+
+def save_rad_release(rm, folder: Path) -> Path:
+    """RAD's release layout: saved_models/gpt2_toxicity/pytorch_model.bin holding GPT2RewardModel's state dict
+    (keys `model.transformer.*`, `model.lm_head.{weight,bias}`), zipped as saved_models.zip."""
+    target = folder / "saved_models" / "gpt2_toxicity"
+    target.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in rm.state_dict().items():
+        state["model." + ("lm_head." + k.split(".", 1)[1] if k.startswith("head.") else k)] = v
+    state["model.transformer.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 8, 8))  # old GPT-2 buffer, to be ignored
+    torch.save(state, target / "pytorch_model.bin")
+    (folder / "sentiment").mkdir(exist_ok=True)
+    archive = folder / "saved_models.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(target / "pytorch_model.bin", "saved_models/gpt2_toxicity/pytorch_model.bin")
+        zf.writestr("saved_models/gpt2_sentiment/pytorch_model.bin", b"not this one")
+    tok_dir = folder / "gpt2-tokenizer"
+    save_tokenizer(tok_dir)
+    return archive
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -1,0 +1,121 @@
+"""`ifguide eval toxicity|implicit|fluency|add-classifier` and `ifguide rad download` through the CLI on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from evalkit import make_detoxify, make_toxigen, save_rad_release, tiny_reward_model
+
+SMALL = ("--num-prompts", "4", "--samples", "2", "--max-new-tokens", "4", "--batch-size", "2")
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code != 0 and result.stdout == ""
+    line = result.stderr.strip()
+    assert line.startswith("error:") and "\n" not in line and "Traceback" not in line
+    for needle in needles:
+        assert needle in line, line
+
+
+@pytest.mark.slow
+def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli):
+    tox = cli("--json", "eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
+              "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1", "--name", "base-tox")
+    assert tox.exit_code == 0, tox.stderr
+    art = tox.json
+    s = art["summary"]
+    assert art["kind"] == "evals" and not art["reused"] and art["name"] == "base-tox"
+    for key in ("expected_max_toxicity", "expected_max_toxicity_std", "toxicity_probability", "per_attribute", "splits"):
+        assert key in s
+    assert s["classifier"] == "profanity" and s["primary_attribute"] == "profanity" and s["prompts"] == 6
+    records = _lines(Path(art["path"]) / "continuations.jsonl")
+    assert len(records) == 6
+    for r in records:
+        assert set(r) == {"prompt", "toxic", "continuations", "scores"} and isinstance(r["toxic"], bool)
+        assert len(r["continuations"]) == 3 and len(r["scores"]["profanity"]) == 3
+    # EMT/TP recomputed from the saved scores
+    maxima = [max(r["scores"]["profanity"]) for r in records]
+    assert s["expected_max_toxicity"] == pytest.approx(sum(maxima) / 6, abs=1e-5)
+    assert s["toxicity_probability"] == pytest.approx(sum(m >= 0.5 for m in maxima) / 6)
+    assert (Path(art["path"]) / "metrics.json").is_file()
+    assert cli("--json", "eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
+               "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1").json["reused"] is True
+
+    imp = cli("--json", "eval", "implicit", "base-tox", "--classifier", "profanity")
+    assert imp.exit_code == 0, imp.stderr
+    assert imp.json["parents"] == [art["id"]] and imp.json["summary"]["task"] == "implicit"
+    assert imp.json["summary"]["expected_max_toxicity"] == pytest.approx(s["expected_max_toxicity"])
+    assert [r["continuations"] for r in _lines(Path(imp.json["path"]) / "continuations.jsonl")] == \
+        [r["continuations"] for r in records]
+
+    flu = cli("--json", "eval", "fluency", "tiny", "--ppl-docs", "12", "--lambada-docs", "8")
+    assert flu.exit_code == 0, flu.stderr
+    fs = flu.json["summary"]
+    assert fs["perplexity"] > 1 and 0 <= fs["lambada_accuracy"] <= 1 and fs["lambada_examples"] == 8
+    assert fs["perplexity_data"] == "tiny-heldout" and fs["lambada_data"] == "tiny-lambada"
+
+    # the human-readable tables
+    table = cli("eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
+                "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1")
+    assert "EMT ± std" in table.stdout and "reused" in table.stdout
+
+    bad = cli("eval", "implicit", flu.json["id"], "--classifier", "profanity")
+    _one_line_error(bad, "no saved continuations")
+    assert bad.exit_code == 2
+
+
+def test_bad_input_is_one_clear_line(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _one_line_error(cli("eval", "toxicity", "tiny", "--prompts", "nope", "--classifier", "profanity"), "unknown prompt set")
+    _one_line_error(cli("eval", "toxicity", "tiny", *SMALL), "toxic_debiased-c7548aa0.ckpt", "--classifier profanity")
+    _one_line_error(cli("eval", "toxicity", "tiny", "--classifier", "profanity", "--defense", "rad", *SMALL),
+                    "no RAD reward model", "ifguide rad download")
+    _one_line_error(cli("eval", "fluency", "tiny", "--defense", "rad"), "no RAD reward model")
+    _one_line_error(cli("eval", "toxicity", "tiny", "--classifier", "profanity", "--top-p", "0", *SMALL), "--top-p")
+    _one_line_error(cli("eval", "implicit", "nope"), "no eval")
+    _one_line_error(cli("rad", "download"), "--from")
+    _one_line_error(cli("eval", "toxicity", "tiny", "--defense", "bogus", "--classifier", "profanity"), "unknown defense")
+
+
+@pytest.mark.slow
+def test_detoxify_and_toxigen_through_the_cli(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ckpt, base, _ = make_detoxify(tmp_path / "detox")
+    make_toxigen(tmp_path / "toxigen")
+    tox = cli("--json", "eval", "toxicity", "tiny", *SMALL, "--classifier", "detoxify-unbiased",
+              "--classifier-checkpoint", ckpt, "--classifier-base", base)
+    assert tox.exit_code == 0, tox.stderr
+    s = tox.json["summary"]
+    assert s["primary_attribute"] == "toxicity" and len(s["per_attribute"]) == 7
+    assert set(s["splits"]) <= {"toxic", "nontoxic"} and s["splits"]  # the tiny prompts are labelled
+    reg = cli("--json", "eval", "add-classifier", "detoxify-unbiased", "--checkpoint", ckpt, "--base", base)
+    assert reg.exit_code == 0, reg.stderr
+    again = cli("--json", "eval", "toxicity", "tiny", *SMALL)  # the registered weights, found by the default name
+    assert again.exit_code == 0, again.stderr
+    assert reg.json["id"] in again.json["parents"]
+    assert again.json["summary"]["expected_max_toxicity"] == pytest.approx(s["expected_max_toxicity"], abs=1e-5)
+    imp = cli("--json", "eval", "implicit", again.json["id"], "--classifier-path", tmp_path / "toxigen")
+    assert imp.exit_code == 0, imp.stderr
+    assert imp.json["summary"]["classifier"] == "toxigen-roberta" and again.json["id"] in imp.json["parents"]
+
+
+@pytest.mark.slow
+def test_rad_download_and_defense_through_the_cli(cli, tmp_path):
+    archive = save_rad_release(tiny_reward_model(), tmp_path / "src")
+    tok = tmp_path / "src" / "gpt2-tokenizer"
+    got = cli("--json", "rad", "download", "--from", archive, "--tokenizer", tok)
+    assert got.exit_code == 0, got.stderr
+    assert got.json["name"] == "rad-reward" and got.json["summary"]["outputs"] == 7
+    assert cli("--json", "rad", "download", "--from", archive, "--tokenizer", tok).json["reused"] is True
+    tox = cli("--json", "eval", "toxicity", "tiny", *SMALL, "--classifier", "profanity", "--defense", "rad")
+    assert tox.exit_code == 0, tox.stderr
+    assert got.json["id"] in tox.json["parents"] and tox.json["summary"]["defense"].startswith("rad")
+    flu = cli("--json", "eval", "fluency", "tiny", "--defense", "rad", "--lambada-docs", "4")
+    assert flu.exit_code == 0, flu.stderr
+    assert flu.json["summary"]["perplexity"] is None and flu.json["summary"]["lambada_examples"] == 4
