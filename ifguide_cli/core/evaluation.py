@@ -360,6 +360,13 @@ def _finish_scored(ctx, records, classifier, extra: dict) -> dict:
     return {**extra, "classifier": classifier.name, **_headline(metrics)}
 
 
+def _not_rank0() -> bool:
+    """Evals run in one process: under torchrun / accelerate launch only rank 0 evaluates (and publishes)."""
+    from .workspace import process_rank
+
+    return process_rank()[0] != 0
+
+
 def load_lm(mref, device: str, dtype=None):
     from .models import load_model, load_tokenizer
 
@@ -400,6 +407,8 @@ def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationC
     parents = [*mref.parents, *classifier_spec.parents, *([reward_id] if reward_id else [])]
 
     def build(ctx):
+        if _not_rank0():
+            return {}
         partial = ctx.staging / PARTIAL
         done: dict[int, list] = {}
         if partial.is_file():  # resume: batches finished before an interruption
@@ -444,6 +453,8 @@ def rescore_eval(workspace, source, classifier_spec, *, device: str = "cpu", cla
     parents = [source.id, *classifier_spec.parents]
 
     def build(ctx):
+        if _not_rank0():
+            return {}
         classifier = load_classifier(classifier_spec, device=device, batch_size=classifier_batch_size)
         with ctx.timed("classify"):
             scored = _score_records(records, classifier, reporter)
@@ -491,6 +502,8 @@ def evaluate_fluency(workspace, mref, config: FluencyConfig, *, defense: Defense
     parents = [*mref.parents, *([reward_id] if reward_id else [])]
 
     def build(ctx):
+        if _not_rank0():
+            return {}
         model, tok = load_lm(mref, device, dtype)
         summary = {"task": "fluency", "model": mref.ref, "defense": defense.label(), "perplexity": None,
                    "lambada_accuracy": None}
