@@ -127,3 +127,19 @@ def save_rad_release(rm, folder: Path) -> Path:
 
 def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+def make_checkpoint(workspace_root: Path, name: str = "tiny-ckpt") -> str:
+    """A checkpoint artifact holding the tiny model (model/ = save_pretrained + tokenizer), as training writes it."""
+    from ifguide_cli.core.workspace import Workspace
+
+    model, tok = tiny_lm()
+
+    def build(ctx):
+        model.save_pretrained(str(ctx.staging / "model"))
+        tok.save_pretrained(str(ctx.staging / "model"))
+        return {"steps": 0}
+
+    art, _ = Workspace(workspace_root).create("checkpoints", {"tokenizer": "tiny", "family": "gpt_neox", "test": name},
+                                              [], build, name=name)
+    return art.id

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from evalkit import make_detoxify, make_toxigen, save_rad_release, tiny_reward_model
+from evalkit import make_checkpoint, make_detoxify, make_toxigen, save_rad_release, tiny_reward_model
 
 SMALL = ("--num-prompts", "4", "--samples", "2", "--max-new-tokens", "4", "--batch-size", "2")
 
@@ -24,7 +24,7 @@ def _one_line_error(result, *needles):
 
 
 @pytest.mark.slow
-def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli):
+def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli, workspace_dir):
     tox = cli("--json", "eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
               "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1", "--name", "base-tox")
     assert tox.exit_code == 0, tox.stderr
@@ -64,6 +64,17 @@ def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli):
     table = cli("eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
                 "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1")
     assert "EMT ± std" in table.stdout and "reused" in table.stdout
+
+    # a checkpoint artifact: it becomes the eval's parent and defaults follow its (tiny) tokenizer
+    ckpt = make_checkpoint(workspace_dir)
+    on_ckpt = cli("--json", "eval", "toxicity", "tiny-ckpt", "--classifier", "profanity", *SMALL)
+    assert on_ckpt.exit_code == 0, on_ckpt.stderr
+    assert on_ckpt.json["parents"] == [ckpt] and on_ckpt.json["summary"]["prompt_set"] == "tiny-prompts"
+    # the checkpoint holds the same weights as the seeded tiny init: same continuations as the registry model
+    same = cli("--json", "eval", "toxicity", "tiny", "--classifier", "profanity", *SMALL)
+    assert _lines(Path(same.json["path"]) / "continuations.jsonl") == _lines(Path(on_ckpt.json["path"]) / "continuations.jsonl")
+    flu_ckpt = cli("--json", "eval", "fluency", ckpt, "--ppl-docs", "12", "--no-lambada")
+    assert flu_ckpt.json["parents"] == [ckpt] and flu_ckpt.json["summary"]["perplexity"] == pytest.approx(fs["perplexity"], rel=1e-4)
 
     bad = cli("eval", "implicit", flu.json["id"], "--classifier", "profanity")
     _one_line_error(bad, "no saved continuations")

@@ -311,10 +311,12 @@ class SequenceClassifier(Classifier):
     def score(self, texts, reporter=NULL):
         import torch
 
-        out = {a: [] for a in self.attributes}
+        out = {a: [0.0] * len(texts) for a in self.attributes}
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: less padding
         with reporter.task(f"classifying ({self.name})", total=len(texts)) as task, torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                chunk = [t if t else " " for t in texts[start:start + self.batch_size]]
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                chunk = [texts[i] or " " for i in idx]
                 enc = self.tokenizer(chunk, return_tensors="pt", truncation=True, padding=True,
                                      max_length=self.max_length).to(self.device)
                 logits = self.model(**enc).logits.float()
@@ -322,8 +324,10 @@ class SequenceClassifier(Classifier):
                     probs = torch.softmax(logits, dim=-1)[:, self.toxic_index:self.toxic_index + 1]
                 else:
                     probs = torch.sigmoid(logits)
-                for i, attr in enumerate(self.attributes):
-                    out[attr] += probs[:, i].cpu().tolist()
+                probs = probs.cpu().tolist()
+                for row, i in zip(probs, idx):
+                    for j, attr in enumerate(self.attributes):
+                        out[attr][i] = row[j]
                 task.advance(len(chunk))
         return out
 
