@@ -306,7 +306,8 @@ class SequenceClassifier(Classifier):
         self.device, self.batch_size = device, batch_size
         model_max = getattr(tokenizer, "model_max_length", max_length) or max_length
         pos = getattr(model.config, "max_position_embeddings", max_length) or max_length
-        self.max_length = int(min(max_length, model_max, pos - 2 if pos > 8 else pos))
+        offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        self.max_length = int(min(max_length, model_max, pos - offset))  # RoBERTa positions start after padding_idx
 
     def score(self, texts, reporter=NULL):
         import torch

@@ -153,7 +153,10 @@ def lambada_split(text: str) -> tuple[str, str]:
 
 # ---- prompts --------------------------------------------------------------------------------
 def load_eval_prompts(ref: str, num_prompts: int | None = None, seed: int = 0) -> tuple[list[dict], dict]:
-    """Prompts of a prompt set; with `num_prompts`, a seeded random subset (kept in file order)."""
+    """Prompts of a prompt set; with `num_prompts`, a seeded random subset (kept in file order).
+
+    The subset seed is fixed by default (not the sampling seed), so every model and every sampling seed
+    is evaluated on the same prompts."""
     from .data import load_prompts
     from .registry import DATASETS
 
@@ -399,7 +402,7 @@ def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationC
 
     generation.validate()
     defense.validate()
-    prompts, prompt_identity = load_eval_prompts(prompts_ref, num_prompts, generation.seed)
+    prompts, prompt_identity = load_eval_prompts(prompts_ref, num_prompts)  # same subset for every model and seed
     reward_id = reward_art.id if reward_art is not None else None
     config = {"task": "toxicity", "model": mref.identity(), "prompts": prompt_identity, "generation": asdict(generation),
               "defense": defense.identity(reward_id), "classifier": classifier_spec.identity,

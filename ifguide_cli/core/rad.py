@@ -165,7 +165,7 @@ class RADLogitsProcessor(LogitsProcessor):
             mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
         if mask is None or mask.shape != input_ids.shape:
             mask = self._infer_mask(input_ids)
-        mask = mask.to(input_ids.device).long()
+        mask = mask.to(input_ids.device).long().clone()
         if self.mode == "ids":
             ids, rm_mask = input_ids, mask
             if ids.shape[1] > self.max_prompt:
@@ -228,7 +228,7 @@ class RADLogitsProcessor(LogitsProcessor):
             chunk = torch.tensor([p + [self.rm_pad] * (width - len(p)) for p in pieces], device=device)
             chunk_mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in pieces], device=device)
         full_mask = torch.cat([mask, chunk_mask], dim=-1)
-        position_ids = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, -chunk.shape[1]:]
+        position_ids = (full_mask.cumsum(-1) - 1).clamp(0, self.rm.config.n_positions - 1)[:, -chunk.shape[1]:]
         out, self._cache = self.rm(chunk, attention_mask=full_mask, position_ids=position_ids,
                                    past_key_values=self._cache, use_cache=True)
         n_real = chunk_mask.sum(-1)
