@@ -64,6 +64,7 @@ def test_cached_rewards_equal_a_full_recompute():
     assert checked > 20
 
 
+@pytest.mark.slow
 def test_text_mode_with_a_different_tokenizer_matches_its_reencoded_recompute():
     """LM and reward model with different vocabularies: decode / re-encode, still KV-cached and exact."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders

@@ -395,13 +395,14 @@ def rad_factory(reward_art, lm_tokenizer, defense: DefenseConfig, device: str, m
 
 def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationConfig, classifier_spec, *,
                       num_prompts: int | None = None, defense: DefenseConfig = DefenseConfig(), reward_art=None,
-                      device: str = "cpu", dtype=None, classifier_batch_size: int = 64, name: str | None = None,
+                      device: str | None = None, dtype=None, classifier_batch_size: int = 64, name: str | None = None,
                       force: bool = False, reporter=NULL):
     """Sample, classify, and store an eval artifact. Returns (artifact, reused)."""
     from .classifiers import load_classifier
 
     generation.validate()
     defense.validate()
+    device = pick_device(device)
     prompts, prompt_identity = load_eval_prompts(prompts_ref, num_prompts)  # same subset for every model and seed
     reward_id = reward_art.id if reward_art is not None else None
     config = {"task": "toxicity", "model": mref.identity(), "prompts": prompt_identity, "generation": asdict(generation),
@@ -446,12 +447,13 @@ def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationC
     return workspace.create("evals", config, parents, build, name=name, force=force, device=device)
 
 
-def rescore_eval(workspace, source, classifier_spec, *, device: str = "cpu", classifier_batch_size: int = 64,
+def rescore_eval(workspace, source, classifier_spec, *, device: str | None = None, classifier_batch_size: int = 64,
                  name: str | None = None, force: bool = False, reporter=NULL):
     """Re-score the continuations saved in eval `source` with another classifier (implicit toxicity)."""
     from .classifiers import load_classifier
 
     records = read_continuations(source)
+    device = pick_device(device)
     config = {"task": "implicit", "source": source.id, "classifier": classifier_spec.identity}
     parents = [source.id, *classifier_spec.parents]
 
@@ -479,12 +481,13 @@ def default_fluency_data(mref) -> tuple[str, str | None, str]:
 
 
 def evaluate_fluency(workspace, mref, config: FluencyConfig, *, defense: DefenseConfig = DefenseConfig(),
-                     reward_art=None, device: str = "cpu", dtype=None, name: str | None = None, force: bool = False,
+                     reward_art=None, device: str | None = None, dtype=None, name: str | None = None, force: bool = False,
                      reporter=NULL):
     """Perplexity and LAMBADA accuracy; with RAD only LAMBADA (RAD changes decoding, not the model's likelihood)."""
     from .data import load_records, record_text
 
     defense.validate()
+    device = pick_device(device)
     check_range("--batch-size", config.batch_size, 1, None)
     ppl_texts = lambada_texts = None
     ppl_identity = lambada_identity = None
