@@ -110,6 +110,9 @@ def resolve_classifier(name: str, workspace=None, *, checkpoint: str | None = No
         return ClassifierSpec(BUILTIN, "profanity", {"backend": "profanity", "package": _profanity_version()})
 
     if name.startswith("detoxify-") or name == "detoxify":
+        if path:
+            raise IfguideError("--classifier-path is for transformers classifier folders, not Detoxify checkpoints",
+                               hint="use --classifier-checkpoint FILE --classifier-base DIR", exit_code=2)
         model_type = name[len("detoxify-"):] if name != "detoxify" else "unbiased"
         if model_type not in DETOXIFY_TYPES:
             raise IfguideError(f"unknown Detoxify model type {model_type!r}",
