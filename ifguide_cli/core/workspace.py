@@ -260,7 +260,7 @@ class Workspace:
         parents = list(parents)
         rank, world = process_rank()
         if rank != 0:
-            return self._create_as_worker(kind, config, parents, build)
+            return self._create_as_worker(kind, config, parents, build, force=force)
         for pid in parents:
             if self.by_id(pid) is None:
                 raise ArtifactNotFound(f"parent artifact {pid} is not in workspace {self.root}")
@@ -322,7 +322,7 @@ class Workspace:
         finally:
             lock.release()
 
-    def _create_as_worker(self, kind: str, config: dict, parents: list[str], build) -> tuple[Artifact, bool]:
+    def _create_as_worker(self, kind: str, config: dict, parents: list[str], build, force: bool = False) -> tuple[Artifact, bool]:
         """A non-zero rank of a distributed run: same id and staging folder as rank 0, never publishes.
 
         Rank 0 holds the lock, writes the manifest and publishes; the build function is run by every
@@ -331,7 +331,7 @@ class Workspace:
         """
         aid = artifact_id(kind, config, parents)
         existing = self.get(kind, aid)
-        if existing is not None:
+        if existing is not None and not force:  # with --force rank 0 rebuilds, so this rank must build too
             return existing, True
         staging = self.staging_dir(kind, aid)
         staging.mkdir(parents=True, exist_ok=True)
