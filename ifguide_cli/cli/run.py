@@ -1,12 +1,79 @@
 """`ifguide run`: the whole pipeline from a YAML file or a preset."""
 
+from __future__ import annotations
+
+from typing import Optional
+
 import typer
 
 from . import common
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run", help="Run the whole pipeline (train, factors, scores, mask, finetune, eval, report).")
+    @app.command("run", help="Run the whole pipeline: train a baseline, factors, scores, mask, fine-tune with IF-Guide and "
+                             "a plain control, evaluate toxicity and fluency, report. Stages whose config and parents are "
+                             "unchanged are reused, so a rerun only redoes what changed.")
     @common.handles_errors
-    def run() -> None:
-        common.not_implemented("run")
+    def run(
+        pipeline: Optional[str] = typer.Argument(None, metavar="[PIPELINE.yaml]", help="Pipeline file (see `--preset tiny --print-config`)."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny."),
+        print_config: bool = typer.Option(False, "--print-config", help="Print the pipeline file of the preset and exit."),
+        force: bool = typer.Option(False, "--force", help="Recompute every stage even if stored."),
+    ) -> None:
+        from ..core.pipeline import load_spec, preset_path
+
+        if (pipeline is None) == (preset is None):
+            common.fail("give either a PIPELINE.yaml file or --preset", hint="e.g. `ifguide run --preset tiny`", exit_code=2)
+        path = preset_path(preset) if preset else pipeline
+        if print_config:
+            text = open(path, encoding="utf-8").read()
+            common.emit({"path": str(path), "yaml": text}, lambda console: console.print(text, markup=False, highlight=False))
+            return
+        spec = load_spec(path)
+        _run(spec, force)
+
+
+def _run(spec, force: bool) -> None:
+    import time
+
+    from ..core.pipeline import run_pipeline
+
+    ws = common.workspace()
+    started = time.perf_counter()
+
+    def on_start(name: str) -> None:
+        common.info(f"[bold]▶ {name}[/]")
+
+    def on_stage(rec) -> None:
+        status = "[green]reused[/]" if rec.reused else f"done in {rec.seconds:.1f}s"
+        common.info(f"  {rec.kind.rstrip('s')} {rec.id} {status}")
+
+    result = run_pipeline(ws, spec, reporter=common.reporter(), force=force, on_stage=on_stage, on_start=on_start)
+    payload = {**result.to_json(), "seconds": round(time.perf_counter() - started, 2), "workspace": str(ws.root)}
+
+    def render(console):
+        from rich.table import Table
+
+        table = Table(title="IF-Guide vs plain fine-tuning", title_justify="left")
+        for col in ("system", "checkpoint", "toxicity prob.", "exp. max toxicity", "perplexity", "LAMBADA acc."):
+            table.add_column(col, justify="right" if col not in ("system", "checkpoint") else "left")
+        for system, m in result.systems.items():
+            table.add_row(system, m["checkpoint"], _f(m["toxicity_probability"]),
+                          f"{_f(m['expected_max_toxicity'])} ± {_f(m['expected_max_toxicity_std'])}",
+                          _f(m["perplexity"], 2), _f(m["lambada_accuracy"]))
+        console.print(table)
+        mask = result.mask
+        console.print(f"mask: {mask.get('tokens')} tokens in {mask.get('documents')} documents"
+                      + (f", precision@k on planted toxic documents {mask['precision_at_k']:.2f}" if mask.get("precision_at_k") is not None else ""))
+        if result.reduction is not None:
+            bound = "≥ " if result.reduction_is_lower_bound else ""
+            console.print(f"[bold]toxicity probability: control / IF-Guide = {bound}{result.reduction:.1f}×[/]")
+        console.print(f"report: {result.report.get('html')}   ·   inspect the mask: ifguide mask browse {result.stages['mask'].id}")
+        console.print(f"[dim]{len(result.stages)} stages, {sum(s.reused for s in result.stages.values())} reused, "
+                      f"{payload['seconds']:.0f}s[/]")
+
+    common.emit(payload, render)
+
+
+def _f(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"

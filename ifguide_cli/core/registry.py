@@ -49,7 +49,7 @@ class ClassifierEntry:
 
 
 MODELS = {m.name: m for m in [
-    ModelEntry("tiny", None, "0.6M", "gpt_neox", "tiny", True,
+    ModelEntry("tiny", None, "0.9M", "gpt_neox", "tiny", True,
                "2-layer GPT-NeoX built from the packaged config, packaged BPE tokenizer; runs offline on a CPU"),
     ModelEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", "gpt_neox", PYTHIA_TOKENIZER, True,
                "Pythia-160M architecture, trained from scratch in the paper"),
