@@ -127,6 +127,8 @@ def _run(mode: str, opts: dict) -> None:
     )
     if not main:  # other ranks of a distributed run: rank 0 reports
         return
+    for warning in result.info.get("warnings", []):
+        common.info(f"[yellow]warning:[/] {warning}")
     art = result.artifact
     title = "checkpoint (fine-tuned)" if mode == "finetune" else "checkpoint (trained from scratch)"
     extra = {"dataset": result.info["dataset"], "mask": result.info["mask"] or "-", "profile": result.info["profile"],

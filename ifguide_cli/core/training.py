@@ -614,8 +614,11 @@ def run_training(
         check_mask_matches(mask_art, mask, ds_art, corpus.shape)
 
     tc, ro = resolve_config(mode, profile, yaml_values, values, T)
-    if mask_art is None and values.get("lam") is not None and float(values["lam"]) != 1.0:
-        pass  # λ without a mask changes nothing; it stays in the config for the record
+    warnings = []
+    if mask_art is None and tc.lam != TrainConfig.lam:
+        # λ weighs masked tokens only: without a mask it changes nothing, so it must not change the artifact id
+        warnings.append("--lambda has no effect without --mask (plain language-model training)")
+        tc = replace(tc, lam=TrainConfig.lam)
     eval_art = None
     if tc.eval_data:
         eval_art, _ = resolve_corpus(ws, tc.eval_data, mref, T, reporter=reporter)
@@ -646,7 +649,7 @@ def run_training(
     art, reused = ws.create("checkpoints", config, parents, build, name=name, force=force and is_main_process(),
                             device=_device_name())
     return TrainResult(art, reused, tc, ro, {"dataset": ds_art.id, "mask": mask_art.id if mask_art else None,
-                                             "profile": profile, "seq_len": T, "documents": n_rows})
+                                             "profile": profile, "seq_len": T, "documents": n_rows, "warnings": warnings})
 
 
 def _device_name() -> str:
@@ -708,15 +711,16 @@ def _build_checkpoint(ctx, *, mref, corpus, mask, eval_art, tc: TrainConfig, ro:
     elif val_rows:
         eval_ds = TokenRows(corpus.input_ids, corpus.attention_mask, val_rows)
 
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # loading/saving bars would clutter stderr
     with ctx.timed("load_model"):
         model = load_model(mref, from_scratch=(tc.mode == "pretrain"), seed=tc.seed)
     tokenizer = load_tokenizer(mref)
 
-    import transformers
     from transformers import PrinterCallback, TrainingArguments
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bars would clutter stderr
     tensorboard = _tensorboard_available() if ro.tensorboard is None else ro.tensorboard
     if tensorboard and not _tensorboard_available():
         raise IfguideError("--tensorboard needs the tensorboard package", hint="pip install tensorboard", exit_code=2)

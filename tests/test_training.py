@@ -1,0 +1,226 @@
+"""`ifguide train` / `ifguide finetune`: artifacts, reuse, options, config files, and one-line errors (fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.training import PROFILES, TrainConfig, batch_layout, resolve_config
+
+torch.set_num_threads(1)
+
+# a few optimizer steps on the packaged tiny model/data: enough to exercise the whole path
+MICRO = ["--max-steps", "2", "--batch-size", "8", "--save-steps", "1", "--eval-docs", "8", "--logging-steps", "1"]
+
+
+def _make_mask(ws_root, dataset_id: str | None, shape, *, parents=None, fill_rows=(0, 1, 2)):
+    """A mask artifact as `ifguide mask` writes it (mask.safetensors: mask bool (N, T), ranking)."""
+    from ifguide_cli.core.workspace import Workspace
+
+    ws = Workspace(ws_root)
+    mask = torch.zeros(shape, dtype=torch.bool)
+    for r in fill_rows:
+        mask[r, 10:20] = True
+
+    def build(ctx):
+        save_file({"mask": mask, "ranking": torch.arange(shape[0])}, str(ctx.staging / "mask.safetensors"))
+        return {"masked_tokens": int(mask.sum())}
+
+    parents = parents if parents is not None else ([dataset_id] if dataset_id else [])
+    art, _ = ws.create("masks", {"test": True, "dataset": dataset_id, "shape": list(shape)}, parents, build)
+    return art
+
+
+@pytest.fixture
+def trained(cli):
+    """A 2-step checkpoint of `tiny` trained from scratch (shared by the tests that need one)."""
+    result = cli("--json", "train", "tiny", "--data", "tiny", *MICRO)
+    assert result.exit_code == 0, result.stderr
+    return result.json
+
+
+def test_train_writes_checkpoint_artifact(trained, workspace_dir):
+    from ifguide_cli.core.models import load_model, resolve_model
+    from ifguide_cli.core.workspace import Workspace
+
+    art = trained
+    path = workspace_dir / "checkpoints" / art["id"]
+    model_dir = path / "model"
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
+    assert (model_dir / "tokenizer.json").is_file()
+    assert not list(model_dir.glob("*.bin"))  # safetensors only
+    assert (path / "metrics.json").is_file()
+    log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+    assert any("eval_loss" in r for r in log)
+    assert sorted(p.name for p in (path / "trainer").iterdir()) == ["checkpoint-1", "checkpoint-2"]
+    assert not (path / "trainer" / "checkpoint-2" / "optimizer.pt").exists()  # dropped once finished
+
+    cfg = art["config"]
+    assert cfg["tokenizer"] == "tiny" and cfg["family"] == "gpt_neox" and cfg["mode"] == "pretrain"
+    assert cfg["mask"] is None and cfg["seed"] == 0 and cfg["profile"] == "tiny"
+    assert cfg["train"]["max_steps"] == 2 and cfg["train"]["batch_size"] == 8
+    assert cfg["train"]["learning_rate"] == PROFILES["tiny"]["pretrain"]["learning_rate"]
+    assert art["parents"] == [cfg["dataset"]]
+    summary = art["summary"]
+    assert summary["steps"] == 2 and summary["precision"] == "fp32" and summary["eval_loss"] > 0
+    assert summary["tokens_per_step"] == 8 * 64
+
+    # the checkpoint is a model reference for the next stages
+    ws = Workspace(workspace_dir)
+    mref = resolve_model(art["id"], ws)
+    assert mref.source == "checkpoint" and mref.tokenizer == "tiny" and mref.family == "gpt_neox"
+    load_model(mref)
+
+
+def test_identical_config_is_reused_and_force_retrains(cli, trained):
+    again = cli("--json", "train", "tiny", "--data", "tiny", *MICRO)
+    assert again.exit_code == 0 and again.json["reused"] and again.json["id"] == trained["id"]
+    other = cli("--json", "train", "tiny", "--data", "tiny", *MICRO, "--seed", "1")
+    assert other.exit_code == 0 and not other.json["reused"] and other.json["id"] != trained["id"]
+    forced = cli("--json", "train", "tiny", "--data", "tiny", *MICRO, "--force")
+    assert forced.exit_code == 0 and not forced.json["reused"] and forced.json["id"] == trained["id"]
+
+
+def test_runtime_options_do_not_change_the_id(cli, trained, tmp_path):
+    log = tmp_path / "log.jsonl"
+    again = cli("--json", "train", "tiny", "--data", "tiny", *MICRO, "--micro-batch-size", "4", "--log-file", str(log))
+    assert again.json["id"] == trained["id"] and again.json["reused"]
+
+
+def test_finetune_with_mask_records_lineage(cli, trained, workspace_dir, tmp_path):
+    ds = trained["config"]["dataset"]
+    mask = _make_mask(workspace_dir, ds, (3000, 64), fill_rows=range(0, 3000, 2))
+    log = tmp_path / "ft.jsonl"
+    result = cli("--json", "finetune", trained["id"], "--data", "tiny", "--mask", mask.id, "--lambda", "0.5",
+                 *MICRO, "--log-file", str(log))
+    assert result.exit_code == 0, result.stderr
+    art = result.json
+    assert set(art["parents"]) == {trained["id"], ds, mask.id}
+    cfg = art["config"]
+    assert cfg["mask"] == mask.id and cfg["lambda"] == 0.5 and cfg["train"]["lam"] == 0.5 and cfg["mode"] == "finetune"
+    assert cfg["model"] == {"source": "checkpoint", "artifact_id": trained["id"], "family": "gpt_neox"}
+    assert cfg["tokenizer"] == "tiny" and cfg["family"] == "gpt_neox" and cfg["dataset"] == ds
+    assert cfg["train"]["learning_rate"] == PROFILES["tiny"]["finetune"]["learning_rate"]
+    assert cfg["train"]["weight_decay"] == PROFILES["tiny"]["finetune"]["weight_decay"]
+    assert art["summary"]["masked_tokens"] == 15000 and art["summary"]["masked_token_nll"] > 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert any("ce_masked" in r for r in lines)  # the masked tokens' CE is logged while training
+    lineage = cli("--json", "workspace", "show", art["id"])
+    assert lineage.exit_code == 0
+
+
+def test_lambda_without_mask_warns_and_keeps_the_id(cli, trained):
+    result = cli("--json", "train", "tiny", "--data", "tiny", *MICRO, "--lambda", "3")
+    assert result.exit_code == 0 and result.json["id"] == trained["id"]
+
+
+def test_yaml_config_and_cli_overrides(cli, tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("lr: 0.002\nbatch-size: 8\nmax_steps: 2\nwarmup_ratio: 0.1\nsave_steps: 1\neval_docs: 8\nseed: 7\n")
+    result = cli("--json", "train", "tiny", "--data", "tiny", "--config", str(cfg), "--seed", "3")
+    assert result.exit_code == 0, result.stderr
+    t = result.json["config"]["train"]
+    assert t["learning_rate"] == 0.002 and t["batch_size"] == 8 and t["max_steps"] == 2 and t["warmup_ratio"] == 0.1
+    assert t["seed"] == 3  # the option wins over the file
+
+
+def test_resolve_config_precedence_and_batch_tokens():
+    tc, ro = resolve_config("finetune", "paper", {"lr": 1e-4, "micro-batch": 4}, {"weight_decay": 0.1, "batch_tokens": 2048 * 64}, 2048)
+    assert tc.learning_rate == 1e-4 and tc.weight_decay == 0.1 and tc.batch_size == 64 and ro.micro_batch_size == 4
+    assert tc.adam_beta1 == 0.9 and tc.adam_beta2 == 0.95 and tc.lr_scheduler == "cosine" and tc.warmup_ratio == 0.01
+    assert tc.max_grad_norm == 1.0 and tc.mode == "finetune"
+    paper = resolve_config("pretrain", "paper", None, {}, 2048)[0]
+    assert paper.learning_rate == 6e-4 and paper.batch_size * 2048 == 256 * 2048
+    ft = resolve_config("finetune", "paper", None, {}, 2048)[0]
+    assert ft.learning_rate == 6e-5 and ft.weight_decay == 4e-4
+    assert TrainConfig().lam == 1.0
+
+
+def test_batch_layout():
+    assert batch_layout(256, 8, 1) == (8, 32)
+    assert batch_layout(256, 8, 4) == (8, 8)
+    assert batch_layout(32, None, 2) == (16, 1)
+    with pytest.raises(IfguideError):
+        batch_layout(30, 8, 1)
+
+
+# ---- bad input: one clear line, no traceback --------------------------------------------------------
+def _one_line_error(result, *needles, code=None):
+    assert result.exit_code != 0
+    if code is not None:
+        assert result.exit_code == code
+    err = result.stderr.strip()
+    assert err.startswith("error:") and "Traceback" not in err and len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_negative_lambda_is_rejected(cli):
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--lambda", "-1"), "--lambda", code=2)
+
+
+def test_bad_ranges_are_rejected(cli):
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--lr", "0"), "--lr", code=2)
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--warmup-ratio", "1.5"), "--warmup-ratio", code=2)
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--scheduler", "bogus"), "scheduler", code=2)
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--batch-size", "30", "--micro-batch-size", "8"), "micro-batch", code=2)
+
+
+def test_unknown_model(cli):
+    _one_line_error(cli("train", "no-such-model", "--data", "tiny"), "unknown model", code=2)
+    _one_line_error(cli("finetune", "no-such-model", "--data", "tiny"), "unknown model", code=2)
+
+
+def test_missing_checkpoint(cli):
+    _one_line_error(cli("finetune", "deadbeef0000", "--data", "tiny"), "no checkpoint", "deadbeef0000")
+    _one_line_error(cli("finetune", "./no/such/folder", "--data", "tiny"), "unknown model")
+
+
+def test_finetune_needs_pretrained_weights(cli):
+    _one_line_error(cli("finetune", "tiny", "--data", "tiny"), "no pretrained weights", "ifguide train tiny", code=2)
+
+
+def test_missing_mask(cli):
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", "feedface1234"), "no mask", "feedface1234")
+
+
+def test_mask_computed_on_another_dataset(cli, workspace_dir):
+    # the mask was computed on the 32-token layout of the corpus; training uses the default 64
+    from ifguide_cli.core.data import corpus_artifact, default_corpus_config
+    from ifguide_cli.core.models import resolve_model
+    from ifguide_cli.core.workspace import Workspace
+
+    ws = Workspace(workspace_dir)
+    other, _ = corpus_artifact(ws, "tiny", resolve_model("tiny"), default_corpus_config("tiny", seq_len=32))
+    mask = _make_mask(workspace_dir, other.id, (3000, 32))
+    err = _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id), "computed on dataset", code=2)
+    assert other.id in err
+
+
+def test_mask_shape_mismatch(cli, workspace_dir):
+    mask = _make_mask(workspace_dir, None, (100, 64))  # from a plain score file: no dataset id, wrong shape
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id), "(100, 64)", "(3000, 64)", code=2)
+
+
+def test_wrong_artifact_kind_for_mask(cli, trained):
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", trained["id"]), "not a mask", code=2)
+
+
+def test_bad_config_file(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 0.1\n")
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--config", str(bad)), "learning_rat", code=2)
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--config", str(tmp_path / "none.yaml")), "does not exist", code=2)
+
+
+def test_help_is_instant_and_lists_options(cli):
+    out = cli("train", "--help").stdout
+    for opt in ("--data", "--mask", "--lambda", "--config", "--max-steps", "--lr", "--batch-tokens", "--resume"):
+        assert opt in out
+    assert "--max-steps" in cli("finetune", "--help").stdout
