@@ -130,6 +130,8 @@ def test_select_json_and_reuse(env, run, mask_id):
     assert {"rank", "doc", "masked_tokens", "tokens_above_threshold", "strength", "harmonic", "planted_toxic"} <= set(top)
     forced = _json(run("--json", "mask", "planted-scores", "--max-tokens", "3000", "--name", "m1", "--force"))
     assert forced["id"] == mask_id and forced["reused"] is False
+    # options may come before SCORES in the short form
+    assert _json(run("--json", "mask", "--max-tokens", "3000", "-p", "0.99", "planted-scores", "--name", "m1"))["id"] == mask_id
     text = run("mask", "planted-scores", "--max-tokens", "3000")
     assert text.exit_code == 0 and "planted_precision_at_k" in text.stdout and "top 10 documents" in text.stdout
 
@@ -251,6 +253,8 @@ def test_browse_headless_with_pilot(env, mask_id):
     app = build_app(insp, top=40)
     expected_hit = insp.find("moron", 6)
     assert expected_hit is not None
+    second_hit = insp.find("moron", expected_hit + 1)
+    assert second_hit is not None
 
     async def drive():
         async with app.run_test(size=(120, 40)) as pilot:
@@ -270,8 +274,11 @@ def test_browse_headless_with_pilot(env, mask_id):
             await pilot.pause()
             assert app.rank == expected_hit and "moron" in str(app.doc_text).lower()
             assert any(span.style.reverse for span in app.doc_text.spans if hasattr(span.style, "reverse"))
+            await pilot.press("N")  # search again: the next hit after this one
+            await pilot.pause()
+            assert app.rank == second_hit
             await pilot.press("slash", *"zzzqqq", "enter")
-            assert app.rank == expected_hit and "not found" in app.status
+            assert app.rank == second_hit and "not found" in app.status
             assert not app.heat
             await pilot.press("s")
             assert app.heat and any(getattr(span.style, "bgcolor", None) is not None for span in app.doc_text.spans)
