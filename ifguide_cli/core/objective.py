@@ -43,18 +43,19 @@ class PenaltyTerms:
 
 
 def shifted_token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token next-token CE aligned with ``labels[:, 1:]`` and the validity mask of those labels.
+    """Per-position next-token CE and the validity of each position's target.
 
-    Returns (ce (B, T-1) float32 with 0 at ignored positions, valid (B, T-1) bool). Logits are upcast
-    to float32 like transformers' own causal-LM loss.
+    Returns (ce, valid), both (B, T): ``ce[:, t]`` is the loss of predicting ``labels[:, t + 1]`` from the
+    logits at position t (0 where the target is ignored; the last column is always ignored). The labels are
+    shifted instead of the logits, like transformers' own causal-LM loss, so the (B, T, V) logits are never
+    copied (except for the float32 upcast of half-precision logits).
     """
     if logits.dim() != 3 or labels.dim() != 2 or logits.shape[:2] != labels.shape:
         raise ValueError(f"logits must be (B, T, V) and labels (B, T); got {tuple(logits.shape)} and {tuple(labels.shape)}")
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
+    shift_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
     valid = shift_labels.ne(IGNORE_INDEX)
     ce = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
+        logits.float().reshape(-1, logits.size(-1)),
         shift_labels.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="none",
@@ -72,7 +73,7 @@ def penalty_terms(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
     else:
         if mask.shape != labels.shape:
             raise ValueError(f"mask {tuple(mask.shape)} must have the labels' shape {tuple(labels.shape)}")
-        masked = mask[:, 1:].to(torch.bool) & valid
+        masked = F.pad(mask[:, 1:].to(torch.bool), (0, 1), value=False) & valid  # aligned like the labels
     ordinary = valid & ~masked
     weights = ordinary.to(ce.dtype) - float(lam) * masked.to(ce.dtype)
     detached = ce.detach()

@@ -253,14 +253,14 @@ def main_process_first():
 
 # ---- data ----------------------------------------------------------------------------------------
 class TokenRows:
-    """A torch Dataset over rows of the (N, T) corpus: input_ids, attention_mask, labels, loss_mask."""
+    """A torch Dataset over rows of the (N, T) corpus: input_ids, attention_mask, labels, loss_mask.
+
+    Labels are the input ids with -100 on padding, built per row (no second copy of a large corpus).
+    """
 
     def __init__(self, input_ids, attention_mask, rows, mask=None):
-        from .objective import labels_from_attention
-
         self.input_ids = input_ids
         self.attention_mask = attention_mask
-        self.labels = labels_from_attention(input_ids, attention_mask)
         self.rows = list(rows)
         self.mask = mask
 
@@ -268,8 +268,11 @@ class TokenRows:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
+        from .objective import IGNORE_INDEX
+
         r = self.rows[i]
-        item = {"input_ids": self.input_ids[r], "attention_mask": self.attention_mask[r], "labels": self.labels[r]}
+        ids, att = self.input_ids[r], self.attention_mask[r]
+        item = {"input_ids": ids, "attention_mask": att, "labels": ids.masked_fill(att == 0, IGNORE_INDEX)}
         if self.mask is not None:
             item["loss_mask"] = self.mask[r]
         return item
@@ -589,7 +592,7 @@ def run_training(
     yaml_norm = normalise_keys(yaml_values, "the config file")
     seq_len = seq_len if seq_len is not None else yaml_norm.get("seq_len")
     profile = profile or yaml_norm.get("profile")
-    lam = values.get("lam", yaml_norm.get("lam"))
+    lam = values["lam"] if values.get("lam") is not None else yaml_norm.get("lam")
     if lam is not None:
         check_range("--lambda", float(lam), 0)  # fail before any work
 
