@@ -224,3 +224,21 @@ def test_help_is_instant_and_lists_options(cli):
     for opt in ("--data", "--mask", "--lambda", "--config", "--max-steps", "--lr", "--batch-tokens", "--resume"):
         assert opt in out
     assert "--max-steps" in cli("finetune", "--help").stdout
+
+
+def test_half_precision_needs_cuda(cli):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    _one_line_error(cli("train", "tiny", "--data", "tiny", "--precision", "bf16"), "CUDA", code=2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_autocast_on_gpu_keeps_fp32_weights(cli, workspace_dir):
+    result = cli("--json", "train", "tiny", "--data", "tiny", *MICRO)
+    assert result.exit_code == 0, result.stderr
+    assert result.json["summary"]["precision"] == "bf16" and result.json["config"]["train"]["precision"] == "auto"
+    from safetensors.torch import load_file
+
+    weights = load_file(str(workspace_dir / "checkpoints" / result.json["id"] / "model" / "model.safetensors"))
+    assert all(w.dtype == torch.float32 for w in weights.values())  # bf16 autocast, fp32 master weights

@@ -130,11 +130,33 @@ def _run(mode: str, opts: dict) -> None:
     for warning in result.info.get("warnings", []):
         common.info(f"[yellow]warning:[/] {warning}")
     art = result.artifact
-    title = "checkpoint (fine-tuned)" if mode == "finetune" else "checkpoint (trained from scratch)"
-    extra = {"dataset": result.info["dataset"], "mask": result.info["mask"] or "-", "profile": result.info["profile"],
-             "model": str(art.path / "model")}
     common.emit(common.artifact_payload(art, result.reused, model_dir=str(art.path / "model"), config=art.config),
-                common.render_artifact(title, art, result.reused, extra))
+                _render(mode, art, result))
+
+
+_ROWS = (  # summary fields shown in the table, in order (absent/None ones are skipped)
+    ("steps", "steps"), ("resumed_from_step", "resumed from step"), ("tokens_seen", "tokens seen"),
+    ("final_loss", "final train loss"), ("eval_loss", "eval loss"), ("eval_perplexity", "eval perplexity"),
+    ("masked_tokens", "masked tokens"), ("masked_token_nll", "masked-token NLL"), ("ordinary_token_nll", "ordinary-token NLL"),
+    ("tokens_per_s", "tokens/s"), ("precision", "precision"), ("world_size", "processes"), ("train_seconds", "train seconds"),
+)
+
+
+def _render(mode: str, art, result):
+    def render(console):
+        s = art.summary
+        rows = {"id": art.id, "status": "reused" if result.reused else "created",
+                "base": art.config.get("model", {}).get("artifact_id") or art.config.get("model", {}).get("location"),
+                "dataset": result.info["dataset"], "mask": result.info["mask"] or "-"}
+        if result.info["mask"]:
+            rows["lambda"] = art.config.get("lambda")
+        rows["profile"] = result.info["profile"]
+        rows.update({label: s[key] for key, label in _ROWS if s.get(key) is not None})
+        rows["model"] = str(art.path / "model")
+        title = "checkpoint (fine-tuned)" if mode == "finetune" else "checkpoint (trained from scratch)"
+        console.print(common.kv_table(title, rows))
+
+    return render
 
 
 def _null():
