@@ -727,8 +727,6 @@ def _build_checkpoint(ctx, *, mref, corpus, mask, eval_art, tc: TrainConfig, ro:
     tensorboard = _tensorboard_available() if ro.tensorboard is None else ro.tensorboard
     if tensorboard and not _tensorboard_available():
         raise IfguideError("--tensorboard needs the tensorboard package", hint="pip install tensorboard", exit_code=2)
-    if tensorboard:
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(staging / "tensorboard"))
     eval_steps = ro.eval_steps or ro.save_steps
     args = TrainingArguments(
         output_dir=str(trainer_dir),
