@@ -681,16 +681,15 @@ def _build_checkpoint(ctx, *, mref, corpus, mask, eval_art, tc: TrainConfig, ro:
     log_path = staging / "train_log.jsonl"
     metrics_path = staging / "metrics.json"
 
-    if metrics_path.is_file() and (staging / "model" / "config.json").is_file():
-        # a finished build whose publish was interrupted: nothing left to train
-        return json.loads(metrics_path.read_text())["summary"]
-
-    if restart and main and trainer_dir.exists():
+    if restart and main:  # --restart: forget the interrupted run
         import shutil
 
-        shutil.rmtree(trainer_dir)
-        log_path.unlink(missing_ok=True)
+        for entry in list(staging.iterdir()):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     barrier()
+    if metrics_path.is_file() and (staging / "model" / "config.json").is_file():
+        # a finished build whose publish was interrupted: nothing left to train
+        return json.loads(metrics_path.read_text())["summary"] if main else {}
     resume = last_complete_checkpoint(trainer_dir)
     resumed_step = int(resume.name.split("-")[-1]) if resume else 0
     if main:
