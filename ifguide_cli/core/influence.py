@@ -665,23 +665,26 @@ def model_from_identity(identity: dict, ws):
     return resolve_model(identity["location"], ws)
 
 
-def load_model_for_influence(mref, ws, *, families_file: str | None, module_globs: tuple[str, ...] | None,
-                             family_spec: dict | None = None):
-    """Load the model in fp32, convert GPT-2 Conv1D layers if the family says so, pick the tracked modules.
-
-    Returns (model, family, modules, fingerprint). `family_spec` (from a factors artifact) overrides the lookup.
-    """
-    from .influence_task import ModuleFamily, convert_conv1d_to_linear, custom_family, find_family, load_families, select_modules
-    from .models import load_model, model_family
+def resolve_family(mref, ws, *, families_file: str | None = None, module_globs: tuple[str, ...] | None = None,
+                   family_spec: dict | None = None):
+    """The module family to track: a factors artifact's (`family_spec`), --modules globs, or the registry's (cheap:
+    reads the model config only, so an unknown family fails before any data or weights are loaded)."""
+    from .influence_task import ModuleFamily, custom_family, find_family, load_families
+    from .models import model_family
 
     if family_spec is not None:
-        family = ModuleFamily(family_spec["name"], tuple(family_spec["modules"]), (), tuple(family_spec.get("exclude", ())),
-                              source="factors artifact")
-    elif module_globs:
-        family = custom_family(list(module_globs))
-    else:
-        families = load_families(families_file, ws.root)
-        family = find_family(model_family(mref), families)
+        return ModuleFamily(family_spec["name"], tuple(family_spec["modules"]), (), tuple(family_spec.get("exclude", ())),
+                            source="factors artifact")
+    if module_globs:
+        return custom_family(list(module_globs))
+    return find_family(model_family(mref), load_families(families_file, ws.root))
+
+
+def load_model_for_influence(mref, family):
+    """The model in fp32 (GPT-2 Conv1D layers converted to nn.Linear), its tracked modules and weight fingerprint."""
+    from .influence_task import convert_conv1d_to_linear, select_modules
+    from .models import load_model
+
     from transformers.utils import logging as hf_logging
 
     bar = hf_logging.is_progress_bar_enabled()
@@ -694,7 +697,7 @@ def load_model_for_influence(mref, ws, *, families_file: str | None, module_glob
     convert_conv1d_to_linear(model)  # GPT-2 style Conv1D layers → equivalent nn.Linear (kronfluence tracks Linear)
     fingerprint = model_fingerprint(model)
     modules = select_modules(model, family)
-    return model, family, modules, fingerprint
+    return model, modules, fingerprint
 
 
 # ---- step 1: factors -------------------------------------------------------------------------
@@ -707,6 +710,7 @@ def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, report
     validate_factors_config(cfg)
     dinfo = setup_device(cfg.device)
     mref = resolve_model(model_ref, ws)
+    family = resolve_family(mref, ws, families_file=cfg.families_file, module_globs=cfg.modules)
     dataset = resolve_dataset(ws, data_ref, mref, cfg.seq_len, dinfo, reporter=reporter if dinfo.main else NULL)
     corpus = load_corpus(dataset)
     n_rows, seq_len = corpus.shape
@@ -714,8 +718,7 @@ def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, report
     if fit_examples < dinfo.world * cfg.partitions:
         raise IfguideError(f"{fit_examples} training rows cannot be split into {cfg.partitions} partition(s) over "
                            f"{dinfo.world} process(es)", hint="use fewer --partitions or processes", exit_code=2)
-    model, family, modules, fingerprint = load_model_for_influence(mref, ws, families_file=cfg.families_file,
-                                                                   module_globs=cfg.modules)
+    model, modules, fingerprint = load_model_for_influence(mref, family)
     batch_size = cfg.batch_size or default_batch_size(seq_len)
     config = {
         "model": mref.identity(), "model_fingerprint": fingerprint, "family": family.identity(), "modules": modules,
@@ -904,8 +907,7 @@ def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, c
                 hint="omit --damping (kronfluence's heuristic, 0.1 × mean eigenvalue per module) or use --precision fp32",
                 exit_code=2)
 
-    model, family, modules, fingerprint = load_model_for_influence(mref, ws, families_file=None, module_globs=None,
-                                                                   family_spec=fconf["family"])
+    model, modules, fingerprint = load_model_for_influence(mref, resolve_family(mref, ws, family_spec=fconf["family"]))
     if fingerprint != fconf.get("model_fingerprint") or modules != fconf.get("modules"):
         raise IfguideError(f"factors {fart.id} were fit on other weights than {_describe_model(mref.identity())} "
                            "(the model changed since, or the factors come from another model)",

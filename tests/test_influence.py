@@ -1,0 +1,339 @@
+"""`ifguide factors` + `ifguide scores` end to end on a tiny model trained on the packaged corpus.
+
+The model is trained here with a plain torch loop (a few hundred steps; cached in pytest's cache folder, keyed by the
+corpus, config and recipe), then the CLI fits EK-FAC factors and scores 320 documents of the corpus, of which 30 are
+planted toxic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ifguide_cli.core.registry import tiny_asset
+
+pytestmark = pytest.mark.slow
+
+ROWS = 320
+TRAIN = {"steps": 200, "batch": 32, "lr": 3e-3, "seed": 0}
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+def _train_tiny(out: Path) -> None:
+    from ifguide_cli.core.data import CorpusConfig, load_records, tokenize_corpus
+    from ifguide_cli.core.models import load_model, load_tokenizer, resolve_model
+
+    mref = resolve_model("tiny")
+    tok = load_tokenizer(mref)
+    model = load_model(mref, seed=TRAIN["seed"])
+    records, _ = load_records("tiny")
+    corpus = tokenize_corpus(records, tok, CorpusConfig(seq_len=64, packing=False))
+    gen = torch.Generator().manual_seed(TRAIN["seed"])
+    steps = TRAIN["steps"]
+    opt = torch.optim.AdamW(model.parameters(), lr=TRAIN["lr"], betas=(0.9, 0.95), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / steps))
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, corpus.input_ids.shape[0], (TRAIN["batch"],), generator=gen)
+        ids, am = corpus.input_ids[idx], corpus.attention_mask[idx]
+        loss = model(input_ids=ids, attention_mask=am, labels=ids.masked_fill(am.eq(0), -100)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(request) -> Path:
+    """A tiny GPT-NeoX trained on the packaged corpus, saved as a local model folder (save_pretrained + tokenizer)."""
+    key = hashlib.sha256()
+    for name in ("corpus.jsonl", "model_config.json", "tokenizer.json"):
+        key.update(tiny_asset(name).read_bytes())
+    key.update(json.dumps(TRAIN, sort_keys=True).encode() + torch.__version__.encode())
+    folder = Path(request.config.cache.mkdir("ifguide-influence-model")) / key.hexdigest()[:16]
+    if not (folder / "config.json").is_file():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            _train_tiny(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        finally:
+            torch.set_num_threads(threads)
+    return folder
+
+
+def _invoke(root: Path, *args: str):
+    from typer.testing import CliRunner
+
+    from ifguide_cli.cli.app import app
+
+    result = CliRunner().invoke(app, ["--workspace", str(root), "--json", *map(str, args)])
+    result.data = json.loads(result.stdout) if result.exit_code == 0 and result.stdout.strip() else None
+    return result
+
+
+def _one_line_error(result, pattern: str, code: int = 2) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def env(trained_tiny, tmp_path_factory):
+    """Workspace with a 320-document dataset artifact, fp32 EK-FAC factors and fp32 differential scores (via the CLI)."""
+    from ifguide_cli.core.data import corpus_artifact, default_corpus_config, load_corpus
+    from ifguide_cli.core.models import resolve_model
+    from ifguide_cli.core.workspace import Workspace
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("influence") / "ws"
+    ws = Workspace(root)
+    dataset, _ = corpus_artifact(ws, "tiny", resolve_model(str(trained_tiny), ws),
+                                 default_corpus_config("tiny", max_examples=ROWS))
+    factors = _invoke(root, "factors", trained_tiny, "--data", dataset.id, "--name", "f32")
+    assert factors.exit_code == 0, factors.stderr
+    scores = _invoke(root, "scores", "f32", "--toxic-queries", "tiny-queries-toxic", "--safe-queries", "tiny-queries-safe")
+    assert scores.exit_code == 0, scores.stderr
+    yield SimpleNamespace(root=root, ws=ws, model=trained_tiny, dataset=dataset, corpus=load_corpus(dataset),
+                          factors=factors.data, scores=scores.data,
+                          fp32=load_file(scores.data["files"]["scores"])["scores"])
+    torch.set_num_threads(threads)
+
+
+def _label_mask(corpus):
+    m = torch.zeros_like(corpus.attention_mask, dtype=torch.bool)
+    m[:, 1:] = corpus.attention_mask[:, 1:].bool()
+    return m
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra = a.double().argsort().argsort().double()
+    rb = b.double().argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+# ---- the pipeline ------------------------------------------------------------------------------
+def test_factors_then_scores_are_linked_and_aligned(env):
+    f, s = env.factors, env.scores
+    assert f["kind"] == "factors" and not f["reused"]
+    assert f["parents"] == [env.dataset.id]
+    assert f["config"]["strategy"] == "ekfac" and f["config"]["dataset"] == env.dataset.id
+    assert (Path(f["path"]) / "kronfluence" / "factors_ekfac" / "lambda_matrix.safetensors").is_file()
+    assert s["kind"] == "scores" and s["parents"] == [f["id"], env.dataset.id]
+    config = s["config"]
+    assert config["dataset"] == env.dataset.id and config["factors"] == f["id"]
+    assert config["model"]["location"] == str(env.model.resolve()) and config["damping"] == "auto"
+    assert config["toxic_queries"]["name"] == "tiny-queries-toxic" and config["toxic_queries"]["queries"] == 32
+    scores = env.fp32
+    assert scores.dtype == torch.float32 and scores.shape == env.corpus.input_ids.shape == (ROWS, 64)
+    # label alignment: column 0 and padding are exactly 0, predicted tokens mostly non-zero
+    mask = _label_mask(env.corpus)
+    assert (scores[~mask] == 0).all()
+    assert (scores[mask] != 0).float().mean() > 0.99
+    lineage = env.ws.lineage(env.ws.resolve(s["id"], "scores"))
+    assert {p["id"] for p in lineage["parents"]} == {f["id"], env.dataset.id}
+
+
+def test_planted_toxic_documents_score_higher(env):
+    mask = _label_mask(env.corpus)
+    doc = (env.fp32 * mask).sum(1) / mask.sum(1)
+    planted = env.corpus.planted_toxic
+    assert int(planted.sum()) == 30
+    toxic_mean, clean_mean = doc[planted].mean(), doc[~planted].mean()
+    assert toxic_mean > clean_mean + 3 * doc[~planted].std()
+    # ranking: planted documents sit at the top (AUC of the document mean score)
+    auc = (doc[planted][:, None] > doc[~planted][None, :]).float().mean()
+    assert auc > 0.9
+    assert env.scores["summary"]["planted_toxic_doc_mean"] > env.scores["summary"]["clean_doc_mean"]
+
+
+def test_rerun_reuses_the_finished_artifacts(env):
+    again = _invoke(env.root, "scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
+                    "--batch-size", "7")  # execution settings are not part of the identity
+    assert again.exit_code == 0 and again.data["reused"] and again.data["id"] == env.scores["id"]
+    factors = _invoke(env.root, "factors", env.model, "--data", env.dataset.id)
+    assert factors.data["reused"] and factors.data["id"] == env.factors["id"]
+
+
+def test_one_pass_differential_equals_two_runs(env, tmp_path):
+    from ifguide_cli.core.influence import (
+        InfluenceEngine,
+        TrainRows,
+        factors_dir_of,
+        load_model_for_influence,
+        load_query_set,
+        resolve_family,
+        setup_device,
+        two_run_reference,
+    )
+    from ifguide_cli.core.models import load_tokenizer, resolve_model
+
+    fart = env.ws.resolve(env.factors["id"], "factors")
+    mref = resolve_model(str(env.model), env.ws)
+    model, modules, _ = load_model_for_influence(mref, resolve_family(mref, env.ws, family_spec=fart.config["family"]))
+    engine = InfluenceEngine(model, modules, setup_device("cpu"), "fp32")
+    tok = load_tokenizer(mref)
+    toxic = load_query_set("tiny-queries-toxic", tok, 64, None, 0, "toxic")
+    safe = load_query_set("tiny-queries-safe", tok, 64, None, 0, "safe")
+    two_runs = two_run_reference(engine, tmp_path, factors_dir_of(fart), TrainRows(env.corpus.input_ids, env.corpus.attention_mask),
+                                 toxic, safe, tok.pad_token_id, damping=None, batch_size=64)
+    err = (two_runs - env.fp32).abs().max().item()
+    scale = env.fp32.abs().max().item()
+    print(f"one-pass vs two-run: max abs error {err:.3g} (max |score| {scale:.3g}, relative {err / scale:.2e})")
+    assert err <= 1e-5 * scale
+
+
+def test_bf16_scores_rank_correlate_with_fp32(env):
+    bf16 = _invoke(env.root, "scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
+                   "--precision", "bf16")
+    assert bf16.exit_code == 0, bf16.stderr
+    assert bf16.data["id"] != env.scores["id"] and bf16.data["config"]["precision"] == "bf16"
+    mask = _label_mask(env.corpus)
+    b = load_file(bf16.data["files"]["scores"])["scores"]
+    rho = _spearman(env.fp32[mask], b[mask])
+    k = int(mask.sum()) // 100
+    top_fp32 = set(env.fp32[mask].topk(k).indices.tolist())
+    overlap = len(top_fp32 & set(b[mask].topk(k).indices.tolist())) / k
+    print(f"bf16 vs fp32: Spearman {rho:.5f}, top-1% overlap {overlap:.3f}")
+    assert rho >= 0.99 and overlap >= 0.9
+
+
+def test_interrupted_scores_resume_from_finished_partitions(env, monkeypatch):
+    import kronfluence.computer.score_computer as sc
+
+    real_save = sc.save_pairwise_scores
+    calls = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(kwargs.get("partition"))
+        if kwargs.get("partition") is not None and len(calls) == 1:
+            raise KeyboardInterrupt  # killed right after the first partition was written
+
+    args = ["scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--max-queries", "16",
+            "--partitions", "3"]
+    monkeypatch.setattr(sc, "save_pairwise_scores", save_then_die)
+    killed = _invoke(env.root, *args)
+    assert killed.exit_code == 130 and "resumes" in killed.stderr
+    assert calls == [(0, 0)]
+    monkeypatch.setattr(sc, "save_pairwise_scores", lambda *a, **k: (calls.append(k.get("partition")), real_save(*a, **k)))
+    resumed = _invoke(env.root, *args)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert calls[1:] == [(1, 0), (2, 0), None]  # partitions 1 and 2, then kronfluence's aggregation; not 0 again
+    monkeypatch.setattr(sc, "save_pairwise_scores", real_save)
+    resumed_scores = load_file(resumed.data["files"]["scores"])["scores"]
+    fresh = _invoke(env.root, *args[:-2], "--force")  # same identity, one partition, from scratch
+    assert fresh.exit_code == 0 and fresh.data["id"] == resumed.data["id"]
+    torch.testing.assert_close(resumed_scores, load_file(fresh.data["files"]["scores"])["scores"], rtol=1e-5, atol=1e-4)
+
+
+# ---- bad input: one clear line -----------------------------------------------------------------
+def test_bad_inputs_get_one_clear_line(env, tmp_path):
+    fid = env.factors["id"]
+    q = ["-t", "tiny-queries-toxic", "-s", "tiny-queries-safe"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n".join(json.dumps({"prompt": f"He said {i}", "continuation": ""}) for i in range(4)) + "\n")
+    _one_line_error(_invoke(env.root, "scores", fid, "-t", empty, "-s", "tiny-queries-safe"), "has no continuation tokens")
+    _one_line_error(_invoke(env.root, "scores", fid, *q, "--model", "tiny"), "were fit on model")
+    _one_line_error(_invoke(env.root, "scores", fid, *q, "--query-low-rank", "4"), "--query-low-rank cannot be combined")
+    _one_line_error(_invoke(env.root, "scores", fid, *q, "--precision", "bf16", "--damping", "1e-10"), "too small for bf16")
+    _one_line_error(_invoke(env.root, "scores", fid, *q, "--damping", "lots"), "--damping must be")
+    _one_line_error(_invoke(env.root, "factors", env.model, "--data", env.dataset.id, "--strategy", "kfc"), "unknown strategy")
+    _one_line_error(_invoke(env.root, "scores", env.dataset.id, *q), "is a dataset artifact, not a factor")
+    # a dataset whose rows have another length than the factors' fit set
+    from ifguide_cli.core.data import corpus_artifact, default_corpus_config
+    from ifguide_cli.core.models import resolve_model
+
+    short, _ = corpus_artifact(env.ws, "tiny", resolve_model(str(env.model), env.ws),
+                               default_corpus_config("tiny", max_examples=40, seq_len=32))
+    _one_line_error(_invoke(env.root, "scores", fid, *q, "--data", short.id), "rows of 32 tokens but factors")
+
+
+def test_factors_from_changed_weights_are_refused(env, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(env.model, model_dir)
+    made = _invoke(env.root, "factors", model_dir, "--data", "tiny", "--strategy", "identity")
+    assert made.exit_code == 0, made.stderr
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        model.gpt_neox.layers[0].mlp.dense_h_to_4h.weight.add_(0.01)
+    model.save_pretrained(model_dir)
+    _one_line_error(_invoke(env.root, "scores", made.data["id"], "-t", "tiny-queries-toxic"), "were fit on other weights")
+
+
+def test_unknown_family_is_refused_and_a_families_file_adds_it(env, tmp_path):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from ifguide_cli.core.models import load_tokenizer, resolve_model
+
+    opt_dir = tmp_path / "opt"
+    torch.manual_seed(0)
+    OPTForCausalLM(OPTConfig(vocab_size=2048, hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
+                             max_position_embeddings=128, word_embed_proj_dim=32)).save_pretrained(opt_dir)
+    load_tokenizer(resolve_model("tiny")).save_pretrained(opt_dir)
+    _one_line_error(_invoke(env.root, "factors", opt_dir, "--data", "tiny"), "unknown model family 'opt'")
+    fam = tmp_path / "families.yaml"
+    fam.write_text("families:\n  opt:\n    modules: ['model.decoder.layers.*.fc1', 'model.decoder.layers.*.fc2']\n")
+    made = _invoke(env.root, "factors", opt_dir, "--data", "tiny", "--families", fam, "--strategy", "diagonal",
+                   "--max-examples", "16")
+    assert made.exit_code == 0, made.stderr
+    assert made.data["config"]["modules"] == ["model.decoder.layers.0.fc1", "model.decoder.layers.0.fc2"]
+    globbed = _invoke(env.root, "factors", opt_dir, "--data", "tiny", "--modules", "*.fc2", "--strategy", "identity")
+    assert globbed.exit_code == 0 and globbed.data["config"]["modules"] == ["model.decoder.layers.0.fc2"]
+
+
+# ---- several processes -------------------------------------------------------------------------
+def test_two_gloo_processes_match_one_process(env, tmp_path):
+    """`torchrun --nproc-per-node 2 -m ifguide_cli factors/scores` on CPU gives the single-process artifacts."""
+    root = tmp_path / "ws"
+    (root / "datasets").mkdir(parents=True)
+    shutil.copytree(env.dataset.path, root / "datasets" / env.dataset.id)
+    envvars = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    envvars.pop("RANK", None)
+    envvars.pop("WORLD_SIZE", None)
+
+    def torchrun(*args: str) -> dict:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ifguide_cli",
+               "--workspace", str(root), "--json", *map(str, args)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=envvars, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)  # only rank 0 prints
+
+    factors = torchrun("factors", env.model, "--data", env.dataset.id, "--batch-size", "32")
+    assert factors["id"] == env.factors["id"] and not factors["reused"] and factors["summary"]["processes"] == 2
+    single = Path(env.factors["path"]) / "kronfluence" / "factors_ekfac"
+    for name in ("activation_covariance", "gradient_covariance", "lambda_matrix"):
+        a = load_file(str(single / f"{name}.safetensors"))
+        b = load_file(str(root / "factors" / factors["id"] / "kronfluence" / "factors_ekfac" / f"{name}.safetensors"))
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6 * float(a[key].abs().max()))
+    scores = torchrun("scores", factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--batch-size", "16")
+    assert scores["id"] == env.scores["id"] and scores["summary"]["processes"] == 2
+    dist_scores = load_file(str(root / "scores" / scores["id"] / "scores.safetensors"))["scores"]
+    scale = env.fp32.abs().max().item()
+    err = (dist_scores - env.fp32).abs().max().item()
+    print(f"2 processes vs 1: max abs error {err:.3g} (max |score| {scale:.3g})")
+    assert err <= 1e-4 * scale
+    assert not list((root / ".staging").glob("scores-*")) and not list((root / ".staging").glob("factors-*"))
