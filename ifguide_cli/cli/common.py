@@ -141,7 +141,9 @@ def reporter():
     """The progress reporter for this invocation (silent with --quiet)."""
     from ..core.progress import NULL
 
-    return NULL if settings.quiet else RichReporter()
+    if settings.quiet or not stderr_console().is_terminal:  # no bars (or their blank lines) in logs and pipes
+        return NULL
+    return RichReporter()
 
 
 def fail(message: str, hint: str | None = None, exit_code: int = 1):

@@ -27,17 +27,18 @@ def load_records(ref: str, *, split: str | None = None, limit: int | None = None
     if ref in DATASETS:
         entry = DATASETS[ref]
         split = split or entry.split
+        identity = {"source": "registry", "name": ref, "split": split}
         if entry.hub_id is None:
             path = tiny_asset(entry.files.get(split, entry.files["train"]))
             records = _read_jsonl(path)
+            identity["sha256"] = content_fingerprint(path)
         else:
             records = _load_hub(entry.hub_id, entry.config, split, limit)
-        identity = {"source": "registry", "name": ref, "split": split}
     else:
         path = Path(ref).expanduser()
         if path.exists():
             records = _load_local(path, split)
-            identity = {"source": "local", "path": str(path.resolve()), "split": split}
+            identity = {"source": "local", "path": str(path.resolve()), "split": split, "sha256": content_fingerprint(path)}
         elif "/" in ref and not ref.startswith((".", "/", "~")):
             records = _load_hub(ref, None, split or "train", limit)
             identity = {"source": "hub", "hub_id": ref, "split": split or "train"}
@@ -50,6 +51,20 @@ def load_records(ref: str, *, split: str | None = None, limit: int | None = None
     if not records:
         raise IfguideError(f"dataset {ref!r} has no records")
     return records, identity
+
+
+def content_fingerprint(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes): a changed dataset must not reuse old artifacts."""
+    from .workspace import sha256_file
+
+    if path.is_file():
+        return sha256_file(path)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode() + b"\0" + sha256_file(item).encode())
+    return digest.hexdigest()
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -235,6 +250,19 @@ def load_corpus(art) -> TokenizedCorpus:
     return TokenizedCorpus(t["input_ids"].long(), t["attention_mask"].long(), None if planted is None else planted.bool())
 
 
+def tokenizer_fingerprint(mref) -> str | None:
+    """sha256 of the packaged or local tokenizer files (hub tokenizers are pinned by their id)."""
+    from .registry import tiny_asset as asset
+
+    if mref.tokenizer == "tiny":
+        return content_fingerprint(asset("tokenizer.json"))
+    folder = Path(mref.tokenizer)  # a checkpoint keeps its base tokenizer's identity, so data is shared with the base
+    if folder.is_dir():
+        files = [folder / n for n in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model")]
+        return "".join(content_fingerprint(f)[:16] for f in files if f.is_file()) or None
+    return None
+
+
 def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, reporter=NULL, force: bool = False):
     """The tokenized corpus for (dataset, tokenizer, layout), built once and reused. Returns (artifact, reused)."""
     from .models import load_tokenizer
@@ -242,7 +270,8 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
     if config.seq_len < 2:
         raise IfguideError(f"--seq-len must be at least 2, got {config.seq_len}", exit_code=2)
     records, identity = load_records(data_ref, split=config.split)
-    stage_config = {"data": identity, "tokenizer": mref.tokenizer, **asdict(config)}
+    stage_config = {"data": identity, "tokenizer": mref.tokenizer, "tokenizer_sha256": tokenizer_fingerprint(mref),
+                    **asdict(config)}
 
     def build(ctx):
         tokenizer = load_tokenizer(mref)
