@@ -247,6 +247,69 @@ def test_interrupted_scores_resume_from_finished_partitions(env, monkeypatch):
     torch.testing.assert_close(resumed_scores, load_file(fresh.data["files"]["scores"])["scores"], rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_scores_match_cpu_fp32(env, tmp_path):
+    from ifguide_cli.core.influence import (
+        InfluenceEngine,
+        TrainRows,
+        align_to_labels,
+        factors_dir_of,
+        load_model_for_influence,
+        load_query_set,
+        query_rows,
+        resolve_family,
+        setup_device,
+    )
+    from ifguide_cli.core.models import load_tokenizer, resolve_model
+
+    fart = env.ws.resolve(env.factors["id"], "factors")
+    mref = resolve_model(str(env.model), env.ws)
+    tok = load_tokenizer(mref)
+    queries = query_rows(load_query_set("tiny-queries-toxic", tok, 64, None, 0, "toxic"),
+                         load_query_set("tiny-queries-safe", tok, 64, None, 0, "safe"), tok.pad_token_id)
+    mask = _label_mask(env.corpus)
+    for precision in ("fp32", "bf16"):
+        model, modules, _ = load_model_for_influence(mref, resolve_family(mref, env.ws, family_spec=fart.config["family"]))
+        engine = InfluenceEngine(model, modules, setup_device("cuda"), precision)
+        raw = engine.scores(tmp_path / precision, factors_dir_of(fart), TrainRows(env.corpus.input_ids, env.corpus.attention_mask),
+                            queries, damping=None, per_module=False, batch_size=64, query_batch_size=16, partitions=1)
+        cuda_scores = align_to_labels(raw["all_modules"])
+        rho = _spearman(env.fp32[mask], cuda_scores[mask])
+        print(f"cuda {precision} vs cpu fp32: Spearman {rho:.5f}")
+        assert rho >= 0.99
+
+
+def test_interrupted_factors_resume_from_finished_partitions(env, monkeypatch):
+    import kronfluence.computer.factor_computer as fc
+
+    real_save = fc.save_lambda_matrices
+    calls = []
+
+    def save(*args, die=False, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(kwargs.get("partition"))
+        if die:
+            raise KeyboardInterrupt
+
+    args = ["factors", env.model, "--data", env.dataset.id, "--strategy", "diagonal", "--max-examples", "64",
+            "--partitions", "2"]
+    monkeypatch.setattr(fc, "save_lambda_matrices", lambda *a, **k: save(*a, die=True, **k))
+    killed = _invoke(env.root, *args)
+    assert killed.exit_code == 130 and calls == [(0, 0)]
+    monkeypatch.setattr(fc, "save_lambda_matrices", save)
+    resumed = _invoke(env.root, *args)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert calls[1:] == [(1, 0), None]  # only the second partition, then the aggregate
+    monkeypatch.setattr(fc, "save_lambda_matrices", real_save)
+    lam = Path(resumed.data["path"]) / "kronfluence" / "factors_diagonal" / "lambda_matrix.safetensors"
+    resumed_lambda = load_file(str(lam))
+    fresh = _invoke(env.root, *args[:-2], "--force")
+    assert fresh.exit_code == 0 and fresh.data["id"] == resumed.data["id"]
+    for key, value in load_file(str(lam)).items():
+        torch.testing.assert_close(resumed_lambda[key], value, rtol=1e-5, atol=1e-6 * float(value.abs().max()))
+
+
 # ---- bad input: one clear line -----------------------------------------------------------------
 def test_bad_inputs_get_one_clear_line(env, tmp_path):
     fid = env.factors["id"]

@@ -50,8 +50,9 @@ def register(app: typer.Typer) -> None:
         if not main:  # other ranks of a distributed run: rank 0 reports
             return
         art = result.artifact
-        if result.info.get("resume"):
-            common.info(result.info["resume"])
+        for key in ("resume", "note"):
+            if result.info.get(key):
+                common.info(result.info[key])
         extra = {"model": _model_label(art.config["model"]), "dataset": art.config["dataset"], "device": result.info["device"]}
         common.emit(common.artifact_payload(art, result.reused, config=art.config, device=result.info["device"]),
                     common.render_artifact("factors", art, result.reused, extra))

@@ -56,8 +56,9 @@ def register(app: typer.Typer) -> None:
         if not main:
             return
         art = result.artifact
-        if result.info.get("resume"):
-            common.info(result.info["resume"])
+        for key in ("resume", "note"):
+            if result.info.get(key):
+                common.info(result.info[key])
         files = {"scores": str(art.path / "scores.safetensors")}
         if per_module:
             files["module_scores"] = str(art.path / "module_scores.safetensors")
