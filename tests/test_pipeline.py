@@ -11,7 +11,7 @@ from ifguide_cli.core.pipeline import load_spec, preset_path, reduction_factor, 
 def test_tiny_preset_parses():
     spec = load_spec(preset_path("tiny"))
     assert spec.model == "tiny" and spec.data == "tiny"
-    assert spec.eval.classifier == "profanity" and spec.lam == 1.0
+    assert spec.eval.classifier == "profanity" and spec.lam == 1.5
     assert spec.mask["threshold"] == 0.99
 
 
