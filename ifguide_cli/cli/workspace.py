@@ -35,11 +35,15 @@ def ls(kind: Optional[str] = typer.Argument(None, help="datasets, factors, score
         from rich.table import Table
 
         table = Table(title=f"workspace {ws.root}", title_justify="left")
-        for col in ("id", "kind", "name", "created", "parents", "seconds"):
-            table.add_column(col)
+        table.add_column("id", no_wrap=True, min_width=12)  # ids are copied from here: never truncate them
+        table.add_column("kind", no_wrap=True)
+        table.add_column("name")
+        table.add_column("created", no_wrap=True)
+        table.add_column("parents", overflow="fold")
+        table.add_column("seconds", justify="right")
         for r in rows:
-            table.add_row(r["id"], r["kind"], r["name"] or "", r["created"][:19].replace("T", " "),
-                          ", ".join(r["parents"]), "" if r["seconds"] is None else f"{r['seconds']:.1f}")
+            table.add_row(r["id"], r["kind"], r["name"] or "", r["created"][5:19].replace("T", " "),
+                          " ".join(r["parents"]), "" if r["seconds"] is None else f"{r['seconds']:.1f}")
         console.print(table if rows else f"no artifacts in {ws.root}")
 
     common.emit({"workspace": str(ws.root), "artifacts": rows}, render)

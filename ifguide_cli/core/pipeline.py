@@ -204,14 +204,16 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
         base_mref = resolve_model(baseline_ref, ws)
     else:
         baseline = stage("baseline", lambda: unpack(run_training(
-            ws, mode="pretrain", model_ref=spec.model, data_ref=spec.data, values=spec.train, force=force, reporter=reporter)))
+            ws, mode="pretrain", model_ref=spec.model, data_ref=spec.data, values=spec.train, force=force, reporter=reporter,
+            name="baseline")))
         baseline_ref = baseline.id
         base_mref = resolve_model(baseline_ref, ws)
 
-    factors = stage("factors", lambda: unpack(fit_factors(ws, baseline_ref, spec.data, factors_cfg, reporter=reporter, force=force)))
+    factors = stage("factors", lambda: unpack(fit_factors(ws, baseline_ref, spec.data, factors_cfg, reporter=reporter, force=force,
+                                                           name="factors")))
     scores = stage("scores", lambda: unpack(compute_scores(ws, factors.id, spec.toxic_queries, spec.safe_queries, scores_cfg,
-                                                          reporter=reporter, force=force)))
-    mask = stage("mask", lambda: create_mask_artifact(ws, scores.id, mask_cfg, reporter=reporter, force=force))
+                                                          reporter=reporter, force=force, name="scores")))
+    mask = stage("mask", lambda: create_mask_artifact(ws, scores.id, mask_cfg, reporter=reporter, force=force, name="mask"))
     result.mask = {
         "tokens": mask.summary.get("tokens_selected"),
         "documents": mask.summary.get("documents_selected"),
@@ -219,10 +221,11 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
         "precision_at_k": mask.summary.get("planted_precision_at_k"),
     }
     control = stage("control", lambda: unpack(run_training(
-        ws, mode="finetune", model_ref=baseline_ref, data_ref=spec.data, values=spec.finetune, force=force, reporter=reporter)))
+        ws, mode="finetune", model_ref=baseline_ref, data_ref=spec.data, values=spec.finetune, force=force, reporter=reporter,
+        name="control")))
     ifguide = stage("ifguide", lambda: unpack(run_training(
         ws, mode="finetune", model_ref=baseline_ref, data_ref=spec.data, mask_ref=mask.id,
-        values={**spec.finetune, "lam": spec.lam}, force=force, reporter=reporter)))
+        values={**spec.finetune, "lam": spec.lam}, force=force, reporter=reporter, name="ifguide")))
 
     systems = {"control": control.id, "ifguide": ifguide.id}
     if spec.eval.evaluate_baseline:

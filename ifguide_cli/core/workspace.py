@@ -85,6 +85,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _article(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
 @dataclass(frozen=True)
 class Artifact:
     id: str
@@ -199,7 +203,11 @@ class Workspace:
         if ref == "latest" or ref.startswith("latest:"):
             if ref.startswith("latest:"):
                 sub = ref.split(":", 1)[1]
-                candidates = [a for a in candidates if a.kind == sub or a.kind == sub + "s"]
+                sub = sub if sub.endswith("s") else sub + "s"
+                if kinds and sub not in kinds:
+                    raise WrongArtifactKind(f"{ref!r} names a {sub.rstrip('s')} artifact, not {_article(wanted)}",
+                                            hint=f"use `latest` or `latest:{kinds[0]}`", exit_code=2)
+                candidates = [a for a in candidates if a.kind == sub]
             if not candidates:
                 raise ArtifactNotFound(f"no {wanted} in workspace {self.root}",
                                        hint="create one first (see `ifguide --help`)")
@@ -221,7 +229,7 @@ class Workspace:
             other = next((a for a in self.list() if a.id == ref or a.name == ref
                           or (len(ref) >= 4 and a.id.startswith(ref))), None)
         if other is not None:
-            raise WrongArtifactKind(f"{ref!r} is a {other.kind.rstrip('s')} artifact, not a {wanted}",
+            raise WrongArtifactKind(f"{ref!r} is a {other.kind.rstrip('s')} artifact, not {_article(wanted)}",
                                     hint="see `ifguide workspace ls`", exit_code=2)
         raise ArtifactNotFound(f"no {wanted} {ref!r} in workspace {self.root}", hint="see `ifguide workspace ls`")
 
