@@ -1,10 +1,18 @@
 """`ifguide eval toxicity|implicit|fluency|add-classifier`."""
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from . import common
+
+# options shared by the eval commands
+RadBeta = Annotated[float, typer.Option("--rad-beta", help="RAD: logits − β·reward.")]
+RadTopK = Annotated[int, typer.Option("--rad-topk", help="RAD: candidates re-ranked per step.")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
+DType = Annotated[str, typer.Option("--dtype", help="Model dtype: float32 | bfloat16 | float16.")]
+Name = Annotated[Optional[str], typer.Option("--name", help="A name for the eval artifact.")]
+Force = Annotated[bool, typer.Option("--force", help="Recompute even if an identical eval exists.")]
 
 eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency of a model.", no_args_is_help=True)
 
@@ -91,12 +99,12 @@ def toxicity(
     classifier_batch_size: int = typer.Option(64, "--classifier-batch-size", help="Texts per classifier forward."),
     defense: str = typer.Option("none", "--defense", help="none | rad (reward-augmented decoding)."),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="RAD reward model artifact (default: the installed rad-reward)."),
-    rad_beta: float = typer.Option(50.0, "--rad-beta", help="RAD: logits − β·reward."),
-    rad_topk: int = typer.Option(20, "--rad-topk", help="RAD: candidates re-ranked per step."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32 | bfloat16 | float16."),
-    name: Optional[str] = typer.Option(None, "--name", help="A name for the eval artifact."),
-    force: bool = typer.Option(False, "--force", help="Recompute even if an identical eval exists."),
+    rad_beta: RadBeta = 50.0,
+    rad_topk: RadTopK = 20,
+    device: Device = "auto",
+    dtype: DType = "float32",
+    name: Name = None,
+    force: Force = False,
 ) -> None:
     from ..core.classifiers import resolve_classifier
     from ..core.evaluation import GenerationConfig, evaluate_toxicity, pick_device
@@ -125,7 +133,7 @@ def implicit(
     classifier_base: Optional[str] = typer.Option(None, "--classifier-base", help="Local Detoxify base-model folder."),
     classifier_path: Optional[str] = typer.Option(None, "--classifier-path", help="Local ToxiGen-RoBERTa (or other) classifier folder."),
     classifier_batch_size: int = typer.Option(64, "--classifier-batch-size", help="Texts per classifier forward."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]."),
+    device: Device = "auto",
     name: Optional[str] = typer.Option(None, "--name", help="A name for the new eval artifact."),
     force: bool = typer.Option(False, "--force", help="Recompute even if it exists."),
 ) -> None:
@@ -157,12 +165,12 @@ def fluency(
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Perplexity window (default: the model's context, ≤2048)."),
     defense: str = typer.Option("none", "--defense", help="none | rad (RAD: LAMBADA only)."),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="RAD reward model artifact."),
-    rad_beta: float = typer.Option(50.0, "--rad-beta", help="RAD: logits − β·reward."),
-    rad_topk: int = typer.Option(20, "--rad-topk", help="RAD: candidates re-ranked per step."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32 | bfloat16 | float16."),
-    name: Optional[str] = typer.Option(None, "--name", help="A name for the eval artifact."),
-    force: bool = typer.Option(False, "--force", help="Recompute even if an identical eval exists."),
+    rad_beta: RadBeta = 50.0,
+    rad_topk: RadTopK = 20,
+    device: Device = "auto",
+    dtype: DType = "float32",
+    name: Name = None,
+    force: Force = False,
 ) -> None:
     from ..core.evaluation import FluencyConfig, default_fluency_data, evaluate_fluency, pick_device
     from ..core.models import resolve_model

@@ -17,56 +17,21 @@ _EPILOG = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("train", help="Train a model from scratch (registry name, config folder or checkpoint architecture), "
-                               "optionally penalising masked toxic tokens.", epilog=_EPILOG)
-    @common.handles_errors
-    def train(
-        model: str = typer.Argument(..., help="Architecture: registry name (`tiny`, `pythia-160m`…), a folder with config.json, "
-                                              "a hub id, or a checkpoint (its config; weights re-initialised)."),
-        data: str = typer.Option(..., "--data", "-d", help="Training data: registry dataset, local file, hub id, or dataset artifact."),
-        mask: Optional[str] = typer.Option(None, "--mask", "-m", help="Mask artifact (toxic tokens of this data) to penalise."),
-        lam: Optional[float] = typer.Option(None, "--lambda", help="Penalty strength λ ≥ 0: masked tokens get weight −λ. [default: 1.0]"),
-        config: Optional[str] = typer.Option(None, "--config", help="YAML file of option: value (field names or option names)."),
-        profile: Optional[str] = typer.Option(None, "--profile", help="Default profile: paper | tiny [default: by model/data]."),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
-        weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
-        beta1: Optional[float] = typer.Option(None, "--beta1", help="AdamW β1 [default: 0.9]."),
-        beta2: Optional[float] = typer.Option(None, "--beta2", help="AdamW β2 [default: 0.95]."),
-        adam_eps: Optional[float] = typer.Option(None, "--adam-eps", help="AdamW ε [default: 1e-8]."),
-        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="LR schedule [default: cosine]."),
-        warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", help="Warm-up share of the steps [default: 0.01]."),
-        grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Max gradient norm, 0 = off [default: 1.0]."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch in sequences per optimizer step."),
-        batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", help="Global batch in tokens (÷ seq-len = --batch-size)."),
-        micro_batch_size: Optional[int] = typer.Option(None, "--micro-batch-size", help="Sequences per device per forward (gradient accumulation fills the batch)."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (else --epochs over the data)."),
-        epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data when --max-steps is not set."),
-        seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per row of the corpus [default: 64 tiny, 2048 else]."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, data order and dropout [default: 0]."),
-        precision: Optional[str] = typer.Option(None, "--precision", help="auto | bf16 | fp16 | fp32 [default: auto = bf16 on CUDA, fp32 on CPU]."),
-        val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Hold out this share of rows for the eval loss."),
-        eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Evaluate on this dataset instead of held-out rows."),
-        eval_docs: Optional[int] = typer.Option(None, "--eval-docs", help="At most this many validation rows."),
-        eval_steps: Optional[int] = typer.Option(None, "--eval-steps", help="Evaluate every N steps [default: --save-steps]."),
-        save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Write an intermediate (resumable) checkpoint every N steps."),
-        save_total_limit: Optional[int] = typer.Option(None, "--save-total-limit", help="Keep at most N intermediate checkpoints."),
-        logging_steps: Optional[int] = typer.Option(None, "--logging-steps", help="Log loss every N steps."),
-        log_file: Optional[str] = typer.Option(None, "--log-file", help="Also append the training log (JSON lines) to this file."),
-        tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="TensorBoard logs in the artifact [default: if installed]."),
-        keep_optimizer_state: bool = typer.Option(False, "--keep-optimizer-state", help="Keep optimizer state in the intermediate checkpoints."),
-        resume: bool = typer.Option(True, "--resume/--restart", help="Continue an interrupted run of the same command from its newest checkpoint, or start over."),
-        name: Optional[str] = typer.Option(None, "--name", help="A name for the checkpoint artifact."),
-        force: bool = typer.Option(False, "--force", help="Retrain even if an identical checkpoint exists."),
-    ) -> None:
-        _run("pretrain", locals())
+_MODEL_HELP = {
+    "pretrain": "Architecture: registry name (`tiny`, `pythia-160m`…), a folder with config.json, a hub id, "
+                "or a checkpoint (its config; weights re-initialised).",
+    "finetune": "Weights to start from: checkpoint artifact, local save_pretrained folder, hub id, "
+                "or a registry model with pretrained weights.",
+}
+_SEED_HELP = {"pretrain": "Seed of init, data order and dropout [default: 0].",
+              "finetune": "Seed of data order and dropout [default: 0]."}
 
-    @app.command("finetune", help="Fine-tune a pretrained model or checkpoint, optionally penalising masked toxic tokens.",
-                 epilog=_EPILOG)
-    @common.handles_errors
-    def finetune(
-        model: str = typer.Argument(..., help="Weights to start from: checkpoint artifact, local save_pretrained folder, "
-                                              "hub id, or a registry model with pretrained weights."),
+
+def _command(mode: str):
+    """The `train` / `finetune` command: one option list, two modes."""
+
+    def command(
+        model: str = typer.Argument(..., help=_MODEL_HELP[mode]),
         data: str = typer.Option(..., "--data", "-d", help="Training data: registry dataset, local file, hub id, or dataset artifact."),
         mask: Optional[str] = typer.Option(None, "--mask", "-m", help="Mask artifact (toxic tokens of this data) to penalise."),
         lam: Optional[float] = typer.Option(None, "--lambda", help="Penalty strength λ ≥ 0: masked tokens get weight −λ. [default: 1.0]"),
@@ -86,7 +51,7 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (else --epochs over the data)."),
         epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data when --max-steps is not set."),
         seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per row of the corpus [default: 64 tiny, 2048 else]."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Seed of data order and dropout [default: 0]."),
+        seed: Optional[int] = typer.Option(None, "--seed", help=_SEED_HELP[mode]),
         precision: Optional[str] = typer.Option(None, "--precision", help="auto | bf16 | fp16 | fp32 [default: auto = bf16 on CUDA, fp32 on CPU]."),
         val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Hold out this share of rows for the eval loss."),
         eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Evaluate on this dataset instead of held-out rows."),
@@ -102,7 +67,17 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="A name for the checkpoint artifact."),
         force: bool = typer.Option(False, "--force", help="Retrain even if an identical checkpoint exists."),
     ) -> None:
-        _run("finetune", locals())
+        _run(mode, locals())
+
+    return command
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help="Train a model from scratch (registry name, config folder or checkpoint architecture), "
+                              "optionally penalising masked toxic tokens.", epilog=_EPILOG)(
+        common.handles_errors(_command("pretrain")))
+    app.command("finetune", help="Fine-tune a pretrained model or checkpoint, optionally penalising masked toxic tokens.",
+                epilog=_EPILOG)(common.handles_errors(_command("finetune")))
 
 
 def _run(mode: str, opts: dict) -> None:

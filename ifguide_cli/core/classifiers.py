@@ -33,7 +33,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import IfguideError, OfflineResourceMissing
 from .progress import NULL

@@ -240,7 +240,6 @@ def save_corpus(corpus: TokenizedCorpus, folder: Path) -> None:
 
 def load_corpus(art) -> TokenizedCorpus:
     """The token tensor of a `datasets` artifact."""
-    import torch
     from safetensors.torch import load_file
 
     if art.kind != "datasets":
@@ -248,6 +247,33 @@ def load_corpus(art) -> TokenizedCorpus:
     t = load_file(str(art.file(CORPUS_FILE)))
     planted = t.get("planted_toxic")
     return TokenizedCorpus(t["input_ids"].long(), t["attention_mask"].long(), None if planted is None else planted.bool())
+
+
+def is_source_ref(data_ref: str) -> bool:
+    """A dataset to load (registry name, local path, hub id), as opposed to a `datasets` artifact reference."""
+    from .registry import DATASETS
+
+    return data_ref in DATASETS or Path(data_ref).expanduser().exists() or (
+        "/" in data_ref and not data_ref.startswith((".", "/", "~")))
+
+
+def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None):
+    """The `datasets` artifact DATA names, checked against the model's tokenizer and --seq-len;
+    None when DATA is a source (registry name, local path, hub id) to be tokenized."""
+    from .errors import ArtifactNotFound
+
+    if is_source_ref(data_ref):
+        return None
+    try:
+        art = workspace.resolve(data_ref, "datasets")
+    except ArtifactNotFound:
+        return None
+    if art.config.get("tokenizer") != mref.tokenizer:
+        raise IfguideError(f"dataset {art.id} was tokenized with {art.config.get('tokenizer')!r}, but the model uses "
+                           f"{mref.tokenizer!r}", hint="pass the source dataset instead", exit_code=2)
+    if seq_len is not None and art.config.get("seq_len") != seq_len:
+        raise IfguideError(f"dataset {art.id} has seq_len {art.config.get('seq_len')}, not --seq-len {seq_len}", exit_code=2)
+    return art
 
 
 def tokenizer_fingerprint(mref) -> str | None:

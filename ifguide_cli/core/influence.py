@@ -47,7 +47,7 @@ import random
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -628,23 +628,11 @@ def default_batch_size(seq_len: int) -> int:
 def resolve_dataset(ws, data_ref: str, mref, seq_len: int | None, dinfo: DistInfo, *, reporter=NULL):
     """A `datasets` artifact: an existing one by reference, else the source dataset tokenized for the model
     (built once by rank 0 under torchrun; the other ranks then find it)."""
-    from .data import corpus_artifact, default_corpus_config
-    from .registry import DATASETS
+    from .data import corpus_artifact, default_corpus_config, existing_corpus
 
-    looks_like_source = data_ref in DATASETS or Path(data_ref).expanduser().exists() or (
-        "/" in data_ref and not data_ref.startswith((".", "/", "~")))
-    if not looks_like_source:
-        try:
-            art = ws.resolve(data_ref, "datasets")
-        except ArtifactNotFound:
-            art = None
-        if art is not None:
-            if art.config.get("tokenizer") != mref.tokenizer:
-                raise IfguideError(f"dataset {art.id} was tokenized with {art.config.get('tokenizer')!r}, but the model uses "
-                                   f"{mref.tokenizer!r}", hint="pass the source dataset instead", exit_code=2)
-            if seq_len is not None and art.config.get("seq_len") != seq_len:
-                raise IfguideError(f"dataset {art.id} has seq_len {art.config.get('seq_len')}, not --seq-len {seq_len}", exit_code=2)
-            return art
+    art = existing_corpus(ws, data_ref, mref, seq_len)
+    if art is not None:
+        return art
     config = default_corpus_config(data_ref, seq_len=seq_len)
     if dinfo.main:
         art, _ = corpus_artifact(ws, data_ref, mref, config, reporter=reporter)
@@ -811,7 +799,6 @@ def query_rows(toxic: QuerySet, safe: QuerySet | None, pad_id: int) -> QueryRows
 
 def relative_damping(factors_dir: Path, strategy: str, damping: float) -> dict[str, float]:
     """damping / mean eigenvalue, per module (the quantity that decides whether bf16 preconditioning is accurate)."""
-    import torch
     from safetensors.torch import load_file
 
     means: dict[str, float] = {}
@@ -843,7 +830,7 @@ def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, c
     import torch
     from safetensors.torch import save_file
 
-    from .data import load_corpus
+    from .data import is_source_ref, load_corpus
     from .models import load_tokenizer, resolve_model
 
     validate_scores_config(cfg, differential=safe_ref is not None)
@@ -874,7 +861,7 @@ def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, c
         dataset = fit_dataset
     else:
         dataset = resolve_dataset(ws, data_ref, mref, fconf.get("seq_len"), dinfo, reporter=reporter if dinfo.main else NULL) \
-            if _is_source(data_ref) else ws.resolve(data_ref, "datasets")
+            if is_source_ref(data_ref) else ws.resolve(data_ref, "datasets")
         if dataset.config.get("tokenizer") != fconf.get("tokenizer", mref.tokenizer):
             raise IfguideError(f"dataset {dataset.id} was tokenized with {dataset.config.get('tokenizer')!r}, the factors' model "
                                f"uses {fconf.get('tokenizer')!r}", exit_code=2)
@@ -987,13 +974,6 @@ def _atomic_save(save_file, tensors: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, path)
-
-
-def _is_source(data_ref: str) -> bool:
-    from .registry import DATASETS
-
-    return data_ref in DATASETS or Path(data_ref).expanduser().exists() or (
-        "/" in data_ref and not data_ref.startswith((".", "/", "~")))
 
 
 def _describe_model(identity: dict) -> str:

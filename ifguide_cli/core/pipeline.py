@@ -61,17 +61,9 @@ def preset_path(name: str) -> Path:
 
 def load_spec(path: str | Path) -> PipelineSpec:
     """Parse a pipeline YAML file; unknown keys are errors (a typo must not silently fall back to a default)."""
-    import yaml
+    from .yamlfile import load_yaml_mapping
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise IfguideError(f"pipeline file {path} does not exist", hint="pass a YAML file or --preset tiny", exit_code=2)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise IfguideError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})", exit_code=2) from None
-    if not isinstance(raw, dict):
-        raise IfguideError(f"{path} must be a mapping of section: options", exit_code=2)
+    raw = load_yaml_mapping(path, "pipeline file", hint="pass a YAML file or --preset tiny")
     return spec_from_dict(raw, str(path))
 
 

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactNotFound, IfguideError, check_range
+from .errors import IfguideError, check_range
 from .progress import NULL
 from .workspace import process_rank
 
@@ -119,18 +119,9 @@ def default_profile(model_ref: str, data_ref: str, base_profile: str | None = No
 
 
 def load_yaml_config(path: str | os.PathLike) -> dict:
-    import yaml
+    from .yamlfile import load_yaml_mapping
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise IfguideError(f"config file {path} does not exist", exit_code=2)
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise IfguideError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]})", exit_code=2) from None
-    if not isinstance(data, dict):
-        raise IfguideError(f"config file {path} must be a mapping of option: value", exit_code=2)
-    return data
+    return load_yaml_mapping(path, "config file")
 
 
 def normalise_keys(values: dict, source: str) -> dict:
@@ -285,7 +276,7 @@ def load_mask(art):
     tensors = load_file(str(art.file(MASK_FILE)))
     if "mask" not in tensors:
         raise IfguideError(f"mask artifact {art.id} has no `mask` tensor in {MASK_FILE}",
-                           hint=f"rebuild it with `ifguide mask ... --force`")
+                           hint="rebuild it with `ifguide mask ... --force`")
     return tensors["mask"].bool()
 
 
@@ -530,23 +521,11 @@ class TrainResult:
 
 def resolve_corpus(ws, data_ref: str, mref, seq_len: int | None, *, reporter=NULL, force: bool = False):
     """The `datasets` artifact to train on: a registry/local/hub dataset tokenized for the model, or an existing one."""
-    from .data import corpus_artifact, default_corpus_config
-    from .registry import DATASETS
+    from .data import corpus_artifact, default_corpus_config, existing_corpus
 
-    looks_like_source = data_ref in DATASETS or Path(data_ref).expanduser().exists() or (
-        "/" in data_ref and not data_ref.startswith((".", "/", "~")))
-    if not looks_like_source:
-        try:
-            art = ws.resolve(data_ref, "datasets")
-        except ArtifactNotFound:
-            art = None
-        if art is not None:
-            if art.config.get("tokenizer") != mref.tokenizer:
-                raise IfguideError(f"dataset {art.id} was tokenized with {art.config.get('tokenizer')!r}, "
-                                   f"but the model uses {mref.tokenizer!r}", hint="pass the source dataset instead", exit_code=2)
-            if seq_len is not None and art.config.get("seq_len") != seq_len:
-                raise IfguideError(f"dataset {art.id} has seq_len {art.config.get('seq_len')}, not --seq-len {seq_len}", exit_code=2)
-            return art, True
+    art = existing_corpus(ws, data_ref, mref, seq_len)
+    if art is not None:
+        return art, True
     with main_process_first():
         return corpus_artifact(ws, data_ref, mref, default_corpus_config(data_ref, seq_len=seq_len), reporter=reporter,
                                force=force and is_main_process())
