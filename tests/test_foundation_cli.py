@@ -167,3 +167,25 @@ def test_completions_are_current():
     assert out.returncode == 0, out.stderr
     for name in ("ifguide.bash", "_ifguide", "ifguide.fish"):
         assert "ifguide" in (ROOT / "completions" / name).read_text()
+
+
+def test_json_output_never_contains_nan(capsys):
+    from ifguide_cli.cli import common
+
+    common.settings = common.Settings(json=True)
+    try:
+        common.emit({"ppl": float("nan"), "rows": [1.0, float("inf")]})
+    finally:
+        common.settings = common.Settings()
+    assert json.loads(capsys.readouterr().out) == {"ppl": None, "rows": [1.0, None]}
+
+
+def test_user_files_are_checked_and_written_atomically(tmp_path):
+    from ifguide_cli.cli import common
+
+    with pytest.raises(IfguideError, match="is a folder"):
+        common.write_user_file(str(tmp_path), "x")
+    with pytest.raises(IfguideError, match="does not exist"):
+        common.write_user_file(str(tmp_path / "no" / "r.html"), "x")
+    written = common.write_user_file(str(tmp_path / "r.html"), "<html></html>")
+    assert written.read_text() == "<html></html>" and [p.name for p in tmp_path.iterdir()] == ["r.html"]

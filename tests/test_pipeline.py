@@ -61,3 +61,8 @@ def test_tiny_preset_shows_the_effect_and_reruns_from_the_store(cli):
     again = cli("--json", "run", "--preset", "tiny").json
     assert all(stage["reused"] for stage in again["stages"].values())
     assert again["reduction"] == out["reduction"]
+
+
+def test_print_config_of_a_missing_file_is_one_line(cli, tmp_path):
+    result = cli("run", str(tmp_path / "nope.yaml"), "--print-config")
+    assert result.exit_code == 2 and "does not exist" in result.stderr and "internal error" not in result.stderr

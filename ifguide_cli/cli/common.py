@@ -57,7 +57,9 @@ def info(message: str) -> None:
 def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
     """Finish a command: the JSON object with --json, else the rich rendering on stdout."""
     if settings.json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        from ..core.workspace import json_safe
+
+        sys.stdout.write(json.dumps(json_safe(payload), indent=2, default=str, allow_nan=False) + "\n")
         sys.stdout.flush()
     elif render is not None:
         render(stdout_console())
@@ -140,10 +142,27 @@ class RichReporter:
 def reporter():
     """The progress reporter for this invocation (silent with --quiet)."""
     from ..core.progress import NULL
+    from ..core.workspace import is_main_process
 
-    if settings.quiet or not stderr_console().is_terminal:  # no bars (or their blank lines) in logs and pipes
+    # no bars in logs and pipes (nor their blank lines), and one set of bars in a distributed run
+    if settings.quiet or not is_main_process() or not stderr_console().is_terminal:
         return NULL
     return RichReporter()
+
+
+def write_user_file(path: str, text: str):
+    """Write a file the user named (--html …) atomically; a bad path is one clear line. Returns the resolved path."""
+    from pathlib import Path
+
+    from ..core.workspace import atomic_write_text
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        fail(f"{target} is a folder", hint="pass a file path, e.g. report.html", exit_code=2)
+    if not target.parent.exists():
+        fail(f"folder {target.parent} does not exist", hint="create it or pass another path", exit_code=2)
+    atomic_write_text(target, text)
+    return target.resolve()
 
 
 def fail(message: str, hint: str | None = None, exit_code: int = 1):
@@ -180,9 +199,3 @@ def _print_error(line: str) -> None:
     from rich.markup import escape
 
     stderr_console().print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
-
-
-def not_implemented(command: str):
-    """Placeholder body for a command whose issue has not landed: says so and exits 2."""
-    _print_error(f"`ifguide {command}` is not implemented yet in this version")
-    raise typer.Exit(2)

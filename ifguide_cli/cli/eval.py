@@ -4,6 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.workspace import is_main_process
 from . import common
 
 # options shared by the eval commands
@@ -121,6 +122,8 @@ def toxicity(
                                     reward_art=reward, device=pick_device(device), dtype=_dtype(dtype),
                                     classifier_batch_size=classifier_batch_size, name=name, force=force,
                                     reporter=common.reporter())
+    if not is_main_process():  # under torchrun only rank 0 evaluates and reports
+        return
     common.emit(common.artifact_payload(art, reused), _render_toxicity("toxicity", art, reused))
 
 
@@ -146,6 +149,8 @@ def implicit(
     spec = resolve_classifier(classifier, ws, checkpoint=classifier_checkpoint, base=classifier_base, path=classifier_path)
     art, reused = rescore_eval(ws, source, spec, device=pick_device(device), classifier_batch_size=classifier_batch_size,
                                name=name, force=force, reporter=common.reporter())
+    if not is_main_process():  # under torchrun only rank 0 evaluates and reports
+        return
     common.emit(common.artifact_payload(art, reused), _render_toxicity("implicit toxicity", art, reused))
 
 
@@ -191,6 +196,8 @@ def fluency(
                         lambada_docs=lambada_docs, batch_size=batch_size, max_length=max_length)
     art, reused = evaluate_fluency(ws, mref, cfg, defense=defense_cfg, reward_art=reward, device=pick_device(device),
                                    dtype=_dtype(dtype), name=name, force=force, reporter=common.reporter())
+    if not is_main_process():  # under torchrun only rank 0 evaluates and reports
+        return
 
     def render(console):
         from rich.table import Table

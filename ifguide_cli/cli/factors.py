@@ -38,16 +38,14 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Refit even if identical factors exist."),
     ) -> None:
         from ..core.influence import FactorsConfig, fit_factors
-        from ..core.progress import NULL
-        from ..core.workspace import process_rank
+        from ..core.workspace import is_main_process
 
-        main = process_rank()[0] == 0
         cfg = FactorsConfig(strategy=strategy, precision=precision, max_examples=max_examples,
                             modules=tuple(modules) if modules else None, families_file=families, seq_len=seq_len,
                             batch_size=batch_size, partitions=partitions, device=device)
-        result = fit_factors(common.workspace(), model, data, cfg, reporter=common.reporter() if main else NULL,
+        result = fit_factors(common.workspace(), model, data, cfg, reporter=common.reporter(),
                              force=force, name=name, debug=common.settings.debug)
-        if not main:  # other ranks of a distributed run: rank 0 reports
+        if not is_main_process():  # other ranks of a distributed run: rank 0 reports
             return
         art = result.artifact
         for key in ("resume", "note"):

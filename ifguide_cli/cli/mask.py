@@ -131,20 +131,15 @@ def export(
     scores: bool = typer.Option(True, "--scores/--no-scores", help="Background heat by score (hover shows the value)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
 ) -> None:
-    from pathlib import Path
-
     from ..core.mask_render import MaskInspector, html_page
 
     if top < 1:
         common.fail(f"--top must be at least 1; got {top}", exit_code=2)
-    target = Path(html).expanduser()
-    if not target.parent.exists():
-        common.fail(f"folder {target.parent} does not exist", hint="create it or pass another --html path", exit_code=2)
     insp = MaskInspector(common.workspace(), mask, data)
     views = [insp.view(int(insp.ranking[r]), with_scores=scores) for r in range(min(top, insp.docs))]
-    target.write_text(html_page(insp, views, heat=scores and insp.scores is not None), encoding="utf-8")
-    payload = {"mask": insp.art.id, "html": str(target.resolve()), "documents": [{"rank": v.rank, "doc": v.doc} for v in views]}
-    common.emit(payload, lambda console: console.print(f"wrote {len(views)} documents to {target.resolve()}", soft_wrap=True))
+    target = common.write_user_file(html, html_page(insp, views, heat=scores and insp.scores is not None))
+    payload = {"mask": insp.art.id, "html": str(target), "documents": [{"rank": v.rank, "doc": v.doc} for v in views]}
+    common.emit(payload, lambda console: console.print(f"wrote {len(views)} documents to {target}", soft_wrap=True))
 
 
 def register(app: typer.Typer) -> None:

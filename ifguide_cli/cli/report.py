@@ -16,9 +16,6 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="A name for the report artifact."),
         force: bool = typer.Option(False, "--force", help="Rebuild even if the same report exists."),
     ) -> None:
-        import shutil
-        from pathlib import Path
-
         from ..core.report import REPORT_HTML, build_report, cell, table_columns
 
         ws = common.workspace()
@@ -26,11 +23,7 @@ def register(app: typer.Typer) -> None:
         art, reused, rows = build_report(ws, arts, name=name, force=force)
         html_path = art.file(REPORT_HTML)
         if html:
-            target = Path(html).expanduser()
-            if target.parent and not target.parent.exists():
-                common.fail(f"folder {target.parent} does not exist", hint="create it or pass another --html path", exit_code=2)
-            shutil.copyfile(html_path, target)
-            html_path = target.resolve()
+            html_path = common.write_user_file(html, html_path.read_text(encoding="utf-8"))
 
         def render(console):
             from rich.table import Table

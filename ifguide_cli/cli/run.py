@@ -26,7 +26,11 @@ def register(app: typer.Typer) -> None:
             common.fail("give either a PIPELINE.yaml file or --preset", hint="e.g. `ifguide run --preset tiny`", exit_code=2)
         path = preset_path(preset) if preset else pipeline
         if print_config:
-            text = open(path, encoding="utf-8").read()
+            from pathlib import Path
+
+            if not Path(path).is_file():
+                common.fail(f"pipeline file {path} does not exist", hint="pass a YAML file or --preset tiny", exit_code=2)
+            text = Path(path).read_text(encoding="utf-8")
             common.emit({"path": str(path), "yaml": text}, lambda console: console.print(text, markup=False, highlight=False))
             return
         spec = load_spec(path)

@@ -43,17 +43,15 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Recompute even if identical scores exist."),
     ) -> None:
         from ..core.influence import ScoresConfig, compute_scores
-        from ..core.progress import NULL
-        from ..core.workspace import process_rank
+        from ..core.workspace import is_main_process
 
-        main = process_rank()[0] == 0
         cfg = ScoresConfig(damping=_parse_damping(damping), precision=precision, per_module=per_module, max_queries=max_queries,
                            query_seed=query_seed, query_low_rank=query_low_rank, batch_size=batch_size,
                            query_batch_size=query_batch_size, partitions=partitions, device=device)
         result = compute_scores(common.workspace(), factors, toxic_queries, safe_queries, cfg, data_ref=data, model_ref=model,
-                                reporter=common.reporter() if main else NULL, force=force, name=name,
+                                reporter=common.reporter(), force=force, name=name,
                                 debug=common.settings.debug)
-        if not main:
+        if not is_main_process():
             return
         art = result.artifact
         for key in ("resume", "note"):

@@ -81,9 +81,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(mode: str, opts: dict) -> None:
-    from ..core.training import is_main_process, run_training
+    from ..core.training import run_training
+    from ..core.workspace import is_main_process
 
-    main = is_main_process()
     values = {
         "lam": opts["lam"], "learning_rate": opts["lr"], "weight_decay": opts["weight_decay"], "adam_beta1": opts["beta1"],
         "adam_beta2": opts["beta2"], "adam_epsilon": opts["adam_eps"], "lr_scheduler": opts["scheduler"],
@@ -98,9 +98,9 @@ def _run(mode: str, opts: dict) -> None:
     result = run_training(
         common.workspace(), mode=mode, model_ref=opts["model"], data_ref=opts["data"], mask_ref=opts["mask"], values=values,
         config_file=opts["config"], profile=opts["profile"], seq_len=opts["seq_len"], force=opts["force"],
-        restart=not opts["resume"], name=opts["name"], reporter=common.reporter() if main else _null(),
+        restart=not opts["resume"], name=opts["name"], reporter=common.reporter(),
     )
-    if not main:  # other ranks of a distributed run: rank 0 reports
+    if not is_main_process():  # other ranks of a distributed run: rank 0 reports
         return
     for warning in result.info.get("warnings", []):
         common.info(f"[yellow]warning:[/] {warning}")
@@ -133,8 +133,3 @@ def _render(mode: str, art, result):
 
     return render
 
-
-def _null():
-    from ..core.progress import NULL
-
-    return NULL

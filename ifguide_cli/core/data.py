@@ -22,49 +22,59 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet", ".csv")
 
 
 # ---- raw records ---------------------------------------------------------------------------
-def load_records(ref: str, *, split: str | None = None, limit: int | None = None) -> tuple[list[dict], dict]:
-    """Records (dicts) of a dataset and an identity dict naming where they came from."""
+def dataset_identity(ref: str, split: str | None = None) -> dict:
+    """Where a dataset comes from, cheaply (nothing is read): the reuse key of the stages that use it.
+
+    Packaged files are hashed (they are small); local files and folders are identified by size and
+    modification time, so a changed file is never mistaken for the one an artifact was built from.
+    """
     if ref in DATASETS:
         entry = DATASETS[ref]
         split = split or entry.split
         identity = {"source": "registry", "name": ref, "split": split}
         if entry.hub_id is None:
-            path = tiny_asset(entry.files.get(split, entry.files["train"]))
-            records = _read_jsonl(path)
-            identity["sha256"] = content_fingerprint(path)
+            from .workspace import sha256_file
+
+            identity["sha256"] = sha256_file(tiny_asset(entry.files.get(split, entry.files["train"])))
+        return identity
+    path = Path(ref).expanduser()
+    if path.exists():
+        return {"source": "local", "split": split, **file_identity(path)}
+    if "/" in ref and not ref.startswith((".", "/", "~")):
+        return {"source": "hub", "hub_id": ref, "split": split or "train"}
+    raise IfguideError(f"unknown dataset {ref!r}",
+                       hint="use a registry name (`ifguide registry datasets`), a local .jsonl/.txt/.parquet/.csv "
+                            "file or save_to_disk folder, or a hub id like org/name", exit_code=2)
+
+
+def file_identity(path: Path) -> dict:
+    """Path, size and modification time of a file, or of every file in a folder: cheap, and changes with the content."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    if path.is_file():
+        return {"path": str(path.resolve()), "size": stats[0][0], "mtime_ns": stats[0][1]}
+    return {"path": str(path.resolve()), "files": {str(p.relative_to(path)): list(st) for p, st in zip(files, stats)}}
+
+
+def load_records(ref: str, *, split: str | None = None, limit: int | None = None) -> tuple[list[dict], dict]:
+    """Records (dicts) of a dataset and its identity (see `dataset_identity`)."""
+    identity = dataset_identity(ref, split)
+    if identity["source"] == "registry":
+        entry = DATASETS[ref]
+        if entry.hub_id is None:
+            records = _read_jsonl(tiny_asset(entry.files.get(identity["split"], entry.files["train"])))
         else:
-            records = _load_hub(entry.hub_id, entry.config, split, limit)
+            records = _load_hub(entry.hub_id, entry.config, identity["split"], limit)
+    elif identity["source"] == "local":
+        records = _load_local(Path(ref).expanduser(), split)
     else:
-        path = Path(ref).expanduser()
-        if path.exists():
-            records = _load_local(path, split)
-            identity = {"source": "local", "path": str(path.resolve()), "split": split, "sha256": content_fingerprint(path)}
-        elif "/" in ref and not ref.startswith((".", "/", "~")):
-            records = _load_hub(ref, None, split or "train", limit)
-            identity = {"source": "hub", "hub_id": ref, "split": split or "train"}
-        else:
-            raise IfguideError(f"unknown dataset {ref!r}",
-                               hint="use a registry name (`ifguide registry datasets`), a local .jsonl/.txt/.parquet/.csv "
-                                    "file or save_to_disk folder, or a hub id like org/name", exit_code=2)
+        records = _load_hub(ref, None, identity["split"], limit)
     if limit is not None:
         records = records[:limit]
     if not records:
         raise IfguideError(f"dataset {ref!r} has no records")
     return records, identity
-
-
-def content_fingerprint(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (names and bytes): a changed dataset must not reuse old artifacts."""
-    from .workspace import sha256_file
-
-    if path.is_file():
-        return sha256_file(path)
-    import hashlib
-
-    digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(item.relative_to(path)).encode() + b"\0" + sha256_file(item).encode())
-    return digest.hexdigest()
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -280,12 +290,14 @@ def tokenizer_fingerprint(mref) -> str | None:
     """sha256 of the packaged or local tokenizer files (hub tokenizers are pinned by their id)."""
     from .registry import tiny_asset as asset
 
+    from .workspace import sha256_file
+
     if mref.tokenizer == "tiny":
-        return content_fingerprint(asset("tokenizer.json"))
+        return sha256_file(asset("tokenizer.json"))
     folder = Path(mref.tokenizer)  # a checkpoint keeps its base tokenizer's identity, so data is shared with the base
     if folder.is_dir():
         files = [folder / n for n in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model")]
-        return "".join(content_fingerprint(f)[:16] for f in files if f.is_file()) or None
+        return "".join(sha256_file(f)[:16] for f in files if f.is_file()) or None
     return None
 
 
@@ -295,11 +307,11 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
 
     if config.seq_len < 2:
         raise IfguideError(f"--seq-len must be at least 2, got {config.seq_len}", exit_code=2)
-    records, identity = load_records(data_ref, split=config.split)
-    stage_config = {"data": identity, "tokenizer": mref.tokenizer, "tokenizer_sha256": tokenizer_fingerprint(mref),
-                    **asdict(config)}
+    stage_config = {"data": dataset_identity(data_ref, config.split), "tokenizer": mref.tokenizer,
+                    "tokenizer_sha256": tokenizer_fingerprint(mref), **asdict(config)}
 
-    def build(ctx):
+    def build(ctx):  # the records are read only when the corpus is not stored yet
+        records, _ = load_records(data_ref, split=config.split)
         tokenizer = load_tokenizer(mref)
         corpus = tokenize_corpus(records, tokenizer, config, reporter)
         save_corpus(corpus, ctx.staging)

@@ -365,9 +365,9 @@ def _finish_scored(ctx, records, classifier, extra: dict) -> dict:
 
 def _not_rank0() -> bool:
     """Evals run in one process: under torchrun / accelerate launch only rank 0 evaluates (and publishes)."""
-    from .workspace import process_rank
+    from .workspace import is_main_process
 
-    return process_rank()[0] != 0
+    return not is_main_process()
 
 
 def load_lm(mref, device: str, dtype=None):

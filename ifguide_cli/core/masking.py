@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from .data import file_identity
 from .errors import IfguideError
 from .progress import NULL
 
@@ -627,11 +628,6 @@ class MaskSource:
     valid: np.ndarray | None
 
 
-def _file_identity(path: Path) -> dict:
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def dataset_arrays(dataset) -> dict[str, np.ndarray]:
     """The dataset artifact's token tensors, memory-mapped: input_ids, attention_mask (+ planted_toxic)."""
     path = dataset.file(CORPUS_FILE)
@@ -706,7 +702,7 @@ def create_mask_artifact(ws, scores_ref: str, config: MaskConfig, *, data_ref: s
     stage_config = {
         **config.to_dict(),
         "scores": src.scores_art.id if src.scores_art is not None else None,
-        "scores_file": None if src.scores_art is not None else _file_identity(src.scores_file),
+        "scores_file": None if src.scores_art is not None else file_identity(src.scores_file),
         "scores_key": key,
         "dataset": src.dataset.id if src.dataset is not None else None,
         "positions": "attention_mask" if src.valid is not None else "all",

@@ -8,7 +8,7 @@ a config tweak only redoes what changed.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -250,6 +250,3 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
         control_m["toxicity_probability"], ifguide_m["toxicity_probability"], control_m.get("prompts") or 0)
     return result
 
-
-def spec_to_dict(spec: PipelineSpec) -> dict:
-    return asdict(spec)

@@ -34,7 +34,7 @@ from typing import Any
 
 from .errors import IfguideError, check_range
 from .progress import NULL
-from .workspace import process_rank
+from .workspace import is_main_process, process_rank
 
 KILL_HOOK_ENV = "IFGUIDE_TEST_KILL_AFTER_STEP"
 MASK_FILE = "mask.safetensors"
@@ -211,10 +211,6 @@ def batch_layout(batch_size: int, micro_batch_size: int | None, world_size: int)
 
 
 # ---- distributed helpers ---------------------------------------------------------------------
-def is_main_process() -> bool:
-    return process_rank()[0] == 0
-
-
 def _dist_state():
     """accelerate's process state (initialises torch.distributed under torchrun); None when single-process."""
     if process_rank()[1] <= 1:
@@ -628,7 +624,7 @@ def run_training(
         return _build_checkpoint(ctx, mref=mref, corpus=corpus, mask=mask, eval_art=eval_art, tc=tc, ro=ro,
                                  restart=restart, reporter=reporter, config=config)
 
-    art, reused = ws.create("checkpoints", config, parents, build, name=name, force=force and is_main_process(),
+    art, reused = ws.create("checkpoints", config, parents, build, name=name, force=force,
                             device=_device_name())
     return TrainResult(art, reused, tc, ro, {"dataset": ds_art.id, "mask": mask_art.id if mask_art else None,
                                              "profile": profile, "seq_len": T, "documents": n_rows, "warnings": warnings})

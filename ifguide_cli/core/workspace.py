@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -34,6 +35,11 @@ _TRACKED_PACKAGES = ("torch", "transformers", "kronfluence", "datasets", "detoxi
 def process_rank() -> tuple[int, int]:
     """(rank, world size) under torchrun / accelerate launch, read from their environment; (0, 1) otherwise."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or a plain single process): the one that reports and publishes."""
+    return process_rank()[0] == 0
 
 
 def default_root(override: str | os.PathLike | None = None) -> Path:
@@ -56,6 +62,17 @@ def artifact_id(kind: str, config: dict, parents: Iterable[str]) -> str:
     """Deterministic id: the same stage with the same inputs gets the same id."""
     payload = canonical_json({"kind": kind, "config": config, "parents": sorted(parents)})
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and ±inf become None: JSON has no such numbers, and `--json` output must parse anywhere."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -317,7 +334,8 @@ class Workspace:
                 "device": device or "cpu",
                 "timings": ctx.timings,
             }
-            atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2, default=str))
+            manifest = json_safe(manifest)
+            atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # --force: swap the old one out only once the new one is complete
                 trash = self.root / ".staging" / f"trash-{aid}-{os.getpid()}"
