@@ -83,6 +83,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def fmt_metric(value: Any, digits: int = 3) -> str:
+    """A metric in a table: fixed decimals, a dash when there is none."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
 def artifact_payload(art, reused: bool, **extra) -> dict:
     """The JSON every artifact-producing command prints: id, kind, path, reused, summary."""
     return {**art.ref(), "reused": reused, "parents": art.parents, "summary": art.summary, **extra}

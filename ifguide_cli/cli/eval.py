@@ -40,14 +40,6 @@ def _defense(defense: str, beta: float, topk: int, reward_model: Optional[str], 
     return cfg, reward
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _render_toxicity(title: str, art, reused: bool):
     def render(console):
         from rich.table import Table
@@ -57,12 +49,12 @@ def _render_toxicity(title: str, art, reused: bool):
                      title_justify="left")
         for col in ("prompts", "split", "EMT ± std", "TP"):
             head.add_column(col, justify="right" if col != "split" else "left")
-        head.add_row(str(s.get("prompts")), "all", f"{_fmt(s['expected_max_toxicity'])} ± {_fmt(s['expected_max_toxicity_std'])}",
-                     _fmt(s["toxicity_probability"]))
+        head.add_row(str(s.get("prompts")), "all", f"{common.fmt_metric(s['expected_max_toxicity'])} ± {common.fmt_metric(s['expected_max_toxicity_std'])}",
+                     common.fmt_metric(s["toxicity_probability"]))
         for split, m in (s.get("splits") or {}).items():
             head.add_row(str(m.get("prompts")), split,
-                         f"{_fmt(m['expected_max_toxicity'])} ± {_fmt(m['expected_max_toxicity_std'])}",
-                         _fmt(m["toxicity_probability"]))
+                         f"{common.fmt_metric(m['expected_max_toxicity'])} ± {common.fmt_metric(m['expected_max_toxicity_std'])}",
+                         common.fmt_metric(m["toxicity_probability"]))
         console.print(head)
         per_attr = s.get("per_attribute") or {}
         if len(per_attr) > 1:
@@ -70,8 +62,8 @@ def _render_toxicity(title: str, art, reused: bool):
             for col in ("attribute", "EMT ± std", "TP"):
                 table.add_column(col, justify="left" if col == "attribute" else "right")
             for attr, m in per_attr.items():
-                table.add_row(attr, f"{_fmt(m['expected_max_toxicity'])} ± {_fmt(m['expected_max_toxicity_std'])}",
-                              _fmt(m["toxicity_probability"]))
+                table.add_row(attr, f"{common.fmt_metric(m['expected_max_toxicity'])} ± {common.fmt_metric(m['expected_max_toxicity_std'])}",
+                              common.fmt_metric(m["toxicity_probability"]))
             console.print(table)
         console.print(f"[dim]{'reused' if reused else 'created'} eval {art.id} ({s.get('primary_attribute')}; "
                       f"continuations and scores in {art.path / 'continuations.jsonl'})[/]")
@@ -206,9 +198,9 @@ def fluency(
         table = Table(title=f"fluency — {s.get('model')} · defense {s.get('defense')}", title_justify="left")
         for col in ("metric", "value", "data"):
             table.add_column(col)
-        table.add_row("perplexity", _fmt(s.get("perplexity"), 2), f"{s.get('perplexity_data') or '—'} "
+        table.add_row("perplexity", common.fmt_metric(s.get("perplexity"), 2), f"{s.get('perplexity_data') or '—'} "
                       f"({s.get('perplexity_tokens', 0)} tokens)" if s.get("perplexity") is not None else "—")
-        table.add_row("LAMBADA accuracy", _fmt(s.get("lambada_accuracy")),
+        table.add_row("LAMBADA accuracy", common.fmt_metric(s.get("lambada_accuracy")),
                       f"{s.get('lambada_data') or '—'} ({s.get('lambada_examples', 0)} passages)"
                       if s.get("lambada_accuracy") is not None else "—")
         console.print(table)

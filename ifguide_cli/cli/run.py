@@ -58,13 +58,14 @@ def _run(spec, force: bool) -> None:
     def render(console):
         from rich.table import Table
 
-        table = Table(title="IF-Guide vs plain fine-tuning", title_justify="left")
-        for col in ("system", "checkpoint", "toxicity prob.", "exp. max toxicity", "perplexity", "LAMBADA acc."):
-            table.add_column(col, justify="right" if col not in ("system", "checkpoint") else "left")
+        table = Table(title="IF-Guide vs plain fine-tuning (TP: toxicity probability, EMT: expected max. toxicity)",
+                      title_justify="left")
+        for col in ("system", "TP", "EMT ± std", "perplexity", "LAMBADA", "checkpoint"):
+            table.add_column(col, justify="left" if col in ("system", "checkpoint") else "right", no_wrap=True)
         for system, m in result.systems.items():
-            table.add_row(system, m["checkpoint"], _f(m["toxicity_probability"]),
-                          f"{_f(m['expected_max_toxicity'])} ± {_f(m['expected_max_toxicity_std'])}",
-                          _f(m["perplexity"], 2), _f(m["lambada_accuracy"]))
+            table.add_row(system, common.fmt_metric(m["toxicity_probability"]),
+                          f"{common.fmt_metric(m['expected_max_toxicity'])} ± {common.fmt_metric(m['expected_max_toxicity_std'])}",
+                          common.fmt_metric(m["perplexity"], 2), common.fmt_metric(m["lambada_accuracy"]), m["checkpoint"])
         console.print(table)
         mask = result.mask
         console.print(f"mask: {mask.get('tokens')} tokens in {mask.get('documents')} documents"
@@ -77,7 +78,3 @@ def _run(spec, force: bool) -> None:
                       f"{payload['seconds']:.0f}s[/]")
 
     common.emit(payload, render)
-
-
-def _f(value, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"

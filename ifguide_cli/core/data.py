@@ -286,6 +286,28 @@ def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None):
     return art
 
 
+def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None, *, reporter=NULL, force: bool = False,
+                   barrier=lambda: None):
+    """The `datasets` artifact for DATA: the one it names, else the source tokenized for the model (built once).
+
+    Under torchrun rank 0 builds it and calls `barrier()` after; the other ranks call `barrier()` first, then
+    find it stored. Returns (artifact, reused).
+    """
+    from .workspace import is_main_process
+
+    art = existing_corpus(workspace, data_ref, mref, seq_len)
+    if art is not None:
+        return art, True
+    main = is_main_process()
+    if not main:
+        barrier()
+    result = corpus_artifact(workspace, data_ref, mref, default_corpus_config(data_ref, seq_len=seq_len),
+                             reporter=reporter if main else NULL, force=force and main)
+    if main:
+        barrier()
+    return result
+
+
 def tokenizer_fingerprint(mref) -> str | None:
     """sha256 of the packaged or local tokenizer files (hub tokenizers are pinned by their id)."""
     from .registry import tiny_asset as asset

@@ -626,21 +626,10 @@ def default_batch_size(seq_len: int) -> int:
 
 # ---- resolving inputs ------------------------------------------------------------------------
 def resolve_dataset(ws, data_ref: str, mref, seq_len: int | None, dinfo: DistInfo, *, reporter=NULL):
-    """A `datasets` artifact: an existing one by reference, else the source dataset tokenized for the model
-    (built once by rank 0 under torchrun; the other ranks then find it)."""
-    from .data import corpus_artifact, default_corpus_config, existing_corpus
+    """The training rows' `datasets` artifact (built once by rank 0 under torchrun; the other ranks then find it)."""
+    from .data import resolve_corpus
 
-    art = existing_corpus(ws, data_ref, mref, seq_len)
-    if art is not None:
-        return art
-    config = default_corpus_config(data_ref, seq_len=seq_len)
-    if dinfo.main:
-        art, _ = corpus_artifact(ws, data_ref, mref, config, reporter=reporter)
-        barrier(dinfo)
-    else:
-        barrier(dinfo)  # rank 0 has published it; this finds it
-        art, _ = corpus_artifact(ws, data_ref, mref, config)
-    return art
+    return resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, barrier=lambda: barrier(dinfo))[0]
 
 
 def model_from_identity(identity: dict, ws):

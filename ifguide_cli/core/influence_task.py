@@ -26,7 +26,6 @@ or override the globs for one run with ``--modules GLOB`` (repeatable).
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,19 +69,9 @@ BUILTIN_FAMILIES: dict[str, ModuleFamily] = {f.name: f for f in [
 
 
 def _read_families_file(path: Path) -> dict[str, ModuleFamily]:
-    if not path.is_file():
-        raise IfguideError(f"families file {path} does not exist", hint=f"pass an existing YAML/JSON file (--families or ${FAMILIES_ENV})",
-                           exit_code=2)
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+    from .yamlfile import load_yaml_mapping  # JSON is YAML too
 
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError / ValueError
-        raise IfguideError(f"families file {path} is not valid YAML/JSON ({type(exc).__name__})", exit_code=2) from None
+    data = load_yaml_mapping(path, "families file", hint=f"pass an existing YAML/JSON file (--families or ${FAMILIES_ENV})")
     if isinstance(data, dict) and "families" in data:
         data = data["families"]
     if not isinstance(data, dict):

@@ -27,14 +27,14 @@ import math
 import os
 import signal
 import time
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import IfguideError, check_range
 from .progress import NULL
-from .workspace import is_main_process, process_rank
+from .workspace import process_rank
 
 KILL_HOOK_ENV = "IFGUIDE_TEST_KILL_AFTER_STEP"
 MASK_FILE = "mask.safetensors"
@@ -225,17 +225,6 @@ def barrier() -> None:
     state = _dist_state()
     if state is not None:
         state.wait_for_everyone()
-
-
-@contextmanager
-def main_process_first():
-    """Rank 0 runs the block first (e.g. builds a shared artifact), the others after it (and reuse it)."""
-    state = _dist_state()
-    if state is None:
-        yield
-    else:
-        with state.main_process_first():
-            yield
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -515,18 +504,6 @@ class TrainResult:
     info: dict = field(default_factory=dict)
 
 
-def resolve_corpus(ws, data_ref: str, mref, seq_len: int | None, *, reporter=NULL, force: bool = False):
-    """The `datasets` artifact to train on: a registry/local/hub dataset tokenized for the model, or an existing one."""
-    from .data import corpus_artifact, default_corpus_config, existing_corpus
-
-    art = existing_corpus(ws, data_ref, mref, seq_len)
-    if art is not None:
-        return art, True
-    with main_process_first():
-        return corpus_artifact(ws, data_ref, mref, default_corpus_config(data_ref, seq_len=seq_len), reporter=reporter,
-                               force=force and is_main_process())
-
-
 def prepare_model_ref(ws, model_ref: str, mode: str):
     """Resolve MODEL for `train` (architecture) or `finetune` (weights), with one clear line when it cannot be used."""
     from .models import resolve_model
@@ -581,8 +558,9 @@ def run_training(
     mask_art = None
     if mask_ref is not None:
         mask_art = ws.resolve(mask_ref, "masks")
-    ds_art, _ = resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter)
-    from .data import load_corpus
+    from .data import load_corpus, resolve_corpus
+
+    ds_art, _ = resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, barrier=barrier)
 
     corpus = load_corpus(ds_art)
     n_rows, T = corpus.shape
@@ -599,7 +577,7 @@ def run_training(
         tc = replace(tc, lam=TrainConfig.lam)
     eval_art = None
     if tc.eval_data:
-        eval_art, _ = resolve_corpus(ws, tc.eval_data, mref, T, reporter=reporter)
+        eval_art, _ = resolve_corpus(ws, tc.eval_data, mref, T, reporter=reporter, barrier=barrier)
 
     config = {
         "mode": mode,
