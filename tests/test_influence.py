@@ -58,13 +58,17 @@ def _train_tiny(out: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def trained_tiny(request) -> Path:
-    """A tiny GPT-NeoX trained on the packaged corpus, saved as a local model folder (save_pretrained + tokenizer)."""
+def trained_tiny(request, tmp_path_factory) -> Path:
+    """A tiny GPT-NeoX trained on the packaged corpus, saved as a local model folder (save_pretrained + tokenizer).
+
+    Kept in pytest's cache between runs when the cache plugin is on (`-p no:cacheprovider` trains it afresh)."""
     key = hashlib.sha256()
     for name in ("corpus.jsonl", "model_config.json", "tokenizer.json"):
         key.update(tiny_asset(name).read_bytes())
     key.update(json.dumps(TRAIN, sort_keys=True).encode() + torch.__version__.encode())
-    folder = Path(request.config.cache.mkdir("ifguide-influence-model")) / key.hexdigest()[:16]
+    cache = getattr(request.config, "cache", None)
+    base = cache.mkdir("ifguide-influence-model") if cache else tmp_path_factory.mktemp("ifguide-influence-model")
+    folder = Path(base) / key.hexdigest()[:16]
     if not (folder / "config.json").is_file():
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
