@@ -14,6 +14,13 @@ Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
 DType = Annotated[str, typer.Option("--dtype", help="Model dtype: float32 | bfloat16 | float16.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="A name for the eval artifact.")]
 Force = Annotated[bool, typer.Option("--force", help="Recompute even if an identical eval exists.")]
+ClassifierCheckpoint = Annotated[Optional[str], typer.Option("--classifier-checkpoint",
+                                                             help="Detoxify checkpoint file (.ckpt or .safetensors).")]
+ClassifierBase = Annotated[Optional[str], typer.Option("--classifier-base",
+                                                       help="Local base-model folder for Detoxify (config.json + tokenizer).")]
+ClassifierPath = Annotated[Optional[str], typer.Option("--classifier-path",
+                                                       help="Local transformers folder of a (ToxiGen-style) classifier.")]
+ClassifierBatchSize = Annotated[int, typer.Option("--classifier-batch-size", help="Texts per classifier forward.")]
 
 eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency of a model.", no_args_is_help=True)
 
@@ -86,10 +93,10 @@ def toxicity(
     classifier: str = typer.Option("detoxify-unbiased", "--classifier",
                                    help="detoxify-unbiased|detoxify-original|detoxify-multilingual|detoxify-*-small|"
                                         "toxigen-roberta|profanity (built-in, offline)|registered name|folder|hub id."),
-    classifier_checkpoint: Optional[str] = typer.Option(None, "--classifier-checkpoint", help="Detoxify checkpoint file (.ckpt or .safetensors)."),
-    classifier_base: Optional[str] = typer.Option(None, "--classifier-base", help="Local base-model folder for Detoxify (config.json + tokenizer)."),
-    classifier_path: Optional[str] = typer.Option(None, "--classifier-path", help="Local transformers folder of a (ToxiGen-style) classifier."),
-    classifier_batch_size: int = typer.Option(64, "--classifier-batch-size", help="Texts per classifier forward."),
+    classifier_checkpoint: ClassifierCheckpoint = None,
+    classifier_base: ClassifierBase = None,
+    classifier_path: ClassifierPath = None,
+    classifier_batch_size: ClassifierBatchSize = 64,
     defense: str = typer.Option("none", "--defense", help="none | rad (reward-augmented decoding)."),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="RAD reward model artifact (default: the installed rad-reward)."),
     rad_beta: RadBeta = 50.0,
@@ -124,20 +131,20 @@ def toxicity(
 def implicit(
     eval_ref: str = typer.Argument(..., metavar="EVAL", help="An eval artifact written by `eval toxicity`."),
     classifier: str = typer.Option("toxigen-roberta", "--classifier", help="toxigen-roberta, any classifier `eval toxicity` takes."),
-    classifier_checkpoint: Optional[str] = typer.Option(None, "--classifier-checkpoint", help="Detoxify checkpoint file."),
-    classifier_base: Optional[str] = typer.Option(None, "--classifier-base", help="Local Detoxify base-model folder."),
-    classifier_path: Optional[str] = typer.Option(None, "--classifier-path", help="Local ToxiGen-RoBERTa (or other) classifier folder."),
-    classifier_batch_size: int = typer.Option(64, "--classifier-batch-size", help="Texts per classifier forward."),
+    classifier_checkpoint: ClassifierCheckpoint = None,
+    classifier_base: ClassifierBase = None,
+    classifier_path: ClassifierPath = None,
+    classifier_batch_size: ClassifierBatchSize = 64,
     device: Device = "auto",
-    name: Optional[str] = typer.Option(None, "--name", help="A name for the new eval artifact."),
-    force: bool = typer.Option(False, "--force", help="Recompute even if it exists."),
+    name: Name = None,
+    force: Force = False,
 ) -> None:
     from ..core.classifiers import resolve_classifier
-    from ..core.evaluation import pick_device, read_continuations, rescore_eval
+    from ..core.evaluation import continuations_path, pick_device, rescore_eval
 
     ws = common.workspace()
     source = ws.resolve(eval_ref, "evals")
-    read_continuations(source)  # fail fast with one line when there is nothing to re-score
+    continuations_path(source)  # fail fast with one line when there is nothing to re-score
     spec = resolve_classifier(classifier, ws, checkpoint=classifier_checkpoint, base=classifier_base, path=classifier_path)
     art, reused = rescore_eval(ws, source, spec, device=pick_device(device), classifier_batch_size=classifier_batch_size,
                                name=name, force=force, reporter=common.reporter())

@@ -323,13 +323,18 @@ def lambada_accuracy(model, tokenizer, texts: Sequence[str], *, batch_size: int 
 
 
 # ---- eval artifacts ------------------------------------------------------------------------------
-def read_continuations(art) -> list[dict]:
+def continuations_path(art) -> Path:
+    """The continuations file of a toxicity eval; one clear error for any other artifact."""
     path = art.path / CONTINUATIONS
     if art.kind != "evals" or not path.is_file():
         task = art.config.get("task", art.kind)
         raise IfguideError(f"{art.kind.rstrip('s')} artifact {art.id} has no saved continuations ({task} eval)",
                            hint="pass an artifact written by `ifguide eval toxicity` (or `eval implicit`)", exit_code=2)
-    with open(path, encoding="utf-8") as fh:
+    return path
+
+
+def read_continuations(art) -> list[dict]:
+    with open(continuations_path(art), encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
@@ -452,7 +457,7 @@ def rescore_eval(workspace, source, classifier_spec, *, device: str | None = Non
     """Re-score the continuations saved in eval `source` with another classifier (implicit toxicity)."""
     from .classifiers import load_classifier
 
-    records = read_continuations(source)
+    continuations_path(source)
     device = pick_device(device)
     config = {"task": "implicit", "source": source.id, "classifier": classifier_spec.identity}
     parents = [source.id, *classifier_spec.parents]
@@ -462,7 +467,7 @@ def rescore_eval(workspace, source, classifier_spec, *, device: str | None = Non
             return {}
         classifier = load_classifier(classifier_spec, device=device, batch_size=classifier_batch_size)
         with ctx.timed("classify"):
-            scored = _score_records(records, classifier, reporter)
+            scored = _score_records(read_continuations(source), classifier, reporter)
         src = source.summary
         extra = {"task": "implicit", "model": src.get("model"), "defense": src.get("defense", "none"),
                  "prompt_set": src.get("prompt_set"), "samples": src.get("samples"), "source_eval": source.id,
