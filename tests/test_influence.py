@@ -326,7 +326,7 @@ def test_bad_inputs_get_one_clear_line(env, tmp_path):
     _one_line_error(_invoke(env.root, "scores", fid, *q, "--precision", "bf16", "--damping", "1e-10"), "too small for bf16")
     _one_line_error(_invoke(env.root, "scores", fid, *q, "--damping", "lots"), "--damping must be")
     _one_line_error(_invoke(env.root, "factors", env.model, "--data", env.dataset.id, "--strategy", "kfc"), "unknown strategy")
-    _one_line_error(_invoke(env.root, "scores", env.dataset.id, *q), "is a dataset artifact, not a factor")
+    _one_line_error(_invoke(env.root, "scores", env.dataset.id, *q), "is a dataset artifact, not a factors artifact")
     # a dataset whose rows have another length than the factors' fit set
     from ifguide_cli.core.data import corpus_artifact, default_corpus_config
     from ifguide_cli.core.models import resolve_model

@@ -158,7 +158,7 @@ def test_select_errors_are_one_line(env, run, tmp_path):
         (("mask", tmp_path / "nan.npy"), 1, "non-finite"),
         (("mask", "planted-scores", "--threshold", "1.5"), 2, "--threshold"),
         (("mask", "planted-scores", "--window", "-1"), 2, ""),
-        (("mask", "no-such-scores"), 1, "no score"),
+        (("mask", "no-such-scores"), 1, "no scores artifact"),
         (("mask", env["dataset"].id), 2, "is a dataset artifact"),
         (("mask", tmp_path / "missing.npy"), 1, "not found"),
     ]
@@ -215,7 +215,7 @@ def test_show_errors_and_plain_file_masks(env, run, mask_id):
         out = run("mask", "show", mask_id, *args)
         assert out.exit_code == 2 and needle in out.output
     out = run("mask", "show", env["scores_art"].id)
-    assert out.exit_code == 2 and "is a score artifact" in out.output
+    assert out.exit_code == 2 and "is a scores artifact" in out.output
     # a mask from a plain score file without a dataset shows positions; with --data, the text
     plain = _json(run("--json", "mask", env["npy"], "--max-tokens", "500"))
     data = _json(run("--json", "mask", "show", plain["id"]))

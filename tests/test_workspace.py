@@ -131,7 +131,7 @@ def test_references_id_prefix_name_latest_and_wrong_kind(tmp_path):
     assert ws.resolve("latest", "factors").id == b.id
     assert ws.resolve("latest").id == s.id
     assert ws.resolve("latest:factors").id == b.id
-    with pytest.raises(WrongArtifactKind, match="is a factor artifact, not a score"):
+    with pytest.raises(WrongArtifactKind, match="is a factors artifact, not a scores artifact"):
         ws.resolve("base", "scores")
     with pytest.raises(ArtifactNotFound):
         ws.resolve("nope", "scores")

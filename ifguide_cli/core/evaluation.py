@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 
 from .errors import IfguideError, check_range
 from .progress import NULL
+from .workspace import kind_noun
 
 THRESHOLD = 0.5
 CONTINUATIONS = "continuations.jsonl"
@@ -328,7 +329,7 @@ def continuations_path(art) -> Path:
     path = art.path / CONTINUATIONS
     if art.kind != "evals" or not path.is_file():
         task = art.config.get("task", art.kind)
-        raise IfguideError(f"{art.kind.rstrip('s')} artifact {art.id} has no saved continuations ({task} eval)",
+        raise IfguideError(f"{kind_noun(art.kind)} artifact {art.id} has no saved continuations ({task} eval)",
                            hint="pass an artifact written by `ifguide eval toxicity` (or `eval implicit`)", exit_code=2)
     return path
 

@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timezone
 
 from .errors import IfguideError
-from .workspace import canonical_json
+from .workspace import canonical_json, kind_noun, with_article
 
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
@@ -37,7 +37,7 @@ def build_rows(workspace, arts) -> list[dict]:
     rows: dict[tuple, dict] = {}
     for art in arts:
         if art.kind != "evals":
-            raise IfguideError(f"{art.id} is a {art.kind.rstrip('s')} artifact, not an eval", exit_code=2)
+            raise IfguideError(f"{art.id} is {with_article(kind_noun(art.kind))} artifact, not an eval", exit_code=2)
         s, task = art.summary, art.config.get("task")
         key = _system_key(workspace, art)
         row = rows.get(key)

@@ -102,8 +102,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _article(noun: str) -> str:
+def with_article(noun: str) -> str:
     return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def kind_noun(kind: str) -> str:
+    """The kind as it reads before "artifact": "a scores artifact", "a mask artifact"."""
+    return kind if kind in ("factors", "scores") else kind.removesuffix("s")
 
 
 @dataclass(frozen=True)
@@ -215,14 +220,14 @@ class Workspace:
         With `kind`, a reference to an artifact of another kind is an error (not a silent miss).
         """
         kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
-        wanted = " or ".join(k.rstrip("s") for k in kinds) if kinds else "artifact"
+        wanted = " or ".join(f"{kind_noun(k)} artifact" for k in kinds) if kinds else "artifact"
         candidates = [a for k in (kinds or KINDS) for a in self.list(k)]
         if ref == "latest" or ref.startswith("latest:"):
             if ref.startswith("latest:"):
                 sub = ref.split(":", 1)[1]
                 sub = sub if sub.endswith("s") else sub + "s"
                 if kinds and sub not in kinds:
-                    raise WrongArtifactKind(f"{ref!r} names a {sub.rstrip('s')} artifact, not {_article(wanted)}",
+                    raise WrongArtifactKind(f"{ref!r} names {with_article(kind_noun(sub))} artifact, not {with_article(wanted)}",
                                             hint=f"use `latest` or `latest:{kinds[0]}`", exit_code=2)
                 candidates = [a for a in candidates if a.kind == sub]
             if not candidates:
@@ -246,7 +251,7 @@ class Workspace:
             other = next((a for a in self.list() if a.id == ref or a.name == ref
                           or (len(ref) >= 4 and a.id.startswith(ref))), None)
         if other is not None:
-            raise WrongArtifactKind(f"{ref!r} is a {other.kind.rstrip('s')} artifact, not {_article(wanted)}",
+            raise WrongArtifactKind(f"{ref!r} is {with_article(kind_noun(other.kind))} artifact, not {with_article(wanted)}",
                                     hint="see `ifguide workspace ls`", exit_code=2)
         raise ArtifactNotFound(f"no {wanted} {ref!r} in workspace {self.root}", hint="see `ifguide workspace ls`")
 
