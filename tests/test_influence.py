@@ -179,7 +179,9 @@ def test_rerun_reuses_the_finished_artifacts(env):
     assert factors.data["reused"] and factors.data["id"] == env.factors["id"]
 
 
-def test_one_pass_differential_equals_two_runs(env, tmp_path):
+def _engine_setup(env):
+    """The fitted factors' folder, the tiny query sets, the training rows, and a builder of a fresh
+    InfluenceEngine for a device and precision — what the core-level comparisons share."""
     from ifguide_cli.core.influence import (
         InfluenceEngine,
         TrainRows,
@@ -188,19 +190,28 @@ def test_one_pass_differential_equals_two_runs(env, tmp_path):
         load_query_set,
         resolve_family,
         setup_device,
-        two_run_reference,
     )
     from ifguide_cli.core.models import load_tokenizer, resolve_model
 
     fart = env.ws.resolve(env.factors["id"], "factors")
     mref = resolve_model(str(env.model), env.ws)
-    model, modules, _ = load_model_for_influence(mref, resolve_family(mref, env.ws, family_spec=fart.config["family"]))
-    engine = InfluenceEngine(model, modules, setup_device("cpu"), "fp32")
     tok = load_tokenizer(mref)
-    toxic = load_query_set("tiny-queries-toxic", tok, 64, None, 0, "toxic")
-    safe = load_query_set("tiny-queries-safe", tok, 64, None, 0, "safe")
-    two_runs = two_run_reference(engine, tmp_path, factors_dir_of(fart), TrainRows(env.corpus.input_ids, env.corpus.attention_mask),
-                                 toxic, safe, tok.pad_token_id, damping=None, batch_size=64)
+    queries = {kind: load_query_set(f"tiny-queries-{kind}", tok, 64, None, 0, kind) for kind in ("toxic", "safe")}
+
+    def engine(device: str, precision: str):
+        model, modules, _ = load_model_for_influence(mref, resolve_family(mref, env.ws, family_spec=fart.config["family"]))
+        return InfluenceEngine(model, modules, setup_device(device), precision)
+
+    rows = TrainRows(env.corpus.input_ids, env.corpus.attention_mask)
+    return SimpleNamespace(factors_dir=factors_dir_of(fart), pad_id=tok.pad_token_id, queries=queries, rows=rows, engine=engine)
+
+
+def test_one_pass_differential_equals_two_runs(env, tmp_path):
+    from ifguide_cli.core.influence import two_run_reference
+
+    setup = _engine_setup(env)
+    two_runs = two_run_reference(setup.engine("cpu", "fp32"), tmp_path, setup.factors_dir, setup.rows,
+                                 setup.queries["toxic"], setup.queries["safe"], setup.pad_id, damping=None, batch_size=64)
     err = (two_runs - env.fp32).abs().max().item()
     scale = env.fp32.abs().max().item()
     print(f"one-pass vs two-run: max abs error {err:.3g} (max |score| {scale:.3g}, relative {err / scale:.2e})")
@@ -254,30 +265,14 @@ def test_interrupted_scores_resume_from_finished_partitions(env, monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_scores_match_cpu_fp32(env, tmp_path):
-    from ifguide_cli.core.influence import (
-        InfluenceEngine,
-        TrainRows,
-        align_to_labels,
-        factors_dir_of,
-        load_model_for_influence,
-        load_query_set,
-        query_rows,
-        resolve_family,
-        setup_device,
-    )
-    from ifguide_cli.core.models import load_tokenizer, resolve_model
+    from ifguide_cli.core.influence import align_to_labels, query_rows
 
-    fart = env.ws.resolve(env.factors["id"], "factors")
-    mref = resolve_model(str(env.model), env.ws)
-    tok = load_tokenizer(mref)
-    queries = query_rows(load_query_set("tiny-queries-toxic", tok, 64, None, 0, "toxic"),
-                         load_query_set("tiny-queries-safe", tok, 64, None, 0, "safe"), tok.pad_token_id)
+    setup = _engine_setup(env)
+    queries = query_rows(setup.queries["toxic"], setup.queries["safe"], setup.pad_id)
     mask = _label_mask(env.corpus)
     for precision in ("fp32", "bf16"):
-        model, modules, _ = load_model_for_influence(mref, resolve_family(mref, env.ws, family_spec=fart.config["family"]))
-        engine = InfluenceEngine(model, modules, setup_device("cuda"), precision)
-        raw = engine.scores(tmp_path / precision, factors_dir_of(fart), TrainRows(env.corpus.input_ids, env.corpus.attention_mask),
-                            queries, damping=None, per_module=False, batch_size=64, query_batch_size=16, partitions=1)
+        raw = setup.engine("cuda", precision).scores(tmp_path / precision, setup.factors_dir, setup.rows, queries, damping=None,
+                                                     per_module=False, batch_size=64, query_batch_size=16, partitions=1)
         cuda_scores = align_to_labels(raw["all_modules"])
         rho = _spearman(env.fp32[mask], cuda_scores[mask])
         print(f"cuda {precision} vs cpu fp32: Spearman {rho:.5f}")
