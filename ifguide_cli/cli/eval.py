@@ -20,6 +20,8 @@ ClassifierBase = Annotated[Optional[str], typer.Option("--classifier-base",
                                                        help="Local base-model folder for Detoxify (config.json + tokenizer).")]
 ClassifierPath = Annotated[Optional[str], typer.Option("--classifier-path",
                                                        help="Local transformers folder of a (ToxiGen-style) classifier.")]
+RewardModel = Annotated[Optional[str], typer.Option("--reward-model",
+                                                    help="RAD reward model artifact (default: the installed rad-reward).")]
 ClassifierBatchSize = Annotated[int, typer.Option("--classifier-batch-size", help="Texts per classifier forward.")]
 
 eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency of a model.", no_args_is_help=True)
@@ -98,7 +100,7 @@ def toxicity(
     classifier_path: ClassifierPath = None,
     classifier_batch_size: ClassifierBatchSize = 64,
     defense: str = typer.Option("none", "--defense", help="none | rad (reward-augmented decoding)."),
-    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="RAD reward model artifact (default: the installed rad-reward)."),
+    reward_model: RewardModel = None,
     rad_beta: RadBeta = 50.0,
     rad_topk: RadTopK = 20,
     device: Device = "auto",
@@ -168,7 +170,7 @@ def fluency(
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Perplexity window (default: the model's context, ≤2048)."),
     defense: str = typer.Option("none", "--defense", help="none | rad (RAD: LAMBADA only)."),
-    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="RAD reward model artifact."),
+    reward_model: RewardModel = None,
     rad_beta: RadBeta = 50.0,
     rad_topk: RadTopK = 20,
     device: Device = "auto",

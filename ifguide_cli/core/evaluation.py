@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 from .errors import IfguideError, check_range
 from .progress import NULL
-from .workspace import kind_noun
+from .workspace import is_main_process, kind_noun
 
 THRESHOLD = 0.5
 CONTINUATIONS = "continuations.jsonl"
@@ -369,13 +369,6 @@ def _finish_scored(ctx, records, classifier, extra: dict) -> dict:
     return {**extra, "classifier": classifier.name, **_headline(metrics)}
 
 
-def _not_rank0() -> bool:
-    """Evals run in one process: under torchrun / accelerate launch only rank 0 evaluates (and publishes)."""
-    from .workspace import is_main_process
-
-    return not is_main_process()
-
-
 def load_lm(mref, device: str, dtype=None):
     from .models import load_model, load_tokenizer
 
@@ -417,7 +410,7 @@ def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationC
     parents = [*mref.parents, *classifier_spec.parents, *([reward_id] if reward_id else [])]
 
     def build(ctx):
-        if _not_rank0():
+        if not is_main_process():  # evals run in one process: under torchrun only rank 0 evaluates
             return {}
         partial = ctx.staging / PARTIAL
         done: dict[int, list] = {}
@@ -464,7 +457,7 @@ def rescore_eval(workspace, source, classifier_spec, *, device: str | None = Non
     parents = [source.id, *classifier_spec.parents]
 
     def build(ctx):
-        if _not_rank0():
+        if not is_main_process():  # evals run in one process: under torchrun only rank 0 evaluates
             return {}
         classifier = load_classifier(classifier_spec, device=device, batch_size=classifier_batch_size)
         with ctx.timed("classify"):
@@ -514,7 +507,7 @@ def evaluate_fluency(workspace, mref, config: FluencyConfig, *, defense: Defense
     parents = [*mref.parents, *([reward_id] if reward_id else [])]
 
     def build(ctx):
-        if _not_rank0():
+        if not is_main_process():  # evals run in one process: under torchrun only rank 0 evaluates
             return {}
         model, tok = load_lm(mref, device, dtype)
         summary = {"task": "fluency", "model": mref.ref, "defense": defense.label(), "perplexity": None,
