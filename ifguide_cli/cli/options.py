@@ -1,0 +1,100 @@
+"""CLI options generated from the typed stage configs, and the options many commands share.
+
+A command declares its own arguments (MODEL, --name, --force …) and names the config class whose
+fields become its remaining options: `@config_options(MaskConfig)`. Each field's flag, help, default
+and choices come from its `param(...)` declaration in core, so an option is declared exactly once and
+validated exactly once (by the config's `__post_init__`). Only Typer's public API is used: the
+generated parameters are ordinary `Annotated[type, typer.Option(...)]` parameters of the command's
+signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from ..core.config import field_hints, flag_of, unwrap_optional
+
+
+def _option_for(f: dataclasses.Field, tp: Any, *, overrides_only: bool) -> tuple[Any, Any]:
+    """(annotation, default) of the Typer parameter for one config field."""
+    meta = f.metadata or {}
+    inner, _ = unwrap_optional(tp)
+    default = None if overrides_only else _field_default(f)
+    shown = meta.get("shown_default")
+    if shown is None and overrides_only and _field_default(f) is not None:
+        shown = _display(_field_default(f))
+    flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+    names = [flag] + ([meta["short"]] if meta.get("short") else [])
+    help_text = meta.get("help", "") + (f" \\[default: {shown}]" if shown is not None else "")
+    option = typer.Option(*names, help=help_text, show_default=shown is None and not overrides_only)
+    annotation = Optional[inner] if (overrides_only or default is None) else inner
+    return Annotated[annotation, option], default
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _display(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cli_fields(config_cls: type, exclude: tuple[str, ...] = ()) -> list[dataclasses.Field]:
+    """The fields of a config that are CLI options."""
+    return [f for f in dataclasses.fields(config_cls) if (f.metadata or {}).get("cli", True) and f.name not in exclude]
+
+
+def config_options(config_cls: type, *, into: str = "config", overrides_only: bool = False,
+                   exclude: tuple[str, ...] = ()) -> Callable:
+    """Add one option per field of `config_cls` to a command and pass them on as one value.
+
+    The command's parameter named `into` receives the built config (validated), or — with
+    `overrides_only` — a dict of just the options the user gave (for commands that layer profile
+    defaults and a config file under the options, like `train`). Fields named in `exclude` stay out.
+    """
+    fields = cli_fields(config_cls, exclude)
+    hints = field_hints(config_cls)
+
+    def decorate(fn: Callable) -> Callable:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for name, p in sig.parameters.items() if name != into]
+        generated = []
+        for f in fields:
+            annotation, default = _option_for(f, hints[f.name], overrides_only=overrides_only)
+            generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                               annotation=annotation))
+
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            values = {f.name: kwargs.pop(f.name) for f in fields}
+            if overrides_only:
+                kwargs[into] = {k: v for k, v in values.items() if v is not None}
+            else:
+                kwargs[into] = config_cls(**values)
+            return fn(*args, **kwargs)
+
+        command.__signature__ = sig.replace(parameters=own + generated)
+        return command
+
+    return decorate
+
+
+def option_flag(config_cls: type, name: str) -> str:
+    """The CLI flag of one config field (for messages that point at an option)."""
+    return flag_of(next(f for f in dataclasses.fields(config_cls) if f.name == name))
+
+
+# ---- options shared by many commands (declared once, as huggingface_hub's cli/_cli_utils.py does) --------
+NameOpt = Annotated[Optional[str], typer.Option("--name", help="A name for the artifact (usable wherever an id is).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if an identical artifact exists.")]
+DataOpt = Annotated[Optional[str], typer.Option(
+    "--data", "-d", help="Dataset: registry name, local .jsonl/.txt/.parquet/.csv file, hub id, or dataset artifact.")]
