@@ -1,0 +1,7 @@
+"""The file names inside artifacts, defined once: every reader and writer of an artifact imports them here."""
+
+CORPUS_FILE = "input_ids.safetensors"  # datasets: input_ids, attention_mask (docs, seq_len)
+SCORES_FILE = "scores.safetensors"  # scores: key `scores`, float32 (docs, seq_len), label-aligned
+MODULE_SCORES_FILE = "module_scores.safetensors"  # scores --per-module: one key per tracked module
+MASK_FILE = "mask.safetensors"  # masks: mask, ranking, sparsity, strength, harmonic, selected
+IGNORE_INDEX = -100  # the label of a position that has no loss (padding, prompts): PyTorch's cross-entropy default
