@@ -293,7 +293,7 @@ def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None, *, repor
     Under torchrun rank 0 builds it and calls `barrier()` after; the other ranks call `barrier()` first, then
     find it stored. Returns (artifact, reused).
     """
-    from .workspace import is_main_process
+    from .dist import is_main_process
 
     art = existing_corpus(workspace, data_ref, mref, seq_len)
     if art is not None:
