@@ -11,8 +11,6 @@ from ..core.masking.config import MaskConfig
 from . import common
 from .options import ForceOpt, NameOpt, config_options
 
-_SUBCOMMANDS = ("select", "show", "browse", "export")
-
 
 class _MaskGroup(TyperGroup):
     """`ifguide mask SCORES ...` means `ifguide mask select SCORES ...`; `show`, `browse`, `export` are subcommands."""
