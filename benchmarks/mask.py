@@ -46,11 +46,10 @@ def _one(tokens: int, mmap: bool, threshold: float, window: int, max_tokens: int
 
     if mmap:
         # written with plain file writes (not through a mapping), so only what the selection touches counts
-        tmp = tempfile.NamedTemporaryFile(suffix=".npy", delete=False)
-        np.lib.format.write_array_header_1_0(tmp, {"descr": "<f4", "fortran_order": False, "shape": (docs, SEQ_LEN)})
-        for _, block in blocks():
-            block.tofile(tmp)
-        tmp.close()
+        with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as tmp:
+            np.lib.format.write_array_header_1_0(tmp, {"descr": "<f4", "fortran_order": False, "shape": (docs, SEQ_LEN)})
+            for _, block in blocks():
+                block.tofile(tmp)
         scores = load_scores(tmp.name, check_finite_values=False)
     else:
         scores = np.empty((docs, SEQ_LEN), dtype=np.float32)
@@ -102,7 +101,7 @@ def main() -> None:
         if args.json:
             print(out)
         else:
-            print(f"{r['tokens']:>14,} {str(r['mmap']):>5} {r['seconds']:>8.2f} {r['tokens_per_s']:>12,} "
+            print(f"{r['tokens']:>14,} {r['mmap']!s:>5} {r['seconds']:>8.2f} {r['tokens_per_s']:>12,} "
                   f"{r['peak_rss_bytes'] / 2**30:>9.2f}G {r['peak_over_scores']:>12.3f} {r['peak_minus_baseline_over_scores']:>19.3f}")
         sys.stdout.flush()
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, invoke_cli
 
 from ifguide_cli.core.masking import MaskConfig, load_safetensors_array, save_safetensors, select_toxic_tokens
 from ifguide_cli.core.registry import tiny_asset
@@ -27,7 +30,7 @@ def _tiny_corpus():
     ids = np.full((len(records), SEQ_LEN), eos, dtype=np.int32)
     att = np.zeros((len(records), SEQ_LEN), dtype=np.uint8)
     for i, enc in enumerate(tok.encode_batch([r["text"] for r in records], add_special_tokens=False)):
-        row = (enc.ids + [eos])[:SEQ_LEN]
+        row = [*enc.ids, eos][:SEQ_LEN]
         ids[i, : len(row)] = row
         att[i, : len(row)] = 1
     planted = np.array([bool(r.get("planted_toxic")) for r in records])
@@ -69,34 +72,18 @@ def env(tmp_path_factory):
 
 @pytest.fixture
 def run(env):
-    from typer.testing import CliRunner
-
-    from ifguide_cli.cli.app import app
-
-    runner = CliRunner()
-
-    def invoke(*args, env_vars=None):
-        result = runner.invoke(app, ["--workspace", str(env["ws"].root), *map(str, args)], env=env_vars)
-        return result
-
-    return invoke
+    """`ifguide --workspace WS ...` on the module's workspace."""
+    return functools.partial(invoke_cli, env["ws"].root)
 
 
 def _json(result) -> dict:
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return result.json
 
 
 @pytest.fixture(scope="module")
 def mask_id(env):
-    from typer.testing import CliRunner
-
-    from ifguide_cli.cli.app import app
-
-    out = CliRunner().invoke(app, ["--workspace", str(env["ws"].root), "--json", "mask", "planted-scores",
-                                   "--max-tokens", "3000", "--name", "m1"])
-    assert out.exit_code == 0, out.output
-    return json.loads(out.stdout)["id"]
+    return _json(invoke_cli(env["ws"].root, "--json", "mask", "planted-scores", "--max-tokens", "3000", "--name", "m1"))["id"]
 
 
 # ---- select --------------------------------------------------------------------------------
@@ -154,20 +141,30 @@ def test_select_errors_are_one_line(env, run, tmp_path):
     bad = env["scores"].copy()
     bad[3, 5] = np.nan
     np.save(tmp_path / "nan.npy", bad)
+    np.save(tmp_path / "short.npy", env["scores"][:10])
     cases = [
         (("mask", tmp_path / "nan.npy"), 1, "non-finite"),
-        (("mask", "planted-scores", "--threshold", "1.5"), 2, "--threshold"),
-        (("mask", "planted-scores", "--window", "-1"), 2, ""),
         (("mask", "no-such-scores"), 1, "no scores artifact"),
         (("mask", env["dataset"].id), 2, "is a dataset artifact"),
         (("mask", tmp_path / "missing.npy"), 1, "not found"),
+        (("mask", tmp_path / "short.npy", "--data", env["dataset"].id), 2, "shape"),
     ]
-    np.save(tmp_path / "short.npy", env["scores"][:10])
-    cases.append((("mask", tmp_path / "short.npy", "--data", env["dataset"].id), 2, "shape"))
     for args, code, needle in cases:
-        out = run(*args)
-        assert out.exit_code == code, (args, out.output)
-        assert "Traceback" not in out.output and needle in out.output, (args, out.output)
+        assert_one_line_error(run(*args), needle, code=code)
+
+
+@pytest.mark.parametrize(("option", "value", "needle"), [
+    ("--threshold", "inf", "must be a finite number"),
+    ("--threshold", "nan", "must be a finite number"),
+    ("--threshold", "1.5", "must be in [0, 1]"),
+    ("-p", "-0.1", "must be in [0, 1]"),
+    ("--window", "-1", "must be in [0, inf)"),
+    ("--max-tokens", "-5", "must be in [0, inf)"),
+    ("-L", "-1", "must be in [0, inf)"),
+])
+def test_select_rejects_bad_parameters_in_one_line(run, option, value, needle):
+    flag = {"-p": "--threshold", "-L": "--max-tokens"}.get(option, option)
+    assert_one_line_error(run("mask", "planted-scores", option, value), flag, needle, code=2)
 
 
 # ---- show ----------------------------------------------------------------------------------
@@ -182,7 +179,7 @@ def test_show_plain_markers_in_a_pipe(env, run, mask_id):
     assert f"document {doc} " in header
     # the text between the markers is what the mask selects
     data = _json(run("--json", "mask", "show", mask_id, "--doc", doc))
-    marked = "".join(t for t, m in zip(data["tokens"], data["masked"]) if m)
+    marked = "".join(t for t, m in zip(data["tokens"], data["masked"], strict=True) if m)
     assert "".join(re.findall(r"\[\[(.*?)\]\]", body, flags=re.S)) == marked
 
 
@@ -202,26 +199,54 @@ def test_show_json_schema(env, run, mask_id):
 
 
 def test_show_highlights_in_a_terminal(env, run, mask_id):
-    out = run("mask", "show", mask_id, "--rank", "0", env_vars={"FORCE_COLOR": "1", "TERM": "xterm-256color"})
+    out = run("mask", "show", mask_id, "--rank", "0", env={"FORCE_COLOR": "1", "TERM": "xterm-256color"})
     assert out.exit_code == 0, out.output
     assert "\x1b[" in out.stdout and "[[" not in out.stdout
-    heat = run("mask", "show", mask_id, "--rank", "0", "--scores", env_vars={"FORCE_COLOR": "1", "TERM": "xterm-256color"})
+    heat = run("mask", "show", mask_id, "--rank", "0", "--scores", env={"FORCE_COLOR": "1", "TERM": "xterm-256color"})
     assert heat.exit_code == 0 and heat.stdout != out.stdout
 
 
 def test_show_errors_and_plain_file_masks(env, run, mask_id):
     for args, needle in ((("--rank", "3000"), "--rank must be in"), (("--doc", "-1"), "--doc must be in"),
                          (("--rank", "0", "--doc", "0"), "not both")):
-        out = run("mask", "show", mask_id, *args)
-        assert out.exit_code == 2 and needle in out.output
-    out = run("mask", "show", env["scores_art"].id)
-    assert out.exit_code == 2 and "is a scores artifact" in out.output
+        assert_one_line_error(run("mask", "show", mask_id, *args), needle, code=2)
+    assert_one_line_error(run("mask", "show", env["scores_art"].id), "is a scores artifact", code=2)
     # a mask from a plain score file without a dataset shows positions; with --data, the text
     plain = _json(run("--json", "mask", env["npy"], "--max-tokens", "500"))
     data = _json(run("--json", "mask", "show", plain["id"]))
     assert data["token_ids"] is None and data["tokens"][:2] == ["#0", "#1"] and len(data["tokens"]) == SEQ_LEN
     with_data = _json(run("--json", "mask", "show", plain["id"], "--data", env["dataset"].id, "--scores"))
     assert with_data["token_ids"] is not None and with_data["scores"] is not None
+
+
+def test_show_what_is_gone_with_a_core_note(env, tmp_path):
+    """A mask whose scores or dataset were deleted is still shown, without them, and core says so (`notes.warn`)."""
+    from ifguide_cli.core import notes
+    from ifguide_cli.core.artifact_files import CORPUS_FILE, SCORES_FILE
+    from ifguide_cli.core.mask_render import SCORES_GONE, MaskInspector, ranked_table
+    from ifguide_cli.core.masking import create_mask_artifact
+
+    ws = Workspace(tmp_path / "ws")
+    corpus = {"input_ids": env["ids"][:40], "attention_mask": env["att"][:40]}
+    ds, _ = ws.create("datasets", {"test": "gone"}, [], lambda ctx: save_safetensors(ctx.staging / CORPUS_FILE, corpus) or {})
+    sc, _ = ws.create("scores", {"dataset": ds.id}, [ds.id],
+                      lambda ctx: save_safetensors(ctx.staging / SCORES_FILE, {"scores": env["scores"][:40]}) or {})
+    art, _ = create_mask_artifact(ws, sc.id, MaskConfig(0.9, 1, 100))
+    headers, cells = ranked_table(MaskInspector(ws, art.id).top(3))
+    assert headers == ["rank", "doc", "masked", "above τ", "strength", "h"] and len(cells) == 3  # no planted labels here
+
+    shutil.rmtree(sc.path)
+    notes.reset()
+    assert not MaskInspector(ws, art.id).wants_scores(True) and notes.collected() == [SCORES_GONE]
+    out = invoke_cli(ws.root, "mask", "show", art.id, "--scores")
+    assert out.exit_code == 0 and "no longer available" in out.stderr
+
+    shutil.rmtree(ds.path)
+    notes.reset()
+    insp = MaskInspector(ws, art.id)
+    assert insp.dataset is None and insp.view(0).pieces[:2] == ["#0", "#1"]
+    assert len(notes.collected()) == 1 and f"dataset {ds.id} of mask {art.id} is no longer in the workspace" in notes.collected()[0]
+    notes.reset()
 
 
 # ---- export --------------------------------------------------------------------------------

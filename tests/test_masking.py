@@ -33,7 +33,7 @@ def reference_mask(scores: np.ndarray, p: float, w: int, budget: int, valid: np.
         return [(v - lo) / (hi - lo) if hi > lo else 0.0 for v in x]
 
     sn, fn = minmax(list(s)), minmax(list(f))
-    h = [2.0 * a * b / (a + b) if a + b > 0 else 0.0 for a, b in zip(sn, fn)]
+    h = [2.0 * a * b / (a + b) if a + b > 0 else 0.0 for a, b in zip(sn, fn, strict=True)]
     ranking = sorted(range(docs), key=lambda i: (-h[i], i))
 
     mask = np.zeros(scores.shape, dtype=bool)
@@ -142,7 +142,7 @@ def test_valid_excludes_padding_from_quantile_and_context():
 def test_nonfinite_rejected(bad):
     scores = np.zeros((3, 5), np.float32)
     scores[1, 2] = bad
-    with pytest.raises(IfguideError, match="non-finite.*document 1, position 2"):
+    with pytest.raises(IfguideError, match=r"non-finite.*document 1, position 2"):
         select_toxic_tokens(scores, MaskConfig())
     # a non-finite value at a padded (invalid) position is ignored
     valid = np.ones_like(scores, dtype=bool)
@@ -151,10 +151,17 @@ def test_nonfinite_rejected(bad):
 
 
 def test_config_validation():
-    for kwargs in ({"threshold": 1.5}, {"threshold": -0.1}, {"threshold": float("nan")}, {"window": -1},
-                   {"max_tokens": -5}, {"window": 1.5}):
-        with pytest.raises(IfguideError):
+    for kwargs, flag in (({"threshold": 1.5}, "--threshold"), ({"threshold": -0.1}, "--threshold"),
+                         ({"threshold": float("nan")}, "--threshold"), ({"threshold": float("inf")}, "--threshold"),
+                         ({"window": -1}, "--window"), ({"max_tokens": -5}, "--max-tokens"), ({"window": 1.5}, "--window"),
+                         ({"threshold": True}, "--threshold"), ({"max_tokens": "3"}, "--max-tokens")):
+        with pytest.raises(IfguideError) as err:
             MaskConfig(**kwargs)
+        assert err.value.one_line().startswith(flag + " ") and "\n" not in err.value.one_line() and err.value.exit_code == 2
+    # the values accepted before Config validation still are, normalised to the declared types
+    cfg = MaskConfig(1, 0, 0)
+    assert (cfg.threshold, cfg.window, cfg.max_tokens) == (1.0, 0, 0) and isinstance(cfg.threshold, float)
+    assert MaskConfig().to_dict() == {"threshold": 0.99, "window": 1, "max_tokens": 20_000_000}
     with pytest.raises(IfguideError, match="no token scores"):
         select_toxic_tokens(np.zeros((0, 4), np.float32))
     with pytest.raises(IfguideError, match="2-D"):

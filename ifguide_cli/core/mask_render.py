@@ -14,10 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from .artifact_files import MASK_FILE, SCORES_FILE
+from .data import recorded_dataset
 from .errors import IfguideError
-from .masking import MASK_FILE, SCORES_FILE, dataset_arrays, load_safetensors_array, load_scores, safetensors_keys
+from .masking import dataset_arrays, load_safetensors_array, load_scores, safetensors_keys
+from .notes import warn
 
 PLAIN_OPEN, PLAIN_CLOSE = "[[", "]]"  # masked spans in plain (non-terminal) output
+SCORES_GONE = "the scores of this mask are no longer available; showing the mask only"
 
 
 @dataclass
@@ -52,7 +56,16 @@ class MaskInspector:
     def __init__(self, ws, mask_ref: str, data_ref: str | None = None):
         self.ws = ws
         self.art = ws.resolve(mask_ref, "masks")
-        path = self.art.file(MASK_FILE)
+        self._read_mask_file(self.art.file(MASK_FILE))
+        self.summary = self.art.summary
+        self.dataset = self._dataset(data_ref)
+        self.arrays: dict[str, np.ndarray] = dataset_arrays(self.dataset) if self.dataset is not None else {}
+        if "input_ids" in self.arrays and tuple(self.arrays["input_ids"].shape) != (self.docs, self.seq_len):
+            raise IfguideError(f"dataset {self.dataset.id} has shape {tuple(self.arrays['input_ids'].shape)} but mask "
+                               f"{self.art.id} has {(self.docs, self.seq_len)}", exit_code=2)
+
+    def _read_mask_file(self, path: Path) -> None:
+        """The mask (memory-mapped), the ranking and the per-document statistics the stage stored."""
         keys = safetensors_keys(path)
         if "mask" not in keys:
             raise IfguideError(f"mask artifact {self.art.id} has no `mask` tensor", hint="rebuild it with `ifguide mask ... --force`")
@@ -65,22 +78,21 @@ class MaskInspector:
                        if k in keys}
         if "selected" not in self._stats:
             self._stats["selected"] = np.asarray(self.mask.sum(axis=1))
-        self.summary = self.art.summary
-        self.dataset = None
-        recorded = self.art.config.get("dataset")
-        if data_ref is not None:
-            self.dataset = ws.resolve(data_ref, "datasets")
-            if recorded and recorded != self.dataset.id:
-                raise IfguideError(f"mask {self.art.id} was computed on dataset {recorded}, not {self.dataset.id}",
-                                   hint="leave out --data (the mask knows its dataset)", exit_code=2)
-        elif recorded:
-            self.dataset = ws.by_id(recorded)
-        self.arrays: dict[str, np.ndarray] = {}
-        if self.dataset is not None:
-            self.arrays = dataset_arrays(self.dataset)
-            if tuple(self.arrays["input_ids"].shape) != (self.docs, self.seq_len):
-                raise IfguideError(f"dataset {self.dataset.id} has shape {tuple(self.arrays['input_ids'].shape)} but mask "
-                                   f"{self.art.id} has {(self.docs, self.seq_len)}", exit_code=2)
+
+    def _dataset(self, data_ref: str | None):
+        """The dataset whose tokens are shown: the recorded one, or `data_ref` for a mask of a plain score file.
+
+        A recorded dataset that was deleted still lets the mask be shown, by token position, with a note.
+        """
+        given = self.ws.resolve(data_ref, "datasets") if data_ref is not None else None
+        try:
+            return recorded_dataset(self.ws, self.art, given, what=f"mask {self.art.id}",
+                                    hint="leave out --data (the mask knows its dataset)")
+        except IfguideError as exc:
+            if given is not None:
+                raise
+            warn(f"{exc.message}; showing token positions only")
+            return None
 
     # ---- ranking ------------------------------------------------------------------------
     @cached_property
@@ -119,6 +131,12 @@ class MaskInspector:
         """The first n documents of the ranking with their statistics."""
         return [{"rank": r, "doc": int(self.ranking[r]), **self.stats(int(self.ranking[r]))} for r in range(min(n, self.docs))]
 
+    def pick(self, rank: int | None = None, doc: int | None = None) -> int:
+        """The document `mask show` prints: by --doc index or by --rank (default: rank 0, the most toxic)."""
+        if rank is not None and doc is not None:
+            raise IfguideError("give --rank or --doc, not both", exit_code=2)
+        return self.check_doc(doc) if doc is not None else self.check_rank(rank or 0)
+
     # ---- tokens and scores --------------------------------------------------------------
     @cached_property
     def tokenizer(self):
@@ -149,6 +167,12 @@ class MaskInspector:
             return None
         return None
 
+    def wants_scores(self, requested: bool) -> bool:
+        """Whether scores are shown: when requested and still available (a note says so when they are gone)."""
+        if requested and self.scores is None:
+            warn(SCORES_GONE)
+        return requested and self.scores is not None
+
     def decode(self, ids: np.ndarray) -> list[str]:
         tok = self.tokenizer
         if tok is None:
@@ -171,6 +195,15 @@ class MaskInspector:
         if with_scores and self.scores is not None:
             scores = np.asarray(self.scores[doc], dtype=np.float64)[positions]
         return DocView(doc, int(self.rank_of[doc]), positions, token_ids, pieces, row_mask[positions], scores, self.stats(doc))
+
+    def top_views(self, n: int, with_scores: bool = False) -> list[DocView]:
+        """The first n documents of the ranking, as shown."""
+        return [self.view(int(self.ranking[r]), with_scores=with_scores) for r in range(min(n, self.docs))]
+
+    def doc_json(self, v: DocView) -> dict[str, Any]:
+        """The `mask show --json` object: the mask, its dataset and τ, then the document."""
+        return {"mask": self.art.id, "dataset": self.dataset.id if self.dataset is not None else None,
+                "threshold_value": self.summary.get("threshold_value"), **v.to_json()}
 
     def find(self, needle: str, start_rank: int = 0, limit: int = 5000, backwards: bool = False) -> int | None:
         """The first rank from `start_rank` (inclusive) whose decoded text contains `needle` (case-insensitive).
@@ -241,6 +274,25 @@ def _decoder(tok: str):
 
 
 # ---- renderers ---------------------------------------------------------------------------
+# The columns listing ranked documents (`mask select`, `mask browse`): header and cell of a `MaskInspector.top` row.
+_RANK_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("rank", lambda r: str(r["rank"])),
+    ("doc", lambda r: str(r["doc"])),
+    ("masked", lambda r: str(r["masked_tokens"])),
+    ("above τ", lambda r: str(r.get("tokens_above_threshold", ""))),
+    ("strength", lambda r: f"{r.get('strength', float('nan')):.4g}"),
+    ("h", lambda r: f"{r.get('harmonic', float('nan')):.3f}"),
+    ("planted", lambda r: "yes" if r.get("planted_toxic") else ""),
+)
+
+
+def ranked_table(rows: list[dict[str, Any]], without: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
+    """(headers, text cells) of ranked documents; the `planted` column only when the corpus has planted labels."""
+    planted = bool(rows) and "planted_toxic" in rows[0]
+    columns = [(head, cell) for head, cell in _RANK_COLUMNS if head not in without and (head != "planted" or planted)]
+    return [head for head, _ in columns], [[cell(r) for _, cell in columns] for r in rows]
+
+
 def _heat(scores: np.ndarray) -> np.ndarray:
     """Scores → [-1, 1] by the document's largest |score| (0 where all are 0)."""
     scale = float(np.max(np.abs(scores))) if scores.size else 0.0
@@ -281,7 +333,7 @@ def plain_text(v: DocView) -> str:
     """Plain text with masked spans between [[ and ]] (for pipes and files)."""
     out = []
     inside = False
-    for piece, m in zip(v.pieces, v.masked):
+    for piece, m in zip(v.pieces, v.masked, strict=True):
         if m and not inside:
             out.append(PLAIN_OPEN)
             inside = True
@@ -358,7 +410,7 @@ def html_page(inspector: MaskInspector, views: list[DocView], heat: bool = False
         body = "".join(
             _html_token(p, bool(m), None if heats is None else float(heats[i]),
                         None if v.scores is None else float(v.scores[i]))
-            for i, (p, m) in enumerate(zip(v.pieces, v.masked)))
+            for i, (p, m) in enumerate(zip(v.pieces, v.masked, strict=True)))
         parts.append(f'<section id="rank-{v.rank}"><h2>{html.escape(inspector.header(v))}</h2>'
                      f'<div class="doc{" heat" if heats is not None else ""}">{body}</div></section>')
     parts.append("</body></html>")

@@ -1,0 +1,39 @@
+"""Toxic-token selection, paper Alg. 1: from per-token influence scores to the mask penalised in training.
+
+The rooms, in the order the data flows:
+- `config`: `MaskConfig` (quantile p, window w, budget L), the single source of the `mask select` options.
+- `scorefile`: score tensors read memory-mapped from .safetensors / .npy files, and .safetensors written.
+- `radix`: τ, numpy's linear quantile computed exactly by chunked radix selection.
+- `select`: Alg. 1 itself (`select_toxic_tokens`: sparsity, strength, harmonic ranking, budgeted walk).
+- `stage`: the workspace stage (`create_mask_artifact`): scores artifact or file + dataset → `masks` artifact.
+
+The names below are re-exported lazily (PEP 562): `cli/mask.py` imports `MaskConfig` to build its options,
+and `ifguide --help` must not import numpy for that.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CHUNK_ELEMENTS": "arrays", "check_finite": "arrays",
+    "MaskConfig": "config",
+    "quantile": "radix",
+    "SCORE_KEYS": "scorefile", "load_safetensors_array": "scorefile", "load_scores": "scorefile",
+    "safetensors_keys": "scorefile", "save_safetensors": "scorefile",
+    "MaskResult": "select", "harmonic_rank": "select", "select_toxic_tokens": "select",
+    "MaskSource": "stage", "create_mask_artifact": "stage", "dataset_arrays": "stage", "planted_precision": "stage",
+    "resolve_mask_source": "stage",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,173 @@
+"""Score files: reading tensors of .safetensors / .npy files memory-mapped, and writing .safetensors.
+
+The safetensors format is read directly (an 8-byte header length, a JSON header, raw little-endian
+buffers) so a billion-token score tensor is memory-mapped instead of loaded, and BF16 tensors (which
+numpy cannot represent) are widened chunk by chunk. Writing streams each buffer to the file.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IfguideError
+from .arrays import CHUNK_ELEMENTS, check_finite
+
+_ST_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+SCORE_KEYS = ("scores", "all_modules")
+
+
+def _safetensors_header(path: Path) -> tuple[dict, int]:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise ValueError("file too short")
+            (n,) = struct.unpack("<Q", raw)
+            if n > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError) as exc:
+        raise IfguideError(f"{path} is not a readable safetensors file ({exc})") from None
+    return header, 8 + n
+
+
+def safetensors_keys(path: str | Path) -> list[str]:
+    """The tensor names of a .safetensors file (its header only is read)."""
+    header, _ = _safetensors_header(Path(path))
+    return [k for k in header if k != "__metadata__"]
+
+
+def load_safetensors_array(path: str | Path, key: str) -> np.ndarray:
+    """One tensor of a .safetensors file, memory-mapped where numpy can represent its dtype (BF16 → float32 copy)."""
+    path = Path(path)
+    header, data_start = _safetensors_header(path)
+    if key not in header or key == "__metadata__":
+        keys = ", ".join(k for k in header if k != "__metadata__") or "none"
+        raise IfguideError(f"{path.name} has no tensor '{key}' (it holds: {keys})")
+    info = header[key]
+    dtype_name, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+    count = int(np.prod(shape, dtype=np.int64))
+    if dtype_name == "BF16":
+        return _widen_bf16(path, data_start + begin, shape, count)
+    if dtype_name not in _ST_DTYPES:
+        raise IfguideError(f"{path.name}: tensor '{key}' has unsupported dtype {dtype_name}")
+    dtype = np.dtype(_ST_DTYPES[dtype_name]).newbyteorder("<")
+    if count == 0:
+        return np.zeros(shape, dtype=dtype)
+    if end - begin != count * dtype.itemsize:
+        raise IfguideError(f"{path.name}: tensor '{key}' is truncated or corrupt")
+    return np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape)
+
+
+def _widen_bf16(path: Path, offset: int, shape: tuple[int, ...], count: int) -> np.ndarray:
+    """A BF16 tensor as float32 (exact: BF16 is the top half of a float32), converted chunk by chunk."""
+    if count == 0:
+        return np.zeros(shape, dtype=np.float32)
+    raw = np.memmap(path, dtype=np.uint16, mode="r", offset=offset, shape=(count,))
+    out = np.empty(count, dtype=np.float32)
+    step = CHUNK_ELEMENTS
+    for i in range(0, count, step):
+        out[i:i + step] = (raw[i:i + step].astype(np.uint32) << 16).view(np.float32)
+    return out.reshape(shape)
+
+
+def load_scores(path: str | Path, key: str | None = None, *, check_finite_values: bool = True) -> np.ndarray:
+    """A (docs, seq_len) score tensor from a file, memory-mapped when possible.
+
+    - `.safetensors`: the tensor `key`, else `scores` (ifguide scores artifact), else
+      `all_modules` (kronfluence's pairwise_scores.safetensors), else the file's only tensor.
+    - `.npy`: memory-mapped (`mmap_mode='r'`).
+    A leading query axis of size 1 ((1, docs, seq) from kronfluence) is squeezed.
+    Raises IfguideError on a missing file/key, a bad shape, a non-float dtype or NaN/inf.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise IfguideError(f"score file not found: {path}")
+    if path.is_dir():
+        raise IfguideError(f"{path} is a folder, not a score file",
+                           hint="pass a scores artifact by id/name, or a .safetensors/.npy file")
+    arr = _score_matrix(path, _read_score_tensor(path, key))
+    if check_finite_values and arr.dtype.kind == "f":
+        check_finite(arr)
+    return arr
+
+
+def _read_score_tensor(path: Path, key: str | None) -> np.ndarray:
+    """The score tensor of a .safetensors (see `load_scores` for the key) or .npy file, as stored."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return load_safetensors_array(path, key if key is not None else _default_score_key(path))
+    if suffix == ".npy":
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IfguideError(f"{path} is not a readable .npy file ({exc})") from None
+    raise IfguideError(f"unsupported score file type '{suffix or path.name}'",
+                       hint="use .safetensors (key 'scores' or 'all_modules') or .npy")
+
+
+def _default_score_key(path: Path) -> str:
+    """`scores`, else `all_modules`, else the file's only tensor."""
+    keys = safetensors_keys(path)
+    key = next((k for k in SCORE_KEYS if k in keys), None)
+    if key is not None:
+        return key
+    if len(keys) != 1:
+        raise IfguideError(f"{path.name} holds {len(keys)} tensors ({', '.join(keys) or 'none'}); "
+                           f"expected one named {' or '.join(SCORE_KEYS)}")
+    return keys[0]
+
+
+def _score_matrix(path: Path, arr: np.ndarray) -> np.ndarray:
+    """The tensor as (docs, seq_len): kronfluence's query axis of size 1 squeezed; shape and dtype checked."""
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3:
+        raise IfguideError(
+            f"{path.name} holds scores for {arr.shape[0]} queries (shape {tuple(arr.shape)}); "
+            "expected one aggregated (differential) query: shape (1, docs, seq_len) or (docs, seq_len)")
+    if arr.ndim != 2:
+        raise IfguideError(f"{path.name}: scores must have shape (docs, seq_len) or (1, docs, seq_len); "
+                           f"got {tuple(arr.shape)}")
+    if arr.dtype.kind not in "fiub":
+        raise IfguideError(f"{path.name}: scores must be numeric; got dtype {arr.dtype}")
+    return arr
+
+
+_NP_TO_ST = {np.dtype(v).name: k for k, v in _ST_DTYPES.items()}
+
+
+def save_safetensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+    """Write numpy arrays as a .safetensors file, streaming each buffer (no in-memory copy of the whole file)."""
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    arrays = {}
+    for name, arr in tensors.items():
+        arr = np.asarray(arr)
+        dtype = arr.dtype.newbyteorder("=") if not arr.dtype.isnative else arr.dtype
+        if dtype.name not in _NP_TO_ST:
+            raise IfguideError(f"cannot store dtype {arr.dtype} in safetensors")
+        arr = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
+        header[name] = {"dtype": _NP_TO_ST[dtype.name], "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+        arrays[name] = arr
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for arr in arrays.values():
+            flat = arr.reshape(-1)
+            step = max(1, (64 << 20) // max(1, arr.itemsize))
+            for i in range(0, flat.size, step):
+                fh.write(flat[i:i + step].tobytes())

@@ -1,0 +1,260 @@
+"""Toxic-token selection (IF-Guide, paper Alg. 1), vectorised and chunked for billion-token score tensors.
+
+Semantics — exactly those of the reference script's `build_toxic_token_mask`
+(the per-token Python loop), with the deviations listed at the end:
+
+1. τ = the p-quantile of all token scores, linearly interpolated as
+   `numpy.quantile(scores.ravel(), p)` computes it by default (same dtype, same
+   rounding). A token is *above threshold* when its score is strictly > τ.
+2. Per document i: sparsity s_i = #tokens above τ, strength f_i = sum of their
+   scores. Both are min-max normalised over documents; when max == min every
+   normalised value is 0.
+3. Rank key h_i = 2·s'_i·f'_i / (s'_i + f'_i), 0 where s'_i + f'_i == 0. The
+   ranking is all documents by h descending; ties keep the lower index first.
+4. Greedy walk: documents in ranking order, inside a document its
+   above-threshold tokens left to right. Each token adds the window
+   [t-w, t+w] ∩ [0, seq_len) of its document; only tokens not yet marked count.
+   When the next token's new tokens would take the total over the budget L the
+   walk ends (it does not skip to a smaller document): tokens marked before it,
+   including earlier ones of the same document, stay marked.
+
+Optional `valid` (bool, same shape; e.g. the attention mask): invalid positions
+are left out of the quantile, are never above threshold, and are never marked,
+not even as context (so padding never spends budget).
+
+Deviations from the reference script (all deliberate, all documented in the
+README): it normalises with `(x - min) / (max - min + 1e-6)` and
+`2ab / (a + b + 1e-6)` in float32, which makes the ranking depend on the scale
+of the scores (a strength range below ~1e-4 gets squashed); here normalisation
+is exact in float64 with the max == min guard. Strength is summed in float64
+(the reference sums in float32). The reference's torch argsort is not stable;
+here ties rank by lower document index.
+
+How it is vectorised (no per-token Python loop, O(chunk) extra memory):
+- τ: an exact radix selection (see `radix.py`).
+- One pass over documents in chunks computes s, f and the dilated
+  above-threshold set (written straight into the output mask) and its size
+  c_i per document. Documents never share tokens, so a document fully walked
+  adds exactly c_i new tokens; a cumulative sum over the ranking finds the
+  document where the budget runs out. Inside that document the tokens marked
+  after its k-th above-threshold token t_k are exactly the dilated set cut at
+  t_k + w (later windows start right of t_k - w), so a cumulative sum along
+  the row finds the stopping token too.
+Peak memory: the scores, the output mask (1/4 of a float32 score tensor), and
+per-chunk temporaries (~32 bytes × chunk elements).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..progress import NULL
+from .arrays import CHUNK_ELEMENTS, as_2d, check_dtype, check_valid, row_chunks
+from .config import MaskConfig
+from .radix import quantile_and_count
+
+
+@dataclass
+class MaskResult:
+    """The selection: the mask, the document ranking and the per-document statistics."""
+
+    mask: np.ndarray  # bool (docs, seq_len): tokens to penalise
+    ranking: np.ndarray  # int64 (docs,): document indices, best first (by harmonic)
+    threshold_value: float  # τ
+    tokens_selected: int
+    documents_selected: int  # documents with at least one marked token
+    budget_used: float  # tokens_selected / max_tokens (0 when the budget is 0)
+    sparsity: np.ndarray  # int64 (docs,): s_i, tokens above τ
+    strength: np.ndarray  # float64 (docs,): f_i, sum of their scores
+    harmonic: np.ndarray  # float64 (docs,): h_i, the rank key
+    candidate_counts: np.ndarray  # int64 (docs,): tokens the document adds if walked in full (dilated)
+    selected_counts: np.ndarray  # int64 (docs,): tokens actually marked
+    stopped_at_rank: int | None  # rank position where the budget ended the walk; None if it never did
+    config: MaskConfig = field(default_factory=MaskConfig)
+    num_scores: int = 0  # token scores the quantile was taken over
+    tokens_above: int = 0  # sum of sparsity
+
+    def summary(self) -> dict[str, Any]:
+        docs, seq_len = self.mask.shape
+        return {
+            "threshold": self.config.threshold,
+            "window": self.config.window,
+            "max_tokens": self.config.max_tokens,
+            "threshold_value": self.threshold_value,
+            "docs": int(docs),
+            "seq_len": int(seq_len),
+            "num_scores": int(self.num_scores),
+            "tokens_above_threshold": int(self.tokens_above),
+            "tokens_selected": int(self.tokens_selected),
+            "documents_selected": int(self.documents_selected),
+            "budget_used": float(self.budget_used),
+            "budget_exhausted": self.stopped_at_rank is not None,
+            "stopped_at_rank": self.stopped_at_rank,
+        }
+
+
+@dataclass
+class _Candidates:
+    """Per document, before the walk: every above-threshold token dilated by w (the mask if the budget were ∞)."""
+
+    mask: np.ndarray  # bool (docs, seq_len)
+    sparsity: np.ndarray  # int64 (docs,)
+    strength: np.ndarray  # float64 (docs,)
+    counts: np.ndarray  # int64 (docs,): marked tokens of the document's dilated set
+
+
+def _dilate(above: np.ndarray, w: int) -> np.ndarray:
+    """Each True position spread to [t-w, t+w] within its row (clipped)."""
+    if w == 0:
+        return above.copy()
+    seq_len = above.shape[1]
+    if w <= 8:
+        out = above.copy()
+        for k in range(1, min(w, seq_len - 1) + 1):
+            out[:, k:] |= above[:, :-k]
+            out[:, :-k] |= above[:, k:]
+        return out
+    csum = np.zeros((above.shape[0], seq_len + 1), dtype=np.int32)
+    np.cumsum(above, axis=1, dtype=np.int32, out=csum[:, 1:])
+    pos = np.arange(seq_len)
+    hi = np.minimum(pos + w, seq_len - 1) + 1
+    lo = np.maximum(pos - w, 0)
+    return (csum[:, hi] - csum[:, lo]) > 0
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    if x.size == 0:
+        return x
+    lo, hi = x.min(), x.max()
+    if hi > lo:
+        return (x - lo) / (hi - lo)
+    return np.zeros_like(x)
+
+
+def harmonic_rank(sparsity: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(h, ranking): the min-max normalised harmonic mean and the stable descending order."""
+    s = _minmax(sparsity)
+    f = _minmax(strength)
+    denom = s + f
+    h = np.zeros_like(s)
+    nz = denom > 0
+    h[nz] = (2.0 * s[nz] * f[nz]) / denom[nz]
+    ranking = np.argsort(-h, kind="stable").astype(np.int64)
+    return h, ranking
+
+
+def _candidates(scores: np.ndarray, tau: np.generic, valid: np.ndarray | None, w: int, chunk_elements: int,
+                task) -> _Candidates:
+    """One chunked pass over the documents: s_i, f_i and the dilated above-threshold set with its size."""
+    docs, seq_len = scores.shape
+    out = _Candidates(np.zeros((docs, seq_len), dtype=bool), np.zeros(docs, dtype=np.int64),
+                      np.zeros(docs, dtype=np.float64), np.zeros(docs, dtype=np.int64))
+    for r0, r1 in row_chunks(docs, seq_len, chunk_elements):
+        block = np.asarray(scores[r0:r1])
+        above = block > tau
+        if valid is not None:
+            vblock = np.asarray(valid[r0:r1])
+            above &= vblock
+        counts = np.count_nonzero(above, axis=1)
+        out.sparsity[r0:r1] = counts
+        vals = block[above].astype(np.float64)  # row-major: each document's values contiguous
+        nonempty = np.flatnonzero(counts)
+        if nonempty.size:
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nonempty]
+            out.strength[r0 + nonempty] = np.add.reduceat(vals, starts)
+        dil = _dilate(above, w)
+        if valid is not None:
+            dil &= vblock
+        out.mask[r0:r1] = dil
+        out.counts[r0:r1] = np.count_nonzero(dil, axis=1)
+        task.advance((r1 - r0) * seq_len)
+    return out
+
+
+def _cut_row(row: np.ndarray, above: np.ndarray, w: int, room: int) -> None:
+    """Unmark, in place, what the walk does not reach in the document where the budget runs out.
+
+    `row` is the document's dilated set, `above` its above-threshold tokens, `room` the budget left.
+    The tokens marked up to the k-th centre are the dilated set cut at t_k + w.
+    """
+    seq_len = row.shape[0]
+    centers = np.flatnonzero(above)
+    row_cum = np.cumsum(row)
+    union_after = row_cum[np.minimum(centers + w, seq_len - 1)]  # marked in the document after each center
+    k = int(np.searchsorted(union_after, room, side="right"))  # first overflowing center
+    if k == 0:
+        row[:] = False
+    else:
+        row[min(seq_len, int(centers[k - 1]) + w + 1):] = False
+
+
+def _walk(cand: _Candidates, ranking: np.ndarray, scores: np.ndarray, tau: np.generic, valid: np.ndarray | None,
+          config: MaskConfig) -> tuple[np.ndarray, int | None]:
+    """The greedy walk over the ranking: whole documents while the running total fits the budget, then the
+    stopping document cut at its last fitting token. Trims `cand.mask` to the selection in place.
+    Returns (tokens marked per document, rank position where the budget ended the walk or None)."""
+    docs = ranking.shape[0]
+    budget = config.max_tokens
+    cum = np.cumsum(cand.counts[ranking])
+    stop = int(np.searchsorted(cum, budget, side="right"))  # first rank position that overflows
+    selected = np.zeros(docs, dtype=np.int64)
+    stopped_at_rank: int | None = None
+    if stop < docs:
+        stopped_at_rank = stop
+        used_before = int(cum[stop - 1]) if stop > 0 else 0
+        j = int(ranking[stop])
+        above_j = np.asarray(scores[j]) > tau
+        if valid is not None:
+            above_j &= np.asarray(valid[j])
+        _cut_row(cand.mask[j], above_j, config.window, budget - used_before)
+        selected[j] = int(np.count_nonzero(cand.mask[j]))
+        # every document ranked after the stop is not marked
+        rest = ranking[stop + 1:]
+        if rest.size:
+            cand.mask[np.sort(rest)] = False
+    walked = ranking[:stop]
+    selected[walked] = cand.counts[walked]
+    return selected, stopped_at_rank
+
+
+def select_toxic_tokens(scores: np.ndarray, config: MaskConfig | None = None, valid: np.ndarray | None = None,
+                        *, reporter=NULL, chunk_elements: int = CHUNK_ELEMENTS) -> MaskResult:
+    """Alg. 1 on a (docs, seq_len) score tensor (in memory or memory-mapped). See the module docstring."""
+    config = config or MaskConfig()
+    scores = as_2d(check_dtype(scores))
+    if valid is not None:
+        valid = check_valid(valid, scores.shape)
+    docs, seq_len = scores.shape
+    total = docs * seq_len
+    passes = 1 + scores.dtype.itemsize // 2  # quantile digit passes + the document pass
+
+    with reporter.task("Selecting toxic tokens", total=total * passes) as task:
+        tau, n = quantile_and_count(scores, config.threshold, valid, chunk_elements, task)
+        task.set(completed=total * (passes - 1), info=f"τ = {float(tau):.4g}")
+        cand = _candidates(scores, tau, valid, config.window, chunk_elements, task)
+        harmonic, ranking = harmonic_rank(cand.sparsity, cand.strength)
+        selected, stopped_at_rank = _walk(cand, ranking, scores, tau, valid, config)
+
+    budget = config.max_tokens
+    tokens_selected = int(selected.sum())
+    return MaskResult(
+        mask=cand.mask,
+        ranking=ranking,
+        threshold_value=float(tau),
+        tokens_selected=tokens_selected,
+        documents_selected=int(np.count_nonzero(selected)),
+        budget_used=(tokens_selected / budget) if budget > 0 else 0.0,
+        sparsity=cand.sparsity,
+        strength=cand.strength,
+        harmonic=harmonic,
+        candidate_counts=cand.counts,
+        selected_counts=selected,
+        stopped_at_rank=stopped_at_rank,
+        config=config,
+        num_scores=n,
+        tokens_above=int(cand.sparsity.sum()),
+    )
