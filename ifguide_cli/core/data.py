@@ -346,12 +346,13 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
     return workspace.create("datasets", stage_config, [], build, force=force)
 
 
-def recorded_dataset(ws, art, given=None, *, what: str, hint: str):
+def recorded_dataset(ws, art, given=None, *, what: str, hint: str, missing_hint: str | None = None):
     """The dataset artifact `art` (scores, mask) was computed on, checked against one the user gave.
 
     `given` (a dataset artifact or None) must be the recorded one when the artifact records a dataset;
     without `given`, the recorded dataset is returned (None when the artifact records none).
-    `what` names the artifact in messages ("scores 1a2b…", "mask 1a2b…"), `hint` says what to do on a mismatch.
+    `what` names the artifact in messages ("scores 1a2b…", "mask 1a2b…"), `hint` says what to do on a mismatch,
+    `missing_hint` what to do when the recorded dataset was removed.
     """
     recorded = art.config.get("dataset") if art is not None else None
     if given is not None:
@@ -363,5 +364,5 @@ def recorded_dataset(ws, art, given=None, *, what: str, hint: str):
     dataset = ws.by_id(recorded)
     if dataset is None:
         raise IfguideError(f"dataset {recorded} of {what} is no longer in the workspace",
-                           hint="recreate it (the same `--data` and `--seq-len`), or rebuild this artifact")
+                           hint=missing_hint or "recreate it (the same `--data` and `--seq-len`), or rebuild this artifact")
     return dataset

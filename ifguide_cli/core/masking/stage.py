@@ -78,7 +78,8 @@ def resolve_mask_source(ws, scores_ref: str, data_ref: str | None = None, key: s
     scores, scores_art, scores_file = _read_scores(ws, scores_ref, key)
     given = ws.resolve(data_ref, "datasets") if data_ref is not None else None
     dataset = recorded_dataset(ws, scores_art, given, what=f"scores {scores_art.id}" if scores_art is not None else "",
-                               hint="leave out --data (the scores artifact knows its dataset)")
+                               hint="leave out --data (the scores artifact knows its dataset)",
+                               missing_hint="recreate it, or pass the score file itself without a dataset")
     valid = _valid_positions(dataset, scores.shape, use_attention_mask) if dataset is not None else None
     return MaskSource(scores, scores_art, scores_file, dataset, valid)
 
