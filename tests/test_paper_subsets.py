@@ -173,8 +173,8 @@ def test_owt_subsets_select_the_reference_chunks_in_order(owt_dir):
         picked = subsets.indices(name)
         assert rows.shape == (len(picked), 2)
         assert np.array_equal(rows[:, 0], picked) and np.array_equal(rows[:, 1], picked % 7)
-    first = subsets.records("owt-test", source=owt_dir, limit=3)
-    assert [r["input_ids"][0] for r in first] == subsets.indices("owt-test")[:3].tolist()
+    with pytest.raises(IfguideError, match="token_blocks"):
+        subsets.records("owt-test", source=owt_dir, limit=3)
 
 
 def test_missing_dataset_offline_fails_fast_naming_the_hub_id(monkeypatch, tmp_path, datasets_cache):
@@ -191,7 +191,7 @@ def test_a_source_that_is_not_the_indexed_dataset_is_refused(tmp_path, rtp_file,
     with pytest.raises(IfguideError, match=r"5,000 rows.*5,153"):
         subsets.records("lambada-reference", source=short)
     with pytest.raises(IfguideError, match="no column"):
-        subsets.records("owt-test", source=rtp_file)
+        next(subsets.token_blocks("owt-test", source=rtp_file))
     with pytest.raises(IfguideError, match="does not exist"):
         subsets.records("rtp-test", source=tmp_path / "missing.jsonl")
     (tmp_path / "bad.txt").write_text("x")

@@ -247,8 +247,11 @@ def select_rows(name: str, source: str | os.PathLike | None = None, limit: int |
 
 def records(name: str, source: str | os.PathLike | None = None, limit: int | None = None) -> list[dict]:
     """The subset's rows as the records the stages read, each with its hub row `index`:
-    queries {"prompt", "continuation"}, prompts {"prompt", "toxic"}, LAMBADA {"text"}, chunks {"input_ids"}."""
+    queries {"prompt", "continuation"}, prompts {"prompt", "toxic"}, LAMBADA {"text"}.
+    Token chunks are read with `token_blocks` (as Python lists they would not fit in memory)."""
     subset = get(name)
+    if "input_ids" in subset.columns:
+        raise IfguideError(f"{name} holds token chunks, not records: read it with token_blocks", exit_code=2)
     rows = select_rows(name, source, limit).to_list()
     picked, tags = indices(name)[:limit].tolist(), labels(name)[:limit]
     return [_record(subset.role, row, index, toxic) for row, index, toxic in zip(rows, picked, tags, strict=True)]
@@ -259,9 +262,7 @@ def _record(role: str, row: dict, index: int, toxic: bool | None) -> dict:
         return {"prompt": _text(row["prompt"]), "continuation": _text(row["continuation"]), "index": index}
     if role == "prompts":
         return {"prompt": _text(row["prompt"]), "toxic": toxic, "index": index}
-    if role == "lambada":
-        return {"text": row["text"], "index": index}
-    return {"input_ids": row["input_ids"], "index": index}
+    return {"text": row["text"], "index": index}  # lambada
 
 
 def _text(value) -> str:
