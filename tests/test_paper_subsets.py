@@ -144,6 +144,8 @@ def test_subset_table_lists_every_subset_with_its_rows():
     assert table["owt-train-1b"]["hub_id"] == "ztcoalson/openwebtext-gptneox-2048-chunks"
     assert table["lambada-reference"]["config"] == "en" and table["lambada-reference"]["split"] == "test"
     assert table["rtp-queries-toxic"]["reference_file"] == "RTP/query_indices/toxic_indices.npy"
+    assert table["rtp-test"]["parts"] == ["rtp-test-toxic", "rtp-test-nontoxic"]
+    assert subsets.identity("rtp-test")["sha256"] == [subsets.get("rtp-test-toxic").sha256, subsets.get("rtp-test-nontoxic").sha256]
 
 
 # ---- the loader on local stand-ins --------------------------------------------------------------------

@@ -121,8 +121,11 @@ def labels(name: str) -> list[bool | None]:
 def subset_table() -> list[dict]:
     """One JSON-ready row per subset (for `ifguide registry datasets --json`)."""
     keys = ("name", "hub_id", "config", "split", "rows", "role", "label", "source_rows", "description")
-    return [{**{k: asdict(s)[k] for k in keys}, "reference_file": s.reference_file, "parts": list(s.parts)}
-            for s in SUBSETS.values()]
+    rows = []
+    for subset in SUBSETS.values():
+        fields = asdict(subset)
+        rows.append({**{k: fields[k] for k in keys}, "reference_file": subset.reference_file, "parts": list(subset.parts)})
+    return rows
 
 
 def identity(name: str) -> dict:
