@@ -1,0 +1,261 @@
+"""What the paper's run costs: tokens per stage, GPU-hours on one H100, disk.
+
+Rates come from the measured H100 anchors (DESIGN.md: bf16, Pythia-160M architecture, 512 × 2,048 tokens)
+and are scaled to other models by parameter count: tokens/s × parameters is taken as constant, i.e. the
+cost per token grows linearly with the parameters (6N FLOPs per token for forward+backward). That is the
+first-order rule; attention and kernel efficiency make larger models somewhat faster than it says.
+Evaluation has no measured anchor: it is counted as forward-only tokens at 3× the forward+backward rate
+(2N vs 6N FLOPs), a lower bound because sampling 20 tokens is latency-bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# tokens/s on one H100 (bf16, Pythia-160M architecture), DESIGN.md "Measured anchors"
+ANCHORS = {"forward_backward": 254_000, "factors": 34_000, "scores": 123_000, "train": 260_000}
+ANCHOR_MODEL = "pythia-160m"
+FORWARD_SPEEDUP = 3.0  # forward-only vs forward+backward: an assumption (FLOP ratio), not measured
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The shapes that set a model's parameter count and its EK-FAC factor sizes."""
+
+    family: str  # gpt_neox | llama
+    hidden: int
+    layers: int
+    intermediate: int
+    vocab: int = 50_304  # the Pythia tokenizer's (the reference trains Llama with it too)
+    kv_hidden: int | None = None  # llama: key/value width (grouped-query attention)
+    tied: bool = False  # input and output embeddings shared
+
+    def linear_shapes(self) -> list[tuple[int, int, bool]]:
+        """(fan_in, fan_out, bias) of every Linear the influence stages track (the reference's modules)."""
+        d, ff = self.hidden, self.intermediate
+        if self.family == "gpt_neox":
+            layer = [(d, 3 * d, True), (d, d, True), (d, ff, True), (ff, d, True)]
+        else:
+            kv = self.kv_hidden or d
+            layer = [(d, d, False), (d, kv, False), (d, kv, False), (d, d, False),
+                     (d, ff, False), (d, ff, False), (ff, d, False)]
+        return layer * self.layers
+
+    @property
+    def params(self) -> int:
+        d = self.hidden
+        linear = sum(i * o + (o if bias else 0) for i, o, bias in self.linear_shapes())
+        norms = (4 * d if self.family == "gpt_neox" else 2 * d) * self.layers + (2 * d if self.family == "gpt_neox" else d)
+        return linear + norms + self.vocab * d * (1 if self.tied else 2)
+
+
+ARCHS = {
+    "pythia-160m": Arch("gpt_neox", 768, 12, 3_072),
+    "pythia-410m": Arch("gpt_neox", 1_024, 24, 4_096),
+    "pythia-1b": Arch("gpt_neox", 2_048, 16, 8_192),
+    "pythia-2.8b": Arch("gpt_neox", 2_560, 32, 10_240),
+    "pythia-2.8b-deduped": Arch("gpt_neox", 2_560, 32, 10_240),
+    "llama-3.2-1b": Arch("llama", 2_048, 16, 8_192, kv_hidden=512, tied=True),
+}
+
+
+def arch(model: str | Arch) -> Arch:
+    """The recorded shapes of a model name (an Arch is returned as is)."""
+    if isinstance(model, Arch):
+        return model
+    if model not in ARCHS:
+        raise ValueError(f"no architecture on record for {model!r} (known: {', '.join(ARCHS)})")
+    return ARCHS[model]
+
+
+def rate(stage: str, model: str | Arch) -> float:
+    """Tokens/s of an anchored stage for `model` on one H100, scaled by parameter count."""
+    return ANCHORS[stage] * arch(ANCHOR_MODEL).params / arch(model).params
+
+
+def factor_bytes(model: str | Arch, bytes_per_value: int = 2) -> int:
+    """Disk size of EK-FAC factors: per tracked Linear, the activation and gradient covariances, their
+    eigenvectors and eigenvalues, and the eigenvalue-corrected Lambda ((in + bias) × out)."""
+    total = 0
+    for fan_in, fan_out, bias in arch(model).linear_shapes():
+        a, g = fan_in + int(bias), fan_out
+        total += 2 * a * a + 2 * g * g + a + g + a * g
+    return total * bytes_per_value
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """The run's sizes; the defaults are the reference's pre-training run (`PlanInputs.paper()`)."""
+
+    preset: str = "paper"
+    scenario: str = "pretrain"  # pretrain: baseline + IF-Guide trained from scratch; finetune: control + IF-Guide
+    model: str = "pythia-160m"
+    rows: int = 488_282  # training chunks
+    seq_len: int = 2_048
+    train_steps: int = 7_628  # per trained model
+    batch: int = 256  # sequences per step
+    eval_rows: int = 24_415  # validation chunks evaluated every `eval_steps` during training (0: none)
+    eval_steps: int = 500
+    save_steps: int = 500
+    save_total_limit: int = 8
+    queries: int = 19_785 + 64_327
+    query_tokens: int = 256  # queries are padded to 256 tokens
+    prompts: int = 10_000
+    samples: int = 25
+    new_tokens: int = 20
+    prompt_tokens: int = 256  # prompts are left-padded to 256 tokens
+    ppl_rows: int = 4_883
+    lambada_rows: int = 4_860
+    lambada_tokens: int = 512  # passages are left-padded to 512 tokens
+    factor_value_bytes: int = 2  # bf16 factors
+    score_value_bytes: int = 4  # float32 per-token scores
+    weight_bytes: int = 2  # bf16 weights (and AdamW state in the same dtype)
+    gpus: int = 1
+
+    @classmethod
+    def paper(cls, **changes) -> PlanInputs:
+        return replace(cls(), **changes)
+
+    @classmethod
+    def paper_finetune(cls, **changes) -> PlanInputs:
+        return replace(cls(preset="paper-finetune", scenario="finetune", model="pythia-2.8b-deduped", train_steps=2_000,
+                           eval_rows=0, save_steps=250, save_total_limit=2), **changes)
+
+    @property
+    def trained_models(self) -> int:
+        return 2  # pretrain: baseline + IF-Guide; finetune: control + IF-Guide
+
+    @property
+    def evaluated_models(self) -> int:
+        return 2 if self.scenario == "pretrain" else 3  # finetune: the pretrained baseline too
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    tokens: int  # tokens the stage processes (data tokens; a three-pass stage counts them once)
+    tokens_per_s: float | None  # on one H100; None: no GPU work worth counting
+    basis: str
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.tokens / self.tokens_per_s / 3600 if self.tokens_per_s else 0.0
+
+
+@dataclass(frozen=True)
+class Need:
+    name: str
+    bytes: int | None  # None: not known in advance
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs: PlanInputs
+    stages: tuple[Stage, ...]
+    disk: tuple[Need, ...]
+    assumptions: tuple[str, ...]
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(s.gpu_hours for s in self.stages)
+
+    @property
+    def wall_hours(self) -> float:
+        return self.gpu_hours / self.inputs.gpus
+
+    def rows(self) -> list[dict]:
+        """One display row per stage, then the total (strings, for a table)."""
+        out = [{"stage": s.name, "tokens": human(s.tokens), "tokens/s (H100)": human(s.tokens_per_s) if s.tokens_per_s else "-",
+                "GPU-hours": f"{s.gpu_hours:,.1f}", "basis": s.basis} for s in self.stages]
+        out.append({"stage": "total", "tokens": human(sum(s.tokens for s in self.stages)), "tokens/s (H100)": "",
+                    "GPU-hours": f"{self.gpu_hours:,.1f}",
+                    "basis": f"{self.wall_hours:,.1f} h wall on {self.inputs.gpus} GPU(s), scaling linearly"})
+        return out
+
+    def disk_rows(self) -> list[dict]:
+        return [{"item": n.name, "size": "unknown" if n.bytes is None else human(n.bytes, "B"), "note": n.note}
+                for n in self.disk]
+
+    def to_json(self) -> dict:
+        return {"preset": self.inputs.preset, "scenario": self.inputs.scenario, "model": self.inputs.model,
+                "params": arch(self.inputs.model).params, "gpus": self.inputs.gpus,
+                "stages": [{"name": s.name, "tokens": s.tokens, "tokens_per_s": s.tokens_per_s,
+                            "gpu_hours": round(s.gpu_hours, 3), "basis": s.basis} for s in self.stages],
+                "gpu_hours": round(self.gpu_hours, 3), "wall_hours": round(self.wall_hours, 3),
+                "disk": [{"name": n.name, "bytes": n.bytes, "note": n.note} for n in self.disk],
+                "assumptions": list(self.assumptions)}
+
+
+def human(value: float, unit: str = "") -> str:
+    """1234567 -> '1.23M' (bytes in decimal units: 4.00 GB)."""
+    for scale, suffix in ((1e12, "T"), (1e9, "G" if unit else "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {suffix}{unit}" if unit else f"{value / scale:.2f}{suffix}"
+    return f"{value:,.0f} {unit}".rstrip()
+
+
+def _stages(p: PlanInputs) -> tuple[Stage, ...]:
+    m, data = p.model, p.rows * p.seq_len
+    train_tokens = p.train_steps * p.batch * p.seq_len
+    anchored = f"measured on Pythia-160M, × {arch(ANCHOR_MODEL).params / arch(m).params:.3g} for {m}"
+    forward = FORWARD_SPEEDUP * rate("forward_backward", m)
+    trained = "baseline" if p.scenario == "pretrain" else "control"
+    stages = [
+        Stage(f"train {trained} ({p.train_steps:,} steps)", train_tokens, rate("train", m), anchored),
+        Stage("EK-FAC factors (3 passes, all rows)", data, rate("factors", m), anchored),
+        Stage("query gradients", p.queries * p.query_tokens, rate("forward_backward", m), anchored),
+        Stage("per-token scores (one pass)", data, rate("scores", m), anchored),
+        Stage("mask (CPU)", data, None, "reads the scores; no GPU"),
+        Stage(f"train IF-Guide ({p.train_steps:,} steps)", train_tokens, rate("train", m), anchored),
+    ]
+    if p.eval_rows:
+        checks = p.trained_models * (p.train_steps // p.eval_steps)
+        stages.append(Stage(f"validation during training ({checks} passes)", checks * p.eval_rows * p.seq_len, forward,
+                            "assumed: forward-only at 3× forward+backward"))
+    per_model = p.prompts * p.samples * (p.prompt_tokens + p.new_tokens) + p.ppl_rows * p.seq_len + p.lambada_rows * p.lambada_tokens
+    stages.append(Stage(f"evaluation ({p.evaluated_models} models)", p.evaluated_models * per_model, forward,
+                        "assumed: forward-only at 3× forward+backward; a lower bound (sampling is latency-bound)"))
+    return tuple(stages)
+
+
+def _disk(p: PlanInputs) -> tuple[Need, ...]:
+    tokens, params = p.rows * p.seq_len, arch(p.model).params
+    kept = min(p.save_total_limit, p.train_steps // p.save_steps)
+    resumable = params * p.weight_bytes * 3  # weights + AdamW's two moments in the weights' dtype
+    return (
+        Need("hub download: OpenWebText chunks", None,
+             "the whole train split (≥ 4,398,748 chunks × 2,048 tokens ≈ 9.0B tokens) is fetched to select 488,282"),
+        Need("tokenized corpus", tokens * 5, "int32 token ids + uint8 attention mask"),
+        Need("EK-FAC factors", factor_bytes(p.model, p.factor_value_bytes), f"{p.model}, {p.factor_value_bytes}-byte values"),
+        Need("per-token scores", tokens * p.score_value_bytes,
+             f"{p.score_value_bytes}-byte values ({human(tokens * 2, 'B')} in bf16, {human(tokens * 4, 'B')} in float32)"),
+        Need("mask", tokens, "one byte per token"),
+        Need("checkpoints during training (peak)", p.trained_models * kept * resumable,
+             f"{kept} kept per model × {human(resumable, 'B')} (weights + AdamW state)"),
+        Need("final weights", p.trained_models * params * p.weight_bytes, f"{p.trained_models} models × {human(params * p.weight_bytes, 'B')}"),
+    )
+
+
+ASSUMPTIONS = (
+    "rates: measured H100 anchors for Pythia-160M (bf16, 512 × 2,048 tokens), scaled by 160M / parameters",
+    "evaluation: forward-only tokens at 3× the forward+backward rate (not measured; sampling makes it a lower bound); "
+    "Detoxify scoring of 250,000 continuations per model is not counted",
+    "several GPUs: wall time = GPU-hours / GPUs (data parallel, no communication cost)",
+)
+
+
+def build_plan(inputs: PlanInputs = PlanInputs()) -> Plan:
+    """The plan of a run of these sizes (see `PlanInputs.paper()` / `.paper_finetune()`)."""
+    if inputs.gpus < 1:
+        raise ValueError("gpus must be at least 1")
+    arch(inputs.model)  # a clear error for a model without recorded shapes
+    return Plan(inputs, _stages(inputs), _disk(inputs), ASSUMPTIONS)
+
+
+def plan_for(preset: str, gpus: int = 1) -> Plan:
+    """The plan of the `paper` or `paper-finetune` preset on `gpus` H100s."""
+    makers = {"paper": PlanInputs.paper, "paper-finetune": PlanInputs.paper_finetune}
+    if preset not in makers:
+        raise ValueError(f"no plan for preset {preset!r} (known: {', '.join(makers)})")
+    return build_plan(makers[preset](gpus=gpus))
