@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind
 
-KINDS = ("datasets", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
+KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 MANIFEST = "manifest.json"
 _TRACKED_PACKAGES = ("torch", "transformers", "kronfluence", "datasets", "detoxify", "numpy", "ifguide-cli")
 

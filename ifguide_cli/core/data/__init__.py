@@ -1,0 +1,50 @@
+"""Datasets: records from the registry, a local file or the hub; the training corpus tokenized once, as rows.
+
+- `sources`: reading records and documents with their file and line (`Source`, `load_records`, …).
+- `layout`: documents → (rows × seq_len) tokens, packed or one document per row (`CorpusConfig`, `tokenize_corpus`).
+- `labels`: a 0/1 field per document and how a ranking finds it (`parse_label`, `label_metrics`).
+- `stage`: the `datasets` artifact: building, finding, checking it, and each row's source (`resolve_corpus`,
+  `load_corpus`, `row_source`, `dataset_label_metrics`).
+
+Scores, masks and training all index the same stored tensor, so a mask always lines up with its data.
+"""
+
+from ..artifact_files import CORPUS_FILE
+from .labels import label_metrics, parse_label
+from .layout import CorpusConfig, RowMap, TokenizedCorpus, default_corpus_config, plan_layout, tokenize_corpus
+from .sources import (
+    LOCAL_SUFFIXES,
+    Source,
+    SourceDoc,
+    dataset_identity,
+    file_identity,
+    iter_documents,
+    load_prompts,
+    load_queries,
+    load_records,
+    record_text,
+)
+from .stage import (
+    ROWS_FILE,
+    TEXTS_FILE,
+    RowSources,
+    check_corpus,
+    corpus_artifact,
+    dataset_label_metrics,
+    existing_corpus,
+    is_source_ref,
+    load_corpus,
+    recorded_dataset,
+    resolve_corpus,
+    row_labels,
+    row_source,
+    save_corpus,
+)
+
+__all__ = [
+    "CORPUS_FILE", "LOCAL_SUFFIXES", "ROWS_FILE", "TEXTS_FILE", "CorpusConfig", "RowMap", "RowSources", "Source",
+    "SourceDoc", "TokenizedCorpus", "check_corpus", "corpus_artifact", "dataset_identity", "dataset_label_metrics",
+    "default_corpus_config", "existing_corpus", "file_identity", "is_source_ref", "iter_documents", "label_metrics",
+    "load_corpus", "load_prompts", "load_queries", "load_records", "parse_label", "plan_layout", "record_text",
+    "recorded_dataset", "resolve_corpus", "row_labels", "row_source", "save_corpus", "tokenize_corpus",
+]

@@ -1,0 +1,358 @@
+"""The dataset artifact (kind `datasets`): a corpus tokenized once, in one layout, with each row's source map.
+
+Files: `input_ids.safetensors` (input_ids int32, attention_mask uint8, and `planted_toxic` for the tiny
+corpus), `rows.safetensors` (the source map, int64 columns, and `labels` uint8 with --label-field) and
+`texts.bin` (the rows' own text, UTF-8). The artifact's config is the corpus's whole recipe: the source's
+identity, the tokenizer (name and fingerprint) and the `CorpusConfig` as decided (layout, seq_len, …), so
+every later stage that names the same data and options finds the same artifact, and one that names the
+artifact gets its layout — an option contradicting it is an error naming both values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifact_files import CORPUS_FILE
+from ..config import flag_of
+from ..errors import IfguideError
+from ..progress import NULL
+from .labels import label_metrics
+from .layout import CorpusConfig, TokenizedCorpus, default_corpus_config, plan_layout, sample_lengths, tokenize_corpus
+from .sources import Source, dataset_identity, is_packaged, iter_documents
+
+ROWS_FILE = "rows.safetensors"  # datasets: the rows' source map (+ labels)
+TEXTS_FILE = "texts.bin"  # datasets: the rows' text, UTF-8, addressed by the map's text_start/text_end
+
+
+# ---- files ---------------------------------------------------------------------------------
+def save_corpus(corpus: TokenizedCorpus, folder: Path) -> None:
+    """Write a tokenized corpus's files into an artifact folder (texts too, when they were kept in memory)."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import save_file as save_numpy
+    from safetensors.torch import save_file
+
+    tensors = {"input_ids": corpus.input_ids.to(torch.int32).contiguous(), "attention_mask": corpus.attention_mask.to(torch.uint8)}
+    if corpus.planted_toxic is not None:
+        tensors["planted_toxic"] = corpus.planted_toxic.to(torch.uint8)
+    save_file(tensors, str(folder / CORPUS_FILE))
+    if corpus.rows is None:
+        return
+    columns = {k: np.ascontiguousarray(v) for k, v in corpus.rows.columns.items()}
+    if corpus.labels is not None:
+        columns["labels"] = corpus.labels.numpy().astype(np.uint8)
+    save_numpy(columns, str(folder / ROWS_FILE))
+    if corpus.rows.texts is not None:
+        (folder / TEXTS_FILE).write_bytes(corpus.rows.texts)
+
+
+def _check_kind(art) -> None:
+    from ..workspace import kind_noun, with_article
+
+    if art.kind != "datasets":
+        raise IfguideError(f"{art.id} is {with_article(kind_noun(art.kind))} artifact, not a dataset", exit_code=2)
+
+
+def load_corpus(art) -> TokenizedCorpus:
+    """The token tensors of a `datasets` artifact (with the rows' labels when it has them; the map is left on disk)."""
+    import torch
+    from safetensors.torch import load_file
+
+    _check_kind(art)
+    t = load_file(str(art.file(CORPUS_FILE)))
+    planted = t.get("planted_toxic")
+    labels = row_labels(art)
+    return TokenizedCorpus(t["input_ids"].long(), t["attention_mask"].long(), None if planted is None else planted.bool(),
+                           None if labels is None else torch.from_numpy(labels))
+
+
+def _rows_columns(art, required: bool = True) -> dict | None:
+    from safetensors.numpy import load_file
+
+    path = art.path / ROWS_FILE
+    if not path.is_file():
+        if not required:
+            return None
+        raise IfguideError(f"dataset {art.id} has no row source map (it was built before datasets kept one)",
+                           hint="rebuild it: the same command with --force", exit_code=2)
+    return load_file(str(path))
+
+
+def row_labels(art):
+    """The --label-field of each row's document (numpy bool), or None when the dataset has no labels.
+
+    The tiny corpus's `planted_toxic` is its label; older tiny datasets keep it only under that name.
+    """
+    import numpy as np
+
+    _check_kind(art)
+    columns = _rows_columns(art, required=False)
+    if columns is not None and "labels" in columns:
+        return columns["labels"].astype(bool)
+    if art.config.get("label_field", "planted_toxic") == "planted_toxic":
+        from safetensors import safe_open
+
+        with safe_open(str(art.file(CORPUS_FILE)), "np") as fh:
+            if "planted_toxic" in fh.keys():  # noqa: SIM118 -- safe_open has no __contains__
+                return np.asarray(fh.get_tensor("planted_toxic")).astype(bool)
+    return None
+
+
+def dataset_label_metrics(art, ranking, scores=None) -> dict:
+    """`label_metrics` of a row ranking against the dataset's labels, per document; {} when it has none.
+
+    Rows of one document (a split document) count once, at their best rank. The label field is named too.
+    """
+    labels = row_labels(art)
+    if labels is None:
+        return {}
+    columns = _rows_columns(art, required=False)
+    doc_ids = None if columns is None or art.config.get("layout") == "packed" else columns["doc_id"]
+    return {"label_field": art.config.get("label_field", "planted_toxic"),
+            **label_metrics(ranking, labels, scores=scores, doc_ids=doc_ids)}
+
+
+# ---- a row's source ------------------------------------------------------------------------
+class RowSources:
+    """The source map of a dataset artifact, read once: `source(row)` for as many rows as needed."""
+
+    def __init__(self, art):
+        _check_kind(art)
+        self.art = art
+        self.columns = _rows_columns(art)
+        self.file = art.summary.get("file", "")
+        self.positions = art.summary.get("positions", "line")
+        self.rows = len(self.columns["doc_id"])
+
+    def where(self, line: int) -> str:
+        return f"{self.file}:{line}" if self.positions == "line" else f"{self.file} record {line}"
+
+    def _text(self, start: int, end: int) -> str:
+        with open(self.art.file(TEXTS_FILE), "rb") as fh:
+            fh.seek(start)
+            return fh.read(end - start).decode("utf-8")
+
+    def _part(self, prefix: str, i: int) -> dict[str, Any]:
+        c = self.columns
+        line = int(c[prefix + "line"][i])
+        return {"doc_id": int(c[prefix + "doc_id"][i]), "line": line, "where": self.where(line),
+                "char_start": int(c[prefix + "char_start"][i]), "char_end": int(c[prefix + "char_end"][i]),
+                "doc_chars": int(c[prefix + "doc_chars"][i]),
+                "text": self._text(int(c[prefix + "text_start"][i]), int(c[prefix + "text_end"][i]))}
+
+    def source(self, row: int) -> dict[str, Any]:
+        """{row, file, line, where, doc_id, char_start, char_end, doc_chars, text, label}; packed rows add `pieces`
+        (each document part with its own line and span) and their `text` is the parts joined by newlines."""
+        if not 0 <= row < self.rows:
+            raise IfguideError(f"row {row} is outside dataset {self.art.id} (rows 0–{self.rows - 1})", exit_code=2)
+        out: dict[str, Any] = {"row": row, "file": self.file, **self._part("", row)}
+        if "piece_start" in self.columns:
+            lo, hi = int(self.columns["piece_start"][row]), int(self.columns["piece_start"][row + 1])
+            out["pieces"] = [self._part("piece_", i) for i in range(lo, hi)]
+            out["text"] = "\n".join(p["text"] for p in out["pieces"])
+        labels = self.columns.get("labels")
+        out["label"] = None if labels is None else bool(labels[row])
+        return out
+
+
+def row_source(art, row: int) -> dict[str, Any]:
+    """Where row `row` of a dataset artifact came from, and its own text decoded whole (see `RowSources.source`)."""
+    return RowSources(art).source(row)
+
+
+# ---- finding or building the dataset artifact ----------------------------------------------
+def is_source_ref(data_ref: str) -> bool:
+    """A dataset to load (registry name, local path, hub id), as opposed to a `datasets` artifact reference."""
+    from ..registry import DATASETS
+
+    return data_ref in DATASETS or Path(data_ref).expanduser().exists() or (
+        "/" in data_ref and not data_ref.startswith((".", "/", "~")))
+
+
+@dataclass(frozen=True)
+class _Tokenizer:
+    """The tokenizer a corpus is tokenized with: the one asked for (--tokenizer), else the model's."""
+
+    name: str
+    fingerprint: str | None
+    parents: list
+    load: Callable[[], Any]
+
+
+def _corpus_tokenizer(workspace, mref, asked: str | None) -> _Tokenizer:
+    from ..tokenizer import resolve_tokenizer, tokenizer_fingerprint
+
+    if asked is not None:
+        tref = resolve_tokenizer(asked, workspace)
+        return _Tokenizer(tref.name, tref.fingerprint(), tref.parents, tref.load)
+    if mref is None:
+        raise IfguideError("no tokenizer for the data", hint="pass --tokenizer (tiny, a folder, a hub id or a tokenizer artifact)",
+                           exit_code=2)
+    from ..models import load_tokenizer
+
+    return _Tokenizer(mref.tokenizer, tokenizer_fingerprint(mref.tokenizer), [], lambda: load_tokenizer(mref))
+
+
+def _recorded(art, key: str) -> Any:
+    """A layout option as the artifact records it (datasets from before `layout` recorded `packing`)."""
+    if key == "layout" and "layout" not in art.config and "packing" in art.config:
+        return "packed" if art.config["packing"] else "documents"
+    return art.config.get(key)
+
+
+def check_corpus(art, asked: dict, tokenizer_name: str | None = None) -> None:
+    """Every option given (not None) must be what the dataset artifact records: else one line naming both values."""
+    if tokenizer_name is not None and art.config.get("tokenizer") != tokenizer_name:
+        raise IfguideError(f"dataset {art.id} was tokenized with {art.config.get('tokenizer')!r}, not {tokenizer_name!r}",
+                           hint="pass the source dataset to tokenize it again", exit_code=2)
+    flags = {f.name: flag_of(f) for f in dataclasses.fields(CorpusConfig)}
+    for key, value in asked.items():
+        if value is not None and key != "tokenizer" and _recorded(art, key) != value:
+            raise IfguideError(f"dataset {art.id} has {flags[key]} {_recorded(art, key)}, not {flags[key]} {value}",
+                               hint="leave the option out to use the dataset as it is, or pass the source dataset to "
+                                    "build another layout", exit_code=2)
+
+
+def _check_reuse(workspace, art, mref, asked: dict) -> None:
+    """A stored dataset about to be reused: tokenized as asked (--tokenizer, else the model's), with the options given."""
+    if asked.get("tokenizer") is not None:
+        check_corpus(art, asked, _corpus_tokenizer(workspace, mref, asked["tokenizer"]).name)
+        return
+    if mref is not None and art.config.get("tokenizer") != mref.tokenizer:
+        raise IfguideError(f"dataset {art.id} was tokenized with {art.config.get('tokenizer')!r}, but the model uses "
+                           f"{mref.tokenizer!r}", hint="pass the source dataset instead", exit_code=2)
+    check_corpus(art, asked)
+
+
+def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, **asked):
+    """The `datasets` artifact DATA names, checked against the tokenizer and the options given (`asked`: the
+    `CorpusConfig` fields, None = not given); None when DATA is a source to be tokenized."""
+    from ..errors import ArtifactNotFound
+
+    if is_source_ref(data_ref):
+        return None
+    try:
+        art = workspace.resolve(data_ref, "datasets")
+    except ArtifactNotFound:
+        return None
+    _check_reuse(workspace, art, mref, {"seq_len": seq_len, **asked})
+    return art
+
+
+def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *, reporter=NULL, force: bool = False,
+                   barrier=lambda: None, prefer=None, max_seq_len: int | None = None, **asked):
+    """The `datasets` artifact for DATA: the one it names, else `prefer` when built from DATA, else the source
+    tokenized for the model (built once). Returns (artifact, reused).
+
+    `asked`: the `CorpusConfig` options given (layout, overflow, text_field, label_field, max_examples, split,
+    tokenizer; None = not given). `prefer` (a dataset artifact, e.g. the one a checkpoint was trained on) is
+    reused when DATA is its source — an option contradicting it is an error naming both values. `max_seq_len`
+    (the model's context) caps a row length fitted to the data. `mref` may be None when `tokenizer` is given.
+    Under torchrun rank 0 builds and calls `barrier()` after; the other ranks call `barrier()` first, then
+    find it stored.
+    """
+    from ..dist import is_main_process
+
+    art = existing_corpus(workspace, data_ref, mref, seq_len, **asked)
+    if art is not None:
+        return art, True
+    if prefer is not None and prefer.config.get("data") == dataset_identity(data_ref, asked.get("split")):
+        _check_reuse(workspace, prefer, mref, {"seq_len": seq_len, **asked})
+        return prefer, True
+    main = is_main_process()
+    if not main:
+        barrier()
+    result = corpus_artifact(workspace, data_ref, mref, default_corpus_config(data_ref, seq_len=seq_len, **asked),
+                             reporter=reporter if main else NULL, force=force and main, max_seq_len=max_seq_len)
+    if main:
+        barrier()
+    return result
+
+
+def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, reporter=NULL, force: bool = False,
+                    max_seq_len: int | None = None):
+    """The tokenized corpus for (dataset, tokenizer, layout), built once and reused. Returns (artifact, reused).
+
+    What `config` leaves open (layout, seq_len) is decided from the first documents (see `plan_layout`);
+    the decision and its reason are recorded in the summary and shown as a note when the artifact is built.
+    """
+    source = Source(data_ref, config.split)
+    tok = _corpus_tokenizer(workspace, mref, config.tokenizer)
+    loaded: list = []
+
+    def tokenizer():
+        if not loaded:
+            loaded.append(tok.load())
+        return loaded[0]
+
+    planned, rule = plan_layout(
+        config, lambda: sample_lengths(iter_documents(source, config.text_field), tokenizer()), max_seq_len)
+    planned = planned.replace(tokenizer=tok.name)
+    stage_config = {"data": source.identity, "tokenizer_sha256": tok.fingerprint, **planned.to_dict()}
+
+    def build(ctx):
+        docs = iter_documents(source, planned.text_field, planned.label_field)
+        with open(ctx.staging / TEXTS_FILE, "wb") as sink:
+            corpus = tokenize_corpus(docs, tokenizer(), planned, reporter, text_sink=sink)
+        save_corpus(corpus, ctx.staging)
+        summary = corpus_summary(corpus, planned, source, rule)
+        if not is_packaged(data_ref):  # the packaged sets are cut to 64 tokens by design
+            _note_build(summary, data_ref)
+        return summary
+
+    return workspace.create("datasets", stage_config, tok.parents, build, force=force)
+
+
+def corpus_summary(corpus: TokenizedCorpus, config: CorpusConfig, source: Source, rule: str | None) -> dict:
+    """What the dataset artifact's manifest says about it: sizes, layout and why, source, labels, what was cut."""
+    rows, seq_len = corpus.shape
+    tokens = int(corpus.attention_mask.sum())
+    summary = {"rows": rows, "documents": corpus.stats["documents"], "seq_len": seq_len, "layout": config.layout,
+               "overflow": config.overflow, "tokens": tokens, "padding_fraction": round(1 - tokens / (rows * seq_len), 4),
+               "source": source.ref, "file": source.file, "positions": source.positions, "layout_rule": rule,
+               **{k: v for k, v in corpus.stats.items() if k != "documents"}}
+    if corpus.labels is not None:
+        summary["label_field"] = config.label_field
+        summary["label_positive_rows"] = int(corpus.labels.sum())
+    if corpus.planted_toxic is not None:
+        summary["planted_toxic_documents"] = int(corpus.planted_toxic.sum())
+    return summary
+
+
+def _note_build(summary: dict, data_ref: str) -> None:
+    """Say what a user would not guess: a layout chosen from the data, documents cut or left out."""
+    from ..notes import warn
+
+    if summary["layout_rule"]:
+        warn(f"{data_ref}: {summary['layout_rule']} (set --layout / --seq-len to choose)")
+    if summary["truncated_documents"]:
+        warn(f"{data_ref}: {summary['truncated_documents']:,} documents longer than {summary['seq_len']} tokens were cut "
+             f"({summary['truncated_tokens']:,} tokens left out); --overflow split keeps them on more rows")
+    if summary["skipped_empty"]:
+        warn(f"{data_ref}: {summary['skipped_empty']:,} documents without text were left out")
+
+
+def recorded_dataset(ws, art, given=None, *, what: str, hint: str, missing_hint: str | None = None):
+    """The dataset artifact `art` (scores, mask) was computed on, checked against one the user gave.
+
+    `given` (a dataset artifact or None) must be the recorded one when the artifact records a dataset;
+    without `given`, the recorded dataset is returned (None when the artifact records none).
+    `what` names the artifact in messages ("scores 1a2b…", "mask 1a2b…"), `hint` says what to do on a mismatch,
+    `missing_hint` what to do when the recorded dataset was removed.
+    """
+    recorded = art.config.get("dataset") if art is not None else None
+    if given is not None:
+        if recorded and recorded != given.id:
+            raise IfguideError(f"{what} was computed on dataset {recorded}, not {given.id}", hint=hint, exit_code=2)
+        return given
+    if not recorded:
+        return None
+    dataset = ws.by_id(recorded)
+    if dataset is None:
+        raise IfguideError(f"dataset {recorded} of {what} is no longer in the workspace",
+                           hint=missing_hint or "recreate it (the same `--data` and `--seq-len`), or rebuild this artifact")
+    return dataset
