@@ -33,7 +33,7 @@ from .engine import InfluenceEngine, align_to_labels
 from .families import resolve_family
 from .inputs import describe_model, factors_dir_of, load_model_for_influence, model_from_identity, resolve_dataset
 from .queries import QuerySet, build_query_rows, load_query_set, query_rows
-from .staging import KRON_DIR, RUN_FILE, StageResult, atomic_save, check_split, prepare_staging, valid_safetensors
+from .staging import KRON_DIR, RUN_FILE, StageResult, atomic_save, check_split, drop_half_written, prepare_staging
 from .summary import score_summary
 
 if TYPE_CHECKING:
@@ -180,11 +180,7 @@ def _score(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> dict:
     from safetensors.torch import load_file
 
     out_file, module_file = ctx.staging / SCORES_FILE, ctx.staging / MODULE_SCORES_FILE
-    if job.dinfo.main:  # a result file half-written by a killed run is recomputed
-        for path in (out_file, module_file):
-            if path.exists() and not valid_safetensors(path):
-                path.unlink()
-    dist.barrier()
+    drop_half_written([out_file, module_file], job.dinfo)  # a result file a killed run left is recomputed
     elapsed = 0.0
     if not (out_file.exists() and (not job.cfg.per_module or module_file.exists())):
         elapsed = _run(ctx, job, engine, reporter)

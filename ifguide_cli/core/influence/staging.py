@@ -74,6 +74,15 @@ def drop_corrupt_safetensors(folder: Path) -> list[str]:
     return removed
 
 
+def drop_half_written(paths: list[Path], dinfo: dist.DistInfo) -> None:
+    """Rank 0 deletes those of `paths` that exist but do not open; every rank then waits for it."""
+    if dinfo.main:
+        for path in paths:
+            if path.exists() and not valid_safetensors(path):
+                path.unlink()
+    dist.barrier()
+
+
 def prepare_staging(staging: Path, run: dict, dinfo: dist.DistInfo, kron_dir: Path) -> str | None:
     """Resume check (rank 0): drop half-written files; if the partial run used other settings, start over.
 
