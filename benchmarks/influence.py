@@ -60,7 +60,7 @@ def time_fwd_bwd(model, rows, batch_size: int, precision: str, device) -> float:
 
     import torch
 
-    from ifguide_cli.core.influence_task import shifted_ce
+    from ifguide_cli.core.objective import shifted_token_ce
 
     m = copy.deepcopy(model).to(device)
     if precision == "bf16":
@@ -73,7 +73,7 @@ def time_fwd_bwd(model, rows, batch_size: int, precision: str, device) -> float:
         batch_am = am[lo:hi].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = m(input_ids=batch_ids, attention_mask=batch_am).logits
-        shifted_ce(logits, batch_ids).sum().backward()
+        shifted_token_ce(logits, batch_ids)[0].sum().backward()
         m.zero_grad(set_to_none=True)
 
     step(0, batch_size)
@@ -82,9 +82,7 @@ def time_fwd_bwd(model, rows, batch_size: int, precision: str, device) -> float:
     for lo in range(0, len(ids), batch_size):
         step(lo, lo + batch_size)
     sync(device)
-    elapsed = time.perf_counter() - start
-    del m
-    return elapsed
+    return time.perf_counter() - start
 
 
 def random_queries(n: int, length: int, vocab: int, seed: int):
@@ -112,25 +110,26 @@ def main(argv=None) -> dict:
 
     import torch
 
+    from ifguide_cli.core import dist
     from ifguide_cli.core.influence import (
         InfluenceEngine,
         QuerySet,
-        TrainRows,
+        align_to_labels,
         default_batch_size,
         query_rows,
-        setup_device,
         two_run_reference,
     )
+    from ifguide_cli.core.rows import CorpusRows
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dinfo = setup_device(args.device)
+    dinfo = dist.setup(args.device)
     device = dinfo.device
     model = build_model(args.size, args.seq_len)
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
     input_ids = torch.randint(1, vocab, (args.docs, args.seq_len), generator=gen)
-    rows = TrainRows(input_ids, torch.ones_like(input_ids))
+    rows = CorpusRows(input_ids, torch.ones_like(input_ids), with_index=True)
     tokens = args.docs * args.seq_len
     batch = args.batch_size or default_batch_size(args.seq_len)
     modules = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n]
@@ -163,8 +162,6 @@ def main(argv=None) -> dict:
         two = two_run_reference(engine, tmp / "two", factors_dir, rows, toxic, safe, 0, damping=None, batch_size=batch)
         sync(device)
         two_s = time.perf_counter() - start
-    from ifguide_cli.core.influence import align_to_labels
-
     one_aligned = align_to_labels(one["all_modules"])
     err = float((one_aligned - two).abs().max())
     scale = float(one_aligned.abs().max())

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import assert_one_line_error, invoke_cli
 from safetensors.torch import load_file
 
 from ifguide_cli.core.registry import tiny_asset
@@ -83,23 +84,6 @@ def trained_tiny(request, tmp_path_factory) -> Path:
     return folder
 
 
-def _invoke(root: Path, *args: str):
-    from typer.testing import CliRunner
-
-    from ifguide_cli.cli.app import app
-
-    result = CliRunner().invoke(app, ["--workspace", str(root), "--json", *map(str, args)])
-    result.data = json.loads(result.stdout) if result.exit_code == 0 and result.stdout.strip() else None
-    return result
-
-
-def _one_line_error(result, pattern: str, code: int = 2) -> None:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert pattern in lines[0], lines[0]
-
-
 @pytest.fixture(scope="module")
 def env(trained_tiny, tmp_path_factory):
     """Workspace with a 320-document dataset artifact, fp32 EK-FAC factors and fp32 differential scores (via the CLI)."""
@@ -113,9 +97,9 @@ def env(trained_tiny, tmp_path_factory):
     ws = Workspace(root)
     dataset, _ = corpus_artifact(ws, "tiny", resolve_model(str(trained_tiny), ws),
                                  default_corpus_config("tiny", max_examples=ROWS))
-    factors = _invoke(root, "factors", trained_tiny, "--data", dataset.id, "--name", "f32")
+    factors = invoke_cli(root, "--json", "factors", trained_tiny, "--data", dataset.id, "--name", "f32")
     assert factors.exit_code == 0, factors.stderr
-    scores = _invoke(root, "scores", "f32", "--toxic-queries", "tiny-queries-toxic", "--safe-queries", "tiny-queries-safe")
+    scores = invoke_cli(root, "--json", "scores", "f32", "--toxic-queries", "tiny-queries-toxic", "--safe-queries", "tiny-queries-safe")
     assert scores.exit_code == 0, scores.stderr
     yield SimpleNamespace(root=root, ws=ws, model=trained_tiny, dataset=dataset, corpus=load_corpus(dataset),
                           factors=factors.data, scores=scores.data,
@@ -142,6 +126,7 @@ def test_factors_then_scores_are_linked_and_aligned(env):
     assert f["kind"] == "factors" and not f["reused"]
     assert f["parents"] == [env.dataset.id]
     assert f["config"]["strategy"] == "ekfac" and f["config"]["dataset"] == env.dataset.id
+    assert f["config"]["precision"] == s["config"]["precision"] == "fp32"  # `auto` is recorded as what it resolved to
     assert (Path(f["path"]) / "kronfluence" / "factors_ekfac" / "lambda_matrix.safetensors").is_file()
     assert s["kind"] == "scores" and s["parents"] == [f["id"], env.dataset.id]
     config = s["config"]
@@ -172,26 +157,26 @@ def test_planted_toxic_documents_score_higher(env):
 
 
 def test_rerun_reuses_the_finished_artifacts(env):
-    again = _invoke(env.root, "scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
+    again = invoke_cli(env.root, "--json", "scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
                     "--batch-size", "7")  # execution settings are not part of the identity
     assert again.exit_code == 0 and again.data["reused"] and again.data["id"] == env.scores["id"]
-    factors = _invoke(env.root, "factors", env.model, "--data", env.dataset.id)
+    factors = invoke_cli(env.root, "--json", "factors", env.model, "--data", env.dataset.id)
     assert factors.data["reused"] and factors.data["id"] == env.factors["id"]
 
 
 def _engine_setup(env):
     """The fitted factors' folder, the tiny query sets, the training rows, and a builder of a fresh
     InfluenceEngine for a device and precision — what the core-level comparisons share."""
+    from ifguide_cli.core import dist
     from ifguide_cli.core.influence import (
         InfluenceEngine,
-        TrainRows,
         factors_dir_of,
         load_model_for_influence,
         load_query_set,
         resolve_family,
-        setup_device,
     )
     from ifguide_cli.core.models import load_tokenizer, resolve_model
+    from ifguide_cli.core.rows import CorpusRows
 
     fart = env.ws.resolve(env.factors["id"], "factors")
     mref = resolve_model(str(env.model), env.ws)
@@ -200,9 +185,9 @@ def _engine_setup(env):
 
     def engine(device: str, precision: str):
         model, modules, _ = load_model_for_influence(mref, resolve_family(mref, env.ws, family_spec=fart.config["family"]))
-        return InfluenceEngine(model, modules, setup_device(device), precision)
+        return InfluenceEngine(model, modules, dist.setup(device), precision)
 
-    rows = TrainRows(env.corpus.input_ids, env.corpus.attention_mask)
+    rows = CorpusRows(env.corpus.input_ids, env.corpus.attention_mask, with_index=True)
     return SimpleNamespace(factors_dir=factors_dir_of(fart), pad_id=tok.pad_token_id, queries=queries, rows=rows, engine=engine)
 
 
@@ -219,7 +204,7 @@ def test_one_pass_differential_equals_two_runs(env, tmp_path):
 
 
 def test_bf16_scores_rank_correlate_with_fp32(env):
-    bf16 = _invoke(env.root, "scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
+    bf16 = invoke_cli(env.root, "--json", "scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
                    "--precision", "bf16")
     assert bf16.exit_code == 0, bf16.stderr
     assert bf16.data["id"] != env.scores["id"] and bf16.data["config"]["precision"] == "bf16"
@@ -236,6 +221,8 @@ def test_bf16_scores_rank_correlate_with_fp32(env):
 def test_interrupted_scores_resume_from_finished_partitions(env, monkeypatch):
     import kronfluence.computer.score_computer as sc
 
+    from ifguide_cli.core import notes
+
     real_save = sc.save_pairwise_scores
     calls = []
 
@@ -248,22 +235,22 @@ def test_interrupted_scores_resume_from_finished_partitions(env, monkeypatch):
     args = ["scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--max-queries", "16",
             "--partitions", "3"]
     monkeypatch.setattr(sc, "save_pairwise_scores", save_then_die)
-    killed = _invoke(env.root, *args)
+    killed = invoke_cli(env.root, "--json", *args)
     assert killed.exit_code == 130 and "resumes" in killed.stderr
     assert calls == [(0, 0)]
     monkeypatch.setattr(sc, "save_pairwise_scores", lambda *a, **k: (calls.append(k.get("partition")), real_save(*a, **k)))
-    resumed = _invoke(env.root, *args)
+    resumed = invoke_cli(env.root, "--json", *args)
     assert resumed.exit_code == 0, resumed.stderr
     assert calls[1:] == [(1, 0), (2, 0), None]  # partitions 1 and 2, then kronfluence's aggregation; not 0 again
+    assert "resuming an interrupted run" in notes.collected()  # the user is told (terminal, and --json's warnings)
     monkeypatch.setattr(sc, "save_pairwise_scores", real_save)
     resumed_scores = load_file(resumed.data["files"]["scores"])["scores"]
-    fresh = _invoke(env.root, *args[:-2], "--force")  # same identity, one partition, from scratch
+    fresh = invoke_cli(env.root, "--json", *args[:-2], "--force")  # same identity, one partition, from scratch
     assert fresh.exit_code == 0 and fresh.data["id"] == resumed.data["id"]
     torch.testing.assert_close(resumed_scores, load_file(fresh.data["files"]["scores"])["scores"], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_scores_match_cpu_fp32(env, tmp_path):
     from ifguide_cli.core.influence import align_to_labels, query_rows
 
@@ -294,16 +281,16 @@ def test_interrupted_factors_resume_from_finished_partitions(env, monkeypatch):
     args = ["factors", env.model, "--data", env.dataset.id, "--strategy", "diagonal", "--max-examples", "64",
             "--partitions", "2"]
     monkeypatch.setattr(fc, "save_lambda_matrices", lambda *a, **k: save(*a, die=True, **k))
-    killed = _invoke(env.root, *args)
+    killed = invoke_cli(env.root, "--json", *args)
     assert killed.exit_code == 130 and calls == [(0, 0)]
     monkeypatch.setattr(fc, "save_lambda_matrices", save)
-    resumed = _invoke(env.root, *args)
+    resumed = invoke_cli(env.root, "--json", *args)
     assert resumed.exit_code == 0, resumed.stderr
     assert calls[1:] == [(1, 0), None]  # only the second partition, then the aggregate
     monkeypatch.setattr(fc, "save_lambda_matrices", real_save)
     lam = Path(resumed.data["path"]) / "kronfluence" / "factors_diagonal" / "lambda_matrix.safetensors"
     resumed_lambda = load_file(str(lam))
-    fresh = _invoke(env.root, *args[:-2], "--force")
+    fresh = invoke_cli(env.root, "--json", *args[:-2], "--force")
     assert fresh.exit_code == 0 and fresh.data["id"] == resumed.data["id"]
     for key, value in load_file(str(lam)).items():
         torch.testing.assert_close(resumed_lambda[key], value, rtol=1e-5, atol=1e-6 * float(value.abs().max()))
@@ -315,20 +302,22 @@ def test_bad_inputs_get_one_clear_line(env, tmp_path):
     q = ["-t", "tiny-queries-toxic", "-s", "tiny-queries-safe"]
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n".join(json.dumps({"prompt": f"He said {i}", "continuation": ""}) for i in range(4)) + "\n")
-    _one_line_error(_invoke(env.root, "scores", fid, "-t", empty, "-s", "tiny-queries-safe"), "has no continuation tokens")
-    _one_line_error(_invoke(env.root, "scores", fid, *q, "--model", "tiny"), "were fit on model")
-    _one_line_error(_invoke(env.root, "scores", fid, *q, "--query-low-rank", "4"), "--query-low-rank cannot be combined")
-    _one_line_error(_invoke(env.root, "scores", fid, *q, "--precision", "bf16", "--damping", "1e-10"), "too small for bf16")
-    _one_line_error(_invoke(env.root, "scores", fid, *q, "--damping", "lots"), "--damping must be")
-    _one_line_error(_invoke(env.root, "factors", env.model, "--data", env.dataset.id, "--strategy", "kfc"), "unknown strategy")
-    _one_line_error(_invoke(env.root, "scores", env.dataset.id, *q), "is a dataset artifact, not a factors artifact")
+    def scores(*args):
+        return invoke_cli(env.root, "--json", "scores", *args)
+
+    assert_one_line_error(scores(fid, "-t", empty, "-s", "tiny-queries-safe"), "has no continuation tokens", code=2)
+    assert_one_line_error(scores(fid, *q, "--model", "tiny"), "were fit on model", code=2)
+    assert_one_line_error(scores(fid, *q, "--query-low-rank", "4"), "--query-low-rank cannot be combined", code=2)
+    assert_one_line_error(scores(fid, *q, "--precision", "bf16", "--damping", "1e-10"), "too small for bf16", code=2)
+    assert_one_line_error(scores(fid, *q, "--damping", "lots"), "--damping must be", code=2)
+    assert_one_line_error(scores(env.dataset.id, *q), "is a dataset artifact, not a factors artifact", code=2)
     # a dataset whose rows have another length than the factors' fit set
     from ifguide_cli.core.data import corpus_artifact, default_corpus_config
     from ifguide_cli.core.models import resolve_model
 
     short, _ = corpus_artifact(env.ws, "tiny", resolve_model(str(env.model), env.ws),
                                default_corpus_config("tiny", max_examples=40, seq_len=32))
-    _one_line_error(_invoke(env.root, "scores", fid, *q, "--data", short.id), "rows of 32 tokens but factors")
+    assert_one_line_error(scores(fid, *q, "--data", short.id), "rows of 32 tokens but factors", code=2)
 
 
 def test_factors_from_changed_weights_are_refused(env, tmp_path):
@@ -336,13 +325,13 @@ def test_factors_from_changed_weights_are_refused(env, tmp_path):
 
     model_dir = tmp_path / "model"
     shutil.copytree(env.model, model_dir)
-    made = _invoke(env.root, "factors", model_dir, "--data", "tiny", "--strategy", "identity")
+    made = invoke_cli(env.root, "--json", "factors", model_dir, "--data", "tiny", "--strategy", "identity")
     assert made.exit_code == 0, made.stderr
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
         model.gpt_neox.layers[0].mlp.dense_h_to_4h.weight.add_(0.01)
     model.save_pretrained(model_dir)
-    _one_line_error(_invoke(env.root, "scores", made.data["id"], "-t", "tiny-queries-toxic"), "were fit on other weights")
+    assert_one_line_error(invoke_cli(env.root, "--json", "scores", made.data["id"], "-t", "tiny-queries-toxic"), "were fit on other weights", code=2)
 
 
 def test_unknown_family_is_refused_and_a_families_file_adds_it(env, tmp_path):
@@ -355,14 +344,14 @@ def test_unknown_family_is_refused_and_a_families_file_adds_it(env, tmp_path):
     OPTForCausalLM(OPTConfig(vocab_size=2048, hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
                              max_position_embeddings=128, word_embed_proj_dim=32)).save_pretrained(opt_dir)
     load_tokenizer(resolve_model("tiny")).save_pretrained(opt_dir)
-    _one_line_error(_invoke(env.root, "factors", opt_dir, "--data", "tiny"), "unknown model family 'opt'")
+    assert_one_line_error(invoke_cli(env.root, "--json", "factors", opt_dir, "--data", "tiny"), "unknown model family 'opt'", code=2)
     fam = tmp_path / "families.yaml"
     fam.write_text("families:\n  opt:\n    modules: ['model.decoder.layers.*.fc1', 'model.decoder.layers.*.fc2']\n")
-    made = _invoke(env.root, "factors", opt_dir, "--data", "tiny", "--families", fam, "--strategy", "diagonal",
+    made = invoke_cli(env.root, "--json", "factors", opt_dir, "--data", "tiny", "--families", fam, "--strategy", "diagonal",
                    "--max-examples", "16")
     assert made.exit_code == 0, made.stderr
     assert made.data["config"]["modules"] == ["model.decoder.layers.0.fc1", "model.decoder.layers.0.fc2"]
-    globbed = _invoke(env.root, "factors", opt_dir, "--data", "tiny", "--modules", "*.fc2", "--strategy", "identity")
+    globbed = invoke_cli(env.root, "--json", "factors", opt_dir, "--data", "tiny", "--modules", "*.fc2", "--strategy", "identity")
     assert globbed.exit_code == 0 and globbed.data["config"]["modules"] == ["model.decoder.layers.0.fc2"]
 
 

@@ -1,4 +1,5 @@
-"""Influence task pieces without fitting anything: families, Conv1D conversion, losses, pseudo-labels, alignment, queries."""
+"""Influence pieces without fitting anything: families, Conv1D conversion, losses, pseudo-labels, alignment, queries,
+settings and the kronfluence version check."""
 
 from __future__ import annotations
 
@@ -6,27 +7,28 @@ import json
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.influence import (
+    BUILTIN_FAMILIES,
+    FactorsConfig,
     ScoresConfig,
     align_to_labels,
     build_query_rows,
     continuation_tokens,
-    join_query,
-    load_query_set,
-    tokenize_queries,
-    validate_scores_config,
-)
-from ifguide_cli.core.influence_task import (
-    BUILTIN_FAMILIES,
     convert_conv1d_to_linear,
     custom_family,
     find_family,
+    influence_precision,
+    join_query,
+    kron_compat,
     load_families,
+    load_query_set,
     make_task,
     sample_labels,
     select_modules,
+    tokenize_queries,
 )
 from ifguide_cli.core.models import load_model, load_tokenizer, resolve_model
 
@@ -124,7 +126,7 @@ def test_train_loss_is_summed_ce_and_measurement_is_weighted(tiny):
         m = task.compute_measurement({**batch, "labels": qlabels, "weight": w}, model)
         parts = [task.compute_measurement({"input_ids": ids[i:i + 1], "attention_mask": am[i:i + 1],
                                            "labels": qlabels[i:i + 1], "weight": torch.ones(1)}, model) for i in range(3)]
-        torch.testing.assert_close(m, sum(wi * p for wi, p in zip(w, parts)), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(m, sum(wi * p for wi, p in zip(w, parts, strict=True)), rtol=1e-5, atol=1e-4)
         sampled = task.compute_train_loss({**batch, "index": torch.arange(3)}, model, sample=True)
         assert torch.isfinite(sampled) and sampled > 0
 
@@ -174,7 +176,68 @@ def test_query_subsampling_is_seeded(tiny):
 
 def test_low_rank_queries_break_the_one_pass_differential():
     with pytest.raises(IfguideError, match="not linear in the query weights"):
-        validate_scores_config(ScoresConfig(query_low_rank=8), differential=True)
-    validate_scores_config(ScoresConfig(query_low_rank=8), differential=False)
+        ScoresConfig(query_low_rank=8).check_differential(True)
+    ScoresConfig(query_low_rank=8).check_differential(False)
     with pytest.raises(IfguideError, match="--damping"):
-        validate_scores_config(ScoresConfig(damping=-1.0), differential=True)
+        ScoresConfig(damping=-1.0)
+
+
+# ---- settings: one clear line for every bad value ----------------------------------------------
+def test_settings_are_validated_where_they_are_declared():
+    assert ScoresConfig(damping="auto").damping is None and ScoresConfig(damping="0.5").damping == 0.5
+    for bad in ({"damping": float("inf")}, {"damping": 0.0}, {"damping": "lots"}, {"query_batch_size": 0},
+                {"max_queries": 0}, {"precision": "fp16"}, {"device": "tpu"}):
+        with pytest.raises(IfguideError) as exc:
+            ScoresConfig(**bad)
+        assert exc.value.exit_code == 2 and "\n" not in exc.value.one_line()
+    for bad in ({"strategy": "kfc"}, {"batch_size": 0}, {"partitions": 0}, {"max_examples": 0}, {"seq_len": 1},
+                {"precision": "fp16"}, {"modules": ("",)}):
+        with pytest.raises(IfguideError):
+            FactorsConfig(**bad)
+
+
+def test_precision_auto_is_fp32_and_bf16_runs_on_cpu():
+    assert FactorsConfig().precision == ScoresConfig().precision == "auto"
+    assert influence_precision("auto", "cpu") == influence_precision("auto", "cuda:0") == "fp32"
+    assert influence_precision("bf16", "cpu") == "bf16" and influence_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(IfguideError, match="fp16"):
+        influence_precision("fp16", "cuda")
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["factors", "tiny", "--data", "tiny", "--batch-size", "0"], ["--batch-size", "0"]),
+    (["factors", "tiny", "--data", "tiny", "--partitions", "0"], ["--partitions"]),
+    (["factors", "tiny", "--data", "tiny", "--max-examples", "-3"], ["--max-examples"]),
+    (["factors", "tiny", "--data", "tiny", "--precision", "fp16"], ["--precision fp16"]),
+    (["scores", "f", "-t", "tiny-queries-toxic", "--damping", "inf"], ["--damping", "finite"]),
+    (["scores", "f", "-t", "tiny-queries-toxic", "--damping", "nan"], ["--damping", "finite"]),
+    (["scores", "f", "-t", "tiny-queries-toxic", "--damping", "-1"], ["--damping"]),
+    (["scores", "f", "-t", "tiny-queries-toxic", "--damping", "lots"], ["--damping must be"]),
+    (["scores", "f", "-t", "tiny-queries-toxic", "--precision", "fp16"], ["--precision fp16"]),
+    (["scores", "f", "-t", "tiny-queries-toxic", "--query-batch-size", "0"], ["--query-batch-size"]),
+])
+def test_bad_option_values_are_one_line_errors(cli, args, needles):
+    assert_one_line_error(cli(*args), *needles, code=2)
+
+
+def test_unknown_strategy_is_refused_with_the_choices(cli):
+    result = cli("factors", "tiny", "--data", "tiny", "--strategy", "kfc")
+    assert result.exit_code == 2 and "kfc" in result.stderr and "ekfac" in result.stderr and not result.stdout.strip()
+
+
+# ---- the kronfluence version the patches were written for ----------------------------------------
+def test_installed_kronfluence_is_the_patched_version():
+    assert kron_compat._installed_version() == kron_compat.EXPECTED_VERSION
+    kron_compat.check_version()
+
+
+@pytest.mark.parametrize("installed", ["1.1.0", None])
+def test_other_kronfluence_version_is_one_line_error(monkeypatch, cli, installed):
+    monkeypatch.setattr(kron_compat, "_installed_version", lambda: installed)
+    with pytest.raises(IfguideError) as exc:
+        kron_compat.check_version()
+    line = exc.value.one_line()
+    assert "\n" not in line and kron_compat.EXPECTED_VERSION in line and "pip install" in line
+    assert (installed or "not installed") in line
+    result = cli("factors", "tiny", "--data", "tiny")
+    assert_one_line_error(result, f"kronfluence=={kron_compat.EXPECTED_VERSION}", code=2)

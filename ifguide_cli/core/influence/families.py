@@ -1,18 +1,7 @@
-"""The kronfluence `Task` for causal language models, and the registry of module families it tracks.
+"""Which layers influence tracks: module families (fnmatch globs over `model.named_modules()` names).
 
-Train loss (factors and the training side of scores): summed next-token cross-entropy over the
-labelled tokens of a batch. With ``sample=True`` (EK-FAC's true Fisher) the labels are drawn from the
-model's own predictive distribution, taken from the *detached logits of the same forward pass* — a
-second forward under ``torch.no_grad()`` would trip kronfluence's hooks.
-
-Measurement (the query side of scores): Σ_q w_q · Σ_t CE_qt over the continuation tokens of each
-query q (prompt tokens carry label -100). With w = +1/N_tox for toxic and −1/N_safe for non-toxic
-queries and kronfluence's ``aggregate_query_gradients=True``, one pass gives the differential score
-``-(mean_tox ∇log p(c|p) − mean_safe ∇log p(c|p))ᵀ H⁻¹ ∇L_train`` (the measurement is linear in w).
-
-Tracked modules come from a *family* (GPT-NeoX, Llama, GPT-2 built in): fnmatch globs over
-``model.named_modules()`` names. Users add families without editing code, in a YAML/JSON file given
-with ``--families FILE`` or ``$IFGUIDE_FAMILIES`` (or ``families.yaml`` in the workspace)::
+GPT-NeoX, Llama and GPT-2 are built in. Users add families without editing code, in a YAML/JSON file
+given with ``--families FILE`` or ``$IFGUIDE_FAMILIES`` (or ``families.yaml`` in the workspace)::
 
     families:
       phi:                                # family name
@@ -29,16 +18,13 @@ import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
-from .errors import IfguideError
+from ..errors import IfguideError
 
-IGNORE_INDEX = -100
 FAMILIES_ENV = "IFGUIDE_FAMILIES"
 WORKSPACE_FAMILIES_FILE = "families.yaml"
 
 
-# ---- module families -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModuleFamily:
     """Which linear layers of a model family kronfluence tracks (fnmatch globs on module names)."""
@@ -69,7 +55,7 @@ BUILTIN_FAMILIES: dict[str, ModuleFamily] = {f.name: f for f in [
 
 
 def _read_families_file(path: Path) -> dict[str, ModuleFamily]:
-    from .yamlfile import load_yaml_mapping  # JSON is YAML too
+    from ..yamlfile import load_yaml_mapping  # JSON is YAML too
 
     data = load_yaml_mapping(path, "families file", hint=f"pass an existing YAML/JSON file (--families or ${FAMILIES_ENV})")
     if isinstance(data, dict) and "families" in data:
@@ -136,7 +122,7 @@ def convert_conv1d_to_linear(model) -> int:
     except ImportError:  # pragma: no cover - very old transformers
         return 0
     replaced = 0
-    for parent_name, parent in list(model.named_modules()):
+    for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, Conv1D):
                 in_f, out_f = child.weight.shape
@@ -169,100 +155,15 @@ def select_modules(model, family: ModuleFamily) -> list[str]:
     return names
 
 
-# ---- the kronfluence task --------------------------------------------------------------------
-def shifted_ce(logits, labels):
-    """Per-position next-token CE (B, T-1) in float32, 0 where the shifted label is IGNORE_INDEX."""
-    import torch.nn.functional as F
+def resolve_family(mref, ws, *, families_file: str | None = None, module_globs: tuple[str, ...] | None = None,
+                   family_spec: dict | None = None) -> ModuleFamily:
+    """The module family to track: a factors artifact's (`family_spec`), --modules globs, or the registry's (cheap:
+    reads the model config only, so an unknown family fails before any data or weights are loaded)."""
+    from ..models import model_family
 
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="none").view(shift_labels.shape)
-
-
-FISHER_SEED = 0
-
-
-def sample_labels(shift_logits, row_index=None, seed: int = FISHER_SEED):
-    """Labels drawn from softmax(shift_logits) (B, T-1, V) for the true-Fisher pass.
-
-    With the rows' dataset indices the draw is a function of (seed, row, position) alone — inverse-CDF sampling
-    with uniforms from a generator seeded per row — so it does not depend on batch composition, the number of
-    processes, or resumption, and nearly identical distributions (fp32 vs bf16) give nearly identical labels.
-    """
-    import torch
-
-    with torch.no_grad():
-        if row_index is None:
-            probs = torch.softmax(shift_logits, dim=-1)
-            return torch.multinomial(probs.reshape(-1, probs.size(-1)), num_samples=1).view(probs.shape[:-1])
-        out = torch.empty(shift_logits.shape[:-1], dtype=torch.long, device=shift_logits.device)
-        vocab = shift_logits.size(-1)
-        for i, row in enumerate(row_index.tolist()):
-            cdf = torch.softmax(shift_logits[i], dim=-1).cumsum_(dim=-1)
-            gen = torch.Generator().manual_seed((seed * 1_000_003 + int(row)) % (2**63))
-            u = torch.rand(cdf.shape[0], generator=gen, dtype=torch.float64).to(device=cdf.device, dtype=cdf.dtype)
-            out[i] = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).squeeze(-1).clamp_(max=vocab - 1)
-        return out
-
-
-def _make_task_class():
-    from kronfluence.task import Task
-
-    class CausalLMTask(Task):
-        """See the module docstring. `on_train_batch` / `on_query_batch` receive the batch size (progress)."""
-
-        def __init__(self, tracked_modules: list[str], on_train_batch: Callable[[int], None] | None = None,
-                     on_query_batch: Callable[[int], None] | None = None, seed: int = FISHER_SEED):
-            self.tracked_modules = list(tracked_modules)
-            self.seed = seed
-            self.on_train_batch = on_train_batch
-            self.on_query_batch = on_query_batch
-
-        def _logits(self, batch, model):
-            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-
-        def compute_train_loss(self, batch: Any, model, sample: bool = False):
-            import torch
-            import torch.nn.functional as F
-
-            logits = self._logits(batch, model)
-            labels = batch["labels"]
-            if sample:
-                # pseudo-labels from the detached logits of this same forward pass (no second forward)
-                shift_logits = logits[:, :-1, :].float()
-                sampled = sample_labels(shift_logits.detach(), batch.get("index"), self.seed)
-                sampled = torch.where(labels[:, 1:].eq(IGNORE_INDEX), torch.full_like(sampled, IGNORE_INDEX), sampled)
-                loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), sampled.reshape(-1),
-                                       ignore_index=IGNORE_INDEX, reduction="sum")
-            else:
-                loss = shifted_ce(logits, labels).sum()
-            if self.on_train_batch is not None:
-                self.on_train_batch(int(labels.shape[0]))
-            return loss
-
-        def compute_measurement(self, batch: Any, model):
-            logits = self._logits(batch, model)
-            per_query = shifted_ce(logits, batch["labels"]).sum(dim=-1)  # summed CE over continuation tokens
-            if self.on_query_batch is not None:
-                self.on_query_batch(int(per_query.shape[0]))
-            return (per_query * batch["weight"].to(per_query.dtype)).sum()
-
-        def get_influence_tracked_modules(self):
-            return self.tracked_modules
-
-        def get_attention_mask(self, batch: Any):
-            return batch["attention_mask"]
-
-    return CausalLMTask
-
-
-_TASK_CLASS = None
-
-
-def make_task(tracked_modules: list[str], **callbacks):
-    """A `CausalLMTask` (the class is built lazily so importing this module does not import kronfluence)."""
-    global _TASK_CLASS
-    if _TASK_CLASS is None:
-        _TASK_CLASS = _make_task_class()
-    return _TASK_CLASS(tracked_modules, **callbacks)
+    if family_spec is not None:
+        return ModuleFamily(family_spec["name"], tuple(family_spec["modules"]), (), tuple(family_spec.get("exclude", ())),
+                            source="factors artifact")
+    if module_globs:
+        return custom_family(list(module_globs))
+    return find_family(model_family(mref), load_families(families_file, ws.root))

@@ -1,0 +1,86 @@
+"""Paper steps 1–2: fit EK-FAC factors, then score every training token by differential influence.
+
+The package, along the method's steps and seams:
+
+- `config`      FactorsConfig / ScoresConfig (every setting, its help and range) and the precision rule
+- `families`    which linear layers are tracked (built-in and user module families)
+- `task`        the kronfluence Task: summed next-token CE, true-Fisher pseudo-labels, the weighted measurement
+- `queries`     toxic (+1/N_tox) and safe (−1/N_safe) queries as ONE weighted query set
+- `kron_compat` every reliance on kronfluence internals, and the check that it is the version they fit
+- `engine`      a model prepared for kronfluence and its two passes (fit factors, pairwise scores)
+- `inputs`      the model and its weight fingerprint, the training rows, a factors artifact's folder
+- `staging`     partitions, resuming a killed run, half-written files
+- `damping`     kronfluence's heuristic damping and the limit bf16 needs
+- `factors`     stage 1, `fit_factors` → a `factors` artifact
+- `scores`      stage 2, `compute_scores` → a `scores` artifact (label-aligned, see its docstring)
+- `summary`     the statistics a scores artifact carries
+
+Distributed: run the same command under ``torchrun``/``accelerate launch``; every rank computes its share
+in the same staging folder, rank 0 writes and publishes.
+"""
+
+from __future__ import annotations
+
+from .config import FactorsConfig, ScoresConfig, default_batch_size, influence_precision
+from .engine import InfluenceEngine, align_to_labels
+from .factors import fit_factors
+from .families import (
+    BUILTIN_FAMILIES,
+    ModuleFamily,
+    convert_conv1d_to_linear,
+    custom_family,
+    find_family,
+    load_families,
+    resolve_family,
+    select_modules,
+)
+from .inputs import describe_model, factors_dir_of, load_model_for_influence, model_fingerprint
+from .queries import (
+    QueryRows,
+    QuerySet,
+    build_query_rows,
+    continuation_tokens,
+    join_query,
+    load_query_set,
+    query_rows,
+    tokenize_queries,
+)
+from .scores import compute_scores, two_run_reference
+from .staging import StageResult
+from .task import FISHER_SEED, make_task, sample_labels
+
+__all__ = [
+    "BUILTIN_FAMILIES",
+    "FISHER_SEED",
+    "FactorsConfig",
+    "InfluenceEngine",
+    "ModuleFamily",
+    "QueryRows",
+    "QuerySet",
+    "ScoresConfig",
+    "StageResult",
+    "align_to_labels",
+    "build_query_rows",
+    "compute_scores",
+    "continuation_tokens",
+    "convert_conv1d_to_linear",
+    "custom_family",
+    "default_batch_size",
+    "describe_model",
+    "factors_dir_of",
+    "find_family",
+    "fit_factors",
+    "influence_precision",
+    "join_query",
+    "load_families",
+    "load_model_for_influence",
+    "load_query_set",
+    "make_task",
+    "model_fingerprint",
+    "query_rows",
+    "resolve_family",
+    "sample_labels",
+    "select_modules",
+    "tokenize_queries",
+    "two_run_reference",
+]

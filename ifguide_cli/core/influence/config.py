@@ -1,0 +1,115 @@
+"""The settings of the two influence stages, each declared once with its help, range and CLI flag.
+
+Fields after `batch_size` are execution settings: they decide how the work is split (batch sizes,
+partitions, device), not what is computed, so they are not part of an artifact's identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from ..config import Config, Device, Precision, param, resolve_precision
+from ..errors import IfguideError
+
+Strategy = Literal["ekfac", "kfac", "diagonal", "identity"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+PRECISIONS = ("fp32", "bf16")  # the concrete precisions of factors and scores (fp16 underflows the curvature)
+DEFAULT_MAX_EXAMPLES = 100_000  # kronfluence's own default for covariance/Lambda fitting
+TOKENS_PER_BATCH = 16_384  # default batch = this many tokens per device (rows × seq_len)
+BF16_MIN_RELATIVE_DAMPING = 1e-3  # damping / (mean eigenvalue) below this is refused in bf16
+DAMPING_AUTO = ("auto", "none", "heuristic")  # spellings of kronfluence's heuristic damping
+
+_PRECISION_HELP = "auto (= fp32, the most faithful) | fp32 | bf16 (bf16 forward/backward, fp32 accumulation)."
+_BATCH_HELP = "Rows per device and batch (default: 16384 tokens' worth)."
+_PARTITIONS_HELP = "Data partitions: finished ones survive a crash and are not recomputed."
+
+
+def influence_precision(requested: str, device) -> str:
+    """The concrete precision of a factors/scores run.
+
+    `auto` is fp32 on every device (unlike training, where it means bf16 on a GPU): fp32 factors and
+    scores are the most faithful, and bf16 is a choice the user makes knowing its cost (≈0.98–0.999
+    Spearman with fp32). bf16 runs on a CPU too (the agreement tests do); fp16 is refused.
+    """
+    if requested == "auto":
+        return "fp32"
+    return resolve_precision(requested, str(device), allowed=PRECISIONS, half_on_cpu=True)
+
+
+def _refuse_unsupported_precision(requested: str) -> None:
+    if requested != "auto" and requested not in PRECISIONS:
+        influence_precision(requested, "cpu")  # raises the one-line "not supported here" error
+
+
+def default_batch_size(seq_len: int) -> int:
+    return max(1, TOKENS_PER_BATCH // max(1, seq_len))
+
+
+def parse_damping(value) -> float | None:
+    """`auto` (kronfluence's heuristic) → None, a number → float; anything else is one error line."""
+    if value is None or not isinstance(value, str):
+        return value
+    if value.strip().lower() in DAMPING_AUTO:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise IfguideError(f"--damping must be `auto` or a number > 0, got {value!r}", exit_code=2) from None
+
+
+@dataclass(frozen=True)
+class FactorsConfig(Config):
+    """`ifguide factors`: which curvature approximation to fit, on how many rows, in which precision."""
+
+    strategy: Strategy = param("ekfac", "Curvature approximation: ekfac | kfac | diagonal | identity.")
+    precision: Precision = param("auto", _PRECISION_HELP)
+    max_examples: int | None = param(DEFAULT_MAX_EXAMPLES, "Fit on at most this many rows (the first ones).", low=1)
+    modules: tuple[str, ...] | None = param(
+        None, "Globs of module names to track; override the model family's.", flag="--modules")
+    families_file: str | None = param(None, "YAML/JSON file of extra model families (see below).", flag="--families")
+    seq_len: int | None = param(None, "Tokens per row when tokenizing DATA (default: 64 tiny, 2048 else).", low=2)
+    # execution only (not part of the artifact id):
+    batch_size: int | None = param(None, _BATCH_HELP, low=1)
+    partitions: int = param(1, _PARTITIONS_HELP, low=1)
+    device: Device = param("auto", "auto | cpu | cuda.")
+
+    def check(self) -> None:
+        _refuse_unsupported_precision(self.precision)
+        if self.modules is not None and not all(isinstance(g, str) and g for g in self.modules):
+            raise IfguideError(f"--modules takes non-empty glob strings; got {self.modules!r}", exit_code=2)
+
+
+@dataclass(frozen=True)
+class ScoresConfig(Config):
+    """`ifguide scores`: damping, precision and query sampling of the differential influence pass."""
+
+    damping: float | None = param(
+        None, "auto (kronfluence's heuristic, 0.1 × mean eigenvalue per module) or a number > 0.", low=0.0, low_open=True)
+    precision: Precision = param(
+        "auto", "auto (= fp32, the most faithful) | fp32 | bf16 (bf16 forward/backward and per-token products, fp32 "
+                "preconditioning).")
+    per_module: bool = param(False, "Also save per-module scores (module_scores.safetensors).")
+    max_queries: int | None = param(None, "Use a seeded random subset of at most this many queries per set.", low=1)
+    query_seed: int = param(0, "Seed of the query subsampling.")
+    query_low_rank: int | None = param(None, "Low-rank query gradient (only without --safe-queries).", low=1)
+    # execution only:
+    batch_size: int | None = param(None, "Training rows per device and batch (default: 16384 tokens' worth).", low=1)
+    query_batch_size: int = param(16, "Queries per device and batch.", low=1)
+    partitions: int = param(1, _PARTITIONS_HELP, low=1)
+    device: Device = param("auto", "auto | cpu | cuda.")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "damping", parse_damping(self.damping))  # `damping: auto` in a YAML file
+        super().__post_init__()
+
+    def check(self) -> None:
+        _refuse_unsupported_precision(self.precision)
+
+    def check_differential(self, differential: bool) -> None:
+        """Rules that depend on whether safe queries are subtracted (they are an argument, not a setting)."""
+        if differential and self.query_low_rank is not None:
+            raise IfguideError(
+                "--query-low-rank cannot be combined with --safe-queries: a low-rank query gradient is not linear in the "
+                "query weights, so the one-pass differential would no longer equal toxic minus safe",
+                hint="drop --query-low-rank (the aggregated query gradient is one matrix per layer anyway)", exit_code=2)

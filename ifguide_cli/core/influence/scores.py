@@ -1,0 +1,242 @@
+"""Paper step 2: score every training token by differential influence (toxic minus safe queries).
+
+ONE kronfluence pass over the training rows with the toxic and the safe queries concatenated into one
+query set, each query weighted +1/N_tox or −1/N_safe inside the measurement,
+``aggregate_query_gradients=True`` and ``compute_per_token_scores=True``. Because the measurement is
+linear in the weights this equals (toxic run) − (safe run) up to rounding, at half the cost
+(`two_run_reference` is that check).
+
+Alignment of the saved scores (the contract with `mask` and `train`): ``scores[i, t]`` is the influence
+of the loss term that PREDICTS token t of row i — the same alignment as ``labels[i, t]`` before the
+shift and as the training mask. kronfluence reports per-token scores per *input position* p, whose
+output predicts token p+1, so we store ``scores[:, 1:] = kronfluence[:, :-1]`` and ``scores[:, 0] = 0``.
+Consequently column 0 and every padded position score exactly 0. A high score marks a training token
+whose loss term makes toxic continuations more likely relative to safe ones (DESIGN.md step 2).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import dist, notes
+from ..artifact_files import MODULE_SCORES_FILE, SCORES_FILE
+from ..errors import ArtifactNotFound, IfguideError
+from ..progress import NULL
+from ..rows import CorpusRows
+from . import kron_compat
+from .config import ScoresConfig, default_batch_size, influence_precision
+from .damping import check_bf16_damping, heuristic_damping
+from .engine import InfluenceEngine, align_to_labels
+from .families import resolve_family
+from .inputs import describe_model, factors_dir_of, load_model_for_influence, model_from_identity, resolve_dataset
+from .queries import QuerySet, build_query_rows, load_query_set, query_rows
+from .staging import KRON_DIR, RUN_FILE, StageResult, atomic_save, check_split, drop_half_written, prepare_staging
+from .summary import score_summary
+
+if TYPE_CHECKING:
+    from ..workspace import Artifact
+
+ALIGNMENT = "scores[i, t] = influence of the loss predicting token t (labels before the shift); column 0 and padding are 0"
+BF16_FACTORS_NOTE = ("note: these factors were fit in bf16, which costs accuracy (scores ≈0.98 Spearman with fp32 on the "
+                     "tiny test); fit the factors in fp32 and score in bf16 for the closest agreement")
+
+
+@dataclass
+class _ScoreJob:
+    """Everything the scoring pass needs, resolved and checked before any work starts."""
+
+    cfg: ScoresConfig
+    dinfo: dist.DistInfo
+    precision: str
+    factors_dir: Path
+    strategy: str
+    corpus: Any
+    toxic: QuerySet
+    safe: QuerySet | None
+    queries: Any  # QueryRows
+    batch_size: int
+
+    @property
+    def damping_label(self):
+        return "auto" if self.cfg.damping is None else self.cfg.damping
+
+
+def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, cfg: ScoresConfig, *,
+                   data_ref: str | None = None, model_ref: str | None = None, reporter=NULL, force: bool = False,
+                   name: str | None = None, debug: bool = False) -> StageResult:
+    """Token-wise differential influence of the training rows (a `scores` artifact)."""
+    kron_compat.check_version()
+    cfg.check_differential(safe_ref is not None)
+    fart = ws.resolve(factors_ref, "factors")
+    factors_dir = factors_dir_of(fart)
+    dinfo = dist.setup(cfg.device)
+    precision = influence_precision(cfg.precision, dinfo.device)
+    mref = _scoring_model(ws, fart, model_ref)
+    dataset, corpus = _scoring_rows(ws, fart, mref, data_ref, dinfo, reporter)
+    check_split(corpus.shape[0], cfg.partitions, dinfo)
+    toxic, safe, queries = _load_queries(mref, toxic_ref, safe_ref, corpus.shape[1], cfg, dinfo)
+    check_bf16_damping(factors_dir, fart.config["strategy"], precision, cfg.damping)
+    model, modules, fingerprint = _fitted_model(ws, fart, mref)
+    job = _ScoreJob(cfg, dinfo, precision, factors_dir, fart.config["strategy"], corpus, toxic, safe, queries,
+                    cfg.batch_size or default_batch_size(corpus.shape[1]))
+    config = _identity(job, fart, dataset, mref, fingerprint)
+    engine = InfluenceEngine(model, modules, dinfo, precision, debug=debug)
+    if dinfo.main and fart.config.get("precision") == "bf16":
+        notes.warn(BF16_FACTORS_NOTE)
+    device = dist.device_label(dinfo.device, dinfo.world)
+    art, reused = ws.create("scores", config, [fart.id, dataset.id], lambda ctx: _score(ctx, job, engine, reporter),
+                            name=name, force=force, device=device)
+    return StageResult(art, reused, {"dataset": dataset.id, "factors": fart.id, "batch_size": job.batch_size,
+                                     "partitions": cfg.partitions, "device": device})
+
+
+# ---- resolving and checking the inputs -------------------------------------------------------
+def _scoring_model(ws, fart: Artifact, model_ref: str | None):
+    """The model the factors were fit on; --model must name that same one."""
+    from ..models import resolve_model
+
+    try:
+        mref = model_from_identity(fart.config["model"], ws)
+    except IfguideError as exc:
+        raise IfguideError(f"the model factors {fart.id} were fit on is not available ({exc.message})",
+                           hint="pass it with --model", exit_code=2) from None
+    if model_ref is None:
+        return mref
+    given = resolve_model(model_ref, ws)
+    if given.identity() != fart.config["model"]:
+        raise IfguideError(f"factors {fart.id} were fit on model {describe_model(fart.config['model'])}, not {model_ref!r}",
+                           hint="fit factors for this model first (`ifguide factors MODEL --data ...`)", exit_code=2)
+    return given
+
+
+def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, dinfo, reporter):
+    """The rows to score: the factors' dataset, or another one with the same tokenizer and row length."""
+    from ..data import is_source_ref, load_corpus
+
+    fconf = fart.config
+    if data_ref is None:
+        dataset = ws.by_id(fconf["dataset"])
+        if dataset is None:
+            raise ArtifactNotFound(f"dataset {fconf['dataset']} the factors were fit on is not in the workspace",
+                                   hint="pass the training data with --data")
+    else:
+        dataset = resolve_dataset(ws, data_ref, mref, fconf.get("seq_len"), dinfo, reporter=reporter) \
+            if is_source_ref(data_ref) else ws.resolve(data_ref, "datasets")
+        if dataset.config.get("tokenizer") != fconf.get("tokenizer", mref.tokenizer):
+            raise IfguideError(f"dataset {dataset.id} was tokenized with {dataset.config.get('tokenizer')!r}, the factors' model "
+                               f"uses {fconf.get('tokenizer')!r}", exit_code=2)
+    corpus = load_corpus(dataset)
+    if corpus.shape[1] != fconf.get("seq_len"):
+        raise IfguideError(f"dataset {dataset.id} has rows of {corpus.shape[1]} tokens but factors {fart.id} were fit on rows "
+                           f"of {fconf.get('seq_len')} tokens (dataset {fconf.get('dataset')})",
+                           hint="score data tokenized like the factors' fit set (same --seq-len), or refit the factors on it",
+                           exit_code=2)
+    return dataset, corpus
+
+
+def _load_queries(mref, toxic_ref: str, safe_ref: str | None, seq_len: int, cfg: ScoresConfig, dinfo):
+    """The toxic and safe query sets, and both as one weighted query set."""
+    from ..models import load_tokenizer
+
+    tokenizer = load_tokenizer(mref)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    toxic = load_query_set(toxic_ref, tokenizer, seq_len, cfg.max_queries, cfg.query_seed, "toxic")
+    safe = load_query_set(safe_ref, tokenizer, seq_len, cfg.max_queries, cfg.query_seed, "safe") if safe_ref else None
+    queries = query_rows(toxic, safe, pad_id)
+    if len(queries) < dinfo.world:
+        raise IfguideError(f"{len(queries)} queries cannot be split over {dinfo.world} processes", exit_code=2)
+    return toxic, safe, queries
+
+
+def _fitted_model(ws, fart: Artifact, mref):
+    """The model with the factors' tracked modules; its weights must be the ones the factors were fit on."""
+    model, modules, fingerprint = load_model_for_influence(mref, resolve_family(mref, ws, family_spec=fart.config["family"]))
+    if fingerprint != fart.config.get("model_fingerprint") or modules != fart.config.get("modules"):
+        raise IfguideError(f"factors {fart.id} were fit on other weights than {describe_model(mref.identity())} "
+                           "(the model changed since, or the factors come from another model)",
+                           hint="refit the factors for this model (`ifguide factors ...`)", exit_code=2)
+    return model, modules, fingerprint
+
+
+def _identity(job: _ScoreJob, fart: Artifact, dataset, mref, fingerprint: str) -> dict:
+    """The scores artifact's config: everything that decides the scores (not how the work was split)."""
+    cfg, safe = job.cfg, job.safe
+    return {
+        "factors": fart.id, "dataset": dataset.id, "model": mref.identity(), "model_fingerprint": fingerprint,
+        "strategy": job.strategy, "toxic_queries": job.toxic.describe(), "safe_queries": safe.describe() if safe else None,
+        "weights": "toxic +1/N_tox, safe -1/N_safe" if safe else "toxic +1/N_tox",
+        "max_queries": cfg.max_queries, "query_seed": cfg.query_seed, "query_low_rank": cfg.query_low_rank,
+        "damping": job.damping_label, "precision": job.precision, "factors_precision": fart.config.get("precision"),
+        "per_module": cfg.per_module, "measurement": "summed CE over continuation tokens", "alignment": ALIGNMENT,
+    }
+
+
+# ---- the build: run (or resume), save, summarise ---------------------------------------------
+def _score(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> dict:
+    """The build step: scores.safetensors in the staging folder (resumed if a run was killed), and its summary."""
+    from safetensors.torch import load_file
+
+    out_file, module_file = ctx.staging / SCORES_FILE, ctx.staging / MODULE_SCORES_FILE
+    drop_half_written([out_file, module_file], job.dinfo)  # a result file a killed run left is recomputed
+    elapsed = 0.0
+    if not (out_file.exists() and (not job.cfg.per_module or module_file.exists())):
+        elapsed = _run(ctx, job, engine, reporter)
+    if not job.dinfo.main:
+        return {}
+    summary = score_summary(load_file(str(out_file))["scores"], job.corpus, job.toxic, job.safe, elapsed, job.dinfo.world)
+    summary.update({"damping": job.damping_label, "precision": job.precision, "strategy": job.strategy,
+                    "batch_size": job.batch_size, "partitions": job.cfg.partitions})
+    heuristic = heuristic_damping(job.factors_dir, job.strategy) if job.cfg.damping is None else None
+    if heuristic:
+        summary["damping_heuristic_min"] = min(heuristic.values())
+        summary["damping_heuristic_max"] = max(heuristic.values())
+    return summary
+
+
+def _run(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> float:
+    """kronfluence's pass over the training rows (resuming finished partitions); rank 0 saves. Returns seconds."""
+    cfg, dinfo = job.cfg, job.dinfo
+    note = prepare_staging(ctx.staging, {"partitions": cfg.partitions}, dinfo, ctx.staging / KRON_DIR)
+    if note:
+        notes.warn(note)
+    train = CorpusRows(job.corpus.input_ids, job.corpus.attention_mask, with_index=True)
+    start = time.perf_counter()
+    with ctx.timed("scores"):
+        raw = engine.scores(ctx.staging, job.factors_dir, train, job.queries, damping=cfg.damping, per_module=cfg.per_module,
+                            batch_size=job.batch_size, query_batch_size=cfg.query_batch_size, partitions=cfg.partitions,
+                            query_low_rank=cfg.query_low_rank, reporter=reporter if dinfo.main else NULL)
+    elapsed = time.perf_counter() - start
+    if dinfo.main:
+        _save(ctx.staging, raw, cfg.per_module)
+    dist.barrier()
+    return elapsed
+
+
+def _save(staging: Path, raw: dict, per_module: bool) -> None:
+    """Label-aligned scores (and per-module ones) replace kronfluence's raw copy in the staging folder."""
+    import torch
+
+    aligned = {k: align_to_labels(v) for k, v in raw.items()}
+    total = aligned["all_modules"] if "all_modules" in aligned else torch.stack(list(aligned.values())).sum(0)
+    if per_module:
+        atomic_save({k: v.contiguous() for k, v in aligned.items()}, staging / MODULE_SCORES_FILE)
+    atomic_save({"scores": total.contiguous()}, staging / SCORES_FILE)
+    for p in (staging / KRON_DIR).rglob("pairwise_scores*.safetensors"):  # the raw copy; scores.safetensors replaces it
+        p.unlink()
+    (staging / RUN_FILE).unlink(missing_ok=True)
+
+
+# ---- reference: the two-run difference (tests, benchmark) ------------------------------------
+def two_run_reference(engine: InfluenceEngine, output_dir: Path, factors_dir: Path, train, toxic: QuerySet,
+                      safe: QuerySet, pad_id: int, *, damping: float | None, batch_size: int, query_batch_size: int = 16):
+    """(toxic run with weights 1/N_tox) − (safe run with weights 1/N_safe), label-aligned (N, T)."""
+    runs = []
+    for name, qs in (("toxic_only", toxic), ("safe_only", safe)):
+        rows = build_query_rows([(qs.ids, qs.n_prompt, 1.0 / len(qs.ids))], pad_id)
+        raw = engine.scores(output_dir, factors_dir, train, rows, damping=damping, per_module=False, batch_size=batch_size,
+                            query_batch_size=query_batch_size, partitions=1, name=name)
+        runs.append(align_to_labels(raw["all_modules"]))
+    return runs[0] - runs[1]
