@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Annotated, Any, Callable, Optional
+import typing
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import typer
 
@@ -21,19 +22,42 @@ from ..core.config import field_hints, flag_of, unwrap_optional
 
 
 def _option_for(f: dataclasses.Field, tp: Any, *, overrides_only: bool) -> tuple[Any, Any]:
-    """(annotation, default) of the Typer parameter for one config field."""
+    """(annotation, default) of the Typer parameter for one config field.
+
+    Choices (`Literal`) reach Typer as plain strings, listed in the help and offered by shell completion, so
+    a bad choice is rejected by the config in one line like every other bad value; `tuple[str, ...]`
+    fields become repeatable options.
+    """
     meta = f.metadata or {}
     inner, _ = unwrap_optional(tp)
     default = None if overrides_only else _field_default(f)
     shown = meta.get("shown_default")
-    if shown is None and overrides_only and _field_default(f) is not None:
+    if shown is None and _field_default(f) is not None and (overrides_only or _is_choice(inner)):
         shown = _display(_field_default(f))
     flag = meta.get("flag") or "--" + f.name.replace("_", "-")
     names = [flag] + ([meta["short"]] if meta.get("short") else [])
-    help_text = meta.get("help", "") + (f" \\[default: {shown}]" if shown is not None else "")
-    option = typer.Option(*names, help=help_text, show_default=shown is None and not overrides_only)
+    help_text = meta.get("help", "")
+    extra: dict[str, Any] = {}
+    if _is_choice(inner):
+        choices = [str(c) for c in typing.get_args(inner)]
+        if not all(c in help_text for c in choices):  # unless the help already explains each choice
+            help_text += f" Choices: {', '.join(choices)}."
+        extra["autocompletion"] = lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+        inner = str
+    elif _is_repeatable(inner):
+        inner, default = list[str], (None if overrides_only or not default else list(default))
+    help_text += f" \\[default: {shown}]" if shown is not None else ""
+    option = typer.Option(*names, help=help_text, show_default=shown is None and not overrides_only, **extra)
     annotation = Optional[inner] if (overrides_only or default is None) else inner
     return Annotated[annotation, option], default
+
+
+def _is_choice(tp: Any) -> bool:
+    return typing.get_origin(tp) is Literal
+
+
+def _is_repeatable(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -46,6 +70,11 @@ def _field_default(f: dataclasses.Field) -> Any:
 
 def _display(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _from_cli(value: Any) -> Any:
+    """A repeatable option arrives as a list; configs hold tuples (hashable, frozen)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def cli_fields(config_cls: type, exclude: tuple[str, ...] = ()) -> list[dataclasses.Field]:
@@ -75,7 +104,7 @@ def config_options(config_cls: type, *, into: str = "config", overrides_only: bo
 
         @functools.wraps(fn)
         def command(*args, **kwargs):
-            values = {f.name: kwargs.pop(f.name) for f in fields}
+            values = {f.name: _from_cli(kwargs.pop(f.name)) for f in fields}
             if overrides_only:
                 kwargs[into] = {k: v for k, v in values.items() if v is not None}
             else:
