@@ -7,8 +7,13 @@ import math
 import pytest
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.evaluation import (lambada_split, load_eval_prompts, perplexity_from_totals, summarize_scores,
-                                         toxicity_metrics)
+from ifguide_cli.core.evaluation import (
+    lambada_split,
+    load_eval_prompts,
+    perplexity_from_totals,
+    summarize_scores,
+    toxicity_metrics,
+)
 
 
 def test_emt_is_the_mean_of_per_prompt_maxima_with_population_std():

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ifguide_cli.core.report import build_report, build_rows, render_html, make_plots
+from ifguide_cli.core.report import build_report, build_rows, make_plots, render_html
 from ifguide_cli.core.workspace import Workspace
 
 
@@ -53,7 +53,7 @@ def test_rows_group_evals_into_systems(evals):
 
 def test_report_artifact_html_and_plots(evals, tmp_path):
     ws, arts = evals
-    art, reused, rows = build_report(ws, arts)
+    art, reused, _rows = build_report(ws, arts)
     assert art.kind == "reports" and set(art.parents) == {a.id for a in arts} and not reused
     assert art.summary["plots"] == ["per_attribute", "toxicity_probability", "toxicity_vs_perplexity"]
     page = art.file("report.html").read_text()

@@ -173,8 +173,8 @@ class RADLogitsProcessor(LogitsProcessor):
                 rm_mask[rm_mask.sum(-1) == 0, -1] = 1
         else:
             seqs = []
-            for row, m in zip(input_ids.tolist(), mask.tolist()):
-                text = self.lm_tok.decode([t for t, keep in zip(row, m) if keep], skip_special_tokens=True)
+            for row, m in zip(input_ids.tolist(), mask.tolist(), strict=True):
+                text = self.lm_tok.decode([t for t, keep in zip(row, m, strict=True) if keep], skip_special_tokens=True)
                 enc = self.rm_tok.encode(text, add_special_tokens=False) if text else []
                 seqs.append((enc or [self.rm_start])[-self.max_prompt:])
             width = max(len(s) for s in seqs)
