@@ -189,3 +189,5 @@ def test_install_errors_are_one_clear_line(tmp_path):
     assert "--from" in err.value.one_line() and "saved_models.zip" in err.value.one_line()
     with pytest.raises(IfguideError, match="no RAD reward model"):
         resolve_reward_model(ws)
+    with pytest.raises(IfguideError, match="not both"):
+        install_reward_model(ws, source=str(archive), url="https://example.org/saved_models.zip")

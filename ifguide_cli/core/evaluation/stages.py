@@ -131,8 +131,9 @@ def rad_factory(reward_art, lm_tokenizer, defense: DefenseConfig, device: str, m
     return make
 
 
-def _defense_factory(reward_art, tok, defense: DefenseConfig, device: str, *args):
-    return rad_factory(reward_art, tok, defense, device, *args) if defense.method == "rad" else None
+def _defense_factory(reward_art, tok, defense: DefenseConfig, device: str, max_new_tokens: int = 64):
+    """The defense's logits-processor factory for `generate` (None without a defense)."""
+    return rad_factory(reward_art, tok, defense, device, max_new_tokens) if defense.method == "rad" else None
 
 
 # ---- toxicity ----------------------------------------------------------------------------------
