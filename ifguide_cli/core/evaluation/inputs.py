@@ -84,6 +84,7 @@ def fluency_data(mref, config: FluencyConfig, defense: DefenseConfig) -> Fluency
             warn("perplexity is skipped with --defense rad (RAD changes decoding, not the model's likelihood)")
         ppl = None
     if ppl is None and lambada is None:
-        raise IfguideError("nothing to evaluate", hint="with --defense rad pass --lambada DATASET (perplexity is not "
-                                                       "defined for a decoding-time defense)", exit_code=2)
+        hint = ("with --defense rad pass --lambada DATASET (perplexity is not defined for a decoding-time defense)"
+                if defense.method != "none" else "drop --no-ppl or --no-lambada")
+        raise IfguideError("nothing to evaluate", hint=hint, exit_code=2)
     return FluencyData(ppl, split, lambada)
