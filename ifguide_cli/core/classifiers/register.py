@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import IfguideError
 from .backends import load_seqcls_dir, seqcls_classifier
 from .detoxify_models import detoxify_missing_hint, load_detoxify, release_file
-from .spec import BUILTIN, CLASSIFIER_FILE, ClassifierSpec, _check_model_dir, detoxify_type_of, resolve_classifier
+from .spec import BUILTIN, CLASSIFIER_FILE, ClassifierSpec, check_model_dir, detoxify_type_of, resolve_classifier
 
 
 def _detoxify_source(name: str, model_type: str, checkpoint: str | None, base: str | None):
@@ -41,7 +41,7 @@ def _folder_source(name: str, path: str | None, checkpoint: str | None, base: st
                            hint="for a transformers folder use --from DIR", exit_code=2)
     if not path:
         raise IfguideError(f"registering {name} needs --from DIR (a transformers classifier folder)", exit_code=2)
-    folder = _check_model_dir(path, name)
+    folder = check_model_dir(path, name)
     weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
     config = {"backend": "seqcls", "name": name, "weights_sha256": {p.name: sha256_file(p) for p in weights}}
 

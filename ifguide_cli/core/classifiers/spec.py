@@ -94,7 +94,7 @@ def resolve_classifier(name: str, workspace=None, *, checkpoint: str | None = No
 def _resolve_seqcls(name: str, workspace, path: str | None) -> ClassifierSpec:
     """A transformers sequence classifier: given folder, registered artifact, ToxiGen, local folder or hub id."""
     if path:
-        return _folder_spec(name, _check_model_dir(path, name), with_name=True)
+        return _folder_spec(name, check_model_dir(path, name), with_name=True)
     art = _registered(workspace, name)
     if art is not None:
         return _spec_from_artifact(name, art)
@@ -105,7 +105,7 @@ def _resolve_seqcls(name: str, workspace, path: str | None) -> ClassifierSpec:
                               hub_id=TOXIGEN_HUB_ID)
     local = Path(name).expanduser()
     if local.exists():
-        folder = _check_model_dir(str(local), name)
+        folder = check_model_dir(str(local), name)
         return _folder_spec(folder.name, folder, with_name=False)
     if "/" in name and not name.startswith((".", "/", "~")):
         _require_hub("classifier", name, local_flag)
@@ -149,7 +149,7 @@ def _detoxify_from_files(name: str, model_type: str, checkpoint: str, base: str 
                                 f"{release_url(model_type)})", exit_code=2)
     base_dir = None
     if base:
-        base_dir = str(_check_model_dir(base, f"{DETOXIFY_BASES[model_type]} base", need_weights=False))
+        base_dir = str(check_model_dir(base, f"{DETOXIFY_BASES[model_type]} base", need_weights=False))
     else:
         _require_detoxify_base(model_type, name)
     ident = {"backend": "detoxify", "model_type": model_type, "checkpoint_sha256": sha256_file(ckpt),
@@ -209,7 +209,7 @@ def _registered(workspace, name: str):
         return None
 
 
-def _check_model_dir(path: str, what: str, need_weights: bool = True) -> Path:
+def check_model_dir(path: str, what: str, need_weights: bool = True) -> Path:
     folder = Path(path).expanduser()
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise IfguideError(f"{path} is not a transformers folder for {what} (no config.json)",
