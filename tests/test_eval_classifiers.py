@@ -153,6 +153,11 @@ def test_detoxify_checkpoint_that_does_not_fit_the_base_is_refused(tmp_path):
         (small / f).write_bytes((base / f).read_bytes())
     with pytest.raises(IfguideError, match="does not fit"):
         load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(ckpt), base=str(small)))
+    loaded = torch.load(ckpt, weights_only=True)  # right shapes, one weight too many: transformers would only warn
+    loaded["state_dict"]["classifier.extra.weight"] = torch.zeros(2)
+    torch.save(loaded, tmp_path / "extra.ckpt")
+    with pytest.raises(IfguideError, match=r"does not fit.*unexpected.*classifier\.extra\.weight"):
+        load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(tmp_path / "extra.ckpt"), base=str(base)))
 
 
 def test_toxigen_from_local_folder_scores_label_1_softmax(tmp_path):

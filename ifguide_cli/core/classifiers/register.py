@@ -17,7 +17,7 @@ from .spec import BUILTIN, CLASSIFIER_FILE, ClassifierSpec, check_model_dir, det
 
 
 def _detoxify_source(name: str, model_type: str, checkpoint: str | None, base: str | None):
-    """(spec, stage config, loader) of a Detoxify checkpoint to register."""
+    """(stage config, loader) of a Detoxify checkpoint to register."""
     if not checkpoint:
         raise IfguideError(f"registering {name} needs --checkpoint FILE ({release_file(model_type)})",
                            hint=detoxify_missing_hint(model_type, name), exit_code=2)

@@ -1,6 +1,6 @@
 """The eval stages as artifacts: toxicity (sample, classify), implicit (re-score saved continuations), fluency.
 
-Each stage is a `evals` artifact whose config is its identity (model, data, generation settings, defense,
+Each stage is an `evals` artifact whose config is its identity (model, data, generation settings, defense,
 classifier, dtype), so the same request is reused. Evals run in one process: under torchrun only rank 0
 evaluates. A toxicity eval saves every finished generation batch in staging, so an interrupted run resumes.
 """
