@@ -17,7 +17,7 @@ DETOXIFY_CLASSES_2018 = ["toxic", "severe_toxic", "obscene", "threat", "insult",
 UNBIASED = ["toxicity", "severe_toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_lm():
     from ifguide_cli.core.models import load_model, load_tokenizer, resolve_model
 
@@ -33,30 +33,67 @@ def save_tokenizer(folder: Path) -> None:
     tiny_tokenizer().save_pretrained(str(folder))
 
 
+@functools.cache
+def roberta_tokenizer():
+    """A RoBERTa tokenizer built locally (byte-level BPE with RoBERTa's special tokens, trained on the packaged
+    held-out text): what `RobertaTokenizer.from_pretrained(base)` reads in a Detoxify base folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import RobertaTokenizer
+
+    from ifguide_cli.core.data import load_records
+
+    texts = [r["text"] for r in load_records("tiny-heldout")[0]]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       show_progress=False))
+    trained = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    return RobertaTokenizer(vocab=trained["vocab"], merges=merges)
+
+
 def roberta_config(num_labels: int):
     from transformers import RobertaConfig
 
-    tok = tiny_tokenizer()
+    tok = roberta_tokenizer()
     return RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=130, num_labels=num_labels,
-                         pad_token_id=tok.pad_token_id, bos_token_id=0, eos_token_id=0, type_vocab_size=1)
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         type_vocab_size=1, initializer_range=0.5)  # wide init: scores that differ between texts
 
 
-def make_detoxify(tmp: Path, *, num_classes: int = 16, classes=None, fmt: str = "ckpt", seed: int = 0):
-    """A Detoxify-format checkpoint ({"state_dict", "config"}, as convert_weights.py writes it) and a base folder.
-
-    Returns (checkpoint path, base folder, the model the weights came from).
-    """
+def _roberta_classifier(num_labels: int, seed: int):
+    """A random RoBERTa classifier (its wide init spreads the scores over (0, 1) instead of ≈ 0.5)."""
     from transformers import RobertaForSequenceClassification
 
     torch.manual_seed(seed)
-    model = RobertaForSequenceClassification(roberta_config(num_classes)).eval()
+    return RobertaForSequenceClassification(roberta_config(num_labels)).eval()
+
+
+def save_roberta_folder(folder: Path, num_labels: int) -> Path:
+    """A base-model folder: config.json (`num_labels` outputs) and the tokenizer files, no weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    roberta_config(num_labels).save_pretrained(str(folder))
+    roberta_tokenizer().save_pretrained(str(folder))
+    return folder
+
+
+def make_detoxify(tmp: Path, *, num_classes: int = 16, classes=None, fmt: str = "ckpt", seed: int = 0,
+                  model_type: str = "roberta-base"):
+    """A Detoxify checkpoint in the layout of its releases (convert_weights.py: {"state_dict", "config"}, keys
+    without Lightning's `model.` prefix) and a base folder (config.json saying 2 labels + tokenizer).
+
+    `model_type` is the base model the checkpoint's config names (`str(tmp / "roberta-base")` makes detoxify's
+    own loader find it offline). Returns (checkpoint path, base folder, the model the weights came from).
+    """
+    model = _roberta_classifier(num_classes, seed)
     classes = classes or UNBIASED
-    config = {"arch": {"type": "ROBERTA", "args": {"num_classes": num_classes, "model_type": "roberta-base",
+    config = {"arch": {"type": "ROBERTA", "args": {"num_classes": num_classes, "model_type": model_type,
                                                    "model_name": "RobertaForSequenceClassification",
                                                    "tokenizer_name": "RobertaTokenizer"}},
               "dataset": {"type": "JigsawDataBias", "args": {"classes": classes, "loss_weight": 0.75}}}
-    state = {"model." + k: v.clone() for k, v in model.state_dict().items()}  # Lightning's `model.` prefix
+    state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
     tmp.mkdir(parents=True, exist_ok=True)
     if fmt == "ckpt":
         ckpt = tmp / "toxic_debiased-test.ckpt"
@@ -65,23 +102,17 @@ def make_detoxify(tmp: Path, *, num_classes: int = 16, classes=None, fmt: str = 
         from safetensors.torch import save_file
 
         ckpt = tmp / "toxic_debiased-test.safetensors"
-        save_file({k: v.contiguous() for k, v in state.items()}, str(ckpt), metadata={"config": json.dumps(config)})
-    base = tmp / "roberta-base"
-    base.mkdir(exist_ok=True)
-    roberta_config(2).save_pretrained(str(base))  # the base config says 2 labels; the checkpoint decides
-    save_tokenizer(base)
+        save_file(state, str(ckpt), metadata={"config": json.dumps(config)})
+    base = save_roberta_folder(tmp / "roberta-base", 2)  # the base config says 2 labels; the checkpoint decides
     return ckpt, base, model
 
 
 def make_toxigen(folder: Path, seed: int = 1):
     """A ToxiGen-RoBERTa-shaped classifier folder (2 labels, label 1 = toxic)."""
-    from transformers import RobertaForSequenceClassification
-
-    torch.manual_seed(seed)
-    model = RobertaForSequenceClassification(roberta_config(2)).eval()
+    model = _roberta_classifier(2, seed)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
-    save_tokenizer(folder)
+    roberta_tokenizer().save_pretrained(str(folder))
     return model
 
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from evalkit import DETOXIFY_CLASSES_2018, make_detoxify, make_toxigen
+from evalkit import DETOXIFY_CLASSES_2018, make_detoxify, make_toxigen, save_roberta_folder
 
-from ifguide_cli.core.classifiers import (load_classifier, read_detoxify_checkpoint, register_classifier,
-                                          resolve_classifier)
+from ifguide_cli.core.classifiers import (
+    DETOXIFY_BASES,
+    load_classifier,
+    read_detoxify_checkpoint,
+    register_classifier,
+    resolve_classifier,
+)
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 from ifguide_cli.core.workspace import Workspace
 
 TEXTS = ["what a lovely morning", "you stupid idiot", ""]
+WORDS = ["what a lovely morning", "you stupid idiot", "The hall was quiet when the first notes of the violin began."]
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +44,7 @@ def test_profanity_backend_is_offline_and_scores_profanity():
 
 def test_detoxify_checkpoint_loads_offline_with_weights_only(tmp_path):
     ckpt, base, model = make_detoxify(tmp_path)
-    state, config = read_detoxify_checkpoint(ckpt)  # torch.load(weights_only=True) accepts Detoxify's format
+    _state, config = read_detoxify_checkpoint(ckpt)  # torch.load(weights_only=True) accepts Detoxify's format
     assert config["arch"]["args"]["model_name"] == "RobertaForSequenceClassification"
     spec = resolve_classifier("detoxify-unbiased", checkpoint=str(ckpt), base=str(base))
     clf = load_classifier(spec, batch_size=2)
@@ -49,6 +55,64 @@ def test_detoxify_checkpoint_loads_offline_with_weights_only(tmp_path):
     for i, attr in enumerate(clf.attributes):
         assert scores[attr] == pytest.approx(expected[:, i].tolist(), abs=1e-5)
     assert spec.identity["checkpoint_sha256"] and spec.identity["model_type"] == "unbiased"
+
+
+def test_scores_equal_detoxify_predict_on_the_same_checkpoint(tmp_path):
+    """`detoxify.Detoxify(checkpoint=…, huggingface_config_path=…).predict` and our classifier on one tiny checkpoint.
+
+    Detoxify builds the config with `from_pretrained(model_type)` even when given `huggingface_config_path`, so to run
+    offline at all its checkpoint must name a local base folder as `model_type`; the config folder holds the whole
+    model's config (16 labels) and the tokenizer. We build from the base folder given as --classifier-base.
+    """
+    import detoxify
+
+    ckpt, base, _ = make_detoxify(tmp_path, model_type=str(tmp_path / "roberta-base"))
+    reference = detoxify.Detoxify(checkpoint=str(ckpt), huggingface_config_path=str(save_roberta_folder(tmp_path / "hf", 16)))
+    expected = reference.predict(WORDS)
+    clf = load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(ckpt), base=str(base)), batch_size=2)
+    scores = clf.score(WORDS)
+    assert clf.attributes == list(expected) == list(reference.class_names)
+    for attr in clf.attributes:
+        assert scores[attr] == pytest.approx(expected[attr], abs=1e-6)
+    assert max(scores["toxicity"]) - min(scores["toxicity"]) > 0.05  # the scores differ between texts: a real check
+
+
+def test_release_layout_loads_offline_where_detoxify_itself_cannot(tmp_path):
+    """A released checkpoint names `roberta-base`: Detoxify's loader needs the hub (or its cache) for it; ours
+    builds through the same detoxify function from the local --classifier-base folder."""
+    import detoxify
+    from huggingface_hub import try_to_load_from_cache
+
+    ckpt, base, model = make_detoxify(tmp_path)
+    clf = load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(ckpt), base=str(base)))
+    expected = torch.sigmoid(_tok_logits(model, clf.tokenizer, WORDS))
+    assert clf.score(WORDS)["threat"] == pytest.approx(expected[:, 5].tolist(), abs=1e-5)
+    if isinstance(try_to_load_from_cache("roberta-base", "config.json"), str):
+        pytest.skip("roberta-base is in this machine's HF cache: Detoxify would load it")
+    with pytest.raises(OSError):
+        detoxify.Detoxify(checkpoint=str(ckpt), huggingface_config_path=str(save_roberta_folder(tmp_path / "hf", 16)))
+
+
+def test_detoxify_types_are_detoxify_s_own():
+    from detoxify.detoxify import MODEL_URLS
+
+    assert set(DETOXIFY_BASES) == set(MODEL_URLS)
+
+
+def test_unconverted_lightning_keys_and_config_less_files(tmp_path):
+    """Keys still carrying Lightning's `model.` prefix load (convert_weights.py's step); a file without the training
+    config is refused in one line, like Detoxify refuses it."""
+    ckpt, base, model = make_detoxify(tmp_path)
+    loaded = torch.load(ckpt, weights_only=True)
+    prefixed = tmp_path / "lightning.ckpt"
+    torch.save({"config": loaded["config"], "state_dict": {"model." + k: v for k, v in loaded["state_dict"].items()}}, prefixed)
+    clf = load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(prefixed), base=str(base)))
+    expected = torch.sigmoid(_tok_logits(model, clf.tokenizer, WORDS))
+    assert clf.score(WORDS)["toxicity"] == pytest.approx(expected[:, 0].tolist(), abs=1e-5)
+    bare = tmp_path / "bare.ckpt"
+    torch.save(loaded["state_dict"], bare)
+    with pytest.raises(IfguideError, match="not a Detoxify checkpoint"):
+        load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(bare), base=str(base)))
 
 
 def test_detoxify_2018_class_names_are_standardised_and_safetensors_accepted(tmp_path):
@@ -89,6 +153,11 @@ def test_detoxify_checkpoint_that_does_not_fit_the_base_is_refused(tmp_path):
         (small / f).write_bytes((base / f).read_bytes())
     with pytest.raises(IfguideError, match="does not fit"):
         load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(ckpt), base=str(small)))
+    loaded = torch.load(ckpt, weights_only=True)  # right shapes, one weight too many: transformers would only warn
+    loaded["state_dict"]["classifier.extra.weight"] = torch.zeros(2)
+    torch.save(loaded, tmp_path / "extra.ckpt")
+    with pytest.raises(IfguideError, match=r"does not fit.*unexpected.*classifier\.extra\.weight"):
+        load_classifier(resolve_classifier("detoxify-unbiased", checkpoint=str(tmp_path / "extra.ckpt"), base=str(base)))
 
 
 def test_toxigen_from_local_folder_scores_label_1_softmax(tmp_path):

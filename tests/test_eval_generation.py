@@ -42,7 +42,7 @@ def test_perplexity_is_token_weighted_and_ignores_padding():
     nll, count = 0.0, 0
     with torch.no_grad():
         for t in texts:
-            ids = torch.tensor([tok.encode(t, add_special_tokens=False) + [tok.eos_token_id]])
+            ids = torch.tensor([[*tok.encode(t, add_special_tokens=False), tok.eos_token_id]])
             logits = model(input_ids=ids).logits[0, :-1]
             nll += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
             count += ids.shape[1] - 1

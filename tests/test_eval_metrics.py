@@ -1,4 +1,5 @@
-"""Metric definitions on hand-made scores: EMT ± std, TP, per attribute, toxic / non-toxic splits; prompt sets."""
+"""Metric definitions on hand-made scores: EMT ± std, TP, per attribute, toxic / non-toxic splits; prompt sets,
+fluency data and the eval configs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ import math
 import pytest
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.evaluation import (lambada_split, load_eval_prompts, perplexity_from_totals, summarize_scores,
-                                         toxicity_metrics)
+from ifguide_cli.core.evaluation import (
+    DefenseConfig,
+    FluencyConfig,
+    GenerationConfig,
+    RuntimeConfig,
+    fluency_data,
+    lambada_split,
+    load_eval_prompts,
+    perplexity_from_totals,
+    summarize_scores,
+    toxicity_metrics,
+)
 
 
 def test_emt_is_the_mean_of_per_prompt_maxima_with_population_std():
@@ -88,3 +99,49 @@ def test_prompt_subset_is_seeded_and_keeps_labels(tmp_path):
     local, ident = load_eval_prompts(str(f))
     assert local == [{"prompt": "Hello there", "toxic": True}, {"prompt": "RTP style", "toxic": False}]
     assert ident["source"] == "local"
+
+
+def test_fluency_data_follows_the_model_and_the_defense():
+    from ifguide_cli.core import notes
+    from ifguide_cli.core.models import resolve_model
+
+    tiny, hub = resolve_model("tiny"), resolve_model("org/some-model")
+    d = fluency_data(tiny, FluencyConfig(), DefenseConfig())
+    assert (d.ppl_data, d.ppl_split, d.lambada) == ("tiny-heldout", None, "tiny-lambada")
+    d = fluency_data(hub, FluencyConfig(), DefenseConfig())
+    assert (d.ppl_data, d.ppl_split, d.lambada) == ("openwebtext", "train[-2000:]", "lambada")
+    assert fluency_data(hub, FluencyConfig(ppl_split="train[:10]"), DefenseConfig()).ppl_split == "train[:10]"
+    assert fluency_data(hub, FluencyConfig(ppl_data="my.jsonl"), DefenseConfig()).ppl_split is None
+    assert fluency_data(tiny, FluencyConfig(no_ppl=True), DefenseConfig()).ppl_data is None
+    rad = DefenseConfig(method="rad")
+    notes.reset()
+    assert fluency_data(tiny, FluencyConfig(), rad).ppl_data is None and notes.collected() == []  # the default: silently
+    assert fluency_data(tiny, FluencyConfig(ppl_data="tiny-heldout"), rad).ppl_data is None  # asked for: a note says why
+    assert [n for n in notes.collected() if "perplexity is skipped with --defense rad" in n]
+    with pytest.raises(IfguideError, match="nothing to evaluate"):
+        fluency_data(tiny, FluencyConfig(no_lambada=True), rad)
+
+
+@pytest.mark.parametrize(("config", "values", "needle"), [
+    (GenerationConfig, {"top_p": float("nan")}, "--top-p must be a finite number"),
+    (GenerationConfig, {"top_p": 0.0}, "--top-p must be in (0, 1]"),
+    (GenerationConfig, {"samples": 0}, "--samples"),
+    (DefenseConfig, {"method": "bogus"}, "--defense must be one of none, rad"),
+    (DefenseConfig, {"beta": float("inf")}, "--rad-beta must be a finite number"),
+    (DefenseConfig, {"reward_model": "rad-reward"}, "--reward-model needs --defense rad"),
+    (FluencyConfig, {"max_length": 1}, "--max-length"),
+    (FluencyConfig, {"lambada_docs": 0}, "--lambada-docs"),
+    (RuntimeConfig, {"precision": "float32"}, "--precision must be one of auto, fp32, bf16, fp16"),
+])
+def test_eval_configs_refuse_bad_values_in_one_line(config, values, needle):
+    with pytest.raises(IfguideError) as err:
+        config(**values)
+    assert needle in err.value.one_line() and err.value.exit_code == 2
+
+
+def test_auto_precision_is_fp32_everywhere():
+    """`auto` keeps what evals always did (fp32, recorded as `float32` in the eval's identity)."""
+    from ifguide_cli.core.evaluation.config import dtype_identity
+
+    device, precision = RuntimeConfig(device="cpu").resolve()
+    assert (device, precision, dtype_identity(precision)) == ("cpu", "fp32", "float32")

@@ -8,8 +8,13 @@ from evalkit import save_rad_release, tiny_lm, tiny_reward_model
 from transformers import LogitsProcessorList, TopPLogitsWarper
 
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
-from ifguide_cli.core.rad import (RADLogitsProcessor, install_reward_model, load_reward_model, resolve_reward_model,
-                                  score_sequences)
+from ifguide_cli.core.rad import (
+    RADLogitsProcessor,
+    install_reward_model,
+    load_reward_model,
+    resolve_reward_model,
+    score_sequences,
+)
 from ifguide_cli.core.workspace import Workspace
 
 PROMPTS = ["The bus driver hit the brakes, honked twice and", "Hello",
@@ -67,7 +72,7 @@ def test_cached_rewards_equal_a_full_recompute():
 @pytest.mark.slow
 def test_text_mode_with_a_different_tokenizer_matches_its_reencoded_recompute():
     """LM and reward model with different vocabularies: decode / re-encode, still KV-cached and exact."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     from ifguide_cli.core.data import load_records
@@ -102,7 +107,7 @@ def test_rad_provably_lowers_the_expected_reward_of_each_step():
     proc.trace = []
     _generate(model, tok, proc)
     strict = 0
-    for ids, rewards, vals in proc.trace:
+    for _ids, rewards, vals in proc.trace:
         plain = vals + 50 * rewards  # the LM's own logits of the candidates (after top-p)
         p_plain, p_rad = torch.softmax(plain, -1), torch.softmax(vals, -1)
         e_plain = torch.nan_to_num(p_plain * rewards).sum(-1)
@@ -160,7 +165,7 @@ def test_install_from_rad_release_zip_and_load_back(tmp_path):
     assert not reused and art.name == "rad-reward" and art.summary["outputs"] == 7
     assert art.summary["reward_output"] == "toxicity" and len(art.summary["source_sha256"]) == 64
     assert ws.verify(art) == []  # every file checksummed in the manifest
-    loaded, rm_tok, meta = load_reward_model(art)
+    loaded, _rm_tok, meta = load_reward_model(art)
     ids = torch.tensor([[5, 17, 99, 3]])
     assert torch.allclose(loaded(ids)[0], rm(ids)[0], atol=1e-6)
     assert meta["n_head"] == 1 and meta["reward_index"] == 0
@@ -184,3 +189,5 @@ def test_install_errors_are_one_clear_line(tmp_path):
     assert "--from" in err.value.one_line() and "saved_models.zip" in err.value.one_line()
     with pytest.raises(IfguideError, match="no RAD reward model"):
         resolve_reward_model(ws)
+    with pytest.raises(IfguideError, match="not both"):
+        install_reward_model(ws, source=str(archive), url="https://example.org/saved_models.zip")

@@ -6,8 +6,9 @@ import base64
 import re
 
 import pytest
+from conftest import assert_one_line_error
 
-from ifguide_cli.core.report import build_report, build_rows, render_html, make_plots
+from ifguide_cli.core.report import build_report, build_rows, make_plots, render_html
 from ifguide_cli.core.workspace import Workspace
 
 
@@ -53,7 +54,7 @@ def test_rows_group_evals_into_systems(evals):
 
 def test_report_artifact_html_and_plots(evals, tmp_path):
     ws, arts = evals
-    art, reused, rows = build_report(ws, arts)
+    art, reused, _rows = build_report(ws, arts)
     assert art.kind == "reports" and set(art.parents) == {a.id for a in arts} and not reused
     assert art.summary["plots"] == ["per_attribute", "toxicity_probability", "toxicity_vs_perplexity"]
     page = art.file("report.html").read_text()
@@ -75,8 +76,7 @@ def test_report_cli_table_json_and_html_file(cli, workspace_dir, tmp_path):
     assert out.read_text().startswith("<!DOCTYPE html>")
     data = cli("--json", "report", a.id, b.id).json
     assert data["kind"] == "reports" and [r["label"] for r in data["rows"]] == ["baseline", "if-guide"]
-    bad = cli("report", "nope")
-    assert bad.exit_code != 0 and bad.stderr.startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+    assert_one_line_error(cli("report", "nope"), "nope")
 
 
 def test_plots_skip_what_is_missing():

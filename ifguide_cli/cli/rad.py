@@ -5,6 +5,7 @@ from typing import Optional
 import typer
 
 from . import common
+from .options import ForceOpt
 
 rad_app = typer.Typer(help="Reward-augmented decoding (RAD) defense: `eval toxicity|fluency --defense rad`.",
                       no_args_is_help=True)
@@ -20,12 +21,10 @@ def download(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="The reward model's tokenizer: a folder or hub id "
                                             "(default: the one next to the weights, else gpt2)."),
     sha256: Optional[str] = typer.Option(None, "--sha256", help="Refuse the file unless its sha256 matches."),
-    force: bool = typer.Option(False, "--force", help="Reinstall even if the same weights are installed."),
+    force: ForceOpt = False,
 ) -> None:
     from ..core.rad import install_reward_model
 
-    if url and from_path:
-        common.fail("pass --url or --from, not both", exit_code=2)
     ws = common.workspace()
     art, reused = install_reward_model(ws, source=from_path, url=url, tokenizer=tokenizer, sha256=sha256, force=force,
                                        reporter=common.reporter())

@@ -1,20 +1,21 @@
 """`ifguide report`: compare evaluations side by side."""
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from . import common
+from .options import ForceOpt, NameOpt
 
 
 def register(app: typer.Typer) -> None:
     @app.command("report", help="Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots.")
     @common.handles_errors
     def report(
-        evals: List[str] = typer.Argument(..., metavar="EVAL...", help="Eval artifacts (toxicity, implicit, fluency)."),
+        evals: list[str] = typer.Argument(..., metavar="EVAL...", help="Eval artifacts (toxicity, implicit, fluency)."),
         html: Optional[str] = typer.Option(None, "--html", help="Also write the self-contained HTML page to this file."),
-        name: Optional[str] = typer.Option(None, "--name", help="A name for the report artifact."),
-        force: bool = typer.Option(False, "--force", help="Rebuild even if the same report exists."),
+        name: NameOpt = None,
+        force: ForceOpt = False,
     ) -> None:
         from ..core.report import REPORT_HTML, build_report, cell, table_columns
 

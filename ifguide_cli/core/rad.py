@@ -173,8 +173,8 @@ class RADLogitsProcessor(LogitsProcessor):
                 rm_mask[rm_mask.sum(-1) == 0, -1] = 1
         else:
             seqs = []
-            for row, m in zip(input_ids.tolist(), mask.tolist()):
-                text = self.lm_tok.decode([t for t, keep in zip(row, m) if keep], skip_special_tokens=True)
+            for row, m in zip(input_ids.tolist(), mask.tolist(), strict=True):
+                text = self.lm_tok.decode([t for t, keep in zip(row, m, strict=True) if keep], skip_special_tokens=True)
                 enc = self.rm_tok.encode(text, add_special_tokens=False) if text else []
                 seqs.append((enc or [self.rm_start])[-self.max_prompt:])
             width = max(len(s) for s in seqs)
@@ -339,44 +339,51 @@ def _find_weights(folder: Path) -> Path:
                        exit_code=2)
 
 
-def read_reward_source(source: Path, workdir: Path) -> tuple[Path, dict, dict | None, Path | None]:
-    """(weights file, normalised state dict, config.json dict or None, tokenizer folder or None)."""
-    if source.suffix == ".zip":
-        with zipfile.ZipFile(source) as zf:
-            names = [n for n in zf.namelist() if n.endswith((".bin", ".safetensors", ".pt"))]
-            pick = next((n for n in names if "gpt2_toxicity" in n), None) or next((n for n in names if "toxic" in n), None) \
-                or (names[0] if len(names) == 1 else None)
-            if pick is None:
-                raise IfguideError(f"{source.name} holds no toxicity reward model ({len(names)} weight files)",
-                                   hint="expected saved_models/gpt2_toxicity/pytorch_model.bin inside", exit_code=2)
-            zf.extract(pick, workdir)
-            prefix = str(Path(pick).parent)
-            for n in zf.namelist():  # the config/tokenizer files next to it, if any
-                if str(Path(n).parent) == prefix and n.endswith((".json", ".txt", ".model")):
-                    zf.extract(n, workdir)
-        source = workdir / pick
-    weights = _find_weights(source) if source.is_dir() else source
-    folder = weights.parent
+def _extract_from_zip(source: Path, workdir: Path) -> Path:
+    """RAD's saved_models.zip: extract the toxicity model's weights (and the config/tokenizer files beside them)."""
+    with zipfile.ZipFile(source) as zf:
+        names = [n for n in zf.namelist() if n.endswith((".bin", ".safetensors", ".pt"))]
+        pick = next((n for n in names if "gpt2_toxicity" in n), None) or next((n for n in names if "toxic" in n), None) \
+            or (names[0] if len(names) == 1 else None)
+        if pick is None:
+            raise IfguideError(f"{source.name} holds no toxicity reward model ({len(names)} weight files)",
+                               hint="expected saved_models/gpt2_toxicity/pytorch_model.bin inside", exit_code=2)
+        zf.extract(pick, workdir)
+        prefix = str(Path(pick).parent)
+        for n in zf.namelist():  # the config/tokenizer files next to it, if any
+            if str(Path(n).parent) == prefix and n.endswith((".json", ".txt", ".model")):
+                zf.extract(n, workdir)
+    return workdir / pick
+
+
+def _load_state(weights: Path) -> dict:
+    """The raw state dict of a weights file, loaded safely (safetensors, or torch.load(weights_only=True))."""
     if weights.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        raw = load_file(str(weights))
-    else:
-        import pickle
+        return load_file(str(weights))
+    import pickle
 
-        try:
-            raw = torch.load(str(weights), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            raise IfguideError(f"{weights} is not a loadable state dict ({str(exc).splitlines()[0][:160]})", exit_code=2) from None
-        if isinstance(raw, dict) and "state_dict" in raw:
-            raw = raw["state_dict"]
+    try:
+        raw = torch.load(str(weights), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise IfguideError(f"{weights} is not a loadable state dict ({str(exc).splitlines()[0][:160]})", exit_code=2) from None
+    if isinstance(raw, dict) and "state_dict" in raw:
+        raw = raw["state_dict"]
     if not isinstance(raw, dict):
         raise IfguideError(f"{weights} is not a state dict", exit_code=2)
-    config = None
-    if (folder / "config.json").is_file():
-        config = json.loads((folder / "config.json").read_text())
+    return raw
+
+
+def read_reward_source(source: Path, workdir: Path) -> tuple[Path, dict, dict | None, Path | None]:
+    """(weights file, normalised state dict, config.json dict or None, tokenizer folder or None)."""
+    if source.suffix == ".zip":
+        source = _extract_from_zip(source, workdir)
+    weights = _find_weights(source) if source.is_dir() else source
+    folder = weights.parent
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
     has_tok = any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json"))
-    return weights, normalise_state_dict(raw), config, (folder if has_tok else None)
+    return weights, normalise_state_dict(_load_state(weights)), config, (folder if has_tok else None)
 
 
 def _download(url: str, target: Path, reporter=NULL) -> None:
@@ -410,84 +417,116 @@ def _download(url: str, target: Path, reporter=NULL) -> None:
         raise OfflineResourceMissing(f"download of {url} failed ({exc})", hint=hint) from None
 
 
-def install_reward_model(workspace, *, source: str | None = None, url: str | None = None, tokenizer: str | None = None,
-                         sha256: str | None = None, force: bool = False, reporter=NULL):
-    """Install RAD's reward model as a `classifiers` artifact named `rad-reward`. Returns (artifact, reused)."""
-    from transformers import AutoTokenizer
-
-    from .hub import hub_resource
-    from .workspace import sha256_file
-
-    downloads = workspace.root / ".downloads"
+def _fetch_source(workspace, source: str | None, url: str | None, reporter) -> tuple[Path, dict]:
+    """(local file or folder to install from, where it came from); a URL is downloaded once into .downloads/."""
+    if source and url:
+        raise IfguideError("pass --url or --from, not both", exit_code=2)
     if source:
         src = Path(source).expanduser()
         if not src.exists():
             raise IfguideError(f"{source} does not exist", hint="pass RAD's saved_models.zip, a pytorch_model.bin, or a folder",
                                exit_code=2)
-        origin = {"from": str(src.resolve())}
-    else:
-        url = url or RAD_URL
-        downloads.mkdir(parents=True, exist_ok=True)
-        src = downloads / (Path(url.split("?")[0]).name or "reward_model.bin")
-        if not src.is_file():
-            _download(url, src, reporter)
-        origin = {"url": url}
-    source_sha = sha256_file(src) if src.is_file() else None
-    if sha256 and source_sha and source_sha != sha256.lower():
-        raise IfguideError(f"checksum mismatch for {src.name}: sha256 {source_sha}, expected {sha256}",
+        return src, {"from": str(src.resolve())}
+    url = url or RAD_URL
+    downloads = workspace.root / ".downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    src = downloads / (Path(url.split("?")[0]).name or "reward_model.bin")
+    if not src.is_file():
+        _download(url, src, reporter)
+    return src, {"url": url}
+
+
+def _checked_sha256(src: Path, expected: str | None) -> str | None:
+    """The source file's sha256 (None for a folder); refused when it is not the one expected."""
+    from .workspace import sha256_file
+
+    actual = sha256_file(src) if src.is_file() else None
+    if expected and actual and actual != expected.lower():
+        raise IfguideError(f"checksum mismatch for {src.name}: sha256 {actual}, expected {expected}",
                            hint="the file is damaged or not the expected release; download it again", exit_code=1)
+    return actual
+
+
+def _reward_tokenizer(tok_dir: Path | None, tokenizer: str | None):
+    """The reward model's tokenizer: --tokenizer, else the one next to the weights, else gpt2 (hub or cache)."""
+    from transformers import AutoTokenizer
+
+    from .hub import hub_resource
+
+    tok_source = tokenizer or (str(tok_dir) if tok_dir else "gpt2")
+    if Path(tok_source).expanduser().is_dir():
+        return AutoTokenizer.from_pretrained(str(Path(tok_source).expanduser()))
+    try:
+        with hub_resource("tokenizer", tok_source, "--tokenizer DIR (a folder with the gpt2 tokenizer files)"):
+            return AutoTokenizer.from_pretrained(tok_source)
+    except OfflineResourceMissing as exc:
+        raise OfflineResourceMissing(f"the reward model needs its tokenizer ({tok_source}), which is not available offline",
+                                     hint="pass --tokenizer DIR: a folder with the gpt2 tokenizer files "
+                                          "(tokenizer.json, or vocab.json + merges.txt)") from exc
+
+
+def _reward_model(state: dict, given_config: dict | None, tok) -> RewardModel:
+    """The reward model built from the weights' shapes, with every weight in place and a vocabulary that fits."""
+    config = infer_config(state, given_config, tok.eos_token_id)
+    rm = RewardModel(config, state["head.weight"].shape[0])
+    missing, unexpected = rm.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise IfguideError(f"the weights do not fit a GPT-2 reward model (missing {missing[:3]}, unexpected {unexpected[:3]})",
+                           exit_code=2)
+    if len(tok) > config.vocab_size:
+        raise IfguideError(f"tokenizer has {len(tok)} tokens but the reward model only {config.vocab_size}",
+                           hint="pass the tokenizer the reward model was trained with (--tokenizer)", exit_code=2)
+    return rm
+
+
+def _identity(rm: RewardModel, tok, weights_sha: str) -> dict:
+    """What the weights and vocabulary are, not where they came from (that goes in the summary)."""
+    import hashlib
+
+    vocab_sha = hashlib.sha256(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
+    return {"backend": "rad-reward", "weights_sha256": weights_sha, "tokenizer_vocab_sha256": vocab_sha,
+            "config": {k: getattr(rm.config, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")}}
+
+
+def _writer(rm: RewardModel, tok, summary: dict):
+    """The build step: reward_model/{config.json, model.safetensors, tokenizer files} and classifier.json."""
+    names = OUTPUT_NAMES if rm.num_outputs == len(OUTPUT_NAMES) else [f"output_{i}" for i in range(rm.num_outputs)]
+
+    def build(ctx):
+        from safetensors.torch import save_file
+
+        out = ctx.staging / REWARD_DIR
+        out.mkdir(exist_ok=True)
+        meta = {**rm.config.to_dict(), "num_outputs": rm.num_outputs, "reward_index": REWARD_INDEX, "output_names": names}
+        (out / "config.json").write_text(json.dumps(meta, indent=2))
+        save_file({k: v.contiguous() for k, v in rm.state_dict().items()}, str(out / REWARD_FILE))
+        tok.save_pretrained(str(out))
+        (ctx.staging / "classifier.json").write_text(json.dumps(
+            {"backend": "rad-reward", "attributes": names, "reward_index": REWARD_INDEX}, indent=2))
+        return {"name": REWARD_NAME, "backend": "rad-reward", **summary, "outputs": rm.num_outputs,
+                "reward_output": names[REWARD_INDEX], "params": sum(p.numel() for p in rm.parameters()),
+                "n_layer": rm.config.n_layer, "n_embd": rm.config.n_embd, "vocab_size": rm.config.vocab_size}
+
+    return build
+
+
+def install_reward_model(workspace, *, source: str | None = None, url: str | None = None, tokenizer: str | None = None,
+                         sha256: str | None = None, force: bool = False, reporter=NULL):
+    """Install RAD's reward model as a `classifiers` artifact named `rad-reward`. Returns (artifact, reused)."""
+    from .workspace import sha256_file
+
+    src, origin = _fetch_source(workspace, source, url, reporter)
+    source_sha = _checked_sha256(src, sha256)
     (workspace.root / ".staging").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rad-source-", dir=str(workspace.root / ".staging")))
     try:
         weights, state, given_config, tok_dir = read_reward_source(src, work)
         weights_sha = sha256_file(weights)
-        tok_source = str(tok_dir) if tok_dir else (tokenizer or "gpt2")
-        if tokenizer:
-            tok_source = tokenizer
-        try:
-            if Path(tok_source).expanduser().is_dir():
-                tok = AutoTokenizer.from_pretrained(str(Path(tok_source).expanduser()))
-            else:
-                with hub_resource("tokenizer", tok_source, "--tokenizer DIR (a folder with the gpt2 tokenizer files)"):
-                    tok = AutoTokenizer.from_pretrained(tok_source)
-        except OfflineResourceMissing as exc:
-            raise OfflineResourceMissing(f"the reward model needs its tokenizer ({tok_source}), which is not available offline",
-                                         hint="pass --tokenizer DIR: a folder with the gpt2 tokenizer files "
-                                              "(tokenizer.json, or vocab.json + merges.txt)") from exc
-        config = infer_config(state, given_config, tok.eos_token_id)
-        num_outputs = state["head.weight"].shape[0]
-        rm = RewardModel(config, num_outputs)
-        missing, unexpected = rm.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise IfguideError(f"the weights do not fit a GPT-2 reward model (missing {missing[:3]}, unexpected {unexpected[:3]})",
-                               exit_code=2)
-        if len(tok) > config.vocab_size:
-            raise IfguideError(f"tokenizer has {len(tok)} tokens but the reward model only {config.vocab_size}",
-                               hint="pass the tokenizer the reward model was trained with (--tokenizer)", exit_code=2)
-        names = OUTPUT_NAMES if num_outputs == len(OUTPUT_NAMES) else [f"output_{i}" for i in range(num_outputs)]
-        import hashlib
-
-        vocab_sha = hashlib.sha256(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
-        # the identity is what the weights and vocabulary are, not where they came from (that goes in the summary)
-        stage_config = {"backend": "rad-reward", "weights_sha256": weights_sha, "tokenizer_vocab_sha256": vocab_sha,
-                        "config": {k: getattr(config, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")}}
-
-        def build(ctx):
-            from safetensors.torch import save_file
-
-            out = ctx.staging / REWARD_DIR
-            out.mkdir(exist_ok=True)
-            meta = {**config.to_dict(), "num_outputs": num_outputs, "reward_index": REWARD_INDEX, "output_names": names}
-            (out / "config.json").write_text(json.dumps(meta, indent=2))
-            save_file({k: v.contiguous() for k, v in rm.state_dict().items()}, str(out / REWARD_FILE))
-            tok.save_pretrained(str(out))
-            (ctx.staging / "classifier.json").write_text(json.dumps(
-                {"backend": "rad-reward", "attributes": names, "reward_index": REWARD_INDEX}, indent=2))
-            return {"name": REWARD_NAME, "backend": "rad-reward", "source": origin.get("url") or origin.get("from"),
-                    "source_sha256": source_sha, "weights_sha256": weights_sha, "outputs": num_outputs,
-                    "reward_output": names[REWARD_INDEX], "params": sum(p.numel() for p in rm.parameters()),
-                    "n_layer": config.n_layer, "n_embd": config.n_embd, "vocab_size": config.vocab_size}
-
-        return workspace.create("classifiers", stage_config, [], build, name=REWARD_NAME, force=force)
+        tok = _reward_tokenizer(tok_dir, tokenizer)
+        rm = _reward_model(state, given_config, tok)
+        summary = {"source": origin.get("url") or origin.get("from"), "source_sha256": source_sha,
+                   "weights_sha256": weights_sha}
+        return workspace.create("classifiers", _identity(rm, tok, weights_sha), [], _writer(rm, tok, summary),
+                                name=REWARD_NAME, force=force)
     finally:
         shutil.rmtree(work, ignore_errors=True)

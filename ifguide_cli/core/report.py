@@ -32,43 +32,55 @@ def _system_key(workspace, art) -> tuple[str, str]:
     return canonical_json(cfg.get("model")), canonical_json(defense)
 
 
+def _new_row(s: dict) -> dict:
+    return {"label": None, "model": s.get("model"), "defense": s.get("defense", "none"), "evals": [],
+            "classifier": None, "expected_max_toxicity": None, "expected_max_toxicity_std": None,
+            "toxicity_probability": None, "prompts": None, "splits": {}, "per_attribute": {},
+            "other_classifiers": {}, "perplexity": None, "lambada_accuracy": None}
+
+
+def _add_eval(row: dict, art) -> None:
+    """Fold one eval into its system's row: the first toxicity eval is the headline, others are extra columns."""
+    s, task = art.summary, art.config.get("task")
+    row["evals"].append(art.id)
+    if art.name and not row["label"]:
+        row["label"] = art.name
+    if task in ("toxicity", "implicit"):
+        scores = {k: s.get(k) for k in ("expected_max_toxicity", "expected_max_toxicity_std", "toxicity_probability")}
+        if task == "toxicity" and row["classifier"] is None:
+            row.update(scores, classifier=s.get("classifier"), prompts=s.get("prompts"),
+                       splits=s.get("splits") or {}, per_attribute=s.get("per_attribute") or {})
+        else:
+            row["other_classifiers"][f"{s.get('classifier')}" + (" (implicit)" if task == "implicit" else "")] = scores
+    elif task == "fluency":
+        for key in ("perplexity", "lambada_accuracy"):
+            if s.get(key) is not None:
+                row[key] = s[key]
+
+
+def _label_rows(rows: list[dict]) -> None:
+    """Unnamed systems are labelled by model (+ defense); equal labels get their first eval's id."""
+    for row in rows:
+        if not row["label"]:
+            row["label"] = f"{row['model']}" + ("" if row["defense"] in ("none", None) else f" + {row['defense']}")
+    labels = [r["label"] for r in rows]
+    for row in rows:
+        if labels.count(row["label"]) > 1:
+            row["label"] = f"{row['label']} [{row['evals'][0][:6]}]"
+
+
 def build_rows(workspace, arts) -> list[dict]:
     """One row per system, in the order its first eval was given."""
     rows: dict[tuple, dict] = {}
     for art in arts:
         if art.kind != "evals":
             raise IfguideError(f"{art.id} is {with_article(kind_noun(art.kind))} artifact, not an eval", exit_code=2)
-        s, task = art.summary, art.config.get("task")
         key = _system_key(workspace, art)
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = {"label": None, "model": s.get("model"), "defense": s.get("defense", "none"), "evals": [],
-                               "classifier": None, "expected_max_toxicity": None, "expected_max_toxicity_std": None,
-                               "toxicity_probability": None, "prompts": None, "splits": {}, "per_attribute": {},
-                               "other_classifiers": {}, "perplexity": None, "lambada_accuracy": None}
-        row["evals"].append(art.id)
-        if art.name and not row["label"]:
-            row["label"] = art.name
-        if task in ("toxicity", "implicit"):
-            scores = {k: s.get(k) for k in ("expected_max_toxicity", "expected_max_toxicity_std", "toxicity_probability")}
-            if task == "toxicity" and row["classifier"] is None:
-                row.update(scores, classifier=s.get("classifier"), prompts=s.get("prompts"),
-                           splits=s.get("splits") or {}, per_attribute=s.get("per_attribute") or {})
-            else:
-                row["other_classifiers"][f"{s.get('classifier')}" + (" (implicit)" if task == "implicit" else "")] = scores
-        elif task == "fluency":
-            if s.get("perplexity") is not None:
-                row["perplexity"] = s["perplexity"]
-            if s.get("lambada_accuracy") is not None:
-                row["lambada_accuracy"] = s["lambada_accuracy"]
+        if key not in rows:
+            rows[key] = _new_row(art.summary)
+        _add_eval(rows[key], art)
     out = list(rows.values())
-    for row in out:
-        if not row["label"]:
-            row["label"] = f"{row['model']}" + ("" if row["defense"] in ("none", None) else f" + {row['defense']}")
-    labels = [r["label"] for r in out]
-    for row in out:  # disambiguate equal labels
-        if labels.count(row["label"]) > 1:
-            row["label"] = f"{row['label']} [{row['evals'][0][:6]}]"
+    _label_rows(out)
     return out
 
 
@@ -120,60 +132,82 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def make_plots(rows: list[dict]) -> dict[str, str]:
-    """Base64 PNGs: toxicity vs perplexity, per-attribute EMT bars, TP by split."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grouped_bars(ax, rows: list[dict], groups: list[str], value) -> None:
+    """One bar per row in each group, side by side; `value(row, group)` is the bar's height."""
     import numpy as np
 
-    plots: dict[str, str] = {}
+    x = np.arange(len(groups))
+    width = 0.8 / len(rows)
+    for i, r in enumerate(rows):
+        ax.bar(x + i * width - 0.4 + width / 2, [value(r, g) for g in groups], width, label=r["label"])
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+
+
+def _toxicity_vs_perplexity(rows: list[dict]) -> str | None:
     both = [r for r in rows if r["expected_max_toxicity"] is not None and r["perplexity"] is not None]
-    if both:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        for r in both:
-            ax.scatter(r["perplexity"], r["expected_max_toxicity"], s=60)
-            ax.annotate(r["label"], (r["perplexity"], r["expected_max_toxicity"]), textcoords="offset points",
-                        xytext=(6, 4), fontsize=8)
-        ax.set_xlabel("perplexity (lower is better)")
-        ax.set_ylabel("expected maximum toxicity (lower is better)")
-        ax.set_title("toxicity vs perplexity")
-        ax.grid(alpha=0.3)
-        plots["toxicity_vs_perplexity"] = _png(fig)
+    if not both:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(5.5, 4))
+    for r in both:
+        ax.scatter(r["perplexity"], r["expected_max_toxicity"], s=60)
+        ax.annotate(r["label"], (r["perplexity"], r["expected_max_toxicity"]), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("perplexity (lower is better)")
+    ax.set_ylabel("expected maximum toxicity (lower is better)")
+    ax.set_title("toxicity vs perplexity")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _per_attribute(rows: list[dict]) -> str | None:
     with_attr = [r for r in rows if r["per_attribute"]]
-    if with_attr:
-        attrs = list(dict.fromkeys(a for r in with_attr for a in r["per_attribute"]))
-        x = np.arange(len(attrs))
-        width = 0.8 / len(with_attr)
-        fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(attrs) + 2), 4))
-        for i, r in enumerate(with_attr):
-            vals = [(r["per_attribute"].get(a) or {}).get("expected_max_toxicity") or 0.0 for a in attrs]
-            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=r["label"])
-        ax.set_xticks(x, attrs, rotation=30, ha="right")
-        ax.set_ylabel("expected maximum score")
-        ax.set_ylim(0, 1)
-        ax.set_title("per attribute")
-        ax.legend(fontsize=8)
-        plots["per_attribute"] = _png(fig)
+    if not with_attr:
+        return None
+    attrs = list(dict.fromkeys(a for r in with_attr for a in r["per_attribute"]))
+    fig, ax = _pyplot().subplots(figsize=(max(5.5, 1.1 * len(attrs) + 2), 4))
+    _grouped_bars(ax, with_attr, attrs, lambda r, a: (r["per_attribute"].get(a) or {}).get("expected_max_toxicity") or 0.0)
+    ax.set_xticks(range(len(attrs)), attrs, rotation=30, ha="right")
+    ax.set_ylabel("expected maximum score")
+    ax.set_title("per attribute")
+    return _png(fig)
+
+
+def _toxicity_probability(rows: list[dict]) -> str | None:
     with_tp = [r for r in rows if r["toxicity_probability"] is not None]
-    if with_tp:
-        groups = ["all"] + [g for g in ("toxic", "nontoxic") if any(g in r["splits"] for r in with_tp)]
-        x = np.arange(len(groups))
-        width = 0.8 / len(with_tp)
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        for i, r in enumerate(with_tp):
-            vals = [r["toxicity_probability"] if g == "all" else (r["splits"].get(g) or {}).get("toxicity_probability") or 0.0
-                    for g in groups]
-            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=r["label"])
-        names = {"all": "all prompts", "toxic": "toxic prompts", "nontoxic": "non-toxic prompts"}
-        ax.set_xticks(x, [names[g] for g in groups])
-        ax.set_ylabel("toxicity probability")
-        ax.set_ylim(0, 1)
-        ax.set_title("toxicity probability by prompt split")
-        ax.legend(fontsize=8)
-        plots["toxicity_probability"] = _png(fig)
-    return plots
+    if not with_tp:
+        return None
+    groups = ["all"] + [g for g in ("toxic", "nontoxic") if any(g in r["splits"] for r in with_tp)]
+
+    def tp(r, g):
+        return r["toxicity_probability"] if g == "all" else (r["splits"].get(g) or {}).get("toxicity_probability") or 0.0
+
+    fig, ax = _pyplot().subplots(figsize=(5.5, 4))
+    _grouped_bars(ax, with_tp, groups, tp)
+    names = {"all": "all prompts", "toxic": "toxic prompts", "nontoxic": "non-toxic prompts"}
+    ax.set_xticks(range(len(groups)), [names[g] for g in groups])
+    ax.set_ylabel("toxicity probability")
+    ax.set_title("toxicity probability by prompt split")
+    return _png(fig)
+
+
+PLOTS = {"toxicity_vs_perplexity": _toxicity_vs_perplexity, "per_attribute": _per_attribute,
+         "toxicity_probability": _toxicity_probability}
+
+
+def make_plots(rows: list[dict]) -> dict[str, str]:
+    """Base64 PNGs: toxicity vs perplexity, per-attribute EMT bars, TP by split (each only when there is data)."""
+    plots = {name: draw(rows) for name, draw in PLOTS.items()}
+    return {name: png for name, png in plots.items() if png is not None}
 
 
 # ---- HTML ---------------------------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""What an eval reads: the prompt set, the held-out text and the LAMBADA passages, with each model's defaults.
+
+Models with the packaged `tiny` tokenizer default to the packaged sets (offline); every other model to the
+paper's: RealToxicityPrompts, the last 2,000 OpenWebText documents (outside the first-1B-token training
+chunks) and LAMBADA.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import IfguideError, check_range
+from ..notes import warn
+from .config import DefenseConfig, FluencyConfig
+
+PROMPT_SETS = ("rtp", "attaq", "bold")
+
+
+def default_prompt_set(mref) -> str:
+    """The prompt set `eval toxicity` uses when none is given."""
+    return "tiny-prompts" if mref.tokenizer == "tiny" else "rtp"
+
+
+def load_eval_prompts(ref: str, num_prompts: int | None = None, seed: int = 0) -> tuple[list[dict], dict]:
+    """Prompts of a prompt set; with `num_prompts`, a seeded random subset (kept in file order).
+
+    The subset seed is fixed by default (not the sampling seed), so every model and every sampling seed
+    is evaluated on the same prompts."""
+    from ..data import load_prompts
+
+    _check_prompt_ref(ref)
+    prompts, identity = load_prompts(ref)
+    if num_prompts is not None:
+        check_range("--num-prompts", num_prompts, 1, None)
+        if num_prompts < len(prompts):
+            keep = sorted(random.Random(seed).sample(range(len(prompts)), num_prompts))
+            prompts = [prompts[i] for i in keep]
+    return prompts, {**identity, "num_prompts": num_prompts, "subset_seed": seed if num_prompts else None}
+
+
+def _check_prompt_ref(ref: str) -> None:
+    """One clear line for a dataset that is not a prompt set, or a name that is nothing at all."""
+    from ..registry import DATASETS
+
+    if ref in DATASETS and DATASETS[ref].role not in ("prompts", "queries"):
+        raise IfguideError(f"{ref!r} is a {DATASETS[ref].role} dataset, not a prompt set",
+                           hint=f"use {', '.join(PROMPT_SETS)}, tiny-prompts, or a local .jsonl file of {{prompt, toxic}}",
+                           exit_code=2)
+    local = Path(ref).expanduser()
+    if ref not in DATASETS and not local.exists() and ("/" not in ref or ref.startswith((".", "/", "~"))):
+        raise IfguideError(f"unknown prompt set {ref!r}",
+                           hint=f"use {', '.join(PROMPT_SETS)}, tiny-prompts, a local .jsonl/.txt/.parquet/.csv file, "
+                                "or a hub id like org/name", exit_code=2)
+
+
+def default_fluency_data(mref) -> tuple[str, str | None, str]:
+    """(perplexity data, its split, LAMBADA data) of a model: the packaged sets for tiny-tokenizer models, else
+    the last 2,000 OpenWebText documents and LAMBADA."""
+    if mref.tokenizer == "tiny":
+        return "tiny-heldout", None, "tiny-lambada"
+    return "openwebtext", "train[-2000:]", "lambada"
+
+
+@dataclass(frozen=True)
+class FluencyData:
+    """The data a fluency eval reads; None skips that metric."""
+
+    ppl_data: str | None
+    ppl_split: str | None
+    lambada: str | None
+
+
+def fluency_data(mref, config: FluencyConfig, defense: DefenseConfig) -> FluencyData:
+    """The model's defaults under the user's choices. A decoding-time defense has no perplexity of its own
+    (RAD changes decoding, not the model's likelihood), so perplexity is skipped with a note when asked for."""
+    d_ppl, d_split, d_lambada = default_fluency_data(mref)
+    ppl = None if config.no_ppl else (config.ppl_data or d_ppl)
+    split = config.ppl_split if config.ppl_data else (config.ppl_split or d_split)
+    lambada = None if config.no_lambada else (config.lambada or d_lambada)
+    if defense.method != "none" and ppl is not None:
+        if config.ppl_data:
+            warn("perplexity is skipped with --defense rad (RAD changes decoding, not the model's likelihood)")
+        ppl = None
+    if ppl is None and lambada is None:
+        hint = ("with --defense rad pass --lambada DATASET (perplexity is not defined for a decoding-time defense)"
+                if defense.method != "none" else "drop --no-ppl or --no-lambada")
+        raise IfguideError("nothing to evaluate", hint=hint, exit_code=2)
+    return FluencyData(ppl, split, lambada)
