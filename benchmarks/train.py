@@ -118,7 +118,8 @@ def bench_loop(size, batch, seq_len, device, precision, steps, warmup, mask_shar
 def bench_trainer(size, batch, seq_len, device, precision, objective, steps, warmup, mask_share):
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-    from ifguide_cli.core.training import TokenRows, _trainer_classes
+    from ifguide_cli.core.rows import CorpusRows
+    from ifguide_cli.core.training.trainer import PenaltyTrainer
 
     model = build_model(size, device)
     vocab = model.config.vocab_size
@@ -147,10 +148,9 @@ def bench_trainer(size, batch, seq_len, device, precision, objective, steps, war
                                  report_to=[], save_strategy="no", logging_steps=10, disable_tqdm=True,
                                  dataloader_drop_last=True)
         if objective == "plain":
-            trainer = Trainer(model=model, args=args, train_dataset=TokenRows(ids, att, range(n)))
+            trainer = Trainer(model=model, args=args, train_dataset=CorpusRows(ids, att))
         else:
-            PenaltyTrainer, _, _ = _trainer_classes()
-            trainer = PenaltyTrainer(model=model, args=args, train_dataset=TokenRows(ids, att, range(n), mask), lam=1.0)
+            trainer = PenaltyTrainer(model=model, args=args, train_dataset=CorpusRows(ids, att, mask=mask), lam=1.0)
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(Timer())
         trainer.train()

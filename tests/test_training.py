@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 from safetensors.torch import save_file
 
+from ifguide_cli.core import notes
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.training import PROFILES, TrainConfig, batch_layout, resolve_config
+from ifguide_cli.core.training import PROFILES, RunOptions, SetupOptions, TrainConfig, batch_layout, resolve_config
+from ifguide_cli.core.training.config import BY_PROFILE, FIELDS, Profile
 
 torch.set_num_threads(1)
 
@@ -115,8 +120,10 @@ def test_finetune_with_mask_records_lineage(cli, trained, workspace_dir, tmp_pat
 
 
 def test_lambda_without_mask_warns_and_keeps_the_id(cli, trained):
+    notes.reset()
     result = cli("--json", "train", "tiny", "--data", "tiny", *MICRO, "--lambda", "3")
     assert result.exit_code == 0 and result.json["id"] == trained["id"]
+    assert notes.collected() == ["--lambda has no effect without --mask (plain language-model training)"]
 
 
 def test_yaml_config_and_cli_overrides(cli, tmp_path):
@@ -130,7 +137,7 @@ def test_yaml_config_and_cli_overrides(cli, tmp_path):
 
 
 def test_resolve_config_precedence_and_batch_tokens():
-    tc, ro = resolve_config("finetune", "paper", {"lr": 1e-4, "micro-batch": 4}, {"weight_decay": 0.1, "batch_tokens": 2048 * 64}, 2048)
+    tc, ro = resolve_config("finetune", "paper", {"lr": 1e-4, "micro-batch-size": 4}, {"weight_decay": 0.1, "batch_tokens": 2048 * 64}, 2048)
     assert tc.learning_rate == 1e-4 and tc.weight_decay == 0.1 and tc.batch_size == 64 and ro.micro_batch_size == 4
     assert tc.adam_beta1 == 0.9 and tc.adam_beta2 == 0.95 and tc.lr_scheduler == "cosine" and tc.warmup_ratio == 0.01
     assert tc.max_grad_norm == 1.0 and tc.mode == "finetune"
@@ -150,44 +157,35 @@ def test_batch_layout():
 
 
 # ---- bad input: one clear line, no traceback --------------------------------------------------------
-def _one_line_error(result, *needles, code=None):
-    assert result.exit_code != 0
-    if code is not None:
-        assert result.exit_code == code
-    err = result.stderr.strip()
-    assert err.startswith("error:") and "Traceback" not in err and len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
-
-
 def test_negative_lambda_is_rejected(cli):
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--lambda", "-1"), "--lambda", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--lambda", "-1"), "--lambda", code=2)
 
 
 def test_bad_ranges_are_rejected(cli):
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--lr", "0"), "--lr", code=2)
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--warmup-ratio", "1.5"), "--warmup-ratio", code=2)
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--scheduler", "bogus"), "scheduler", code=2)
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--batch-size", "30", "--micro-batch-size", "8"), "micro-batch", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--lr", "0"), "--lr", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--warmup-ratio", "1.5"), "--warmup-ratio", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--scheduler", "bogus"), "scheduler", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--precision", "fp64"), "--precision", "fp16", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--profile", "huge"), "--profile", "paper", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--batch-size", "30", "--micro-batch-size", "8"), "micro-batch", code=2)
 
 
 def test_unknown_model(cli):
-    _one_line_error(cli("train", "no-such-model", "--data", "tiny"), "unknown model", code=2)
-    _one_line_error(cli("finetune", "no-such-model", "--data", "tiny"), "unknown model", code=2)
+    assert_one_line_error(cli("train", "no-such-model", "--data", "tiny"), "unknown model", code=2)
+    assert_one_line_error(cli("finetune", "no-such-model", "--data", "tiny"), "unknown model", code=2)
 
 
 def test_missing_checkpoint(cli):
-    _one_line_error(cli("finetune", "deadbeef0000", "--data", "tiny"), "no checkpoint", "deadbeef0000")
-    _one_line_error(cli("finetune", "./no/such/folder", "--data", "tiny"), "unknown model")
+    assert_one_line_error(cli("finetune", "deadbeef0000", "--data", "tiny"), "no checkpoint", "deadbeef0000")
+    assert_one_line_error(cli("finetune", "./no/such/folder", "--data", "tiny"), "unknown model")
 
 
 def test_finetune_needs_pretrained_weights(cli):
-    _one_line_error(cli("finetune", "tiny", "--data", "tiny"), "no pretrained weights", "ifguide train tiny", code=2)
+    assert_one_line_error(cli("finetune", "tiny", "--data", "tiny"), "no pretrained weights", "ifguide train tiny", code=2)
 
 
 def test_missing_mask(cli):
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", "feedface1234"), "no mask", "feedface1234")
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", "feedface1234"), "no mask", "feedface1234")
 
 
 def test_mask_computed_on_another_dataset(cli, workspace_dir):
@@ -199,24 +197,24 @@ def test_mask_computed_on_another_dataset(cli, workspace_dir):
     ws = Workspace(workspace_dir)
     other, _ = corpus_artifact(ws, "tiny", resolve_model("tiny"), default_corpus_config("tiny", seq_len=32))
     mask = _make_mask(workspace_dir, other.id, (3000, 32))
-    err = _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id), "computed on dataset", code=2)
+    err = assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id), "computed on dataset", code=2)
     assert other.id in err
 
 
 def test_mask_shape_mismatch(cli, workspace_dir):
     mask = _make_mask(workspace_dir, None, (100, 64))  # from a plain score file: no dataset id, wrong shape
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id), "(100, 64)", "(3000, 64)", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id), "(100, 64)", "(3000, 64)", code=2)
 
 
 def test_wrong_artifact_kind_for_mask(cli, trained):
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", trained["id"]), "not a mask", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", trained["id"]), "not a mask", code=2)
 
 
 def test_bad_config_file(cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rat: 0.1\n")
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--config", str(bad)), "learning_rat", code=2)
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--config", str(tmp_path / "none.yaml")), "does not exist", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--config", str(bad)), "learning_rat", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--config", str(tmp_path / "none.yaml")), "does not exist", code=2)
 
 
 def test_help_is_instant_and_lists_options(cli):
@@ -229,7 +227,7 @@ def test_help_is_instant_and_lists_options(cli):
 def test_half_precision_needs_cuda(cli):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    _one_line_error(cli("train", "tiny", "--data", "tiny", "--precision", "bf16"), "CUDA", code=2)
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--precision", "bf16"), "CUDA", code=2)
 
 
 @pytest.mark.gpu
@@ -242,3 +240,53 @@ def test_bf16_autocast_on_gpu_keeps_fp32_weights(cli, workspace_dir):
 
     weights = load_file(str(workspace_dir / "checkpoints" / result.json["id"] / "model" / "model.safetensors"))
     assert all(w.dtype == torch.float32 for w in weights.values())  # bf16 autocast, fp32 master weights
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--lr", "inf"), ("--lr", "nan"), ("--lr", "0"), ("--lr", "-1e-3"), ("--weight-decay", "inf"), ("--weight-decay", "-0.1"),
+    ("--lambda", "inf"), ("--lambda", "-1"), ("--epochs", "inf"), ("--epochs", "0"), ("--warmup-ratio", "2"),
+    ("--warmup-ratio", "1"), ("--beta1", "1"), ("--beta2", "-0.5"), ("--adam-eps", "0"), ("--grad-clip", "-1"),
+    ("--grad-clip", "inf"), ("--val-fraction", "1"), ("--batch-size", "0"), ("--max-steps", "0"), ("--eval-docs", "0"),
+    ("--seed", "-1"), ("--micro-batch-size", "0"), ("--save-steps", "0"), ("--save-total-limit", "0"),
+    ("--logging-steps", "0"), ("--eval-steps", "0"), ("--seq-len", "0"), ("--batch-tokens", "-64"),
+])
+def test_non_finite_and_out_of_range_options_are_one_line_errors(cli, workspace_dir, option, value):
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", option, value), option, code=2)
+    assert not (workspace_dir / "datasets").exists()  # rejected before any work
+
+
+def test_finetune_rejects_the_same_values(cli):
+    assert_one_line_error(cli("finetune", "x", "--data", "tiny", "--lr", "inf"), "--lr", "finite", code=2)
+
+
+def test_batch_tokens_below_one_row(cli):
+    assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--batch-tokens", "32"), "--batch-tokens", "64", code=2)
+
+
+def test_config_file_values_are_checked_like_options(cli, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    for text, needle in (("lr: .inf\n", "--lr"), ("learning_rate: -1\n", "--lr"), ("lambda: -2\n", "--lambda"),
+                         ("scheduler: bogus\n", "--scheduler"), ("max-steps: 1.5\n", "--max-steps"),
+                         ("precision: fp64\n", "--precision"), ("profile: huge\n", "--profile"), ("mode: finetune\n", "mode")):
+        cfg.write_text(text)
+        assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--config", str(cfg)), needle, code=2)
+
+
+def test_config_file_accepts_field_and_option_names(cli, tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("grad-clip: 0.5\nadam_beta2: 0.9\nbeta1: 0.8\nmax_steps: 1\nbatch_size: 8\nsave-steps: 1\n"
+                   "eval_docs: 8\nprofile: tiny\nseq-len: 64\n")
+    result = cli("--json", "train", "tiny", "--data", "tiny", "--config", str(cfg))
+    assert result.exit_code == 0, result.stderr
+    t = result.json["config"]["train"]
+    assert (t["max_grad_norm"], t["adam_beta2"], t["adam_beta1"], t["max_steps"]) == (0.5, 0.9, 0.8, 1)
+
+
+def test_one_declaration_per_option():
+    """Every profile key is a declared field whose help says its default comes from the profile, and vice versa."""
+    profiled = {k for modes in PROFILES.values() for values in modes.values() for k in values}
+    assert profiled <= set(FIELDS)
+    shown = {f.name for cls in (TrainConfig, RunOptions, SetupOptions) for f in dataclasses.fields(cls)
+             if f.metadata.get("shown_default") == BY_PROFILE}
+    assert shown == profiled - {"epochs"}  # epochs: 1 everywhere (the paper profile repeats it)
+    assert set(typing.get_args(Profile)) == set(PROFILES)

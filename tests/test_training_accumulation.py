@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from ifguide_cli.core.objective import labels_from_attention, penalty_loss
-from ifguide_cli.core.training import TokenRows, _trainer_classes
+from ifguide_cli.core.rows import CorpusRows
+from ifguide_cli.core.training.trainer import PenaltyTrainer
 
 torch.set_num_threads(1)
 
@@ -47,8 +48,7 @@ def _trainer_weights(tmp_path, micro: int, accum: int, steps: int, lam: float):
         weight_decay=0.0, max_grad_norm=0.0, use_cpu=True, remove_unused_columns=False, report_to=[], save_strategy="no",
         logging_steps=1, disable_tqdm=True, seed=0, dataloader_drop_last=True,
     )
-    PenaltyTrainer, _, _ = _trainer_classes()
-    trainer = PenaltyTrainer(model=model, args=args, train_dataset=TokenRows(ids, attn, range(len(ids)), mask), lam=lam)
+    trainer = PenaltyTrainer(model=model, args=args, train_dataset=CorpusRows(ids, attn, mask=mask), lam=lam)
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -21,24 +21,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import invoke_cli
 from safetensors.torch import load_file, save_file
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
 
 # the insult vocabulary of the planted toxic continuations (scripts/gen_tiny_assets.py, INSULT)
-INSULT_WORDS = ("stupid dumb damn fucking worthless pathetic useless brainless idiot moron bastard jerk loser asshole "
-                "dumbass jackass fool pig shut hell screw piss fuck suck crap shit bullshit garbage").split()
+INSULT_WORDS = ["stupid", "dumb", "damn", "fucking", "worthless", "pathetic", "useless", "brainless", "idiot",
+                "moron", "bastard", "jerk", "loser", "asshole", "dumbass", "jackass", "fool", "pig", "shut", "hell",
+                "screw", "piss", "fuck", "suck", "crap", "shit", "bullshit", "garbage"]
 
 
-def _cli(ws: Path, *args: str):
-    from typer.testing import CliRunner
-
-    from ifguide_cli.cli.app import app
-
-    result = CliRunner().invoke(app, ["--workspace", str(ws), "--json", *map(str, args)])
+def _cli(ws: Path, *args: str) -> dict:
+    """The --json payload of a successful in-process `ifguide --workspace WS --json ARGS`."""
+    result = invoke_cli(ws, "--json", *args)
     assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
+    return result.json
 
 
 def _subprocess_env(**extra):
@@ -90,7 +89,7 @@ def _insult_mask(ws_root: Path, dataset_id: str):
 def _token_stats(art_path: str, corpus, mask, heldout) -> dict:
     from transformers import AutoModelForCausalLM
 
-    from ifguide_cli.core.training import token_nll
+    from ifguide_cli.core.training.metrics import token_nll
 
     model = AutoModelForCausalLM.from_pretrained(str(Path(art_path) / "model"))
     s = token_nll(model, corpus.input_ids, corpus.attention_mask, mask, batch_size=64)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from .artifact_files import IGNORE_INDEX
 
 
 @dataclass

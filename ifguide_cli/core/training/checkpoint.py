@@ -1,0 +1,312 @@
+"""Building the checkpoint artifact: resume state → training data → the Trainer's arguments → train → finalize.
+
+The artifact holds ``model/`` (``save_pretrained`` safetensors + the tokenizer), ``train_log.jsonl``,
+``metrics.json`` and the intermediate ``trainer/checkpoint-N`` folders. Intermediate checkpoints are
+written into the artifact's staging folder, which survives a crash: running the same command again
+resumes from the newest complete one (``--restart`` discards it).
+
+Every process of a distributed run builds (the Trainer shards the batches); rank 0 alone writes the
+shared files, and barriers order the two. Imported only when a run trains (it imports transformers).
+
+Test hook: ``IFGUIDE_TEST_KILL_AFTER_STEP=k`` SIGKILLs the process at the end of optimizer step k
+(before that step's checkpoint is saved), to test kill-and-resume. It is read only from the environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import PrinterCallback, TrainingArguments
+
+from ..config import resolve_precision
+from ..data import load_corpus
+from ..dist import barrier, rank_and_world, resolve_device
+from ..errors import IfguideError
+from ..models import load_model, load_tokenizer
+from ..progress import NULL
+from ..rows import CorpusRows
+from .config import TrainConfig, batch_layout
+from .metrics import final_metrics
+from .trainer import KillHook, PenaltyTrainer, ReportCallback
+
+KILL_HOOK_ENV = "IFGUIDE_TEST_KILL_AFTER_STEP"
+OPTIMIZER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The files of a checkpoint artifact in its staging folder."""
+
+    root: Path
+
+    @property
+    def trainer_dir(self) -> Path:
+        return self.root / "trainer"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train_log.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where this build starts: a complete intermediate checkpoint (or none), or an already finished build."""
+
+    checkpoint: Path | None = None
+    step: int = 0
+    finished: dict | None = None  # the summary of a finished build whose publish was interrupted
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the global batch runs on this machine."""
+
+    precision: str
+    micro: int  # sequences per device per forward
+    accum: int  # gradient-accumulation steps
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train: CorpusRows
+    eval: CorpusRows | None
+
+
+def build_checkpoint(ctx, plan) -> dict:
+    """Train (or resume) `plan` into `ctx.staging`; the summary for the manifest (rank 0; {} elsewhere)."""
+    return CheckpointBuild(ctx, plan).run()
+
+
+class CheckpointBuild:
+    """One build of a checkpoint artifact in its staging folder."""
+
+    def __init__(self, ctx, plan):
+        self.ctx, self.plan = ctx, plan
+        self.tc: TrainConfig = plan.train
+        self.staging = Staging(ctx.staging)
+        rank, self.world = rank_and_world()
+        self.main = rank == 0
+
+    def run(self) -> dict:
+        resume = self.resume_state()
+        if resume.finished is not None:
+            return resume.finished
+        precision = resolve_precision(self.tc.precision, resolve_device("auto"))
+        layout = Layout(precision, *batch_layout(self.tc.batch_size, self.plan.run.micro_batch_size, self.world))
+        data = self.training_data()
+        model, tokenizer = self.load_model()
+        trainer = self.trainer(self.training_arguments(layout, has_eval=data.eval is not None), model, data)
+        start = time.perf_counter()
+        with self.ctx.timed("train"):
+            output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)
+        elapsed = time.perf_counter() - start
+        trainer.save_model(str(self.staging.model_dir))  # every process calls it; only the main one writes
+        barrier()
+        if not self.main:
+            return {}
+        return self.finalize(trainer, tokenizer, layout, data, resume, output.training_loss, elapsed)
+
+    # ---- resume state ----------------------------------------------------------------------------
+    def resume_state(self) -> Resume:
+        """Forget the interrupted run (--restart), or find its newest complete checkpoint and cut its log there."""
+        barrier()  # rank 0 has prepared the staging folder (e.g. emptied it for --force) before anyone looks
+        if self.plan.restart and self.main:
+            for entry in list(self.staging.root.iterdir()):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        barrier()
+        if self.staging.metrics.is_file() and (self.staging.model_dir / "config.json").is_file():
+            # a finished build whose publish was interrupted: nothing left to train
+            return Resume(finished=json.loads(self.staging.metrics.read_text())["summary"] if self.main else {})
+        checkpoint = last_complete_checkpoint(self.staging.trainer_dir)
+        step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+        if self.main:
+            if checkpoint is None:
+                self.staging.log.unlink(missing_ok=True)
+            else:
+                truncate_log(self.staging.log, step)
+        barrier()
+        return Resume(checkpoint, step)
+
+    # ---- inputs ------------------------------------------------------------------------------------
+    def training_data(self) -> TrainingData:
+        """The training rows (with the mask) and the validation rows: held-out corpus rows or another dataset."""
+        corpus = self.plan.corpus
+        train_rows, val_rows = split_rows(corpus.shape[0], self.tc)
+        if not train_rows:
+            raise IfguideError("no training rows left after the validation split", exit_code=2)
+        train = CorpusRows(corpus.input_ids, corpus.attention_mask, rows=train_rows, mask=self.plan.mask)
+        if self.plan.eval_art is not None:
+            ev = load_corpus(self.plan.eval_art)
+            return TrainingData(train, CorpusRows(ev.input_ids, ev.attention_mask, rows=range(min(self.tc.eval_docs, ev.shape[0]))))
+        return TrainingData(train, CorpusRows(corpus.input_ids, corpus.attention_mask, rows=val_rows) if val_rows else None)
+
+    def load_model(self):
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # loading/saving bars would clutter stderr
+        with self.ctx.timed("load_model"):
+            model = load_model(self.plan.mref, from_scratch=(self.tc.mode == "pretrain"), seed=self.tc.seed)
+        return model, load_tokenizer(self.plan.mref)
+
+    # ---- the Trainer ------------------------------------------------------------------------------
+    def training_arguments(self, layout: Layout, *, has_eval: bool) -> TrainingArguments:
+        """TrainingArguments of the configuration; `warmup_steps` < 1 is a ratio of the total steps."""
+        tc, ro = self.tc, self.plan.run
+        tensorboard = _tensorboard(ro.tensorboard)
+        return TrainingArguments(
+            output_dir=str(self.staging.trainer_dir),
+            seed=tc.seed,
+            data_seed=tc.seed,
+            learning_rate=tc.learning_rate,
+            weight_decay=tc.weight_decay,
+            adam_beta1=tc.adam_beta1,
+            adam_beta2=tc.adam_beta2,
+            adam_epsilon=tc.adam_epsilon,
+            lr_scheduler_type=tc.lr_scheduler,
+            warmup_steps=tc.warmup_ratio,  # a float < 1 is a ratio of the total steps
+            max_grad_norm=tc.max_grad_norm,
+            max_steps=tc.max_steps if tc.max_steps is not None else -1,
+            num_train_epochs=tc.epochs,
+            per_device_train_batch_size=layout.micro,
+            per_device_eval_batch_size=layout.micro,
+            gradient_accumulation_steps=layout.accum,
+            bf16=layout.precision == "bf16",
+            fp16=layout.precision == "fp16",
+            use_cpu=not torch.cuda.is_available(),
+            remove_unused_columns=False,  # it would silently drop the mask column
+            dataloader_drop_last=True,
+            dataloader_num_workers=0,
+            logging_steps=ro.logging_steps,
+            logging_first_step=True,
+            save_strategy="steps",
+            save_steps=ro.save_steps,
+            save_total_limit=ro.save_total_limit,
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=(ro.eval_steps or ro.save_steps) if has_eval else None,
+            report_to=["tensorboard"] if tensorboard else [],
+            disable_tqdm=True,
+            ddp_find_unused_parameters=False,
+            ddp_backend="gloo" if self.world > 1 and not torch.cuda.is_available() else None,
+        )
+
+    def trainer(self, args: TrainingArguments, model, data: TrainingData) -> PenaltyTrainer:
+        """The PenaltyTrainer with our log/progress callback (and the kill hook when a test sets it)."""
+        log_paths = [self.staging.log] + ([self.plan.run.log_file] if self.plan.run.log_file else [])
+        tokens_per_step = self.tc.batch_size * self.plan.corpus.shape[1]
+        callbacks = [ReportCallback(self.plan.reporter if self.main else NULL, log_paths, tokens_per_step)]
+        kill_at = os.environ.get(KILL_HOOK_ENV)
+        if kill_at:
+            callbacks.append(KillHook(int(kill_at)))
+        trainer = PenaltyTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+                                 callbacks=callbacks, lam=self.tc.lam)
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict on stdout (breaks --json)
+        return trainer
+
+    # ---- finalize ------------------------------------------------------------------------------------
+    def finalize(self, trainer, tokenizer, layout: Layout, data: TrainingData, resume: Resume, training_loss: float,
+                 elapsed: float) -> dict:
+        """Complete the model folder, drop what a finished run does not need, write metrics.json (rank 0)."""
+        tokenizer.save_pretrained(str(self.staging.model_dir))
+        (self.staging.model_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
+        if not self.plan.run.keep_optimizer_state:
+            drop_optimizer_state(self.staging.trainer_dir)
+        with self.ctx.timed("final_eval"):
+            metrics = final_metrics(trainer.model, self.plan.corpus, self.plan.mask, data.eval, data.train.rows,
+                                    self.plan.run.probe_docs, layout.precision, layout.micro)
+        summary = self.summary(trainer.state.global_step, resume.step, training_loss, elapsed, metrics, layout)
+        self.staging.metrics.write_text(json.dumps({"summary": summary, "config": self.plan.config}, indent=2, default=str))
+        return summary
+
+    def summary(self, steps: int, resumed_step: int, training_loss: float, elapsed: float, metrics: dict,
+                layout: Layout) -> dict:
+        tokens_per_step = self.tc.batch_size * self.plan.corpus.shape[1]
+        history = [r for r in read_log(self.staging.log) if "loss" in r]
+        return {
+            "mode": self.tc.mode,
+            "steps": steps,
+            "resumed_from_step": resumed_step or None,
+            "tokens_per_step": tokens_per_step,
+            "tokens_seen": steps * tokens_per_step,
+            "train_loss": round(float(training_loss), 6) if resumed_step == 0 else None,
+            "final_loss": history[-1]["loss"] if history else None,
+            **metrics,
+            "train_seconds": round(elapsed, 2),
+            "tokens_per_s": round((steps - resumed_step) * tokens_per_step / max(elapsed, 1e-9), 1),
+            "precision": layout.precision,
+            "world_size": self.world,
+            "micro_batch_size": layout.micro,
+            "grad_accumulation": layout.accum,
+            "lambda": self.tc.lam if self.plan.mask is not None else None,
+            "runtime": asdict(self.plan.run),
+        }
+
+
+def split_rows(n: int, tc: TrainConfig) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows): the last `val_fraction` of rows are held out (at most eval_docs)."""
+    if tc.val_fraction <= 0 or tc.eval_data:
+        return list(range(n)), []
+    n_val = min(max(1, round(n * tc.val_fraction)), tc.eval_docs, n - 1)
+    return list(range(n - n_val)), list(range(n - n_val, n))
+
+
+def last_complete_checkpoint(trainer_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` with a trainer_state.json (written last, so the checkpoint is complete)."""
+    if not trainer_dir.is_dir():
+        return None
+    found = [(int(entry.name.split("-")[-1]), entry) for entry in trainer_dir.iterdir()
+             if entry.is_dir() and entry.name.startswith("checkpoint-") and entry.name.split("-")[-1].isdigit()
+             and (entry / "trainer_state.json").is_file()]
+    return max(found)[1] if found else None
+
+
+def drop_optimizer_state(trainer_dir: Path) -> None:
+    """Delete the optimizer/scheduler/RNG state of the intermediate checkpoints (a finished run needs no resume)."""
+    for checkpoint in trainer_dir.glob("checkpoint-*"):
+        for f in list(checkpoint.iterdir()):
+            if f.name in OPTIMIZER_STATE_FILES or f.name.startswith("rng_state"):
+                f.unlink()
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a JSON-lines training log (a torn line is skipped)."""
+    if not path.is_file():
+        return []
+    return [r for r in map(_record, path.read_text().splitlines()) if r is not None]
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a resumed run restarts from (and torn ones)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if (r := _record(line)) is not None and r.get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _record(line: str) -> dict | None:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _tensorboard(requested: bool | None) -> bool:
+    """--tensorboard: on if the package is installed, unless asked otherwise; asked for without it is an error."""
+    available = any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+    if requested and not available:
+        raise IfguideError("--tensorboard needs the tensorboard package", hint="pip install tensorboard", exit_code=2)
+    return available if requested is None else requested

@@ -1,0 +1,189 @@
+"""The training configuration: its fields (declared once), the per-model profiles, and their precedence.
+
+Three typed configs, each field declared once with `param` (default, help, CLI flag, valid range):
+
+- `TrainConfig`: everything that determines the trained weights (it is the checkpoint artifact's reuse key);
+- `RunOptions`: how a run is executed and logged (not part of the artifact id);
+- `SetupOptions`: what is resolved before the configuration (the profile, the corpus's row length, a batch in tokens).
+
+The same declarations generate the `train`/`finetune` CLI options and name the keys a `--config` YAML
+file accepts (a field name or its option name: `learning_rate` or `lr`). Precedence:
+dataclass default < profile (`PROFILES`) < `--config` file < command-line options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..config import Config, Precision, check_value, field_hints, flag_of, param
+from ..errors import IfguideError, check_range
+
+Mode = Literal["pretrain", "finetune"]
+Profile = Literal["paper", "tiny"]
+Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
+SCHEDULERS = typing.get_args(Scheduler)
+BY_PROFILE = "by profile"  # the help's default of a field that every profile sets
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Everything that determines the trained weights (it is the checkpoint artifact's reuse key).
+
+    `batch_size` is the global batch in sequences per optimizer step (all processes, all accumulated
+    micro-batches); tokens per step = batch_size × seq_len.
+    """
+
+    mode: Mode = param("pretrain", "pretrain (random init) or finetune (start from the given weights).", cli=False)
+    lam: float = param(1.0, "Penalty strength λ ≥ 0: masked tokens get weight −λ.", flag="--lambda", low=0)
+    learning_rate: float = param(6e-4, "Peak learning rate.", flag="--lr", low=0, low_open=True, shown_default=BY_PROFILE)
+    weight_decay: float = param(0.01, "AdamW weight decay.", low=0, shown_default=BY_PROFILE)
+    adam_beta1: float = param(0.9, "AdamW β1.", flag="--beta1", low=0, high=1, high_open=True)
+    adam_beta2: float = param(0.95, "AdamW β2.", flag="--beta2", low=0, high=1, high_open=True)
+    adam_epsilon: float = param(1e-8, "AdamW ε.", flag="--adam-eps", low=0, low_open=True)
+    lr_scheduler: Scheduler = param("cosine", "LR schedule.", flag="--scheduler")
+    warmup_ratio: float = param(0.01, "Warm-up share of the steps.", low=0, high=1, high_open=True)
+    max_grad_norm: float = param(1.0, "Max gradient norm, 0 = off.", flag="--grad-clip", low=0)
+    batch_size: int = param(256, "Global batch in sequences per optimizer step.", low=1, shown_default=BY_PROFILE)
+    max_steps: int | None = param(None, "Optimizer steps (else --epochs over the data).", low=1, shown_default=BY_PROFILE)
+    epochs: float = param(1.0, "Passes over the data when --max-steps is not set.", low=0, low_open=True)
+    seed: int = param(0, "Seed of the data order and dropout (and of the initialisation, for `train`).", low=0, high=2**32 - 1)
+    precision: Precision = param("auto", "Training precision; auto = bf16 autocast on CUDA (if supported), fp32 on CPU.")
+    val_fraction: float = param(0.0, "Hold out this share of the corpus rows (the last ones) for the eval loss.",
+                                low=0, high=1, high_open=True, shown_default=BY_PROFILE)
+    eval_data: str | None = param(None, "Evaluate on this dataset (tokenized like the training data) instead of held-out rows.",
+                                  shown_default=BY_PROFILE)
+    eval_docs: int = param(512, "At most this many validation rows.", low=1, shown_default=BY_PROFILE)
+
+
+@dataclass(frozen=True)
+class RunOptions(Config):
+    """How a run is executed and logged; does not change the result (not part of the artifact id)."""
+
+    micro_batch_size: int | None = param(None, "Sequences per device per forward (gradient accumulation fills the batch; "
+                                               "capped by the batch).", low=1, shown_default=BY_PROFILE)
+    save_steps: int = param(250, "Write an intermediate (resumable) checkpoint every N steps.", low=1, shown_default=BY_PROFILE)
+    save_total_limit: int = param(2, "Keep at most N intermediate checkpoints.", low=1)
+    logging_steps: int = param(10, "Log the loss every N steps.", low=1, shown_default=BY_PROFILE)
+    eval_steps: int | None = param(None, "Evaluate every N steps.", low=1, shown_default="--save-steps")
+    log_file: str | None = param(None, "Also append the training log (JSON lines) to this file.")
+    tensorboard: bool | None = param(None, "TensorBoard logs in the artifact.", flag="--tensorboard/--no-tensorboard",
+                                     shown_default="if installed")
+    keep_optimizer_state: bool = param(False, "Keep the optimizer state of the intermediate checkpoints in the artifact.")
+    probe_docs: int = param(256, "Rows with masked tokens used for the masked/unmasked NLL in metrics.json.", low=1, cli=False)
+
+
+@dataclass(frozen=True)
+class SetupOptions(Config):
+    """What is resolved before the configuration: the profile, the corpus's row length, a batch given in tokens."""
+
+    profile: Profile | None = param(None, "Default profile.", shown_default="by model/data")
+    seq_len: int | None = param(None, "Tokens per row of the corpus.", low=1, shown_default="64 tiny, 2048 else")
+    batch_tokens: int | None = param(None, "Global batch in tokens (÷ seq-len = --batch-size).", low=1)
+
+
+CONFIGS = (TrainConfig, RunOptions, SetupOptions)
+
+# Per-model default profiles: the paper's reference settings, and a small one for the packaged tiny data
+# (so that `ifguide train tiny --data tiny` learns the planted insults in about a minute on 2 CPU cores).
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "pretrain": dict(learning_rate=6e-4, weight_decay=0.01, batch_size=256, max_steps=None, epochs=1.0,
+                         val_fraction=0.001, micro_batch_size=8, save_steps=250, logging_steps=10),
+        "finetune": dict(learning_rate=6e-5, weight_decay=4e-4, batch_size=256, max_steps=2000,
+                         val_fraction=0.001, micro_batch_size=8, save_steps=250, logging_steps=10),
+    },
+    "tiny": {
+        "pretrain": dict(learning_rate=3e-3, weight_decay=0.01, batch_size=32, max_steps=300,
+                         eval_data="tiny-heldout", eval_docs=256, micro_batch_size=32, save_steps=100, logging_steps=10),
+        "finetune": dict(learning_rate=1e-3, weight_decay=4e-4, batch_size=32, max_steps=100,
+                         eval_data="tiny-heldout", eval_docs=256, micro_batch_size=32, save_steps=50, logging_steps=10),
+    },
+}
+
+
+def _declared_fields() -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every settable field of the three configs by name, with its resolved type (`mode` comes from the command)."""
+    out = {}
+    for cls in CONFIGS:
+        hints = field_hints(cls)
+        out.update({f.name: (f, hints[f.name]) for f in dataclasses.fields(cls) if f.name != "mode"})
+    return out
+
+
+FIELDS = _declared_fields()
+# the keys a config file (or a pipeline section) may use: each field's name and its option name, nothing else
+KEYS = {**{name: name for name in FIELDS},
+        **{flag_of(f).lstrip("-").replace("-", "_"): name for name, (f, _) in FIELDS.items()}}
+
+
+def given_values(values: dict | None, where: str) -> dict:
+    """`values` keyed by field name, each checked against its declaration (fail before any work).
+
+    Keys may be field names or option names, with `-` or `_`. A None from a file is a value
+    (`max_steps: null` = train by epochs); `option_values` drops the Nones of options not given.
+    """
+    out = {}
+    for key, value in (values or {}).items():
+        name = KEYS.get(str(key).lstrip("-").replace("-", "_"))
+        if name is None:
+            raise IfguideError(f"unknown option {key!r} in {where}", hint=f"known: {', '.join(sorted(FIELDS))}", exit_code=2)
+        field, tp = FIELDS[name]
+        out[name] = check_value(field, tp, value)
+    return out
+
+
+def option_values(values: dict | None) -> dict:
+    """Command-line (or pipeline) values by field name, checked; a None is an option not given, dropped."""
+    return given_values({k: v for k, v in (values or {}).items() if v is not None}, "the options")
+
+
+def load_config_file(path: str | os.PathLike | None) -> dict:
+    """The values of a `--config` YAML file, keyed by field name and checked."""
+    if not path:
+        return {}
+    from ..yamlfile import load_yaml_mapping
+
+    return given_values(load_yaml_mapping(path, "config file"), "the config file")
+
+
+def default_profile(model_ref: str, data_ref: str, base_profile: str | None = None) -> str:
+    """`tiny` for the packaged model or data (or a checkpoint trained with it), else the paper's settings."""
+    if base_profile in PROFILES:
+        return base_profile
+    return "tiny" if model_ref == "tiny" or data_ref.startswith("tiny") else "paper"
+
+
+def resolve_config(mode: str, profile: str, file_values: dict | None, cli_values: dict,
+                   seq_len: int) -> tuple[TrainConfig, RunOptions]:
+    """Dataclass defaults < profile < config file < command-line options (None = not given)."""
+    if profile not in PROFILES:
+        raise IfguideError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}", exit_code=2)
+    merged: dict[str, Any] = dict(PROFILES[profile][mode])
+    merged.update(given_values(file_values, "the config file"))
+    merged.update(option_values(cli_values))
+    batch_tokens = merged.get("batch_tokens")
+    if batch_tokens is not None:
+        check_range("--batch-tokens", batch_tokens, seq_len)
+        merged["batch_size"] = batch_tokens // seq_len
+    return (TrainConfig(**_of(TrainConfig, merged), mode=mode), RunOptions(**_of(RunOptions, merged)))
+
+
+def _of(cls: type, values: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def batch_layout(batch_size: int, micro_batch_size: int | None, world_size: int) -> tuple[int, int]:
+    """(per-device micro-batch, gradient-accumulation steps) giving exactly `batch_size` sequences per step."""
+    if batch_size % world_size:
+        raise IfguideError(f"--batch-size {batch_size} is not divisible by the {world_size} processes", exit_code=2)
+    per_device = batch_size // world_size
+    micro = min(micro_batch_size or per_device, per_device)
+    if per_device % micro:
+        raise IfguideError(f"--batch-size {batch_size} over {world_size} process(es) is {per_device} per device, "
+                           f"not a multiple of --micro-batch-size {micro}", exit_code=2)
+    return micro, per_device // micro

@@ -1,0 +1,185 @@
+"""The HF Trainer with the IF-Guide penalty objective, and the callbacks of `ifguide train`.
+
+Imported only when a run trains (it imports transformers). `PenaltyTrainer.compute_loss` is
+:func:`objective.penalty_loss` with the mask column, normalised by the number of label tokens of the
+WHOLE optimizer step (all accumulated micro-batches on all processes). Two transformers 5.x traps are
+closed explicitly: the subclass counts the tokens itself and says its loss is already scaled for
+gradient accumulation (``loss_is_scaled_for_ga = True``), and it never lets the model see
+``num_items_in_batch`` (``model_accepts_loss_kwargs = False``); the dataset is a torch ``Dataset`` of
+tensors so ``remove_unused_columns`` cannot drop the mask (and it is off).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import signal
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import Trainer, TrainerCallback
+
+from ..artifact_files import IGNORE_INDEX
+from ..errors import IfguideError
+from ..objective import penalty_terms
+
+# the Trainer internals PenaltyTrainer relies on, with the parameters it calls them with
+_OVERRIDDEN = {"get_batch_samples": ("self", "epoch_iterator", "num_batches", "device"),
+               "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model")}
+
+
+def check_trainer_internals() -> None:
+    """One line, not a wrong loss, if this transformers changed the internals PenaltyTrainer overrides."""
+    changed = [name for name, params in _OVERRIDDEN.items() if _parameters(getattr(Trainer, name, None)) != params]
+    if not hasattr(Trainer, "loss_is_scaled_for_ga"):
+        changed.append("loss_is_scaled_for_ga")
+    if changed:
+        raise IfguideError(f"transformers {transformers.__version__} changed Trainer internals that ifguide overrides "
+                           f"({', '.join(changed)})", hint="install transformers>=5,<6")
+
+
+def _parameters(method) -> tuple[str, ...] | None:
+    return tuple(inspect.signature(method).parameters) if callable(method) else None
+
+
+class PenaltyTrainer(Trainer):
+    """HF Trainer whose loss is the IF-Guide penalty objective, normalised per optimizer step."""
+
+    # our loss is divided by the global label-token count of the optimizer step: never rescale it
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, lam: float = 1.0, **kwargs):
+        check_trainer_internals()
+        super().__init__(*args, **kwargs)
+        self.lam = float(lam)
+        # the model must not receive num_items_in_batch (it would compute its own loss) and the parent's
+        # token count (kept off) is replaced by ours in get_batch_samples
+        self.model_accepts_loss_kwargs = False
+        self._stats = torch.zeros(4, dtype=torch.float64)  # masked CE sum, masked n, ordinary CE sum, ordinary n
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        # transformers 5.x saves some weights under legacy names (GPT-NeoX: lm_head.weight → embed_out.weight)
+        # and the raw load_state_dict above silently skips them, so a resumed run would continue with a
+        # freshly initialised output layer. Reload through from_pretrained, which maps the names.
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if not (Path(resume_from_checkpoint) / "config.json").is_file():
+            return
+        dtype = next(target.parameters()).dtype
+        reloaded = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        target.load_state_dict(reloaded.state_dict(), strict=True)
+        del reloaded
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        count = sum(int(b["labels"][:, 1:].ne(IGNORE_INDEX).sum()) for b in batch_samples)
+        n = torch.tensor([count], dtype=torch.float32, device=device)
+        if self.args.world_size > 1:
+            n = self.accelerator.gather(n).sum()
+        return batch_samples, n.reshape(())
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        mask = inputs.pop("loss_mask", None)
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+        terms = penalty_terms(outputs.logits, labels, mask, self.lam)
+        if num_items_in_batch is None:  # evaluation: this batch's own mean
+            loss = terms.loss_sum / terms.num_label_tokens.clamp(min=1)
+        else:
+            loss = terms.loss_sum / num_items_in_batch.clamp(min=1)
+            if self.args.world_size > 1:
+                loss = loss * self.args.world_size  # DDP averages gradients over processes; we want their sum
+        if model.training:
+            n_ord = terms.num_label_tokens - terms.num_masked
+            self._stats += torch.stack([terms.masked_ce_sum, terms.num_masked, terms.unmasked_ce_sum, n_ord]).double().cpu()
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs and "eval_loss" not in logs:  # a training log: reached by every process
+            logs.update(self._token_ce_since_last_log())
+        super().log(logs, start_time)
+
+    def _token_ce_since_last_log(self) -> dict:
+        """Mean CE of ordinary and of masked tokens (summed over processes) since the last training log."""
+        stats = self._stats.to(self.args.device)
+        if self.args.world_size > 1:
+            stats = self.accelerator.reduce(stats.float(), reduction="sum").double()
+        msum, mn, osum, on = stats.tolist()
+        self._stats.zero_()
+        out = {}
+        if on:
+            out["ce_ordinary"] = round(osum / on, 6)
+        if mn:
+            out["ce_masked"] = round(msum / mn, 6)
+            out["masked_share"] = round(mn / (mn + on), 6)
+        return out
+
+
+class ReportCallback(TrainerCallback):
+    """Drives the progress reporter and writes the JSON-lines training log (main process only)."""
+
+    def __init__(self, reporter, log_paths, tokens_per_step):
+        self.reporter, self.log_paths = reporter, [Path(p) for p in log_paths]
+        self.tokens_per_step = tokens_per_step
+        self.stack = ExitStack()
+        self.task = None
+        self.last_loss = None
+        self.t_last = None
+        self.step_last = 0
+        self.tps = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        if not state.is_world_process_zero:
+            return
+        self.task = self.stack.enter_context(self.reporter.task("training", total=state.max_steps))
+        self.task.set(completed=state.global_step)
+        self.t_last, self.step_last = time.perf_counter(), state.global_step
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.task is None:
+            return
+        now = time.perf_counter()
+        if now - self.t_last > 0.5 or state.global_step == state.max_steps:
+            self.tps = (state.global_step - self.step_last) * self.tokens_per_step / max(now - self.t_last, 1e-9)
+            self.t_last, self.step_last = now, state.global_step
+        self.task.set(completed=state.global_step, info=self._info())
+
+    def _info(self) -> str:
+        parts = []
+        if self.last_loss is not None:
+            parts.append(f"loss {self.last_loss:.4f}")
+        if self.tps is not None:
+            parts.append(f"{self.tps:,.0f} tok/s")
+        return " · ".join(parts)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero or not logs:
+            return
+        if "loss" in logs:
+            self.last_loss = logs["loss"]
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 6), **logs}
+        if "loss" in logs and self.tps is not None:
+            record["tokens_per_s"] = round(self.tps, 1)
+        line = json.dumps(record, default=float) + "\n"
+        for path in self.log_paths:
+            with open(path, "a") as fh:
+                fh.write(line)
+
+    def on_train_end(self, args, state, control, **kw):
+        self.stack.close()
+        self.task = None
+
+
+class KillHook(TrainerCallback):
+    """Test hook: SIGKILL this process after optimizer step k (IFGUIDE_TEST_KILL_AFTER_STEP=k)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
