@@ -61,7 +61,7 @@ def test_unknown_keys_are_errors_not_silent_defaults():
     ({"finetune": {"train": {"lerning_rate": 1e-3}}}, "unknown option 'lerning_rate' in t.yaml: finetune.train"),
     ({"baseline": {"train": {"max_steps": 0}}}, "baseline.train: --max-steps"),
     ({"baseline": {"train": [1]}}, "train must be a mapping"),
-    ({"influence": {"factors": {"strategy": "nope"}}}, "influence.factors: unknown strategy 'nope'"),
+    ({"influence": {"factors": {"strategy": "nope"}}}, ("t.yaml: influence.factors: ", "'nope'")),
     ({"influence": {"scores": {"damping": -1.0}}}, "influence.scores: --damping"),
     ({"influence": {"scores": {"query_low_rank": 8}}}, "--query-low-rank cannot be combined with --safe-queries"),
     ({"mask": {"threshold": 1.5}}, "t.yaml: mask: --threshold"),
@@ -74,7 +74,8 @@ def test_unknown_keys_are_errors_not_silent_defaults():
 def test_every_section_is_checked_when_the_file_is_read(section, needle):
     with pytest.raises(IfguideError) as err:
         spec_from_dict(section, "t.yaml")
-    assert needle in err.value.one_line()
+    for part in (needle,) if isinstance(needle, str) else needle:
+        assert part in err.value.one_line()
     assert err.value.exit_code == 2
 
 

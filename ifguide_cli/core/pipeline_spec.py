@@ -236,8 +236,10 @@ def _build(cls: type, values: Any, where: str, noun: str = "key"):
 
 @contextmanager
 def _about(where: str) -> Iterator[None]:
-    """Say which section a value error comes from (`pipeline.yaml: finetune: --lambda must be …`)."""
+    """Say which section a value error comes from (`pipeline.yaml: finetune: --lambda must be …`), once."""
     try:
         yield
     except IfguideError as exc:
+        if where in exc.message:
+            raise
         raise type(exc)(f"{where}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from None
