@@ -1,4 +1,4 @@
-"""CLI conventions, registry, offline fast failure, completions."""
+"""CLI conventions, registry, warnings, offline fast failure, completions."""
 
 from __future__ import annotations
 
@@ -10,18 +10,45 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error
 
-from ifguide_cli.cli.app import hoist_global_flags
-from ifguide_cli.core import hub
+from ifguide_cli.cli.app import app, hoist_global_flags
+from ifguide_cli.core import hub, notes
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ("factors", "scores", "train", "finetune", "report", "run")
+GROUPS = ("mask", "eval", "rad", "workspace", "registry")
 
 
-def test_help_lists_every_command_group(cli):
-    out = cli("--help").stdout
-    for group in ("factors", "scores", "mask", "train", "finetune", "eval", "rad", "workspace", "registry", "report", "run"):
-        assert group in out
+def _listed_commands(help_text: str) -> list[str]:
+    """The names in the `Commands` panel of a rich --help page."""
+    names, inside = [], False
+    for line in help_text.splitlines():
+        if line.startswith("╭─ Commands"):
+            inside = True
+        elif line.startswith("╰"):
+            inside = False
+        elif inside and line[2:3].strip():  # a row that starts a new command (not a wrapped help line)
+            names.append(line[2:].split()[0])
+    return names
+
+
+def test_every_command_and_group_is_registered_and_has_working_help(cli):
+    commands = {c.name for c in app.registered_commands}
+    groups = {g.name: g.typer_instance for g in app.registered_groups}
+    assert set(COMMANDS) <= commands and set(GROUPS) <= set(groups)
+    assert sorted(_listed_commands(cli("--help").stdout)) == sorted(commands | set(groups))
+    for name in COMMANDS:
+        result = cli(name, "--help")
+        assert result.exit_code == 0 and f"Usage: ifguide {name} " in result.stdout, result.output
+    for name, group in groups.items():
+        result = cli(name, "--help")
+        subcommands = [c.name for c in group.registered_commands]
+        assert result.exit_code == 0 and subcommands, result.output
+        assert _listed_commands(result.stdout) == subcommands
+        for sub in subcommands:
+            assert cli(name, sub, "--help").exit_code == 0, (name, sub)
 
 
 def test_version(cli):
@@ -60,11 +87,8 @@ def test_empty_workspace_ls_and_json(cli):
 
 
 def test_missing_artifact_is_one_line_error_without_traceback(cli):
-    result = cli("workspace", "show", "nope")
-    assert result.exit_code == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: no artifact 'nope'")
-    assert "Traceback" not in result.output
+    line = assert_one_line_error(cli("workspace", "show", "nope"), code=1)
+    assert line.startswith("error: no artifact 'nope'")
 
 
 def test_workspace_show_and_rm_through_cli(cli, workspace_dir):
@@ -76,8 +100,7 @@ def test_workspace_show_and_rm_through_cli(cli, workspace_dir):
     shown = cli("--json", "workspace", "show", f.id[:6]).json
     assert shown["manifest"]["id"] == f.id and shown["lineage"]["parents"][0]["id"] == d.id
     assert shown["damaged_files"] == []
-    refused = cli("workspace", "rm", "d")
-    assert refused.exit_code == 2 and "--recursive" in refused.stderr
+    assert_one_line_error(cli("workspace", "rm", "d"), "--recursive", code=2)
     removed = cli("--json", "workspace", "rm", "d", "--recursive").json["removed"]
     assert {r["id"] for r in removed} == {d.id, f.id}
     assert cli("--json", "workspace", "ls").json["artifacts"] == []
@@ -152,14 +175,32 @@ def test_local_dataset_formats(tmp_path):
     assert [r["text"] for r in load_records(str(tmp_path / "b.txt"))[0]] == ["first line", "second line"]
     assert load_queries(str(tmp_path / "q.jsonl"))[0] == [{"prompt": "Hi", "continuation": " there"}]
     (tmp_path / "bad.jsonl").write_text("{not json\n")
-    with pytest.raises(IfguideError, match="bad.jsonl:1 is not valid JSON"):
+    with pytest.raises(IfguideError, match=r"bad\.jsonl:1 is not valid JSON"):
         load_records(str(tmp_path / "bad.jsonl"))
 
 
-def test_help_is_fast_and_imports_nothing_heavy():
-    code = "import sys; from ifguide_cli.cli.app import app; print(','.join(m for m in ('torch','transformers','datasets','kronfluence','numpy') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == ""
+HEAVY = ("torch", "transformers", "datasets", "kronfluence", "numpy", "safetensors", "matplotlib", "textual")
+
+
+def test_help_imports_nothing_heavy():
+    """Help and the CLI's import stay instant: no heavy library is imported until a command needs it.
+
+    Every help page is rendered in a fresh interpreter, then its sys.modules is checked.
+    """
+    pages = [[]] + [[name] for name in COMMANDS + GROUPS] + [[g.name, c.name] for g in app.registered_groups
+                                                           for c in g.typer_instance.registered_commands]
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from ifguide_cli.cli.app import app\n"
+        f"codes = [CliRunner().invoke(app, [*page, '--help']).exit_code for page in {pages!r}]\n"
+        f"print(json.dumps({{'codes': codes, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["codes"] == [0] * len(pages)
+    assert seen["heavy"] == []
 
 
 def test_completions_are_current():
@@ -173,11 +214,89 @@ def test_json_output_never_contains_nan(capsys):
     from ifguide_cli.cli import common
 
     common.settings = common.Settings(json=True)
+    notes.reset()
     try:
         common.emit({"ppl": float("nan"), "rows": [1.0, float("inf")]})
     finally:
         common.settings = common.Settings()
-    assert json.loads(capsys.readouterr().out) == {"ppl": None, "rows": [1.0, None]}
+    assert json.loads(capsys.readouterr().out) == {"ppl": None, "rows": [1.0, None], "warnings": []}
+
+
+# ---- warnings: what a terminal user sees on stderr, a --json user finds under `warnings` ----------------
+def test_notes_collect_in_order_once_and_reset():
+    heard = []
+    notes.reset(heard.append)
+    notes.warn("first")
+    notes.warn("second")
+    notes.warn("first")  # the same note twice is shown once
+    assert notes.collected() == ["first", "second"] and heard == ["first", "second"]
+    copy = notes.collected()
+    copy.append("not recorded")
+    assert notes.collected() == ["first", "second"]
+    notes.reset()
+    notes.warn("third")
+    assert notes.collected() == ["third"] and heard == ["first", "second"]  # a new invocation, no listener
+    notes.reset()
+
+
+@pytest.fixture
+def warning_command(monkeypatch):
+    """`registry models` with a core step that records a note (markup-like text must print literally)."""
+    from ifguide_cli.core import registry
+
+    rows = registry.as_rows
+
+    def as_rows_with_a_note(table):
+        notes.warn("--lambda [x] has no effect without --mask")
+        return rows(table)
+
+    monkeypatch.setattr(registry, "as_rows", as_rows_with_a_note)
+    return ("registry", "models")
+
+
+def test_a_warning_reaches_the_terminal_user_on_stderr(cli, warning_command):
+    result = cli(*warning_command)
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == ["warning: --lambda [x] has no effect without --mask"]
+    assert "warning" not in result.stdout
+
+
+def test_a_warning_reaches_the_json_user_in_the_object(cli, warning_command):
+    result = cli("--json", *warning_command)
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.json["warnings"] == ["--lambda [x] has no effect without --mask"]
+    assert result.json["models"]
+
+
+def test_quiet_hides_warnings_and_each_invocation_starts_afresh(cli, warning_command):
+    quiet = cli("--quiet", *warning_command)
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert cli("--json", "workspace", "ls").json["warnings"] == []  # nothing left over from before
+
+
+def test_every_json_object_carries_warnings(cli):
+    for args in (("registry", "classifiers"), ("workspace", "ls"), ("workspace", "path"),
+                 ("run", "--preset", "tiny", "--print-config")):
+        assert cli("--json", *args).json["warnings"] == [], args
+
+
+# ---- the gpu marker ------------------------------------------------------------------------------------
+@pytest.mark.gpu
+def test_auto_device_is_the_gpu_when_there_is_one():
+    import torch
+
+    from ifguide_cli.core.dist import device_label, resolve_device
+
+    assert resolve_device("auto") == "cuda"
+    assert device_label("cuda") == torch.cuda.get_device_name(0)
+
+
+def test_gpu_tests_skip_cleanly_without_cuda():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-m", "pytest", __file__, "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider"],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 skipped" in out.stdout and "needs a CUDA device" in out.stdout
 
 
 def test_user_files_are_checked_and_written_atomically(tmp_path):

@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.pipeline import load_spec, preset_path, reduction_factor, spec_from_dict
+from ifguide_cli.core.pipeline import reduction_factor
+from ifguide_cli.core.pipeline_spec import (
+    BaselineSpec,
+    EvalSpec,
+    FinetuneSpec,
+    InfluenceSpec,
+    PipelineSpec,
+    load_spec,
+    preset_path,
+    spec_from_dict,
+    stage_configs,
+)
 
 
 def test_tiny_preset_parses():
     spec = load_spec(preset_path("tiny"))
     assert spec.model == "tiny" and spec.data == "tiny"
-    assert spec.eval.classifier == "profanity" and spec.lam == 1.5
+    assert spec.eval.classifier == "profanity" and spec.finetune.lam == 1.5
     assert spec.mask["threshold"] == 0.99
+
+
+def test_tiny_preset_is_the_typed_configuration():
+    """The preset file and the typed sections say the same thing, down to each stage's options."""
+    spec = load_spec(preset_path("tiny"))
+    assert spec == PipelineSpec(
+        baseline=BaselineSpec(checkpoint=None, train={}),
+        influence=InfluenceSpec(toxic_queries="tiny-queries-toxic", safe_queries="tiny-queries-safe",
+                                factors={"strategy": "ekfac"}, scores={}),
+        mask={"threshold": 0.99, "window": 1, "max_tokens": 3000},
+        finetune=FinetuneSpec(lam=1.5, train={}),
+        eval=EvalSpec(prompts="tiny-prompts", classifier="profanity", samples=10, max_new_tokens=20, top_p=0.9, seed=0))
+    configs = stage_configs(spec)
+    assert configs.factors.strategy == "ekfac" and configs.mask.max_tokens == 3000
+    assert configs.generation.samples == 10 and configs.baseline_train == {} == configs.finetune_train
 
 
 def test_unknown_keys_are_errors_not_silent_defaults():
@@ -24,6 +53,37 @@ def test_unknown_keys_are_errors_not_silent_defaults():
         spec_from_dict({"eval": {"sample": 3}})
 
 
+@pytest.mark.parametrize(("section", "needle"), [
+    ({"finetune": {"lambda": -1}}, "finetune: --lambda must be in [0, inf)"),
+    ({"finetune": {"lambda": float("inf")}}, "--lambda must be a finite number"),
+    ({"finetune": {"lambda": 1, "train": {"lambda": 2}}}, "set λ as finetune.lambda"),
+    ({"finetune": {"train": {"lr": -1}}}, "finetune.train: --lr must be in (0"),
+    ({"finetune": {"train": {"lerning_rate": 1e-3}}}, "unknown option 'lerning_rate' in t.yaml: finetune.train"),
+    ({"baseline": {"train": {"max_steps": 0}}}, "baseline.train: --max-steps"),
+    ({"baseline": {"train": [1]}}, "train must be a mapping"),
+    ({"influence": {"factors": {"strategy": "nope"}}}, ("t.yaml: influence.factors: ", "'nope'")),
+    ({"influence": {"scores": {"damping": -1.0}}}, "influence.scores: --damping"),
+    ({"influence": {"scores": {"query_low_rank": 8}}}, "--query-low-rank cannot be combined with --safe-queries"),
+    ({"mask": {"threshold": 1.5}}, "t.yaml: mask: --threshold"),
+    ({"eval": {"top_p": 2}}, "t.yaml: eval: --top-p"),
+    ({"eval": {"num_prompts": 0}}, "t.yaml: eval: --num-prompts must be in [1, inf)"),
+    ({"eval": {"samples": "many"}}, "--samples must be a whole number"),
+    ({"model": 3}, "t.yaml: --model must be a string"),
+    ({"influence": "yes"}, "t.yaml: influence must be a mapping"),
+])
+def test_every_section_is_checked_when_the_file_is_read(section, needle):
+    with pytest.raises(IfguideError) as err:
+        spec_from_dict(section, "t.yaml")
+    for part in (needle,) if isinstance(needle, str) else needle:
+        assert part in err.value.one_line()
+    assert err.value.exit_code == 2
+
+
+def test_empty_sections_mean_defaults():
+    spec = spec_from_dict({"baseline": None, "influence": {"factors": None}, "mask": None, "finetune": {"train": None}})
+    assert spec == PipelineSpec()
+
+
 def test_reduction_factor():
     assert reduction_factor(0.5, 0.1, 100) == (pytest.approx(5.0), False)
     # no prompt left toxic: TP < 1/100, so the reduction is at least 0.5 × 100
@@ -32,19 +92,29 @@ def test_reduction_factor():
 
 
 def test_run_needs_a_file_or_a_preset(cli, tmp_path):
-    assert cli("run").exit_code == 2
-    assert cli("run", "--preset", "huge").exit_code == 2
-    missing = cli("run", str(tmp_path / "none.yaml"))
-    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    assert_one_line_error(cli("run"), "give either a PIPELINE.yaml file or --preset", code=2)
+    assert_one_line_error(cli("run", "--preset", "huge"), "unknown preset 'huge'", code=2)
+    assert_one_line_error(cli("run", str(tmp_path / "none.yaml")), "does not exist", code=2)
     bad = tmp_path / "bad.yaml"
     bad.write_text("mask: {threshold: 0.9, widow: 2}\n")
-    result = cli("run", str(bad))
-    assert result.exit_code == 2 and "widow" in result.stderr
+    assert_one_line_error(cli("run", str(bad)), "widow", code=2)
+
+
+def test_a_bad_value_is_refused_before_anything_trains(cli, tmp_path):
+    """`finetune: {lambda: -1}` is only used by the sixth stage: it must fail before the first one runs."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("finetune: {lambda: -1}\n")
+    start = time.perf_counter()
+    assert_one_line_error(cli("run", str(bad)), "finetune: --lambda must be in [0, inf); got -1", code=2)
+    assert time.perf_counter() - start < 20  # the baseline alone trains for about a minute
+    assert cli("--json", "workspace", "ls").json["artifacts"] == []
 
 
 def test_print_config(cli):
     result = cli("--json", "run", "--preset", "tiny", "--print-config")
     assert result.exit_code == 0 and "toxic_queries" in result.json["yaml"]
+    assert result.json["yaml"] == preset_path("tiny").read_text(encoding="utf-8")
+    assert result.json["warnings"] == []
 
 
 @pytest.mark.slow
@@ -65,4 +135,5 @@ def test_tiny_preset_shows_the_effect_and_reruns_from_the_store(cli):
 
 def test_print_config_of_a_missing_file_is_one_line(cli, tmp_path):
     result = cli("run", str(tmp_path / "nope.yaml"), "--print-config")
-    assert result.exit_code == 2 and "does not exist" in result.stderr and "internal error" not in result.stderr
+    assert_one_line_error(result, "does not exist", code=2)
+    assert "internal error" not in result.stderr

@@ -139,6 +139,43 @@ def test_references_id_prefix_name_latest_and_wrong_kind(tmp_path):
         ws.resolve("latest", "masks")
 
 
+def test_latest_is_the_newest_of_every_wanted_kind(tmp_path):
+    ws = Workspace(tmp_path)
+    s, _ = ws.create("scores", {"i": 1}, [], write())
+    time.sleep(0.01)
+    d, _ = ws.create("datasets", {"i": 2}, [], write())  # newer, though `datasets` comes first in KINDS
+    assert ws.resolve("latest").id == d.id
+    assert ws.resolve("latest", ("scores", "datasets")).id == d.id
+    assert ws.resolve("latest:score").id == ws.resolve("latest:scores").id == s.id  # the kind, singular or plural
+    assert [a.id for a in ws.list("score")] == [s.id]
+    with pytest.raises(WrongArtifactKind, match="'latest:scores' names a scores artifact, not a mask artifact"):
+        ws.resolve("latest:scores", "masks")
+    with pytest.raises(ArtifactNotFound, match="no mask artifact in workspace"):
+        ws.resolve("latest:mask")
+    with pytest.raises(IfguideError, match="unknown artifact kind 'mystery'"):
+        ws.resolve("latest:mystery")
+
+
+def test_a_reused_name_means_the_newest_and_a_prefix_must_be_unique(tmp_path):
+    ws = Workspace(tmp_path)
+    seen = {}  # two configs whose ids share their first 4 hex digits (ids are deterministic: found the same way each run)
+    for i in range(5000):
+        aid = artifact_id("masks", {"i": i}, [])
+        if aid[:4] in seen:
+            pair = (seen[aid[:4]], i)
+            break
+        seen[aid[:4]] = i
+    older, _ = ws.create("masks", {"i": pair[0]}, [], write(), name="m")
+    time.sleep(0.01)
+    newer, _ = ws.create("masks", {"i": pair[1]}, [], write(), name="m")
+    assert ws.resolve("m", "masks").id == newer.id
+    with pytest.raises(IfguideError, match=f"'{older.id[:4]}' matches 2 artifacts"):
+        ws.resolve(older.id[:4])
+    assert ws.resolve(older.id[:8]).id == older.id
+    with pytest.raises(ArtifactNotFound):
+        ws.resolve(older.id[:3])  # shorter than 4 characters is no prefix
+
+
 def test_lineage_children_and_remove(tmp_path):
     ws = Workspace(tmp_path)
     d, _ = ws.create("datasets", {}, [], write())

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from .. import __version__
+from ..core import notes
 from . import common
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ def main_callback(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     common.settings = common.Settings(workspace=workspace, json=json_output, quiet=quiet, debug=debug)
+    notes.reset(common.show_warning)  # a new invocation: its notes are shown as they arrive and kept for --json
 
 
 def _register_commands() -> None:

@@ -1,6 +1,8 @@
-"""Conventions shared by every command: global settings, output, progress, errors.
+"""Conventions shared by every command: global settings, output, progress, warnings, errors.
 
 - `--json` prints exactly one JSON object on stdout; everything else goes to stderr.
+- Warnings that core code records (`core.notes.warn`) are printed on stderr as they arrive and listed
+  under `warnings` in the `--json` object, so a script sees what a terminal user sees.
 - Errors are one line on stderr and a non-zero exit code; `--debug` shows the traceback.
 - Progress bars go to stderr and disappear with `--quiet`.
 """
@@ -10,12 +12,15 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import typer
 
+from ..core import notes
+from ..core.dist import is_main_process
 from ..core.errors import IfguideError
 
 
@@ -54,11 +59,25 @@ def info(message: str) -> None:
         stderr_console().print(message)
 
 
+def show_warning(message: str) -> None:
+    """Print a note core code recorded (the `core.notes` listener): one yellow line on stderr.
+
+    Not with --json (the notes go into the JSON object instead) or --quiet, and only from rank 0 of a
+    distributed run (every rank records the same notes).
+    """
+    if settings.quiet or settings.json or not is_main_process():
+        return
+    from rich.markup import escape
+
+    stderr_console().print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
-    """Finish a command: the JSON object with --json, else the rich rendering on stdout."""
+    """Finish a command: the JSON object (with the invocation's `warnings`) with --json, else the rendering on stdout."""
     if settings.json:
         from ..core.workspace import json_safe
 
+        payload = {**payload, "warnings": [*payload.get("warnings", []), *notes.collected()]}
         sys.stdout.write(json.dumps(json_safe(payload), indent=2, default=str, allow_nan=False) + "\n")
         sys.stdout.flush()
     elif render is not None:
@@ -132,7 +151,15 @@ class RichReporter:
 
     @contextmanager
     def task(self, description: str, total: float | None = None) -> Iterator[_RichTask]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         with Progress(
             SpinnerColumn(),
@@ -151,7 +178,6 @@ class RichReporter:
 def reporter():
     """The progress reporter for this invocation (silent with --quiet)."""
     from ..core.progress import NULL
-    from ..core.workspace import is_main_process
 
     # no bars in logs and pipes (nor their blank lines), and one set of bars in a distributed run
     if settings.quiet or not is_main_process() or not stderr_console().is_terminal:

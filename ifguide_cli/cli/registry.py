@@ -11,9 +11,9 @@ registry_app = typer.Typer(help="Models, datasets and classifiers known by name 
 
 
 def _show(key: str, columns: tuple[str, ...]) -> None:
-    from ..core import registry
+    from ..core.registry import as_rows
 
-    rows = registry.as_rows({"models": registry.MODELS, "datasets": registry.DATASETS, "classifiers": registry.CLASSIFIERS}[key])
+    rows = as_rows(key)
 
     def render(console):
         from rich.table import Table

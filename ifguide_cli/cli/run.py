@@ -20,30 +20,20 @@ def register(app: typer.Typer) -> None:
         print_config: bool = typer.Option(False, "--print-config", help="Print the pipeline file of the preset and exit."),
         force: bool = typer.Option(False, "--force", help="Recompute every stage even if stored."),
     ) -> None:
-        from ..core.pipeline import load_spec, preset_path
+        from ..core.pipeline_spec import load_spec, pipeline_file
 
-        if (pipeline is None) == (preset is None):
-            common.fail("give either a PIPELINE.yaml file or --preset", hint="e.g. `ifguide run --preset tiny`", exit_code=2)
-        path = preset_path(preset) if preset else pipeline
+        path = pipeline_file(pipeline, preset)
         if print_config:
-            from pathlib import Path
-
-            if not Path(path).is_file():
-                common.fail(f"pipeline file {path} does not exist", hint="pass a YAML file or --preset tiny", exit_code=2)
-            text = Path(path).read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
             common.emit({"path": str(path), "yaml": text}, lambda console: console.print(text, markup=False, highlight=False))
             return
-        spec = load_spec(path)
-        _run(spec, force)
+        _run(load_spec(path), force)
 
 
 def _run(spec, force: bool) -> None:
-    import time
-
     from ..core.pipeline import run_pipeline
 
     ws = common.workspace()
-    started = time.perf_counter()
 
     def on_start(name: str) -> None:
         common.info(f"[bold]▶ {name}[/]")
@@ -53,7 +43,7 @@ def _run(spec, force: bool) -> None:
         common.info(f"  {rec.kind.rstrip('s')} {rec.id} {status}")
 
     result = run_pipeline(ws, spec, reporter=common.reporter(), force=force, on_stage=on_stage, on_start=on_start)
-    payload = {**result.to_json(), "seconds": round(time.perf_counter() - started, 2), "workspace": str(ws.root)}
+    payload = {**result.to_json(), "workspace": str(ws.root)}
 
     def render(console):
         from rich.table import Table

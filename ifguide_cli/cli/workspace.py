@@ -22,14 +22,7 @@ def path() -> None:
 @common.handles_errors
 def ls(kind: Optional[str] = typer.Argument(None, help="datasets, factors, scores, masks, checkpoints, evals, classifiers, reports")) -> None:
     ws = common.workspace()
-    if kind and not kind.endswith("s"):
-        kind += "s"
-    arts = ws.list(kind)
-    rows = [
-        {"id": a.id, "kind": a.kind, "name": a.name, "created": a.created, "parents": a.parents,
-         "seconds": a.manifest.get("timings", {}).get("total"), "path": str(a.path)}
-        for a in arts
-    ]
+    rows = [art.listing() for art in ws.list(kind)]
 
     def render(console):
         from rich.table import Table

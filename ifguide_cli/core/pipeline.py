@@ -2,122 +2,18 @@
 
 Each stage is the same core function its own command runs, so every stage is an artifact
 that is reused when its configuration and parents are unchanged: a rerun after a crash or
-a config tweak only redoes what changed.
+a config tweak only redoes what changed. The pipeline file itself is read in `pipeline_spec`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
-from importlib import resources
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from .errors import IfguideError
+from .pipeline_spec import PipelineSpec, StageConfigs, stage_configs
 from .progress import NULL
-
-PRESETS = ("tiny",)
-SYSTEMS = ("baseline", "control", "ifguide")
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    prompts: str = "rtp"
-    classifier: str = "detoxify-unbiased"
-    num_prompts: int | None = None
-    samples: int = 25
-    max_new_tokens: int = 20
-    top_p: float = 0.9
-    seed: int = 0
-    batch_size: int = 8
-    ppl_data: str | None = None  # None: the model's default held-out text
-    lambada: str | None = None  # None: the model's default LAMBADA set
-    evaluate_baseline: bool = True
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """What `ifguide run PIPELINE.yaml` reads; every section maps onto one command's options."""
-
-    model: str = "tiny"
-    data: str = "tiny"
-    baseline_checkpoint: str | None = None  # start from this model/checkpoint instead of training a baseline
-    train: dict = field(default_factory=dict)  # `ifguide train` options for the baseline
-    factors: dict = field(default_factory=dict)  # FactorsConfig fields
-    toxic_queries: str = "tiny-queries-toxic"
-    safe_queries: str = "tiny-queries-safe"
-    scores: dict = field(default_factory=dict)  # ScoresConfig fields
-    mask: dict = field(default_factory=dict)  # MaskConfig fields: threshold, window, max_tokens
-    lam: float = 1.0
-    finetune: dict = field(default_factory=dict)  # `ifguide finetune` options for both fine-tunes
-    eval: EvalSpec = field(default_factory=EvalSpec)
-
-
-def preset_path(name: str) -> Path:
-    if name not in PRESETS:
-        raise IfguideError(f"unknown preset {name!r}", hint=f"use one of {', '.join(PRESETS)} or a YAML file", exit_code=2)
-    return Path(str(resources.files("ifguide_cli") / "assets" / "presets" / f"{name}.yaml"))
-
-
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Parse a pipeline YAML file; unknown keys are errors (a typo must not silently fall back to a default)."""
-    from .yamlfile import load_yaml_mapping
-
-    raw = load_yaml_mapping(path, "pipeline file", hint="pass a YAML file or --preset tiny")
-    return spec_from_dict(raw, str(path))
-
-
-def spec_from_dict(raw: dict, source: str = "the pipeline") -> PipelineSpec:
-    raw = dict(raw)
-    baseline = raw.pop("baseline", {}) or {}
-    influence = raw.pop("influence", {}) or {}
-    finetune = raw.pop("finetune", {}) or {}
-    eval_raw = raw.pop("eval", {}) or {}
-    spec: dict[str, Any] = {}
-    for key in ("model", "data"):
-        if key in raw:
-            spec[key] = raw.pop(key)
-    if "mask" in raw:
-        spec["mask"] = _only(raw.pop("mask") or {}, ("threshold", "window", "max_tokens"), f"{source}: mask")
-    if raw:
-        raise IfguideError(f"unknown section(s) {', '.join(map(repr, raw))} in {source}",
-                           hint="sections: model, data, baseline, influence, mask, finetune, eval", exit_code=2)
-    baseline = _only(baseline, ("checkpoint", "train"), f"{source}: baseline")
-    spec["baseline_checkpoint"] = baseline.get("checkpoint")
-    spec["train"] = dict(baseline.get("train") or {})
-    influence = _only(influence, ("factors", "scores", "toxic_queries", "safe_queries"), f"{source}: influence")
-    spec["factors"] = dict(influence.get("factors") or {})
-    spec["scores"] = dict(influence.get("scores") or {})
-    for key in ("toxic_queries", "safe_queries"):
-        if key in influence:
-            spec[key] = influence[key]
-    finetune = _only(finetune, ("lambda", "train"), f"{source}: finetune")
-    if "lambda" in finetune:
-        spec["lam"] = float(finetune["lambda"])
-    spec["finetune"] = dict(finetune.get("train") or {})
-    eval_keys = tuple(f.name for f in fields(EvalSpec))
-    spec["eval"] = EvalSpec(**_only(eval_raw, eval_keys, f"{source}: eval"))
-    return PipelineSpec(**spec)
-
-
-def _only(section: dict, allowed: tuple[str, ...], where: str) -> dict:
-    if not isinstance(section, dict):
-        raise IfguideError(f"{where} must be a mapping", exit_code=2)
-    unknown = [k for k in section if k not in allowed]
-    if unknown:
-        raise IfguideError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}", hint=f"allowed: {', '.join(allowed)}",
-                           exit_code=2)
-    return section
-
-
-def _dataclass_from(cls, values: dict, where: str):
-    names = {f.name for f in fields(cls)}
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise IfguideError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}", hint=f"allowed: {', '.join(sorted(names))}",
-                           exit_code=2)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
 
 
 @dataclass
@@ -137,12 +33,14 @@ class PipelineResult:
     reduction: float | None = None
     reduction_is_lower_bound: bool = False
     report: dict = field(default_factory=dict)
+    seconds: float = 0.0
 
     def to_json(self) -> dict:
         out = {"stages": {k: {"id": s.id, "kind": s.kind, "reused": s.reused, "seconds": round(s.seconds, 2)}
                           for k, s in self.stages.items()},
                "mask": self.mask, **self.systems, "reduction": self.reduction,
-               "reduction_is_lower_bound": self.reduction_is_lower_bound, "report": self.report}
+               "reduction_is_lower_bound": self.reduction_is_lower_bound, "report": self.report,
+               "seconds": round(self.seconds, 2)}
         return out
 
 
@@ -161,80 +59,123 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
                  on_start: Callable[[str], None] | None = None) -> PipelineResult:
     """Run (or reuse) every stage; `on_start(name)` / `on_stage(record)` report live progress."""
     from .classifiers import resolve_classifier
-    from .evaluation import FluencyConfig, GenerationConfig, default_fluency_data, evaluate_fluency, evaluate_toxicity
-    from .influence import FactorsConfig, ScoresConfig, compute_scores, fit_factors
-    from .masking import MaskConfig, create_mask_artifact
-    from .models import resolve_model
-    from .report import build_report
-    from .training import run_training
 
-    factors_cfg = _dataclass_from(FactorsConfig, spec.factors, "influence.factors")
-    scores_cfg = _dataclass_from(ScoresConfig, spec.scores, "influence.scores")
-    mask_cfg = _dataclass_from(MaskConfig, spec.mask, "mask")
-    generation = GenerationConfig(samples=spec.eval.samples, max_new_tokens=spec.eval.max_new_tokens,
-                                  top_p=spec.eval.top_p, seed=spec.eval.seed, batch_size=spec.eval.batch_size)
-    generation.validate()
+    started = time.perf_counter()
+    configs = stage_configs(spec)  # every stage's options are checked before the first one runs
     classifier = resolve_classifier(spec.eval.classifier, ws)  # fail before hours of work
-    result = PipelineResult()
+    run = _Run(ws, spec, configs, reporter=reporter, force=force, on_start=on_start, on_stage=on_stage)
+    baseline_ref, base_mref = run.baseline()
+    mask = run.influence_and_mask(baseline_ref)
+    systems = run.finetunes(baseline_ref, mask)
+    evals = run.evaluate(systems, base_mref, classifier)
+    run.report(evals)
+    run.result.seconds = time.perf_counter() - started
+    return run.result
 
-    def stage(name: str, fn: Callable[[], tuple[Any, bool]]):
-        if on_start:
-            on_start(name)
+
+class _Run:
+    """One run of the pipeline: its stages in order, each reported as it starts and ends and recorded in `result`."""
+
+    def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, *, reporter, force: bool,
+                 on_start: Callable[[str], None] | None, on_stage: Callable[[StageRecord], None] | None):
+        self.ws, self.spec, self.configs = ws, spec, configs
+        self.common = {"reporter": reporter, "force": force}
+        self.on_start, self.on_stage = on_start, on_stage
+        self.result = PipelineResult()
+
+    def stage(self, name: str, fn: Callable[[], tuple[Any, bool]]):
+        """Run one stage (`fn` returns (artifact, reused)) and record it."""
+        if self.on_start:
+            self.on_start(name)
         start = time.perf_counter()
         art, reused = fn()
         record = StageRecord(name, art.id, art.kind, reused, time.perf_counter() - start)
-        result.stages[name] = record
-        if on_stage:
-            on_stage(record)
+        self.result.stages[name] = record
+        if self.on_stage:
+            self.on_stage(record)
         return art
 
-    def unpack(res):
-        return res.artifact, res.reused
+    def train(self, name: str, mode: str, model_ref: str, values: dict, mask_ref: str | None = None):
+        from .training import run_training
 
-    if spec.baseline_checkpoint:
-        baseline_ref = spec.baseline_checkpoint
-        base_mref = resolve_model(baseline_ref, ws)
-    else:
-        baseline = stage("baseline", lambda: unpack(run_training(
-            ws, mode="pretrain", model_ref=spec.model, data_ref=spec.data, values=spec.train, force=force, reporter=reporter,
-            name="baseline")))
-        baseline_ref = baseline.id
-        base_mref = resolve_model(baseline_ref, ws)
+        def fn():
+            res = run_training(self.ws, mode=mode, model_ref=model_ref, data_ref=self.spec.data, mask_ref=mask_ref,
+                               values=values, name=name, **self.common)
+            return res.artifact, res.reused
 
-    factors = stage("factors", lambda: unpack(fit_factors(ws, baseline_ref, spec.data, factors_cfg, reporter=reporter, force=force,
-                                                           name="factors")))
-    scores = stage("scores", lambda: unpack(compute_scores(ws, factors.id, spec.toxic_queries, spec.safe_queries, scores_cfg,
-                                                          reporter=reporter, force=force, name="scores")))
-    mask = stage("mask", lambda: create_mask_artifact(ws, scores.id, mask_cfg, reporter=reporter, force=force, name="mask"))
-    result.mask = {
-        "tokens": mask.summary.get("tokens_selected"),
-        "documents": mask.summary.get("documents_selected"),
-        "threshold_value": mask.summary.get("threshold_value"),
-        "precision_at_k": mask.summary.get("planted_precision_at_k"),
-    }
-    control = stage("control", lambda: unpack(run_training(
-        ws, mode="finetune", model_ref=baseline_ref, data_ref=spec.data, values=spec.finetune, force=force, reporter=reporter,
-        name="control")))
-    ifguide = stage("ifguide", lambda: unpack(run_training(
-        ws, mode="finetune", model_ref=baseline_ref, data_ref=spec.data, mask_ref=mask.id,
-        values={**spec.finetune, "lam": spec.lam}, force=force, reporter=reporter, name="ifguide")))
+        return self.stage(name, fn)
 
-    systems = {"control": control.id, "ifguide": ifguide.id}
-    if spec.eval.evaluate_baseline:
-        systems = {"baseline": baseline_ref, **systems}
-    eval_arts = []
-    for system, model_ref in systems.items():
-        mref = resolve_model(model_ref, ws) if system != "baseline" else base_mref
+    def baseline(self):
+        """The model to detoxify: the given checkpoint, or one trained from scratch. Returns (reference, ModelRef)."""
+        from .models import resolve_model
+
+        if self.spec.baseline.checkpoint:
+            ref = self.spec.baseline.checkpoint
+        else:
+            ref = self.train("baseline", "pretrain", self.spec.model, self.configs.baseline_train).id
+        return ref, resolve_model(ref, self.ws)
+
+    def influence_and_mask(self, baseline_ref: str):
+        """Factors, differential scores and the toxic-token mask (Alg. 1) of the training data."""
+        from .influence import compute_scores, fit_factors
+        from .masking import create_mask_artifact
+
+        spec, configs = self.spec, self.configs
+
+        def factors_fn():
+            res = fit_factors(self.ws, baseline_ref, spec.data, configs.factors, name="factors", **self.common)
+            return res.artifact, res.reused
+
+        factors = self.stage("factors", factors_fn)
+
+        def scores_fn():
+            res = compute_scores(self.ws, factors.id, spec.influence.toxic_queries, spec.influence.safe_queries,
+                                 configs.scores, name="scores", **self.common)
+            return res.artifact, res.reused
+
+        scores = self.stage("scores", scores_fn)
+        mask = self.stage("mask", lambda: create_mask_artifact(self.ws, scores.id, configs.mask, name="mask", **self.common))
+        self.result.mask = {
+            "tokens": mask.summary.get("tokens_selected"),
+            "documents": mask.summary.get("documents_selected"),
+            "threshold_value": mask.summary.get("threshold_value"),
+            "precision_at_k": mask.summary.get("planted_precision_at_k"),
+        }
+        return mask
+
+    def finetunes(self, baseline_ref: str, mask) -> dict[str, str]:
+        """The plain control fine-tune and the IF-Guide one (same options, plus the mask and λ). Returns system → model."""
+        train = self.configs.finetune_train
+        control = self.train("control", "finetune", baseline_ref, train)
+        ifguide = self.train("ifguide", "finetune", baseline_ref, {**train, "lam": self.spec.finetune.lam}, mask_ref=mask.id)
+        systems = {"control": control.id, "ifguide": ifguide.id}
+        if self.spec.eval.evaluate_baseline:
+            systems = {"baseline": baseline_ref, **systems}
+        return systems
+
+    def evaluate(self, systems: dict[str, str], base_mref, classifier) -> list:
+        """Toxicity and fluency of every system, in order. Returns the eval artifacts."""
+        from .models import resolve_model
+
+        evals = []
+        for system, model_ref in systems.items():
+            mref = base_mref if system == "baseline" else resolve_model(model_ref, self.ws)
+            evals += self.evaluate_system(system, model_ref, mref, classifier)
+        return evals
+
+    def evaluate_system(self, system: str, model_ref: str, mref, classifier) -> list:
+        from .evaluation import FluencyConfig, default_fluency_data, evaluate_fluency, evaluate_toxicity
+
+        ev = self.spec.eval
         ppl_default, ppl_split, lambada_default = default_fluency_data(mref)
-        fluency_cfg = FluencyConfig(ppl_data=spec.eval.ppl_data or ppl_default, ppl_split=None if spec.eval.ppl_data else ppl_split,
-                                    lambada=spec.eval.lambada or lambada_default)
-        tox = stage(f"eval_toxicity_{system}", lambda: evaluate_toxicity(
-            ws, mref, spec.eval.prompts, generation, classifier, num_prompts=spec.eval.num_prompts, force=force,
-            reporter=reporter, name=f"{system}-toxicity"))
-        flu = stage(f"eval_fluency_{system}", lambda: evaluate_fluency(ws, mref, fluency_cfg, force=force, reporter=reporter,
-                                                                       name=f"{system}-fluency"))
-        eval_arts += [tox, flu]
-        result.systems[system] = {
+        fluency_cfg = FluencyConfig(ppl_data=ev.ppl_data or ppl_default, ppl_split=None if ev.ppl_data else ppl_split,
+                                    lambada=ev.lambada or lambada_default)
+        tox = self.stage(f"eval_toxicity_{system}", lambda: evaluate_toxicity(
+            self.ws, mref, ev.prompts, self.configs.generation, classifier, num_prompts=ev.num_prompts,
+            name=f"{system}-toxicity", **self.common))
+        flu = self.stage(f"eval_fluency_{system}", lambda: evaluate_fluency(
+            self.ws, mref, fluency_cfg, name=f"{system}-fluency", **self.common))
+        self.result.systems[system] = {
             "checkpoint": model_ref,
             "toxicity_probability": tox.summary.get("toxicity_probability"),
             "expected_max_toxicity": tox.summary.get("expected_max_toxicity"),
@@ -243,10 +184,15 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
             "lambada_accuracy": flu.summary.get("lambada_accuracy"),
             "prompts": tox.summary.get("prompts"),
         }
-    report_art = stage("report", lambda: build_report(ws, eval_arts, force=force)[:2])
-    result.report = {"id": report_art.id, "html": str(report_art.path / "report.html")}
-    control_m, ifguide_m = result.systems["control"], result.systems["ifguide"]
-    result.reduction, result.reduction_is_lower_bound = reduction_factor(
-        control_m["toxicity_probability"], ifguide_m["toxicity_probability"], control_m.get("prompts") or 0)
-    return result
+        return [tox, flu]
 
+    def report(self, evals: list) -> None:
+        """The HTML report of every eval, and the headline: control TP / IF-Guide TP."""
+        from .report import build_report
+
+        art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"])[:2])
+        result = self.result
+        result.report = {"id": art.id, "html": str(art.path / "report.html")}
+        control, ifguide = result.systems["control"], result.systems["ifguide"]
+        result.reduction, result.reduction_is_lower_bound = reduction_factor(
+            control["toxicity_probability"], ifguide["toxicity_probability"], control.get("prompts") or 0)

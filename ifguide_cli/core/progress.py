@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 
 class Task(Protocol):
@@ -13,7 +14,7 @@ class Task(Protocol):
 
 
 class Reporter(Protocol):
-    def task(self, description: str, total: float | None = None) -> "contextmanager[Task]": ...
+    def task(self, description: str, total: float | None = None) -> AbstractContextManager[Task]: ...
 
 
 class _NullTask:

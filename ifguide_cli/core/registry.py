@@ -106,5 +106,9 @@ CLASSIFIERS = {c.name: c for c in [
 ]}
 
 
-def as_rows(table: dict) -> list[dict]:
-    return [asdict(entry) for entry in table.values()]
+TABLES = {"models": MODELS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
+
+
+def as_rows(table: str) -> list[dict]:
+    """The entries of one table (`models`, `datasets`, `classifiers`) as plain dicts, in registry order."""
+    return [asdict(entry) for entry in TABLES[table].values()]

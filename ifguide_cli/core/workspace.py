@@ -20,26 +20,20 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+from .dist import is_main_process
+from .dist import rank_and_world as process_rank  # noqa: F401  merge period only: callers move to core.dist
 from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind
 
 KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 MANIFEST = "manifest.json"
 _TRACKED_PACKAGES = ("torch", "transformers", "kronfluence", "datasets", "detoxify", "numpy", "ifguide-cli")
-
-
-def process_rank() -> tuple[int, int]:
-    """(rank, world size) under torchrun / accelerate launch, read from their environment; (0, 1) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or a plain single process): the one that reports and publishes."""
-    return process_rank()[0] == 0
 
 
 def default_root(override: str | os.PathLike | None = None) -> Path:
@@ -88,10 +82,8 @@ def package_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version()}
     for name in _TRACKED_PACKAGES:
-        try:
+        with suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -104,6 +96,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def with_article(noun: str) -> str:
     return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def normalize_kind(kind: str) -> str:
+    """The kind a user means: `mask` and `masks` both name `masks` (`workspace ls mask`, `latest:mask`)."""
+    return kind + "s" if kind + "s" in KINDS else kind
 
 
 def kind_noun(kind: str) -> str:
@@ -149,6 +146,11 @@ class Artifact:
         """The fields every command's --json output carries for an artifact."""
         return {"id": self.id, "kind": self.kind, "name": self.name, "path": str(self.path)}
 
+    def listing(self) -> dict:
+        """What `workspace ls` shows of it: identity, age, lineage and build time."""
+        return {**self.ref(), "created": self.created, "parents": self.parents,
+                "seconds": self.manifest.get("timings", {}).get("total")}
+
 
 @dataclass
 class BuildContext:
@@ -193,8 +195,8 @@ class Workspace:
         return Artifact(aid, kind, path, json.loads(manifest_path.read_text()))
 
     def list(self, kind: str | None = None) -> list[Artifact]:
-        """All finished artifacts (of one kind), oldest first."""
-        kinds = [kind] if kind else list(KINDS)
+        """All finished artifacts (of one kind: `masks` or `mask`), oldest first."""
+        kinds = [normalize_kind(kind)] if kind else list(KINDS)
         found = []
         for k in kinds:
             base = self._kind_dir(k)
@@ -205,7 +207,7 @@ class Workspace:
                     art = self.get(k, entry.name)
                     if art is not None:
                         found.append(art)
-        return sorted(found, key=lambda a: (a.created, a.id))
+        return sorted(found, key=_age)
 
     def by_id(self, aid: str) -> Artifact | None:
         for kind in KINDS:
@@ -215,45 +217,41 @@ class Workspace:
         return None
 
     def resolve(self, ref: str, kind: str | tuple[str, ...] | None = None) -> Artifact:
-        """An artifact from an id, a unique id prefix (≥4 chars), a name, or `latest`.
+        """An artifact from an id, a name, a unique id prefix (≥4 hex chars), `latest` or `latest:KIND`.
 
         With `kind`, a reference to an artifact of another kind is an error (not a silent miss).
         """
         kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
-        wanted = " or ".join(f"{kind_noun(k)} artifact" for k in kinds) if kinds else "artifact"
-        candidates = [a for k in (kinds or KINDS) for a in self.list(k)]
         if ref == "latest" or ref.startswith("latest:"):
-            if ref.startswith("latest:"):
-                sub = ref.split(":", 1)[1]
-                sub = sub if sub.endswith("s") else sub + "s"
-                if kinds and sub not in kinds:
-                    raise WrongArtifactKind(f"{ref!r} names {with_article(kind_noun(sub))} artifact, not {with_article(wanted)}",
-                                            hint=f"use `latest` or `latest:{kinds[0]}`", exit_code=2)
-                candidates = [a for a in candidates if a.kind == sub]
-            if not candidates:
-                raise ArtifactNotFound(f"no {wanted} in workspace {self.root}",
-                                       hint="create one first (see `ifguide --help`)")
-            return candidates[-1]
-        matches = [a for a in candidates if a.id == ref]
-        if not matches:
-            matches = [a for a in candidates if a.name == ref]
-            if len(matches) > 1:
-                return matches[-1]  # a reused name means the newest
-        if not matches and len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref):
-            matches = [a for a in candidates if a.id.startswith(ref)]
-            if len(matches) > 1:
-                raise IfguideError(f"{ref!r} matches {len(matches)} artifacts ({', '.join(a.id for a in matches[:5])})",
-                                   hint="give more characters of the id", exit_code=2)
-        if matches:
-            return matches[0]
-        other = None
-        if kinds:  # tell "exists but is another kind" apart from "does not exist"
-            other = next((a for a in self.list() if a.id == ref or a.name == ref
-                          or (len(ref) >= 4 and a.id.startswith(ref))), None)
+            return self._latest(ref, kinds)
+        candidates = self._candidates(kinds)
+        found = _by_id(candidates, ref) or _by_name(candidates, ref) or _by_prefix(candidates, ref)
+        if found is None:
+            raise self._missing(ref, kinds)
+        return found
+
+    def _candidates(self, kinds: tuple[str, ...]) -> list[Artifact]:
+        """The artifacts of these kinds (of every kind without), oldest first."""
+        if not kinds:
+            return self.list()
+        return sorted((a for k in kinds for a in self.list(k)), key=_age)
+
+    def _latest(self, ref: str, kinds: tuple[str, ...]) -> Artifact:
+        """`latest`: the newest artifact of the wanted kinds; `latest:KIND`: the newest of KIND."""
+        if ref.startswith("latest:"):
+            kinds = (_latest_kind(ref, kinds),)
+        candidates = self._candidates(kinds)
+        if not candidates:
+            raise ArtifactNotFound(f"no {_wanted(kinds)} in workspace {self.root}", hint="create one first (see `ifguide --help`)")
+        return candidates[-1]
+
+    def _missing(self, ref: str, kinds: tuple[str, ...]) -> IfguideError:
+        """The error for a reference nothing answered: "exists but is another kind" is told apart from "does not exist"."""
+        other = next((a for a in self.list() if _refers_to(a, ref)), None) if kinds else None
         if other is not None:
-            raise WrongArtifactKind(f"{ref!r} is {with_article(kind_noun(other.kind))} artifact, not {with_article(wanted)}",
-                                    hint="see `ifguide workspace ls`", exit_code=2)
-        raise ArtifactNotFound(f"no {wanted} {ref!r} in workspace {self.root}", hint="see `ifguide workspace ls`")
+            return WrongArtifactKind(f"{ref!r} is {with_article(kind_noun(other.kind))} artifact, not {with_article(_wanted(kinds))}",
+                                     hint="see `ifguide workspace ls`", exit_code=2)
+        return ArtifactNotFound(f"no {_wanted(kinds)} {ref!r} in workspace {self.root}", hint="see `ifguide workspace ls`")
 
     def children(self, art: Artifact) -> list[Artifact]:
         return [a for a in self.list() if art.id in a.parents]
@@ -288,18 +286,34 @@ class Workspace:
         function that checks what is already there can resume.
         """
         parents = list(parents)
-        rank, world = process_rank()
-        if rank != 0:
+        if not is_main_process():
             return self._create_as_worker(kind, config, parents, build, force=force)
-        for pid in parents:
-            if self.by_id(pid) is None:
-                raise ArtifactNotFound(f"parent artifact {pid} is not in workspace {self.root}")
+        self._check_parents(parents)
         aid = artifact_id(kind, config, parents)
-        final = self._kind_dir(kind) / aid
         existing = self.get(kind, aid)
         if existing is not None and not force:
             return existing, True
+        with self._writer_lock(kind, aid):
+            existing = self.get(kind, aid)  # another process may have finished while we waited
+            if existing is not None and not force:
+                return existing, True
+            ctx = BuildContext(aid, kind, self._fresh_staging(kind, aid, force), {})
+            start = time.perf_counter()
+            summary = build(ctx) or {}
+            ctx.timings["total"] = round(time.perf_counter() - start, 4)
+            manifest = _manifest(ctx, name=name, parents=parents, config=config, summary=summary, device=device)
+            atomic_write_text(ctx.staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
+            final = self._publish(ctx.staging, kind, aid)
+            return Artifact(aid, kind, final, manifest), False
 
+    def _check_parents(self, parents: list[str]) -> None:
+        for pid in parents:
+            if self.by_id(pid) is None:
+                raise ArtifactNotFound(f"parent artifact {pid} is not in workspace {self.root}")
+
+    @contextmanager
+    def _writer_lock(self, kind: str, aid: str) -> Iterator[None]:
+        """One writer per artifact: a second process is refused at once rather than left waiting."""
         from filelock import FileLock, Timeout
 
         (self.root / ".locks").mkdir(parents=True, exist_ok=True)
@@ -310,48 +324,30 @@ class Workspace:
             raise IfguideError(f"{kind} artifact {aid} is being written by another process",
                                hint="wait for it to finish, then run again (it will be reused)") from None
         try:
-            existing = self.get(kind, aid)  # another process may have finished while we waited
-            if existing is not None and not force:
-                return existing, True
-            staging = self.staging_dir(kind, aid)
-            if force and staging.exists():
-                shutil.rmtree(staging)
-            staging.mkdir(parents=True, exist_ok=True)
-            ctx = BuildContext(aid, kind, staging, {})
-            start = time.perf_counter()
-            summary = build(ctx) or {}
-            ctx.timings["total"] = round(time.perf_counter() - start, 4)
-            files = {
-                str(p.relative_to(staging)): {"sha256": sha256_file(p), "size": p.stat().st_size}
-                for p in sorted(staging.rglob("*"))
-                if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
-            }
-            manifest = {
-                "id": aid,
-                "kind": kind,
-                "name": name,
-                "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                "parents": parents,
-                "config": config,
-                "files": files,
-                "summary": summary,
-                "versions": package_versions(),
-                "device": device or "cpu",
-                "timings": ctx.timings,
-            }
-            manifest = json_safe(manifest)
-            atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # --force: swap the old one out only once the new one is complete
-                trash = self.root / ".staging" / f"trash-{aid}-{os.getpid()}"
-                os.replace(final, trash)
-                os.replace(staging, final)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(staging, final)
-            return Artifact(aid, kind, final, manifest), False
+            yield
         finally:
             lock.release()
+
+    def _fresh_staging(self, kind: str, aid: str, force: bool) -> Path:
+        """The staging folder: kept from an interrupted build (to resume), emptied with --force."""
+        staging = self.staging_dir(kind, aid)
+        if force and staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
+    def _publish(self, staging: Path, kind: str, aid: str) -> Path:
+        """Move a complete staging folder into place in one `os.replace`; with --force the old one goes only then."""
+        final = self._kind_dir(kind) / aid
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            trash = self.root / ".staging" / f"trash-{aid}-{os.getpid()}"
+            os.replace(final, trash)
+            os.replace(staging, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+        return final
 
     def _create_as_worker(self, kind: str, config: dict, parents: list[str], build, force: bool = False) -> tuple[Artifact, bool]:
         """A non-zero rank of a distributed run: same id and staging folder as rank 0, never publishes.
@@ -382,7 +378,7 @@ class Workspace:
         trash.parent.mkdir(parents=True, exist_ok=True)
         os.replace(art.path, trash)  # disappears atomically, then is deleted
         shutil.rmtree(trash, ignore_errors=True)
-        return removed + [art]
+        return [*removed, art]
 
     def verify(self, art: Artifact) -> list[str]:
         """Files whose checksum no longer matches the manifest."""
@@ -392,3 +388,75 @@ class Workspace:
             if not path.is_file() or sha256_file(path) != meta["sha256"]:
                 bad.append(rel)
         return bad
+
+
+# ---- the steps of `resolve` ----------------------------------------------------------------
+def _age(art: Artifact) -> tuple[str, str]:
+    return art.created, art.id
+
+
+def _wanted(kinds: tuple[str, ...]) -> str:
+    """What a reference was expected to name: "mask artifact", "factors or scores artifact", "artifact"."""
+    return " or ".join(f"{kind_noun(k)} artifact" for k in kinds) if kinds else "artifact"
+
+
+def _latest_kind(ref: str, kinds: tuple[str, ...]) -> str:
+    """The KIND of `latest:KIND` (`mask` or `masks`), which must be one of the wanted kinds."""
+    sub = normalize_kind(ref.split(":", 1)[1])
+    if kinds and sub not in kinds:
+        raise WrongArtifactKind(f"{ref!r} names {with_article(kind_noun(sub))} artifact, not {with_article(_wanted(kinds))}",
+                                hint=f"use `latest` or `latest:{kinds[0]}`", exit_code=2)
+    return sub
+
+
+def _by_id(candidates: list[Artifact], ref: str) -> Artifact | None:
+    return next((a for a in candidates if a.id == ref), None)
+
+
+def _by_name(candidates: list[Artifact], ref: str) -> Artifact | None:
+    """The newest artifact of that name: a reused name means the newest."""
+    named = [a for a in candidates if a.name == ref]
+    return named[-1] if named else None
+
+
+def _looks_like_prefix(ref: str) -> bool:
+    return len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref)
+
+
+def _by_prefix(candidates: list[Artifact], ref: str) -> Artifact | None:
+    """The one artifact whose id starts with `ref`; several are an error (a prefix must be unique)."""
+    if not _looks_like_prefix(ref):
+        return None
+    matches = [a for a in candidates if a.id.startswith(ref)]
+    if len(matches) > 1:
+        raise IfguideError(f"{ref!r} matches {len(matches)} artifacts ({', '.join(a.id for a in matches[:5])})",
+                           hint="give more characters of the id", exit_code=2)
+    return matches[0] if matches else None
+
+
+def _refers_to(art: Artifact, ref: str) -> bool:
+    return art.id == ref or art.name == ref or (_looks_like_prefix(ref) and art.id.startswith(ref))
+
+
+def _manifest(ctx: BuildContext, *, name: str | None, parents: list[str], config: dict, summary: dict,
+              device: str | None) -> dict:
+    """The manifest of a finished build: identity, lineage, files with checksums, summary, versions, timings."""
+    files = {
+        str(p.relative_to(ctx.staging)): {"sha256": sha256_file(p), "size": p.stat().st_size}
+        for p in sorted(ctx.staging.rglob("*"))
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+    }
+    manifest = {
+        "id": ctx.id,
+        "kind": ctx.kind,
+        "name": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "parents": parents,
+        "config": config,
+        "files": files,
+        "summary": summary,
+        "versions": package_versions(),
+        "device": device or "cpu",
+        "timings": ctx.timings,
+    }
+    return json_safe(manifest)
