@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, invoke_cli
 
 from ifguide_cli.cli.app import app, hoist_global_flags
 from ifguide_cli.core import hub, notes
@@ -308,3 +308,13 @@ def test_user_files_are_checked_and_written_atomically(tmp_path):
         common.write_user_file(str(tmp_path / "no" / "r.html"), "x")
     written = common.write_user_file(str(tmp_path / "r.html"), "<html></html>")
     assert written.read_text() == "<html></html>" and [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_lambda_without_a_mask_warns_on_stderr_and_in_json(tmp_path):
+    args = ("train", "tiny", "--data", "tiny", "--lambda", "2", "--max-steps", "1", "--batch-size", "4", "--seq-len", "32")
+    terminal = invoke_cli(tmp_path, *args)
+    assert terminal.exit_code == 0, terminal.output
+    assert "warning: --lambda has no effect without --mask" in terminal.stderr
+    scripted = invoke_cli(tmp_path, "--json", *args)  # reused: the note is about the options, so it comes again
+    assert scripted.exit_code == 0 and scripted.json["reused"]
+    assert any("--lambda has no effect without --mask" in w for w in scripted.json["warnings"])

@@ -26,13 +26,6 @@ def _classifier_spec(ws, name: str, files: ClassifierOptions):
                               path=files.classifier_path)
 
 
-def _show_notes() -> None:
-    """Print core's notes for this command as they arrive (stderr; silent with --quiet and --json)."""
-    from ..core import notes
-
-    notes.reset(lambda message: common.info(f"note: {message}"))
-
-
 def _emt(m: dict) -> str:
     return f"{common.fmt_metric(m['expected_max_toxicity'])} ± {common.fmt_metric(m['expected_max_toxicity_std'])}"
 
@@ -160,7 +153,6 @@ def fluency(
     from ..core.evaluation import evaluate_fluency, resolve_defense
     from ..core.models import resolve_model
 
-    _show_notes()
     ws = common.workspace()
     mref = resolve_model(model, ws)
     reward = resolve_defense(ws, defense)

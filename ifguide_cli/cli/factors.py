@@ -36,11 +36,9 @@ def register(app: typer.Typer) -> None:
         force: ForceOpt = False,
         config: Optional[FactorsConfig] = None,
     ) -> None:
-        from ..core import notes
         from ..core.dist import is_main_process
         from ..core.influence import describe_model, fit_factors
 
-        notes.reset(common.info)  # until common shows every command's notes itself
         if modules:
             config = config.replace(modules=tuple(modules))
         result = fit_factors(common.workspace(), model, data, config, reporter=common.reporter(),

@@ -85,13 +85,11 @@ def show(
     scores: bool = typer.Option(False, "--scores", "-s", help="Background heat by influence score (and scores in --json)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
 ) -> None:
-    from ..core.mask_render import SCORES_GONE, MaskInspector, plain_text, rich_text
+    from ..core.mask_render import MaskInspector, plain_text, rich_text
 
     insp = MaskInspector(common.workspace(), mask, data)
     index = insp.pick(rank, doc)
     with_scores = insp.wants_scores(scores)
-    if scores and not with_scores:  # printed here until the CLI shows core's notes (`core.notes`) itself
-        common.info(f"[yellow]note:[/] {SCORES_GONE}")
     view = insp.view(index, with_scores=with_scores)
 
     def render(console):

@@ -14,7 +14,8 @@ import dataclasses
 import functools
 import inspect
 import typing
-from typing import Annotated, Any, Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 

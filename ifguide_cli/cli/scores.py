@@ -41,12 +41,10 @@ def register(app: typer.Typer) -> None:
         force: ForceOpt = False,
         config: Optional[ScoresConfig] = None,
     ) -> None:
-        from ..core import notes
         from ..core.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
         from ..core.dist import is_main_process
         from ..core.influence import compute_scores
 
-        notes.reset(common.info)  # until common shows every command's notes itself
         config = config.replace(damping=damping)
         result = compute_scores(common.workspace(), factors, toxic_queries, safe_queries, config, data_ref=data, model_ref=model,
                                 reporter=common.reporter(), force=force, name=name, debug=common.settings.debug)

@@ -165,31 +165,28 @@ def train_options(options: dict, mode: str, where: str) -> dict:
 
     What depends on the corpus (`batch_tokens` against the sequence length) is checked when the stage runs.
     """
-    from .training import normalise_keys, resolve_config
+    from .training.config import given_values, resolve_config
 
-    values = normalise_keys(options, where)
     with _about(where):
+        values = given_values(options, where)
         resolve_config(mode, "paper", None, {k: v for k, v in values.items() if k != "batch_tokens"}, seq_len=1)
     return options
 
 
 def factors_config(options: dict, where: str):
     """The `influence.factors` options as the factors stage's config."""
-    from .influence import FactorsConfig, validate_factors_config
+    from .influence import FactorsConfig
 
-    cfg = _build(FactorsConfig, options, where)
-    with _about(where):
-        validate_factors_config(cfg)
-    return cfg
+    return _build(FactorsConfig, options, where)
 
 
 def scores_config(options: dict, differential: bool, where: str):
     """The `influence.scores` options as the scores stage's config (`differential`: safe queries are given)."""
-    from .influence import ScoresConfig, validate_scores_config
+    from .influence import ScoresConfig
 
     cfg = _build(ScoresConfig, options, where)
     with _about(where):
-        validate_scores_config(cfg, differential=differential)
+        cfg.check_differential(differential)
     return cfg
 
 
@@ -205,10 +202,8 @@ def generation_config(spec: EvalSpec, where: str):
     from .evaluation import GenerationConfig
 
     with _about(where):
-        cfg = GenerationConfig(samples=spec.samples, max_new_tokens=spec.max_new_tokens, top_p=spec.top_p, seed=spec.seed,
-                               batch_size=spec.batch_size)
-        cfg.validate()
-    return cfg
+        return GenerationConfig(samples=spec.samples, max_new_tokens=spec.max_new_tokens, top_p=spec.top_p, seed=spec.seed,
+                                batch_size=spec.batch_size)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------

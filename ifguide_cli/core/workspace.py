@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from .dist import is_main_process
-from .dist import rank_and_world as process_rank  # noqa: F401  merge period only: callers move to core.dist
 from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind
 
 KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")

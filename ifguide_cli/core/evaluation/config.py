@@ -71,7 +71,7 @@ class RuntimeConfig(Config):
     """Where and in which precision the evaluated model runs."""
 
     device: str = param("auto", "auto | cpu | cuda[:N].")
-    precision: Precision = param(  # noqa: RUF009 (ruff does not see that the Literal alias Precision is immutable)
+    precision: Precision = param(
         "auto", "Model precision; auto = fp32 (evals keep full precision); bf16 and fp16 need a CUDA GPU.")
 
     def resolve(self) -> tuple[str, str]:
