@@ -1,23 +1,103 @@
-"""The `ifguide` command: global options and the command groups."""
+"""The `ifguide` command: global options, and the command groups, each imported only when it runs.
+
+`ifguide --help` lists the commands from the `COMMANDS` table without importing them (their modules pull
+in the stage configs), so the help, the completion of command names and every other command start fast.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..core import notes
 from . import common
 
+# name: (module in ifguide_cli.cli whose `register(app)` defines it, the line `ifguide --help` lists: the first
+# paragraph of the command's own help, which a test keeps equal)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "factors": ("factors", "Fit EK-FAC (or KFAC/diagonal/identity) influence factors of a model on its training data."),
+    "scores": ("scores", "Token-wise differential influence of the training data (toxic minus safe queries)."),
+    "mask": ("mask", "Select toxic tokens from influence scores (paper Alg. 1), and inspect the mask."),
+    "train": ("train", "Train a model from scratch (registry name, config folder or checkpoint architecture), "
+                       "optionally penalising masked toxic tokens."),
+    "finetune": ("train", "Fine-tune a pretrained model or checkpoint, optionally penalising masked toxic tokens."),
+    "eval": ("eval", "Evaluate toxicity (explicit, implicit) and fluency of a model."),
+    "report": ("report", "Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots."),
+    "run": ("run", "Run the whole pipeline: train a baseline, factors, scores, mask, fine-tune with IF-Guide and a plain "
+                   "control, evaluate toxicity and fluency, report."),
+    "rad": ("rad", "Reward-augmented decoding (RAD) defense: `eval toxicity|fluency --defense rad`."),
+    "tokenizer": ("tokenizer", "Tokenizers trained on your own corpus."),
+    "workspace": ("workspace", "List, inspect and remove stored artifacts."),
+    "registry": ("registry", "Models, datasets and classifiers known by name (any hub id or local path works too)."),
+    "env": ("env", "Versions, devices, workspace, and which models, datasets and classifiers are available offline."),
+}
+HELP_OPTIONS = ["-h", "--help"]
+
+
+class _Unloaded(TyperCommand):
+    """A command listed (by name and summary) before its module is imported."""
+
+
+class LazyGroup(TyperGroup):
+    """The root group: commands from `COMMANDS` are imported when resolved (run, --help, completion of their
+    options), and every command's flags are shown without a value placeholder (`--force`, not `--force <bool>`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name, (_, summary) in COMMANDS.items():
+            self.commands.setdefault(name, _Unloaded(name=name, help=summary, rich_markup_mode=self.rich_markup_mode))
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _Unloaded):
+            command = self.commands[name] = self._load(name)
+        if command is not None:
+            _without_flag_placeholders(command, ctx)
+        return name, command, rest
+
+    def _load(self, name: str):
+        module = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
+        holder = typer.Typer(rich_markup_mode=self.rich_markup_mode, pretty_exceptions_enable=False)
+        module.register(holder)
+        return typer.main.get_group(holder).commands[name]
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _blank_flags(params)
+        return params
+
+
+def _without_flag_placeholders(command, ctx) -> None:
+    """Typer shows a flag's type as its value (`--json <bool>`); a flag takes no value, so show none."""
+    _blank_flags([*command.params, command.get_help_option(ctx)])
+    for sub in getattr(command, "commands", {}).values():
+        _without_flag_placeholders(sub, ctx)
+
+
+def _blank_flags(params) -> None:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
 app = typer.Typer(
     name="ifguide",
+    cls=LazyGroup,
     help="IF-Guide: find the training tokens that make a language model toxic, and suppress them in training.\n\n"
     "Pipeline: factors → scores → mask → train/finetune → eval. Every result is an artifact in the workspace.",
+    epilog="Start with `ifguide run --preset tiny`: the whole pipeline on a packaged tiny model, on a CPU in minutes; "
+    "then `ifguide workspace ls`. `ifguide run --preset tiny --print-config > my.yaml` writes a pipeline file to edit "
+    "and run (`ifguide run my.yaml`); `ifguide env` shows versions, devices and what is available offline. Every "
+    "command takes -h and shows examples; global options also work after the command (`ifguide workspace ls --json`).",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": HELP_OPTIONS},
 )
 
 
@@ -29,30 +109,24 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     workspace: Optional[str] = typer.Option(
-        None, "--workspace", "-w", envvar="IFGUIDE_HOME", help="Workspace folder (default: IFGUIDE_HOME, else the user data dir)."
+        None, "--workspace", "-w", envvar="IFGUIDE_HOME", metavar="DIR",
+        help="Workspace folder (default: IFGUIDE_HOME, else the user data dir)."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print one machine-readable JSON object on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status lines."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or status lines."),
+    no_truncate: bool = typer.Option(False, "--no-truncate", help="Plain output that never cuts ids, names or hashes "
+                                                                    "(the default when stdout is not a terminal)."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    common.settings = common.Settings(workspace=workspace, json=json_output, quiet=quiet, debug=debug)
+    common.settings = common.Settings(workspace=workspace, json=json_output, quiet=quiet, debug=debug,
+                                      no_truncate=no_truncate, stage=ctx.invoked_subcommand)
     notes.reset(common.show_warning)  # a new invocation: its notes are shown as they arrive and kept for --json
 
 
-def _register_commands() -> None:
-    from . import eval as eval_cmd
-    from . import factors, mask, rad, registry, report, run, scores, train, workspace
-
-    for module in (factors, scores, mask, train, eval_cmd, rad, report, run, workspace, registry):
-        module.register(app)
-
-
-_register_commands()
-
-
-GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--debug")
+GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--debug", "--no-truncate")
 
 
 def hoist_global_flags(argv: list[str]) -> list[str]:

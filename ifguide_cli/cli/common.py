@@ -4,13 +4,18 @@
 - Warnings that core code records (`core.notes.warn`) are printed on stderr as they arrive and listed
   under `warnings` in the `--json` object, so a script sees what a terminal user sees.
 - Errors are one line on stderr and a non-zero exit code; `--debug` shows the traceback.
-- Progress bars go to stderr and disappear with `--quiet`.
+- Progress goes to stderr (rank 0 only) and disappears with `--quiet`: bars in a terminal, plain lines at
+  a steady cadence in a log file or a pipe (`core.progress.PlainReporter`), with or without `--json`.
+- Plain output when stdout is not a terminal, or with `--no-truncate`: tables lose their borders and are never
+  cut or wrapped, so ids, names, hub ids and hashes survive `| cat`, `| grep` and copy-paste.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +27,8 @@ import typer
 from ..core import notes
 from ..core.dist import is_main_process
 from ..core.errors import IfguideError
+from .completion import artifacts as complete_artifacts  # noqa: F401  (for the commands' argument declarations)
+from .completion import kinds as complete_kinds  # noqa: F401
 
 
 @dataclass
@@ -30,6 +37,8 @@ class Settings:
     json: bool = False
     quiet: bool = False
     debug: bool = False
+    no_truncate: bool = False
+    stage: str | None = None  # the label of progress lines: the command, or the pipeline stage that runs
 
 
 settings = Settings()
@@ -44,13 +53,58 @@ def workspace():
 def stderr_console():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout_console():
+    """The console of a command's rendering: rich in a terminal, plain (never cut) in a pipe or with --no-truncate.
+
+    Text is never wrapped by rich (`soft_wrap`): the terminal wraps long lines for display, and what is copied
+    from it, or redirected into a file, is the whole line.
+    """
     from rich.console import Console
 
-    return Console(highlight=False)
+    if plain_output():
+        return _plain_console()
+    return Console(highlight=False, soft_wrap=True)
+
+
+def plain_output() -> bool:
+    """Plain output (see the module docstring): stdout is not a terminal, or --no-truncate."""
+    from rich.console import Console
+
+    return settings.no_truncate or not Console().is_terminal
+
+
+def _plain_console():
+    from rich.console import Console
+    from rich.table import Table
+
+    class PlainConsole(Console):
+        """Tables without borders at their natural width (never cut or wrapped; the title on a line of its own),
+        and lines without trailing blanks."""
+
+        def print(self, *objects, **kwargs):
+            parts = [part for obj in objects for part in (_unboxed(obj) if isinstance(obj, Table) else [obj])]
+            with self.capture() as captured:
+                super().print(*parts, **kwargs)
+            self.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+            self.file.flush()
+
+    return PlainConsole(highlight=False, soft_wrap=True, width=_UNLIMITED)
+
+
+_UNLIMITED = 1 << 16  # columns: wider than anything a command prints
+
+
+def _unboxed(table) -> list:
+    """The table's title (if any) and the table itself, borderless, with columns that never wrap or cut."""
+    title, table.title = table.title, None
+    table.box, table.show_edge, table.pad_edge, table.expand, table.collapse_padding = None, False, False, False, False
+    table.padding = (0, 1)
+    for column in table.columns:
+        column.no_wrap, column.overflow, column.max_width = True, "ignore", None
+    return [title, table] if title else [table]
 
 
 def info(message: str) -> None:
@@ -85,14 +139,15 @@ def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
 
 
 def kv_table(title: str, rows: dict[str, Any]):
-    """A two-column summary table."""
+    """A two-column summary table (values are shown as they are: no markup, never cut)."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold cyan")
-    table.add_column()
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
     for key, value in rows.items():
-        table.add_row(str(key), _fmt(value))
+        table.add_row(escape(str(key)), escape(_fmt(value)))
     return table
 
 
@@ -176,13 +231,32 @@ class RichReporter:
 
 
 def reporter():
-    """The progress reporter for this invocation (silent with --quiet)."""
-    from ..core.progress import NULL
+    """The progress reporter for this invocation: bars in a terminal, plain lines in a log or pipe, none with --quiet.
 
-    # no bars in logs and pipes (nor their blank lines), and one set of bars in a distributed run
-    if settings.quiet or not is_main_process() or not stderr_console().is_terminal:
+    Only rank 0 of a distributed run reports. `IFGUIDE_PROGRESS_INTERVAL` (seconds, default 30) sets the longest
+    gap between plain lines.
+    """
+    from ..core.progress import NULL, PlainReporter
+
+    if settings.quiet or not is_main_process():
         return NULL
-    return RichReporter()
+    console = stderr_console()
+    if console.is_terminal and not console.is_dumb_terminal:
+        return RichReporter()
+    return PlainReporter(sys.stderr, label=settings.stage, interval=_progress_interval())
+
+
+def _progress_interval() -> float:
+    value = os.environ.get("IFGUIDE_PROGRESS_INTERVAL", "")
+    try:
+        return max(0.0, float(value)) if value.strip() else 30.0
+    except ValueError:
+        return 30.0
+
+
+def set_stage(name: str) -> None:
+    """Label the progress lines that follow with this stage (`run` calls it as each pipeline stage starts)."""
+    settings.stage = name
 
 
 def write_user_file(path: str, text: str):
@@ -218,6 +292,9 @@ def handles_errors(fn: Callable) -> Callable:
                 raise
             _print_error(exc.one_line())
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # `ifguide workspace ls | head -1`: the reader has all it wanted
+            _silence_stdout()
+            raise typer.Exit(141) from None
         except KeyboardInterrupt:
             _print_error("interrupted; finished artifacts are intact and an unfinished stage resumes when run again")
             raise typer.Exit(130) from None
@@ -228,6 +305,15 @@ def handles_errors(fn: Callable) -> Callable:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into the closed pipe is not an error too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 def _print_error(line: str) -> None:

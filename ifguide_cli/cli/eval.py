@@ -14,9 +14,12 @@ from ..core.evaluation.config import DefenseConfig, FluencyConfig, GenerationCon
 from . import common
 from .options import ForceOpt, NameOpt, config_options
 
-ModelArg = Annotated[str, typer.Argument(help="Registry model, checkpoint artifact, local folder or hub id.")]
+ModelArg = Annotated[str, typer.Argument(help="Registry model, checkpoint artifact, local folder or hub id.",
+                                         autocompletion=common.complete_artifacts("checkpoints", registry="models"))]
 
-eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency of a model.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency of a model.\n\n"
+                            "Classifiers: `ifguide registry classifiers`; which are available offline: `ifguide env`.",
+                       no_args_is_help=True)
 
 
 def _classifier_spec(ws, name: str, files: ClassifierOptions):
@@ -75,7 +78,11 @@ def _render_fluency(art, reused: bool):
     return render
 
 
-@eval_app.command("toxicity", help="Sample continuations of prompts and score their toxicity (EMT, TP).")
+@eval_app.command("toxicity", help="Sample continuations of prompts and score their toxicity (EMT, TP).",
+                  epilog="Examples:\n\n"
+                         "ifguide eval toxicity ifguide --classifier profanity --name ifguide-tox\n"
+                         "ifguide eval toxicity pythia-2.8b --prompts rtp --num-prompts 1000 --defense rad\n"
+                         "torchrun --nproc-per-node 4 -m ifguide_cli eval toxicity my-checkpoint --prompts rtp")
 @common.handles_errors
 @config_options(RuntimeConfig, into="runtime")
 @config_options(DefenseConfig, into="defense")
@@ -83,12 +90,15 @@ def _render_fluency(art, reused: bool):
 @config_options(GenerationConfig, into="generation")
 def toxicity(
     model: ModelArg,
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="rtp, attaq, bold, tiny-prompts, a local file or hub id "
+    prompts: Optional[str] = typer.Option(None, "--prompts", autocompletion=common.complete_artifacts("datasets", registry="datasets"),
+                                          help="rtp, attaq, bold, tiny-prompts, a local file or hub id "
                                           "(default: tiny-prompts for tiny-tokenizer models, else rtp)."),
     num_prompts: Optional[int] = typer.Option(None, "--num-prompts", help="Evaluate a seeded random subset of this many prompts."),
-    classifier: str = typer.Option("detoxify-unbiased", "--classifier",
-                                   help="detoxify-unbiased|detoxify-original|detoxify-multilingual|detoxify-*-small|"
-                                        "toxigen-roberta|profanity (built-in, offline)|registered name|folder|hub id."),
+    classifier: str = typer.Option("detoxify-unbiased", "--classifier", autocompletion=common.complete_artifacts("classifiers", registry="classifiers"),
+                                   help="detoxify-unbiased, detoxify-original, detoxify-multilingual, "
+                                        "detoxify-original-small, detoxify-unbiased-small, toxigen-roberta, "
+                                        "profanity (built in, works offline), a name registered with `eval add-classifier`, "
+                                        "a local folder or a hub id."),
     name: NameOpt = None,
     force: ForceOpt = False,
     generation: GenerationConfig = None,
@@ -112,13 +122,18 @@ def toxicity(
     common.emit(common.artifact_payload(art, reused), _render_toxicity("toxicity", art, reused))
 
 
-@eval_app.command("implicit", help="Re-score the saved continuations of a toxicity eval (default: ToxiGen-RoBERTa).")
+@eval_app.command("implicit", help="Re-score the saved continuations of a toxicity eval (default: ToxiGen-RoBERTa).",
+                  epilog="Examples:\n\n"
+                         "ifguide eval implicit ifguide-tox\n"
+                         "ifguide eval implicit latest:eval --classifier-path ./toxigen_roberta")
 @common.handles_errors
 @config_options(RuntimeConfig, into="runtime", exclude=("precision",))
 @config_options(ClassifierOptions, into="files")
 def implicit(
-    eval_ref: str = typer.Argument(..., metavar="EVAL", help="An eval artifact written by `eval toxicity`."),
-    classifier: str = typer.Option("toxigen-roberta", "--classifier", help="toxigen-roberta, any classifier `eval toxicity` takes."),
+    eval_ref: str = typer.Argument(..., metavar="EVAL", help="An eval artifact written by `eval toxicity`.",
+                                   autocompletion=common.complete_artifacts("evals")),
+    classifier: str = typer.Option("toxigen-roberta", "--classifier", help="toxigen-roberta, any classifier `eval toxicity` takes.",
+                                   autocompletion=common.complete_artifacts("classifiers", registry="classifiers")),
     name: NameOpt = None,
     force: ForceOpt = False,
     files: ClassifierOptions = None,
@@ -137,7 +152,10 @@ def implicit(
     common.emit(common.artifact_payload(art, reused), _render_toxicity("implicit toxicity", art, reused))
 
 
-@eval_app.command("fluency", help="Perplexity on held-out text and LAMBADA last-word accuracy.")
+@eval_app.command("fluency", help="Perplexity on held-out text and LAMBADA last-word accuracy.",
+                  epilog="Examples:\n\n"
+                         "ifguide eval fluency ifguide --name ifguide-fluency\n"
+                         "ifguide eval fluency pythia-2.8b --ppl-data openwebtext --lambada lambada")
 @common.handles_errors
 @config_options(RuntimeConfig, into="runtime")
 @config_options(DefenseConfig, into="defense")
@@ -163,10 +181,16 @@ def fluency(
     common.emit(common.artifact_payload(art, reused), _render_fluency(art, reused))
 
 
-@eval_app.command("add-classifier", help="Register classifier weights once into the workspace (then use --classifier NAME).")
+@eval_app.command("add-classifier", help="Register classifier weights once into the workspace (then use --classifier NAME).",
+                  epilog="Examples (for a machine without network):\n\n"
+                         "ifguide eval add-classifier detoxify-unbiased --checkpoint toxic_debiased-c7548aa0.ckpt "
+                         "--base ./roberta-base\n"
+                         "ifguide eval add-classifier toxigen-roberta --from ./toxigen_roberta")
 @common.handles_errors
 def add_classifier(
-    name: str = typer.Argument(..., help="detoxify-unbiased, detoxify-original, …, toxigen-roberta, or your own name."),
+    name: str = typer.Argument(..., help="detoxify-unbiased, detoxify-original, detoxify-multilingual, "
+                                         "detoxify-original-small, detoxify-unbiased-small, toxigen-roberta, or your own name.",
+                               autocompletion=common.complete_artifacts(registry="classifiers")),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Detoxify checkpoint (.ckpt from its GitHub release)."),
     base: Optional[str] = typer.Option(None, "--base", help="Detoxify base-model folder (e.g. roberta-base: config.json + tokenizer)."),
     from_dir: Optional[str] = typer.Option(None, "--from", help="A transformers classifier folder (e.g. ToxiGen-RoBERTa)."),

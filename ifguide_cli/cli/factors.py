@@ -16,7 +16,11 @@ _EPILOG = (
     "YAML file given with --families or $IFGUIDE_FAMILIES (or WORKSPACE/families.yaml): "
     "`families: {phi: {model_types: \\[phi], modules: \\['model.layers.*.mlp.fc1', 'model.layers.*.mlp.fc2']}}`, "
     "or pass --modules GLOB. A killed run resumes from its finished partitions (--partitions) when run again. "
-    "Multi-GPU / multi-process: `torchrun --nproc-per-node N -m ifguide_cli factors ...`."
+    "Multi-GPU / multi-process: `torchrun --nproc-per-node N -m ifguide_cli factors ...`.\n\n"
+    "Examples:\n\n"
+    "ifguide factors tiny --data tiny --name tiny-factors\n"
+    "ifguide factors my-baseline --data owt-sample --strategy kfac\n"
+    "torchrun --nproc-per-node 4 -m ifguide_cli factors pythia-160m --data openwebtext"
 )
 
 ModulesOpt = Annotated[Optional[list[str]], typer.Option(
@@ -29,8 +33,10 @@ def register(app: typer.Typer) -> None:
     @common.handles_errors
     @config_options(FactorsConfig, exclude=("modules",))
     def factors(
-        model: str = typer.Argument(..., help="Model: registry name, checkpoint artifact, local save_pretrained folder, or hub id."),
-        data: str = typer.Option(..., "--data", "-d", help="Training data: registry dataset, local file, hub id, or dataset artifact."),
+        model: str = typer.Argument(..., help="Model: registry name, checkpoint artifact, local save_pretrained folder, or hub id.",
+                                    autocompletion=common.complete_artifacts("checkpoints", registry="models")),
+        data: str = typer.Option(..., "--data", "-d", help="Training data: registry dataset, local file, hub id, or dataset artifact.",
+                                 autocompletion=common.complete_artifacts("datasets", registry="datasets")),
         modules: ModulesOpt = None,
         name: NameOpt = None,
         force: ForceOpt = False,

@@ -30,13 +30,19 @@ mask_app = typer.Typer(
 
 
 @mask_app.command("select", help="Build a mask artifact from a scores artifact or a score file "
-                                 "(kronfluence pairwise_scores.safetensors, .safetensors or .npy).")
+                                 "(kronfluence pairwise_scores.safetensors, .safetensors or .npy).",
+                  epilog="Examples:\n\n"
+                         "ifguide mask tiny-scores --name tiny-mask\n"
+                         "ifguide mask select latest:scores --top 20\n"
+                         "ifguide mask pairwise_scores.safetensors --data 1f21b739dcbd")
 @common.handles_errors
 @config_options(MaskConfig)
 def select(
     config: MaskConfig,
-    scores: str = typer.Argument(..., metavar="SCORES", help="Scores artifact (id, name, `latest`) or a .safetensors/.npy score file."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact the score file indexes (a scores artifact knows its own)."),
+    scores: str = typer.Argument(..., metavar="SCORES", help="Scores artifact (id, name, `latest`) or a .safetensors/.npy score file.",
+                                 autocompletion=common.complete_artifacts("scores")),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact the score file indexes (a scores artifact knows its own).",
+                                       autocompletion=common.complete_artifacts("datasets")),
     key: Optional[str] = typer.Option(None, "--key", help="Tensor name in a .safetensors file \\[default: scores, all_modules, or the only one]."),
     all_positions: bool = typer.Option(False, "--all-positions", help="Count padded positions too, like the reference script "
                                                                      "(default: only positions of the attention mask)."),
@@ -76,10 +82,14 @@ def _ranked_table(rows):
     return table
 
 
-@mask_app.command("show", help="Print one document with its masked tokens highlighted (plain \\[\\[markers]] when piped).")
+@mask_app.command("show", help="Print one document with its masked tokens highlighted (plain \\[\\[markers]] when piped).",
+                  epilog="Examples:\n\n"
+                         "ifguide mask show tiny-mask\n"
+                         "ifguide mask show latest:mask --rank 3 --scores\n"
+                         "ifguide mask show tiny-mask --doc 17 | less")
 @common.handles_errors
 def show(
-    mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`)."),
+    mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`).", autocompletion=common.complete_artifacts("masks")),
     rank: Optional[int] = typer.Option(None, "--rank", "-r", help="The document at this rank (0 = most toxic) \\[default: 0]."),
     doc: Optional[int] = typer.Option(None, "--doc", "-i", help="The document with this index in the dataset."),
     scores: bool = typer.Option(False, "--scores", "-s", help="Background heat by influence score (and scores in --json)."),
@@ -104,10 +114,13 @@ def show(
     common.emit(insp.doc_json(view), render)
 
 
-@mask_app.command("browse", help="Interactive browser: ranked documents, highlighted tokens, search, score heat.")
+@mask_app.command("browse", help="Interactive browser: ranked documents, highlighted tokens, search, score heat.",
+                  epilog="Keys: ↑/↓ or n/p move, g jumps to a rank, / searches (#ID for a token id), N searches again, "
+                         "s toggles the score heat, q quits.\n\n"
+                         "Example: ifguide mask browse tiny-mask")
 @common.handles_errors
 def browse(
-    mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`)."),
+    mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`).", autocompletion=common.complete_artifacts("masks")),
     top: int = typer.Option(1000, "--top", help="Ranked documents listed."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
 ) -> None:
@@ -118,10 +131,11 @@ def browse(
     run_browser(insp, top=top)
 
 
-@mask_app.command("export", help="Write a self-contained HTML page of the top documents with highlighted tokens.")
+@mask_app.command("export", help="Write a self-contained HTML page of the top documents with highlighted tokens.",
+                  epilog="Example: ifguide mask export tiny-mask --html mask.html --top 50")
 @common.handles_errors
 def export(
-    mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`)."),
+    mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`).", autocompletion=common.complete_artifacts("masks")),
     html: str = typer.Option(..., "--html", help="Output file."),
     top: int = typer.Option(20, "--top", help="Number of top-ranked documents."),
     scores: bool = typer.Option(True, "--scores/--no-scores", help="Background heat by score (hover shows the value)."),

@@ -43,14 +43,29 @@ def _option_for(f: dataclasses.Field, tp: Any, *, overrides_only: bool) -> tuple
         choices = [str(c) for c in typing.get_args(inner)]
         if not all(c in help_text for c in choices):  # unless the help already explains each choice
             help_text += f" Choices: {', '.join(choices)}."
-        extra["autocompletion"] = lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+        extra["autocompletion"] = _values(choices)
         inner = str
+    elif meta.get("complete"):
+        extra["autocompletion"] = _completer(meta["complete"])
     elif _is_repeatable(inner):
         inner, default = list[str], (None if overrides_only or not default else list(default))
     help_text += f" \\[default: {shown}]" if shown is not None else ""
     option = typer.Option(*names, help=help_text, show_default=shown is None and not overrides_only, **extra)
     annotation = Optional[inner] if (overrides_only or default is None) else inner
     return Annotated[annotation, option], default
+
+
+def _values(values) -> Callable[[str], list[str]]:
+    return lambda incomplete: [v for v in values if v.startswith(incomplete)]
+
+
+def _completer(complete: tuple[str, ...] | str) -> Callable:
+    """The shell completion a field's `complete=` asks for: fixed values, or an artifact kind's ids and names."""
+    if isinstance(complete, str):
+        from .completion import REGISTRY_OF, artifacts
+
+        return artifacts(complete, registry=REGISTRY_OF.get(complete))
+    return _values(complete)
 
 
 def _is_choice(tp: Any) -> bool:

@@ -11,7 +11,11 @@ rad_app = typer.Typer(help="Reward-augmented decoding (RAD) defense: `eval toxic
                       no_args_is_help=True)
 
 
-@rad_app.command("download", help="Install the RAD toxicity reward model (GPT-2, 7 outputs) into the workspace.")
+@rad_app.command("download", help="Install the RAD toxicity reward model (GPT-2, 7 outputs) into the workspace.",
+                 epilog="Examples:\n\n"
+                        "ifguide rad download\n"
+                        "ifguide rad download --from saved_models.zip --sha256 <sha256>   (no network)\n"
+                        "ifguide eval toxicity my-model --defense rad")
 @common.handles_errors
 def download(
     url: Optional[str] = typer.Option(None, "--url", help="Where to download from (default: RAD's release, "

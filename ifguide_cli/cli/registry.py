@@ -6,8 +6,10 @@ import typer
 
 from . import common
 
-registry_app = typer.Typer(help="Models, datasets and classifiers known by name (any hub id or local path works too).",
+registry_app = typer.Typer(help="Models, datasets and classifiers known by name (any hub id or local path works too).\n\n"
+                                "`ifguide env` tells which of them are available offline on this machine.",
                            no_args_is_help=True)
+_WHOLE = ("name", "hub_id", "backend", "role", "params", "family")  # copied from here: folded in a narrow terminal, never cut
 
 
 def _show(key: str, columns: tuple[str, ...]) -> None:
@@ -16,11 +18,13 @@ def _show(key: str, columns: tuple[str, ...]) -> None:
     rows = as_rows(key)
 
     def render(console):
+        from rich import box
         from rich.table import Table
 
-        table = Table(title=key, title_justify="left")
+        table = Table(title=key, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      collapse_padding=True)
         for col in columns:
-            table.add_column(col)
+            table.add_column(col, overflow="fold", no_wrap=col in _WHOLE)
         for row in rows:
             table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
         console.print(table)
@@ -28,19 +32,22 @@ def _show(key: str, columns: tuple[str, ...]) -> None:
     common.emit({key: rows}, render)
 
 
-@registry_app.command("models", help="The paper's models and the built-in `tiny` one.")
+@registry_app.command("models", help="The paper's models and the built-in `tiny` one.",
+                      epilog="Examples:\n\n  ifguide registry models\n  ifguide registry models --json | jq -r '.models[].hub_id'")
 @common.handles_errors
 def models() -> None:
     _show("models", ("name", "hub_id", "params", "family", "from_scratch", "description"))
 
 
-@registry_app.command("datasets", help="Training corpora, query sets, prompt sets and LAMBADA.")
+@registry_app.command("datasets", help="Training corpora, query sets, prompt sets and LAMBADA.",
+                      epilog="Example: ifguide registry datasets | grep prompts")
 @common.handles_errors
 def datasets() -> None:
     _show("datasets", ("name", "hub_id", "role", "description"))
 
 
-@registry_app.command("classifiers", help="Toxicity classifiers and the RAD reward model.")
+@registry_app.command("classifiers", help="Toxicity classifiers and the RAD reward model.",
+                      epilog="Example: ifguide registry classifiers   (then: ifguide env, for which are available offline)")
 @common.handles_errors
 def classifiers() -> None:
     _show("classifiers", ("name", "backend", "source", "description"))

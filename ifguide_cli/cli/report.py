@@ -9,10 +9,14 @@ from .options import ForceOpt, NameOpt
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", help="Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots.")
+    @app.command("report", help="Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots.",
+                 epilog="Examples:\n\n"
+                        "ifguide report base-tox ifguide-tox rad-tox --html report.html\n"
+                        "ifguide report $(ifguide workspace ls evals --json | jq -r '.artifacts[].id')")
     @common.handles_errors
     def report(
-        evals: list[str] = typer.Argument(..., metavar="EVAL...", help="Eval artifacts (toxicity, implicit, fluency)."),
+        evals: list[str] = typer.Argument(..., metavar="EVAL...", help="Eval artifacts (toxicity, implicit, fluency).",
+                                          autocompletion=common.complete_artifacts("evals")),
         html: Optional[str] = typer.Option(None, "--html", help="Also write the self-contained HTML page to this file."),
         name: NameOpt = None,
         force: ForceOpt = False,

@@ -11,11 +11,16 @@ from . import common
 
 def register(app: typer.Typer) -> None:
     @app.command("run", help="Run the whole pipeline: train a baseline, factors, scores, mask, fine-tune with IF-Guide and "
-                             "a plain control, evaluate toxicity and fluency, report. Stages whose config and parents are "
-                             "unchanged are reused, so a rerun only redoes what changed.")
+                             "a plain control, evaluate toxicity and fluency, report.\n\n"
+                             "Stages whose config and parents are unchanged are reused, so a rerun only redoes what changed.",
+                 epilog="Examples:\n\n"
+                        "ifguide run --preset tiny\n"
+                        "ifguide run --preset tiny --print-config > my.yaml   # edit, then:\n"
+                        "ifguide run my.yaml\n"
+                        "nohup ifguide run my.yaml > run.log 2>&1 &          # progress lines in run.log")
     @common.handles_errors
     def run(
-        pipeline: Optional[str] = typer.Argument(None, metavar="[PIPELINE.yaml]", help="Pipeline file (see `--preset tiny --print-config`)."),
+        pipeline: Optional[str] = typer.Argument(None, metavar="PIPELINE.yaml", help="Pipeline file (see `--preset tiny --print-config`)."),
         preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny."),
         print_config: bool = typer.Option(False, "--print-config", help="Print the pipeline file of the preset and exit."),
         force: bool = typer.Option(False, "--force", help="Recompute every stage even if stored."),

@@ -16,7 +16,10 @@ _EPILOG = (
     "the dataset's input_ids: scores\\[i, t] is the influence of the loss term predicting token t (the training mask's "
     "alignment); column 0 and padding are 0. High = makes toxic continuations more likely. Query sets: registry names "
     "(tiny-queries-toxic, tiny-queries-safe), RTP-style .jsonl with prompt/continuation (nested {text: …} accepted), or hub "
-    "ids. A killed run resumes from its finished partitions. Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli scores ...`."
+    "ids. A killed run resumes from its finished partitions. Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli scores ...`.\n\n"
+    "Examples:\n\n"
+    "ifguide scores tiny-factors -t tiny-queries-toxic -s tiny-queries-safe --name tiny-scores\n"
+    "ifguide scores latest:factors -t toxic.jsonl -s safe.jsonl --damping 1e-3"
 )
 
 # `auto` or a number: a string for Typer, parsed and range-checked by ScoresConfig
@@ -30,12 +33,15 @@ def register(app: typer.Typer) -> None:
     @common.handles_errors
     @config_options(ScoresConfig, exclude=("damping",))
     def scores(
-        factors: str = typer.Argument(..., help="Factors artifact (id, prefix, name, or `latest`)."),
-        toxic_queries: str = typer.Option(..., "--toxic-queries", "-t", help="Toxic prompt+continuation queries."),
-        safe_queries: Optional[str] = typer.Option(None, "--safe-queries", "-s", help="Non-toxic queries (subtracted); omit for toxic influence only."),
+        factors: str = typer.Argument(..., help="Factors artifact (id, prefix, name, or `latest`).", autocompletion=common.complete_artifacts("factors")),
+        toxic_queries: str = typer.Option(..., "--toxic-queries", "-t", help="Toxic prompt+continuation queries.", autocompletion=common.complete_artifacts("datasets", registry="datasets")),
+        safe_queries: Optional[str] = typer.Option(None, "--safe-queries", "-s", help="Non-toxic queries (subtracted); omit for toxic influence only.",
+                                                   autocompletion=common.complete_artifacts("datasets", registry="datasets")),
         data: Optional[str] = typer.Option(None, "--data", "-d", help="Training rows to score (default: the factors' dataset); "
-                                                                     "same tokenizer and row length as the factors' fit set."),
-        model: Optional[str] = typer.Option(None, "--model", help="Check that the factors belong to this model (default: the factors' model)."),
+                                                                     "same tokenizer and row length as the factors' fit set.",
+                                           autocompletion=common.complete_artifacts("datasets", registry="datasets")),
+        model: Optional[str] = typer.Option(None, "--model", help="Check that the factors belong to this model (default: the factors' model).",
+                                            autocompletion=common.complete_artifacts("checkpoints", registry="models")),
         damping: DampingOpt = "auto",
         name: NameOpt = None,
         force: ForceOpt = False,

@@ -13,7 +13,10 @@ tokenizer_app = typer.Typer(help="Tokenizers trained on your own corpus.", no_ar
 _EPILOG = ("The artifact holds a transformers tokenizer folder (tokenizer/: tokenizer.json, tokenizer_config.json) with "
            "<|endoftext|> as end of document and <|padding|> for padding; pass its id or --name as --tokenizer, or load "
            "it with AutoTokenizer.from_pretrained(PATH/tokenizer). The corpus is read in batches (any size), and the "
-           "summary compares tokens per document with the built-in tiny tokenizer.")
+           "summary compares tokens per document with the built-in tiny tokenizer.\n\n"
+           "Examples:\n\n"
+           "ifguide tokenizer train my-corpus.jsonl --vocab-size 8192 --name my-bpe\n"
+           "ifguide tokenizer train openwebtext --max-examples 100000")
 
 
 @tokenizer_app.command("train", help="Train a byte-level BPE tokenizer on CORPUS.", epilog=_EPILOG)
@@ -21,7 +24,8 @@ _EPILOG = ("The artifact holds a transformers tokenizer folder (tokenizer/: toke
 @config_options(TokenizerTrainConfig)
 def train(
     config: TokenizerTrainConfig,
-    corpus: str = typer.Argument(..., metavar="CORPUS", help="Local .jsonl/.json/.txt/.csv/.parquet file, save_to_disk "
+    corpus: str = typer.Argument(..., metavar="CORPUS", autocompletion=common.complete_artifacts("datasets", registry="datasets"),
+                                 help="Local .jsonl/.json/.txt/.csv/.parquet file, save_to_disk "
                                                              "folder, registry dataset or hub id."),
     name: NameOpt = None,
     force: ForceOpt = False,

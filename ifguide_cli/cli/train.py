@@ -15,12 +15,22 @@ from . import common
 from .options import NameOpt, config_options
 
 _EPILOG = (
-    "Defaults: the paper's reference settings (AdamW β=(0.9, 0.95), cosine, warm-up 1%, grad-clip 1.0, "
+    "Defaults (\"by profile\"): the paper's reference settings (AdamW β=(0.9, 0.95), cosine, warm-up 1%, grad-clip 1.0, "
     "256 × 2048-token batches, lr 6e-4 pre-training / 6e-5 fine-tuning with wd 4e-4), or the small `tiny` profile "
-    "for the packaged tiny model/data. Precedence: profile < --config FILE.yaml < options. "
+    "for the packaged tiny model/data (lr 3e-3 / 1e-3, batch 32, 300 / 100 steps). "
+    "Precedence: profile < --config FILE.yaml < options. "
     "A killed run resumes from its newest intermediate checkpoint when the same command is run again "
-    "(--restart discards it). Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli train ...`."
+    "(--restart discards it). Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli {command} ...`.\n\n"
+    "Examples:\n\n{examples}"
 )
+_EXAMPLES = {
+    "train": "ifguide train tiny --data tiny --name baseline\n"
+             "ifguide train tiny --data tiny --mask tiny-mask --lambda 2 --name ifguide\n"
+             "torchrun --nproc-per-node 8 -m ifguide_cli train pythia-160m --data openwebtext --mask owt-mask",
+    "finetune": "ifguide finetune baseline --data tiny --mask tiny-mask --name ifguide-ft\n"
+                "ifguide finetune pythia-2.8b --data openwebtext --mask owt-mask --max-steps 2000\n"
+                "torchrun --nproc-per-node 8 -m ifguide_cli finetune pythia-2.8b --data openwebtext --mask owt-mask",
+}
 _MODEL_HELP = {
     "pretrain": "Architecture: registry name (`tiny`, `pythia-160m`…), a folder with config.json, a hub id, "
                 "or a checkpoint (its config; weights re-initialised).",
@@ -40,13 +50,15 @@ def _command(mode: str):
     @config_options(RunOptions, into="run", overrides_only=True)
     @config_options(TrainConfig, overrides_only=True)
     def command(
-        model: Annotated[str, typer.Argument(help=_MODEL_HELP[mode])],
+        model: Annotated[str, typer.Argument(help=_MODEL_HELP[mode], autocompletion=common.complete_artifacts("checkpoints", registry="models"))],
         data: Annotated[str, typer.Option("--data", "-d", help="Training data: registry dataset, local file, hub id, "
-                                                                "or dataset artifact.")],
+                                                                "or dataset artifact.",
+                                          autocompletion=common.complete_artifacts("datasets", registry="datasets"))],
         config: dict,
         run: dict,
         setup: dict,
-        mask: Annotated[Optional[str], typer.Option("--mask", "-m", help="Mask artifact (toxic tokens of this data) to penalise.")] = None,
+        mask: Annotated[Optional[str], typer.Option("--mask", "-m", help="Mask artifact (toxic tokens of this data) to penalise.",
+                                                    autocompletion=common.complete_artifacts("masks"))] = None,
         config_file: Annotated[Optional[str], typer.Option("--config", help="YAML file of option: value (field names or "
                                                                             "option names).")] = None,
         resume: Annotated[bool, typer.Option("--resume/--restart", help="Continue an interrupted run of the same command "
@@ -61,7 +73,7 @@ def _command(mode: str):
 
 def register(app: typer.Typer) -> None:
     for name, mode in (("train", "pretrain"), ("finetune", "finetune")):
-        app.command(name, help=_HELP[mode], epilog=_EPILOG)(_command(mode))
+        app.command(name, help=_HELP[mode], epilog=_EPILOG.format(command=name, examples=_EXAMPLES[name]))(_command(mode))
 
 
 def _run(mode: str, model: str, data: str, mask: str | None, values: dict, config_file: str | None, resume: bool,

@@ -2,49 +2,70 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from . import common
 
-ws_app = typer.Typer(help="List, inspect and remove stored artifacts.", no_args_is_help=True)
+ws_app = typer.Typer(help="List, inspect and remove stored artifacts.\n\n"
+                          "An artifact is named by its id, a unique id prefix (4+ characters), its --name, `latest` or "
+                          "`latest:KIND`; the shell completes ids and names.",
+                     no_args_is_help=True)
+
+RefArg = Annotated[str, typer.Argument(metavar="ARTIFACT", help="id, unique id prefix, name, `latest` or `latest:KIND`.",
+                                       autocompletion=common.complete_artifacts())]
 
 
-@ws_app.command("path", help="Print the workspace folder.")
+@ws_app.command("path", help="Print the workspace folder.", epilog="Example: cd \"$(ifguide workspace path)\"")
 @common.handles_errors
 def path() -> None:
     ws = common.workspace()
     common.emit({"path": str(ws.root)}, lambda console: console.print(str(ws.root), soft_wrap=True))
 
 
-@ws_app.command("ls", help="List artifacts (optionally of one kind), oldest first.")
+@ws_app.command("ls", help="List artifacts (optionally of one kind), oldest first.",
+                epilog="Piped or with --no-truncate, the table has no borders and nothing is cut.\n\n"
+                       "Examples:\n\n"
+                       "ifguide workspace ls\n"
+                       "ifguide workspace ls masks\n"
+                       "ifguide workspace ls checkpoints | grep baseline | cut -c1-12\n"
+                       "ifguide workspace ls --json | jq -r '.artifacts[].id'")
 @common.handles_errors
-def ls(kind: Optional[str] = typer.Argument(None, help="datasets, factors, scores, masks, checkpoints, evals, classifiers, reports")) -> None:
+def ls(kind: Optional[str] = typer.Argument(None, metavar="KIND", autocompletion=common.complete_kinds,
+                                            help="datasets, tokenizers, factors, scores, masks, checkpoints, evals, "
+                                                 "classifiers or reports (singular works too).")) -> None:
     ws = common.workspace()
     rows = [art.listing() for art in ws.list(kind)]
 
     def render(console):
+        from rich import box
+        from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title=f"workspace {ws.root}", title_justify="left")
-        table.add_column("id", no_wrap=True, min_width=12)  # ids are copied from here: never truncate them
-        table.add_column("kind", no_wrap=True)
-        table.add_column("name")
+        # no vertical rules: room for the columns that are copied from here (ids whole, names folded, never cut)
+        table = Table(title=f"workspace {escape(str(ws.root))}", title_justify="left", box=box.SIMPLE_HEAD,
+                      show_edge=False, pad_edge=False, collapse_padding=True)
+        table.add_column("id", no_wrap=True, min_width=12)
+        table.add_column("kind", overflow="fold")
+        table.add_column("name", overflow="fold")
         table.add_column("created", no_wrap=True)
         table.add_column("parents", overflow="fold")
         table.add_column("seconds", justify="right")
         for r in rows:
-            table.add_row(r["id"], r["kind"], r["name"] or "", r["created"][5:19].replace("T", " "),
+            table.add_row(r["id"], r["kind"], escape(r["name"] or ""), r["created"][5:16].replace("T", " "),
                           " ".join(r["parents"]), "" if r["seconds"] is None else f"{r['seconds']:.1f}")
         console.print(table if rows else f"no artifacts in {ws.root}")
 
     common.emit({"workspace": str(ws.root), "artifacts": rows}, render)
 
 
-@ws_app.command("show", help="Print an artifact's manifest and its lineage tree.")
+@ws_app.command("show", help="Print an artifact's manifest and its lineage tree.",
+                epilog="Examples:\n\n"
+                       "ifguide workspace show latest:mask\n"
+                       "ifguide workspace show 3f2a --json | jq .manifest.summary")
 @common.handles_errors
-def show(ref: str = typer.Argument(..., help="id, unique id prefix, name, or `latest`")) -> None:
+def show(ref: RefArg) -> None:
     ws = common.workspace()
     art = ws.resolve(ref)
     lineage = ws.lineage(art)
@@ -54,7 +75,7 @@ def show(ref: str = typer.Argument(..., help="id, unique id prefix, name, or `la
         from rich.json import JSON
         from rich.tree import Tree
 
-        console.print(JSON.from_data(art.manifest, default=str))
+        console.print(JSON.from_data(art.manifest, default=str), soft_wrap=True)  # hashes and paths stay whole
         tree = Tree(f"[bold]{art.kind.rstrip('s')}[/] {art.id} {art.name or ''}")
 
         def add(node, branch):
@@ -69,10 +90,13 @@ def show(ref: str = typer.Argument(..., help="id, unique id prefix, name, or `la
     common.emit({"manifest": art.manifest, "lineage": lineage, "damaged_files": damaged, "path": str(art.path)}, render)
 
 
-@ws_app.command("rm", help="Remove an artifact (and, with --recursive, everything derived from it).")
+@ws_app.command("rm", help="Remove an artifact (and, with --recursive, everything derived from it).",
+                epilog="Examples:\n\n"
+                       "ifguide workspace rm my-mask\n"
+                       "ifguide workspace rm 3f2a9c1b0d4e --recursive")
 @common.handles_errors
 def rm(
-    ref: str = typer.Argument(..., help="id, unique id prefix, name, or `latest`"),
+    ref: RefArg,
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also remove artifacts that depend on it."),
 ) -> None:
     ws = common.workspace()

@@ -25,14 +25,18 @@ _MISSING = dataclasses.MISSING
 
 def param(default: Any = _MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
           low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
-          default_factory: Any = _MISSING, cli: bool = True, shown_default: str | None = None) -> Any:
+          default_factory: Any = _MISSING, cli: bool = True, shown_default: str | None = None,
+          complete: tuple[str, ...] | str | None = None) -> Any:
     """A config field: default, help, CLI flag (default `--field-name`) and valid range.
 
     `low`/`high` bound a number (inclusive unless `low_open`/`high_open`); `cli=False` keeps the field out
     of the generated CLI options; `shown_default` replaces the default in help (e.g. "by profile").
+    `complete` is what the shell offers for a free-form value (`Literal` choices are offered anyway): a tuple
+    of values (`("auto", "cpu", "cuda")`), or an artifact kind whose ids and names, with the registry names
+    of that kind, are offered (`"datasets"`, `"checkpoints"`, `"classifiers"`).
     """
     meta = {"help": help, "flag": flag, "short": short, "low": low, "high": high, "low_open": low_open,
-            "high_open": high_open, "cli": cli, "shown_default": shown_default}
+            "high_open": high_open, "cli": cli, "shown_default": shown_default, "complete": complete}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

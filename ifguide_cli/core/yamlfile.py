@@ -22,3 +22,12 @@ def load_yaml_mapping(path: str | os.PathLike, what: str = "config file", hint: 
     if not isinstance(data, dict):
         raise IfguideError(f"{what} {path} must be a mapping of key: value", exit_code=2)
     return data
+
+
+def dump_yaml(data: dict) -> str:
+    """The YAML text of a mapping, as a user would write it: keys in their order, unicode as is, block style, and
+    no line wrapped (PyYAML folds long strings at 80 columns by default, which breaks long paths and hub ids when
+    the text is copied or diffed)."""
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=float("inf"))
