@@ -15,6 +15,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("IFGUIDE_PROGRESS_INTERVAL", "inf")  # no plain progress lines in one-line-error tests
 
 
 class CliResult:
