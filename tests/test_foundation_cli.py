@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error, invoke_cli
 
-from ifguide_cli.cli.app import COMMANDS as LISTED, hoist_global_flags
+from ifguide_cli.cli.app import COMMANDS as LISTED
+from ifguide_cli.cli.app import hoist_global_flags
 from ifguide_cli.core import hub, notes
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 
