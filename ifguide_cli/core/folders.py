@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -18,13 +19,21 @@ REPLACED, REMOVING = "replaced", "removing"  # .staging/<prefix>-<id>-<pid>: an 
 
 
 def check_root(root: Path) -> None:
-    """A workspace path that cannot be one (a file, a symlink loop) is one line, before anything is written."""
+    """A workspace path that cannot be one (a file, a symlink loop or to nothing) is one line, before anything is written.
+
+    A path that does not exist yet is fine: it is created when the first artifact is written.
+    """
+    hint = "pass --workspace a folder (a new one is created)"
     try:
-        if root.exists() and not root.is_dir():
-            raise IfguideError(f"workspace {root} is a file, not a folder", hint="pass --workspace a folder", exit_code=2)
+        st = os.stat(root)
+    except FileNotFoundError:
+        if os.path.islink(root):
+            raise IfguideError(f"workspace {root} is a symbolic link to nothing", hint=hint, exit_code=2) from None
+        return
     except OSError as exc:
-        raise IfguideError(f"workspace {root} cannot be used ({exc.strerror or exc})", hint="pass --workspace a folder",
-                           exit_code=2) from None
+        raise IfguideError(f"workspace {root} cannot be used ({exc.strerror or exc})", hint=hint, exit_code=2) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise IfguideError(f"workspace {root} is a file, not a folder", hint=hint, exit_code=2)
 
 
 def make_dir(path: Path) -> None:
