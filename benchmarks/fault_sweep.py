@@ -133,7 +133,7 @@ def anyhow(*argv: str, **kw) -> Step:
 def option_names(flag: str, *extra: str) -> tuple[str, ...]:
     """What an error about FLAG may call it: `--max-steps`, `max-steps`, `max_steps`, or its field name."""
     bare = flag.lstrip("-")
-    return (bare, bare.replace("-", "_"), *extra)
+    return (bare, bare.replace("-", "_"), bare.replace("_", "-"), *extra)
 
 
 # Small, valid commands: a case changes one thing in them. The prepared workspace already holds their results

@@ -126,7 +126,7 @@ def _render_doctor(console, root, findings, kept) -> None:
     for f in findings:
         console.print(f"[bold]{f.outcome:9}[/] {f.problem:14} {safe(f.path)}: {safe(f.detail)}", soft_wrap=True)
     if not findings:
-        console.print(f"workspace {safe(str(root))}: no problems found")
+        console.print(f"workspace {safe(str(root))}: no problems found", soft_wrap=True)
     elif kept:
         console.print(f"{len(kept)} problem(s) left: rerun with --yes to remove what was kept", soft_wrap=True)
 

@@ -148,13 +148,14 @@ class Artifact:
         for rel, meta in sorted(self.manifest.get("files", {}).items()):
             if prefix and rel != prefix and not rel.startswith(prefix.rstrip("/") + "/"):
                 continue
-            key = (str(self.path / rel), self.created, full)
+            key = _check_key(self.path / rel, full)
             if key in _CHECKED:
                 continue
             problem = file_problem(self.path, rel, meta, full=full)
             if problem:
                 raise _damaged_error(self, problem)
-            _CHECKED.add(key)
+            if key is not None:
+                _CHECKED.add(key)
 
     def ref(self) -> dict:
         """The fields every command's --json output carries for an artifact."""
@@ -204,7 +205,16 @@ class Damaged:
         return {"id": self.id, "kind": self.kind, "path": str(self.path), "reason": self.reason}
 
 
-_CHECKED: set[tuple[str, str, bool]] = set()  # files already checked by this process
+_CHECKED: set[tuple] = set()  # files this process already checked, as they were then
+
+
+def _check_key(path: Path, full: bool) -> tuple | None:
+    """A file's identity and state: any write changes its ctime (which, unlike mtime, cannot be set back)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, full
 
 
 def _damaged_error(art: Artifact | Damaged, problem: str) -> IfguideError:
