@@ -142,6 +142,51 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    """The `ifguide` entry point: every way a command line can fail ends in one `error:` line and an exit code.
+
+    Typer's own error display (a boxed usage message, a traceback for anything unexpected) is bypassed by running
+    the command in click's non-standalone mode, where errors come back as exceptions: a usage error
+    (`--vocab-size inf`) is one line and exit 2, Ctrl-C at any point is exit 130, and only a real bug is an
+    "internal error" (the traceback with --debug).
+    """
     import sys
 
-    app(args=hoist_global_flags(sys.argv[1:]), prog_name="ifguide")
+    try:
+        command = typer.main.get_command(app)
+        code = command.main(args=hoist_global_flags(sys.argv[1:]), prog_name="ifguide", standalone_mode=False)
+    except KeyboardInterrupt:
+        code = _fatal("interrupted", 130)
+    except Exception as exc:  # click's exceptions, duck-typed (no `import click`)
+        code = _fatal_from(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fatal_from(exc: Exception) -> int:
+    """Print the one line for an exception that escaped the command; its exit code."""
+    name = type(exc).__name__
+    if name == "NoArgsIsHelpError":  # the help was already printed
+        return getattr(exc, "exit_code", 2)
+    if name == "Abort":  # Ctrl-C or end of input at a prompt
+        return _fatal("interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted",
+                      130 if isinstance(exc.__cause__, KeyboardInterrupt) else 1)
+    if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):  # a usage error
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if getattr(ctx, "command_path", None) else ""
+        return _fatal(" ".join(str(exc.format_message()).split()) + hint, exc.exit_code)
+    if hasattr(exc, "one_line") and isinstance(getattr(exc, "exit_code", None), int):  # an IfguideError
+        return _fatal(exc.one_line(), exc.exit_code)
+    if common.settings.debug:
+        raise exc
+    return _fatal(f"internal error: {name}: {exc} — this is a bug: rerun with --debug and report the traceback", 1)
+
+
+def _fatal(message: str, code: int) -> int:
+    import sys
+
+    line = "".join(c if c.isprintable() else " " for c in message)
+    try:
+        sys.stderr.write(f"error: {line}\n")
+        sys.stderr.flush()
+    except OSError:  # stderr closed: the exit code still tells
+        pass
+    return code

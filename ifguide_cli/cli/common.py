@@ -279,10 +279,17 @@ def fail(message: str, hint: str | None = None, exit_code: int = 1):
 
 
 def handles_errors(fn: Callable) -> Callable:
-    """Turn user-facing errors into one line on stderr and an exit code, never a traceback."""
+    """Turn user-facing errors into one line on stderr and an exit code, never a traceback.
+
+    A failure of the machine (a full disk, a file that cannot be opened) is a user error too; only what is left
+    is an "internal error", a bug. The command's read locks on artifacts are released however it ends.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from ..core import locks
+        from ..core.errors import from_environment
+
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -298,11 +305,18 @@ def handles_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _print_error("interrupted; finished artifacts are intact and an unfinished stage resumes when run again")
             raise typer.Exit(130) from None
-        except Exception as exc:  # an unexpected failure still gets one line, with a way to see more
+        except Exception as exc:
             if settings.debug:
                 raise
-            _print_error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            known = from_environment(exc)
+            if known is not None:
+                _print_error(known.one_line())
+                raise typer.Exit(known.exit_code) from None
+            _print_error(f"internal error: {type(exc).__name__}: {exc} — this is a bug: rerun with --debug and report "
+                         "the traceback")
             raise typer.Exit(1) from None
+        finally:
+            locks.release_all()
 
     return wrapper
 
@@ -317,6 +331,8 @@ def _silence_stdout() -> None:
 
 
 def _print_error(line: str) -> None:
+    """`error: …` on stderr: one line, whatever the message holds (markup, control characters, newlines)."""
     from rich.markup import escape
 
-    stderr_console().print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+    text = " ".join("".join(c if c.isprintable() else " " for c in line).split())
+    stderr_console().print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)

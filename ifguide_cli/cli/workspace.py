@@ -1,4 +1,4 @@
-"""`ifguide workspace ls|show|path|rm`: what is stored, with lineage."""
+"""`ifguide workspace ls|show|path|rm|doctor`: what is stored, with lineage, and what is wrong with it."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def ls(kind: Optional[str] = typer.Argument(None, metavar="KIND", autocompletion
                                                  "classifiers or reports (singular works too).")) -> None:
     ws = common.workspace()
     rows = [art.listing() for art in ws.list(kind)]
+    damaged = [d.listing() for d in ws.damaged(kind)]
 
     def render(console):
         from rich import box
@@ -53,11 +54,27 @@ def ls(kind: Optional[str] = typer.Argument(None, metavar="KIND", autocompletion
         table.add_column("parents", overflow="fold")
         table.add_column("seconds", justify="right")
         for r in rows:
-            table.add_row(r["id"], r["kind"], escape(r["name"] or ""), r["created"][5:16].replace("T", " "),
+            table.add_row(r["id"], r["kind"], safe(r["name"] or ""), r["created"][5:16].replace("T", " "),
                           " ".join(r["parents"]), "" if r["seconds"] is None else f"{r['seconds']:.1f}")
-        console.print(table if rows else f"no artifacts in {ws.root}")
+        console.print(table if rows else f"no artifacts in {safe(str(ws.root))}")
+        _render_damaged(console, damaged)
 
-    common.emit({"workspace": str(ws.root), "artifacts": rows}, render)
+    common.emit({"workspace": str(ws.root), "artifacts": rows, "damaged": damaged}, render)
+
+
+def safe(text: str) -> str:
+    """A user string (an artifact name, a path) as rich prints it literally: markup escaped, control characters gone."""
+    from rich.markup import escape
+
+    return escape("".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text))
+
+
+def _render_damaged(console, damaged: list[dict]) -> None:
+    """Damaged artifacts after the table: what and why, and where to go from there."""
+    for d in damaged:
+        console.print(f"[bold red]damaged[/] {d['kind'].rstrip('s')} {d['id']}: {safe(d['reason'])}", soft_wrap=True)
+    if damaged:
+        console.print("[dim]every other artifact is usable; `ifguide workspace doctor` explains and repairs[/]")
 
 
 @ws_app.command("show", help="Print an artifact's manifest and its lineage tree.",
@@ -76,11 +93,11 @@ def show(ref: RefArg) -> None:
         from rich.tree import Tree
 
         console.print(JSON.from_data(art.manifest, default=str), soft_wrap=True)  # hashes and paths stay whole
-        tree = Tree(f"[bold]{art.kind.rstrip('s')}[/] {art.id} {art.name or ''}")
+        tree = Tree(f"[bold]{art.kind.rstrip('s')}[/] {art.id} {safe(art.name or '')}")
 
         def add(node, branch):
             for parent in node["parents"]:
-                add(parent, branch.add(f"[bold]{parent['kind'].rstrip('s')}[/] {parent['id']} {parent.get('name') or ''}"))
+                add(parent, branch.add(f"[bold]{parent['kind'].rstrip('s')}[/] {parent['id']} {safe(parent.get('name') or '')}"))
 
         add(lineage, tree)
         console.print(tree)
@@ -100,9 +117,42 @@ def rm(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also remove artifacts that depend on it."),
 ) -> None:
     ws = common.workspace()
-    removed = ws.remove(ws.resolve(ref), recursive=recursive)
+    removed = ws.remove(ws.find_damaged(ref) or ws.resolve(ref), recursive=recursive)
     ids = [{"id": a.id, "kind": a.kind} for a in removed]
     common.emit({"removed": ids}, lambda console: console.print("removed " + ", ".join(f"{a.kind.rstrip('s')} {a.id}" for a in removed)))
+
+
+@ws_app.command("doctor", help="Check the workspace: explain what is wrong, repair what can be repaired (an interrupted "
+                "rebuild, leftovers, stale locks) and remove what you confirm (damaged artifacts, unfinished builds).")
+@common.handles_errors
+def doctor(
+    verify: bool = typer.Option(False, "--verify", help="Compare every file with its full sha256 (slow for large artifacts; "
+                                "by default: sizes and a quick checksum)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Remove damaged artifacts and unfinished builds without asking."),
+) -> None:
+    import sys
+
+    from ..core.doctor import examine, repair
+
+    ws = common.workspace()
+    ask = not yes and not common.settings.json and sys.stdin.isatty()
+
+    def confirm(finding) -> bool:
+        return yes or (ask and typer.confirm(f"remove {safe(finding.path)}? {finding.detail}", default=False, err=True))
+
+    findings = repair(ws, examine(ws, full=verify), confirm)
+    kept = [f for f in findings if f.outcome == "kept" or f.outcome.startswith("failed")]
+    payload = {"workspace": str(ws.root), "findings": [f.to_dict() for f in findings], "unresolved": len(kept)}
+    common.emit(payload, lambda console: _render_doctor(console, ws.root, findings, kept))
+
+
+def _render_doctor(console, root, findings, kept) -> None:
+    for f in findings:
+        console.print(f"[bold]{f.outcome:9}[/] {f.problem:14} {safe(f.path)}: {safe(f.detail)}", soft_wrap=True)
+    if not findings:
+        console.print(f"workspace {safe(str(root))}: no problems found", soft_wrap=True)
+    elif kept:
+        console.print(f"{len(kept)} problem(s) left: rerun with --yes to remove what was kept", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

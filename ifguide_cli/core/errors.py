@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class IfguideError(Exception):
     """An error caused by the user's input or environment, shown as one line (no traceback).
@@ -30,6 +32,28 @@ class WrongArtifactKind(IfguideError):
 
 class OfflineResourceMissing(IfguideError):
     """A model/dataset/classifier that must come from the hub is not available locally."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def from_environment(exc: BaseException) -> IfguideError | None:
+    """The one-line error for a failure of the machine rather than of the code (a full disk, a file that cannot be
+    opened, memory); None for anything else, which is a bug."""
+    if isinstance(exc, MemoryError):
+        return IfguideError("out of memory", hint="use smaller batches or fewer examples, or a machine with more memory")
+    if not isinstance(exc, OSError) or isinstance(exc, (BlockingIOError, ChildProcessError, ConnectionError)):
+        return None
+    where = " ".join(f"{p}" for p in (exc.filename, exc.filename2) if p is not None)
+    what = exc.strerror or str(exc)
+    message = f"{where}: {what}" if where else f"{what}"
+    if exc.errno in _FULL:
+        return IfguideError(f"cannot write {message}", hint="free disk space (or raise the file-size limit) and run again; "
+                                                            "an unfinished stage resumes where it stopped")
+    if exc.errno in _DENIED:
+        return IfguideError(f"cannot access {message}", hint="check the file's permissions, or use another path")
+    return IfguideError(message, hint="check the path") if where else None
 
 
 def check_range(name: str, value: float, low: float | None = None, high: float | None = None,

@@ -31,10 +31,8 @@ named `rad-reward`: `reward_model/{config.json, model.safetensors, tokenizer fil
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -43,8 +41,9 @@ from transformers import LogitsProcessor
 
 from .errors import IfguideError, OfflineResourceMissing
 from .progress import NULL
+from .rad_source import RAD_URL as RAD_URL  # re-exported: where `rad download` gets it by default
+from .rad_source import checked_sha256, extract_from_zip, fetch_source, valid_sha256
 
-RAD_URL = "https://storage.googleapis.com/rad_release/saved_models.zip"
 REWARD_NAME = "rad-reward"
 REWARD_DIR = "reward_model"
 REWARD_FILE = "model.safetensors"
@@ -339,112 +338,48 @@ def _find_weights(folder: Path) -> Path:
                        exit_code=2)
 
 
-def _extract_from_zip(source: Path, workdir: Path) -> Path:
-    """RAD's saved_models.zip: extract the toxicity model's weights (and the config/tokenizer files beside them)."""
-    with zipfile.ZipFile(source) as zf:
-        names = [n for n in zf.namelist() if n.endswith((".bin", ".safetensors", ".pt"))]
-        pick = next((n for n in names if "gpt2_toxicity" in n), None) or next((n for n in names if "toxic" in n), None) \
-            or (names[0] if len(names) == 1 else None)
-        if pick is None:
-            raise IfguideError(f"{source.name} holds no toxicity reward model ({len(names)} weight files)",
-                               hint="expected saved_models/gpt2_toxicity/pytorch_model.bin inside", exit_code=2)
-        zf.extract(pick, workdir)
-        prefix = str(Path(pick).parent)
-        for n in zf.namelist():  # the config/tokenizer files next to it, if any
-            if str(Path(n).parent) == prefix and n.endswith((".json", ".txt", ".model")):
-                zf.extract(n, workdir)
-    return workdir / pick
+def _load_state(weights: Path, label: str) -> dict:
+    """The raw state dict of a weights file, loaded safely (safetensors, or torch.load(weights_only=True)).
 
-
-def _load_state(weights: Path) -> dict:
-    """The raw state dict of a weights file, loaded safely (safetensors, or torch.load(weights_only=True))."""
-    if weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(weights))
+    `label` is what an error calls the file: its path, or `ARCHIVE.zip: member` for a file from an archive.
+    """
     import pickle
 
     try:
+        if weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(weights))
         raw = torch.load(str(weights), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise IfguideError(f"{weights} is not a loadable state dict ({str(exc).splitlines()[0][:160]})", exit_code=2) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise IfguideError(f"{label} is not a loadable state dict ({why})", exit_code=2) from None
+    except Exception as exc:  # safetensors' own error type
+        raise IfguideError(f"{label} is not a loadable state dict ({type(exc).__name__})", exit_code=2) from None
     if isinstance(raw, dict) and "state_dict" in raw:
         raw = raw["state_dict"]
     if not isinstance(raw, dict):
-        raise IfguideError(f"{weights} is not a state dict", exit_code=2)
+        raise IfguideError(f"{label} is not a state dict", exit_code=2)
     return raw
 
 
 def read_reward_source(source: Path, workdir: Path) -> tuple[Path, dict, dict | None, Path | None]:
     """(weights file, normalised state dict, config.json dict or None, tokenizer folder or None)."""
-    if source.suffix == ".zip":
-        source = _extract_from_zip(source, workdir)
+    archive = source if source.suffix == ".zip" else None
+    if archive is not None:
+        source = extract_from_zip(archive, workdir)
     weights = _find_weights(source) if source.is_dir() else source
+    label = f"{archive.name}: {weights.relative_to(workdir)}" if archive is not None else str(weights)
     folder = weights.parent
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
+    config = None
+    if (folder / "config.json").is_file():
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError, RecursionError):
+            raise IfguideError(f"{label}: the config.json beside it is not valid JSON", exit_code=2) from None
+        config = config if isinstance(config, dict) else None
     has_tok = any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json"))
-    return weights, normalise_state_dict(_load_state(weights)), config, (folder if has_tok else None)
-
-
-def _download(url: str, target: Path, reporter=NULL) -> None:
-    import socket
-    import urllib.request
-    from urllib.parse import urlparse
-
-    from .hub import is_offline
-
-    host = urlparse(url).hostname or url
-    hint = (f"download {url} where there is network and run `ifguide rad download --from saved_models.zip` "
-            "(or --from a pytorch_model.bin / reward-model folder)")
-    if is_offline() or os.environ.get("IFGUIDE_OFFLINE") == "1":
-        raise OfflineResourceMissing(f"no network to {host} to download the RAD reward model", hint=hint)
-    try:
-        with socket.create_connection((host, 443), timeout=3):
-            pass
-    except OSError:
-        raise OfflineResourceMissing(f"cannot reach {host} to download the RAD reward model", hint=hint) from None
-    part = target.with_suffix(target.suffix + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp, open(part, "wb") as fh:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with reporter.task("downloading reward model", total=total) as task:
-                while block := resp.read(1 << 20):
-                    fh.write(block)
-                    task.advance(len(block))
-        os.replace(part, target)
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        raise OfflineResourceMissing(f"download of {url} failed ({exc})", hint=hint) from None
-
-
-def _fetch_source(workspace, source: str | None, url: str | None, reporter) -> tuple[Path, dict]:
-    """(local file or folder to install from, where it came from); a URL is downloaded once into .downloads/."""
-    if source and url:
-        raise IfguideError("pass --url or --from, not both", exit_code=2)
-    if source:
-        src = Path(source).expanduser()
-        if not src.exists():
-            raise IfguideError(f"{source} does not exist", hint="pass RAD's saved_models.zip, a pytorch_model.bin, or a folder",
-                               exit_code=2)
-        return src, {"from": str(src.resolve())}
-    url = url or RAD_URL
-    downloads = workspace.root / ".downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
-    src = downloads / (Path(url.split("?")[0]).name or "reward_model.bin")
-    if not src.is_file():
-        _download(url, src, reporter)
-    return src, {"url": url}
-
-
-def _checked_sha256(src: Path, expected: str | None) -> str | None:
-    """The source file's sha256 (None for a folder); refused when it is not the one expected."""
-    from .workspace import sha256_file
-
-    actual = sha256_file(src) if src.is_file() else None
-    if expected and actual and actual != expected.lower():
-        raise IfguideError(f"checksum mismatch for {src.name}: sha256 {actual}, expected {expected}",
-                           hint="the file is damaged or not the expected release; download it again", exit_code=1)
-    return actual
+    return weights, normalise_state_dict(_load_state(weights, label)), config, (folder if has_tok else None)
 
 
 def _reward_tokenizer(tok_dir: Path | None, tokenizer: str | None):
@@ -515,8 +450,9 @@ def install_reward_model(workspace, *, source: str | None = None, url: str | Non
     """Install RAD's reward model as a `classifiers` artifact named `rad-reward`. Returns (artifact, reused)."""
     from .workspace import sha256_file
 
-    src, origin = _fetch_source(workspace, source, url, reporter)
-    source_sha = _checked_sha256(src, sha256)
+    sha256 = valid_sha256(sha256)
+    src, origin = fetch_source(workspace, source, url, sha256, reporter)
+    source_sha = checked_sha256(src, sha256)
     (workspace.root / ".staging").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rad-source-", dir=str(workspace.root / ".staging")))
     try:

@@ -254,4 +254,6 @@ def build_report(workspace, arts, *, name: str | None = None, force: bool = Fals
         return {"systems": len(rows), "evals": len(ids), "plots": sorted(plots)}
 
     art, reused = workspace.create("reports", {"evals": ids}, list(dict.fromkeys(ids)), build, name=name, force=force)
+    if reused and name is not None:  # the same report under the name asked for now
+        art = workspace.rename(art, name)
     return art, reused, rows

@@ -4,11 +4,18 @@ Layout::
 
     ROOT/<kind>/<id>/manifest.json + files     finished artifacts (immutable)
     ROOT/.staging/<kind>-<id>/                 work in progress; survives a crash so a stage can resume
-    ROOT/.locks/<id>.lock                      one writer per artifact
+    ROOT/.locks/<id>.lock                      shared while a stage reads it, exclusive to build or remove it
 
 An artifact's id is a hash of its kind, config and parent ids, so running the same stage
 twice finds the first result instead of recomputing it. A finished artifact appears by one
-`os.replace` of its staging folder, so readers never see half an artifact.
+`os.replace` of its staging folder, so readers never see half an artifact; a `--force` rebuild
+swaps the old and new folders in one atomic exchange (Linux), or, elsewhere, in two renames that the
+next command undoes if it was cut between them.
+
+The disk is the user's: an artifact whose manifest cannot be read is listed as damaged (with the
+reason) and every other artifact stays usable; a stage checks the size and a quick checksum of each
+input file before reading it (the full sha256 with IFGUIDE_VERIFY=1); `ifguide workspace doctor`
+explains and repairs the rest.
 """
 
 from __future__ import annotations
@@ -17,27 +24,30 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import folders, locks, notes
 from .dist import is_main_process
 from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind
+from .manifests import MANIFEST, build_manifest, file_problem, read_manifest
+from .manifests import sha256_file as sha256_file  # re-exported: stages hash their sources with it
 
 KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
-MANIFEST = "manifest.json"
-_TRACKED_PACKAGES = ("torch", "transformers", "kronfluence", "datasets", "detoxify", "numpy", "ifguide-cli")
+_READ_WAIT_S = 2.0  # a reader waits this long for a brief exclusive hold (a removal, a publish) to end
 
 
 def default_root(override: str | os.PathLike | None = None) -> Path:
     """`--workspace`, else `IFGUIDE_HOME`, else the platform's user data folder."""
-    if override:
+    if override is not None:
+        if not str(override).strip():
+            raise IfguideError("--workspace is empty", hint="pass a folder, or leave the option out for the default",
+                               exit_code=2)
         return Path(override).expanduser()
     env = os.environ.get("IFGUIDE_HOME")
     if env:
@@ -68,22 +78,9 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in _TRACKED_PACKAGES:
-        with suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return versions
+def verify_fully() -> bool:
+    """IFGUIDE_VERIFY=1: inputs are checked against their full sha256 rather than the quick checksum."""
+    return os.environ.get("IFGUIDE_VERIFY", "").strip().lower() in ("1", "true", "yes")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -135,11 +132,30 @@ class Artifact:
         return self.manifest.get("created", "")
 
     def file(self, name: str) -> Path:
+        """The path of file (or folder) `name`, checked against the manifest before a stage reads it."""
         path = self.path / name
         if not path.exists():
-            raise IfguideError(f"{self.kind} artifact {self.id} has no file {name!r}; it may be damaged",
-                               hint=f"rebuild it with --force or remove it with `ifguide workspace rm {self.id}`")
+            raise _damaged_error(self, f"{name} is missing")
+        self.check(prefix=name)
         return path
+
+    def check(self, prefix: str = "") -> None:
+        """Its files (those under `prefix`) match the manifest: size and quick checksum (full sha256 with IFGUIDE_VERIFY=1).
+
+        Each file is checked once per process; a mismatch is one line naming the file.
+        """
+        full = verify_fully()
+        for rel, meta in sorted(self.manifest.get("files", {}).items()):
+            if prefix and rel != prefix and not rel.startswith(prefix.rstrip("/") + "/"):
+                continue
+            key = _check_key(self.path / rel, full)
+            if key in _CHECKED:
+                continue
+            problem = file_problem(self.path, rel, meta, full=full)
+            if problem:
+                raise _damaged_error(self, problem)
+            if key is not None:
+                _CHECKED.add(key)
 
     def ref(self) -> dict:
         """The fields every command's --json output carries for an artifact."""
@@ -176,9 +192,41 @@ class _Timer:
         self.sink[self.label] = round(self.sink.get(self.label, 0.0) + time.perf_counter() - self.start, 4)
 
 
+@dataclass(frozen=True)
+class Damaged:
+    """An artifact folder whose manifest cannot be used: listed with the reason, never resolved."""
+
+    id: str
+    kind: str
+    path: Path
+    reason: str
+
+    def listing(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "path": str(self.path), "reason": self.reason}
+
+
+_CHECKED: set[tuple] = set()  # files this process already checked, as they were then
+
+
+def _check_key(path: Path, full: bool) -> tuple | None:
+    """A file's identity and state: any write changes its ctime (which, unlike mtime, cannot be set back)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, full
+
+
+def _damaged_error(art: Artifact | Damaged, problem: str) -> IfguideError:
+    return IfguideError(f"{kind_noun(art.kind)} artifact {art.id} is damaged: {problem}",
+                        hint="rebuild it (the command that made it, with --force), or see `ifguide workspace doctor`")
+
+
 class Workspace:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = default_root(root)
+        self._recovered = False
+        folders.check_root(self.root)
 
     # ---- reading -------------------------------------------------------------------------
     def _kind_dir(self, kind: str) -> Path:
@@ -187,26 +235,35 @@ class Workspace:
         return self.root / kind
 
     def get(self, kind: str, aid: str) -> Artifact | None:
+        """The artifact `aid` of `kind`, or None when there is none (or only a damaged one)."""
+        self._recover_swaps()
         path = self._kind_dir(kind) / aid
-        manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
+        if not path.is_dir():
             return None
-        return Artifact(aid, kind, path, json.loads(manifest_path.read_text()))
+        manifest, _ = read_manifest(path, kind)
+        return Artifact(aid, kind, path, manifest) if manifest is not None else None
+
+    def _scan(self, kind: str | None) -> tuple[list[Artifact], list[Damaged]]:
+        """Every artifact folder (of one kind: `masks` or `mask`): the usable ones and the damaged ones."""
+        self._recover_swaps()
+        found, damaged = [], []
+        for k in [normalize_kind(kind)] if kind else KINDS:
+            base = self._kind_dir(k)
+            for entry in folders.subfolders(base):
+                manifest, why = read_manifest(entry, k)
+                if manifest is not None:
+                    found.append(Artifact(entry.name, k, entry, manifest))
+                else:
+                    damaged.append(Damaged(entry.name, k, entry, why))
+        return sorted(found, key=_age), sorted(damaged, key=lambda d: (d.kind, d.id))
 
     def list(self, kind: str | None = None) -> list[Artifact]:
-        """All finished artifacts (of one kind: `masks` or `mask`), oldest first."""
-        kinds = [normalize_kind(kind)] if kind else list(KINDS)
-        found = []
-        for k in kinds:
-            base = self._kind_dir(k)
-            if not base.is_dir():
-                continue
-            for entry in base.iterdir():
-                if (entry / MANIFEST).is_file():
-                    art = self.get(k, entry.name)
-                    if art is not None:
-                        found.append(art)
-        return sorted(found, key=_age)
+        """All usable artifacts (of one kind: `masks` or `mask`), oldest first."""
+        return self._scan(kind)[0]
+
+    def damaged(self, kind: str | None = None) -> list[Damaged]:
+        """Artifact folders whose manifest is missing or unusable, with the reason."""
+        return self._scan(kind)[1]
 
     def by_id(self, aid: str) -> Artifact | None:
         for kind in KINDS:
@@ -215,19 +272,26 @@ class Workspace:
                 return art
         return None
 
+    def find_damaged(self, ref: str) -> Damaged | None:
+        """The damaged artifact `ref` names (its id or a unique id prefix)."""
+        matches = [d for d in self.damaged() if d.id == ref or (_looks_like_prefix(ref) and d.id.startswith(ref))]
+        return matches[0] if len(matches) == 1 else None
+
     def resolve(self, ref: str, kind: str | tuple[str, ...] | None = None) -> Artifact:
         """An artifact from an id, a name, a unique id prefix (≥4 hex chars), `latest` or `latest:KIND`.
 
-        With `kind`, a reference to an artifact of another kind is an error (not a silent miss).
+        With `kind`, a reference to an artifact of another kind is an error (not a silent miss), and the
+        artifact is an input about to be read: it is locked for reading and its files are checked (`use`).
         """
         kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
         if ref == "latest" or ref.startswith("latest:"):
-            return self._latest(ref, kinds)
-        candidates = self._candidates(kinds)
-        found = _by_id(candidates, ref) or _by_name(candidates, ref) or _by_prefix(candidates, ref)
-        if found is None:
-            raise self._missing(ref, kinds)
-        return found
+            found = self._latest(ref, kinds)
+        else:
+            candidates = self._candidates(kinds)
+            found = _by_id(candidates, ref) or _by_name(candidates, ref) or _by_prefix(candidates, ref)
+            if found is None:
+                raise self._missing(ref, kinds)
+        return self.use(found) if kinds else found
 
     def _candidates(self, kinds: tuple[str, ...]) -> list[Artifact]:
         """The artifacts of these kinds (of every kind without), oldest first."""
@@ -245,27 +309,55 @@ class Workspace:
         return candidates[-1]
 
     def _missing(self, ref: str, kinds: tuple[str, ...]) -> IfguideError:
-        """The error for a reference nothing answered: "exists but is another kind" is told apart from "does not exist"."""
+        """The error for a reference nothing answered: damaged, another kind, or not there at all."""
+        broken = self.find_damaged(ref)
+        if broken is not None:
+            return _damaged_error(broken, broken.reason)
         other = next((a for a in self.list() if _refers_to(a, ref)), None) if kinds else None
         if other is not None:
             return WrongArtifactKind(f"{ref!r} is {with_article(kind_noun(other.kind))} artifact, not {with_article(_wanted(kinds))}",
                                      hint="see `ifguide workspace ls`", exit_code=2)
         return ArtifactNotFound(f"no {_wanted(kinds)} {ref!r} in workspace {self.root}", hint="see `ifguide workspace ls`")
 
+    def use(self, art: Artifact) -> Artifact:
+        """Lock an artifact for reading until the command ends (so it cannot be removed or replaced under a
+        running stage), then check its files; the manifest is read again under the lock."""
+        path = self._lock_path(art.id)
+        try:
+            locks.acquire(path, exclusive=False, wait=_READ_WAIT_S)
+        except locks.LockBusy:
+            raise IfguideError(f"{kind_noun(art.kind)} artifact {art.id} is being rebuilt or removed by "
+                               f"{_who(path)}", hint="wait for it to finish, then run again") from None
+        fresh = self.get(art.kind, art.id)
+        if fresh is None:
+            locks.release(path, exclusive=False)
+            raise ArtifactNotFound(f"{kind_noun(art.kind)} artifact {art.id} was removed just now",
+                                   hint="see `ifguide workspace ls`")
+        fresh.check()
+        return fresh
+
     def children(self, art: Artifact) -> list[Artifact]:
         return [a for a in self.list() if art.id in a.parents]
 
     def lineage(self, art: Artifact) -> dict:
-        """The ancestry of an artifact as a nested dict (parents that were removed show as missing)."""
+        """The ancestry of an artifact as a nested dict (removed parents show as missing, broken ones as damaged)."""
         node = {"id": art.id, "kind": art.kind, "name": art.name, "parents": []}
         for pid in art.parents:
             parent = self.by_id(pid)
-            node["parents"].append(self.lineage(parent) if parent else {"id": pid, "kind": "missing", "parents": []})
+            if parent is not None:
+                node["parents"].append(self.lineage(parent))
+            else:
+                kind = "damaged" if self.find_damaged(pid) is not None else "missing"
+                node["parents"].append({"id": pid, "kind": kind, "parents": []})
         return node
 
     # ---- writing -------------------------------------------------------------------------
     def staging_dir(self, kind: str, aid: str) -> Path:
         return self.root / ".staging" / f"{kind}-{aid}"
+
+    def _lock_path(self, aid: str) -> Path:
+        folders.make_dir(self.root / ".locks")
+        return self.root / ".locks" / f"{aid}.lock"
 
     def create(
         self,
@@ -282,12 +374,12 @@ class Workspace:
 
         `build` writes its files into `ctx.staging` and may return a summary dict stored in
         the manifest. The staging folder is kept when build fails or is killed, so a build
-        function that checks what is already there can resume.
+        function that checks what is already there can resume (an empty one is removed).
         """
         parents = list(parents)
         if not is_main_process():
             return self._create_as_worker(kind, config, parents, build, force=force)
-        self._check_parents(parents)
+        self._use_parents(parents)
         aid = artifact_id(kind, config, parents)
         existing = self.get(kind, aid)
         if existing is not None and not force:
@@ -297,56 +389,81 @@ class Workspace:
             if existing is not None and not force:
                 return existing, True
             ctx = BuildContext(aid, kind, self._fresh_staging(kind, aid, force), {})
-            start = time.perf_counter()
-            summary = build(ctx) or {}
-            ctx.timings["total"] = round(time.perf_counter() - start, 4)
-            manifest = _manifest(ctx, name=name, parents=parents, config=config, summary=summary, device=device)
+            with folders.drop_if_empty(ctx.staging):
+                start = time.perf_counter()
+                summary = build(ctx) or {}
+                ctx.timings["total"] = round(time.perf_counter() - start, 4)
+            manifest = json_safe(build_manifest(ctx, name=name, parents=parents, config=config, summary=summary, device=device))
             atomic_write_text(ctx.staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
             final = self._publish(ctx.staging, kind, aid)
             return Artifact(aid, kind, final, manifest), False
 
-    def _check_parents(self, parents: list[str]) -> None:
+    def _use_parents(self, parents: list[str]) -> None:
+        """Every parent exists, is locked for reading and has the files its manifest lists."""
         for pid in parents:
-            if self.by_id(pid) is None:
+            art = self.by_id(pid)
+            if art is None:
+                broken = self.find_damaged(pid)
+                if broken is not None:
+                    raise _damaged_error(broken, broken.reason)
                 raise ArtifactNotFound(f"parent artifact {pid} is not in workspace {self.root}")
+            self.use(art)
 
     @contextmanager
     def _writer_lock(self, kind: str, aid: str) -> Iterator[None]:
-        """One writer per artifact: a second process is refused at once rather than left waiting."""
-        from filelock import FileLock, Timeout
-
-        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.root / ".locks" / f"{aid}.lock"))
+        """One writer per artifact, and none while a stage reads it: refused at once rather than left waiting."""
+        path = self._lock_path(aid)
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            raise IfguideError(f"{kind} artifact {aid} is being written by another process",
-                               hint="wait for it to finish, then run again (it will be reused)") from None
+            locks.acquire(path, exclusive=True)
+        except locks.LockBusy:
+            writing = any(excl for _, excl in locks.holders(path))
+            doing = "being written by another process" if writing else "in use by another process"
+            who = _who(path)
+            raise IfguideError(f"{kind} artifact {aid} is {doing}" + ("" if who == "another process" else f" ({who})"),
+                               hint="wait for it to finish, then run again" + (" (it will be reused)" if writing else "")) from None
         try:
             yield
         finally:
-            lock.release()
+            locks.release(path, exclusive=True)
 
     def _fresh_staging(self, kind: str, aid: str, force: bool) -> Path:
         """The staging folder: kept from an interrupted build (to resume), emptied with --force."""
         staging = self.staging_dir(kind, aid)
         if force and staging.exists():
             shutil.rmtree(staging)
-        staging.mkdir(parents=True, exist_ok=True)
+        folders.make_dir(staging)
         return staging
 
     def _publish(self, staging: Path, kind: str, aid: str) -> Path:
-        """Move a complete staging folder into place in one `os.replace`; with --force the old one goes only then."""
+        """Move a complete staging folder into place; with --force the old one is swapped out, never missing."""
         final = self._kind_dir(kind) / aid
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            trash = self.root / ".staging" / f"trash-{aid}-{os.getpid()}"
-            os.replace(final, trash)
+        folders.make_dir(final.parent)
+        if not final.exists():
             os.replace(staging, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
+            return final
+        old = self.root / ".staging" / f"{folders.REPLACED}-{aid}-{os.getpid()}"
+        if folders.exchange(staging, final):  # one atomic step: `final` is the new folder, `staging` the old one
+            os.replace(staging, old)
+        else:  # two renames; a kill between them is undone by the next command (`_recover_swaps`)
+            os.replace(final, old)
             os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def _recover_swaps(self) -> None:
+        """Put back an artifact whose `--force` rebuild was killed between its two renames (once per workspace object)."""
+        if self._recovered:
+            return
+        self._recovered = True
+        for entry in folders.subfolders(self.root / ".staging"):
+            found = folders.restorable(entry, KINDS)
+            if found is None or (self.root / found[0] / found[1]).exists():
+                continue
+            kind, aid = found
+            with suppress(locks.LockBusy, OSError), locks.holding(self._lock_path(aid), exclusive=True):
+                if not (self.root / kind / aid).exists():
+                    os.replace(entry, self.root / kind / aid)
+                    notes.warn(f"restored {kind_noun(kind)} artifact {aid}: a rebuild of it was interrupted while publishing")
 
     def _create_as_worker(self, kind: str, config: dict, parents: list[str], build, force: bool = False) -> tuple[Artifact, bool]:
         """A non-zero rank of a distributed run: same id and staging folder as rank 0, never publishes.
@@ -364,29 +481,66 @@ class Workspace:
         build(BuildContext(aid, kind, staging, {}))
         return Artifact(aid, kind, self._kind_dir(kind) / aid, {"id": aid, "kind": kind, "parents": parents, "config": config}), False
 
-    def remove(self, art: Artifact, *, recursive: bool = False) -> list[Artifact]:
-        """Delete an artifact; refuses while others depend on it unless `recursive`."""
+    def rename(self, art: Artifact, name: str | None) -> Artifact:
+        """Give an existing artifact another name (its manifest is rewritten atomically; the id stays)."""
+        if name is None or name == art.name:
+            return art
+        with self._writer_lock(art.kind, art.id):
+            manifest = {**art.manifest, "name": name}
+            atomic_write_text(art.path / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
+        return Artifact(art.id, art.kind, art.path, manifest)
+
+    def remove(self, art: Artifact | Damaged, *, recursive: bool = False) -> list[Artifact | Damaged]:
+        """Delete an artifact (a damaged one too); refuses while others depend on it unless `recursive`, and
+        while any stage uses one of them."""
         kids = self.children(art)
         if kids and not recursive:
             raise IfguideError(f"{len(kids)} artifact(s) depend on {art.id} ({', '.join(k.id for k in kids[:5])})",
                                hint="pass --recursive to remove them too", exit_code=2)
-        removed = []
+        doomed = [*self._descendants(kids), art]
+        held = []
+        try:
+            for item in doomed:
+                path = self._lock_path(item.id)
+                try:
+                    locks.acquire(path, exclusive=True)
+                except locks.LockBusy:
+                    raise IfguideError(f"{kind_noun(item.kind)} artifact {item.id} is in use by {_who(path)}",
+                                       hint="wait for it to finish, then remove it") from None
+                held.append(path)
+            for item in doomed:
+                self._delete(item.path, item.id)
+        finally:
+            for path in held:
+                locks.release(path, exclusive=True)
+        return doomed
+
+    def _descendants(self, kids: list[Artifact]) -> list[Artifact]:
+        """Everything derived from `kids`, deepest first, each once."""
+        out: list[Artifact] = []
         for kid in kids:
-            removed += self.remove(kid, recursive=True)
-        trash = self.root / ".staging" / f"trash-{art.id}-{os.getpid()}"
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(art.path, trash)  # disappears atomically, then is deleted
-        shutil.rmtree(trash, ignore_errors=True)
-        return [*removed, art]
+            for item in [*self._descendants(self.children(kid)), kid]:
+                if all(item.id != seen.id for seen in out):
+                    out.append(item)
+        return out
+
+    def _delete(self, path: Path, aid: str) -> None:
+        """Make a folder disappear atomically (a rename out of the way), then delete it."""
+        gone = self.root / ".staging" / f"{folders.REMOVING}-{aid}-{os.getpid()}"
+        folders.make_dir(gone.parent)
+        os.replace(path, gone)
+        shutil.rmtree(gone, ignore_errors=True)
 
     def verify(self, art: Artifact) -> list[str]:
         """Files whose checksum no longer matches the manifest."""
-        bad = []
-        for rel, meta in art.manifest.get("files", {}).items():
-            path = art.path / rel
-            if not path.is_file() or sha256_file(path) != meta["sha256"]:
-                bad.append(rel)
-        return bad
+        return [rel for rel, meta in art.manifest.get("files", {}).items() if file_problem(art.path, rel, meta, full=True)]
+
+
+# ---- the file system -----------------------------------------------------------------------
+def _who(lock: Path) -> str:
+    """`process 1234 (ifguide finetune …)`: who holds a lock (`another process` when that cannot be known)."""
+    found = locks.holders(lock)
+    return locks.describe_process(found[0][0]) if found else "another process"
 
 
 # ---- the steps of `resolve` ----------------------------------------------------------------
@@ -435,27 +589,3 @@ def _by_prefix(candidates: list[Artifact], ref: str) -> Artifact | None:
 
 def _refers_to(art: Artifact, ref: str) -> bool:
     return art.id == ref or art.name == ref or (_looks_like_prefix(ref) and art.id.startswith(ref))
-
-
-def _manifest(ctx: BuildContext, *, name: str | None, parents: list[str], config: dict, summary: dict,
-              device: str | None) -> dict:
-    """The manifest of a finished build: identity, lineage, files with checksums, summary, versions, timings."""
-    files = {
-        str(p.relative_to(ctx.staging)): {"sha256": sha256_file(p), "size": p.stat().st_size}
-        for p in sorted(ctx.staging.rglob("*"))
-        if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
-    }
-    manifest = {
-        "id": ctx.id,
-        "kind": ctx.kind,
-        "name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "parents": parents,
-        "config": config,
-        "files": files,
-        "summary": summary,
-        "versions": package_versions(),
-        "device": device or "cpu",
-        "timings": ctx.timings,
-    }
-    return json_safe(manifest)

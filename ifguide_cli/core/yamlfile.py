@@ -1,4 +1,11 @@
-"""Reading the YAML files users write (training configs, pipelines): one clear line for every way they go wrong."""
+"""Reading the YAML files users write (training configs, pipelines): one clear line for every way they go wrong.
+
+The loader is PyYAML's safe one with limits, so a hostile or broken file cannot hang the tool or exhaust its
+memory: at most MAX_BYTES, MAX_ALIASES alias references (`*name`), MAX_NODES values once aliases are expanded (a
+"billion laughs" file expands a few lines into billions of values wherever it is walked or printed; the expanded
+size is counted on the parsed graph, without expanding it) and MAX_DEPTH levels of nesting. A refusal names the
+file and the limit, never the expansion.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,95 @@ from pathlib import Path
 
 from .errors import IfguideError
 
+MAX_BYTES = 4 << 20
+MAX_ALIASES = 100
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+
+class _Refused(Exception):
+    """A limit of the loader was reached (caught below and turned into an IfguideError naming the file)."""
+
+
+def _limited_loader():
+    """A SafeLoader subclass that counts what it composes (created lazily: yaml is imported only when needed)."""
+    import yaml
+
+    class LimitedLoader(yaml.SafeLoader):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self._aliases = self._nodes = self._depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                if self._aliases > MAX_ALIASES:
+                    raise _Refused(f"uses more than {MAX_ALIASES} aliases (*name); write the values out")
+            self._nodes += 1
+            if self._nodes > MAX_NODES:
+                raise _Refused(f"holds more than {MAX_NODES} values")
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"is nested more than {MAX_DEPTH} levels deep")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return LimitedLoader
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many values `node` stands for with every alias written out (memoised: the graph is walked once)."""
+    key = id(node)
+    if memo.get(key, 1) is None:
+        raise _Refused("refers to itself (an alias inside its own anchor)")
+    if key not in memo:
+        memo[key] = None  # in progress
+        children = node.value if isinstance(node.value, list) else []
+        items = [v for pair in children for v in pair] if children and isinstance(children[0], tuple) else children
+        memo[key] = min(1 + sum(_expanded_size(child, memo) for child in items), MAX_NODES + 1)
+    return memo[key]
+
+
+def _read_text(p: Path, path: str | os.PathLike, what: str, hint: str | None) -> str:
+    if not p.exists():
+        raise IfguideError(f"{what} {path} does not exist", hint=hint, exit_code=2)
+    if not p.is_file():
+        raise IfguideError(f"{what} {path} is not a regular file", hint=hint, exit_code=2)
+    try:
+        if p.stat().st_size > MAX_BYTES:
+            raise IfguideError(f"{what} {path} is {p.stat().st_size >> 20} MiB; a YAML file here is at most {MAX_BYTES >> 20} MiB",
+                               exit_code=2)
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise IfguideError(f"{what} {path} cannot be read ({exc.strerror or exc})", exit_code=2) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise IfguideError(f"{what} {path} is not UTF-8 text (line {line})", hint="save it as UTF-8 YAML", exit_code=2) from None
+
 
 def load_yaml_mapping(path: str | os.PathLike, what: str = "config file", hint: str | None = None) -> dict:
     """The mapping in a YAML file (an empty file is an empty mapping)."""
     import yaml
 
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise IfguideError(f"{what} {path} does not exist", hint=hint, exit_code=2)
+    text = _read_text(p, path, what, hint)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        loader = _limited_loader()(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_size(node, {}) > MAX_NODES:
+                raise _Refused(f"expands to more than {MAX_NODES} values (aliases of aliases); write the values out")
+            data = (loader.construct_document(node) if node is not None else None) or {}
+        finally:
+            loader.dispose()
+    except _Refused as exc:
+        raise IfguideError(f"{what} {path} {exc}", exit_code=2) from None
+    except RecursionError:
+        raise IfguideError(f"{what} {path} is nested too deeply", exit_code=2) from None
     except yaml.YAMLError as exc:
         raise IfguideError(f"{what} {path} is not valid YAML ({str(exc).splitlines()[0]})", exit_code=2) from None
     if not isinstance(data, dict):

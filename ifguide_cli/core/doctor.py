@@ -1,0 +1,180 @@
+"""`ifguide workspace doctor`: find what is wrong in a workspace, explain it, repair what can be repaired.
+
+What it looks at:
+- artifacts whose manifest cannot be used (damaged), and artifacts whose files no longer match their manifest
+  (size and quick checksum; the full sha256 with `verify`) — removed only when the user confirms;
+- artifacts whose parent is gone (explained: they still work, their lineage is incomplete);
+- `.staging`: the old copy of a `--force` rebuild that was cut between its two renames (put back), leftovers of
+  finished swaps and removals (deleted), interrupted builds (kept unless the user confirms: a rerun resumes them);
+- `.locks`: lock files nobody holds (deleted).
+
+Nothing that is in use by a running command (its lock is held) is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import folders, locks
+from .errors import IfguideError
+from .manifests import file_problem
+from .workspace import KINDS, Artifact, Damaged, Workspace, kind_noun
+
+
+@dataclass
+class Finding:
+    """One problem: what and where, why, and what the doctor does about it."""
+
+    problem: str  # damaged | mismatch | missing-parent | lost-swap | leftover | interrupted | stale-lock
+    path: str  # relative to the workspace
+    detail: str
+    action: str | None = None  # restore | delete | remove (asks first) | None (explained only)
+    outcome: str = ""
+
+    @property
+    def asks(self) -> bool:
+        return self.action == "remove"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def examine(ws: Workspace, *, full: bool = False) -> list[Finding]:
+    """Every problem found, without changing anything."""
+    ws._recovered = True  # the doctor reports a lost swap itself instead of letting a read repair it silently
+    findings = _staging(ws) + _locks(ws)
+    for item in ws.damaged():
+        findings.append(Finding("damaged", _rel(ws, item.path), f"{_what(item)} is damaged: {item.reason}", "remove"))
+    arts = ws.list()
+    ids = {a.id for a in arts} | {d.id for d in ws.damaged()}  # a damaged parent is reported as such
+    for art in arts:
+        bad = [p for rel, meta in art.manifest.get("files", {}).items() if (p := file_problem(art.path, rel, meta, full=full))]
+        if bad:
+            findings.append(Finding("mismatch", _rel(ws, art.path), f"{_what(art)}: {'; '.join(bad[:3])}", "remove"))
+        for pid in art.parents:
+            if pid not in ids:
+                findings.append(Finding("missing-parent", _rel(ws, art.path),
+                                        f"{_what(art)} was made from {pid}, which is gone (it still works; its lineage is "
+                                        "incomplete)"))
+    return findings
+
+
+def repair(ws: Workspace, findings: list[Finding], confirm: Callable[[Finding], bool]) -> list[Finding]:
+    """Do each finding's action (asking `confirm` before removing anything); records the outcome in each."""
+    for f in findings:
+        if f.action is None:
+            f.outcome = "explained"
+        elif f.asks and not confirm(f):
+            f.outcome = "kept"
+        else:
+            try:
+                _ACTIONS[f.action](ws, f)
+                f.outcome = {"restore": "restored", "delete": "deleted", "remove": "removed"}[f.action]
+            except (IfguideError, OSError) as exc:
+                f.outcome = f"failed: {exc.one_line() if isinstance(exc, IfguideError) else exc}"
+    return findings
+
+
+# ---- what is looked at -------------------------------------------------------------------------
+def _staging(ws: Workspace) -> list[Finding]:
+    found = []
+    for entry in _children(ws.root / ".staging"):
+        aid = _staged_id(entry.name)
+        if aid is not None and _busy(ws, aid):
+            continue  # a running command's work
+        restorable = folders.restorable(entry, KINDS) if entry.is_dir() else None
+        if restorable and not (ws.root / restorable[0] / restorable[1]).exists():
+            found.append(Finding("lost-swap", _rel(ws, entry), f"{kind_noun(restorable[0])} artifact {restorable[1]} is missing: "
+                                 "a --force rebuild was cut short while publishing; its previous copy is here", "restore"))
+        elif entry.name.startswith((folders.REPLACED, folders.REMOVING, "trash-")) or _empty(entry):
+            found.append(Finding("leftover", _rel(ws, entry), "left by an interrupted rebuild or removal", "delete"))
+        else:
+            found.append(Finding("interrupted", _rel(ws, entry), f"an unfinished build ({_size(entry)}): running the same "
+                                 "command again resumes it", "remove"))
+    return found
+
+
+def _locks(ws: Workspace) -> list[Finding]:
+    found = []
+    for entry in _children(ws.root / ".locks"):
+        if entry.is_dir() or not locks.holders(entry):
+            found.append(Finding("stale-lock", _rel(ws, entry), "a lock nobody holds", "delete"))
+    return found
+
+
+# ---- what is done ---------------------------------------------------------------------------------
+def _restore(ws: Workspace, f: Finding) -> None:
+    entry = ws.root / f.path
+    kind, aid = folders.restorable(entry, KINDS) or (None, None)
+    if kind is None:
+        raise IfguideError(f"{f.path} is no longer a complete artifact")
+    with locks.holding(ws.root / ".locks" / f"{aid}.lock", exclusive=True):
+        (ws.root / kind).mkdir(parents=True, exist_ok=True)
+        os.replace(entry, ws.root / kind / aid)
+
+
+def _delete(ws: Workspace, f: Finding) -> None:
+    path = ws.root / f.path
+    if f.problem == "stale-lock" and path.is_file():
+        try:
+            locks.acquire(path, exclusive=True)  # its release deletes it, if still nobody else's
+        except locks.LockBusy:
+            raise IfguideError("taken by a running command meanwhile") from None
+        locks.release(path, exclusive=True)
+    elif path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _remove(ws: Workspace, f: Finding) -> None:
+    if f.problem in ("damaged", "mismatch"):
+        kind, aid = Path(f.path).parts[:2]
+        item = ws.get(kind, aid) or next((d for d in ws.damaged(kind) if d.id == aid), None)
+        if item is not None:
+            ws.remove(item, recursive=True)
+    else:
+        _delete(ws, f)
+
+
+_ACTIONS = {"restore": _restore, "delete": _delete, "remove": _remove}
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+def _children(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _staged_id(name: str) -> str | None:
+    """The artifact id in a staging entry's name (`masks-<id>`, `replaced-<id>-<pid>`, …)."""
+    parts = name.split("-")
+    return next((p for p in parts[1:] if len(p) == 12 and all(c in "0123456789abcdef" for c in p)), None)
+
+
+def _busy(ws: Workspace, aid: str) -> bool:
+    lock = ws.root / ".locks" / f"{aid}.lock"
+    return lock.exists() and bool(locks.holders(lock))
+
+
+def _empty(path: Path) -> bool:
+    return path.is_dir() and not any(p.is_file() for p in path.rglob("*"))
+
+
+def _size(path: Path) -> str:
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    return f"{total / 2**20:.1f} MiB"
+
+
+def _rel(ws: Workspace, path: Path) -> str:
+    return str(path.relative_to(ws.root))
+
+
+def _what(item: Artifact | Damaged) -> str:
+    return f"{kind_noun(item.kind)} artifact {item.id}"

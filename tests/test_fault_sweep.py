@@ -1,0 +1,125 @@
+"""The fault sweep (benchmarks/fault_sweep.py) itself: its catalog, its classifier, its audit, and a few real cases.
+
+The sweep's verdicts must be right whatever the tool currently does, so the classifier is checked on made-up
+results, and the real cases only have to be classified consistently with what they observed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SWEEP_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "fault_sweep.py"
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    spec = importlib.util.spec_from_file_location("fault_sweep", SWEEP_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fault_sweep"] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(sweep, rc, stderr="", stdout="", **kw):
+    return sweep.StepResult(argv=["x"], rc=rc, stdout=stdout, stderr=stderr, seconds=kw.pop("seconds", 1.0), **kw)
+
+
+def categories(problems):
+    return sorted({c for c, _ in problems})
+
+
+def test_catalog_is_large_and_uniquely_named(sweep):
+    cases = sweep.all_cases()
+    names = [c.name for c in cases]
+    assert len(cases) >= 100
+    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
+    assert all(c.steps for c in cases)
+    assert all(s.expect in ("error", "ok", "any") for c in cases for s in c.steps)
+    groups = {c.group for c in cases}
+    for group in ("manifest", "input-file", "numbers", "yaml", "names", "archive", "interrupt", "kill", "workspace-path"):
+        assert group in groups
+
+
+def test_filter_selects_by_name_or_group(sweep):
+    cases = sweep.all_cases()
+    assert {c.group for c in sweep.select(cases, ["concurrency"])} == {"concurrency"}
+    assert [c.name for c in sweep.select(cases, ["wspath-empty-string"])] == ["wspath-empty-string"]
+    assert sweep.select(cases, []) == cases
+
+
+def test_classifier_on_made_up_results(sweep):
+    bad = sweep.error("train", "--lr", "inf", names=("lr",))
+    good = sweep.ok("workspace", "ls")
+    assert categories(sweep.classify(bad, result(sweep, 0))) == ["wrong_exit"]
+    assert sweep.classify(bad, result(sweep, 2, "error: --lr must be finite; got inf")) == []
+    assert categories(sweep.classify(bad, result(sweep, 2, "error: something else"))) == ["unnamed"]
+    internal = result(sweep, 1, "error: internal error: ValueError: lr (rerun with --debug for the traceback)")
+    assert categories(sweep.classify(bad, internal)) == ["internal_error"]
+    crash = result(sweep, 1, "Traceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'lr'\n")
+    assert "traceback" in categories(sweep.classify(bad, crash))
+    assert categories(sweep.classify(good, result(sweep, 2, "error: no"))) == ["wrong_exit"]
+    assert categories(sweep.classify(good, result(sweep, -11))) == ["wrong_exit"]
+    assert sweep.classify(good, result(sweep, 0)) == []
+    assert categories(sweep.classify(good, result(sweep, None, timed_out=True))) == ["hang"]
+    late = sweep.error("run", "p.yaml", late_after=20)
+    assert categories(sweep.classify(late, result(sweep, None, timed_out=True))) == ["late"]
+    assert categories(sweep.classify(late, result(sweep, 2, "error: lambda < 0", seconds=45))) == ["late"]
+    assert sweep.classify(late, result(sweep, 2, "error: lambda < 0", seconds=3)) == []
+
+
+def test_classifier_on_interruptions(sweep):
+    step = sweep.anyhow("train", signals=((0.1, "SIGINT"),))
+    assert sweep.classify(step, result(sweep, 130, "error: interrupted", sent="SIGINT")) == []
+    assert categories(sweep.classify(step, result(sweep, 0, sent="SIGINT"))) == ["wrong_exit"]
+    tb = result(sweep, -2, "Traceback (most recent call last):\nKeyboardInterrupt\n", sent="SIGINT")
+    assert categories(sweep.classify(step, tb)) == ["traceback"]
+    assert sweep.classify(step, result(sweep, -9, sent="SIGKILL")) == []
+
+
+def test_verify_artifact_checks_sizes_and_checksums(sweep, tmp_path):
+    art = tmp_path / "masks" / "abc"
+    art.mkdir(parents=True)
+    (art / "mask.safetensors").write_bytes(b"12345678")
+    digest = hashlib.sha256(b"12345678").hexdigest()
+    (art / "manifest.json").write_text(json.dumps({"files": {"mask.safetensors": {"sha256": digest, "size": 8}}}))
+    assert sweep.verify_artifact(art) == []
+    (art / "mask.safetensors").write_bytes(b"87654321")  # same size, other bytes
+    assert any("checksum" in p for p in sweep.verify_artifact(art))
+    (art / "manifest.json").write_text("{")
+    assert any("manifest unreadable" in p for p in sweep.verify_artifact(art))
+
+
+def test_counts_are_per_case(sweep):
+    results = [sweep.CaseResult("a", "g", [("hang", "x"), ("hang", "y")], [], 1.0),
+               sweep.CaseResult("b", "g", [("traceback", "z")], [], 1.0), sweep.CaseResult("c", "g", [], [], 1.0)]
+    tally = sweep.counts(results)
+    assert tally["hang"] == 1 and tally["traceback"] == 1 and sum(tally.values()) == 2
+    assert set(tally) == set(sweep.CATEGORIES)
+
+
+CHEAP = ("control-workspace-ls", "wspath-empty-string", "wspath-file-ls", "unknown-ref-workspace-show")
+
+
+def test_cheap_cases_end_to_end(sweep, tmp_path):
+    """Real CLI runs in an empty workspace: each observed outcome is classified consistently."""
+    (tmp_path / "prepared" / "ws").mkdir(parents=True)
+    prepared = sweep.Prepared(tmp_path / "prepared" / "ws", {}, {}, tmp_path / "small.jsonl")
+    cases = {c.name: c for c in sweep.all_cases()}
+    for name in CHEAP:
+        res = sweep.run_case(cases[name], prepared, tmp_path, timeout=60, strace=None)
+        assert res.steps, name
+        step, observed = cases[name].steps[0], res.steps[0]
+        assert not observed.timed_out and observed.rc is not None, name
+        assert set(res.categories) <= set(sweep.CATEGORIES)
+        for problem in sweep.classify(step, observed):
+            assert problem in res.problems, (name, problem)
+        wrong = (step.expect == "error" and observed.rc == 0) or (step.expect == "ok" and observed.rc != 0)
+        assert ("wrong_exit" in res.categories) == wrong, (name, observed.rc, res.problems)
+        assert ("traceback" in res.categories) == ("Traceback (most recent call" in observed.stdout + observed.stderr)
+    assert not (tmp_path / "cases").exists() or not any((tmp_path / "cases").iterdir())
