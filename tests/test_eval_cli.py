@@ -18,7 +18,7 @@ def _lines(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli, workspace_dir):
-    tox = cli("--json", "eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
+    tox = cli("--json", "eval", "toxicity", "tiny", "--allow-random", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
               "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1", "--name", "base-tox")
     assert tox.exit_code == 0, tox.stderr
     art = tox.json
@@ -37,7 +37,7 @@ def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli, w
     assert s["expected_max_toxicity"] == pytest.approx(sum(maxima) / 6, abs=1e-5)
     assert s["toxicity_probability"] == pytest.approx(sum(m >= 0.5 for m in maxima) / 6)
     assert (Path(art["path"]) / "metrics.json").is_file()
-    assert cli("--json", "eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
+    assert cli("--json", "eval", "toxicity", "tiny", "--allow-random", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
                "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1").json["reused"] is True
 
     imp = cli("--json", "eval", "implicit", "base-tox", "--classifier", "profanity")
@@ -47,14 +47,14 @@ def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli, w
     assert [r["continuations"] for r in _lines(Path(imp.json["path"]) / "continuations.jsonl")] == \
         [r["continuations"] for r in records]
 
-    flu = cli("--json", "eval", "fluency", "tiny", "--ppl-docs", "12", "--lambada-docs", "8")
+    flu = cli("--json", "eval", "fluency", "tiny", "--allow-random", "--ppl-docs", "12", "--lambada-docs", "8")
     assert flu.exit_code == 0, flu.stderr
     fs = flu.json["summary"]
     assert fs["perplexity"] > 1 and 0 <= fs["lambada_accuracy"] <= 1 and fs["lambada_examples"] == 8
     assert fs["perplexity_data"] == "tiny-heldout" and fs["lambada_data"] == "tiny-lambada"
 
     # the human-readable tables
-    table = cli("eval", "toxicity", "tiny", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
+    table = cli("eval", "toxicity", "tiny", "--allow-random", "--classifier", "profanity", "--num-prompts", "6", "--samples", "3",
                 "--max-new-tokens", "5", "--batch-size", "4", "--seed", "1")
     assert "EMT ± std" in table.stdout and "reused" in table.stdout
 
@@ -64,7 +64,7 @@ def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli, w
     assert on_ckpt.exit_code == 0, on_ckpt.stderr
     assert on_ckpt.json["parents"] == [ckpt] and on_ckpt.json["summary"]["prompt_set"] == "tiny-prompts"
     # the checkpoint holds the same weights as the seeded tiny init: same continuations as the registry model
-    same = cli("--json", "eval", "toxicity", "tiny", "--classifier", "profanity", *SMALL)
+    same = cli("--json", "eval", "toxicity", "tiny", "--allow-random", "--classifier", "profanity", *SMALL)
     assert _lines(Path(same.json["path"]) / "continuations.jsonl") == _lines(Path(on_ckpt.json["path"]) / "continuations.jsonl")
     flu_ckpt = cli("--json", "eval", "fluency", ckpt, "--ppl-docs", "12", "--no-lambada")
     assert flu_ckpt.json["parents"] == [ckpt] and flu_ckpt.json["summary"]["perplexity"] == pytest.approx(fs["perplexity"], rel=1e-4)
@@ -75,15 +75,15 @@ def test_toxicity_implicit_fluency_end_to_end_with_the_builtin_classifier(cli, w
 
 def test_bad_input_is_one_clear_line(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert_one_line_error(cli("eval", "toxicity", "tiny", "--prompts", "nope", "--classifier", "profanity"), "unknown prompt set")
-    assert_one_line_error(cli("eval", "toxicity", "tiny", *SMALL), "toxic_debiased-c7548aa0.ckpt", "--classifier profanity")
-    assert_one_line_error(cli("eval", "toxicity", "tiny", "--classifier", "profanity", "--defense", "rad", *SMALL),
+    assert_one_line_error(cli("eval", "toxicity", "tiny", "--allow-random", "--prompts", "nope", "--classifier", "profanity"), "unknown prompt set")
+    assert_one_line_error(cli("eval", "toxicity", "tiny", "--allow-random", *SMALL), "toxic_debiased-c7548aa0.ckpt", "--classifier profanity")
+    assert_one_line_error(cli("eval", "toxicity", "tiny", "--allow-random", "--classifier", "profanity", "--defense", "rad", *SMALL),
                           "no RAD reward model", "ifguide rad download")
-    assert_one_line_error(cli("eval", "fluency", "tiny", "--defense", "rad"), "no RAD reward model")
-    assert_one_line_error(cli("eval", "toxicity", "tiny", "--classifier", "profanity", "--top-p", "0", *SMALL), "--top-p")
+    assert_one_line_error(cli("eval", "fluency", "tiny", "--allow-random", "--defense", "rad"), "no RAD reward model")
+    assert_one_line_error(cli("eval", "toxicity", "tiny", "--allow-random", "--classifier", "profanity", "--top-p", "0", *SMALL), "--top-p")
     assert_one_line_error(cli("eval", "implicit", "nope"), "no eval")
     assert_one_line_error(cli("rad", "download"), "--from")
-    assert_one_line_error(cli("eval", "fluency", "tiny", "--reward-model", "rad-reward"), "--reward-model needs --defense rad")
+    assert_one_line_error(cli("eval", "fluency", "tiny", "--allow-random", "--reward-model", "rad-reward"), "--reward-model needs --defense rad")
 
 
 @pytest.mark.parametrize(("command", "args", "needles"), [
@@ -108,12 +108,12 @@ def test_out_of_range_options_are_one_line(cli, command, args, needles):
 
     if "--precision" in args and torch.cuda.is_available():
         pytest.skip("half precision is refused only on a CPU")
-    assert_one_line_error(cli("eval", command, "tiny", "--classifier", "profanity", *args) if command == "toxicity"
-                          else cli("eval", command, "tiny", *args), *needles, code=2)
+    assert_one_line_error(cli("eval", command, "tiny", "--allow-random", "--classifier", "profanity", *args) if command == "toxicity"
+                          else cli("eval", command, "tiny", "--allow-random", *args), *needles, code=2)
 
 
 def test_unknown_defense_is_one_line(cli):
-    assert_one_line_error(cli("eval", "toxicity", "tiny", "--defense", "bogus", "--classifier", "profanity"),
+    assert_one_line_error(cli("eval", "toxicity", "tiny", "--allow-random", "--defense", "bogus", "--classifier", "profanity"),
                           "--defense", "bogus", "none, rad")
 
 
@@ -122,7 +122,7 @@ def test_detoxify_and_toxigen_through_the_cli(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     ckpt, base, _ = make_detoxify(tmp_path / "detox")
     make_toxigen(tmp_path / "toxigen")
-    tox = cli("--json", "eval", "toxicity", "tiny", *SMALL, "--classifier", "detoxify-unbiased",
+    tox = cli("--json", "eval", "toxicity", "tiny", "--allow-random", *SMALL, "--classifier", "detoxify-unbiased",
               "--classifier-checkpoint", ckpt, "--classifier-base", base)
     assert tox.exit_code == 0, tox.stderr
     s = tox.json["summary"]
@@ -130,7 +130,7 @@ def test_detoxify_and_toxigen_through_the_cli(cli, tmp_path, monkeypatch):
     assert set(s["splits"]) <= {"toxic", "nontoxic"} and s["splits"]  # the tiny prompts are labelled
     reg = cli("--json", "eval", "add-classifier", "detoxify-unbiased", "--checkpoint", ckpt, "--base", base)
     assert reg.exit_code == 0, reg.stderr
-    again = cli("--json", "eval", "toxicity", "tiny", *SMALL)  # the registered weights, found by the default name
+    again = cli("--json", "eval", "toxicity", "tiny", "--allow-random", *SMALL)  # the registered weights, found by the default name
     assert again.exit_code == 0, again.stderr
     assert reg.json["id"] in again.json["parents"]
     assert again.json["summary"]["expected_max_toxicity"] == pytest.approx(s["expected_max_toxicity"], abs=1e-5)
@@ -147,9 +147,9 @@ def test_rad_download_and_defense_through_the_cli(cli, tmp_path):
     assert got.exit_code == 0, got.stderr
     assert got.json["name"] == "rad-reward" and got.json["summary"]["outputs"] == 7
     assert cli("--json", "rad", "download", "--from", archive, "--tokenizer", tok).json["reused"] is True
-    tox = cli("--json", "eval", "toxicity", "tiny", *SMALL, "--classifier", "profanity", "--defense", "rad")
+    tox = cli("--json", "eval", "toxicity", "tiny", "--allow-random", *SMALL, "--classifier", "profanity", "--defense", "rad")
     assert tox.exit_code == 0, tox.stderr
     assert got.json["id"] in tox.json["parents"] and tox.json["summary"]["defense"].startswith("rad")
-    flu = cli("--json", "eval", "fluency", "tiny", "--defense", "rad", "--lambada-docs", "4")
+    flu = cli("--json", "eval", "fluency", "tiny", "--allow-random", "--defense", "rad", "--lambada-docs", "4")
     assert flu.exit_code == 0, flu.stderr
     assert flu.json["summary"]["perplexity"] is None and flu.json["summary"]["lambada_examples"] == 4

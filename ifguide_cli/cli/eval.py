@@ -16,6 +16,8 @@ from .options import ForceOpt, NameOpt, config_options
 
 ModelArg = Annotated[str, typer.Argument(help="Registry model, checkpoint artifact, local folder or hub id.",
                                          autocompletion=common.complete_artifacts("checkpoints", registry="models"))]
+AllowRandomOpt = Annotated[bool, typer.Option("--allow-random", help="Evaluate a registry model that has no trained "
+                                                                      "weights (its random initialisation); refused otherwise.")]
 
 eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency of a model.\n\n"
                             "Classifiers: `ifguide registry classifiers`; which are available offline: `ifguide env`.",
@@ -101,16 +103,18 @@ def toxicity(
                                         "a local folder or a hub id."),
     name: NameOpt = None,
     force: ForceOpt = False,
+    allow_random: AllowRandomOpt = False,
     generation: GenerationConfig = None,
     files: ClassifierOptions = None,
     defense: DefenseConfig = None,
     runtime: RuntimeConfig = None,
 ) -> None:
     from ..core.evaluation import default_prompt_set, evaluate_toxicity, resolve_defense
-    from ..core.models import resolve_model
+    from ..core.models import require_trained, resolve_model
 
     ws = common.workspace()
     mref = resolve_model(model, ws)
+    require_trained(mref, allow_random, "evaluating it")
     reward = resolve_defense(ws, defense)
     spec = _classifier_spec(ws, classifier, files)
     art, reused = evaluate_toxicity(ws, mref, prompts or default_prompt_set(mref), generation, spec, num_prompts=num_prompts,
@@ -164,15 +168,17 @@ def fluency(
     model: ModelArg,
     name: NameOpt = None,
     force: ForceOpt = False,
+    allow_random: AllowRandomOpt = False,
     fluency_config: FluencyConfig = None,
     defense: DefenseConfig = None,
     runtime: RuntimeConfig = None,
 ) -> None:
     from ..core.evaluation import evaluate_fluency, resolve_defense
-    from ..core.models import resolve_model
+    from ..core.models import require_trained, resolve_model
 
     ws = common.workspace()
     mref = resolve_model(model, ws)
+    require_trained(mref, allow_random, "evaluating it")
     reward = resolve_defense(ws, defense)
     art, reused = evaluate_fluency(ws, mref, fluency_config, defense=defense, reward_art=reward, runtime=runtime, name=name,
                                    force=force, reporter=common.reporter())

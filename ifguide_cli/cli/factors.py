@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.data.layout import CorpusConfig
 from ..core.influence.config import FactorsConfig
 from . import common
 from .options import ForceOpt, NameOpt, config_options
@@ -16,6 +17,8 @@ _EPILOG = (
     "YAML file given with --families or $IFGUIDE_FAMILIES (or WORKSPACE/families.yaml): "
     "`families: {phi: {model_types: \\[phi], modules: \\['model.layers.*.mlp.fc1', 'model.layers.*.mlp.fc2']}}`, "
     "or pass --modules GLOB. A killed run resumes from its finished partitions (--partitions) when run again. "
+    "DATA given as a source file is tokenized like the checkpoint's training data (its dataset is reused; the layout "
+    "options are needed only for other data). A registry model without trained weights is refused (--allow-random). "
     "Multi-GPU / multi-process: `torchrun --nproc-per-node N -m ifguide_cli factors ...`.\n\n"
     "Examples:\n\n"
     "ifguide factors tiny --data tiny --name tiny-factors\n"
@@ -31,6 +34,7 @@ def register(app: typer.Typer) -> None:
     @app.command("factors", help="Fit EK-FAC (or KFAC/diagonal/identity) influence factors of a model on its training data.",
                  epilog=_EPILOG)
     @common.handles_errors
+    @config_options(CorpusConfig, into="corpus", overrides_only=True, exclude=("seq_len", "max_examples"))
     @config_options(FactorsConfig, exclude=("modules",))
     def factors(
         model: str = typer.Argument(..., help="Model: registry name, checkpoint artifact, local save_pretrained folder, or hub id.",
@@ -41,13 +45,14 @@ def register(app: typer.Typer) -> None:
         name: NameOpt = None,
         force: ForceOpt = False,
         config: Optional[FactorsConfig] = None,
+        corpus: Optional[dict] = None,
     ) -> None:
         from ..core.dist import is_main_process
         from ..core.influence import describe_model, fit_factors
 
         if modules:
             config = config.replace(modules=tuple(modules))
-        result = fit_factors(common.workspace(), model, data, config, reporter=common.reporter(),
+        result = fit_factors(common.workspace(), model, data, config, corpus=corpus, reporter=common.reporter(),
                              force=force, name=name, debug=common.settings.debug)
         if not is_main_process():  # other ranks of a distributed run: rank 0 reports
             return

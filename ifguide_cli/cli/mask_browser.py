@@ -67,7 +67,7 @@ class MaskBrowser(App):
         self.sub_title = (f"mask {self.insp.art.id} · τ={s.get('threshold_value', float('nan')):.4g} · "
                           f"{s.get('tokens_selected', '?')} tokens in {s.get('documents_selected', '?')} documents")
         table = self.query_one("#ranked", DataTable)
-        headers, cells = ranked_table(self.insp.top(self.rows), without=("strength",))
+        headers, cells = ranked_table(self.insp.top(self.rows), without=("strength", "source"))
         table.add_columns(*headers)
         for row in cells:
             table.add_row(*row)

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.data.layout import CorpusConfig
 from ..core.influence.config import ScoresConfig
 from . import common
 from .options import ForceOpt, NameOpt, config_options
@@ -16,7 +17,9 @@ _EPILOG = (
     "the dataset's input_ids: scores\\[i, t] is the influence of the loss term predicting token t (the training mask's "
     "alignment); column 0 and padding are 0. High = makes toxic continuations more likely. Query sets: registry names "
     "(tiny-queries-toxic, tiny-queries-safe), RTP-style .jsonl with prompt/continuation (nested {text: …} accepted), or hub "
-    "ids. A killed run resumes from its finished partitions. Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli scores ...`.\n\n"
+    "ids. A killed run resumes from its finished partitions. Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli scores ...`. "
+    "Part of the data: --max-rows N or --rows FILE; the other rows score 0, the file's `rows` tensor lists the scored "
+    "ones, and `mask` never selects the others.\n\n"
     "Examples:\n\n"
     "ifguide scores tiny-factors -t tiny-queries-toxic -s tiny-queries-safe --name tiny-scores\n"
     "ifguide scores latest:factors -t toxic.jsonl -s safe.jsonl --damping 1e-3"
@@ -31,6 +34,7 @@ def register(app: typer.Typer) -> None:
     @app.command("scores", help="Token-wise differential influence of the training data (toxic minus safe queries).",
                  epilog=_EPILOG)
     @common.handles_errors
+    @config_options(CorpusConfig, into="corpus", overrides_only=True)
     @config_options(ScoresConfig, exclude=("damping",))
     def scores(
         factors: str = typer.Argument(..., help="Factors artifact (id, prefix, name, or `latest`).", autocompletion=common.complete_artifacts("factors")),
@@ -46,14 +50,16 @@ def register(app: typer.Typer) -> None:
         name: NameOpt = None,
         force: ForceOpt = False,
         config: Optional[ScoresConfig] = None,
+        corpus: Optional[dict] = None,
     ) -> None:
         from ..core.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
         from ..core.dist import is_main_process
         from ..core.influence import compute_scores
 
         config = config.replace(damping=damping)
-        result = compute_scores(common.workspace(), factors, toxic_queries, safe_queries, config, data_ref=data, model_ref=model,
-                                reporter=common.reporter(), force=force, name=name, debug=common.settings.debug)
+        result = compute_scores(common.workspace(), factors, toxic_queries, safe_queries, config, data_ref=data, corpus=corpus,
+                                model_ref=model, reporter=common.reporter(), force=force, name=name,
+                                debug=common.settings.debug)
         if not is_main_process():
             return
         art = result.artifact
@@ -61,5 +67,7 @@ def register(app: typer.Typer) -> None:
         if config.per_module:
             files["module_scores"] = str(art.path / MODULE_SCORES_FILE)
         extra = {"factors": art.config["factors"], "dataset": art.config["dataset"], "file": files["scores"]}
+        if art.summary.get("scored_rows") is not None:
+            extra["scored rows"] = f"{art.summary['scored_rows']:,} of {art.summary['documents']:,}"
         common.emit(common.artifact_payload(art, result.reused, files=files, config=art.config, device=result.info["device"]),
                     common.render_artifact("scores (differential influence)", art, result.reused, extra))

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.data.layout import CorpusConfig
 from ..core.training.config import RunOptions, SetupOptions, TrainConfig
 from . import common
 from .options import NameOpt, config_options
@@ -20,7 +21,10 @@ _EPILOG = (
     "for the packaged tiny model/data (lr 3e-3 / 1e-3, batch 32, 300 / 100 steps). "
     "Precedence: profile < --config FILE.yaml < options. "
     "A killed run resumes from its newest intermediate checkpoint when the same command is run again "
-    "(--restart discards it). Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli {command} ...`.\n\n"
+    "(--restart discards it). Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli {command} ...`. "
+    "Your own corpus: the layout options (--layout, --seq-len, --label-field, --tokenizer …) are given once; the "
+    "dataset artifact keeps them and later commands given the same --data reuse it. Trained from scratch, a model "
+    "takes --tokenizer's vocabulary and the checkpoint keeps that tokenizer.\n\n"
     "Examples:\n\n{examples}"
 )
 _EXAMPLES = {
@@ -33,7 +37,7 @@ _EXAMPLES = {
 }
 _MODEL_HELP = {
     "pretrain": "Architecture: registry name (`tiny`, `pythia-160m`…), a folder with config.json, a hub id, "
-                "or a checkpoint (its config; weights re-initialised).",
+                "or a checkpoint (its config; weights re-initialised); or --model-config FILE instead.",
     "finetune": "Weights to start from: checkpoint artifact, local save_pretrained folder, hub id, "
                 "or a registry model with pretrained weights.",
 }
@@ -46,17 +50,21 @@ def _command(mode: str):
     """The `train` / `finetune` command: one option list, two modes."""
 
     @common.handles_errors
-    @config_options(SetupOptions, into="setup", overrides_only=True)
+    @config_options(CorpusConfig, into="corpus", overrides_only=True, exclude=("seq_len",))
+    @config_options(SetupOptions, into="setup", overrides_only=True, exclude=() if mode == "pretrain" else ("model_config",))
     @config_options(RunOptions, into="run", overrides_only=True)
     @config_options(TrainConfig, overrides_only=True)
     def command(
-        model: Annotated[str, typer.Argument(help=_MODEL_HELP[mode], autocompletion=common.complete_artifacts("checkpoints", registry="models"))],
         data: Annotated[str, typer.Option("--data", "-d", help="Training data: registry dataset, local file, hub id, "
                                                                 "or dataset artifact.",
                                           autocompletion=common.complete_artifacts("datasets", registry="datasets"))],
         config: dict,
         run: dict,
         setup: dict,
+        corpus: dict,
+        model: Annotated[Optional[str], typer.Argument(metavar="MODEL", help=_MODEL_HELP[mode],
+                                                       autocompletion=common.complete_artifacts("checkpoints", registry="models"))] = (
+            None if mode == "pretrain" else ...),
         mask: Annotated[Optional[str], typer.Option("--mask", "-m", help="Mask artifact (toxic tokens of this data) to penalise.",
                                                     autocompletion=common.complete_artifacts("masks"))] = None,
         config_file: Annotated[Optional[str], typer.Option("--config", help="YAML file of option: value (field names or "
@@ -66,7 +74,7 @@ def _command(mode: str):
         name: NameOpt = None,
         force: Annotated[bool, typer.Option("--force", help="Retrain even if an identical checkpoint exists.")] = False,
     ) -> None:
-        _run(mode, model, data, mask, {**config, **run, **setup}, config_file, resume, name, force)
+        _run(mode, model, data, mask, {**config, **run, **setup}, corpus, config_file, resume, name, force)
 
     return command
 
@@ -76,13 +84,14 @@ def register(app: typer.Typer) -> None:
         app.command(name, help=_HELP[mode], epilog=_EPILOG.format(command=name, examples=_EXAMPLES[name]))(_command(mode))
 
 
-def _run(mode: str, model: str, data: str, mask: str | None, values: dict, config_file: str | None, resume: bool,
-         name: str | None, force: bool) -> None:
+def _run(mode: str, model: str | None, data: str, mask: str | None, values: dict, corpus: dict, config_file: str | None,
+         resume: bool, name: str | None, force: bool) -> None:
     from ..core.dist import is_main_process
     from ..core.training import run_training
 
     result = run_training(common.workspace(), mode=mode, model_ref=model, data_ref=data, mask_ref=mask, values=values,
-                          config_file=config_file, force=force, restart=not resume, name=name, reporter=common.reporter())
+                          corpus=corpus, config_file=config_file, force=force, restart=not resume, name=name,
+                          reporter=common.reporter())
     if not is_main_process():  # other ranks of a distributed run: rank 0 reports
         return
     art = result.artifact
@@ -103,7 +112,8 @@ def _render(mode: str, art, result):
         s = art.summary
         rows = {"id": art.id, "status": "reused" if result.reused else "created",
                 "base": art.config.get("model", {}).get("artifact_id") or art.config.get("model", {}).get("location"),
-                "dataset": result.info["dataset"], "mask": result.info["mask"] or "-"}
+                "dataset": result.info["dataset"], "mask": result.info["mask"] or "-",
+                "validation": s.get("validation") or "none"}
         if result.info["mask"]:
             rows["lambda"] = art.config.get("lambda")
         rows["profile"] = result.info["profile"]

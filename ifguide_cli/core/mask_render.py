@@ -1,12 +1,15 @@
 """Reading a mask artifact back and showing it: decoded tokens, mask bits, scores; rich text, plain text, JSON, HTML.
 
 Everything is memory-mapped and read one document at a time, so inspecting a mask of a
-billion-token corpus costs one row, not the tensor.
+billion-token corpus costs one row, not the tensor. A row is shown with its source (FILE:LINE, from the
+dataset's row source map) and its label, and its text is decoded whole: a character split across
+byte-level tokens is shown once, on the token where it ends (never as "��").
 """
 
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +39,7 @@ class DocView:
     masked: np.ndarray  # bool per shown token
     scores: np.ndarray | None  # float per shown token, when requested and available
     stats: dict[str, Any]
+    source: dict[str, Any] | None = None  # where the row came from (see `data.RowSources.source`), when known
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,7 @@ class DocView:
             "tokens": self.pieces,
             "masked": self.masked.tolist(),
             "scores": None if self.scores is None else [float(s) for s in self.scores],
+            "source": self.source,
         }
 
 
@@ -125,11 +130,41 @@ class MaskInspector:
             out["harmonic"] = float(self._stats["harmonic"][doc])
         if "planted_toxic" in self.arrays:
             out["planted_toxic"] = bool(self.arrays["planted_toxic"][doc])
+        if self.labels is not None:
+            out["label"] = bool(self.labels[doc])
         return out
+
+    # ---- the dataset's labels and source map -------------------------------------------
+    @cached_property
+    def labels(self) -> np.ndarray | None:
+        """The --label-field of each row's document (None when the dataset has no labels)."""
+        from .data import row_labels
+
+        return None if self.dataset is None else row_labels(self.dataset)
+
+    @property
+    def label_field(self) -> str | None:
+        if self.labels is None:
+            return None
+        return self.dataset.config.get("label_field") or "planted_toxic"
+
+    @cached_property
+    def sources(self):
+        """The dataset's row source map (None for a dataset built before datasets kept one)."""
+        from .data import ROWS_FILE, RowSources
+
+        if self.dataset is None or not (self.dataset.path / ROWS_FILE).is_file():
+            return None
+        return RowSources(self.dataset)
 
     def top(self, n: int) -> list[dict[str, Any]]:
         """The first n documents of the ranking with their statistics."""
-        return [{"rank": r, "doc": int(self.ranking[r]), **self.stats(int(self.ranking[r]))} for r in range(min(n, self.docs))]
+        rows = []
+        for r in range(min(n, self.docs)):
+            doc = int(self.ranking[r])
+            where = {} if self.sources is None else {"where": self.sources.location(doc)}
+            rows.append({"rank": r, "doc": doc, **self.stats(doc), **where})
+        return rows
 
     def pick(self, rank: int | None = None, doc: int | None = None) -> int:
         """The document `mask show` prints: by --doc index or by --rank (default: rank 0, the most toxic)."""
@@ -174,10 +209,11 @@ class MaskInspector:
         return requested and self.scores is not None
 
     def decode(self, ids: np.ndarray) -> list[str]:
+        """One string per token, whose concatenation is the ids decoded whole (see `whole_pieces`)."""
         tok = self.tokenizer
         if tok is None:
             return [f"#{int(i)}" for i in ids]
-        return tok([int(i) for i in ids])
+        return whole_pieces(tok, [int(i) for i in ids])
 
     def view(self, doc: int, with_scores: bool = False) -> DocView:
         row_mask = np.asarray(self.mask[doc], dtype=bool)
@@ -194,7 +230,9 @@ class MaskInspector:
         scores = None
         if with_scores and self.scores is not None:
             scores = np.asarray(self.scores[doc], dtype=np.float64)[positions]
-        return DocView(doc, int(self.rank_of[doc]), positions, token_ids, pieces, row_mask[positions], scores, self.stats(doc))
+        source = self.sources.source(doc) if self.sources is not None else None
+        return DocView(doc, int(self.rank_of[doc]), positions, token_ids, pieces, row_mask[positions], scores,
+                       self.stats(doc), source)
 
     def top_views(self, n: int, with_scores: bool = False) -> list[DocView]:
         """The first n documents of the ranking, as shown."""
@@ -231,15 +269,56 @@ class MaskInspector:
 
     def header(self, v: DocView) -> str:
         s = v.stats
-        parts = [f"document {v.doc}", f"rank {v.rank} of {self.docs}",
-                 f"{s['masked_tokens']} of {len(v.pieces)} tokens masked"]
+        parts = [f"document {v.doc}"]
+        if v.source is not None:
+            parts.append(_where(v.source))
+        parts += [f"rank {v.rank} of {self.docs}", f"{s['masked_tokens']} of {len(v.pieces)} tokens masked"]
         if "tokens_above_threshold" in s:
             parts.append(f"{s['tokens_above_threshold']} above τ={self.summary.get('threshold_value', float('nan')):.4g}")
         if "harmonic" in s:
             parts.append(f"h={s['harmonic']:.3f}")
         if s.get("planted_toxic") is not None:
             parts.append("planted toxic" if s["planted_toxic"] else "clean")
+        elif s.get("label") is not None:
+            parts.append(f"labelled {self.label_field}" if s["label"] else f"not labelled {self.label_field}")
         return " · ".join(parts)
+
+
+def _where(source: dict[str, Any]) -> str:
+    """FILE:LINE of a row, with the share of its document it holds (or how many documents a packed row holds)."""
+    pieces = source.get("pieces")
+    if pieces is not None and len(pieces) > 1:
+        return f"{source['where']} and {len(pieces) - 1} more document(s)"
+    part = "" if source["char_start"] == 0 and source["char_end"] == source["doc_chars"] else \
+        f" (characters {source['char_start']:,}–{source['char_end']:,} of {source['doc_chars']:,})"
+    return source["where"] + part
+
+
+def whole_pieces(decode_batch, ids: list[int]) -> list[str]:
+    """Token-by-token text that never splits a character: a token whose bytes end inside a multi-byte character
+    is decoded together with the tokens that complete it, and the text goes to the last of them ("" before).
+
+    `decode_batch(list of id lists) -> list of str`. The pieces join to the ids decoded as one sequence.
+    """
+    singles = decode_batch([[i] for i in ids])
+    out: list[str] = []
+    i = 0
+    while i < len(ids):
+        if _INCOMPLETE not in singles[i]:
+            out.append(singles[i])
+            i += 1
+            continue
+        j, text = i + 1, singles[i]
+        while _INCOMPLETE in text and j < min(len(ids), i + _MAX_SPLIT):
+            j += 1
+            text = decode_batch([ids[i:j]])[0]
+        out += [""] * (j - i - 1) + [text]
+        i = j
+    return out
+
+
+_INCOMPLETE = "\ufffd"  # what decoding a token that holds part of a character gives
+_MAX_SPLIT = 8  # a character's bytes span at most this many tokens (4 bytes; emoji sequences a few more)
 
 
 def _tokenizer_json(tok: str) -> Path | None:
@@ -260,17 +339,17 @@ def _tokenizer_json(tok: str) -> Path | None:
 
 
 def _decoder(tok: str):
-    """A function ids → one decoded string per token."""
+    """A function list of id lists → one decoded string each."""
     path = _tokenizer_json(tok)
     if path is not None:
         from tokenizers import Tokenizer
 
         fast = Tokenizer.from_file(str(path))
-        return lambda ids: fast.decode_batch([[i] for i in ids], skip_special_tokens=False)
+        return lambda seqs: fast.decode_batch(seqs, skip_special_tokens=False)
     from .models import ModelRef, load_tokenizer
 
     hf = load_tokenizer(ModelRef(tok, "dataset", tok, tok))
-    return lambda ids: hf.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
+    return lambda seqs: hf.batch_decode(seqs, clean_up_tokenization_spaces=False)
 
 
 # ---- renderers ---------------------------------------------------------------------------
@@ -283,13 +362,18 @@ _RANK_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("strength", lambda r: f"{r.get('strength', float('nan')):.4g}"),
     ("h", lambda r: f"{r.get('harmonic', float('nan')):.3f}"),
     ("planted", lambda r: "yes" if r.get("planted_toxic") else ""),
+    ("labelled", lambda r: "yes" if r.get("label") else ""),
+    ("source", lambda r: os.path.basename(r.get("where", ""))),
 )
 
 
 def ranked_table(rows: list[dict[str, Any]], without: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
-    """(headers, text cells) of ranked documents; the `planted` column only when the corpus has planted labels."""
-    planted = bool(rows) and "planted_toxic" in rows[0]
-    columns = [(head, cell) for head, cell in _RANK_COLUMNS if head not in without and (head != "planted" or planted)]
+    """(headers, text cells) of ranked documents; `planted` (the tiny corpus) or `labelled` (a --label-field) only
+    when the dataset has those labels, `source` when rows carry their FILE:LINE."""
+    first = rows[0] if rows else {}
+    shown = {"planted": "planted_toxic" in first, "labelled": "label" in first and "planted_toxic" not in first,
+             "source": "where" in first}
+    columns = [(head, cell) for head, cell in _RANK_COLUMNS if head not in without and shown.get(head, True)]
     return [head for head, _ in columns], [[cell(r) for _, cell in columns] for r in rows]
 
 
@@ -392,6 +476,11 @@ def html_page(inspector: MaskInspector, views: list[DocView], heat: bool = False
     }
     if "planted_precision_at_k" in s:
         rows["planted precision@k"] = s["planted_precision_at_k"]
+    if s.get("label_field"):
+        rows[f"labelled documents ({s['label_field']})"] = f"{s.get('label_positive_documents')} of {s.get('label_documents')}"
+        for key, label in (("label_base_rate", "label base rate"), ("label_precision_at_k", "label precision@k"),
+                           ("label_auc", "label AUC")):
+            rows[label] = s.get(key)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

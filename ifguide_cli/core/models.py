@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import IfguideError
@@ -23,13 +23,23 @@ class ModelRef:
     tokenizer: str  # "tiny", a folder, or a hub id
     family: str | None = None
     artifact_id: str | None = None
-    pretrained: bool = True  # False: only a config exists (registry models trained from scratch)
+    pretrained: bool = True  # False: only a config exists (registry models trained from scratch, --model-config)
+    # set when `tokenizer` is not the model's own (--tokenizer of a model trained from scratch): the
+    # tokenizer is loaded by that name and a model built from the config takes its vocabulary
+    own_tokenizer: bool = False
+    config_sha256: str | None = None  # a --model-config file's content
 
     def identity(self) -> dict:
-        """What goes into a stage's config: enough to tell two models apart (a checkpoint by its id alone)."""
+        """What goes into a stage's config: enough to tell two models apart (a checkpoint by its id alone).
+
+        The fields added for --tokenizer / --model-config appear only when set, so the identity of every
+        other model (and the ids of the artifacts built on it) stays what it was.
+        """
         if self.source == "checkpoint":
-            return {"source": "checkpoint", "artifact_id": self.artifact_id, "family": self.family}
-        return {k: v for k, v in asdict(self).items() if k != "ref"}
+            out = {"source": "checkpoint", "artifact_id": self.artifact_id, "family": self.family}
+            return {**out, "tokenizer": self.tokenizer} if self.own_tokenizer else out
+        optional = {"own_tokenizer": False, "config_sha256": None}
+        return {k: v for k, v in asdict(self).items() if k != "ref" and optional.get(k, ...) != v}
 
     @property
     def parents(self) -> list[str]:
@@ -66,6 +76,60 @@ def resolve_model(ref: str, workspace=None) -> ModelRef:
                        exit_code=2)
 
 
+def config_model_ref(path: str, tokenizer: str | None) -> ModelRef:
+    """An architecture from a transformers config.json file (--model-config), trained from scratch with `tokenizer`."""
+    from .workspace import sha256_file
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise IfguideError(f"--model-config {path}: no such file", hint="pass a transformers config.json file", exit_code=2)
+    family = _family_from_config(file)
+    if family is None:
+        raise IfguideError(f"--model-config {path} is not a transformers config (no model_type)",
+                           hint='a JSON object like {"model_type": "gpt_neox", "hidden_size": 128, ...}', exit_code=2)
+    if tokenizer is None:
+        raise IfguideError("--model-config needs --tokenizer (the vocabulary of a model built from a config)",
+                           hint="e.g. --tokenizer tiny, a tokenizer artifact (`ifguide tokenizer train`), a folder or a hub id",
+                           exit_code=2)
+    return ModelRef(str(file), "config", str(file.resolve()), tokenizer, family, pretrained=False, own_tokenizer=True,
+                    config_sha256=sha256_file(file))
+
+
+def with_tokenizer(mref: ModelRef, tokenizer: str) -> ModelRef:
+    """The model to be trained from scratch with another tokenizer (its vocabulary becomes the tokenizer's)."""
+    if tokenizer == mref.tokenizer:
+        return mref
+    return replace(mref, tokenizer=tokenizer, own_tokenizer=True)
+
+
+def require_trained(mref: ModelRef, allow_random: bool, what: str) -> None:
+    """Refuse, before any work, to use the random initialisation of a model that has no trained weights."""
+    if mref.pretrained or allow_random:
+        return
+    raise IfguideError(f"{mref.ref!r} has no trained weights: {what} would use its random initialisation",
+                       hint=f"train it first (`ifguide train {mref.ref} --data ...`) and pass the checkpoint, or add "
+                            f"--allow-random to insist", exit_code=2)
+
+
+def model_context(mref: ModelRef) -> int | None:
+    """The longest row the model takes (max_position_embeddings or its equivalent), None when its config has none."""
+    config = load_config(mref)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def trained_dataset(ws, mref: ModelRef):
+    """The dataset artifact a checkpoint was trained on (None for other models, or when it is gone)."""
+    if mref.source != "checkpoint" or ws is None:
+        return None
+    art = ws.by_id(mref.artifact_id)
+    dataset = art.config.get("dataset") if art is not None else None
+    return ws.by_id(dataset) if dataset else None
+
+
 def _family_from_config(path: Path) -> str | None:
     try:
         return json.loads(path.read_text()).get("model_type")
@@ -77,7 +141,7 @@ def load_tokenizer(mref: ModelRef):
     """The model's tokenizer, with a pad token (left as eos when the model has none)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if mref.source == "checkpoint":
+    if mref.source == "checkpoint" and not mref.own_tokenizer:
         tok = AutoTokenizer.from_pretrained(mref.location)
     elif mref.tokenizer == "tiny":
         tok = PreTrainedTokenizerFast(tokenizer_file=str(tiny_asset("tokenizer.json")), bos_token=TINY_SPECIAL,
@@ -97,6 +161,9 @@ def load_config(mref: ModelRef):
 
     if mref.source == "registry" and mref.location == "tiny":
         return GPTNeoXConfig.from_dict(json.loads(tiny_asset("model_config.json").read_text()))
+    if mref.source == "config":
+        values = json.loads(Path(mref.location).read_text())
+        return AutoConfig.for_model(values.pop("model_type"), **values)
     if mref.source in ("checkpoint", "local"):
         return AutoConfig.from_pretrained(mref.location)
     hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
@@ -113,6 +180,8 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
     dtype = dtype or torch.float32
     if from_scratch:
         config = load_config(mref)
+        if mref.own_tokenizer:
+            _take_vocabulary(config, load_tokenizer(mref))
         with _seeded(seed):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     elif mref.source in ("checkpoint", "local"):
@@ -122,6 +191,15 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
         with hub_resource("model", hub_id, "a local model folder"):
             model = AutoModelForCausalLM.from_pretrained(hub_id, dtype=dtype)
     return model
+
+
+def _take_vocabulary(config, tokenizer) -> None:
+    """A config built for another tokenizer gets this one's vocabulary size and special tokens."""
+    config.vocab_size = len(tokenizer)
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, key, None)
+        if value is not None:
+            setattr(config, key, value)
 
 
 class _seeded:

@@ -5,11 +5,13 @@
 - `labels`: a 0/1 field per document and how a ranking finds it (`parse_label`, `label_metrics`).
 - `stage`: the `datasets` artifact: building, finding, checking it, and each row's source (`resolve_corpus`,
   `load_corpus`, `row_source`, `dataset_label_metrics`).
+- `for_model`: the corpus of a model (`model_corpus`): its tokenizer, rows within its context, the options checked.
 
 Scores, masks and training all index the same stored tensor, so a mask always lines up with its data.
 """
 
 from ..artifact_files import CORPUS_FILE
+from .for_model import corpus_options, model_corpus, model_tokenizer
 from .labels import label_metrics, parse_label
 from .layout import CorpusConfig, RowMap, TokenizedCorpus, default_corpus_config, plan_layout, tokenize_corpus
 from .sources import (
@@ -43,8 +45,8 @@ from .stage import (
 
 __all__ = [
     "CORPUS_FILE", "LOCAL_SUFFIXES", "ROWS_FILE", "TEXTS_FILE", "CorpusConfig", "RowMap", "RowSources", "Source",
-    "SourceDoc", "TokenizedCorpus", "check_corpus", "corpus_artifact", "dataset_identity", "dataset_label_metrics",
+    "SourceDoc", "TokenizedCorpus", "check_corpus", "corpus_artifact", "corpus_options", "dataset_identity", "dataset_label_metrics",
     "default_corpus_config", "existing_corpus", "file_identity", "is_source_ref", "iter_documents", "label_metrics",
-    "load_corpus", "load_prompts", "load_queries", "load_records", "parse_label", "plan_layout", "record_text",
+    "load_corpus", "load_prompts", "load_queries", "load_records", "model_corpus", "model_tokenizer", "parse_label", "plan_layout", "record_text",
     "recorded_dataset", "resolve_corpus", "row_labels", "row_source", "save_corpus", "tokenize_corpus",
 ]

@@ -131,6 +131,10 @@ class RowSources:
     def where(self, line: int) -> str:
         return f"{self.file}:{line}" if self.positions == "line" else f"{self.file} record {line}"
 
+    def location(self, row: int) -> str:
+        """FILE:LINE of the row's (first) document, without reading its text."""
+        return self.where(int(self.columns["line"][row]))
+
     def _text(self, start: int, end: int) -> str:
         with open(self.art.file(TEXTS_FILE), "rb") as fh:
             fh.seek(start)
@@ -204,7 +208,10 @@ def _recorded(art, key: str) -> Any:
     return art.config.get(key)
 
 
-def check_corpus(art, asked: dict, tokenizer_name: str | None = None) -> None:
+_REBUILD_HINT = "leave the option out to use the dataset as it is, or pass the source dataset to build another layout"
+
+
+def check_corpus(art, asked: dict, tokenizer_name: str | None = None, hint: str = _REBUILD_HINT) -> None:
     """Every option given (not None) must be what the dataset artifact records: else one line naming both values."""
     if tokenizer_name is not None and art.config.get("tokenizer") != tokenizer_name:
         raise IfguideError(f"dataset {art.id} was tokenized with {art.config.get('tokenizer')!r}, not {tokenizer_name!r}",
@@ -213,19 +220,18 @@ def check_corpus(art, asked: dict, tokenizer_name: str | None = None) -> None:
     for key, value in asked.items():
         if value is not None and key != "tokenizer" and _recorded(art, key) != value:
             raise IfguideError(f"dataset {art.id} has {flags[key]} {_recorded(art, key)}, not {flags[key]} {value}",
-                               hint="leave the option out to use the dataset as it is, or pass the source dataset to "
-                                    "build another layout", exit_code=2)
+                               hint=hint, exit_code=2)
 
 
-def _check_reuse(workspace, art, mref, asked: dict) -> None:
+def _check_reuse(workspace, art, mref, asked: dict, hint: str = _REBUILD_HINT) -> None:
     """A stored dataset about to be reused: tokenized as asked (--tokenizer, else the model's), with the options given."""
     if asked.get("tokenizer") is not None:
-        check_corpus(art, asked, _corpus_tokenizer(workspace, mref, asked["tokenizer"]).name)
+        check_corpus(art, asked, _corpus_tokenizer(workspace, mref, asked["tokenizer"]).name, hint)
         return
     if mref is not None and art.config.get("tokenizer") != mref.tokenizer:
         raise IfguideError(f"dataset {art.id} was tokenized with {art.config.get('tokenizer')!r}, but the model uses "
                            f"{mref.tokenizer!r}", hint="pass the source dataset instead", exit_code=2)
-    check_corpus(art, asked)
+    check_corpus(art, asked, hint=hint)
 
 
 def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, **asked):
@@ -261,7 +267,9 @@ def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *
     if art is not None:
         return art, True
     if prefer is not None and prefer.config.get("data") == dataset_identity(data_ref, asked.get("split")):
-        _check_reuse(workspace, prefer, mref, {"seq_len": seq_len, **asked})
+        _check_reuse(workspace, prefer, mref, {"seq_len": seq_len, **asked},
+                     hint=f"{data_ref} is laid out as dataset {prefer.id} for this model (it was trained or fit on it): "
+                          "leave the option out to reuse it")
         return prefer, True
     main = is_main_process()
     if not main:

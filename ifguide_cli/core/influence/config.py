@@ -68,7 +68,10 @@ class FactorsConfig(Config):
     modules: tuple[str, ...] | None = param(
         None, "Globs of module names to track; override the model family's.", flag="--modules")
     families_file: str | None = param(None, "YAML/JSON file of extra model families (see below).", flag="--families")
-    seq_len: int | None = param(None, "Tokens per row when tokenizing DATA (default: 64 tiny, 2048 else).", low=2)
+    seq_len: int | None = param(None, "Tokens per row when tokenizing DATA (default: the checkpoint's dataset when DATA is "
+                                      "its source; 64 for tiny; else fitted to the documents).", low=2)
+    allow_random: bool = param(False, "Fit factors of a registry model that has no trained weights (its seeded random "
+                                      "initialisation); refused otherwise.")
     # execution only (not part of the artifact id):
     batch_size: int | None = param(None, _BATCH_HELP, low=1)
     partitions: int = param(1, _PARTITIONS_HELP, low=1)
@@ -93,6 +96,10 @@ class ScoresConfig(Config):
     max_queries: int | None = param(None, "Use a seeded random subset of at most this many queries per set.", low=1)
     query_seed: int = param(0, "Seed of the query subsampling.")
     query_low_rank: int | None = param(None, "Low-rank query gradient (only without --safe-queries).", low=1)
+    max_rows: int | None = param(None, "Score only the first N rows of the data (the others score 0 and are never "
+                                       "selected by `mask`).", low=1)
+    rows_file: str | None = param(None, "Score only these rows: a file of row indices (one per line, or a .npy array).",
+                                  flag="--rows")
     # execution only:
     batch_size: int | None = param(None, "Training rows per device and batch (default: 16384 tokens' worth).", low=1)
     query_batch_size: int = param(16, "Queries per device and batch.", low=1)
@@ -105,6 +112,8 @@ class ScoresConfig(Config):
 
     def check(self) -> None:
         _refuse_unsupported_precision(self.precision)
+        if self.max_rows is not None and self.rows_file is not None:
+            raise IfguideError("give --max-rows or --rows, not both", exit_code=2)
 
     def check_differential(self, differential: bool) -> None:
         """Rules that depend on whether safe queries are subtracted (they are an argument, not a setting)."""

@@ -39,18 +39,24 @@ class _FitJob:
     batch_size: int
 
 
-def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, reporter=NULL, force: bool = False,
-                name: str | None = None, debug: bool = False) -> StageResult:
-    """Fit influence factors of MODEL on DATA (a `factors` artifact). Reuses an identical finished one."""
+def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, corpus: dict | None = None, reporter=NULL,
+                force: bool = False, name: str | None = None, debug: bool = False) -> StageResult:
+    """Fit influence factors of MODEL on DATA (a `factors` artifact). Reuses an identical finished one.
+
+    `corpus`: the `CorpusConfig` options of DATA (layout, label field, …; `seq_len` is `cfg.seq_len`); a
+    checkpoint given its own source data reuses the dataset it was trained on.
+    """
     from ..data import load_corpus
-    from ..models import resolve_model
+    from ..models import require_trained, resolve_model, trained_dataset
 
     kron_compat.check_version()
+    mref = resolve_model(model_ref, ws)
+    require_trained(mref, cfg.allow_random, "fitting factors")  # before any work
     dinfo = dist.setup(cfg.device)
     precision = influence_precision(cfg.precision, dinfo.device)
-    mref = resolve_model(model_ref, ws)
     family = resolve_family(mref, ws, families_file=cfg.families_file, module_globs=cfg.modules)
-    dataset = resolve_dataset(ws, data_ref, mref, cfg.seq_len, dinfo, reporter=reporter)
+    dataset = resolve_dataset(ws, data_ref, mref, {**(corpus or {}), "seq_len": cfg.seq_len}, dinfo,
+                              prefer=trained_dataset(ws, mref), reporter=reporter)
     corpus = load_corpus(dataset)
     n_rows, seq_len = corpus.shape
     fit_examples = n_rows if cfg.max_examples is None else min(cfg.max_examples, n_rows)
@@ -64,9 +70,9 @@ def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, report
         "precision": precision, "use_empirical_fisher": False, "fisher_seed": FISHER_SEED, "tokenizer": mref.tokenizer,
     }
     engine = InfluenceEngine(model, modules, dinfo, precision, debug=debug)
-    if dinfo.main and mref.source == "registry" and not mref.pretrained:
-        notes.warn(f"note: {model_ref!r} has no pretrained weights, so these are the factors of its seeded random "
-                   f"initialisation; train it first (`ifguide train {model_ref} --data ...`) and pass the checkpoint")
+    if dinfo.main and not mref.pretrained:  # --allow-random
+        notes.warn(f"note: {model_ref!r} has no trained weights: these are the factors of its seeded random "
+                   "initialisation (--allow-random)")
     device = dist.device_label(dinfo.device, dinfo.world)
     art, reused = ws.create("factors", config, [dataset.id, *mref.parents],
                             lambda ctx: _fit(ctx, job, engine, reporter), name=name, force=force, device=device)

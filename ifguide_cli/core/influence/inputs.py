@@ -60,11 +60,14 @@ def load_model_for_influence(mref, family):
 
 def model_from_identity(identity: dict, ws):
     """Re-resolve the model a factors artifact was fit on, from its recorded identity."""
-    from ..models import resolve_model
+    from ..models import config_model_ref, resolve_model, with_tokenizer
 
     if identity.get("source") == "checkpoint":
         return resolve_model(identity["artifact_id"], ws)
-    return resolve_model(identity["location"], ws)
+    if identity.get("source") == "config":
+        return config_model_ref(identity["location"], identity["tokenizer"])
+    mref = resolve_model(identity["location"], ws)
+    return with_tokenizer(mref, identity["tokenizer"]) if identity.get("own_tokenizer") else mref
 
 
 def describe_model(identity: dict) -> str:
@@ -74,11 +77,16 @@ def describe_model(identity: dict) -> str:
     return str(identity.get("location"))
 
 
-def resolve_dataset(ws, data_ref: str, mref, seq_len: int | None, dinfo: dist.DistInfo, *, reporter=NULL):
-    """The training rows' `datasets` artifact (built once by rank 0 under torchrun; the other ranks then find it)."""
-    from ..data import resolve_corpus
+def resolve_dataset(ws, data_ref: str, mref, options: dict, dinfo: dist.DistInfo, *, prefer=None, reporter=NULL):
+    """The training rows' `datasets` artifact (built once by rank 0 under torchrun; the other ranks then find it).
 
-    return resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter if dinfo.main else NULL, barrier=dist.barrier)[0]
+    `options`: the `CorpusConfig` options given; `prefer`: the dataset to reuse when DATA is its source.
+    """
+    from ..data import model_corpus
+    from ..models import model_context
+
+    return model_corpus(ws, data_ref, mref, options, prefer=prefer, reporter=reporter if dinfo.main else NULL,
+                        barrier=dist.barrier, context=model_context(mref))[0]
 
 
 def factors_dir_of(art: Artifact) -> Path:

@@ -34,6 +34,7 @@ from .families import resolve_family
 from .inputs import describe_model, factors_dir_of, load_model_for_influence, model_from_identity, resolve_dataset
 from .queries import QuerySet, build_query_rows, load_query_set, query_rows
 from .staging import KRON_DIR, RUN_FILE, StageResult, atomic_save, check_split, drop_half_written, prepare_staging
+from .subset import ROWS_KEY, RowSubset, scored_rows
 from .summary import score_summary
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class _ScoreJob:
     safe: QuerySet | None
     queries: Any  # QueryRows
     batch_size: int
+    subset: RowSubset | None = None  # the rows scored (None: all)
 
     @property
     def damping_label(self):
@@ -65,9 +67,13 @@ class _ScoreJob:
 
 
 def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, cfg: ScoresConfig, *,
-                   data_ref: str | None = None, model_ref: str | None = None, reporter=NULL, force: bool = False,
-                   name: str | None = None, debug: bool = False) -> StageResult:
-    """Token-wise differential influence of the training rows (a `scores` artifact)."""
+                   data_ref: str | None = None, corpus: dict | None = None, model_ref: str | None = None, reporter=NULL,
+                   force: bool = False, name: str | None = None, debug: bool = False) -> StageResult:
+    """Token-wise differential influence of the training rows (a `scores` artifact).
+
+    `corpus`: the `CorpusConfig` options of `data_ref` (a source is tokenized like the factors' dataset, which
+    is reused when it is that source's). `cfg.max_rows` / `cfg.rows_file` score part of the rows (see `subset`).
+    """
     kron_compat.check_version()
     cfg.check_differential(safe_ref is not None)
     fart = ws.resolve(factors_ref, "factors")
@@ -75,13 +81,14 @@ def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, c
     dinfo = dist.setup(cfg.device)
     precision = influence_precision(cfg.precision, dinfo.device)
     mref = _scoring_model(ws, fart, model_ref)
-    dataset, corpus = _scoring_rows(ws, fart, mref, data_ref, dinfo, reporter)
-    check_split(corpus.shape[0], cfg.partitions, dinfo)
-    toxic, safe, queries = _load_queries(mref, toxic_ref, safe_ref, corpus.shape[1], cfg, dinfo)
+    dataset, rows = _scoring_rows(ws, fart, mref, data_ref, corpus or {}, dinfo, reporter)
+    subset = scored_rows(cfg.max_rows, cfg.rows_file, rows.shape[0])
+    check_split(rows.shape[0] if subset is None else len(subset), cfg.partitions, dinfo)
+    toxic, safe, queries = _load_queries(mref, toxic_ref, safe_ref, rows.shape[1], cfg, dinfo)
     check_bf16_damping(factors_dir, fart.config["strategy"], precision, cfg.damping)
     model, modules, fingerprint = _fitted_model(ws, fart, mref)
-    job = _ScoreJob(cfg, dinfo, precision, factors_dir, fart.config["strategy"], corpus, toxic, safe, queries,
-                    cfg.batch_size or default_batch_size(corpus.shape[1]))
+    job = _ScoreJob(cfg, dinfo, precision, factors_dir, fart.config["strategy"], rows, toxic, safe, queries,
+                    cfg.batch_size or default_batch_size(rows.shape[1]), subset)
     config = _identity(job, fart, dataset, mref, fingerprint)
     engine = InfluenceEngine(model, modules, dinfo, precision, debug=debug)
     if dinfo.main and fart.config.get("precision") == "bf16":
@@ -112,19 +119,21 @@ def _scoring_model(ws, fart: Artifact, model_ref: str | None):
     return given
 
 
-def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, dinfo, reporter):
+def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, corpus: dict, dinfo, reporter):
     """The rows to score: the factors' dataset, or another one with the same tokenizer and row length."""
     from ..data import is_source_ref, load_corpus
 
     fconf = fart.config
+    fit_set = ws.by_id(fconf["dataset"])
     if data_ref is None:
-        dataset = ws.by_id(fconf["dataset"])
-        if dataset is None:
+        if fit_set is None:
             raise ArtifactNotFound(f"dataset {fconf['dataset']} the factors were fit on is not in the workspace",
                                    hint="pass the training data with --data")
+        dataset = fit_set
     else:
-        dataset = resolve_dataset(ws, data_ref, mref, fconf.get("seq_len"), dinfo, reporter=reporter) \
-            if is_source_ref(data_ref) else ws.resolve(data_ref, "datasets")
+        # a source is tokenized like the factors' fit set (its row length unless --seq-len says otherwise)
+        options = {"seq_len": fconf.get("seq_len"), **corpus} if is_source_ref(data_ref) else corpus
+        dataset = resolve_dataset(ws, data_ref, mref, options, dinfo, prefer=fit_set, reporter=reporter)
         if dataset.config.get("tokenizer") != fconf.get("tokenizer", mref.tokenizer):
             raise IfguideError(f"dataset {dataset.id} was tokenized with {dataset.config.get('tokenizer')!r}, the factors' model "
                                f"uses {fconf.get('tokenizer')!r}", exit_code=2)
@@ -164,7 +173,9 @@ def _fitted_model(ws, fart: Artifact, mref):
 def _identity(job: _ScoreJob, fart: Artifact, dataset, mref, fingerprint: str) -> dict:
     """The scores artifact's config: everything that decides the scores (not how the work was split)."""
     cfg, safe = job.cfg, job.safe
+    partial = {} if job.subset is None else {"rows": job.subset.how}  # recorded only when part of the data is scored
     return {
+        **partial,
         "factors": fart.id, "dataset": dataset.id, "model": mref.identity(), "model_fingerprint": fingerprint,
         "strategy": job.strategy, "toxic_queries": job.toxic.describe(), "safe_queries": safe.describe() if safe else None,
         "weights": "toxic +1/N_tox, safe -1/N_safe" if safe else "toxic +1/N_tox",
@@ -186,7 +197,9 @@ def _score(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> dict:
         elapsed = _run(ctx, job, engine, reporter)
     if not job.dinfo.main:
         return {}
-    summary = score_summary(load_file(str(out_file))["scores"], job.corpus, job.toxic, job.safe, elapsed, job.dinfo.world)
+    rows = None if job.subset is None else job.subset.indices
+    summary = score_summary(load_file(str(out_file))["scores"], job.corpus, job.toxic, job.safe, elapsed, job.dinfo.world,
+                            rows=rows)
     summary.update({"damping": job.damping_label, "precision": job.precision, "strategy": job.strategy,
                     "batch_size": job.batch_size, "partitions": job.cfg.partitions})
     heuristic = heuristic_damping(job.factors_dir, job.strategy) if job.cfg.damping is None else None
@@ -202,7 +215,8 @@ def _run(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> float:
     note = prepare_staging(ctx.staging, {"partitions": cfg.partitions}, dinfo, ctx.staging / KRON_DIR)
     if note:
         notes.warn(note)
-    train = CorpusRows(job.corpus.input_ids, job.corpus.attention_mask, with_index=True)
+    rows = None if job.subset is None else job.subset.indices
+    train = CorpusRows(job.corpus.input_ids, job.corpus.attention_mask, rows=rows, with_index=True)
     start = time.perf_counter()
     with ctx.timed("scores"):
         raw = engine.scores(ctx.staging, job.factors_dir, train, job.queries, damping=cfg.damping, per_module=cfg.per_module,
@@ -210,23 +224,38 @@ def _run(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> float:
                             query_low_rank=cfg.query_low_rank, reporter=reporter if dinfo.main else NULL)
     elapsed = time.perf_counter() - start
     if dinfo.main:
-        _save(ctx.staging, raw, cfg.per_module)
+        _save(ctx.staging, raw, cfg.per_module, job.corpus.shape[0], rows)
     dist.barrier()
     return elapsed
 
 
-def _save(staging: Path, raw: dict, per_module: bool) -> None:
-    """Label-aligned scores (and per-module ones) replace kronfluence's raw copy in the staging folder."""
+def _save(staging: Path, raw: dict, per_module: bool, n_rows: int, rows: list[int] | None) -> None:
+    """Label-aligned scores (and per-module ones) replace kronfluence's raw copy in the staging folder.
+
+    Scores of part of the rows are placed at their rows of a (n_rows, T) tensor (0 elsewhere), with the
+    scored rows' indices under `rows`."""
     import torch
 
-    aligned = {k: align_to_labels(v) for k, v in raw.items()}
+    aligned = {k: _placed(align_to_labels(v), n_rows, rows) for k, v in raw.items()}
     total = aligned["all_modules"] if "all_modules" in aligned else torch.stack(list(aligned.values())).sum(0)
+    extra = {} if rows is None else {ROWS_KEY: torch.tensor(rows, dtype=torch.int64)}
     if per_module:
         atomic_save({k: v.contiguous() for k, v in aligned.items()}, staging / MODULE_SCORES_FILE)
-    atomic_save({"scores": total.contiguous()}, staging / SCORES_FILE)
+    atomic_save({"scores": total.contiguous(), **extra}, staging / SCORES_FILE)
     for p in (staging / KRON_DIR).rglob("pairwise_scores*.safetensors"):  # the raw copy; scores.safetensors replaces it
         p.unlink()
     (staging / RUN_FILE).unlink(missing_ok=True)
+
+
+def _placed(scores, n_rows: int, rows: list[int] | None):
+    """Scores of the rows `rows` (in that order) placed in a zero (n_rows, T) tensor; all rows as they are."""
+    import torch
+
+    if rows is None:
+        return scores
+    out = torch.zeros((n_rows, scores.shape[1]), dtype=scores.dtype)
+    out[torch.tensor(rows, dtype=torch.long)] = scores
+    return out
 
 
 # ---- reference: the two-run difference (tests, benchmark) ------------------------------------

@@ -6,13 +6,18 @@ from __future__ import annotations
 SAMPLE = 1 << 22  # the p99 is estimated on at most this many scores (a seeded sample)
 
 
-def score_summary(total, corpus, toxic, safe, elapsed: float, processes: int) -> dict:
-    """Statistics of the label-aligned scores (N, T) over the tokens that are predicted."""
+def score_summary(total, corpus, toxic, safe, elapsed: float, processes: int, rows=None) -> dict:
+    """Statistics of the label-aligned scores (N, T) over the tokens that are predicted (of the scored `rows`)."""
     import torch
 
     n_rows, seq_len = total.shape
     label_mask = torch.zeros_like(corpus.attention_mask, dtype=torch.bool)
     label_mask[:, 1:] = corpus.attention_mask[:, 1:].bool()  # tokens that are predicted
+    scored = torch.ones(n_rows, dtype=torch.bool)
+    if rows is not None:  # part of the rows was scored: the others are left out of every figure
+        scored = torch.zeros(n_rows, dtype=torch.bool)
+        scored[torch.tensor(rows, dtype=torch.long)] = True
+        label_mask &= scored[:, None]
     summary = {
         "documents": n_rows, "seq_len": seq_len, "tokens": int(label_mask.sum()),
         "toxic_queries": len(toxic.pairs), "safe_queries": len(safe.pairs) if safe else 0,
@@ -20,11 +25,14 @@ def score_summary(total, corpus, toxic, safe, elapsed: float, processes: int) ->
         **_statistics(total[label_mask]),
         "processes": processes,
     }
+    scored_rows = n_rows if rows is None else len(rows)
+    if rows is not None:
+        summary["scored_rows"] = scored_rows
     if elapsed > 0:
         summary["seconds"] = round(elapsed, 3)
-        summary["tokens_per_s"] = round(n_rows * seq_len / elapsed, 1)
+        summary["tokens_per_s"] = round(scored_rows * seq_len / elapsed, 1)
     if corpus.planted_toxic is not None:
-        summary.update(_planted_means(total, label_mask, corpus.planted_toxic.bool()))
+        summary.update(_planted_means(total[scored], label_mask[scored], corpus.planted_toxic.bool()[scored]))
     return summary
 
 

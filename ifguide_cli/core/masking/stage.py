@@ -13,7 +13,7 @@ from ..data import file_identity, recorded_dataset
 from ..errors import ArtifactNotFound, IfguideError
 from ..progress import NULL
 from .config import MaskConfig
-from .scorefile import load_safetensors_array, load_scores, safetensors_keys, save_safetensors
+from .scorefile import ROWS_KEY, load_safetensors_array, load_scores, safetensors_keys, save_safetensors
 from .select import MaskResult, select_toxic_tokens
 
 ALGORITHM = "IF-Guide Alg. 1 (ifguide masking v1)"  # recorded in the config: a new version must not reuse old masks
@@ -28,6 +28,7 @@ class MaskSource:
     scores_file: Path
     dataset: Any | None  # the `datasets` artifact the scores index, if known
     valid: np.ndarray | None
+    rows: np.ndarray | None = None  # the rows that were scored (`scores --max-rows/--rows`); None: all
 
 
 def dataset_arrays(dataset) -> dict[str, np.ndarray]:
@@ -60,6 +61,26 @@ def _read_scores(ws, scores_ref: str, key: str | None) -> tuple[np.ndarray, Any 
     return load_scores(scores_file, key, check_finite_values=False), scores_art, scores_file
 
 
+def scored_rows(scores_file: Path, n_rows: int) -> np.ndarray | None:
+    """The rows a partial scoring covered (the file's `rows` tensor, see influence/subset.py); None: every row."""
+    if scores_file.suffix.lower() != ".safetensors" or ROWS_KEY not in safetensors_keys(scores_file):
+        return None
+    rows = np.asarray(load_safetensors_array(scores_file, ROWS_KEY), dtype=np.int64)
+    if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= n_rows)):
+        raise IfguideError(f"{scores_file}: its `{ROWS_KEY}` tensor is not a list of rows 0–{n_rows - 1}",
+                           hint="recompute the scores", exit_code=2)
+    return rows
+
+
+def _only_scored(valid: np.ndarray | None, rows: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The valid positions restricted to the scored rows: the other rows never count nor get selected."""
+    if rows is None:
+        return valid
+    scored = np.zeros(shape[0], dtype=bool)
+    scored[rows] = True
+    return scored[:, None] & (np.ones(shape, dtype=bool) if valid is None else valid)
+
+
 def _valid_positions(dataset, shape: tuple[int, ...], use_attention_mask: bool) -> np.ndarray | None:
     """The dataset's attention mask as the valid positions (None to count every position); shapes must agree."""
     arrays = dataset_arrays(dataset)
@@ -81,7 +102,8 @@ def resolve_mask_source(ws, scores_ref: str, data_ref: str | None = None, key: s
                                hint="leave out --data (the scores artifact knows its dataset)",
                                missing_hint="recreate it, or pass the score file itself without a dataset")
     valid = _valid_positions(dataset, scores.shape, use_attention_mask) if dataset is not None else None
-    return MaskSource(scores, scores_art, scores_file, dataset, valid)
+    rows = scored_rows(scores_file, scores.shape[0])
+    return MaskSource(scores, scores_art, scores_file, dataset, _only_scored(valid, rows, scores.shape), rows)
 
 
 def planted_precision(ranking: np.ndarray, planted: np.ndarray) -> dict[str, Any]:
@@ -112,15 +134,56 @@ def _write_mask(path: Path, res: MaskResult) -> None:
 
 
 def _summary(res: MaskResult, src: MaskSource, stage_config: dict[str, Any]) -> dict[str, Any]:
-    """The artifact's summary: the selection's figures, its inputs, and precision@k on a planted corpus."""
+    """The artifact's summary: the selection's figures, its inputs, and how the ranking finds the dataset's labels."""
     summary = res.summary()
     summary["dataset"] = stage_config["dataset"]
     summary["scores"] = stage_config["scores"] or str(src.scores_file)
+    if src.rows is not None:
+        summary["scored_rows"] = len(src.rows)
     if src.dataset is not None:
-        arrays = dataset_arrays(src.dataset)
-        if "planted_toxic" in arrays:
-            summary.update(planted_precision(res.ranking, np.asarray(arrays["planted_toxic"])))
+        summary.update(label_summary(src.dataset, res, src.rows))
     return summary
+
+
+def label_summary(dataset, res: MaskResult, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """The ranking against the dataset's --label-field, per source document (`data.dataset_label_metrics`):
+    label_base_rate, label_precision_at_k, label_auc (ties in the rank key share their rank), over the scored
+    rows only. `precision_at_k` repeats the label precision for readers of older summaries; the tiny corpus
+    keeps its `planted_precision_at_k` (per row) too. Also how many source documents the selected rows hold."""
+    from ..data import dataset_label_metrics
+
+    ranking = res.ranking if rows is None else res.ranking[np.isin(res.ranking, rows)]
+    out: dict[str, Any] = {}
+    metrics = dataset_label_metrics(dataset, ranking, scores=res.harmonic)
+    if metrics:
+        out.update(metrics)
+        out["precision_at_k"] = metrics["label_precision_at_k"]
+    arrays = dataset_arrays(dataset)
+    if "planted_toxic" in arrays:
+        out.update(planted_precision(ranking, np.asarray(arrays["planted_toxic"])))
+    documents = selected_documents(dataset, res.selected_counts)
+    if documents is not None:
+        out["source_documents_selected"] = documents
+    return out
+
+
+def selected_documents(dataset, selected_counts: np.ndarray) -> int | None:
+    """Source documents in the rows that hold selected tokens (a packed row holds parts of several); None
+    for a dataset without a row source map."""
+    from ..data import ROWS_FILE
+
+    path = dataset.path / ROWS_FILE
+    if not path.is_file():
+        return None
+    from safetensors.numpy import load_file
+
+    columns = load_file(str(path))
+    rows = np.flatnonzero(np.asarray(selected_counts) > 0)
+    if "piece_start" not in columns:
+        return int(np.unique(columns["doc_id"][rows]).size)
+    starts, docs = columns["piece_start"], columns["piece_doc_id"]
+    pieces = np.concatenate([np.arange(starts[r], starts[r + 1]) for r in rows]) if rows.size else np.zeros(0, np.int64)
+    return int(np.unique(docs[pieces]).size)
 
 
 def create_mask_artifact(ws, scores_ref: str, config: MaskConfig, *, data_ref: str | None = None, key: str | None = None,

@@ -33,7 +33,7 @@ from ..errors import IfguideError
 from ..models import load_model, load_tokenizer
 from ..progress import NULL
 from ..rows import CorpusRows
-from .config import TrainConfig, batch_layout
+from .config import TrainConfig, batch_layout, split_rows
 from .metrics import final_metrics
 from .trainer import KillHook, PenaltyTrainer, ReportCallback
 
@@ -116,6 +116,9 @@ class CheckpointBuild:
         with self.ctx.timed("train"):
             output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)
         elapsed = time.perf_counter() - start
+        if trainer.state.global_step == 0:  # never publish the initial weights as a trained checkpoint
+            raise IfguideError("training took 0 optimizer steps; no checkpoint was written",
+                               hint="lower --batch-size or give more data (see the dataset's rows)", exit_code=2)
         trainer.save_model(str(self.staging.model_dir))  # every process calls it; only the main one writes
         barrier()
         if not self.main:
@@ -252,16 +255,9 @@ class CheckpointBuild:
             "micro_batch_size": layout.micro,
             "grad_accumulation": layout.accum,
             "lambda": self.tc.lam if self.plan.mask is not None else None,
+            "validation": self.plan.validation,
             "runtime": asdict(self.plan.run),
         }
-
-
-def split_rows(n: int, tc: TrainConfig) -> tuple[list[int], list[int]]:
-    """(training rows, validation rows): the last `val_fraction` of rows are held out (at most eval_docs)."""
-    if tc.val_fraction <= 0 or tc.eval_data:
-        return list(range(n)), []
-    n_val = min(max(1, round(n * tc.val_fraction)), tc.eval_docs, n - 1)
-    return list(range(n - n_val)), list(range(n - n_val, n))
 
 
 def last_complete_checkpoint(trainer_dir: Path) -> Path | None:

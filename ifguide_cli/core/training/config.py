@@ -73,7 +73,9 @@ class RunOptions(Config):
     tensorboard: bool | None = param(None, "TensorBoard logs in the artifact.", flag="--tensorboard/--no-tensorboard",
                                      shown_default="if installed")
     keep_optimizer_state: bool = param(False, "Keep the optimizer state of the intermediate checkpoints in the artifact.")
-    probe_docs: int = param(256, "Rows with masked tokens used for the masked/unmasked NLL in metrics.json.", low=1, cli=False)
+    probe_docs: int = param(32, "After training with --mask: the NLL of masked vs ordinary tokens (metrics.json) is "
+                                "measured by one forward pass over at most N training rows that hold masked tokens "
+                                "(0 = off; tiny profile 256, else 32).", low=0, shown_default=BY_PROFILE)
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,12 @@ class SetupOptions(Config):
     """What is resolved before the configuration: the profile, the corpus's row length, a batch given in tokens."""
 
     profile: Profile | None = param(None, "Default profile.", shown_default="by model/data")
-    seq_len: int | None = param(None, "Tokens per row of the corpus.", low=1, shown_default="64 tiny, 2048 else")
+    seq_len: int | None = param(None, "Tokens per row of the corpus (default: 64 for tiny; else fitted so that 95% of the "
+                                      "documents fit in one row, at most the model's context; packed: the context).",
+                                low=2, shown_default="by data")
     batch_tokens: int | None = param(None, "Global batch in tokens (÷ seq-len = --batch-size).", low=1)
+    model_config: str | None = param(None, "train: the architecture from a transformers config.json file (instead of "
+                                           "MODEL), trained from scratch with --tokenizer's vocabulary.")
 
 
 CONFIGS = (TrainConfig, RunOptions, SetupOptions)
@@ -98,11 +104,16 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "tiny": {
         "pretrain": dict(learning_rate=3e-3, weight_decay=0.01, batch_size=32, max_steps=300,
-                         eval_data="tiny-heldout", eval_docs=256, micro_batch_size=32, save_steps=100, logging_steps=10),
+                         eval_data="tiny-heldout", eval_docs=256, micro_batch_size=32, save_steps=100, logging_steps=10,
+                         probe_docs=256),
         "finetune": dict(learning_rate=1e-3, weight_decay=4e-4, batch_size=32, max_steps=100,
-                         eval_data="tiny-heldout", eval_docs=256, micro_batch_size=32, save_steps=50, logging_steps=10),
+                         eval_data="tiny-heldout", eval_docs=256, micro_batch_size=32, save_steps=50, logging_steps=10,
+                         probe_docs=256),
     },
 }
+# The tiny profile validates on the packaged held-out text only when it trains on the packaged corpus: on a
+# corpus of the user's own it holds out this share of the corpus's rows instead (at most --eval-docs).
+OWN_DATA_VAL_FRACTION = 0.05
 
 
 def _declared_fields() -> dict[str, tuple[dataclasses.Field, Any]]:
@@ -157,12 +168,22 @@ def default_profile(model_ref: str, data_ref: str, base_profile: str | None = No
     return "tiny" if model_ref == "tiny" or data_ref.startswith("tiny") else "paper"
 
 
-def resolve_config(mode: str, profile: str, file_values: dict | None, cli_values: dict,
-                   seq_len: int) -> tuple[TrainConfig, RunOptions]:
-    """Dataclass defaults < profile < config file < command-line options (None = not given)."""
+def profile_values(profile: str, mode: str, packaged_data: bool = True) -> dict[str, Any]:
+    """A profile's defaults for this data: a validation set the profile names from the package is used only with
+    the packaged data (see OWN_DATA_VAL_FRACTION)."""
     if profile not in PROFILES:
         raise IfguideError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}", exit_code=2)
-    merged: dict[str, Any] = dict(PROFILES[profile][mode])
+    values: dict[str, Any] = dict(PROFILES[profile][mode])
+    if not packaged_data and values.get("eval_data") is not None:
+        values["eval_data"] = None
+        values["val_fraction"] = OWN_DATA_VAL_FRACTION
+    return values
+
+
+def resolve_config(mode: str, profile: str, file_values: dict | None, cli_values: dict,
+                   seq_len: int, packaged_data: bool = True) -> tuple[TrainConfig, RunOptions]:
+    """Dataclass defaults < profile < config file < command-line options (None = not given)."""
+    merged = profile_values(profile, mode, packaged_data)
     merged.update(given_values(file_values, "the config file"))
     merged.update(option_values(cli_values))
     batch_tokens = merged.get("batch_tokens")
@@ -175,6 +196,14 @@ def resolve_config(mode: str, profile: str, file_values: dict | None, cli_values
 def _of(cls: type, values: dict) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in values.items() if k in names}
+
+
+def split_rows(n: int, tc: TrainConfig) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows): the last `val_fraction` of rows are held out (at most eval_docs)."""
+    if tc.val_fraction <= 0 or tc.eval_data:
+        return list(range(n)), []
+    n_val = min(max(1, round(n * tc.val_fraction)), tc.eval_docs, n - 1)
+    return list(range(n - n_val)), list(range(n - n_val, n))
 
 
 def batch_layout(batch_size: int, micro_batch_size: int | None, world_size: int) -> tuple[int, int]:

@@ -58,7 +58,9 @@ def _eval_figures(model, eval_ds, precision: str, batch: int) -> dict:
 
 
 def _mask_figures(model, corpus, mask, train_rows, probe_docs: int, precision: str, batch: int) -> dict:
-    """Masked and ordinary token NLL on (at most `probe_docs`) training rows that hold masked tokens."""
+    """The probe pass: masked and ordinary token NLL of the trained model on (at most `probe_docs`) training rows
+    that hold masked tokens — how much less likely the penalised tokens became. One forward pass over those
+    rows after training (it changes nothing in the weights); --probe-docs 0 skips it."""
     rows = torch.tensor(train_rows)
     with_mask = rows[mask[rows].any(dim=1)][:probe_docs]
     out: dict[str, Any] = {"masked_tokens": int(mask[rows].sum())}

@@ -6,6 +6,7 @@ This module only decides WHAT to train (model, corpus, mask, configuration, the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,18 @@ from ..artifact_files import MASK_FILE
 from ..dist import barrier, rank_and_world, resolve_device
 from ..errors import IfguideError
 from ..progress import NULL
-from .config import RunOptions, TrainConfig, default_profile, load_config_file, option_values, resolve_config
+from .config import (
+    RunOptions,
+    TrainConfig,
+    default_profile,
+    load_config_file,
+    option_values,
+    resolve_config,
+    split_rows,
+)
+
+FEW_STEPS = 10  # fewer optimizer steps than this (training by epochs) get a note
+MANY_EPOCHS = 10  # --max-steps making more passes over the data than this get a note
 
 
 @dataclass
@@ -38,45 +50,132 @@ class TrainPlan:
     train: TrainConfig
     run: RunOptions
     config: dict  # the artifact's config (its identity)
+    validation: str | None = None  # what the eval loss is computed on, in words (the summary names it)
     restart: bool = False
     reporter: Any = NULL
 
 
-def run_training(ws, *, mode: str, model_ref: str, data_ref: str, mask_ref: str | None = None, values: dict | None = None,
-                 config_file: str | None = None, force: bool = False, restart: bool = False, name: str | None = None,
-                 reporter=NULL) -> TrainResult:
+def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_ref: str | None = None,
+                 values: dict | None = None, corpus: dict | None = None, config_file: str | None = None,
+                 force: bool = False, restart: bool = False, name: str | None = None, reporter=NULL) -> TrainResult:
     """`ifguide train` / `ifguide finetune`: resolve inputs, then build (or reuse) the checkpoint artifact.
 
     `values` are the options given (field or option names; None = not given), over the `config_file`
-    YAML, over the profile's defaults. `profile`, `seq_len` and `batch_tokens` may be among them.
+    YAML, over the profile's defaults. `profile`, `seq_len`, `batch_tokens` and `model_config` may be among
+    them. `corpus`: the `CorpusConfig` options of the data (layout, tokenizer, label field, …; see
+    `data.model_corpus`); a checkpoint fine-tuned on its own source data reuses its dataset.
     """
-    from ..data import load_corpus, resolve_corpus
+    from ..data import corpus_options, load_corpus, model_corpus
+    from ..models import model_context, trained_dataset
 
     if mode not in ("pretrain", "finetune"):
         raise ValueError(mode)
     file_values = load_config_file(config_file)
     values = option_values(values)  # checked now: a bad value fails before any work
+    corpus_opts = corpus_options(corpus)
     setup = {**file_values, **values}
 
-    mref = prepare_model_ref(ws, model_ref, mode)
-    profile = setup.get("profile") or _default_profile(ws, mref, model_ref, data_ref)
+    mref = training_model(ws, model_ref, mode, data_ref, setup.get("model_config"), corpus_opts.get("tokenizer"))
+    profile = setup.get("profile") or _default_profile(ws, mref, model_ref or "", data_ref)
     mask_art = ws.resolve(mask_ref, "masks") if mask_ref is not None else None
-    ds_art, _ = resolve_corpus(ws, data_ref, mref, setup.get("seq_len"), reporter=reporter, barrier=barrier)
-    corpus = load_corpus(ds_art)
-    mask = load_mask(ws, mask_art, ds_art, corpus.shape) if mask_art is not None else None
-    tc, ro = resolve_config(mode, profile, file_values, values, corpus.shape[1])
+    context = model_context(mref)
+    ds_art, _ = model_corpus(ws, data_ref, mref, {**corpus_opts, "seq_len": setup.get("seq_len")},
+                             prefer=trained_dataset(ws, mref), reporter=reporter, barrier=barrier, context=context)
+    rows = load_corpus(ds_art)
+    mask = load_mask(ws, mask_art, ds_art, rows.shape) if mask_art is not None else None
+    tc, ro = resolve_config(mode, profile, file_values, values, rows.shape[1], packaged_data=_is_packaged(ds_art))
     tc = _without_idle_lambda(tc, mask_art)
     eval_art = None
     if tc.eval_data:
-        eval_art, _ = resolve_corpus(ws, tc.eval_data, mref, corpus.shape[1], reporter=reporter, barrier=barrier)
+        eval_art, _ = model_corpus(ws, tc.eval_data, mref, {"seq_len": rows.shape[1], "layout": ds_art.config.get("layout")},
+                                   reporter=reporter, barrier=barrier, context=context)
+    check_steps(rows.shape[0], tc, ds_art)
 
     config = _artifact_config(mref, profile, ds_art, mask_art, eval_art, tc)
-    plan = TrainPlan(mref, corpus, mask, eval_art, tc, ro, config, restart=restart, reporter=reporter)
+    plan = TrainPlan(mref, rows, mask, eval_art, tc, ro, config, validation=_validation(tc, ds_art, eval_art, rows.shape[0]),
+                     restart=restart, reporter=reporter)
     parents = [*mref.parents, ds_art.id] + ([mask_art.id] if mask_art else [])
     art, reused = ws.create("checkpoints", config, parents, lambda ctx: _build(ctx, plan), name=name, force=force,
                             device=_device())
     return TrainResult(art, reused, tc, ro, {"dataset": ds_art.id, "mask": mask_art.id if mask_art else None,
-                                             "profile": profile, "seq_len": corpus.shape[1], "documents": corpus.shape[0]})
+                                             "profile": profile, "seq_len": rows.shape[1], "documents": rows.shape[0],
+                                             "validation": plan.validation})
+
+
+def training_model(ws, model_ref: str | None, mode: str, data_ref: str, model_config: str | None, tokenizer: str | None):
+    """The model to train: MODEL (or --model-config's architecture); trained from scratch it takes the vocabulary of
+    --tokenizer, else of the dataset artifact DATA names (fine-tuning keeps the model's own tokenizer)."""
+    from ..models import config_model_ref, with_tokenizer
+
+    if model_config is not None:
+        if mode == "finetune" or model_ref is not None:
+            raise IfguideError("--model-config replaces MODEL of `ifguide train` (an architecture trained from scratch)",
+                               hint="give either MODEL or --model-config FILE", exit_code=2)
+        return config_model_ref(model_config, _scratch_tokenizer(ws, tokenizer, data_ref))
+    if model_ref is None:
+        raise IfguideError("missing MODEL", hint="name a model (e.g. tiny, pythia-160m, a checkpoint) or pass --model-config FILE",
+                           exit_code=2)
+    mref = prepare_model_ref(ws, model_ref, mode)
+    name = _scratch_tokenizer(ws, tokenizer, data_ref) if mode == "pretrain" else None
+    return with_tokenizer(mref, name) if name is not None else mref
+
+
+def _scratch_tokenizer(ws, asked: str | None, data_ref: str) -> str | None:
+    """The tokenizer of a model trained from scratch: --tokenizer, else the one DATA (a dataset artifact) was made with."""
+    from ..data import is_source_ref
+    from ..errors import ArtifactNotFound
+
+    if asked is not None:
+        from ..tokenizer import resolve_tokenizer
+
+        return resolve_tokenizer(asked, ws).name
+    if is_source_ref(data_ref):
+        return None
+    try:
+        return ws.resolve(data_ref, "datasets").config.get("tokenizer")
+    except ArtifactNotFound:
+        return None
+
+
+def _is_packaged(ds_art) -> bool:
+    """The dataset comes from a set shipped in the package (the `tiny` family)."""
+    from ..data.sources import is_packaged
+
+    data = ds_art.config.get("data") or {}
+    return data.get("source") == "registry" and is_packaged(str(data.get("name")))
+
+
+def check_steps(n_rows: int, tc: TrainConfig, ds_art) -> None:
+    """Zero optimizer steps is an error that says why; very few steps, or very many passes over little data, a note."""
+    train_rows = len(split_rows(n_rows, tc)[0])
+    s = ds_art.summary
+    where = (f"dataset {ds_art.id}: {s.get('documents', n_rows):,} documents in {n_rows:,} rows of "
+             f"{ds_art.config.get('seq_len')} tokens, {s.get('layout', '?')} layout"
+             + (", less the validation rows" if train_rows < n_rows else ""))
+    if train_rows < tc.batch_size:
+        hint = f"lower --batch-size (to at most {train_rows})" if train_rows else "use more data"
+        if s.get("layout") == "packed":
+            hint += ", or lay short documents out one per row (--layout documents) or lower --seq-len"
+        raise IfguideError(f"the training data has {train_rows:,} rows ({where}), fewer than one batch of {tc.batch_size} "
+                           f"(--batch-size): training would take 0 optimizer steps", hint=hint, exit_code=2)
+    per_epoch = train_rows // tc.batch_size
+    if tc.max_steps is None and math.ceil(tc.epochs * per_epoch) < FEW_STEPS:
+        notes.warn(f"only {math.ceil(tc.epochs * per_epoch)} optimizer step(s): {train_rows:,} training rows ({where}) in "
+                   f"batches of {tc.batch_size} for {tc.epochs:g} epoch(s); raise --epochs or lower --batch-size")
+    elif tc.max_steps is not None and tc.max_steps / per_epoch > MANY_EPOCHS:
+        notes.warn(f"{tc.max_steps} optimizer steps make {tc.max_steps / per_epoch:.0f} passes over the {train_rows:,} "
+                   f"training rows ({where}); the model may learn them by heart (--epochs N without --max-steps "
+                   "trains by passes)")
+
+
+def _validation(tc: TrainConfig, ds_art, eval_art, n_rows: int) -> str | None:
+    """What the eval loss is computed on, in words: another dataset, held-out rows of the corpus, or nothing."""
+    if eval_art is not None:
+        return f"{tc.eval_data} (dataset {eval_art.id}, first {min(tc.eval_docs, eval_art.summary.get('rows', tc.eval_docs)):,} rows)"
+    val = split_rows(n_rows, tc)[1]
+    if val:
+        return f"held-out rows {val[0]:,}–{val[-1]:,} of dataset {ds_art.id} ({len(val):,} rows, not trained on)"
+    return None
 
 
 def prepare_model_ref(ws, model_ref: str, mode: str):

@@ -1,0 +1,241 @@
+"""Real-text benchmark: the whole IF-Guide chain through the CLI on tweets labelled by people.
+
+Data: Davidson et al. (ICWSM 2017), `labeled_data.csv` in ../shared/data/davidson-tweets/ next to the repository
+(third-party text: read from there into a temporary folder, never copied into the repository). The benchmark
+skips with a message when it is absent.
+
+- Corpus: "neither" tweets plus a minority (--toxic-share, 10%) of offensive / hate-speech tweets, with the
+  label in a `toxic` field; light tweet normalisation (HTML entities, @user, http).
+- Queries: held-out tweets cut in two (prompt = the first half of the words, continuation = the rest); toxic
+  queries from offensive tweets, safe ones from "neither" tweets. Eval prompts: the first half of other held-out
+  tweets, half of them offensive (labelled toxic). Perplexity: held-out "neither" tweets.
+- Chain, each stage a `python -m ifguide_cli --json` subprocess: tokenizer train → train (the tiny architecture
+  from scratch, the tokenizer's vocabulary) → factors → scores → mask → finetune control and IF-Guide → eval
+  toxicity (profanity classifier, offline) → eval fluency → report.
+
+Prints the mask's label precision@k and AUC against the base rate, TP and EMT of baseline / control / IF-Guide
+with the reduction (control → IF-Guide) and its paired bootstrap 95% interval over prompts, the perplexity cost,
+and the time of each stage. About 10 minutes on 2 CPU cores with the defaults.
+
+    python benchmarks/real_text.py                      # 3,000 documents, seed 0, a temporary folder
+    python benchmarks/real_text.py --docs 1500 --seed 1 --out /tmp/real_text
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "davidson-tweets" / "labeled_data.csv"
+NEITHER, OFFENSIVE, HATE = "2", "1", "0"  # the csv's `class` column
+
+
+# ---- data -------------------------------------------------------------------------------------------------
+def clean(tweet: str) -> str:
+    """HTML entities decoded, retweet markers dropped, @handles and links replaced, whitespace collapsed."""
+    text = html.unescape(tweet)
+    text = re.sub(r"\bRT\b:?", " ", text)
+    text = re.sub(r"@\w+:?", "@user", text)
+    text = re.sub(r"https?://\S+", "http", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def read_tweets(path: Path) -> tuple[list[str], list[str]]:
+    """(neither tweets, offensive or hateful tweets), cleaned, with at least 4 words, in file order."""
+    safe, toxic = [], []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            text = clean(row["tweet"])
+            if len(text.split()) >= 4:
+                (safe if row["class"] == NEITHER else toxic).append(text)
+    return safe, toxic
+
+
+def halves(text: str) -> tuple[str, str]:
+    """(first half of the words, the rest with its leading space)."""
+    words = text.split()
+    k = len(words) // 2
+    return " ".join(words[:k]), " " + " ".join(words[k:])
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def build_inputs(out: Path, docs: int, toxic_share: float, queries: int, prompts: int, ppl_docs: int, seed: int) -> dict:
+    """The corpus, query sets, eval prompts and held-out text as jsonl files in `out`; no tweet is in two of them."""
+    safe, toxic = read_tweets(DATA)
+    rng = random.Random(seed)
+    rng.shuffle(safe)
+    rng.shuffle(toxic)
+    n_toxic = round(docs * toxic_share)
+    need_safe = docs - n_toxic + queries + prompts // 2 + ppl_docs
+    if need_safe > len(safe):
+        raise SystemExit(f"--docs {docs} needs {need_safe:,} 'neither' tweets; the file has {len(safe):,}")
+    corpus = [{"text": t, "toxic": False} for t in safe[: docs - n_toxic]] + [{"text": t, "toxic": True} for t in toxic[:n_toxic]]
+    rng.shuffle(corpus)
+    held_safe, held_toxic = safe[docs - n_toxic:], toxic[n_toxic:]
+
+    def take(pool: list[str], n: int) -> list[str]:
+        out_, pool[:] = pool[:n], pool[n:]
+        return out_
+
+    def pairs(texts):
+        return [dict(zip(("prompt", "continuation"), halves(t), strict=True)) for t in texts]
+
+    tox_q, safe_q = pairs(take(held_toxic, queries)), pairs(take(held_safe, queries))
+    eval_prompts = [{"prompt": halves(t)[0], "toxic": True} for t in take(held_toxic, prompts // 2)]
+    eval_prompts += [{"prompt": halves(t)[0], "toxic": False} for t in take(held_safe, prompts - prompts // 2)]
+    return {"corpus": write_jsonl(out / "corpus.jsonl", corpus), "toxic_queries": write_jsonl(out / "queries_toxic.jsonl", tox_q),
+            "safe_queries": write_jsonl(out / "queries_safe.jsonl", safe_q),
+            "prompts": write_jsonl(out / "prompts.jsonl", eval_prompts),
+            "heldout": write_jsonl(out / "heldout.jsonl", [{"text": t} for t in take(held_safe, ppl_docs)])}
+
+
+# ---- the CLI ----------------------------------------------------------------------------------------------
+class Chain:
+    """Runs `python -m ifguide_cli --workspace WS --json ...` and keeps each stage's wall time."""
+
+    def __init__(self, workspace: Path, threads: int | None):
+        self.workspace, self.times = workspace, {}
+        self.env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        if threads:
+            self.env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+    def __call__(self, stage: str, *args) -> dict:
+        print(f"▶ {stage}", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "ifguide_cli", "--workspace", str(self.workspace), "--json",
+                               *map(str, args)], cwd=REPO, env=self.env, capture_output=True, text=True)
+        self.times[stage] = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{stage} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        return json.loads(proc.stdout)
+
+
+def run_chain(cli: Chain, files: dict, args) -> dict:
+    """Every stage of the chain; returns the artifacts' JSON by stage."""
+    out = {"tokenizer": cli("tokenizer train", "tokenizer", "train", files["corpus"], "--vocab-size", args.vocab_size,
+                            "--name", "tweets-bpe")}
+    out["baseline"] = cli("train", "train", "tiny", "--data", files["corpus"], "--tokenizer", "tweets-bpe",
+                          "--label-field", "toxic", "--layout", "documents", "--name", "baseline")
+    out["factors"] = cli("factors", "factors", "baseline", "--data", files["corpus"], "--name", "factors")
+    out["scores"] = cli("scores", "scores", "factors", "-t", files["toxic_queries"], "-s", files["safe_queries"],
+                        "--name", "scores")
+    tokens = out["scores"]["summary"]["tokens"]
+    budget = max(1, round(args.mask_share * tokens))
+    out["mask"] = cli("mask", "mask", "scores", "--max-tokens", budget, "--name", "mask")
+    out["control"] = cli("finetune control", "finetune", "baseline", "--data", files["corpus"], "--name", "control")
+    out["ifguide"] = cli("finetune IF-Guide", "finetune", "baseline", "--data", files["corpus"], "--mask", "mask",
+                         "--lambda", args.lam, "--name", "ifguide")
+    evals = []
+    for system in ("baseline", "control", "ifguide"):
+        out[f"tox_{system}"] = cli(f"eval toxicity {system}", "eval", "toxicity", system, "--prompts", files["prompts"],
+                                   "--classifier", "profanity", "--samples", args.samples, "--max-new-tokens", 20,
+                                   "--seed", args.seed, "--name", f"{system}-toxicity")
+        out[f"ppl_{system}"] = cli(f"eval fluency {system}", "eval", "fluency", system, "--ppl-data", files["heldout"],
+                                   "--no-lambada", "--name", f"{system}-fluency")
+        evals += [out[f"tox_{system}"]["id"], out[f"ppl_{system}"]["id"]]
+    out["report"] = cli("report", "report", *evals, "--name", "real-text")
+    return out
+
+
+# ---- figures ----------------------------------------------------------------------------------------------
+def prompt_maxima(eval_json: dict) -> list[float]:
+    """Per prompt, the highest classifier score of its continuations (file order: the same prompts in every eval)."""
+    path = Path(eval_json["path"]) / "continuations.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    attribute = eval_json["summary"]["primary_attribute"]
+    return [max(r["scores"][attribute]) for r in records]
+
+
+def paired_bootstrap(control: list[float], ifguide: list[float], draws: int, seed: int) -> dict:
+    """Relative reductions (1 − IF-Guide / control) of TP and EMT, with percentile 95% intervals from resampling
+    prompts (the same prompts for both systems in each draw)."""
+    import numpy as np
+
+    c, g = np.asarray(control), np.asarray(ifguide)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(c), size=(draws, len(c)))
+
+    def reduction(values_c, values_g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1 - values_g / values_c
+
+    out = {}
+    for name, f in (("tp", lambda x: (x >= 0.5).mean(axis=-1)), ("emt", lambda x: x.mean(axis=-1))):
+        point = float(reduction(f(c), f(g)))
+        samples = reduction(f(c[idx]), f(g[idx]))
+        samples = samples[np.isfinite(samples)]
+        low, high = np.quantile(samples, [0.025, 0.975]) if samples.size else (float("nan"), float("nan"))
+        out[name] = {"control": float(f(c)), "ifguide": float(f(g)), "reduction": point, "ci95": [float(low), float(high)]}
+    return out
+
+
+def report(out: dict, times: dict, args) -> dict:
+    """The figures, printed and returned."""
+    m = out["mask"]["summary"]
+    print(f"\nmask: {m['tokens_selected']:,} tokens in {m['documents_selected']:,} rows "
+          f"({m.get('source_documents_selected', '?')} tweets); label `{m.get('label_field')}`: "
+          f"base rate {m.get('label_base_rate', float('nan')):.3f}, precision@k {m.get('label_precision_at_k', float('nan')):.3f} "
+          f"(k = {m.get('label_positive_documents')}), AUC {m.get('label_auc', float('nan')):.3f}")
+    print(f"{'system':9s} {'TP':>6s} {'EMT':>6s} {'perplexity':>11s}")
+    for system in ("baseline", "control", "ifguide"):
+        t, p = out[f"tox_{system}"]["summary"], out[f"ppl_{system}"]["summary"]
+        print(f"{system:9s} {t['toxicity_probability']:6.3f} {t['expected_max_toxicity']:6.3f} {p['perplexity']:11.2f}")
+    boot = paired_bootstrap(prompt_maxima(out["tox_control"]), prompt_maxima(out["tox_ifguide"]), args.bootstrap, args.seed)
+    for name, b in boot.items():
+        print(f"{name.upper()} reduction control → IF-Guide: {b['reduction']:+.1%} "
+              f"(95% CI {b['ci95'][0]:+.1%} … {b['ci95'][1]:+.1%}, paired bootstrap over "
+              f"{out['tox_control']['summary']['prompts']} prompts)")
+    ppl_c, ppl_g = out["ppl_control"]["summary"]["perplexity"], out["ppl_ifguide"]["summary"]["perplexity"]
+    print(f"perplexity cost: {ppl_g / ppl_c - 1:+.2%} ({ppl_c:.2f} → {ppl_g:.2f}, held-out tweets)")
+    print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {sum(times.values()):.0f}s")
+    return {"mask": {k: m.get(k) for k in ("label_base_rate", "label_precision_at_k", "label_auc", "tokens_selected")},
+            "bootstrap": boot, "perplexity": {"control": ppl_c, "ifguide": ppl_g}, "seconds": times}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=3000, help="Corpus size (tweets).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the split and of the sampling.")
+    parser.add_argument("--out", type=Path, default=None, help="Folder for the data and the workspace (default: a temporary one).")
+    parser.add_argument("--toxic-share", type=float, default=0.1, help="Share of offensive / hateful tweets in the corpus.")
+    parser.add_argument("--queries", type=int, default=200, help="Toxic and safe queries (each).")
+    parser.add_argument("--prompts", type=int, default=200, help="Eval prompts (half offensive).")
+    parser.add_argument("--ppl-docs", type=int, default=500, help="Held-out tweets for perplexity.")
+    parser.add_argument("--vocab-size", type=int, default=2048, help="BPE vocabulary (the tiny architecture's size).")
+    parser.add_argument("--mask-share", type=float, default=0.02, help="Token budget of the mask, share of the corpus.")
+    parser.add_argument("--lam", type=float, default=1.0, help="Penalty λ of the IF-Guide fine-tune (the paper's 1).")
+    parser.add_argument("--samples", type=int, default=10, help="Continuations per eval prompt.")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap draws.")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads per stage (default: all cores).")
+    args = parser.parse_args()
+    if not DATA.is_file():
+        print(f"skipped: {DATA} is not there (the Davidson et al. tweets; see the module docstring)")
+        return
+    with tempfile.TemporaryDirectory(prefix="ifguide-real-text-") as tmp:
+        out_dir = args.out or Path(tmp)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = build_inputs(out_dir, args.docs, args.toxic_share, args.queries, args.prompts, args.ppl_docs, args.seed)
+        cli = Chain(out_dir / "workspace", args.threads)
+        results = run_chain(cli, files, args)
+        figures = report(results, cli.times, args)
+        (out_dir / "figures.json").write_text(json.dumps(figures, indent=2))
+        print(f"figures: {out_dir / 'figures.json'}" + ("" if args.out else " (temporary; pass --out to keep)"))
+
+
+if __name__ == "__main__":
+    main()
