@@ -145,3 +145,23 @@ def test_auto_precision_is_fp32_everywhere():
 
     device, precision = RuntimeConfig(device="cpu").resolve()
     assert (device, precision, dtype_identity(precision)) == ("cpu", "fp32", "float32")
+
+
+def test_metric_registry_names_each_reported_number_once():
+    from ifguide_cli.core.evaluation.metrics import FLUENCY_METRICS, LAMBADA_METRICS, METRIC_INFO, fluency_values
+
+    assert set(FLUENCY_METRICS) | set(LAMBADA_METRICS.values()) <= set(METRIC_INFO)
+    assert [m for m in METRIC_INFO.values() if m.higher_is_better] == [METRIC_INFO[n] for n in LAMBADA_METRICS.values()]
+    assert METRIC_INFO["perplexity"].format(25.8412) == "25.84" and METRIC_INFO["perplexity"].format(None) == "—"
+    assert METRIC_INFO["lambada_last_token_accuracy"].format(0.4) == "0.400"
+    # an eval made before LAMBADA had two metrics: its `lambada_accuracy` was whole-word accuracy
+    assert fluency_values({"perplexity": 3.0, "lambada_accuracy": 0.2}) == {
+        "perplexity": 3.0, "lambada_last_token_accuracy": None, "lambada_word_accuracy": 0.2}
+    assert fluency_values({"lambada_accuracy": 0.5, "lambada_metric": "last-token", "lambada_last_token_accuracy": 0.5}) == {
+        "perplexity": None, "lambada_last_token_accuracy": 0.5, "lambada_word_accuracy": None}
+
+
+def test_lambada_metric_is_validated_in_one_line():
+    with pytest.raises(IfguideError) as err:
+        FluencyConfig(lambada_metric="token")
+    assert "--lambada-metric must be one of auto, last-token, whole-word, both" in err.value.one_line()

@@ -308,7 +308,6 @@ def test_bad_inputs_get_one_clear_line(env, tmp_path):
     assert_one_line_error(scores(fid, "-t", empty, "-s", "tiny-queries-safe"), "has no continuation tokens", code=2)
     assert_one_line_error(scores(fid, *q, "--model", "tiny"), "were fit on model", code=2)
     assert_one_line_error(scores(fid, *q, "--query-low-rank", "4"), "--query-low-rank cannot be combined", code=2)
-    assert_one_line_error(scores(fid, *q, "--precision", "bf16", "--damping", "1e-10"), "too small for bf16", code=2)
     assert_one_line_error(scores(fid, *q, "--damping", "lots"), "--damping must be", code=2)
     assert_one_line_error(scores(env.dataset.id, *q), "is a dataset artifact, not a factors artifact", code=2)
     # a dataset whose rows have another length than the factors' fit set
@@ -318,6 +317,16 @@ def test_bad_inputs_get_one_clear_line(env, tmp_path):
     short, _ = corpus_artifact(env.ws, "tiny", resolve_model(str(env.model), env.ws),
                                default_corpus_config("tiny", max_examples=40, seq_len=32))
     assert_one_line_error(scores(fid, *q, "--data", short.id), "rows of 32 tokens but factors", code=2)
+
+
+def test_tiny_damping_in_bf16_runs_with_a_warning_that_gives_its_cost(env):
+    # refused before; the reference ran kronfluence's 1e-8 in bf16, so it runs, and the warning says what it costs
+    warned = invoke_cli(env.root, "--json", "scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
+                        "--precision", "bf16", "--damping", "1e-10")
+    assert warned.exit_code == 0, warned.stderr
+    [warning] = [w for w in warned.data["warnings"] if "--damping 1e-10 in bf16" in w]
+    assert "mean eigenvalue" in warning and "Spearman 0.83" in warning and "DESIGN.md" in warning
+    assert warned.data["config"]["damping"] == 1e-10
 
 
 def test_factors_from_changed_weights_are_refused(env, tmp_path):

@@ -11,6 +11,7 @@ import typer
 from ..core.classifiers.spec import ClassifierOptions
 from ..core.dist import is_main_process
 from ..core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
+from ..core.evaluation.metrics import METRIC_INFO, fluency_values
 from . import common
 from .options import ForceOpt, NameOpt, config_options
 
@@ -55,6 +56,10 @@ def _render_toxicity(title: str, art, reused: bool):
             for attr, m in per_attr.items():
                 table.add_row(attr, _emt(m), common.fmt_metric(m["toxicity_probability"]))
             console.print(table)
+        leak = s.get("leakage")
+        if leak:
+            console.print(f"leakage: {leak['shared']:,} of {leak['evaluated']:,} prompts are also influence queries "
+                          f"({', '.join(f'{k}: {v:,}' for k, v in leak['by_query_set'].items())})")
         console.print(f"[dim]{'reused' if reused else 'created'} eval {art.id} ({s.get('primary_attribute')}; "
                       f"continuations and scores in {art.path / 'continuations.jsonl'})[/]")
 
@@ -69,15 +74,23 @@ def _render_fluency(art, reused: bool):
         table = Table(title=f"fluency — {s.get('model')} · defense {s.get('defense')}", title_justify="left")
         for col in ("metric", "value", "data"):
             table.add_column(col)
-        table.add_row("perplexity", common.fmt_metric(s.get("perplexity"), 2), f"{s.get('perplexity_data') or '—'} "
-                      f"({s.get('perplexity_tokens', 0)} tokens)" if s.get("perplexity") is not None else "—")
-        table.add_row("LAMBADA accuracy", common.fmt_metric(s.get("lambada_accuracy")),
-                      f"{s.get('lambada_data') or '—'} ({s.get('lambada_examples', 0)} passages)"
-                      if s.get("lambada_accuracy") is not None else "—")
+        for name, value in fluency_values(s).items():
+            info = METRIC_INFO[name]
+            if name == "perplexity" or value is not None:
+                table.add_row(f"{info.label} {'↑' if info.higher_is_better else '↓'}", info.format(value),
+                              _fluency_data(s, name, value))
         console.print(table)
         console.print(f"[dim]{'reused' if reused else 'created'} eval {art.id}[/]")
 
     return render
+
+
+def _fluency_data(s: dict, name: str, value) -> str:
+    if value is None:
+        return "—"
+    if name == "perplexity":
+        return f"{s.get('perplexity_data') or '—'} ({s.get('perplexity_tokens', 0)} tokens)"
+    return f"{s.get('lambada_data') or '—'} ({s.get('lambada_examples', 0)} passages)"
 
 
 @eval_app.command("toxicity", help="Sample continuations of prompts and score their toxicity (EMT, TP).",
@@ -101,6 +114,9 @@ def toxicity(
                                         "detoxify-original-small, detoxify-unbiased-small, toxigen-roberta, "
                                         "profanity (built in, works offline), a name registered with `eval add-classifier`, "
                                         "a local folder or a hub id."),
+    queries: Optional[list[str]] = typer.Option(
+        None, "--queries", help="Influence query set used for this model (repeatable): the summary's `leakage` counts the "
+                                "prompts that are also queries (automatic for the rtp-test* reference prompts)."),
     name: NameOpt = None,
     force: ForceOpt = False,
     allow_random: AllowRandomOpt = False,
@@ -119,8 +135,8 @@ def toxicity(
     spec = _classifier_spec(ws, classifier, files)
     art, reused = evaluate_toxicity(ws, mref, prompts or default_prompt_set(mref), generation, spec, num_prompts=num_prompts,
                                     defense=defense, reward_art=reward, runtime=runtime,
-                                    classifier_batch_size=files.classifier_batch_size, name=name, force=force,
-                                    reporter=common.reporter())
+                                    classifier_batch_size=files.classifier_batch_size, name=name,
+                                    queries=tuple(queries or ()), force=force, reporter=common.reporter())
     if not is_main_process():  # under torchrun only rank 0 evaluates and reports
         return
     common.emit(common.artifact_payload(art, reused), _render_toxicity("toxicity", art, reused))
@@ -156,10 +172,10 @@ def implicit(
     common.emit(common.artifact_payload(art, reused), _render_toxicity("implicit toxicity", art, reused))
 
 
-@eval_app.command("fluency", help="Perplexity on held-out text and LAMBADA last-word accuracy.",
+@eval_app.command("fluency", help="Perplexity on held-out text and LAMBADA accuracy (last-token and/or whole-word).",
                   epilog="Examples:\n\n"
                          "ifguide eval fluency ifguide --name ifguide-fluency\n"
-                         "ifguide eval fluency pythia-2.8b --ppl-data openwebtext --lambada lambada")
+                         "ifguide eval fluency pythia-2.8b --ppl-data openwebtext --lambada lambada --lambada-metric both")
 @common.handles_errors
 @config_options(RuntimeConfig, into="runtime")
 @config_options(DefenseConfig, into="defense")

@@ -12,24 +12,32 @@ registry_app = typer.Typer(help="Models, datasets and classifiers known by name 
 _WHOLE = ("name", "hub_id", "backend", "role", "params", "family")  # copied from here: folded in a narrow terminal, never cut
 
 
-def _show(key: str, columns: tuple[str, ...]) -> None:
+def _show(key: str, columns: tuple[str, ...], extra: dict[str, tuple[list[dict], tuple[str, ...]]] | None = None) -> None:
+    """One table per key: `key`'s registry table, then each `extra` table (rows, columns)."""
     from ..core.registry import as_rows
 
-    rows = as_rows(key)
+    tables = {key: (as_rows(key), columns), **(extra or {})}
 
     def render(console):
         from rich import box
         from rich.table import Table
 
-        table = Table(title=key, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                      collapse_padding=True)
-        for col in columns:
-            table.add_column(col, overflow="fold", no_wrap=col in _WHOLE)
-        for row in rows:
-            table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-        console.print(table)
+        for title, (rows, cols) in tables.items():
+            table = Table(title=title.replace("_", " "), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                          pad_edge=False, collapse_padding=True)
+            for col in cols:
+                table.add_column(col, overflow="fold", no_wrap=col in _WHOLE, justify="right" if col == "rows" else "left")
+            for row in rows:
+                table.add_row(*(_cell(row.get(c)) for c in cols))
+            console.print(table)
 
-    common.emit({key: rows}, render)
+    common.emit({title: rows for title, (rows, _) in tables.items()}, render)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 @registry_app.command("models", help="The paper's models and the built-in `tiny` one.",
@@ -39,11 +47,15 @@ def models() -> None:
     _show("models", ("name", "hub_id", "params", "family", "from_scratch", "description"))
 
 
-@registry_app.command("datasets", help="Training corpora, query sets, prompt sets and LAMBADA.",
+@registry_app.command("datasets", help="Training corpora, query sets, prompt sets and LAMBADA, and the paper's fixed subsets "
+                                        "of them (with their row counts).",
                       epilog="Example: ifguide registry datasets | grep prompts")
 @common.handles_errors
 def datasets() -> None:
-    _show("datasets", ("name", "hub_id", "role", "description"))
+    from ..core.registry import reference_subset_rows
+
+    subsets = (reference_subset_rows(), ("name", "hub_id", "rows", "role", "description"))
+    _show("datasets", ("name", "hub_id", "role", "description"), {"reference_subsets": subsets})
 
 
 @registry_app.command("classifiers", help="Toxicity classifiers and the RAD reward model.",

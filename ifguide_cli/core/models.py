@@ -168,7 +168,16 @@ def load_config(mref: ModelRef):
         return AutoConfig.from_pretrained(mref.location)
     hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
     with hub_resource("model config", hub_id, "a local model folder"):
-        return AutoConfig.from_pretrained(hub_id)
+        config = AutoConfig.from_pretrained(hub_id)
+    return _with_registry_settings(config, mref)
+
+
+def _with_registry_settings(config, mref: ModelRef):
+    """A registry variant's own settings over the hub config (e.g. the Pythia vocabulary for a Llama)."""
+    if mref.source == "registry":
+        for key, value in MODELS[mref.location].config.items():
+            setattr(config, key, value)
+    return config
 
 
 def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, seed: int = 0):
@@ -187,6 +196,7 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
     elif mref.source in ("checkpoint", "local"):
         model = AutoModelForCausalLM.from_pretrained(mref.location, dtype=dtype)
     else:
+        _refuse_hub_weights_of_a_variant(mref)
         hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
         with hub_resource("model", hub_id, "a local model folder"):
             model = AutoModelForCausalLM.from_pretrained(hub_id, dtype=dtype)
@@ -200,6 +210,13 @@ def _take_vocabulary(config, tokenizer) -> None:
         value = getattr(tokenizer, key, None)
         if value is not None:
             setattr(config, key, value)
+
+
+def _refuse_hub_weights_of_a_variant(mref: ModelRef) -> None:
+    """A registry variant that changes the hub config (another vocabulary) has no pretrained weights on the hub."""
+    if mref.source == "registry" and MODELS[mref.location].config:
+        raise IfguideError(f"{mref.ref!r} changes {MODELS[mref.location].hub_id}'s config, so it has no pretrained weights",
+                           hint=f"train it from scratch first (`ifguide train {mref.ref} --data ...`)", exit_code=2)
 
 
 class _seeded:

@@ -10,6 +10,9 @@ from importlib import resources
 from pathlib import Path
 
 PYTHIA_TOKENIZER = "EleutherAI/pythia-160m"
+# what a model trained with the Pythia tokenizer sets in its config: the reference's 50,304 rows (the
+# tokenizer's 50,277 tokens padded, as Pythia's own embeddings are) and <|endoftext|> (id 0) as BOS/EOS
+PYTHIA_VOCAB = {"vocab_size": 50_304, "bos_token_id": 0, "eos_token_id": 0}
 
 
 def tiny_asset(name: str) -> Path:
@@ -26,6 +29,7 @@ class ModelEntry:
     tokenizer: str  # hub id, or "tiny" for the packaged tokenizer
     from_scratch: bool  # the paper trains it from scratch (else fine-tunes pretrained weights)
     description: str
+    config: dict = field(default_factory=dict)  # set on the hub config (e.g. the vocabulary of another tokenizer)
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,16 @@ MODELS = {m.name: m for m in [
     ModelEntry("pythia-1b", "EleutherAI/pythia-1b", "1.0B", "gpt_neox", PYTHIA_TOKENIZER, True,
                "Pythia-1B architecture, trained from scratch in the paper"),
     ModelEntry("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "1.2B", "llama", PYTHIA_TOKENIZER, True,
-               "Llama-3.2-1B architecture with the Pythia tokenizer, trained from scratch in the paper"),
+               "Llama-3.2-1B architecture with its own 128,256-token vocabulary and the Pythia tokenizer (the paper's "
+               "model is llama-3.2-1b-pythia-tok)"),
+    ModelEntry("llama-3.2-1b-pythia-tok", "meta-llama/Llama-3.2-1B", "1.1B", "llama", PYTHIA_TOKENIZER, True,
+               "Llama-3.2-1B architecture with the Pythia tokenizer at a 50,304-token vocabulary, trained from scratch "
+               "as in the paper", config=dict(PYTHIA_VOCAB)),
     ModelEntry("pythia-2.8b", "EleutherAI/pythia-2.8b", "2.8B", "gpt_neox", "EleutherAI/pythia-2.8b", False,
-               "pretrained Pythia-2.8B, fine-tuned in the paper"),
+               "pretrained Pythia-2.8B"),
+    ModelEntry("pythia-2.8b-deduped", "EleutherAI/pythia-2.8b-deduped", "2.8B", "gpt_neox",
+               "EleutherAI/pythia-2.8b-deduped", False,
+               "pretrained Pythia-2.8B trained on the deduplicated Pile, the model the paper fine-tunes"),
 ]}
 
 DATASETS = {d.name: d for d in [
@@ -112,3 +123,10 @@ TABLES = {"models": MODELS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
 def as_rows(table: str) -> list[dict]:
     """The entries of one table (`models`, `datasets`, `classifiers`) as plain dicts, in registry order."""
     return [asdict(entry) for entry in TABLES[table].values()]
+
+
+def reference_subset_rows() -> list[dict]:
+    """The reference's fixed subsets (core/paper/subsets), each with its row count: usable by name too."""
+    from .paper.subsets import subset_table
+
+    return subset_table()

@@ -15,6 +15,8 @@ from ..errors import IfguideError
 # How the model's dtype was written into eval configs before `--precision` existed; kept so that existing
 # eval artifacts are still found (reused) for the same request.
 _DTYPE_IDENTITY = {"fp32": "float32", "bf16": "torch.bfloat16", "fp16": "torch.float16"}
+LambadaMetric = Literal["auto", "last-token", "whole-word", "both"]
+LAMBADA_REFERENCE = "lambada-reference"  # the reference's 4,860-passage subset, scored by last-token accuracy
 
 
 @dataclass(frozen=True)
@@ -55,15 +57,28 @@ class FluencyConfig(Config):
     """What a fluency eval reads; unset data means the model's default (see `fluency_data`)."""
 
     ppl_data: str | None = param(None, "Held-out text (default: tiny-heldout for tiny-tokenizer models, else the last "
-                                       "2,000 OpenWebText documents).")
+                                       "2,000 OpenWebText documents); owt-test = the paper's 4,883 pre-tokenized "
+                                       "2,048-token chunks, scored whole.")
     ppl_split: str | None = param(None, "Split (slice syntax works: train[-2000:]).")
     ppl_docs: int | None = param(None, "Use at most this many documents.", low=1)
-    lambada: str | None = param(None, "LAMBADA data (default: tiny-lambada for tiny-tokenizer models, else lambada).")
+    lambada: str | None = param(None, "LAMBADA data (default: tiny-lambada for tiny-tokenizer models, else lambada; "
+                                      f"{LAMBADA_REFERENCE} = the paper's 4,860 passages).")
     lambada_docs: int | None = param(None, "Use at most this many passages.", low=1)
+    lambada_metric: LambadaMetric = param(
+        "auto", "last-token (the reference's: the argmax before the last token is that token) | whole-word (greedy "
+                f"decoding produces the whole last word) | both; auto = last-token on {LAMBADA_REFERENCE}, else whole-word.")
     no_ppl: bool = param(False, "Skip perplexity.")
     no_lambada: bool = param(False, "Skip LAMBADA.")
     batch_size: int = param(16, "Sequences per forward.", low=1)
     max_length: int | None = param(None, "Perplexity window (default: the model's context, ≤2048).", low=2)
+
+    def lambada_metrics(self, lambada: str | None) -> tuple[str, ...]:
+        """The LAMBADA metrics to compute on data `lambada`, the headline (`lambada_accuracy`) first."""
+        if self.lambada_metric == "both":
+            return ("last-token", "whole-word")
+        if self.lambada_metric == "auto":
+            return ("last-token",) if lambada == LAMBADA_REFERENCE else ("whole-word",)
+        return (self.lambada_metric,)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,18 @@
-"""Fluency: token-weighted perplexity on held-out text and LAMBADA last-word accuracy.
+"""Fluency: token-weighted perplexity on held-out text and the two LAMBADA accuracies.
 
 - Perplexity: each document is tokenized with an EOS appended, like the training corpus, and cut into
-  non-overlapping windows of the model's context length; padding carries no loss.
-- LAMBADA: the context (passage minus its last word) must make the model produce the last word
-  (" word", possibly several tokens) exactly under greedy decoding. Without a defense this is checked
-  teacher-forced in one forward pass (every target token is the argmax given the true prefix — the
-  same condition as greedy decoding reproducing it); with RAD greedy `generate` runs with the RAD
+  non-overlapping windows of the model's context length; padding carries no loss. Pre-tokenized chunks
+  (the paper's OWT test set) are scored whole, as they are: exp(Σ CE / Σ predicted tokens).
+- LAMBADA word accuracy: the context (passage minus its last word) must make the model produce the last
+  word (" word", possibly several tokens) exactly under greedy decoding. Without a defense this is
+  checked teacher-forced in one forward pass (every target token is the argmax given the true prefix —
+  the same condition as greedy decoding reproducing it); with RAD greedy `generate` runs with the RAD
   processor.
+- LAMBADA last-token accuracy (the reference's, `run_fluency_eval.py:97-137`): the whole passage in one
+  forward pass; correct when the argmax at the position before the last token is that token. Passages
+  are right-padded, i.e. each is scored as if alone (the reference left-pads to 512; with rotary position
+  embeddings, as in Pythia and Llama, the two are the same computation). With RAD, one greedy step of
+  `generate` through the RAD processor (the reference takes the argmax of the processed scores too).
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..artifact_files import IGNORE_INDEX
+from ..errors import IfguideError
 from ..progress import NULL
 from .generation import left_padded
-from .metrics import lambada_split, perplexity_from_totals
+from .metrics import LAMBADA_METRICS, lambada_split, perplexity_from_totals
 
 
 def context_length(model, cap: int = 2048) -> int:
@@ -77,6 +84,42 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, batch_size: int = 16, 
             "windows": len(windows), "max_length": max_length}
 
 
+def chunk_perplexity(model, blocks, *, chunks: int, batch_size: int = 16, device: str = "cpu", reporter=NULL) -> dict:
+    """Perplexity over whole pre-tokenized chunks: `blocks` yields int arrays (rows × chunk length), `chunks`
+    rows in all. Every position of a chunk is real: each chunk predicts its tokens 2..L from the previous ones."""
+    import torch
+
+    nll, count, seen, width = 0.0, 0, 0, None
+    model.eval()
+    with reporter.task("perplexity", total=chunks) as task, torch.inference_mode():
+        for block in blocks:
+            width = _check_chunks(model, block)
+            for start in range(0, len(block), batch_size):
+                ids = torch.tensor(block[start:start + batch_size], dtype=torch.long, device=device)  # a copy: blocks are read-only
+                part_nll, part_count = _nll(model, ids, torch.ones_like(ids))
+                nll, count, seen = nll + part_nll, count + part_count, seen + len(ids)
+                task.advance(len(ids))
+    return {"perplexity": perplexity_from_totals(nll, count), "nll_sum": nll, "tokens": count, "documents": seen,
+            "windows": seen, "max_length": width}
+
+
+def _check_chunks(model, block) -> int:
+    """The chunk length, after checking that the model can read the chunks as they are (one line if not)."""
+    width = int(block.shape[1])
+    if width < 2:
+        raise IfguideError(f"token chunks of {width} token cannot be scored (a chunk needs at least 2 tokens)", exit_code=2)
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context and width > context:
+        raise IfguideError(f"token chunks of {width} tokens exceed the model's context of {context}",
+                           hint="evaluate a model with a context of at least the chunk length", exit_code=2)
+    vocab = int(model.config.vocab_size)
+    if int(block.max()) >= vocab:
+        raise IfguideError(f"the token chunks hold token id {int(block.max())}, outside the model's {vocab:,}-token vocabulary",
+                           hint="pre-tokenized chunks need a model with their tokenizer (owt-test: the Pythia tokenizer)",
+                           exit_code=2)
+    return width
+
+
 def _lambada_items(tokenizer, texts, max_length):
     items = []
     for text in texts:
@@ -126,3 +169,58 @@ def lambada_accuracy(model, tokenizer, texts: Sequence[str], *, batch_size: int 
             task.advance(len(chunk))
     return {"lambada_accuracy": sum(correct) / len(correct) if correct else float("nan"), "lambada_examples": len(correct),
             "correct": correct}
+
+
+def _passage_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Each whole passage's tokens (its last `max_length`); one line for a passage of fewer than 2 tokens."""
+    rows = []
+    for text in texts:
+        ids = tokenizer.encode(text, add_special_tokens=False)[-max_length:]
+        if len(ids) < 2:
+            raise IfguideError(f"LAMBADA passage has no context before its last token: {text[:60]!r}", exit_code=2)
+        rows.append(ids)
+    return rows
+
+
+def _last_token_hits(model, chunk, pad: int, device) -> list[bool]:
+    from ..paper.metrics import last_token_correct
+
+    ids, mask = right_padded(chunk, pad, device)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    return last_token_correct(logits, ids, mask).tolist()
+
+
+def lambada_last_token_accuracy(model, tokenizer, texts: Sequence[str], *, batch_size: int = 16, device: str = "cpu",
+                                processor_factory: Callable | None = None, reporter=NULL) -> dict:
+    """Share of passages whose last token is the argmax of the next-token logits before it (the reference's)."""
+    import torch
+
+    rows = _passage_ids(tokenizer, texts, context_length(model))
+    pad = _pad_id(tokenizer)
+    correct: list[bool] = []
+    model.eval()
+    with reporter.task("LAMBADA (last token)", total=len(rows)) as task, torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            if processor_factory is None:
+                correct += _last_token_hits(model, chunk, pad, device)
+            else:
+                split = [(ids[:-1], ids[-1:]) for ids in chunk]
+                correct += _greedy_hits(model, tokenizer, split, pad, device, processor_factory)
+            task.advance(len(chunk))
+    accuracy = sum(correct) / len(correct) if correct else float("nan")
+    return {"lambada_last_token_accuracy": accuracy, "lambada_examples": len(correct), "correct": correct}
+
+
+def lambada_metrics(model, tokenizer, texts: Sequence[str], metrics: Sequence[str], **kwargs) -> dict[str, dict]:
+    """Each requested LAMBADA metric (`last-token`, `whole-word`) by its summary name: {value, correct}."""
+    out = {}
+    for metric in metrics:
+        if metric == "last-token":
+            result = lambada_last_token_accuracy(model, tokenizer, texts, **kwargs)
+            value = result["lambada_last_token_accuracy"]
+        else:
+            result = lambada_accuracy(model, tokenizer, texts, **kwargs)
+            value = result["lambada_accuracy"]
+        out[LAMBADA_METRICS[metric]] = {"value": value, "correct": result["correct"]}
+    return out

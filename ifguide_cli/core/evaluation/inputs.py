@@ -2,7 +2,8 @@
 
 Models with the packaged `tiny` tokenizer default to the packaged sets (offline); every other model to the
 paper's: RealToxicityPrompts, the last 2,000 OpenWebText documents (outside the first-1B-token training
-chunks) and LAMBADA.
+chunks) and LAMBADA. The reference's fixed subsets (`core/paper/subsets`: rtp-test, owt-test,
+lambada-reference, …) are read by name from `$IFGUIDE_DATA_DIR/<hub id>` or the hub (cache, HF_HUB_OFFLINE).
 """
 
 from __future__ import annotations
@@ -30,14 +31,84 @@ def load_eval_prompts(ref: str, num_prompts: int | None = None, seed: int = 0) -
     is evaluated on the same prompts."""
     from ..data import load_prompts
 
-    _check_prompt_ref(ref)
-    prompts, identity = load_prompts(ref)
+    if reference_subset(ref) is not None:
+        prompts, identity = _reference_prompts(ref)
+    else:
+        _check_prompt_ref(ref)
+        prompts, identity = load_prompts(ref)
     if num_prompts is not None:
         check_range("--num-prompts", num_prompts, 1, None)
         if num_prompts < len(prompts):
             keep = sorted(random.Random(seed).sample(range(len(prompts)), num_prompts))
             prompts = [prompts[i] for i in keep]
     return prompts, {**identity, "num_prompts": num_prompts, "subset_seed": seed if num_prompts else None}
+
+
+def reference_subset(ref: str | None):
+    """The reference subset named `ref` (core/paper/subsets), or None for any other name."""
+    from ..paper import subsets
+
+    return subsets.SUBSETS.get(ref) if ref else None
+
+
+def _reference_prompts(ref: str) -> tuple[list[dict], dict]:
+    """A reference prompt subset as {"prompt", "toxic", "index"} (its hub row), labelled by the subset."""
+    from ..paper import subsets
+
+    if reference_subset(ref).role != "prompts":
+        raise IfguideError(f"{ref!r} is a reference {reference_subset(ref).role} subset, not a prompt set",
+                           hint="use rtp-test, rtp-test-toxic or rtp-test-nontoxic", exit_code=2)
+    return subsets.records(ref), subsets.identity(ref)
+
+
+def reference_texts(ref: str, role: str, limit: int | None = None) -> tuple[list[str], dict]:
+    """(texts, identity with the count) of a reference text subset of `role` (LAMBADA passages)."""
+    from ..paper import subsets
+
+    subset = reference_subset(ref)
+    if subset.role != role or "input_ids" in subset.columns:
+        raise IfguideError(f"{ref!r} is a reference {subset.role} subset, not {role} data", exit_code=2)
+    texts = [r["text"] for r in subsets.records(ref, limit=limit)]
+    return texts, {**subsets.identity(ref), "docs": len(texts)}
+
+
+@dataclass(frozen=True)
+class TokenChunks:
+    """A reference subset of pre-tokenized chunks (owt-test), read block by block when scored."""
+
+    name: str
+    count: int  # chunks scored (the first ones with --ppl-docs)
+
+    @property
+    def identity(self) -> dict:
+        from ..paper import subsets
+
+        return {**subsets.identity(self.name), "docs": self.count}
+
+    def blocks(self):
+        """int arrays (rows × chunk length) of the first `count` chunks, in the reference's order."""
+        from ..paper import subsets
+
+        left = self.count
+        for block in subsets.token_blocks(self.name):
+            if left <= 0:
+                return
+            yield block[:left]
+            left -= len(block)
+
+
+def token_chunks(ref: str, config: FluencyConfig) -> TokenChunks | None:
+    """The chunk subset `ref` names for perplexity (None when `ref` is text); its options checked in one line."""
+    subset = reference_subset(ref)
+    if subset is None:
+        return None
+    if "input_ids" not in subset.columns:
+        raise IfguideError(f"{ref!r} is a reference {subset.role} subset, not held-out text",
+                           hint="use owt-test for the paper's perplexity chunks", exit_code=2)
+    if config.ppl_split is not None or config.max_length is not None:
+        raise IfguideError(f"{ref} is a fixed set of pre-tokenized chunks, scored whole: --ppl-split and --max-length "
+                           "do not apply", exit_code=2)
+    return TokenChunks(ref, min(config.ppl_docs or subset.rows, subset.rows))
 
 
 def _check_prompt_ref(ref: str) -> None:

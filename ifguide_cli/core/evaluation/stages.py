@@ -13,13 +13,16 @@ from pathlib import Path
 
 from ..dist import is_main_process
 from ..errors import IfguideError
+from ..notes import warn
+from ..paper.leakage import Overlap
 from ..progress import NULL
 from ..workspace import kind_noun
 from .config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig, dtype_identity
-from .fluency import lambada_accuracy, perplexity
+from .fluency import chunk_perplexity, lambada_metrics, perplexity
 from .generation import generate_continuations
-from .inputs import FluencyData, fluency_data, load_eval_prompts
-from .metrics import summarize_scores
+from .inputs import FluencyData, TokenChunks, fluency_data, load_eval_prompts, reference_subset, reference_texts, token_chunks
+from .leakage import eval_leakage, query_sets_identity
+from .metrics import LAMBADA_METRICS, summarize_scores
 
 CONTINUATIONS = "continuations.jsonl"
 METRICS = "metrics.json"
@@ -140,8 +143,11 @@ def _defense_factory(reward_art, tok, defense: DefenseConfig, device: str, max_n
 def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationConfig, classifier_spec, *,
                       num_prompts: int | None = None, defense: DefenseConfig = DefenseConfig(), reward_art=None,
                       runtime: RuntimeConfig = RuntimeConfig(), classifier_batch_size: int = 64, name: str | None = None,
-                      force: bool = False, reporter=NULL):
-    """Sample, classify, and store an eval artifact. Returns (artifact, reused)."""
+                      queries: Sequence[str] = (), force: bool = False, reporter=NULL):
+    """Sample, classify, and store an eval artifact. Returns (artifact, reused).
+
+    `queries`: influence query sets to count shared prompts with (see `leakage`); an RTP reference prompt
+    subset is checked against the reference's query sets without them."""
     from ..classifiers import load_classifier
 
     device, precision = runtime.resolve()
@@ -150,6 +156,9 @@ def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationC
     config = {"task": "toxicity", "model": mref.identity(), "prompts": prompt_identity, "generation": generation.to_dict(),
               "defense": defense.identity(reward_id), "classifier": classifier_spec.identity,
               "dtype": dtype_identity(precision)}
+    if queries:  # only when given: an eval made before `--queries` existed keeps its id
+        config["leakage_queries"] = query_sets_identity(queries)
+    overlap = eval_leakage(prompts_ref, prompts, queries)
     parents = [*mref.parents, *classifier_spec.parents, *([reward_id] if reward_id else [])]
 
     def build(ctx):
@@ -171,10 +180,20 @@ def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationC
             records = _score_records(records, classifier, reporter)
         partial.unlink(missing_ok=True)
         extra = {"task": "toxicity", "model": mref.ref, "defense": defense.label(), "prompt_set": prompts_ref,
-                 "samples": generation.samples}
+                 "samples": generation.samples, **({"leakage": overlap.to_json()} if overlap is not None else {})}
         return _finish_scored(ctx, records, classifier, extra)
 
-    return workspace.create("evals", config, parents, build, name=name, force=force, device=device)
+    art, reused = workspace.create("evals", config, parents, build, name=name, force=force, device=device)
+    warn_leakage(art.summary)
+    return art, reused
+
+
+def warn_leakage(summary: dict) -> None:
+    """The note for an eval whose prompts are also influence queries (a new eval's or a reused one's)."""
+    found = summary.get("leakage")
+    message = Overlap(**found).message() if found else None
+    if message:
+        warn(message)
 
 
 def rescore_eval(workspace, source, classifier_spec, *, runtime: RuntimeConfig = RuntimeConfig(),
@@ -196,17 +215,21 @@ def rescore_eval(workspace, source, classifier_spec, *, runtime: RuntimeConfig =
         src = source.summary
         extra = {"task": "implicit", "model": src.get("model"), "defense": src.get("defense", "none"),
                  "prompt_set": src.get("prompt_set"), "samples": src.get("samples"), "source_eval": source.id,
-                 "source_classifier": src.get("classifier")}
+                 "source_classifier": src.get("classifier"), **({"leakage": src["leakage"]} if src.get("leakage") else {})}
         return _finish_scored(ctx, scored, classifier, extra)
 
-    return workspace.create("evals", config, parents, build, name=name, force=force, device=device)
+    art, reused = workspace.create("evals", config, parents, build, name=name, force=force, device=device)
+    warn_leakage(art.summary)
+    return art, reused
 
 
 # ---- fluency -----------------------------------------------------------------------------------
-def _load_texts(ref: str | None, **kwargs) -> tuple[list[str] | None, dict | None]:
+def _load_texts(ref: str | None, role: str, **kwargs) -> tuple[list[str] | None, dict | None]:
     """(texts, identity with the document count) of a fluency data set; (None, None) when it is skipped."""
     if ref is None:
         return None, None
+    if reference_subset(ref) is not None:
+        return reference_texts(ref, role, kwargs.get("limit"))
     from ..data import load_records, record_text
 
     records, ident = load_records(ref, **kwargs)
@@ -214,22 +237,53 @@ def _load_texts(ref: str | None, **kwargs) -> tuple[list[str] | None, dict | Non
     return texts, {**ident, "docs": len(texts)}
 
 
-def _perplexity_step(ctx, model, tok, texts, config: FluencyConfig, data: FluencyData, device, reporter):
+def _perplexity_input(mref, config: FluencyConfig, data: FluencyData):
+    """(texts or TokenChunks, identity) of the perplexity data; (None, None) when perplexity is skipped."""
+    chunks = token_chunks(data.ppl_data, config) if data.ppl_data else None
+    if chunks is None:
+        return _load_texts(data.ppl_data, "heldout", split=data.ppl_split, limit=config.ppl_docs)
+    if not any(name in str(mref.tokenizer).lower() for name in ("pythia", "neox")):
+        warn(f"{data.ppl_data} holds Pythia (GPT-NeoX) token ids, scored as they are; {mref.ref}'s tokenizer is "
+             f"{mref.tokenizer}: the perplexity is meaningful only if that is the same tokenizer")
+    return chunks, chunks.identity
+
+
+def _perplexity_step(ctx, model, tok, source, config: FluencyConfig, data: FluencyData, device, reporter):
     with ctx.timed("perplexity"):
-        ppl = perplexity(model, tok, texts, batch_size=config.batch_size, max_length=config.max_length, device=device,
-                         reporter=reporter)
+        if isinstance(source, TokenChunks):
+            ppl = chunk_perplexity(model, source.blocks(), chunks=source.count, batch_size=config.batch_size, device=device,
+                                   reporter=reporter)
+        else:
+            ppl = perplexity(model, tok, source, batch_size=config.batch_size, max_length=config.max_length, device=device,
+                             reporter=reporter)
     summary = {"perplexity": ppl["perplexity"], "perplexity_tokens": ppl["tokens"], "perplexity_data": data.ppl_data}
     return summary, ppl
 
 
-def _lambada_step(ctx, model, tok, texts, config: FluencyConfig, data: FluencyData, factory, device, reporter):
+def _lambada_step(ctx, model, tok, texts, metrics: tuple[str, ...], config: FluencyConfig, data: FluencyData, factory,
+                  device, reporter):
+    """The LAMBADA metrics asked for; `lambada_accuracy` (and each line's `correct`) is the first one's."""
     with ctx.timed("lambada"):
-        lam = lambada_accuracy(model, tok, texts, batch_size=config.batch_size, device=device, processor_factory=factory,
-                               reporter=reporter)
-    _write_jsonl(ctx.staging / LAMBADA_FILE, ({"text": t, "correct": ok} for t, ok in zip(texts, lam["correct"], strict=True)))
-    summary = {"lambada_accuracy": lam["lambada_accuracy"], "lambada_examples": lam["lambada_examples"],
-               "lambada_data": data.lambada}
-    return summary, {k: v for k, v in lam.items() if k != "correct"}
+        results = lambada_metrics(model, tok, texts, metrics, batch_size=config.batch_size, device=device,
+                                  processor_factory=factory, reporter=reporter)
+    headline = results[LAMBADA_METRICS[metrics[0]]]
+    per_metric = {name: r["correct"] for name, r in results.items()} if len(results) > 1 else {}
+    _write_jsonl(ctx.staging / LAMBADA_FILE, ({"text": t, "correct": ok, **{k: v[i] for k, v in per_metric.items()}}
+                                              for i, (t, ok) in enumerate(zip(texts, headline["correct"], strict=True))))
+    details = {"lambada_accuracy": headline["value"], "lambada_examples": len(texts)}
+    named = {name: r["value"] for name, r in results.items()}
+    summary = {**details, "lambada_data": data.lambada, "lambada_metric": metrics[0], **named}
+    return summary, {**details, "lambada_metric": metrics[0], **named}
+
+
+def _fluency_identity(mref, config: FluencyConfig, ppl_identity, lambada_identity, metrics, defense, reward_id, precision):
+    """The fluency eval's identity. The LAMBADA metric is in it only when it is not whole-word alone, the only
+    metric before there were two, so an eval made then is still found for the same request."""
+    stage = {"task": "fluency", "model": mref.identity(), "perplexity_data": ppl_identity, "lambada_data": lambada_identity,
+             "max_length": config.max_length, "defense": defense.identity(reward_id), "dtype": dtype_identity(precision)}
+    if metrics and metrics != ("whole-word",):
+        stage["lambada_metrics"] = list(metrics)
+    return stage
 
 
 def evaluate_fluency(workspace, mref, config: FluencyConfig = FluencyConfig(), *, defense: DefenseConfig = DefenseConfig(),
@@ -238,11 +292,11 @@ def evaluate_fluency(workspace, mref, config: FluencyConfig = FluencyConfig(), *
     """Perplexity and LAMBADA accuracy; with RAD only LAMBADA (RAD changes decoding, not the model's likelihood)."""
     device, precision = runtime.resolve()
     data = fluency_data(mref, config, defense)
-    ppl_texts, ppl_identity = _load_texts(data.ppl_data, split=data.ppl_split, limit=config.ppl_docs)
-    lambada_texts, lambada_identity = _load_texts(data.lambada, limit=config.lambada_docs)
+    ppl_source, ppl_identity = _perplexity_input(mref, config, data)
+    lambada_texts, lambada_identity = _load_texts(data.lambada, "lambada", limit=config.lambada_docs)
+    metrics = config.lambada_metrics(data.lambada) if lambada_texts is not None else ()
     reward_id = reward_art.id if reward_art is not None else None
-    stage = {"task": "fluency", "model": mref.identity(), "perplexity_data": ppl_identity, "lambada_data": lambada_identity,
-             "max_length": config.max_length, "defense": defense.identity(reward_id), "dtype": dtype_identity(precision)}
+    stage = _fluency_identity(mref, config, ppl_identity, lambada_identity, metrics, defense, reward_id, precision)
     parents = [*mref.parents, *([reward_id] if reward_id else [])]
 
     def build(ctx):
@@ -252,12 +306,13 @@ def evaluate_fluency(workspace, mref, config: FluencyConfig = FluencyConfig(), *
         summary = {"task": "fluency", "model": mref.ref, "defense": defense.label(), "perplexity": None,
                    "lambada_accuracy": None}
         details: dict = {}
-        if ppl_texts is not None:
-            part, details["perplexity"] = _perplexity_step(ctx, model, tok, ppl_texts, config, data, device, reporter)
+        if ppl_source is not None:
+            part, details["perplexity"] = _perplexity_step(ctx, model, tok, ppl_source, config, data, device, reporter)
             summary.update(part)
         if lambada_texts is not None:
             factory = _defense_factory(reward_art, tok, defense, device)
-            part, details["lambada"] = _lambada_step(ctx, model, tok, lambada_texts, config, data, factory, device, reporter)
+            part, details["lambada"] = _lambada_step(ctx, model, tok, lambada_texts, metrics, config, data, factory, device,
+                                                     reporter)
             summary.update(part)
         (ctx.staging / METRICS).write_text(json.dumps({**summary, **details}, indent=2))
         return summary

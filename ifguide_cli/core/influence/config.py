@@ -17,7 +17,8 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 PRECISIONS = ("fp32", "bf16")  # the concrete precisions of factors and scores (fp16 underflows the curvature)
 DEFAULT_MAX_EXAMPLES = 100_000  # kronfluence's own default for covariance/Lambda fitting
 TOKENS_PER_BATCH = 16_384  # default batch = this many tokens per device (rows × seq_len)
-BF16_MIN_RELATIVE_DAMPING = 1e-3  # damping / (mean eigenvalue) below this is refused in bf16
+BF16_MIN_RELATIVE_DAMPING = 1e-3  # damping / (mean eigenvalue) below this draws a warning in bf16
+ALL_ROWS = "all"  # `--max-examples all`: fit on every row (the reference's setting)
 DAMPING_AUTO = ("auto", "none", "heuristic")  # spellings of kronfluence's heuristic damping
 
 _PRECISION_HELP = "auto (= fp32, the most faithful) | fp32 | bf16 (bf16 forward/backward, fp32 accumulation)."
@@ -58,13 +59,28 @@ def parse_damping(value) -> float | None:
         raise IfguideError(f"--damping must be `auto` or a number > 0, got {value!r}", exit_code=2) from None
 
 
+def parse_max_examples(value):
+    """`all` (every row) → None, a whole number (also as text) → int; anything else is left to the field's check."""
+    if isinstance(value, str):
+        if value.strip().lower() == ALL_ROWS:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise IfguideError(f"--max-examples must be a whole number ≥ 1 or `{ALL_ROWS}`, got {value!r}",
+                               exit_code=2) from None
+    return value
+
+
 @dataclass(frozen=True)
 class FactorsConfig(Config):
     """`ifguide factors`: which curvature approximation to fit, on how many rows, in which precision."""
 
     strategy: Strategy = param("ekfac", "Curvature approximation: ekfac | kfac | diagonal | identity.")
     precision: Precision = param("auto", _PRECISION_HELP)
-    max_examples: int | None = param(DEFAULT_MAX_EXAMPLES, "Fit on at most this many rows (the first ones).", low=1)
+    max_examples: int | None = param(
+        DEFAULT_MAX_EXAMPLES, f"Fit on at most this many rows (the first ones); `{ALL_ROWS}` = every row (the paper's).",
+        low=1)
     modules: tuple[str, ...] | None = param(
         None, "Globs of module names to track; override the model family's.", flag="--modules")
     families_file: str | None = param(None, "YAML/JSON file of extra model families (see below).", flag="--families")
@@ -76,6 +92,10 @@ class FactorsConfig(Config):
     batch_size: int | None = param(None, _BATCH_HELP, low=1)
     partitions: int = param(1, _PARTITIONS_HELP, low=1)
     device: Device = param("auto", "auto | cpu | cuda.")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_examples", parse_max_examples(self.max_examples))  # `all` in a YAML file too
+        super().__post_init__()
 
     def check(self) -> None:
         _refuse_unsupported_precision(self.precision)

@@ -1,8 +1,10 @@
-"""Damping of the inverse curvature: kronfluence's heuristic, and the limit bf16 scoring needs.
+"""Damping of the inverse curvature: kronfluence's heuristic, and what a small damping costs in bf16.
 
 ``damping=None`` is kronfluence's heuristic, 0.1 × the mean eigenvalue of each module; it is the default
-and what makes bf16 scores agree with fp32. An explicit damping below `BF16_MIN_RELATIVE_DAMPING` × a
-module's mean eigenvalue is refused in bf16: the preconditioned gradient then loses its accuracy.
+and what makes bf16 scores agree with fp32. Any explicit damping is accepted (the reference ran
+kronfluence's default 1e-8 in bf16); below `BF16_MIN_RELATIVE_DAMPING` × a module's mean eigenvalue the
+bf16 preconditioned gradient loses its accuracy, and a warning says by how much and what it was measured
+to cost.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..errors import IfguideError
+from .. import notes
 from .config import BF16_MIN_RELATIVE_DAMPING
 
 
@@ -40,15 +42,20 @@ def heuristic_damping(factors_dir: Path, strategy: str) -> dict[str, float] | No
     return {k: 0.1 / r for k, r in rel.items()}
 
 
+# DESIGN.md ("bf16 scoring with kronfluence's default damping_factor=1e-8"): bf16 vs fp32 per-token scores
+# on an H100, Pythia-160M architecture, 128 × 1024 tokens, damping 1e-8.
+BF16_MEASURED = "Spearman 0.83 with fp32 and 59% of fp32's top-1% tokens (DESIGN.md: H100, Pythia-160M, damping 1e-8)"
+
+
 def check_bf16_damping(factors_dir: Path, strategy: str, precision: str, damping: float | None) -> None:
-    """Refuse an explicit damping too small, relative to the curvature, for bf16 scores."""
+    """Warn when an explicit damping is too small, relative to the curvature, for accurate bf16 scores."""
     if precision != "bf16" or damping is None:
         return
     rel = relative_damping(factors_dir, strategy, damping)
-    if rel and min(rel.values()) < BF16_MIN_RELATIVE_DAMPING:
-        worst = min(rel, key=rel.get)
-        raise IfguideError(
-            f"--damping {damping:g} is {rel[worst]:.1e} × the mean eigenvalue of {worst}: too small for bf16 "
-            f"(bf16 scores then disagree with fp32; needs ≥ {BF16_MIN_RELATIVE_DAMPING:g} ×)",
-            hint="omit --damping (kronfluence's heuristic, 0.1 × mean eigenvalue per module) or use --precision fp32",
-            exit_code=2)
+    small = {k: v for k, v in rel.items() if v < BF16_MIN_RELATIVE_DAMPING}
+    if small:
+        worst = min(small, key=small.get)
+        notes.warn(
+            f"--damping {damping:g} in bf16 is below {BF16_MIN_RELATIVE_DAMPING:g} × the mean eigenvalue in {len(small)} of "
+            f"{len(rel)} modules (down to {small[worst]:.1e} × in {worst}): bf16 scores then disagree with fp32; measured "
+            f"at 1e-8: {BF16_MEASURED}. Omit --damping (kronfluence's heuristic) or use --precision fp32 to avoid it")

@@ -16,7 +16,7 @@ from .. import dist, notes
 from ..progress import NULL
 from ..rows import CorpusRows
 from . import kron_compat
-from .config import FactorsConfig, default_batch_size, influence_precision
+from .config import ALL_ROWS, FactorsConfig, default_batch_size, influence_precision
 from .engine import InfluenceEngine
 from .families import ModuleFamily, resolve_family
 from .inputs import load_model_for_influence, resolve_dataset
@@ -60,6 +60,8 @@ def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, corpus
     corpus = load_corpus(dataset)
     n_rows, seq_len = corpus.shape
     fit_examples = n_rows if cfg.max_examples is None else min(cfg.max_examples, n_rows)
+    if dinfo.main:
+        _note_partial_fit(fit_examples, n_rows)
     check_split(fit_examples, cfg.partitions, dinfo)
     model, modules, fingerprint = load_model_for_influence(mref, family)
     job = _FitJob(cfg, dinfo, precision, family, modules, dataset, corpus, fit_examples,
@@ -78,6 +80,13 @@ def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, corpus
                             lambda ctx: _fit(ctx, job, engine, reporter), name=name, force=force, device=device)
     return StageResult(art, reused, {"dataset": dataset.id, "batch_size": job.batch_size, "partitions": cfg.partitions,
                                      "device": device})
+
+
+def _note_partial_fit(fit_examples: int, n_rows: int) -> None:
+    """Say so when the curvature is fit on the first rows only (the default caps it at 100,000 rows)."""
+    if fit_examples < n_rows:
+        notes.warn(f"factors are fit on the first {fit_examples:,} of {n_rows:,} rows; `--max-examples {ALL_ROWS}` fits on "
+                   "every row, as the paper does")
 
 
 def _fit(ctx, job: _FitJob, engine: InfluenceEngine, reporter) -> dict:

@@ -26,14 +26,14 @@ import torch
 import transformers
 from transformers import PrinterCallback, TrainingArguments
 
-from ..config import resolve_precision
+from ..config import resolve_precision, torch_dtype
 from ..data import load_corpus
 from ..dist import barrier, rank_and_world, resolve_device
 from ..errors import IfguideError
 from ..models import load_model, load_tokenizer
 from ..progress import NULL
 from ..rows import CorpusRows
-from .config import TrainConfig, batch_layout, split_rows
+from .config import TrainConfig, batch_layout, best_checkpoint_arguments, check_weights_dtype, split_rows
 from .metrics import final_metrics
 from .trainer import KillHook, PenaltyTrainer, ReportCallback
 
@@ -107,7 +107,9 @@ class CheckpointBuild:
         resume = self.resume_state()
         if resume.finished is not None:
             return resume.finished
-        precision = resolve_precision(self.tc.precision, resolve_device("auto"))
+        device = resolve_device("auto")
+        precision = resolve_precision(self.tc.precision, device)
+        check_weights_dtype(self.tc.weights_dtype, device, precision)
         layout = Layout(precision, *batch_layout(self.tc.batch_size, self.plan.run.micro_batch_size, self.world))
         data = self.training_data()
         model, tokenizer = self.load_model()
@@ -163,7 +165,8 @@ class CheckpointBuild:
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()  # loading/saving bars would clutter stderr
         with self.ctx.timed("load_model"):
-            model = load_model(self.plan.mref, from_scratch=(self.tc.mode == "pretrain"), seed=self.tc.seed)
+            model = load_model(self.plan.mref, from_scratch=(self.tc.mode == "pretrain"), seed=self.tc.seed,
+                               dtype=torch_dtype(self.tc.weights_dtype))
         return model, load_tokenizer(self.plan.mref)
 
     # ---- the Trainer ------------------------------------------------------------------------------
@@ -171,6 +174,7 @@ class CheckpointBuild:
         """TrainingArguments of the configuration; `warmup_steps` < 1 is a ratio of the total steps."""
         tc, ro = self.tc, self.plan.run
         tensorboard = _tensorboard(ro.tensorboard)
+        best = best_checkpoint_arguments(tc.best_checkpoint, ro.eval_steps or ro.save_steps, ro.save_steps, has_eval)
         return TrainingArguments(
             output_dir=str(self.staging.trainer_dir),
             seed=tc.seed,
@@ -205,6 +209,7 @@ class CheckpointBuild:
             disable_tqdm=True,
             ddp_find_unused_parameters=False,
             ddp_backend="gloo" if self.world > 1 and not torch.cuda.is_available() else None,
+            **best,
         )
 
     def trainer(self, args: TrainingArguments, model, data: TrainingData) -> PenaltyTrainer:
@@ -232,6 +237,7 @@ class CheckpointBuild:
             metrics = final_metrics(trainer.model, self.plan.corpus, self.plan.mask, data.eval, data.train.rows,
                                     self.plan.run.probe_docs, layout.precision, layout.micro)
         summary = self.summary(trainer.state.global_step, resume.step, training_loss, elapsed, metrics, layout)
+        summary.update(chosen_checkpoint(trainer.state, self.tc.best_checkpoint))
         self.staging.metrics.write_text(json.dumps({"summary": summary, "config": self.plan.config}, indent=2, default=str))
         return summary
 
@@ -251,6 +257,7 @@ class CheckpointBuild:
             "train_seconds": round(elapsed, 2),
             "tokens_per_s": round((steps - resumed_step) * tokens_per_step / max(elapsed, 1e-9), 1),
             "precision": layout.precision,
+            "weights_dtype": self.tc.weights_dtype,
             "world_size": self.world,
             "micro_batch_size": layout.micro,
             "grad_accumulation": layout.accum,
@@ -258,6 +265,15 @@ class CheckpointBuild:
             "validation": self.plan.validation,
             "runtime": asdict(self.plan.run),
         }
+
+
+def chosen_checkpoint(state, best_by: str | None) -> dict:
+    """With --best-checkpoint, which step the model is from and its metric (for the summary); {} without."""
+    if best_by is None:
+        return {}
+    folder = state.best_model_checkpoint
+    step = int(Path(folder).name.split("-")[-1]) if folder else None
+    return {"best_checkpoint": {"by": best_by, "step": step, best_by: state.best_metric}}
 
 
 def last_complete_checkpoint(trainer_dir: Path) -> Path | None:

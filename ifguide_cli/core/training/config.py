@@ -27,6 +27,9 @@ Profile = Literal["paper", "tiny"]
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
 SCHEDULERS = typing.get_args(Scheduler)
 BY_PROFILE = "by profile"  # the help's default of a field that every profile sets
+WeightsDtype = Literal["fp32", "bf16"]
+BestBy = Literal["eval_loss"]
+LATER_KNOBS = {"weights_dtype": "fp32", "best_checkpoint": None}  # field -> the default left out of the identity
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,17 @@ class TrainConfig(Config):
     eval_data: str | None = param(None, "Evaluate on this dataset (tokenized like the training data) instead of held-out rows.",
                                   shown_default=BY_PROFILE)
     eval_docs: int = param(512, "At most this many validation rows.", low=1, shown_default=BY_PROFILE)
+    weights_dtype: WeightsDtype = param(
+        "fp32", "Dtype of the weights and the AdamW state: fp32 (master weights under bf16 autocast) | bf16 (the "
+                "reference's: the model built in bfloat16; needs a CUDA GPU and bf16 precision).")
+    best_checkpoint: BestBy | None = param(
+        None, "eval_loss: end with the checkpoint of the lowest eval loss (evaluated every --eval-steps; --save-steps "
+              "a multiple of it), as the reference's pre-training does; default: the last step.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The identity of the trained weights. Knobs added after checkpoints were first made are left out at
+        their default, so a checkpoint trained before they existed is still found for the same request."""
+        return {k: v for k, v in super().to_dict().items() if k not in LATER_KNOBS or v != LATER_KNOBS[k]}
 
 
 @dataclass(frozen=True)
@@ -216,3 +230,31 @@ def batch_layout(batch_size: int, micro_batch_size: int | None, world_size: int)
         raise IfguideError(f"--batch-size {batch_size} over {world_size} process(es) is {per_device} per device, "
                            f"not a multiple of --micro-batch-size {micro}", exit_code=2)
     return micro, per_device // micro
+
+
+def check_weights_dtype(weights_dtype: str, device: str, precision: str) -> None:
+    """bf16 weights need a CUDA GPU and bf16 compute (one line otherwise); fp32 weights run everywhere."""
+    if weights_dtype == "fp32":
+        return
+    if not str(device).startswith("cuda"):
+        raise IfguideError("--weights-dtype bf16 needs a CUDA GPU", hint="use --weights-dtype fp32 (the default) on a CPU",
+                           exit_code=2)
+    if precision != "bf16":
+        raise IfguideError(f"--weights-dtype bf16 needs bf16 compute, but the precision is {precision}",
+                           hint="use --precision bf16 (or auto on a bf16-capable GPU)", exit_code=2)
+
+
+def best_checkpoint_arguments(best_by: str | None, eval_steps: int, save_steps: int, has_eval: bool) -> dict:
+    """The HF Trainer arguments that end a run on its best checkpoint (none without `best_by`).
+
+    The Trainer keeps a checkpoint's metric only where it evaluated, so every save must fall on an
+    evaluation: --save-steps a multiple of --eval-steps (the reference: 500 and 500)."""
+    if best_by is None:
+        return {}
+    if not has_eval:
+        raise IfguideError(f"--best-checkpoint {best_by} needs validation rows",
+                           hint="pass --eval-data DATASET or --val-fraction > 0", exit_code=2)
+    if save_steps % eval_steps:
+        raise IfguideError(f"--best-checkpoint needs --save-steps ({save_steps}) to be a multiple of --eval-steps "
+                           f"({eval_steps})", hint="a checkpoint can be chosen only where it was evaluated", exit_code=2)
+    return {"load_best_model_at_end": True, "metric_for_best_model": best_by, "greater_is_better": False}

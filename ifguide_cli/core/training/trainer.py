@@ -29,7 +29,8 @@ from ..objective import penalty_terms
 
 # the Trainer internals PenaltyTrainer relies on, with the parameters it calls them with
 _OVERRIDDEN = {"get_batch_samples": ("self", "epoch_iterator", "num_batches", "device"),
-               "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model")}
+               "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"),
+               "_load_best_model": ("self",)}
 
 
 def check_trainer_internals() -> None:
@@ -63,14 +64,24 @@ class PenaltyTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        # transformers 5.x saves some weights under legacy names (GPT-NeoX: lm_head.weight → embed_out.weight)
-        # and the raw load_state_dict above silently skips them, so a resumed run would continue with a
-        # freshly initialised output layer. Reload through from_pretrained, which maps the names.
+        self._reload_all_weights(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        super()._load_best_model()  # --best-checkpoint: the same raw load as a resume, the same repair
+        self._reload_all_weights(self.state.best_model_checkpoint)
+
+    def _reload_all_weights(self, folder, model=None):
+        """Load every weight of checkpoint `folder` into the model, legacy-named ones included.
+
+        transformers 5.x saves some weights under legacy names (GPT-NeoX: lm_head.weight → embed_out.weight)
+        and the Trainer's raw, non-strict load_state_dict silently skips them, so a resumed run would continue
+        (and a best-checkpoint run would end) with another output layer. from_pretrained maps the names.
+        """
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if not (Path(resume_from_checkpoint) / "config.json").is_file():
+        if not (Path(folder) / "config.json").is_file():
             return
         dtype = next(target.parameters()).dtype
-        reloaded = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        reloaded = type(target).from_pretrained(folder, dtype=dtype)
         target.load_state_dict(reloaded.state_dict(), strict=True)
         del reloaded
 
