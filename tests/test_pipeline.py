@@ -132,6 +132,8 @@ def test_tiny_preset_shows_the_effect_and_reruns_from_the_store(cli):
     again = cli("--json", "run", "--preset", "tiny").json
     assert all(stage["reused"] for stage in again["stages"].values())
     assert again["reduction"] == out["reduction"]
+    plan = cli("--json", "run", "--preset", "tiny", "--dry-run").json  # the plan finds every stage the run stored
+    assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in out["stages"].items()}
 
 
 def test_print_config_of_a_missing_file_is_one_line(cli, tmp_path):

@@ -59,11 +59,13 @@ class InfluenceSpec(Section):
     scores: Mapping[str, Any] = param(default_factory=dict, help="`ifguide scores` options.")
 
 
+@dataclass(frozen=True)
 class PenaltySpec(Section):
-    """The IF-Guide model's section: the penalty weight λ and the training options it is trained with."""
+    """The IF-Guide model's section: the penalty weight λ (and, in each subclass, its training options)."""
 
     section: ClassVar[str]
     why: ClassVar[str]
+    lam: float = param(1.0, "Penalty weight λ of masked tokens (Eq. 9).", flag="--lambda", low=0)
 
     def check(self) -> None:
         if {"lambda", "lam"} & set(self.train):
@@ -76,7 +78,6 @@ class FinetuneSpec(PenaltySpec):
 
     section: ClassVar[str] = "finetune"
     why: ClassVar[str] = "the control fine-tune has no penalty"
-    lam: float = param(1.0, "Penalty weight λ of masked tokens (Eq. 9).", flag="--lambda", low=0)
     train: Mapping[str, Any] = param(default_factory=dict, help="`ifguide finetune` options of both fine-tunes ({} = the profile's).")
 
 
@@ -87,7 +88,6 @@ class IfguideSpec(PenaltySpec):
 
     section: ClassVar[str] = "ifguide"
     why: ClassVar[str] = "the baseline has no penalty"
-    lam: float = param(1.0, "Penalty weight λ of masked tokens (Eq. 9).", flag="--lambda", low=0)
     train: Mapping[str, Any] = param(default_factory=dict, help="`ifguide train` options that differ from baseline.train "
                                                                 "({} = the baseline's recipe).")
 
@@ -313,8 +313,11 @@ def corpus_options(spec: PipelineSpec, source: str = "the pipeline") -> dict:
     _build(CorpusConfig, options, f"{source}: corpus")
     sections = {"corpus": options, "baseline.train": spec.baseline.train, "finetune.train": spec.finetune.train,
                 "ifguide.train": spec.ifguide.train}
-    lengths = {f"{name}.seq_len": given_values(values, f"{source}: {name}").get("seq_len") if name != "corpus"
-               else values.get("seq_len") for name, values in sections.items()}
+    lengths = {}
+    for name, values in sections.items():
+        where = f"{source}: {name}"
+        with _about(where):
+            lengths[f"{name}.seq_len"] = values.get("seq_len") if name == "corpus" else given_values(values, where).get("seq_len")
     given = {key: value for key, value in lengths.items() if value is not None}
     if len(set(given.values())) > 1:
         raise IfguideError(f"{source}: the row length is set twice: " + ", ".join(f"{k} {v}" for k, v in given.items()),
