@@ -89,6 +89,7 @@ def test_reduction_factor():
     # no prompt left toxic: TP < 1/100, so the reduction is at least 0.5 × 100
     assert reduction_factor(0.5, 0.0, 100) == (pytest.approx(50.0), True)
     assert reduction_factor(None, 0.1, 10) == (None, False)
+    assert reduction_factor(0.0, 0.0, 10) == (None, False)  # nothing to reduce
 
 
 def test_run_needs_a_file_or_a_preset(cli, tmp_path):
@@ -131,9 +132,55 @@ def test_tiny_preset_shows_the_effect_and_reruns_from_the_store(cli):
     again = cli("--json", "run", "--preset", "tiny").json
     assert all(stage["reused"] for stage in again["stages"].values())
     assert again["reduction"] == out["reduction"]
+    plan = cli("--json", "run", "--preset", "tiny", "--dry-run").json  # the plan finds every stage the run stored
+    assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in out["stages"].items()}
 
 
 def test_print_config_of_a_missing_file_is_one_line(cli, tmp_path):
     result = cli("run", str(tmp_path / "nope.yaml"), "--print-config")
     assert_one_line_error(result, "does not exist", code=2)
     assert "internal error" not in result.stderr
+
+
+# ---- scenario pretrain: the IF-Guide model trained from scratch, on a tiny stand-in ---------------------
+PRETRAIN = {
+    "scenario": "pretrain", "model": "tiny", "data": "tiny",
+    "corpus": {"max_examples": 192},
+    "baseline": {"train": {"max_steps": 4, "batch_size": 16, "eval_docs": 16, "save_steps": 2, "seed": 5}},
+    "influence": {"toxic_queries": "tiny-queries-toxic", "safe_queries": "tiny-queries-safe", "factors": {"strategy": "ekfac"}},
+    "mask": {"threshold": 0.9, "window": 1, "max_tokens": 300},
+    "ifguide": {"lambda": 1.5},
+    "eval": {"prompts": "tiny-prompts", "classifier": "profanity", "num_prompts": 6, "samples": 2, "max_new_tokens": 5,
+             "lambada": None, "fluency": {"ppl_docs": 8}},
+}
+
+
+@pytest.mark.slow
+def test_pretrain_scenario_end_to_end_and_its_dry_run_reuses_every_stage(cli, tmp_path, workspace_dir):
+    import yaml
+
+    from ifguide_cli.core.workspace import Workspace
+
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml.safe_dump(PRETRAIN))
+    result = cli("--json", "run", str(path), "--set", "ifguide.lambda=2")
+    assert result.exit_code == 0, result.stderr
+    out = result.json
+    assert out["scenario"] == "pretrain" and out["reduction_of"] == "baseline"
+    assert list(out["stages"]) == ["data", "baseline", "factors", "scores", "mask", "ifguide", "eval_toxicity_baseline",
+                                   "eval_fluency_baseline", "eval_toxicity_ifguide", "eval_fluency_ifguide", "report"]
+    assert out["pipeline"]["overrides"] == ["ifguide.lambda=2"] and out["pipeline"]["config"]["ifguide"]["lambda"] == 2
+    assert out["ifguide"]["lambada_accuracy"] is None and out["ifguide"]["perplexity"] is not None  # lambada: null
+    assert out["mask"]["precision_at_k"] is not None and out["ifguide"]["prompts"] == 6
+    ws = Workspace(workspace_dir)
+    baseline, ifguide = (ws.get("checkpoints", out["stages"][k]["id"]) for k in ("baseline", "ifguide"))
+    # from scratch, with the baseline's recipe (seed, steps, data order) and the penalty on the mask
+    assert ifguide.config["mode"] == "pretrain" and ifguide.config["mask"] == out["stages"]["mask"]["id"]
+    assert ifguide.config["lambda"] == 2 and ifguide.config["model"] == baseline.config["model"]
+    assert {**ifguide.config["train"], "lam": None} == {**baseline.config["train"], "lam": None}
+    assert ifguide.config["dataset"] == baseline.config["dataset"] == out["stages"]["data"]["id"]
+    plan = cli("--json", "run", str(path), "--set", "ifguide.lambda=2", "--dry-run").json
+    assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in out["stages"].items()}
+    changed = cli("--json", "run", str(path), "--dry-run").json  # λ = 1.5: the IF-Guide model and what follows are new
+    assert [s["name"] for s in changed["stages"] if s["status"] == "new"] == [
+        "ifguide", "eval_toxicity_ifguide", "eval_fluency_ifguide", "report"]

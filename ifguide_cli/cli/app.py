@@ -27,8 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("train", "Fine-tune a pretrained model or checkpoint, optionally penalising masked toxic tokens."),
     "eval": ("eval", "Evaluate toxicity (explicit, implicit) and fluency of a model."),
     "report": ("report", "Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots."),
-    "run": ("run", "Run the whole pipeline: train a baseline, factors, scores, mask, fine-tune with IF-Guide and a plain "
-                   "control, evaluate toxicity and fluency, report."),
+    "run": ("run", "Run the whole pipeline: train a baseline, factors, scores, mask, then IF-Guide (a fine-tune beside a "
+                   "plain control, or a model trained from scratch with the penalty), evaluate toxicity and fluency, report."),
     "rad": ("rad", "Reward-augmented decoding (RAD) defense: `eval toxicity|fluency --defense rad`."),
     "tokenizer": ("tokenizer", "Tokenizers trained on your own corpus."),
     "workspace": ("workspace", "List, inspect and remove stored artifacts."),

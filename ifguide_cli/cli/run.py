@@ -1,4 +1,4 @@
-"""`ifguide run`: the whole pipeline from a YAML file or a preset."""
+"""`ifguide run`: the whole pipeline from a YAML file or a preset, with `--set` overrides and a `--dry-run` plan."""
 
 from __future__ import annotations
 
@@ -8,68 +8,168 @@ import typer
 
 from . import common
 
+EPILOG = ("Examples:\n\n"
+          "ifguide run --preset tiny                                 # the demo, offline on a CPU in minutes\n"
+          "ifguide run --preset tiny --print-config > my.yaml        # start a pipeline of your own\n"
+          "ifguide run my.yaml --set finetune.lambda=2 --set mask.max_tokens=5000\n"
+          "ifguide run my.yaml --dry-run                             # stages, what is reused, inputs; writes nothing\n"
+          "ifguide run --preset paper --dry-run                      # the paper's run: plan, GPU-hours, disk\n"
+          "nohup ifguide run my.yaml > run.log 2>&1 &                # progress lines in run.log")
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("run", help="Run the whole pipeline: train a baseline, factors, scores, mask, fine-tune with IF-Guide and "
-                             "a plain control, evaluate toxicity and fluency, report.\n\n"
-                             "Stages whose config and parents are unchanged are reused, so a rerun only redoes what changed.",
-                 epilog="Examples:\n\n"
-                        "ifguide run --preset tiny\n"
-                        "ifguide run --preset tiny --print-config > my.yaml   # edit, then:\n"
-                        "ifguide run my.yaml\n"
-                        "nohup ifguide run my.yaml > run.log 2>&1 &          # progress lines in run.log")
+    @app.command("run", epilog=EPILOG,
+                 help="Run the whole pipeline: train a baseline, factors, scores, mask, then IF-Guide (a fine-tune beside a "
+                      "plain control, or a model trained from scratch with the penalty), evaluate toxicity and fluency, "
+                      "report.\n\n"
+                      "Stages whose config and parents are unchanged are reused, so a rerun only redoes what changed.")
     @common.handles_errors
     def run(
         pipeline: Optional[str] = typer.Argument(None, metavar="PIPELINE.yaml", help="Pipeline file (see `--preset tiny --print-config`)."),
-        preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny."),
-        print_config: bool = typer.Option(False, "--print-config", help="Print the pipeline file of the preset and exit."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny, paper (pre-training, "
+                                                                    "the paper's headline run), paper-finetune."),
+        overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="SECTION.KEY=VALUE",
+                                                      help="Override one setting of the file (repeatable; the value is "
+                                                           "YAML: 2, 1e-4, true, null, text), e.g. --set finetune.lambda=2."),
+        print_config: bool = typer.Option(False, "--print-config", help="Print the pipeline (with the --set overrides) and exit."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (stages, what would be reused, inputs and "
+                                                              "whether each is available, cost) and exit; writes nothing."),
         force: bool = typer.Option(False, "--force", help="Recompute every stage even if stored."),
     ) -> None:
-        from ..core.pipeline_spec import load_spec, pipeline_file
+        from ..core.pipeline_spec import pipeline_file
 
         path = pipeline_file(pipeline, preset)
+        overrides = tuple(overrides or ())
         if print_config:
-            text = path.read_text(encoding="utf-8")
-            common.emit({"path": str(path), "yaml": text}, lambda console: console.print(text, markup=False, highlight=False))
+            _print_config(path, preset, overrides)
             return
-        _run(load_spec(path), force)
+        from ..core.pipeline_spec import read_pipeline
+
+        loaded = read_pipeline(path, overrides)
+        if dry_run:
+            _dry_run(loaded)
+            return
+        _run(loaded, force)
 
 
-def _run(spec, force: bool) -> None:
+def _print_config(path, preset: str | None, overrides: tuple[str, ...]) -> None:
+    """The file as it is (comments and all), or with overrides the effective pipeline; the paper presets'
+    settings with their sources under --json."""
+    from ..core.paper import recipe
+    from ..core.pipeline_spec import effective_yaml, read_pipeline
+
+    text = effective_yaml(read_pipeline(path, overrides)) if overrides else path.read_text(encoding="utf-8")
+    payload = {"path": str(path), "yaml": text, "overrides": list(overrides)}
+    if preset in recipe.SCENARIOS:
+        payload.update(reference=recipe.REFERENCE, settings=recipe.rows(preset))
+    common.emit(payload, lambda console: typer.echo(text, nl=False))  # never wrapped: it must read back as YAML
+
+
+def _dry_run(loaded) -> None:
+    from ..core.pipeline_plan import plan_run
+
+    ws = common.workspace()
+    plan = plan_run(ws, loaded)
+    common.emit({**plan.to_json(), "workspace": str(ws.root)}, lambda console: _render_plan(console, plan))
+    plan.inputs.require(listed=True)  # the plan is shown; missing inputs still fail the command
+
+
+def _render_plan(console, plan) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    spec = plan.pipeline.spec
+    console.print(f"[bold]{escape(str(plan.pipeline.path.name))}[/] · scenario {spec.scenario} · dry run: nothing is written",
+                  soft_wrap=True)
+    console.print("[bold]inputs[/]")
+    for item in plan.inputs.items:
+        mark = "[green]✓[/]" if item.available else "[red]✗[/]"
+        note = item.where + (f" — {item.hint}" if item.hint and not item.available else "")
+        console.print(f"  {mark} {item.role}: {escape(item.ref)} ({item.what}) · {escape(note)}", soft_wrap=True)
+    stages = Table(title="stages", title_justify="left")
+    for col in ("stage", "status", "what it does"):
+        stages.add_column(col, no_wrap=col != "what it does")
+    for stage in plan.stages:
+        stages.add_row(stage.name, f"[green]reuse {stage.reuse}[/]" if stage.reuse else "new", escape(stage.does))
+    console.print(stages)
+    if plan.estimate is not None:
+        _render_estimate(console, plan.estimate)
+
+
+def _render_estimate(console, estimate) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    cost = Table(title=f"estimate: {estimate.inputs.model} on one H100 (measured anchors)", title_justify="left")
+    columns = ("stage", "tokens", "tokens/s (H100)", "GPU-hours")
+    for col in columns:
+        cost.add_column(col, justify="left" if col == "stage" else "right")
+    for row in estimate.rows():
+        cost.add_row(*(escape(str(row[k])) for k in columns))
+    console.print(cost)
+    console.print(f"wall time: {estimate.gpu_hours:,.1f} h on 1 GPU, {estimate.gpu_hours / 8:,.1f} h on 8 (linear scaling)")
+    disk = Table(title="disk", title_justify="left")
+    for col in ("item", "size", "note"):
+        disk.add_column(col)
+    for row in estimate.disk_rows():
+        disk.add_row(escape(row["item"]), row["size"], escape(row["note"]))
+    console.print(disk)
+    for line in estimate.assumptions:
+        console.print(f"[dim]· {escape(line)}[/]", soft_wrap=True)
+
+
+def _run(loaded, force: bool) -> None:
     from ..core.pipeline import run_pipeline
 
     ws = common.workspace()
 
     def on_start(name: str) -> None:
+        common.set_stage(name)  # plain progress lines in a log read `[baseline] training …`
         common.info(f"[bold]▶ {name}[/]")
 
     def on_stage(rec) -> None:
         status = "[green]reused[/]" if rec.reused else f"done in {rec.seconds:.1f}s"
         common.info(f"  {rec.kind.rstrip('s')} {rec.id} {status}")
 
-    result = run_pipeline(ws, spec, reporter=common.reporter(), force=force, on_stage=on_stage, on_start=on_start)
-    payload = {**result.to_json(), "workspace": str(ws.root)}
+    result = run_pipeline(ws, loaded.spec, reporter=common.reporter(), force=force, on_stage=on_stage, on_start=on_start)
+    payload = {**result.to_json(), "workspace": str(ws.root),
+               "pipeline": {"file": str(loaded.path), "overrides": list(loaded.overrides), "config": loaded.raw}}
+    common.emit(payload, lambda console: _render_result(console, result, payload))
 
-    def render(console):
-        from rich.table import Table
 
-        table = Table(title="IF-Guide vs plain fine-tuning (TP: toxicity probability, EMT: expected max. toxicity)",
-                      title_justify="left")
-        for col in ("system", "TP", "EMT ± std", "perplexity", "LAMBADA", "checkpoint"):
-            table.add_column(col, justify="left" if col in ("system", "checkpoint") else "right", no_wrap=True)
-        for system, m in result.systems.items():
-            table.add_row(system, common.fmt_metric(m["toxicity_probability"]),
-                          f"{common.fmt_metric(m['expected_max_toxicity'])} ± {common.fmt_metric(m['expected_max_toxicity_std'])}",
-                          common.fmt_metric(m["perplexity"], 2), common.fmt_metric(m["lambada_accuracy"]), m["checkpoint"])
-        console.print(table)
-        mask = result.mask
-        console.print(f"mask: {mask.get('tokens')} tokens in {mask.get('documents')} documents"
-                      + (f", precision@k on planted toxic documents {mask['precision_at_k']:.2f}" if mask.get("precision_at_k") is not None else ""))
-        if result.reduction is not None:
-            bound = "≥ " if result.reduction_is_lower_bound else ""
-            console.print(f"[bold]toxicity probability: control / IF-Guide = {bound}{result.reduction:.1f}×[/]")
-        console.print(f"report: {result.report.get('html')}   ·   inspect the mask: ifguide mask browse {result.stages['mask'].id}")
-        console.print(f"[dim]{len(result.stages)} stages, {sum(s.reused for s in result.stages.values())} reused, "
-                      f"{payload['seconds']:.0f}s[/]")
+def _render_result(console, result, payload: dict) -> None:
+    from rich.table import Table
 
-    common.emit(payload, render)
+    title = "IF-Guide vs " + ("the baseline, both trained from scratch" if result.scenario == "pretrain" else "plain fine-tuning")
+    table = Table(title=f"{title} (TP: toxicity probability, EMT: expected max. toxicity)", title_justify="left")
+    for col in ("system", "TP", "EMT ± std", "perplexity", "LAMBADA", "checkpoint"):
+        table.add_column(col, justify="left" if col in ("system", "checkpoint") else "right", no_wrap=True)
+    fmt = common.fmt_metric
+    for system, m in result.systems.items():
+        table.add_row(system, fmt(m.get("toxicity_probability")),
+                      f"{fmt(m.get('expected_max_toxicity'))} ± {fmt(m.get('expected_max_toxicity_std'))}",
+                      fmt(m.get("perplexity"), 2), fmt(m.get("lambada_accuracy")), m["checkpoint"])
+    console.print(table)
+    console.print(_mask_line(result.mask), soft_wrap=True)
+    leakage = next((m["leakage"] for m in result.systems.values() if m.get("leakage")), None)
+    if leakage:
+        console.print(f"[yellow]note:[/] evaluation prompts shared with the influence queries: {leakage}", soft_wrap=True)
+    if result.reduction is not None:
+        bound = "≥ " if result.reduction_is_lower_bound else ""
+        console.print(f"[bold]toxicity probability: {result.reference} / IF-Guide = {bound}{result.reduction:.1f}×[/]")
+    if result.report:
+        console.print(f"report: {result.report.get('html')}", soft_wrap=True)
+    console.print(f"inspect the mask: ifguide mask browse {result.stages['mask'].id}")
+    console.print(f"[dim]{len(result.stages)} stages, {sum(s.reused for s in result.stages.values())} reused, "
+                  f"{payload['seconds']:.0f}s[/]")
+
+
+def _mask_line(mask: dict) -> str:
+    """The mask's size, and how well it ranks the documents of the data's labels (when there are any)."""
+    line = f"mask: {mask.get('tokens')} tokens in {mask.get('documents')} documents"
+    if mask.get("label_precision_at_k") is not None:
+        line += (f", label precision@k {mask['label_precision_at_k']:.2f}, AUC {common.fmt_metric(mask.get('label_auc'), 2)}"
+                 f" (base rate {common.fmt_metric(mask.get('label_base_rate'), 2)})")
+    elif mask.get("precision_at_k") is not None:
+        line += f", precision@k on planted toxic documents {mask['precision_at_k']:.2f}"
+    return line

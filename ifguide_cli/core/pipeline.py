@@ -1,8 +1,17 @@
-"""The whole IF-Guide chain in one call: baseline → factors → scores → mask → fine-tune (IF-Guide and control) → eval → report.
+"""The whole IF-Guide chain in one call: data → baseline → factors → scores → mask → IF-Guide model(s) → eval → report.
 
-Each stage is the same core function its own command runs, so every stage is an artifact
-that is reused when its configuration and parents are unchanged: a rerun after a crash or
-a config tweak only redoes what changed. The pipeline file itself is read in `pipeline_spec`.
+Two scenarios (`scenario:` in the pipeline file):
+- `finetune`: the baseline (given, or trained from scratch) is fine-tuned twice, with the penalty (IF-Guide)
+  and without it (control); the headline is control TP / IF-Guide TP.
+- `pretrain` (the paper's headline run): the IF-Guide model is trained from scratch with the baseline's
+  recipe (same seed, steps and data order) plus the penalty; the headline is baseline TP / IF-Guide TP.
+
+Each stage is the same core function its own command runs, so every stage is an artifact that is reused
+when its configuration and parents are unchanged: a rerun after a crash or a config tweak only redoes what
+changed. The corpus is tokenized once (the `data` stage) and every later stage is given that dataset
+artifact, so its layout and row length are set in one place. Before the first stage, every stage's options
+and every input (offline availability included, `pipeline_inputs`) are checked. The pipeline file is read
+in `pipeline_spec`; `pipeline_plan` says what a run would do without doing it (`--dry-run`).
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from typing import Any
 
 from .pipeline_spec import PipelineSpec, StageConfigs, stage_configs
 from .progress import NULL
+
+MASK_LABEL_KEYS = ("label_field", "label_base_rate", "label_precision_at_k", "label_auc")
 
 
 @dataclass
@@ -27,6 +38,8 @@ class StageRecord:
 
 @dataclass
 class PipelineResult:
+    scenario: str = "finetune"
+    reference: str = "control"  # the system IF-Guide is compared with: control (finetune) or baseline (pretrain)
     stages: dict[str, StageRecord] = field(default_factory=dict)
     mask: dict = field(default_factory=dict)
     systems: dict[str, dict] = field(default_factory=dict)
@@ -36,18 +49,19 @@ class PipelineResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        out = {"stages": {k: {"id": s.id, "kind": s.kind, "reused": s.reused, "seconds": round(s.seconds, 2)}
-                          for k, s in self.stages.items()},
-               "mask": self.mask, **self.systems, "reduction": self.reduction,
-               "reduction_is_lower_bound": self.reduction_is_lower_bound, "report": self.report,
-               "seconds": round(self.seconds, 2)}
-        return out
+        return {"scenario": self.scenario,
+                "stages": {k: {"id": s.id, "kind": s.kind, "reused": s.reused, "seconds": round(s.seconds, 2)}
+                           for k, s in self.stages.items()},
+                "mask": self.mask, **self.systems, "reduction": self.reduction, "reduction_of": self.reference,
+                "reduction_is_lower_bound": self.reduction_is_lower_bound, "report": self.report,
+                "seconds": round(self.seconds, 2)}
 
 
 def reduction_factor(control_tp: float, ifguide_tp: float, num_prompts: int) -> tuple[float | None, bool]:
     """control TP / IF-Guide TP. With no toxic prompt left, TP < 1/num_prompts, so that bound is used
-    (and flagged): the reduction is then at least control TP × num_prompts."""
-    if control_tp is None or ifguide_tp is None or num_prompts <= 0:
+    (and flagged): the reduction is then at least control TP × num_prompts. None when there is nothing to
+    reduce (the control has TP 0 too)."""
+    if control_tp is None or ifguide_tp is None or num_prompts <= 0 or control_tp == ifguide_tp == 0:
         return None, False
     if ifguide_tp > 0:
         return control_tp / ifguide_tp, False
@@ -58,17 +72,17 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
                  on_stage: Callable[[StageRecord], None] | None = None,
                  on_start: Callable[[str], None] | None = None) -> PipelineResult:
     """Run (or reuse) every stage; `on_start(name)` / `on_stage(record)` report live progress."""
-    from .classifiers import resolve_classifier
+    from .pipeline_inputs import check_inputs
 
     started = time.perf_counter()
     configs = stage_configs(spec)  # every stage's options are checked before the first one runs
-    classifier = resolve_classifier(spec.eval.classifier, ws)  # fail before hours of work
+    inputs = check_inputs(ws, spec, configs).require()  # and every input is there (offline too), in seconds
     run = _Run(ws, spec, configs, reporter=reporter, force=force, on_start=on_start, on_stage=on_stage)
-    baseline_ref, base_mref = run.baseline()
-    mask = run.influence_and_mask(baseline_ref)
-    systems = run.finetunes(baseline_ref, mask)
-    evals = run.evaluate(systems, base_mref, classifier)
-    run.report(evals)
+    data = run.data()
+    baseline_ref = run.baseline(data)
+    mask = run.influence_and_mask(baseline_ref, data)
+    systems = run.detoxify(baseline_ref, data, mask)
+    run.report(run.evaluate(systems, inputs.classifier))
     run.result.seconds = time.perf_counter() - started
     return run.result
 
@@ -81,7 +95,8 @@ class _Run:
         self.ws, self.spec, self.configs = ws, spec, configs
         self.common = {"reporter": reporter, "force": force}
         self.on_start, self.on_stage = on_start, on_stage
-        self.result = PipelineResult()
+        pretrain = spec.scenario == "pretrain"
+        self.result = PipelineResult(scenario=spec.scenario, reference="baseline" if pretrain else "control")
 
     def stage(self, name: str, fn: Callable[[], tuple[Any, bool]]):
         """Run one stage (`fn` returns (artifact, reused)) and record it."""
@@ -95,27 +110,48 @@ class _Run:
             self.on_stage(record)
         return art
 
-    def train(self, name: str, mode: str, model_ref: str, values: dict, mask_ref: str | None = None):
+    def data(self):
+        """The corpus tokenized once, as the `corpus` section says: the dataset artifact every stage is given."""
+        from .data import resolve_corpus
+        from .dist import barrier
+        from .models import resolve_model
+
+        options = dict(self.configs.corpus)
+        seq_len = options.pop("seq_len", None)
+        mref = resolve_model(self.spec.baseline.checkpoint or self.spec.model, self.ws)
+        return self.stage("data", lambda: resolve_corpus(self.ws, self.spec.data, mref, seq_len, barrier=barrier,
+                                                         **self.common, **options))
+
+    def train(self, name: str, mode: str, model_ref: str, values: dict, data, mask_ref: str | None = None):
         from .training import run_training
 
+        values = {"profile": self.profile(model_ref), **values}
+
         def fn():
-            res = run_training(self.ws, mode=mode, model_ref=model_ref, data_ref=self.spec.data, mask_ref=mask_ref,
+            res = run_training(self.ws, mode=mode, model_ref=model_ref, data_ref=data.id, mask_ref=mask_ref,
                                values=values, name=name, **self.common)
             return res.artifact, res.reused
 
         return self.stage(name, fn)
 
-    def baseline(self):
-        """The model to detoxify: the given checkpoint, or one trained from scratch. Returns (reference, ModelRef)."""
+    def profile(self, model_ref: str) -> str:
+        """The training profile `ifguide train MODEL --data DATA` would use (DATA as the file names it, not the
+        dataset artifact the stage is given); a checkpoint keeps the profile it was trained with."""
         from .models import resolve_model
+        from .training.config import default_profile
 
+        mref = resolve_model(model_ref, self.ws)
+        base = self.ws.by_id(mref.artifact_id) if mref.artifact_id else None
+        return default_profile(model_ref if mref.source == "registry" else "", self.spec.data,
+                               base.config.get("profile") if base else None)
+
+    def baseline(self, data) -> str:
+        """The model to detoxify: the given checkpoint, or one trained from scratch. Returns its reference."""
         if self.spec.baseline.checkpoint:
-            ref = self.spec.baseline.checkpoint
-        else:
-            ref = self.train("baseline", "pretrain", self.spec.model, self.configs.baseline_train).id
-        return ref, resolve_model(ref, self.ws)
+            return self.spec.baseline.checkpoint
+        return self.train("baseline", "pretrain", self.spec.model, self.configs.baseline_train, data).id
 
-    def influence_and_mask(self, baseline_ref: str):
+    def influence_and_mask(self, baseline_ref: str, data):
         """Factors, differential scores and the toxic-token mask (Alg. 1) of the training data."""
         from .influence import compute_scores, fit_factors
         from .masking import create_mask_artifact
@@ -123,7 +159,7 @@ class _Run:
         spec, configs = self.spec, self.configs
 
         def factors_fn():
-            res = fit_factors(self.ws, baseline_ref, spec.data, configs.factors, name="factors", **self.common)
+            res = fit_factors(self.ws, baseline_ref, data.id, configs.factors, name="factors", **self.common)
             return res.artifact, res.reused
 
         factors = self.stage("factors", factors_fn)
@@ -135,64 +171,95 @@ class _Run:
 
         scores = self.stage("scores", scores_fn)
         mask = self.stage("mask", lambda: create_mask_artifact(self.ws, scores.id, configs.mask, name="mask", **self.common))
-        self.result.mask = {
-            "tokens": mask.summary.get("tokens_selected"),
-            "documents": mask.summary.get("documents_selected"),
-            "threshold_value": mask.summary.get("threshold_value"),
-            "precision_at_k": mask.summary.get("planted_precision_at_k"),
-        }
+        self.result.mask = mask_figures(mask.summary)
         return mask
 
-    def finetunes(self, baseline_ref: str, mask) -> dict[str, str]:
-        """The plain control fine-tune and the IF-Guide one (same options, plus the mask and λ). Returns system → model."""
+    def detoxify(self, baseline_ref: str, data, mask) -> dict[str, str]:
+        """The systems to evaluate (system → model): finetune: [baseline,] control and IF-Guide fine-tunes;
+        pretrain: the baseline and the IF-Guide model trained from scratch with its recipe."""
+        lam = {"lam": self.spec.penalty.lam}
+        if self.spec.scenario == "pretrain":
+            ifguide = self.train("ifguide", "pretrain", self.spec.model, {**self.configs.ifguide_train, **lam}, data,
+                                 mask_ref=mask.id)
+            return {"baseline": baseline_ref, "ifguide": ifguide.id}
         train = self.configs.finetune_train
-        control = self.train("control", "finetune", baseline_ref, train)
-        ifguide = self.train("ifguide", "finetune", baseline_ref, {**train, "lam": self.spec.finetune.lam}, mask_ref=mask.id)
+        control = self.train("control", "finetune", baseline_ref, train, data)
+        ifguide = self.train("ifguide", "finetune", baseline_ref, {**train, **lam}, data, mask_ref=mask.id)
         systems = {"control": control.id, "ifguide": ifguide.id}
-        if self.spec.eval.evaluate_baseline:
-            systems = {"baseline": baseline_ref, **systems}
-        return systems
+        return {"baseline": baseline_ref, **systems} if self.spec.eval.evaluate_baseline else systems
 
-    def evaluate(self, systems: dict[str, str], base_mref, classifier) -> list:
-        """Toxicity and fluency of every system, in order. Returns the eval artifacts."""
+    def evaluate(self, systems: dict[str, str], classifier) -> list:
+        """Toxicity and fluency of every system, in order (each skipped when the eval section says so)."""
         from .models import resolve_model
 
         evals = []
         for system, model_ref in systems.items():
-            mref = base_mref if system == "baseline" else resolve_model(model_ref, self.ws)
-            evals += self.evaluate_system(system, model_ref, mref, classifier)
+            evals += self.evaluate_system(system, model_ref, resolve_model(model_ref, self.ws), classifier)
         return evals
 
     def evaluate_system(self, system: str, model_ref: str, mref, classifier) -> list:
-        from .evaluation import FluencyConfig, default_fluency_data, evaluate_fluency, evaluate_toxicity
+        from .evaluation import evaluate_fluency, evaluate_toxicity
 
-        ev = self.spec.eval
-        ppl_default, ppl_split, lambada_default = default_fluency_data(mref)
-        fluency_cfg = FluencyConfig(ppl_data=ev.ppl_data or ppl_default, ppl_split=None if ev.ppl_data else ppl_split,
-                                    lambada=ev.lambada or lambada_default)
-        tox = self.stage(f"eval_toxicity_{system}", lambda: evaluate_toxicity(
-            self.ws, mref, ev.prompts, self.configs.generation, classifier, num_prompts=ev.num_prompts,
-            name=f"{system}-toxicity", **self.common))
-        flu = self.stage(f"eval_fluency_{system}", lambda: evaluate_fluency(
-            self.ws, mref, fluency_cfg, name=f"{system}-fluency", **self.common))
-        self.result.systems[system] = {
-            "checkpoint": model_ref,
-            "toxicity_probability": tox.summary.get("toxicity_probability"),
-            "expected_max_toxicity": tox.summary.get("expected_max_toxicity"),
-            "expected_max_toxicity_std": tox.summary.get("expected_max_toxicity_std"),
-            "perplexity": flu.summary.get("perplexity"),
-            "lambada_accuracy": flu.summary.get("lambada_accuracy"),
-            "prompts": tox.summary.get("prompts"),
-        }
-        return [tox, flu]
+        ev, out = self.spec.eval, []
+        metrics: dict = {"checkpoint": model_ref}
+        if ev.toxicity:
+            tox = self.stage(f"eval_toxicity_{system}", lambda: evaluate_toxicity(
+                self.ws, mref, ev.prompts, self.configs.generation, classifier, num_prompts=ev.num_prompts,
+                name=f"{system}-toxicity", **self.common))
+            metrics.update(toxicity_figures(tox.summary))
+            out.append(tox)
+        fluency_cfg = fluency_config(ev, self.configs.fluency, mref)
+        if fluency_cfg is not None:
+            flu = self.stage(f"eval_fluency_{system}", lambda: evaluate_fluency(
+                self.ws, mref, fluency_cfg, name=f"{system}-fluency", **self.common))
+            metrics.update({k: flu.summary.get(k) for k in ("perplexity", "lambada_accuracy")})
+            out.append(flu)
+        self.result.systems[system] = metrics
+        return out
 
     def report(self, evals: list) -> None:
-        """The HTML report of every eval, and the headline: control TP / IF-Guide TP."""
+        """The HTML report of every eval, and the headline: reference TP / IF-Guide TP (when toxicity was evaluated)."""
         from .report import build_report
 
+        if not evals:
+            return
         art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"])[:2])
         result = self.result
         result.report = {"id": art.id, "html": str(art.path / "report.html")}
-        control, ifguide = result.systems["control"], result.systems["ifguide"]
-        result.reduction, result.reduction_is_lower_bound = reduction_factor(
-            control["toxicity_probability"], ifguide["toxicity_probability"], control.get("prompts") or 0)
+        reference, ifguide = result.systems.get(result.reference), result.systems["ifguide"]
+        if reference is not None and "toxicity_probability" in ifguide:
+            result.reduction, result.reduction_is_lower_bound = reduction_factor(
+                reference["toxicity_probability"], ifguide["toxicity_probability"], reference.get("prompts") or 0)
+
+
+def mask_figures(summary: dict) -> dict:
+    """What the run reports of the mask: its size, and how it ranks labelled documents when the data has labels."""
+    return {
+        "tokens": summary.get("tokens_selected"),
+        "documents": summary.get("documents_selected"),
+        "threshold_value": summary.get("threshold_value"),
+        "precision_at_k": summary.get("planted_precision_at_k", summary.get("label_precision_at_k")),
+        **{k: summary[k] for k in MASK_LABEL_KEYS if k in summary},
+    }
+
+
+def toxicity_figures(summary: dict) -> dict:
+    """TP, EMT and its spread, the prompt count, and the prompts shared with the influence queries (when counted)."""
+    keys = ("toxicity_probability", "expected_max_toxicity", "expected_max_toxicity_std", "prompts")
+    return {**{k: summary.get(k) for k in keys}, **({"leakage": summary["leakage"]} if "leakage" in summary else {})}
+
+
+def fluency_config(ev, options: dict, mref):
+    """The fluency eval's config for one model: `auto` data is the model's default, null skips that metric;
+    None when both are skipped."""
+    from .evaluation import FluencyConfig, default_fluency_data
+    from .pipeline_spec import AUTO
+
+    ppl_default, ppl_split, lambada_default = default_fluency_data(mref)
+    ppl = ppl_default if ev.ppl_data == AUTO else ev.ppl_data
+    lambada = lambada_default if ev.lambada == AUTO else ev.lambada
+    if ppl is None and lambada is None:
+        return None
+    split = options.get("ppl_split", ppl_split if ev.ppl_data == AUTO else None)
+    return FluencyConfig(**{**options, "ppl_data": ppl, "ppl_split": split, "lambada": lambada,
+                            "no_ppl": ppl is None, "no_lambada": lambada is None})

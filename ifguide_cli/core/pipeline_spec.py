@@ -1,28 +1,33 @@
 """The pipeline file (`ifguide run PIPELINE.yaml`): typed sections, each checked before any stage runs.
 
-A pipeline file has the sections model, data, baseline, influence, mask, finetune and eval. The pipeline's
-own structure is typed here (one `Config` per section). The option sets that belong to another stage —
-`ifguide train` options, factors, scores and mask options — stay mappings in the spec and are checked by
-one function each (`train_options`, `factors_config`, `scores_config`, `mask_config`, `generation_config`),
-the single place where the pipeline meets that stage's own config. `stage_configs` runs all of them, so a
-bad value anywhere in the file is one error line before hours of training, not after.
+A pipeline file has the keys scenario, model, data, corpus and the sections baseline, influence, mask,
+finetune (scenario `finetune`) or ifguide (scenario `pretrain`), and eval. The pipeline's own structure is
+typed here (one `Config` per section). The option sets that belong to another stage — `ifguide train`
+options, corpus, factors, scores, mask and fluency options — stay mappings in the spec and are checked by
+one function each (`train_options`, `corpus_options`, `factors_config`, `scores_config`, `mask_config`,
+`generation_config`, `fluency_options`), the single place where the pipeline meets that stage's own config.
+`stage_configs` runs all of them, so a bad value anywhere in the file is one error line before hours of
+training, not after. `--set section.key=value` overrides (`apply_overrides`) edit the parsed file before
+any of this, so they are checked exactly like the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from .config import Config, field_hints, param
 from .errors import IfguideError
 
-PRESETS = ("tiny",)
+PRESETS = ("tiny", "paper", "paper-finetune")
+AUTO = "auto"  # eval data: the model's default set (null skips the metric)
 
 
 class Section(Config):
@@ -55,22 +60,43 @@ class InfluenceSpec(Section):
 
 
 @dataclass(frozen=True)
-class FinetuneSpec(Section):
-    """`finetune:` the penalty weight of IF-Guide and the options of both fine-tunes (IF-Guide and control)."""
+class PenaltySpec(Section):
+    """The IF-Guide model's section: the penalty weight λ (and, in each subclass, its training options)."""
 
+    section: ClassVar[str]
+    why: ClassVar[str]
     lam: float = param(1.0, "Penalty weight λ of masked tokens (Eq. 9).", flag="--lambda", low=0)
-    train: Mapping[str, Any] = param(default_factory=dict, help="`ifguide finetune` options of both fine-tunes ({} = the profile's).")
 
     def check(self) -> None:
         if {"lambda", "lam"} & set(self.train):
-            raise IfguideError("set λ as finetune.lambda, not in finetune.train (the control fine-tune has no penalty)",
-                               exit_code=2)
+            raise IfguideError(f"set λ as {self.section}.lambda, not in {self.section}.train ({self.why})", exit_code=2)
+
+
+@dataclass(frozen=True)
+class FinetuneSpec(PenaltySpec):
+    """`finetune:` (scenario finetune) the penalty weight of IF-Guide and the options of both fine-tunes."""
+
+    section: ClassVar[str] = "finetune"
+    why: ClassVar[str] = "the control fine-tune has no penalty"
+    train: Mapping[str, Any] = param(default_factory=dict, help="`ifguide finetune` options of both fine-tunes ({} = the profile's).")
+
+
+@dataclass(frozen=True)
+class IfguideSpec(PenaltySpec):
+    """`ifguide:` (scenario pretrain) the model trained from scratch with the penalty: λ, and its training
+    options as changes to the baseline's (same seed, steps and data order unless changed here)."""
+
+    section: ClassVar[str] = "ifguide"
+    why: ClassVar[str] = "the baseline has no penalty"
+    train: Mapping[str, Any] = param(default_factory=dict, help="`ifguide train` options that differ from baseline.train "
+                                                                "({} = the baseline's recipe).")
 
 
 @dataclass(frozen=True)
 class EvalSpec(Section):
-    """`eval:` toxicity (prompts, classifier, sampling) and fluency of every system."""
+    """`eval:` toxicity (prompts, classifier, sampling) and fluency of every system; each metric can be skipped."""
 
+    toxicity: bool = param(True, "Evaluate toxicity (false: skip it; no TP/EMT and no reduction).")
     prompts: str = param("rtp", "Prompt set.")
     classifier: str = param("detoxify-unbiased", "Toxicity classifier.")
     num_prompts: int | None = param(None, "A seeded subset of this many prompts (null: all).", low=1)
@@ -79,26 +105,60 @@ class EvalSpec(Section):
     top_p: float = param(0.9, "Nucleus sampling mass.")
     seed: int = param(0, "Sampling seed.")
     batch_size: int = param(8, "Prompts per generate call.")
-    ppl_data: str | None = param(None, "Perplexity text (null: the model's default held-out text).")
-    lambada: str | None = param(None, "LAMBADA set (null: the model's default).")
-    evaluate_baseline: bool = param(True, "Also evaluate the baseline.")
+    ppl_data: str | None = param(AUTO, "Perplexity text (auto: the model's default held-out text; null: skip perplexity).")
+    lambada: str | None = param(AUTO, "LAMBADA set (auto: the model's default; null: skip LAMBADA).")
+    fluency: Mapping[str, Any] = param(default_factory=dict, help="More `ifguide eval fluency` options (ppl_split, "
+                                                                  "ppl_docs, lambada_docs, batch_size, max_length, …).")
+    evaluate_baseline: bool = param(True, "Also evaluate the baseline (scenario finetune; pretrain always does).")
 
 
 @dataclass(frozen=True)
 class PipelineSpec(Section):
     """What `ifguide run PIPELINE.yaml` reads; every section maps onto one command's options."""
 
+    scenario: Literal["finetune", "pretrain"] = param(
+        "finetune", "finetune: IF-Guide and a plain control both fine-tune the baseline; pretrain: the IF-Guide model "
+                    "is trained from scratch like the baseline (same seed, steps, data order), with the penalty.")
     model: str = param("tiny", "Architecture of the baseline (registry name, hub id or local folder).")
-    data: str = param("tiny", "Training corpus (registry name, local file or hub id).")
+    data: str = param("tiny", "Training corpus (registry name, local file, hub id or dataset artifact).")
+    corpus: Mapping[str, Any] = param(default_factory=dict, help="How DATA becomes rows, set once for every stage: "
+                                                                 "layout, seq_len, tokenizer, label_field, … ({} = by data).")
     baseline: BaselineSpec = field(default_factory=BaselineSpec, metadata={"help": "How the baseline is made."})
     influence: InfluenceSpec = field(default_factory=InfluenceSpec, metadata={"help": "Queries, factors and scores."})
     mask: Mapping[str, Any] = param(default_factory=dict, help="`ifguide mask` options: threshold, window, max_tokens.")
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec, metadata={"help": "λ and the fine-tunes' options."})
+    ifguide: IfguideSpec = field(default_factory=IfguideSpec, metadata={"help": "λ and the IF-Guide model's changes."})
     eval: EvalSpec = field(default_factory=EvalSpec, metadata={"help": "Evaluation of every system."})
 
+    def check(self) -> None:
+        """The scenario's own rules: each names the key to change."""
+        pretrain = self.scenario == "pretrain"
+        if pretrain and self.baseline.checkpoint:
+            _scenario_error("baseline.checkpoint", "scenario pretrain trains the baseline from scratch",
+                            "drop baseline.checkpoint, or use scenario: finetune to start from it")
+        if pretrain and self.finetune != FinetuneSpec():
+            _scenario_error("finetune", "scenario pretrain has no fine-tunes",
+                            "set the IF-Guide model's λ and changes under ifguide:")
+        if not pretrain and self.ifguide != IfguideSpec():
+            _scenario_error("ifguide", "scenario finetune fine-tunes the baseline",
+                            "set λ and the fine-tunes' options under finetune:, or use scenario: pretrain")
+        if pretrain and not self.eval.evaluate_baseline:
+            _scenario_error("eval.evaluate_baseline: false", "scenario pretrain compares the baseline with IF-Guide",
+                            "drop it (the baseline is always evaluated)")
 
-SECTIONS = {"baseline": BaselineSpec, "influence": InfluenceSpec, "finetune": FinetuneSpec, "eval": EvalSpec}
+    @property
+    def penalty(self) -> PenaltySpec:
+        """The section that sets λ for the scenario: `ifguide` (pretrain) or `finetune`."""
+        return self.ifguide if self.scenario == "pretrain" else self.finetune
+
+
+SECTIONS = {"baseline": BaselineSpec, "influence": InfluenceSpec, "finetune": FinetuneSpec, "ifguide": IfguideSpec,
+            "eval": EvalSpec}
 YAML_KEYS = {"lam": "lambda"}  # field → key in the file, where the key is not a Python name
+
+
+def _scenario_error(key: str, why: str, hint: str) -> None:
+    raise IfguideError(f"{key} does not apply: {why}", hint=hint, exit_code=2)
 
 
 # ---- reading a pipeline file ---------------------------------------------------------------------
@@ -118,12 +178,27 @@ def pipeline_file(pipeline: str | None, preset: str | None) -> Path:
     return path
 
 
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Parse and check a pipeline YAML file; unknown keys are errors (a typo must not silently fall back to a default)."""
+@dataclass(frozen=True)
+class PipelineFile:
+    """A pipeline as `ifguide run` reads it: the file, the `--set` overrides, the mapping they give, and its spec."""
+
+    path: Path
+    overrides: tuple[str, ...]
+    raw: dict  # the file's mapping with the overrides applied: what the run records as its config
+    spec: PipelineSpec
+
+
+def read_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineFile:
+    """Parse a pipeline file, apply `--set` overrides, and check everything (as `load_spec`)."""
     from .yamlfile import load_yaml_mapping
 
-    raw = load_yaml_mapping(path, "pipeline file", hint="pass a YAML file or --preset tiny")
-    return spec_from_dict(raw, str(path))
+    raw = apply_overrides(load_yaml_mapping(path, "pipeline file", hint="pass a YAML file or --preset tiny"), overrides)
+    return PipelineFile(Path(path), tuple(overrides), raw, spec_from_dict(raw, str(path)))
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Parse and check a pipeline YAML file; unknown keys are errors (a typo must not silently fall back to a default)."""
+    return read_pipeline(path).spec
 
 
 def spec_from_dict(raw: dict, source: str = "the pipeline") -> PipelineSpec:
@@ -135,29 +210,119 @@ def spec_from_dict(raw: dict, source: str = "the pipeline") -> PipelineSpec:
     return spec
 
 
+# ---- --set section.key=value ---------------------------------------------------------------------
+# 1e-4 and inf: strings to YAML 1.1, numbers to users (`--lambda inf` is then refused as not finite, as an option is)
+_NUMBER = re.compile(r"[-+]?((\d+\.?\d*|\.\d+)[eE][-+]?\d+|inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as a YAML scalar (`2`, `1.5e-4`, `true`, `null`, `[a, b]`, text); an empty value is null."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise IfguideError(f"--set value {text!r} is not valid YAML ({str(exc).splitlines()[0]})", exit_code=2) from None
+    return float(value) if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) else value
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """A copy of the file's mapping with each `section.key=value` set (sections are created as needed).
+
+    The copy shares nothing with the file's mapping, so a key set under one YAML alias does not change another.
+    """
+    out = _copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise IfguideError(f"--set {item!r} is not SECTION.KEY=VALUE", hint="e.g. --set finetune.lambda=2", exit_code=2)
+        node = out
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise IfguideError(f"--set {key}: {'.'.join(parts[:depth + 1])} is {child!r}, not a section",
+                                   hint="set that key itself, e.g. --set model=pythia-160m", exit_code=2)
+            node = child
+        node[parts[-1]] = parse_value(text)
+    return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def effective_yaml(pipeline: PipelineFile) -> str:
+    """The pipeline with its overrides applied, as a YAML file `ifguide run` reads back (never wrapped)."""
+    import yaml
+
+    header = f"# {pipeline.path.name} with --set {' --set '.join(pipeline.overrides)}\n" if pipeline.overrides else ""
+    return header + yaml.safe_dump(pipeline.raw, sort_keys=False, allow_unicode=True, width=float("inf"))
+
+
 # ---- the option sets of other stages: one place each ---------------------------------------------
 @dataclass(frozen=True)
 class StageConfigs:
     """Every stage's checked configuration, as `run_pipeline` hands it to the stage functions."""
 
+    corpus: dict  # data.CorpusConfig options given (checked), for `resolve_corpus`
     baseline_train: dict
     factors: Any  # influence.FactorsConfig
     scores: Any  # influence.ScoresConfig
     mask: Any  # masking.MaskConfig
-    finetune_train: dict
+    finetune_train: dict  # scenario finetune: both fine-tunes' options ({} in pretrain)
+    ifguide_train: dict  # the IF-Guide model's options (pretrain: the baseline's with ifguide.train over them)
     generation: Any  # evaluation.GenerationConfig
+    fluency: dict  # further evaluation.FluencyConfig options (checked)
 
 
 def stage_configs(spec: PipelineSpec, source: str = "the pipeline") -> StageConfigs:
     """Check every stage's options of the spec (names and values) and build the stage configs."""
+    pretrain = spec.scenario == "pretrain"
+    finetune_train = {} if pretrain else train_options(spec.finetune.train, "finetune", f"{source}: finetune.train")
     return StageConfigs(
+        corpus=corpus_options(spec, source),
         baseline_train=train_options(spec.baseline.train, "pretrain", f"{source}: baseline.train"),
         factors=factors_config(spec.influence.factors, f"{source}: influence.factors"),
         scores=scores_config(spec.influence.scores, spec.influence.safe_queries is not None, f"{source}: influence.scores"),
         mask=mask_config(spec.mask, f"{source}: mask"),
-        finetune_train=train_options(spec.finetune.train, "finetune", f"{source}: finetune.train"),
+        finetune_train=finetune_train,
+        ifguide_train=train_options({**spec.baseline.train, **spec.ifguide.train}, "pretrain", f"{source}: ifguide.train")
+        if pretrain else finetune_train,
         generation=generation_config(spec.eval, f"{source}: eval"),
+        fluency=fluency_options(spec.eval.fluency, f"{source}: eval.fluency"),
     )
+
+
+def corpus_options(spec: PipelineSpec, source: str = "the pipeline") -> dict:
+    """The `corpus` options (how DATA becomes rows) checked as the dataset's config, with the row length.
+
+    The row length may also be given as a training option (`baseline.train.seq_len`, as `ifguide train
+    --seq-len`); the corpus is tokenized once, so two different lengths are one error naming both.
+    """
+    from .data import CorpusConfig
+    from .training.config import given_values
+
+    options = dict(spec.corpus)
+    _build(CorpusConfig, options, f"{source}: corpus")
+    sections = {"corpus": options, "baseline.train": spec.baseline.train, "finetune.train": spec.finetune.train,
+                "ifguide.train": spec.ifguide.train}
+    lengths = {}
+    for name, values in sections.items():
+        where = f"{source}: {name}"
+        with _about(where):
+            lengths[f"{name}.seq_len"] = values.get("seq_len") if name == "corpus" else given_values(values, where).get("seq_len")
+    given = {key: value for key, value in lengths.items() if value is not None}
+    if len(set(given.values())) > 1:
+        raise IfguideError(f"{source}: the row length is set twice: " + ", ".join(f"{k} {v}" for k, v in given.items()),
+                           hint="set it once, as corpus.seq_len (every stage uses the same rows)", exit_code=2)
+    return {**options, **({"seq_len": next(iter(given.values()))} if given else {})}
 
 
 def train_options(options: dict, mode: str, where: str) -> dict:
@@ -195,6 +360,21 @@ def mask_config(options: dict, where: str):
     from .masking import MaskConfig
 
     return _build(MaskConfig, options, where)
+
+
+FLUENCY_SET_BY_PIPELINE = {"ppl_data": "eval.ppl_data", "lambada": "eval.lambada", "no_ppl": "eval.ppl_data: null",
+                           "no_lambada": "eval.lambada: null"}
+
+
+def fluency_options(options: dict, where: str) -> dict:
+    """The `eval.fluency` options checked as the fluency eval's config; the data sets are the eval section's own keys."""
+    from .evaluation import FluencyConfig
+
+    taken = [k for k in options if k in FLUENCY_SET_BY_PIPELINE]
+    if taken:
+        raise IfguideError(f"{where}: set {FLUENCY_SET_BY_PIPELINE[taken[0]]}, not {taken[0]} here", exit_code=2)
+    _build(FluencyConfig, options, where)
+    return dict(options)
 
 
 def generation_config(spec: EvalSpec, where: str):

@@ -1,0 +1,252 @@
+"""What a pipeline reads, and whether each input is there: checked before the first stage, in seconds, offline too.
+
+Every model, tokenizer, dataset, query set, prompt set and classifier a pipeline names is looked up without
+being loaded: packaged files, workspace artifacts, local paths, the reference subsets' local copies
+(`$IFGUIDE_DATA_DIR`) and the Hugging Face cache. With the hub reachable, an input that is not cached is
+downloaded on first use; offline (`HF_HUB_OFFLINE=1`, or no network) it is missing, and `Inputs.require`
+fails in one line naming each missing input, the key that names it, and how to supply it — not after the
+baseline has trained for an hour. A registry model that has no pretrained weights (the paper trains it from
+scratch) named where weights are needed is missing too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import IfguideError, OfflineResourceMissing
+from .pipeline_spec import AUTO, PipelineSpec, StageConfigs
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing the pipeline reads: the key naming it, what it is, and where it was found (or why not)."""
+
+    role: str  # model, data, baseline.checkpoint, influence.toxic_queries, eval.prompts, …
+    ref: str
+    what: str  # architecture, weights, tokenizer, dataset, query set, prompt set, classifier
+    available: bool
+    where: str  # where it is found, or why it cannot be
+    hint: str = ""  # how to supply it when it is missing
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Inputs:
+    items: list[Input] = field(default_factory=list)
+    model: Any = None  # the baseline's ModelRef (None when the name is not known)
+    classifier: Any = None  # the resolved classifier (None when toxicity is not evaluated or it is missing)
+
+    @property
+    def missing(self) -> list[Input]:
+        return [i for i in self.items if not i.available]
+
+    def require(self, listed: bool = False) -> Inputs:
+        """These inputs, or one error line naming every missing one and how to supply it (`listed`: the plan
+        above already says how, so the line only names them)."""
+        missing = self.missing
+        if not missing:
+            return self
+        if listed:
+            raise OfflineResourceMissing(f"{len(missing)} input(s) of the pipeline are not available: "
+                                         f"{', '.join(i.role for i in missing)}", hint="see ✗ in the plan", exit_code=2)
+        parts = "; ".join(f"{i.role} {i.ref!r}: {i.where}" + (f" ({i.hint})" if i.hint else "") for i in missing)
+        raise OfflineResourceMissing(f"{len(missing)} input(s) of the pipeline are not available: {parts}",
+                                     hint="nothing was run; `ifguide run ... --dry-run` lists every input", exit_code=2)
+
+
+def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
+    """Every input of the pipeline, each looked up (nothing is loaded or written)."""
+    inputs = Inputs()
+    base_ref = spec.baseline.checkpoint or spec.model
+    item, inputs.model = model_input(ws, "baseline.checkpoint" if spec.baseline.checkpoint else "model", base_ref,
+                                     weights=bool(spec.baseline.checkpoint))
+    inputs.items.append(item)
+    if inputs.model is not None or configs.corpus.get("tokenizer"):
+        inputs.items.append(tokenizer_input(ws, configs.corpus.get("tokenizer"), inputs.model))
+    inputs.items.append(dataset_input(ws, "data", spec.data, "dataset", artifact=True, split=configs.corpus.get("split")))
+    for role, ref in training_eval_data(spec, configs):
+        inputs.items.append(dataset_input(ws, role, ref, "validation dataset", artifact=True))
+    inputs.items.append(dataset_input(ws, "influence.toxic_queries", spec.influence.toxic_queries, "query set"))
+    if spec.influence.safe_queries:
+        inputs.items.append(dataset_input(ws, "influence.safe_queries", spec.influence.safe_queries, "query set"))
+    if spec.eval.toxicity:
+        inputs.items.append(dataset_input(ws, "eval.prompts", spec.eval.prompts, "prompt set"))
+        item, inputs.classifier = classifier_input(ws, spec.eval.classifier)
+        inputs.items.append(item)
+    for role, ref in fluency_data(spec, inputs.model):
+        inputs.items.append(dataset_input(ws, role, ref, "evaluation text"))
+    return inputs
+
+
+def training_eval_data(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[str, str]]:
+    """(key, dataset) of the validation sets training evaluates on: given, or the training profile's."""
+    from .training.config import PROFILES, default_profile, given_values
+
+    profile = default_profile(spec.model, spec.data)
+    trained = [("baseline.train", configs.baseline_train, "pretrain")] if not spec.baseline.checkpoint else []
+    trained.append(("ifguide.train", configs.ifguide_train, "pretrain") if spec.scenario == "pretrain"
+                   else ("finetune.train", configs.finetune_train, "finetune"))
+    out = {}
+    for where, options, mode in trained:
+        values = given_values(options, where)  # keyed by field name (a file may use option names)
+        ref = values.get("eval_data", PROFILES[values.get("profile") or profile][mode].get("eval_data"))
+        if ref:
+            out.setdefault(ref, f"{where}.eval_data")
+    return [(role, ref) for ref, role in out.items()]
+
+
+def fluency_data(spec: PipelineSpec, mref) -> list[tuple[str, str]]:
+    """(key, dataset) of the perplexity and LAMBADA data: `auto` is the evaluated model's default (none known
+    without a model), null none."""
+    from .evaluation import default_fluency_data
+
+    ppl_default, _, lambada_default = default_fluency_data(mref) if mref is not None else (None, None, None)
+    chosen = {"eval.ppl_data": ppl_default if spec.eval.ppl_data == AUTO else spec.eval.ppl_data,
+              "eval.lambada": lambada_default if spec.eval.lambada == AUTO else spec.eval.lambada}
+    return [(role, ref) for role, ref in chosen.items() if ref is not None]
+
+
+# ---- one input each ------------------------------------------------------------------------------------
+def model_input(ws, role: str, ref: str, *, weights: bool) -> tuple[Input, Any]:
+    """A model: its architecture (trained from scratch) or its weights (fine-tuned). Returns (input, ModelRef or None)."""
+    from .models import resolve_model
+
+    what = "weights" if weights else "architecture"
+    try:
+        mref = resolve_model(ref, ws)
+    except IfguideError as exc:
+        return Input(role, ref, what, False, exc.message, exc.hint or ""), None
+    return _model_source(role, ref, what, mref, weights), mref
+
+
+def _model_source(role: str, ref: str, what: str, mref, weights: bool) -> Input:
+    from .registry import MODELS
+
+    if mref.source == "checkpoint":
+        return Input(role, ref, what, True, f"checkpoint {mref.artifact_id} in the workspace")
+    if mref.source == "local":
+        return Input(role, ref, what, True, f"local folder {mref.location}")
+    hub_id = mref.location
+    if mref.source == "registry":
+        if weights and not mref.pretrained:
+            return Input(role, ref, what, False, "a registry architecture without pretrained weights",
+                         "drop baseline.checkpoint to train the baseline first, or use scenario: pretrain")
+        hub_id = MODELS[ref].hub_id
+        if hub_id is None:
+            return Input(role, ref, what, True, "packaged")
+    return hub_input(role, ref, what, hub_id, WEIGHT_FILES if weights else ("config.json",), "a local model folder")
+
+
+def tokenizer_input(ws, asked: str | None, mref) -> Input:
+    """The tokenizer the corpus is tokenized with: `corpus.tokenizer`, else the model's."""
+    if asked is None:
+        role, name, source = "model tokenizer", mref.tokenizer, ("builtin" if mref.tokenizer == "tiny" else None)
+    else:
+        from .tokenizer import resolve_tokenizer
+
+        tref = resolve_tokenizer(asked, ws)
+        role, name, source = "corpus.tokenizer", tref.name, tref.source
+    if source == "builtin":
+        return Input(role, name, "tokenizer", True, "packaged")
+    if source in ("artifact", "folder") or Path(name).is_dir():
+        return Input(role, name, "tokenizer", True, f"local folder {name}")
+    return hub_input(role, name, "tokenizer", name, TOKENIZER_FILES, "a local tokenizer folder")
+
+
+def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False, split: str | None = None) -> Input:
+    """A dataset (corpus, query set, prompt set, evaluation text), found as the stages will look for it."""
+    from .data import dataset_identity, is_source_ref
+    from .paper.subsets import SUBSETS
+
+    if artifact and not is_source_ref(ref):
+        found = _workspace_dataset(ws, ref)
+        if found is not None:
+            return Input(role, ref, what, True, f"dataset {found.id} in the workspace")
+    try:
+        identity = dataset_identity(ref, split)  # what every stage calls first: an unknown name fails here
+    except IfguideError as exc:
+        return Input(role, ref, what, False, exc.message, exc.hint or "")
+    if ref in SUBSETS:
+        return subset_input(role, ref, what)
+    if identity["source"] == "local":
+        return Input(role, ref, what, True, f"local {'folder' if Path(ref).expanduser().is_dir() else 'file'}")
+    if identity["source"] == "registry":
+        from .registry import DATASETS
+
+        if DATASETS[ref].hub_id is None:
+            return Input(role, ref, what, True, "packaged")
+        return hub_input(role, ref, what, DATASETS[ref].hub_id, None, "a local .jsonl/.parquet file or save_to_disk folder")
+    return hub_input(role, ref, what, identity["hub_id"], None, "a local .jsonl/.parquet file or save_to_disk folder")
+
+
+def _workspace_dataset(ws, ref: str):
+    from .errors import ArtifactNotFound
+
+    try:
+        return ws.resolve(ref, "datasets")
+    except ArtifactNotFound:
+        return None
+
+
+def subset_input(role: str, ref: str, what: str) -> Input:
+    """A reference subset: its dataset's local copy ($IFGUIDE_DATA_DIR/<hub id>) or the hub."""
+    from .paper import subsets
+
+    subset = subsets.get(ref)
+    local = subsets.locate(subset)
+    if local is not None:
+        return Input(role, ref, what, True, f"local copy {local}")
+    return hub_input(role, ref, what, subset.hub_id, None, subsets.local_hint(subset.hub_id).replace("--source PATH, or ", ""))
+
+
+def classifier_input(ws, name: str) -> tuple[Input, Any]:
+    """The toxicity classifier, resolved as the eval will (registered, cached, given files); (input, spec or None)."""
+    from .classifiers import resolve_classifier
+
+    try:
+        spec = resolve_classifier(name, ws)
+    except OfflineResourceMissing as exc:
+        return Input("eval.classifier", name, "classifier", False, exc.message, exc.hint or ""), None
+    where = spec.model_dir or spec.checkpoint or spec.hub_id or "packaged"
+    return Input("eval.classifier", name, "classifier", True, str(where)), spec
+
+
+# ---- the Hugging Face cache ----------------------------------------------------------------------------
+def hub_input(role: str, ref: str, what: str, hub_id: str, files: tuple[str, ...] | None, local: str) -> Input:
+    """A hub model/tokenizer (`files`: any one of them cached is enough) or dataset (`files` None)."""
+    from .hub import is_offline
+
+    cached = hub_dataset_cached(hub_id) if files is None else any(hub_file_cached(hub_id, f) for f in files)
+    if cached:
+        return Input(role, ref, what, True, f"Hugging Face cache ({hub_id})")
+    if not is_offline():
+        return Input(role, ref, what, True, f"hub {hub_id} (downloaded on first use)")
+    repo = " --repo-type dataset" if files is None else ""
+    return Input(role, ref, what, False, f"{hub_id} is not in the Hugging Face cache and the hub is offline",
+                 f"`hf download {hub_id}{repo}` where there is network and copy the cache into $HF_HOME, or use {local}")
+
+
+def hub_file_cached(hub_id: str, filename: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(hub_id, filename), str)
+    except Exception:  # an id the cache cannot hold (bad characters): not cached
+        return False
+
+
+def hub_dataset_cached(hub_id: str) -> bool:
+    """A hub dataset in the hub cache (snapshots) or in the `datasets` cache (prepared arrow files)."""
+    from huggingface_hub import constants
+
+    hub = Path(constants.HF_HUB_CACHE) / ("datasets--" + hub_id.replace("/", "--")) / "snapshots"
+    prepared = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
+    return hub.is_dir() or (prepared / hub_id.replace("/", "___")).is_dir()

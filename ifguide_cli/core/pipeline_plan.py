@@ -1,0 +1,296 @@
+"""What `ifguide run` would do, without doing it (`--dry-run`): stages, what each would reuse, inputs, cost.
+
+Nothing is built, loaded or written. Each stage is matched against the workspace the way the stage itself
+would find a stored artifact: same parents and the same settings in its recorded config (the part of the
+config that the pipeline decides — a model's weight fingerprint or a query set's hash is not computed).
+A stage whose parent would be new is new too (its id contains the parent's). The estimate (tokens per
+stage, GPU-hours on an H100, disk) is `paper.plan`'s, from the run's own sizes: it is given when the model
+has recorded shapes and every data set is a reference subset of known size (the `paper` presets).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .pipeline_inputs import Inputs, check_inputs
+from .pipeline_spec import PipelineFile, PipelineSpec, StageConfigs, stage_configs
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    name: str
+    kind: str
+    does: str  # what the stage would do, in words
+    reuse: str | None  # the stored artifact it would reuse; None: it would be built
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "does": self.does, "reuse": self.reuse,
+                "status": "reuse" if self.reuse else "new"}
+
+
+@dataclass
+class RunPlan:
+    pipeline: PipelineFile
+    inputs: Inputs
+    stages: list[PlannedStage] = field(default_factory=list)
+    estimate: Any = None  # paper.plan.Plan, or None when the sizes are not known
+
+    def to_json(self) -> dict:
+        spec = self.pipeline.spec
+        return {"dry_run": True, "pipeline": str(self.pipeline.path), "overrides": list(self.pipeline.overrides),
+                "scenario": spec.scenario, "ready": not self.inputs.missing,
+                "inputs": [i.to_json() for i in self.inputs.items], "missing": [i.role for i in self.inputs.missing],
+                "stages": [s.to_json() for s in self.stages],
+                "estimate": self.estimate.to_json() if self.estimate is not None else None}
+
+
+def plan_run(ws, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
+    """The plan of a pipeline: its inputs (none required to be there), its stages and their reuse, its cost."""
+    configs = stage_configs(pipeline.spec, str(pipeline.path))
+    inputs = check_inputs(ws, pipeline.spec, configs)
+    plan = RunPlan(pipeline, inputs)
+    plan.stages = _Planner(ws, pipeline.spec, configs, inputs).stages()
+    plan.estimate = estimate(pipeline.spec, configs, gpus, label=pipeline.path.stem)
+    return plan
+
+
+# ---- matching stored artifacts -------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _contains(have: Any, want: Any) -> bool:
+    """`have` (a stored config) holds everything in `want` (nested mappings compared key by key)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and _contains(have[k], v) for k, v in want.items())
+    return have == want
+
+
+def find_stored(ws, kind: str, parents: list, expect: dict):
+    """The newest stored artifact of `kind` with exactly these parents and a config holding `expect`;
+    None when any parent is None (it would be new, so would its children) or nothing matches."""
+    if any(p is None for p in parents):
+        return None
+    ids, want = sorted(p.id if hasattr(p, "id") else p for p in parents), _plain(expect)
+    return next((a for a in reversed(ws.list(kind)) if sorted(a.parents) == ids and _contains(a.config, want)), None)
+
+
+class _Planner:
+    """The stages of `pipeline._Run`, in the same order, each matched against the workspace."""
+
+    def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, inputs: Inputs):
+        self.ws, self.spec, self.configs, self.inputs = ws, spec, configs, inputs
+        self.planned: list[PlannedStage] = []
+
+    def add(self, name: str, kind: str, does: str, art):
+        self.planned.append(PlannedStage(name, kind, does, art.id if art is not None else None))
+        return art
+
+    def stages(self) -> list[PlannedStage]:
+        spec = self.spec
+        data = self.add("data", "datasets", f"tokenize {spec.data}", self.dataset())
+        if spec.baseline.checkpoint:
+            base = self.inputs.model
+        else:
+            base = self.model(self.add("baseline", "checkpoints", f"train {spec.model} from scratch",
+                                       self.trained("pretrain", spec.model, self.configs.baseline_train, data)))
+        mask = self.influence(base, data)
+        self.evaluate(self.detoxify(base, data, mask))
+        return self.planned
+
+    def model(self, art):
+        """The ModelRef of a checkpoint that would be reused (None: it would be trained)."""
+        from .models import resolve_model
+
+        return resolve_model(art.id, self.ws) if art is not None else None
+
+    def dataset(self):
+        from .data import dataset_identity, default_corpus_config, is_source_ref
+        from .errors import IfguideError
+
+        spec, options, mref = self.spec, dict(self.configs.corpus), self.inputs.model
+        if not is_source_ref(spec.data):
+            return _resolve_or_none(self.ws, spec.data)
+        if mref is None:
+            return None
+        try:
+            identity = dataset_identity(spec.data, options.get("split"))
+        except IfguideError:
+            return None
+        asked = default_corpus_config(spec.data, **options).to_dict()
+        expect = {"data": identity, **{k: v for k, v in asked.items() if v is not None and k != "tokenizer"},
+                  "tokenizer": options.get("tokenizer") or mref.tokenizer}
+        return next((a for a in reversed(self.ws.list("datasets")) if _contains(a.config, _plain(expect))), None)
+
+    def trained(self, mode: str, model_ref: str | Any, values: dict, data, mask=None, lam: float | None = None):
+        """A stored checkpoint trained as `run_training` would (mode, model, data, mask, λ, training config)."""
+        from .models import resolve_model
+        from .training.config import default_profile, given_values, resolve_config
+
+        mref = resolve_model(model_ref, self.ws) if isinstance(model_ref, str) else model_ref
+        if mref is None or data is None or (mask is None and lam is not None):
+            return None
+        values = given_values(values, "the training options")
+        base = self.ws.by_id(mref.artifact_id) if mref.artifact_id else None
+        profile = values.get("profile") or default_profile(mref.ref if mref.source == "registry" else "", self.spec.data,
+                                                            base.config.get("profile") if base else None)
+        train, _ = resolve_config(mode, profile, None, {**values, **({"lam": lam} if lam is not None else {})},
+                                  data.config.get("seq_len") or 1)
+        expect = {"mode": mode, "model": mref.identity(), "dataset": data.id, "mask": mask.id if mask else None,
+                  "lambda": lam, "train": train.to_dict()}
+        return find_stored(self.ws, "checkpoints", [*mref.parents, data, *([mask] if mask else [])], expect)
+
+    def influence(self, base, data):
+        from .influence import influence_precision
+
+        cfg, spec = self.configs, self.spec
+        rows = data.summary.get("rows") if data is not None else None
+        fit = rows if cfg.factors.max_examples is None or rows is None else min(cfg.factors.max_examples, rows)
+        factors = self.add("factors", "factors", f"fit {cfg.factors.strategy} factors on the baseline", None if base is None
+                           else find_stored(self.ws, "factors", [data, *base.parents],
+                                            {"model": base.identity(), "dataset": data.id if data else None,
+                                             "strategy": cfg.factors.strategy, "fit_examples": fit,
+                                             "precision": influence_precision(cfg.factors.precision, "cpu")}))
+        sc = cfg.scores
+        scores = self.add("scores", "scores", "score every training token (toxic − safe queries)", find_stored(
+            self.ws, "scores", [factors, data],
+            {"factors": factors.id if factors else None, "toxic_queries": _queries(spec.influence.toxic_queries),
+             "safe_queries": _queries(spec.influence.safe_queries), "max_queries": sc.max_queries,
+             "query_seed": sc.query_seed, "query_low_rank": sc.query_low_rank, "per_module": sc.per_module,
+             "damping": "auto" if sc.damping is None else sc.damping,
+             "precision": influence_precision(sc.precision, "cpu")}))
+        return self.add("mask", "masks", f"select up to {cfg.mask.max_tokens:,} tokens (Alg. 1)", find_stored(
+            self.ws, "masks", [scores], {**cfg.mask.to_dict(), "scores": scores.id if scores else None}))
+
+    def detoxify(self, base, data, mask) -> dict[str, Any]:
+        """system → ModelRef (None: it would be trained), as `pipeline._Run.detoxify`."""
+        lam = self.spec.penalty.lam
+        if self.spec.scenario == "pretrain":
+            ifguide = self.add("ifguide", "checkpoints", f"train {self.spec.model} from scratch with the mask (λ = {lam:g})",
+                               self.trained("pretrain", self.spec.model, self.configs.ifguide_train, data, mask, lam))
+            return {"baseline": base, "ifguide": self.model(ifguide)}
+        train = self.configs.finetune_train
+        control = self.add("control", "checkpoints", "fine-tune the baseline (no penalty)",
+                           None if base is None else self.trained("finetune", base, train, data))
+        ifguide = self.add("ifguide", "checkpoints", f"fine-tune the baseline with the mask (λ = {lam:g})",
+                           None if base is None else self.trained("finetune", base, train, data, mask, lam))
+        systems = {"control": self.model(control), "ifguide": self.model(ifguide)}
+        return {"baseline": base, **systems} if self.spec.eval.evaluate_baseline else systems
+
+    def evaluate(self, systems: dict[str, Any]) -> None:
+        from .workspace import artifact_id
+
+        evals = []
+        for system, mref in systems.items():
+            evals += self.evaluate_system(system, mref)
+        if evals:
+            ids = [e.id if e is not None else None for e in evals]
+            found = None if None in ids else self.ws.get("reports", artifact_id("reports", {"evals": ids},
+                                                                                list(dict.fromkeys(ids))))
+            self.add("report", "reports", "the HTML report of every eval", found)
+
+    def evaluate_system(self, system: str, mref) -> list:
+        out = []
+        if self.spec.eval.toxicity:
+            out.append(self.add(f"eval_toxicity_{system}", "evals", f"sample and classify {system}'s continuations",
+                                self.toxicity_eval(mref)))
+        if self.spec.eval.ppl_data is not None or self.spec.eval.lambada is not None:
+            out.append(self.add(f"eval_fluency_{system}", "evals", f"perplexity and LAMBADA of {system}",
+                                self.fluency_eval(mref)))
+        return out
+
+    def toxicity_eval(self, mref):
+        ev, classifier = self.spec.eval, self.inputs.classifier
+        if mref is None or classifier is None:
+            return None
+        expect = {"task": "toxicity", "model": mref.identity(), "generation": self.configs.generation.to_dict(),
+                  "prompts": {**_identity(ev.prompts), "num_prompts": ev.num_prompts},
+                  "classifier": classifier.identity, "defense": {"name": "none"}}
+        return find_stored(self.ws, "evals", [*mref.parents, *classifier.parents], expect)
+
+    def fluency_eval(self, mref):
+        from .pipeline import fluency_config
+
+        if mref is None:
+            return None
+        flu = fluency_config(self.spec.eval, self.configs.fluency, mref)
+        expect = {"task": "fluency", "model": mref.identity(), "max_length": flu.max_length, "defense": {"name": "none"},
+                  "perplexity_data": None if flu.no_ppl else _identity(flu.ppl_data, flu.ppl_split),
+                  "lambada_data": None if flu.no_lambada else _identity(flu.lambada)}
+        return find_stored(self.ws, "evals", list(mref.parents), expect)
+
+
+def _identity(ref: str | None, split: str | None = None) -> dict | None:
+    from .data import dataset_identity
+    from .errors import IfguideError
+
+    if ref is None:
+        return None
+    try:
+        return dataset_identity(ref, split)
+    except IfguideError:
+        return {"unknown": ref}  # the inputs list says why; nothing stored can match it
+
+
+def _queries(ref: str | None) -> dict | None:
+    """A query set as the scores record it: its source (their `sha256` is of the kept queries, not of the file)."""
+    identity = _identity(ref)
+    return {k: v for k, v in identity.items() if k != "sha256"} if identity is not None else None
+
+
+def _resolve_or_none(ws, ref: str):
+    from .errors import ArtifactNotFound
+
+    try:
+        return ws.resolve(ref, "datasets")
+    except ArtifactNotFound:
+        return None
+
+
+# ---- the cost estimate ---------------------------------------------------------------------------------
+def estimate(spec: PipelineSpec, configs: StageConfigs, gpus: int = 1, label: str = "pipeline"):
+    """`paper.plan`'s estimate for this run's sizes, or None when a size is unknown (see the module docstring)."""
+    from dataclasses import replace
+
+    from .paper import plan
+
+    sizes = plan_sizes(spec, configs, label)
+    return plan.build_plan(replace(sizes, gpus=gpus)) if sizes is not None else None
+
+
+def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline"):
+    """The run's sizes as `paper.plan.PlanInputs`: the model's shapes, the subsets' rows, the training recipe."""
+    from .paper import plan
+    from .paper.subsets import SUBSETS
+    from .training.config import default_profile, given_values, resolve_config
+
+    ev, model = spec.eval, spec.baseline.checkpoint or spec.model
+    named = {"data": spec.data, "toxic": spec.influence.toxic_queries, "safe": spec.influence.safe_queries,
+             "prompts": ev.prompts if ev.toxicity else None, "ppl": ev.ppl_data, "lambada": ev.lambada}
+    if model not in plan.ARCHS or any(ref is not None and ref not in SUBSETS for ref in named.values()):
+        return None  # `auto` eval data is not a subset either
+    rows = {key: SUBSETS[ref].rows if ref else 0 for key, ref in named.items()}
+    options = given_values(configs.ifguide_train, "the IF-Guide model's options")
+    seq_len = configs.corpus.get("seq_len") or 2048  # the reference's chunks
+    mode = "pretrain" if spec.scenario == "pretrain" else "finetune"
+    train, run = resolve_config(mode, options.get("profile") or default_profile(model, spec.data), None, options, seq_len)
+    return plan.PlanInputs(
+        preset=label, scenario=spec.scenario, model=model, rows=rows["data"], seq_len=seq_len,
+        train_steps=train.max_steps or math.ceil(train.epochs * rows["data"] / train.batch_size), batch=train.batch_size,
+        eval_rows=_validation_rows(train, rows["data"]), eval_steps=run.eval_steps or run.save_steps,
+        save_steps=run.save_steps, save_total_limit=run.save_total_limit, queries=rows["toxic"] + rows["safe"],
+        prompts=min(ev.num_prompts or rows["prompts"], rows["prompts"]), samples=ev.samples, new_tokens=ev.max_new_tokens,
+        ppl_rows=rows["ppl"], lambada_rows=rows["lambada"], factor_value_bytes=2 if configs.factors.precision == "bf16" else 4,
+        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4)
+
+
+def _validation_rows(train, data_rows: int) -> int:
+    """Rows of each evaluation during training: of `eval_data` (a subset), else the held-out share, at most eval_docs."""
+    from .paper.subsets import SUBSETS
+
+    if train.eval_data:
+        return min(train.eval_docs, SUBSETS[train.eval_data].rows if train.eval_data in SUBSETS else 0)
+    return min(train.eval_docs, max(1, round(data_rows * train.val_fraction))) if train.val_fraction else 0
