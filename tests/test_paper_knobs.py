@@ -122,7 +122,7 @@ def test_lambada_metric_option_and_its_default(cli):
     assert FluencyConfig().lambada_metrics("lambada-reference") == ("last-token",)
     assert FluencyConfig(lambada_metric="both").lambada_metrics("x") == ("last-token", "whole-word")
     assert FluencyConfig(lambada_metric="whole-word").lambada_metrics("lambada-reference") == ("whole-word",)
-    assert_one_line_error(cli("eval", "fluency", "tiny", "--lambada-metric", "argmax"), "--lambada-metric",
+    assert_one_line_error(cli("eval", "fluency", "tiny", "--allow-random", "--lambada-metric", "argmax"), "--lambada-metric",
                           "last-token", code=2)
 
 
@@ -132,8 +132,8 @@ def _config(result) -> dict:
 
 
 def test_fluency_with_both_lambada_metrics_through_the_cli(cli):
-    default = cli("--json", "eval", "fluency", "tiny", "--no-ppl", "--lambada-docs", "6")
-    both = cli("--json", "eval", "fluency", "tiny", "--no-ppl", "--lambada-docs", "6", "--lambada-metric", "both")
+    default = cli("--json", "eval", "fluency", "tiny", "--allow-random", "--no-ppl", "--lambada-docs", "6")
+    both = cli("--json", "eval", "fluency", "tiny", "--allow-random", "--no-ppl", "--lambada-docs", "6", "--lambada-metric", "both")
     assert default.exit_code == 0 and both.exit_code == 0, both.stderr
     d, b = default.json["summary"], both.json["summary"]
     assert d["lambada_metric"] == "whole-word" and "lambada_last_token_accuracy" not in d
@@ -142,12 +142,12 @@ def test_fluency_with_both_lambada_metrics_through_the_cli(cli):
     assert "lambada_metrics" not in _config(default) and _config(both)["lambada_metrics"] == ["last-token", "whole-word"]
     lines = [json.loads(x) for x in (Path(both.json["path"]) / "lambada.jsonl").read_text().splitlines()]
     assert set(lines[0]) == {"text", "correct", "lambada_last_token_accuracy", "lambada_word_accuracy"}
-    table = cli("eval", "fluency", "tiny", "--no-ppl", "--lambada-docs", "6", "--lambada-metric", "both").stdout
+    table = cli("eval", "fluency", "tiny", "--allow-random", "--no-ppl", "--lambada-docs", "6", "--lambada-metric", "both").stdout
     assert "LAMBADA last-token ↑" in table and "LAMBADA word ↑" in table
 
 
 def test_lambada_reference_subset_is_scored_by_last_token_by_default(cli, data_dir):
-    result = cli("--json", "eval", "fluency", "tiny", "--no-ppl", "--lambada", "lambada-reference", "--lambada-docs", "20")
+    result = cli("--json", "eval", "fluency", "tiny", "--allow-random", "--no-ppl", "--lambada", "lambada-reference", "--lambada-docs", "20")
     assert result.exit_code == 0, result.stderr
     s = result.json["summary"]
     assert s["lambada_metric"] == "last-token" and s["lambada_examples"] == 20 and s["lambada_data"] == "lambada-reference"
@@ -160,7 +160,7 @@ def test_lambada_reference_subset_is_scored_by_last_token_by_default(cli, data_d
 def test_owt_test_perplexity_is_over_whole_reference_chunks(cli, data_dir):
     from evalkit import tiny_lm
 
-    result = cli("--json", "eval", "fluency", "tiny", "--ppl-data", "owt-test", "--no-lambada", "--batch-size", "64")
+    result = cli("--json", "eval", "fluency", "tiny", "--allow-random", "--ppl-data", "owt-test", "--no-lambada", "--batch-size", "64")
     assert result.exit_code == 0, result.stderr
     s = result.json["summary"]
     assert s["perplexity_data"] == "owt-test" and s["perplexity_tokens"] == 4_883 * (CHUNK - 1)
@@ -174,14 +174,14 @@ def test_owt_test_perplexity_is_over_whole_reference_chunks(cli, data_dir):
         logits = model(input_ids=ids).logits[:, :-1].double()
     nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum")
     assert s["perplexity"] == pytest.approx(math.exp(float(nll) / ids[:, 1:].numel()), rel=1e-5)
-    first = cli("--json", "eval", "fluency", "tiny", "--ppl-data", "owt-test", "--ppl-docs", "10", "--no-lambada")
+    first = cli("--json", "eval", "fluency", "tiny", "--allow-random", "--ppl-data", "owt-test", "--ppl-docs", "10", "--no-lambada")
     assert first.json["summary"]["perplexity_tokens"] == 10 * (CHUNK - 1)
 
 
 def test_token_chunks_refuse_what_does_not_apply(cli, data_dir):
-    assert_one_line_error(cli("eval", "fluency", "tiny", "--ppl-data", "owt-test", "--ppl-split", "train"),
+    assert_one_line_error(cli("eval", "fluency", "tiny", "--allow-random", "--ppl-data", "owt-test", "--ppl-split", "train"),
                           "--ppl-split", code=2)
-    assert_one_line_error(cli("eval", "fluency", "tiny", "--ppl-data", "rtp-test"), "not held-out text", code=2)
+    assert_one_line_error(cli("eval", "fluency", "tiny", "--allow-random", "--ppl-data", "rtp-test"), "not held-out text", code=2)
     model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8, vocab_size=100))
     with pytest.raises(IfguideError, match="outside the model's 100-token vocabulary"):
         _check_chunks(model, np.array([[1, 2], [3, 100]]))
@@ -215,7 +215,7 @@ def test_leakage_by_text_against_given_query_sets(tmp_path):
 
 
 def test_toxicity_eval_on_reference_prompts_reports_the_leakage(cli, data_dir):
-    result = cli("--json", "eval", "toxicity", "tiny", "--prompts", "rtp-test", "--num-prompts", "24", *SMALL)
+    result = cli("--json", "eval", "toxicity", "tiny", "--allow-random", "--prompts", "rtp-test", "--num-prompts", "24", *SMALL)
     assert result.exit_code == 0, result.stderr
     prompts, _ = load_eval_prompts("rtp-test", 24)
     rows = [int(p["prompt"].split()[1]) for p in prompts]  # the stand-in's prompt text names its hub row
@@ -225,7 +225,7 @@ def test_toxicity_eval_on_reference_prompts_reports_the_leakage(cli, data_dir):
                                  "rtp-queries-nontoxic": sum(r in safe for r in rows)}}
     assert expected["shared"] > 0 and result.json["summary"]["leakage"] == expected
     assert any("evaluation prompts are also influence queries" in w for w in result.json["warnings"])
-    again = cli("--json", "eval", "toxicity", "tiny", "--prompts", "rtp-test", "--num-prompts", "24", *SMALL)
+    again = cli("--json", "eval", "toxicity", "tiny", "--allow-random", "--prompts", "rtp-test", "--num-prompts", "24", *SMALL)
     assert again.json["reused"] and any("influence queries" in w for w in again.json["warnings"])  # said again on reuse
 
 
@@ -233,13 +233,13 @@ def test_toxicity_eval_with_given_queries_counts_them(cli, tmp_path):
     prompts, _ = load_eval_prompts("tiny-prompts", 4)
     queries = tmp_path / "queries.jsonl"
     queries.write_text(json.dumps({"prompt": "  " + prompts[1]["prompt"], "continuation": "x"}) + "\n")
-    plain = cli("--json", "eval", "toxicity", "tiny", "--num-prompts", "4", *SMALL)
-    given = cli("--json", "eval", "toxicity", "tiny", "--num-prompts", "4", *SMALL, "--queries", queries)
+    plain = cli("--json", "eval", "toxicity", "tiny", "--allow-random", "--num-prompts", "4", *SMALL)
+    given = cli("--json", "eval", "toxicity", "tiny", "--allow-random", "--num-prompts", "4", *SMALL, "--queries", queries)
     assert plain.exit_code == 0 and given.exit_code == 0, given.stderr
     assert "leakage" not in plain.json["summary"] and "leakage_queries" not in _config(plain)
     assert given.json["summary"]["leakage"] == {"evaluated": 4, "shared": 1, "by_query_set": {str(queries): 1}}
     assert given.json["id"] != plain.json["id"]
-    assert "leakage: 1 of 4 prompts" in cli("eval", "toxicity", "tiny", "--num-prompts", "4", *SMALL, "--queries",
+    assert "leakage: 1 of 4 prompts" in cli("eval", "toxicity", "tiny", "--allow-random", "--num-prompts", "4", *SMALL, "--queries",
                                             queries).stdout
 
 
@@ -281,7 +281,7 @@ def test_factors_max_examples_all_means_every_row(cli):
         with pytest.raises(IfguideError) as err:
             FactorsConfig(max_examples=bad)
         assert needle in err.value.one_line() and "--max-examples" in err.value.one_line() and err.value.exit_code == 2
-    partial = cli("--json", "factors", "tiny", "--data", "tiny", "--strategy", "identity", "--max-examples", "16")
+    partial = cli("--json", "factors", "tiny", "--allow-random", "--data", "tiny", "--strategy", "identity", "--max-examples", "16")
     assert partial.exit_code == 0, partial.stderr
     assert partial.json["config"]["fit_examples"] == 16
     assert any("fit on the first 16 of" in w and "--max-examples all" in w for w in partial.json["warnings"])

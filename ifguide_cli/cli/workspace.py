@@ -123,7 +123,11 @@ def rm(
 
 
 @ws_app.command("doctor", help="Check the workspace: explain what is wrong, repair what can be repaired (an interrupted "
-                "rebuild, leftovers, stale locks) and remove what you confirm (damaged artifacts, unfinished builds).")
+                "rebuild, leftovers, stale locks) and remove what you confirm (damaged artifacts, unfinished builds).",
+                epilog="Examples:\n\n"
+                       "ifguide workspace doctor\n"
+                       "ifguide workspace doctor --verify          # full sha256 of every file\n"
+                       "ifguide workspace doctor --yes --json      # repair and remove without asking (scripts, CI)")
 @common.handles_errors
 def doctor(
     verify: bool = typer.Option(False, "--verify", help="Compare every file with its full sha256 (slow for large artifacts; "

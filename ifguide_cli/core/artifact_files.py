@@ -2,6 +2,7 @@
 
 CORPUS_FILE = "input_ids.safetensors"  # datasets: input_ids, attention_mask (docs, seq_len)
 SCORES_FILE = "scores.safetensors"  # scores: key `scores`, float32 (docs, seq_len), label-aligned
+ROWS_KEY = "rows"  # in a scores file: int64 indices of the rows a partial scoring covered (absent when all were)
 MODULE_SCORES_FILE = "module_scores.safetensors"  # scores --per-module: one key per tracked module
 MASK_FILE = "mask.safetensors"  # masks: mask, ranking, sparsity, strength, harmonic, selected
 IGNORE_INDEX = -100  # the label of a position that has no loss (padding, prompts): PyTorch's cross-entropy default

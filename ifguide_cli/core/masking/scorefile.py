@@ -22,7 +22,6 @@ _ST_DTYPES = {
     "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
 }
 SCORE_KEYS = ("scores", "all_modules")
-ROWS_KEY = "rows"  # int64 indices of the rows a partial scoring covered (absent when every row was scored)
 
 
 def _safetensors_header(path: Path) -> tuple[dict, int]:

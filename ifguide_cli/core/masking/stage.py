@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact_files import CORPUS_FILE, MASK_FILE, SCORES_FILE
+from ..artifact_files import CORPUS_FILE, MASK_FILE, ROWS_KEY, SCORES_FILE
 from ..data import file_identity, recorded_dataset
 from ..errors import ArtifactNotFound, IfguideError
 from ..progress import NULL
 from .config import MaskConfig
-from .scorefile import ROWS_KEY, load_safetensors_array, load_scores, safetensors_keys, save_safetensors
+from .scorefile import load_safetensors_array, load_scores, safetensors_keys, save_safetensors
 from .select import MaskResult, select_toxic_tokens
 
 ALGORITHM = "IF-Guide Alg. 1 (ifguide masking v1)"  # recorded in the config: a new version must not reuse old masks
