@@ -74,9 +74,10 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def build_inputs(out: Path, docs: int, toxic_share: float, queries: int, prompts: int, ppl_docs: int, seed: int) -> dict:
+def build_inputs(data: Path, out: Path, docs: int, toxic_share: float, queries: int, prompts: int, ppl_docs: int,
+                 seed: int) -> dict:
     """The corpus, query sets, eval prompts and held-out text as jsonl files in `out`; no tweet is in two of them."""
-    safe, toxic = read_tweets(DATA)
+    safe, toxic = read_tweets(data)
     rng = random.Random(seed)
     rng.shuffle(safe)
     rng.shuffle(toxic)
@@ -210,6 +211,7 @@ def report(out: dict, times: dict, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=3000, help="Corpus size (tweets).")
+    parser.add_argument("--data", type=Path, default=DATA, help="labeled_data.csv (default: ../shared/data/davidson-tweets/).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split and of the sampling.")
     parser.add_argument("--out", type=Path, default=None, help="Folder for the data and the workspace (default: a temporary one).")
     parser.add_argument("--toxic-share", type=float, default=0.1, help="Share of offensive / hateful tweets in the corpus.")
@@ -223,13 +225,13 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap draws.")
     parser.add_argument("--threads", type=int, default=None, help="Torch threads per stage (default: all cores).")
     args = parser.parse_args()
-    if not DATA.is_file():
-        print(f"skipped: {DATA} is not there (the Davidson et al. tweets; see the module docstring)")
+    if not args.data.is_file():
+        print(f"skipped: {args.data} is not there (the Davidson et al. tweets; see the module docstring)")
         return
     with tempfile.TemporaryDirectory(prefix="ifguide-real-text-") as tmp:
         out_dir = args.out or Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
-        files = build_inputs(out_dir, args.docs, args.toxic_share, args.queries, args.prompts, args.ppl_docs, args.seed)
+        files = build_inputs(args.data, out_dir, args.docs, args.toxic_share, args.queries, args.prompts, args.ppl_docs, args.seed)
         cli = Chain(out_dir / "workspace", args.threads)
         results = run_chain(cli, files, args)
         figures = report(results, cli.times, args)
