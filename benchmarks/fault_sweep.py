@@ -257,7 +257,7 @@ QUERY_FILES = {
 PROMPT_FILES = {
     "binary.jsonl": BINARY,
     "list.json": b"[1, 2, 3]\n",
-    "no-prompt.jsonl": b'{"text": "hello"}\n' * 10,
+    "no-prompt.jsonl": b'{"title": "hello"}\n' * 10,  # `prompt`, `input` and `text` are all accepted
     "prompt-number.jsonl": b'{"prompt": 5}\n' * 10,
 }
 YAML_FILES = {
@@ -1192,7 +1192,7 @@ def run_step(ctx: Ctx, step: Step) -> StepResult:
     start = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ctx.tmp, env=child_env(ctx, step),
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_signals)
         if argv[0] == sys.executable:  # no file the CLI writes may outgrow the cap (it writes nothing in its first 0.1 s)
             with contextlib.suppress(OSError):
                 resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (FSIZE_CAP, FSIZE_CAP))
@@ -1203,6 +1203,13 @@ def run_step(ctx: Ctx, step: Step) -> StepResult:
     out_path.unlink()
     err_path.unlink()
     return res
+
+
+def _default_signals() -> None:
+    """In the child: Ctrl-C, hangup and termination act as in a terminal, even when the sweep itself runs in the
+    background (`cmd &` ignores SIGINT, `nohup` SIGHUP, and ignored signals stay ignored across exec)."""
+    for name in ("SIGINT", "SIGHUP", "SIGTERM"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 def watch(ctx: Ctx, step: Step, proc: subprocess.Popen, start: float) -> tuple[bool, str | None, float, str]:
