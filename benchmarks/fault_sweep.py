@@ -116,6 +116,7 @@ class Case:
     damages: tuple[str, ...] = ()  # roles this case breaks on purpose: not audited
     removes: tuple[str, ...] = ()  # roles this case may remove on purpose: may be missing afterwards
     no_new_artifacts: bool = False  # a rejected pipeline must not publish anything first (else `late`)
+    outcome: Callable | None = None  # (ctx, step results) -> problems about the steps together (counted as `other`)
 
 
 def error(*argv: str, **kw) -> Step:
@@ -746,9 +747,11 @@ def concurrency_cases() -> list[Case]:
     finetune = (*FINETUNE_BASE, "--mask", "{mask}", "--lambda", "1", "--max-steps", "20", "--batch-size", "8")
     return [
         Case("rm-mask-while-finetune-starts", "concurrency",
-             (ok(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=1.0)), removes=("mask",)),
+             (anyhow(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=1.0)), removes=("mask",),
+             outcome=one_wins("mask")),
         Case("rm-mask-while-finetune-trains", "concurrency",
-             (ok(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=6.0)), removes=("mask",)),
+             (anyhow(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=6.0)), removes=("mask",),
+             outcome=one_wins("mask")),
         Case("two-identical-masks-at-once", "concurrency",
              (ok("mask", "{scores}", "--max-tokens", "333"), anyhow("mask", "{scores}", "--max-tokens", "333", concurrent=0.0))),
         Case("rm-report-while-report-force", "concurrency",
@@ -1052,6 +1055,22 @@ def still_a_device(name: str) -> Callable:
             return []
         return [f"the output path {name} was a device file and the tool replaced it with a regular file "
                 "(as root, `--html /dev/null` would replace the system's /dev/null)"]
+
+    return check
+
+
+def one_wins(role: str) -> Callable:
+    """A stage reading an artifact (first step) and its removal (second step) race: exactly one of them wins, and
+    the loser says why in one line — the removal that the artifact is in use, the stage that it is gone."""
+
+    def check(ctx: Ctx, results: list[StepResult]) -> list[str]:
+        stage, removal = results
+        art_id = ctx.ids[role]
+        if stage.rc == 0 and removal.rc != 0:
+            return [] if "in use" in removal.stderr else [f"`workspace rm` refused without saying {art_id} is in use"]
+        if stage.rc != 0 and removal.rc == 0:
+            return [] if art_id in stage.stderr else [f"the stage failed without naming the removed {art_id}"]
+        return [f"stage exit {stage.rc} and removal exit {removal.rc}: exactly one should have succeeded"]
 
     return check
 
@@ -1515,6 +1534,8 @@ def run_case(case: Case, prepared: Prepared, root: Path, timeout: float, strace:
             problems += classify(step, res, ctx.fill)
             if step.check:
                 problems += [("other", p) for p in step.check(ctx, res)]
+        if case.outcome:
+            problems += [("other", p) for p in case.outcome(ctx, results)]
         problems += audit(ctx, case, before, interrupted=any(r.sent for r in results))
     except SkipCase as exc:
         return CaseResult(case.name, case.group, [], [], time.monotonic() - start, skipped=str(exc))
