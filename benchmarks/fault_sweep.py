@@ -116,6 +116,7 @@ class Case:
     damages: tuple[str, ...] = ()  # roles this case breaks on purpose: not audited
     removes: tuple[str, ...] = ()  # roles this case may remove on purpose: may be missing afterwards
     no_new_artifacts: bool = False  # a rejected pipeline must not publish anything first (else `late`)
+    outcome: Callable | None = None  # (ctx, step results) -> problems about the steps together (counted as `other`)
 
 
 def error(*argv: str, **kw) -> Step:
@@ -257,7 +258,7 @@ QUERY_FILES = {
 PROMPT_FILES = {
     "binary.jsonl": BINARY,
     "list.json": b"[1, 2, 3]\n",
-    "no-prompt.jsonl": b'{"text": "hello"}\n' * 10,
+    "no-prompt.jsonl": b'{"title": "hello"}\n' * 10,  # `prompt`, `input` and `text` are all accepted
     "prompt-number.jsonl": b'{"prompt": 5}\n' * 10,
 }
 YAML_FILES = {
@@ -746,9 +747,11 @@ def concurrency_cases() -> list[Case]:
     finetune = (*FINETUNE_BASE, "--mask", "{mask}", "--lambda", "1", "--max-steps", "20", "--batch-size", "8")
     return [
         Case("rm-mask-while-finetune-starts", "concurrency",
-             (ok(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=1.0)), removes=("mask",)),
+             (anyhow(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=1.0)), removes=("mask",),
+             outcome=one_wins("mask")),
         Case("rm-mask-while-finetune-trains", "concurrency",
-             (ok(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=6.0)), removes=("mask",)),
+             (anyhow(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=6.0)), removes=("mask",),
+             outcome=one_wins("mask")),
         Case("two-identical-masks-at-once", "concurrency",
              (ok("mask", "{scores}", "--max-tokens", "333"), anyhow("mask", "{scores}", "--max-tokens", "333", concurrent=0.0))),
         Case("rm-report-while-report-force", "concurrency",
@@ -1056,6 +1059,22 @@ def still_a_device(name: str) -> Callable:
     return check
 
 
+def one_wins(role: str) -> Callable:
+    """A stage reading an artifact (first step) and its removal (second step) race: exactly one of them wins, and
+    the loser says why in one line — the removal that the artifact is in use, the stage that it is gone."""
+
+    def check(ctx: Ctx, results: list[StepResult]) -> list[str]:
+        stage, removal = results
+        art_id = ctx.ids[role]
+        if stage.rc == 0 and removal.rc != 0:
+            return [] if "in use" in removal.stderr else [f"`workspace rm` refused without saying {art_id} is in use"]
+        if stage.rc != 0 and removal.rc == 0:
+            return [] if art_id in stage.stderr else [f"the stage failed without naming the removed {art_id}"]
+        return [f"stage exit {stage.rc} and removal exit {removal.rc}: exactly one should have succeeded"]
+
+    return check
+
+
 def no_pwned(ctx: Ctx, res: StepResult) -> list[str]:
     return ["untrusted code ran (marker file written)"] if (ctx.tmp / "pwned").exists() else []
 
@@ -1192,7 +1211,7 @@ def run_step(ctx: Ctx, step: Step) -> StepResult:
     start = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ctx.tmp, env=child_env(ctx, step),
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_signals)
         if argv[0] == sys.executable:  # no file the CLI writes may outgrow the cap (it writes nothing in its first 0.1 s)
             with contextlib.suppress(OSError):
                 resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (FSIZE_CAP, FSIZE_CAP))
@@ -1203,6 +1222,13 @@ def run_step(ctx: Ctx, step: Step) -> StepResult:
     out_path.unlink()
     err_path.unlink()
     return res
+
+
+def _default_signals() -> None:
+    """In the child: Ctrl-C, hangup and termination act as in a terminal, even when the sweep itself runs in the
+    background (`cmd &` ignores SIGINT, `nohup` SIGHUP, and ignored signals stay ignored across exec)."""
+    for name in ("SIGINT", "SIGHUP", "SIGTERM"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 def watch(ctx: Ctx, step: Step, proc: subprocess.Popen, start: float) -> tuple[bool, str | None, float, str]:
@@ -1508,6 +1534,8 @@ def run_case(case: Case, prepared: Prepared, root: Path, timeout: float, strace:
             problems += classify(step, res, ctx.fill)
             if step.check:
                 problems += [("other", p) for p in step.check(ctx, res)]
+        if case.outcome:
+            problems += [("other", p) for p in case.outcome(ctx, results)]
         problems += audit(ctx, case, before, interrupted=any(r.sent for r in results))
     except SkipCase as exc:
         return CaseResult(case.name, case.group, [], [], time.monotonic() - start, skipped=str(exc))

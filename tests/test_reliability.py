@@ -432,7 +432,7 @@ def test_rad_archives_are_extracted_with_limits(tmp_path):
 def test_machine_failures_are_user_errors_and_bugs_say_so():
     full = from_environment(OSError(errno.ENOSPC, "No space left on device", "/ws/x.safetensors"))
     assert "x.safetensors" in full.one_line() and "free disk space" in full.one_line()
-    assert "File too large" in from_environment(OSError(errno.EFBIG, "File too large", "/ws/y")).one_line()
+    assert "file too large" in from_environment(OSError(errno.EFBIG, "File too large", "/ws/y")).one_line()
     assert from_environment(ValueError("a bug")) is None
 
 
@@ -482,3 +482,38 @@ def test_json_output_of_damaged_listing_is_machine_readable(chain, cli):
     (mask.path / "manifest.json").write_bytes(b"\x1b[2J{")
     listed = cli("--json", "workspace", "ls")
     assert json.loads(listed.stdout)["damaged"][0]["id"] == mask.id
+
+
+# ---- input files that cannot be read as such ---------------------------------------------------------------------------
+def test_a_pipe_given_as_data_is_refused_not_waited_on(tmp_path):
+    from ifguide_cli.core.data.sources import Source
+
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    with pytest.raises(IfguideError, match=r"fifo\.jsonl is not a regular file"):
+        list(Source(str(tmp_path / "fifo.jsonl")).records())
+
+
+def test_a_huge_document_is_cut_with_a_note_and_memory_stays_bounded(tmp_path, monkeypatch):
+    from ifguide_cli.core import notes
+    from ifguide_cli.core.data import sources
+
+    monkeypatch.setattr(sources, "MAX_DOC_CHARS", 100)
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    (tmp_path / "one.txt").write_text("é" * 5000 + "\nshort\n" + "x" * 300 + "\n")
+    notes.reset()
+    docs = list(sources.iter_documents(sources.Source(str(tmp_path / "one.txt"))))
+    assert [len(d.text) for d in docs] == [100, 5, 100] and [d.line for d in docs] == [1, 2, 3]
+    assert any("only its beginning is read" in n for n in notes.collected())  # the line was not read whole
+    assert sum("only the first 100 are used" in n for n in notes.collected()) == 1  # one note, not one per document
+    (tmp_path / "long.jsonl").write_text(json.dumps({"text": "y" * 2000}) + "\n")
+    with pytest.raises(IfguideError, match=r"long\.jsonl:1 is longer than"):
+        list(sources.Source(str(tmp_path / "long.jsonl")).records())
+
+
+def test_a_device_is_never_replaced_by_an_output_file(tmp_path):
+    from ifguide_cli.core.workspace import atomic_write_text
+
+    os.mkfifo(tmp_path / "out.html")
+    with pytest.raises(IfguideError, match="not a regular file"):
+        atomic_write_text(tmp_path / "out.html", "<html>")
+    assert not (tmp_path / "out.html").is_file() and list(tmp_path.iterdir()) == [tmp_path / "out.html"]

@@ -46,14 +46,13 @@ def from_environment(exc: BaseException) -> IfguideError | None:
     if not isinstance(exc, OSError) or isinstance(exc, (BlockingIOError, ChildProcessError, ConnectionError)):
         return None
     where = " ".join(f"{p}" for p in (exc.filename, exc.filename2) if p is not None)
-    what = exc.strerror or str(exc)
-    message = f"{where}: {what}" if where else f"{what}"
+    what = (exc.strerror or str(exc)).lower()
     if exc.errno in _FULL:
-        return IfguideError(f"cannot write {message}", hint="free disk space (or raise the file-size limit) and run again; "
-                                                            "an unfinished stage resumes where it stopped")
+        return IfguideError(f"cannot write {where or 'a file'}: {what}", hint="free disk space (or raise the file-size "
+                            "limit) and run again; an unfinished stage resumes where it stopped")
     if exc.errno in _DENIED:
-        return IfguideError(f"cannot access {message}", hint="check the file's permissions, or use another path")
-    return IfguideError(message, hint="check the path") if where else None
+        return IfguideError(f"cannot access {where or 'a file'}: {what}", hint="check its permissions, or use another path")
+    return IfguideError(f"{where}: {what}", hint="check the path") if where else None
 
 
 def check_range(name: str, value: float, low: float | None = None, high: float | None = None,

@@ -84,10 +84,19 @@ def verify_fully() -> bool:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that a crash leaves either the old or the new content, never half."""
+    """Write a file so that a crash leaves either the old or the new content, never half.
+
+    Only a regular file is replaced: a device or a pipe given as the target (`--html /dev/full`) is refused rather
+    than silently swapped for a file.
+    """
+    if path.exists() and not path.is_file():
+        raise IfguideError(f"{path} is not a regular file", hint="pass the path of a file to write", exit_code=2)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def with_article(noun: str) -> str:

@@ -8,6 +8,7 @@ list and hub datasets excepted), so a large corpus is never held in memory as re
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import notes
 from ..errors import IfguideError
 from ..hub import hub_resource
 from ..registry import DATASETS, tiny_asset
@@ -23,6 +25,8 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet", ".csv")
 LINE_FILES = (".jsonl", ".txt", ".csv")  # positions are file lines; elsewhere record numbers
 _SNIFF_BYTES = 8192
 _DEFAULT_TEXT_FIELDS = ("text", "content", "document")  # tried in turn when --text-field is left at `text`
+MAX_LINE_BYTES = 64 << 20  # a line (a record, a .txt document) is read whole up to this size
+MAX_DOC_CHARS = 1_000_000  # a longer document is cut: tokenizing one huge text at once takes minutes and gigabytes
 
 
 # ---- identity ------------------------------------------------------------------------------
@@ -133,6 +137,8 @@ def load_records(ref: str, *, split: str | None = None, limit: int | None = None
 def _read_local(path: Path, split: str | None) -> Iterator[SourceRecord]:
     if path.is_dir():
         return _read_folder(path, split)
+    if not path.is_file():  # a pipe or a device: reading it could wait forever
+        raise IfguideError(f"{path} is not a regular file", hint="pass a dataset file or folder", exit_code=2)
     suffix = path.suffix.lower()
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".txt": _read_txt, ".csv": _read_csv, ".parquet": _read_parquet}
     if suffix not in readers:
@@ -148,17 +154,40 @@ def _not_text(path: Path, line: int | None, what: str) -> IfguideError:
 
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each physical line (split on \\n only), decoded as UTF-8 with a clear error."""
+    """(line number, text) of each physical line (split on \\n only), decoded as UTF-8 with a clear error.
+
+    A line is read whole up to MAX_LINE_BYTES (memory stays bounded whatever the file): the rest of a longer .txt
+    line is skipped with a note; a longer record in any other format is an error.
+    """
     with open(path, "rb") as fh:
         if b"\x00" in fh.read(_SNIFF_BYTES):
             raise _not_text(path, None, "looks like a binary file, not text")
         fh.seek(0)
-        for lineno, raw in enumerate(fh, 1):
+        for lineno, (raw, whole) in enumerate(_physical_lines(fh), 1):
+            if not whole:
+                _cut_line(path, lineno)
             try:
-                line = raw.decode("utf-8")
+                line = codecs.getincrementaldecoder("utf-8")().decode(raw, final=whole)
             except UnicodeDecodeError:
                 raise _not_text(path, lineno, "is not UTF-8 text") from None
             yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
+
+
+def _physical_lines(fh) -> Iterator[tuple[bytes, bool]]:
+    """(bytes, whole) of each line, at most MAX_LINE_BYTES of it; `whole` is False when the rest was skipped."""
+    while raw := fh.readline(MAX_LINE_BYTES):
+        whole = len(raw) < MAX_LINE_BYTES or raw.endswith(b"\n")
+        if not whole:
+            while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield raw, whole
+
+
+def _cut_line(path: Path, lineno: int) -> None:
+    if path.suffix.lower() != ".txt":
+        raise IfguideError(f"{path}:{lineno} is longer than {MAX_LINE_BYTES >> 20} MiB", hint="one record per line",
+                           exit_code=2)
+    notes.warn(f"{path}:{lineno} is longer than {MAX_LINE_BYTES >> 20} MiB: only its beginning is read")
 
 
 def _as_record(value: Any, where: str) -> dict:
@@ -352,8 +381,15 @@ def iter_documents(source: Source, text_field: str = "text", label_field: str | 
     """The documents of a source in order; a missing text or a bad label is one line naming the file and line."""
     from .labels import parse_label
 
+    noted = False
     for rec in source.records(limit):
         where = source.where(rec.line)
         text = record_text(rec.record, text_field, where)
+        if len(text) > MAX_DOC_CHARS:
+            if not noted:
+                notes.warn(f"{where} has {len(text):,} characters: only the first {MAX_DOC_CHARS:,} are used (so are "
+                           "those of any further document that long); split long texts into several records")
+                noted = True
+            text = text[:MAX_DOC_CHARS]
         label = None if label_field is None else parse_label(rec.record.get(label_field), where, label_field)
         yield SourceDoc(rec.index, rec.line, text, label)
