@@ -485,7 +485,7 @@ def number_cases() -> list[Case]:
                           write("c.yaml", f"{key}: {value}\n".encode())))
     for name, (overrides, names) in PIPELINE_BAD_VALUES.items():
         cases.append(Case(f"pipeline-{name}", "numbers",
-                          (error("run", "{tmp}/pipeline.yaml", late_after=20, timeout=90, names=names),),
+                          (error("run", "{tmp}/pipeline.yaml", late_after=20, timeout=45, names=names),),
                           write_pipeline(overrides), no_new_artifacts=True))
     return cases
 
@@ -535,16 +535,17 @@ ESC_NAME = "\x1b[31mred\x1b]0;pwned\x07\x1b[2J"
 
 
 def name_cases() -> list[Case]:
-    def named(label: str, name: str, tokens: str, show: str | None = None, expect_create: str = "ok") -> Case:
+    def named(label: str, name: str, tokens: str, show: str | None = None, expect_create: str = "ok", literal: bool = False) -> Case:
+        listing = all_of(no_escape_bytes, shows_literally(name)) if literal else no_escape_bytes
         steps = [Step((*MASK[:2], "--max-tokens", tokens, "--name", name), expect=expect_create),
-                 ok("workspace", "ls", check=no_escape_bytes)]
+                 ok("workspace", "ls", check=listing)]
         if expect_create == "ok":
             steps.append(ok("workspace", "show", show or name, check=no_escape_bytes))
         return Case(f"name-{label}", "names", tuple(steps))
 
     return [
-        named("rich-close-tag", "[/bold]", "91"),
-        named("rich-markup", "[bold red]boom[/]", "92"),
+        named("rich-close-tag", "[/bold]", "91", literal=True),
+        named("rich-markup", "[bold red]boom[/]", "92", literal=True),
         named("escape-bytes", ESC_NAME, "93", show="{new_id}"),
         named("newline", "two\nlines", "94", show="{new_id}"),
         named("very-long", "n" * 5000, "95"),
@@ -1028,6 +1029,17 @@ def staged_truncated_optimizer(ctx: Ctx) -> None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Extra checks: (ctx, result) -> list of problems (counted as `other`)
+
+
+def all_of(*checks: Callable) -> Callable:
+    return lambda ctx, res: [p for check in checks for p in check(ctx, res)]
+
+
+def shows_literally(text: str) -> Callable:
+    def check(ctx: Ctx, res: StepResult) -> list[str]:
+        return [] if text in res.stdout else [f"the name {text!r} is not shown as written (rich markup was interpreted)"]
+
+    return check
 
 
 def no_escape_bytes(ctx: Ctx, res: StepResult) -> list[str]:
