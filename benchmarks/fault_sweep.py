@@ -19,14 +19,14 @@ Counts (cases with at least one problem of the kind):
                    or whose parent is missing, or an artifact folder that does not list (torn)
   lost             a previously published artifact that no longer lists (or listing itself fails)
   hang             still running at the timeout (or not stopping within the grace after Ctrl-C), or above 8 GB
-  late             a bad pipeline value rejected only after work was done (> 20 s, or artifacts published)
+  late             a bad pipeline value rejected only after work was done (> 20 CPU s, or artifacts published)
   unnamed          an error message that does not name the offending option, file or reference
   leftover         a new `.staging/` entry or `.locks/` file left after a command that was not interrupted
   other            a case-specific check failed (raw escape bytes printed, zip extracted past a size cap, …)
 
 Usage:
   python benchmarks/fault_sweep.py [--verbose] [--json] [--filter SUBSTRING] [--timeout S]
-                                   [--workspace-dir DIR] [--list] [--strict]
+                                   [--workspace-dir DIR] [--list] [--save FILE] [--strict]
 
 Exit code 0 always (it is a benchmark), unless --strict: then 1 when any count is non-zero.
 --workspace-dir DIR keeps the prepared workspace there and reuses it on the next run (delete DIR
@@ -80,7 +80,8 @@ class Step:
     kill_at_rename: SIGKILL at the entry of the k-th rename syscall (strace fault injection).
     kill_when_moved: role whose artifact folder is watched: its first rename is held for a few seconds
       (strace delay) and the process is SIGKILLed while the folder is away, i.e. between the two renames of a swap.
-    late_after: a bad value rejected after this many seconds (or after publishing) counts as `late`.
+    late_after: a bad value rejected after this many CPU seconds (or after publishing, or not at all before the
+      timeout) counts as `late`. CPU time, not wall time: the verdict must not depend on how loaded the machine is.
     names: an expected error must mention one of these (case-insensitive; placeholders filled).
     check: extra check (ctx, result) -> problems, counted as `other`.
     concurrent: start this step `concurrent` seconds after the previous one started, without waiting for it.
@@ -141,14 +142,17 @@ def option_names(flag: str, *extra: str) -> tuple[str, ...]:
 # (or they are cheap), so a wrongly accepted bad value still finishes in seconds.
 TRAIN_BASE = ("train", "tiny", "--data", "{dataset}", "--eval-docs", "8")
 TRAIN = (*TRAIN_BASE, "--max-steps", "2", "--batch-size", "8")
-FINETUNE_BASE = ("finetune", "{ckpt}", "--data", "{dataset}", "--eval-docs", "8")
-FINETUNE = (*FINETUNE_BASE, "--max-steps", "2", "--batch-size", "8")
-FACTORS = ("factors", "{ckpt}", "--data", "{dataset}", "--strategy", "diagonal", "--max-examples", "32")
+STAGED_TRAIN = (*TRAIN_BASE, "--max-steps", "6", "--save-steps", "2", "--batch-size", "8")  # writes resumable checkpoints
+FINETUNE_OPTS = ("--data", "{dataset}", "--eval-docs", "8", "--max-steps", "2", "--batch-size", "8")
+FINETUNE = ("finetune", "{ckpt}", *FINETUNE_OPTS)
+FACTORS_BASE = ("factors", "{ckpt}", "--data", "{dataset}", "--strategy", "diagonal")
+FACTORS = (*FACTORS_BASE, "--max-examples", "32")
 SCORES = ("scores", "{factors}", "-t", "tiny-queries-toxic", "--max-queries", "4")
 MASK = ("mask", "{scores}", "--max-tokens", "301")
-TOXICITY = ("eval", "toxicity", "{ckpt}", "--classifier", "profanity", "--num-prompts", "2", "--samples", "2",
-            "--max-new-tokens", "4")
-FLUENCY = ("eval", "fluency", "{ckpt}", "--ppl-docs", "4", "--lambada-docs", "4")
+TOXICITY_BASE = ("eval", "toxicity", "{ckpt}", "--classifier", "profanity")
+TOXICITY = (*TOXICITY_BASE, "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "4")
+FLUENCY_OPTS = ("--ppl-docs", "4", "--lambada-docs", "4")
+FLUENCY = ("eval", "fluency", "{ckpt}", *FLUENCY_OPTS)
 FIELD_NAMES = {"--lr": "learning_rate", "--beta1": "adam_beta1", "--beta2": "adam_beta2", "--adam-eps": "adam_epsilon",
                "--grad-clip": "max_grad_norm", "--lambda": "lam", "--top-p": "top_p", "--rad-beta": "beta"}
 
@@ -163,7 +167,8 @@ influence:
   scores: {{max_queries: 8}}
 mask: {{threshold: 0.99, window: 1, max_tokens: 300}}
 finetune: {{lambda: 1.5, train: {{max_steps: 2, batch_size: 8}}}}
-eval: {{prompts: tiny-prompts, classifier: profanity, num_prompts: 4, samples: 2, max_new_tokens: 4, top_p: 0.9, seed: 0}}
+eval: {{prompts: tiny-prompts, classifier: profanity, num_prompts: 4, samples: 2, max_new_tokens: 4, top_p: 0.9, seed: 0,
+        evaluate_baseline: false}}
 """
 
 
@@ -273,8 +278,8 @@ def input_file_cases() -> list[Case]:
     cases = []
     for name, data in TEXT_FILES.items():
         cases.append(Case(f"data-{name}", "input-file",
-                          (error("train", "tiny", "--data", f"{{tmp}}/{name}", "--seq-len", "64", "--max-steps", "2",
-                                 "--batch-size", "8", names=(name,)),),
+                          (error("train", "tiny", "--data", f"{{tmp}}/{name}", "--seq-len", "64", "--eval-docs", "8",
+                                 "--max-steps", "2", "--batch-size", "8", names=(name,)),),
                           write(name, data)))
     cases += [
         Case("data-empty-folder", "input-file",
@@ -290,7 +295,7 @@ def input_file_cases() -> list[Case]:
              make_symlink("loop.jsonl", "loop.jsonl")),
         Case("data-one-line-4mb", "input-file",
              (ok("train", "tiny", "--data", "{tmp}/oneline.txt", "--seq-len", "64", "--max-steps", "1", "--batch-size", "8",
-                 "--eval-docs", "8", timeout=240, check=bounded(seconds=60, rss_gb=2.5)),),
+                 "--eval-docs", "8", timeout=240, check=bounded(cpu_seconds=60, rss_gb=2.5)),),
              write("oneline.txt", b"the cat sat on the mat and looked at the dog " * 93_000)),
     ]
     for name, data in QUERY_FILES.items():
@@ -379,8 +384,7 @@ def damaged_artifact_cases() -> list[Case]:
              (error("eval", "implicit", "{etox}", "--classifier", "profanity", names=("continuations.jsonl",)),),
              truncate_file("etox", "continuations.jsonl"), damages=("etox",)),
         Case("optimizer-truncated-in-staging", "damaged-artifact",
-             (anyhow("train", "tiny", "--data", "{dataset}", "--max-steps", "4", "--save-steps", "2", "--batch-size", "8",
-                     check=suggests_restart_on_error, timeout=180),),
+             (anyhow(*STAGED_TRAIN, check=suggests_restart_on_error, timeout=180),),
              staged_truncated_optimizer),
     ]
 
@@ -482,7 +486,7 @@ def number_cases() -> list[Case]:
                           write("c.yaml", f"{key}: {value}\n".encode())))
     for name, (overrides, names) in PIPELINE_BAD_VALUES.items():
         cases.append(Case(f"pipeline-{name}", "numbers",
-                          (error("run", "{tmp}/pipeline.yaml", late_after=20, timeout=40, names=names),),
+                          (error("run", "{tmp}/pipeline.yaml", late_after=20, timeout=45, names=names),),
                           write_pipeline(overrides), no_new_artifacts=True))
     return cases
 
@@ -532,18 +536,19 @@ ESC_NAME = "\x1b[31mred\x1b]0;pwned\x07\x1b[2J"
 
 
 def name_cases() -> list[Case]:
-    def named(label: str, name: str, tokens: str, show: str | None = None, expect_create: str = "ok") -> Case:
+    def named(label: str, name: str, tokens: str, show: str | None = None, expect_create: str = "ok", literal: bool = False) -> Case:
+        listing = all_of(no_escape_bytes, shows_literally(name)) if literal else no_escape_bytes
         steps = [Step((*MASK[:2], "--max-tokens", tokens, "--name", name), expect=expect_create),
-                 ok("workspace", "ls", check=no_escape_bytes)]
+                 ok("workspace", "ls", check=listing)]
         if expect_create == "ok":
             steps.append(ok("workspace", "show", show or name, check=no_escape_bytes))
         return Case(f"name-{label}", "names", tuple(steps))
 
     return [
-        named("rich-close-tag", "[/bold]", "91"),
-        named("rich-markup", "[bold red]boom[/]", "92"),
-        named("escape-bytes", ESC_NAME, "93", show="{tmp_last_id}"),
-        named("newline", "two\nlines", "94", show="{tmp_last_id}"),
+        named("rich-close-tag", "[/bold]", "91", literal=True),
+        named("rich-markup", "[bold red]boom[/]", "92", literal=True),
+        named("escape-bytes", ESC_NAME, "93", show="{new_id}"),
+        named("newline", "two\nlines", "94", show="{new_id}"),
         named("very-long", "n" * 5000, "95"),
         named("empty", "", "96", expect_create="any"),
         Case("name-shadows-an-id", "names",
@@ -587,10 +592,10 @@ def archive_cases() -> list[Case]:
              (error("eval", "add-classifier", "detoxify-unbiased", "--checkpoint", "{tmp}/pytorch_model.bin", "--base", "{tmp}/base",
                     check=no_pwned),),
              setups(write_evil_pickle, make_dir("base"))),
-        Case("model-remote-code-fluency", "archive", (error(*FLUENCY[:2], "{tmp}/evil", *FLUENCY[3:], check=no_pwned),),
+        Case("model-remote-code-fluency", "archive", (error("eval", "fluency", "{tmp}/evil", *FLUENCY_OPTS, check=no_pwned),),
              write_remote_code_model),
         Case("model-remote-code-finetune", "archive",
-             (error("finetune", "{tmp}/evil", *FINETUNE[2:], check=no_pwned),), write_remote_code_model),
+             (error("finetune", "{tmp}/evil", *FINETUNE_OPTS, check=no_pwned),), write_remote_code_model),
     ]
 
 
@@ -599,7 +604,7 @@ def archive_cases() -> list[Case]:
 
 def reference_cases() -> list[Case]:
     missing = (
-        ("data", (*TRAIN[:2], "--data", "/nonexistent/corpus.jsonl", "--max-steps", "2"), "corpus.jsonl"),
+        ("data", ("train", "tiny", "--data", "/nonexistent/corpus.jsonl", "--max-steps", "2"), "corpus.jsonl"),
         ("config", (*TRAIN, "--config", "/nonexistent/c.yaml"), "c.yaml"),
         ("pipeline", ("run", "/nonexistent/p.yaml"), "p.yaml"),
         ("families", (*FACTORS, "--families", "/nonexistent/f.yaml"), "f.yaml"),
@@ -635,7 +640,7 @@ def reference_cases() -> list[Case]:
         ("factors-of-mask", ("factors", "{mask}", "--data", "{dataset}"), "{mask}"),
         ("eval-toxicity-of-dataset", ("eval", "toxicity", "{dataset}", "--classifier", "profanity"), "{dataset}"),
         ("data-is-checkpoint", ("train", "tiny", "--data", "{ckpt}", "--max-steps", "2"), "{ckpt}"),
-        ("mask-other-dataset", (*FINETUNE[:2], "--data", "{heldout}", "--mask", "{mask}", "--max-steps", "2"), "{mask}"),
+        ("mask-other-dataset", ("finetune", "{ckpt}", "--data", "{heldout}", "--mask", "{mask}", "--max-steps", "2"), "{mask}"),
     )
     bad_choice = (
         ("precision", (*FACTORS, "--precision", "fp64")), ("device", (*FACTORS, "--device", "tpu")),
@@ -675,7 +680,7 @@ def interrupt_cases() -> list[Case]:
     for argv in INTERRUPTED:
         for at in (0.1, 0.5, 2.0):
             cases.append(Case(f"ctrl-c-{at}s-{argv[0]}", "interrupt", (anyhow(*argv, signals=((at, "SIGINT"),), timeout=120),)))
-    staged = (*TRAIN_BASE, "--max-steps", "6", "--save-steps", "2", "--batch-size", "8")
+    staged = STAGED_TRAIN
     cases += [
         Case("ctrl-c-twice-train", "interrupt", (anyhow(*INTERRUPTED[1], signals=((1.0, "SIGINT"), (1.2, "SIGINT")), timeout=120),)),
         Case("ctrl-c-mid-checkpoint-then-resume", "interrupt",
@@ -693,10 +698,10 @@ def interrupt_cases() -> list[Case]:
 
 
 def kill_cases() -> list[Case]:
-    staged = (*TRAIN_BASE, "--max-steps", "6", "--save-steps", "2", "--batch-size", "8")
+    staged = STAGED_TRAIN
     factors = ("factors", "{ckpt}", "--data", "{dataset}", "--strategy", "kfac", "--partitions", "4")
     scores = (*SCORES, "--partitions", "4")
-    toxicity = (*TOXICITY[:-6], "--num-prompts", "4", "--samples", "2", "--max-new-tokens", "4", "--batch-size", "1")
+    toxicity = (*TOXICITY_BASE, "--num-prompts", "4", "--samples", "2", "--max-new-tokens", "4", "--batch-size", "1")
     mask_new = ("mask", "{scores}", "--max-tokens", "222")
     mask_force = ("mask", "{scores}", "--max-tokens", "300", "--force")
     train_force = ("train", "tiny", "--data", "{small}", "--seq-len", "64", "--eval-docs", "8", "--max-steps", "2", "--batch-size", "8",
@@ -731,20 +736,21 @@ def kill_cases() -> list[Case]:
         Case("kill-9-between-swap-renames-report-force", "kill",
              (anyhow("report", "{etox}", "{eflu}", "--force", kill_when_moved="report"), ok("workspace", "show", "{report}"))),
         Case("kill-9-between-swap-renames-eval-force", "kill",
-             (anyhow(*FLUENCY[:3], "--ppl-docs", "8", "--lambada-docs", "8", "--force", kill_when_moved="eflu", timeout=180),
+             (anyhow("eval", "fluency", "{ckpt}", "--ppl-docs", "8", "--lambada-docs", "8", "--force", kill_when_moved="eflu",
+                     timeout=180),
               ok("workspace", "show", "{eflu}"))),
         Case("disk-full-mask-force", "kill", (error(*mask_force, fsize=1024, names=("space", "large", "write")),)),
         Case("disk-full-new-checkpoint", "kill",
              (error(*TRAIN_BASE, "--max-steps", "3", "--batch-size", "8", fsize=1 << 20, timeout=180,
                     names=("space", "large", "write")),)),
-        Case("disk-full-factors", "kill", (error(*FACTORS[:-2], "--max-examples", "48", fsize=64 << 10, timeout=120,
+        Case("disk-full-factors", "kill", (error(*FACTORS_BASE, "--max-examples", "48", fsize=64 << 10, timeout=120,
                                                  names=("space", "large", "write")),)),
     ]
     return cases
 
 
 def concurrency_cases() -> list[Case]:
-    finetune = (*FINETUNE_BASE, "--mask", "{mask}", "--lambda", "1", "--max-steps", "20", "--batch-size", "8")
+    finetune = ("finetune", "{ckpt}", *FINETUNE_OPTS[:4], "--mask", "{mask}", "--lambda", "1", "--max-steps", "20", "--batch-size", "8")
     return [
         Case("rm-mask-while-finetune-starts", "concurrency",
              (anyhow(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=1.0)), removes=("mask",),
@@ -1016,8 +1022,7 @@ def garbage_locks(ctx: Ctx) -> None:
 
 def staged_truncated_optimizer(ctx: Ctx) -> None:
     """An interrupted run (killed after step 3 by the CLI's own test hook) whose saved optimizer state is cut short."""
-    argv = ("train", "tiny", "--data", "{dataset}", "--max-steps", "4", "--save-steps", "2", "--batch-size", "8")
-    run_step(ctx, anyhow(*argv, env=(("IFGUIDE_TEST_KILL_AFTER_STEP", "3"),), timeout=180))
+    run_step(ctx, anyhow(*STAGED_TRAIN, env=(("IFGUIDE_TEST_KILL_AFTER_STEP", "3"),), timeout=180))
     found = sorted(ctx.ws.glob(".staging/checkpoints-*/trainer/checkpoint-*/optimizer.pt"))
     if not found:
         raise SetupError("the interrupted run left no optimizer.pt in staging")
@@ -1027,6 +1032,17 @@ def staged_truncated_optimizer(ctx: Ctx) -> None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Extra checks: (ctx, result) -> list of problems (counted as `other`)
+
+
+def all_of(*checks: Callable) -> Callable:
+    return lambda ctx, res: [p for check in checks for p in check(ctx, res)]
+
+
+def shows_literally(text: str) -> Callable:
+    def check(ctx: Ctx, res: StepResult) -> list[str]:
+        return [] if text in res.stdout else [f"the name {text!r} is not shown as written (rich markup was interpreted)"]
+
+    return check
 
 
 def no_escape_bytes(ctx: Ctx, res: StepResult) -> list[str]:
@@ -1098,11 +1114,11 @@ def suggests_restart_on_error(ctx: Ctx, res: StepResult) -> list[str]:
     return []
 
 
-def bounded(seconds: float, rss_gb: float) -> Callable:
+def bounded(cpu_seconds: float, rss_gb: float) -> Callable:
     def check(ctx: Ctx, res: StepResult) -> list[str]:
         problems = []
-        if res.seconds > seconds:
-            problems.append(f"took {res.seconds:.0f} s (> {seconds:.0f} s)")
+        if res.cpu_s > cpu_seconds:
+            problems.append(f"took {res.cpu_s:.0f} CPU seconds (> {cpu_seconds:.0f})")
         if res.peak_rss_mb > rss_gb * 1024:
             problems.append(f"peak memory {res.peak_rss_mb / 1024:.1f} GB (> {rss_gb} GB)")
         return problems
@@ -1162,6 +1178,7 @@ class StepResult:
     timed_out: bool = False
     sent: str | None = None  # the signal the sweep delivered, if any
     peak_rss_mb: float = 0.0
+    cpu_s: float = 0.0  # user + system CPU seconds of the command (approximate while steps run concurrently)
     note: str = ""
 
 
@@ -1193,6 +1210,11 @@ def command(ctx: Ctx, step: Step) -> list[str]:
     return ["bash", "-c", 'ulimit -f "$0" && exec "$@"', str(max(blocks, 1)), *argv]
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -1208,7 +1230,7 @@ def run_step(ctx: Ctx, step: Step) -> StepResult:
     argv = command(ctx, step)
     tag = f"{threading.get_ident()}-{time.monotonic_ns()}"
     out_path, err_path = ctx.tmp / f".out-{tag}", ctx.tmp / f".err-{tag}"
-    start = time.monotonic()
+    start, cpu_before = time.monotonic(), _children_cpu()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ctx.tmp, env=child_env(ctx, step),
                                 start_new_session=True, preexec_fn=_default_signals)
@@ -1218,7 +1240,7 @@ def run_step(ctx: Ctx, step: Step) -> StepResult:
         timed_out, sent, peak, note = watch(ctx, step, proc, start)
     res = StepResult(argv=[ctx.fill(a) for a in step.argv], rc=proc.returncode, seconds=time.monotonic() - start,
                      stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
-                     timed_out=timed_out, sent=sent, peak_rss_mb=peak, note=note)
+                     timed_out=timed_out, sent=sent, peak_rss_mb=peak, cpu_s=_children_cpu() - cpu_before, note=note)
     out_path.unlink()
     err_path.unlink()
     return res
@@ -1314,8 +1336,8 @@ def classify(step: Step, res: StepResult, fill: Callable[[str], str] = lambda s:
             needles = [fill(n).lower() for n in step.names if n]
             if not any(n in res.stderr.lower() for n in needles):
                 problems.append(("unnamed", f"error does not name {' / '.join(fill(n) for n in step.names)}: {last}"))
-        if step.late_after and res.rc not in (0, None) and res.seconds > step.late_after:
-            problems.append(("late", f"rejected only after {res.seconds:.0f} s: {last}"))
+        if step.late_after and res.rc not in (0, None) and res.cpu_s > step.late_after:
+            problems.append(("late", f"rejected only after {res.cpu_s:.0f} CPU seconds: {last}"))
     return problems
 
 
@@ -1547,12 +1569,12 @@ def run_case(case: Case, prepared: Prepared, root: Path, timeout: float, strace:
 
 
 def run_case_steps(ctx: Ctx, case: Case) -> list[StepResult]:
-    """Steps in order; `{tmp_last_id}` becomes the id printed by the previous --json-less step's artifact, via ls."""
-    if any("{tmp_last_id}" in a for s in case.steps for a in s.argv):
+    """Steps in order; `{new_id}` in a later step is the id of the artifact the first step created (found with ls)."""
+    if any("{new_id}" in a for s in case.steps for a in s.argv):
         first = run_steps(ctx, case.steps[:1])
         listed, _ = list_artifacts(ctx)
         new = sorted(set(listed or {}) - set(ctx.kinds), key=lambda i: (listed or {})[i].get("created", ""))
-        ctx.extra["tmp_last_id"] = new[-1] if new else "none"
+        ctx.extra["new_id"] = new[-1] if new else "none"
         return first + run_steps(ctx, case.steps[1:])
     return run_steps(ctx, case.steps)
 
@@ -1605,7 +1627,8 @@ def to_json(results: Sequence[CaseResult], total_s: float, prepare_s: float) -> 
         "cases": [{"name": r.name, "group": r.group, "skipped": r.skipped or None, "seconds": round(r.seconds, 2),
                    "problems": [{"category": c, "detail": d} for c, d in r.problems],
                    "steps": [{"argv": s.argv, "exit": s.rc, "seconds": round(s.seconds, 2), "timed_out": s.timed_out,
-                              "signal": s.sent, "peak_rss_mb": round(s.peak_rss_mb), "note": s.note or None,
+                              "signal": s.sent, "cpu_s": round(s.cpu_s, 1), "peak_rss_mb": round(s.peak_rss_mb),
+                              "note": s.note or None,
                               "stderr_tail": s.stderr[-600:]} for s in r.steps]} for r in results],
     }
 
@@ -1620,6 +1643,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--verbose", action="store_true", help="print a table of every case")
     parser.add_argument("--json", action="store_true", help="print one JSON object (counts and every case) instead of text")
+    parser.add_argument("--save", metavar="FILE", help="also write the --json object to FILE")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any count is non-zero")
     return parser.parse_args(argv)
 
@@ -1653,8 +1677,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.workspace_dir:
             shutil.rmtree(root, ignore_errors=True)
     total_s = time.monotonic() - started
+    payload = to_json(results, total_s, prepare_s)
+    if args.save:
+        Path(args.save).write_text(json.dumps(payload, indent=1))
     if args.json:
-        print(json.dumps(to_json(results, total_s, prepare_s), indent=1))
+        print(json.dumps(payload, indent=1))
     else:
         if args.verbose:
             print_table(results)

@@ -69,8 +69,8 @@ def test_classifier_on_made_up_results(sweep):
     assert categories(sweep.classify(good, result(sweep, None, timed_out=True))) == ["hang"]
     late = sweep.error("run", "p.yaml", late_after=20)
     assert categories(sweep.classify(late, result(sweep, None, timed_out=True))) == ["late"]
-    assert categories(sweep.classify(late, result(sweep, 2, "error: lambda < 0", seconds=45))) == ["late"]
-    assert sweep.classify(late, result(sweep, 2, "error: lambda < 0", seconds=3)) == []
+    assert categories(sweep.classify(late, result(sweep, 2, "error: lambda < 0", cpu_s=45))) == ["late"]
+    assert sweep.classify(late, result(sweep, 2, "error: lambda < 0", seconds=45, cpu_s=3)) == []
 
 
 def test_classifier_on_interruptions(sweep):
