@@ -150,25 +150,37 @@ def _greedy_hits(model, tokenizer, chunk, pad: int, device, processor_factory) -
     return [out[i, width:width + len(t)].tolist() == t for i, (_, t) in enumerate(chunk)]
 
 
+def _batched_hits(model, rows: list, batch_size: int, label: str, hits: Callable, reporter) -> list[bool]:
+    """`hits(chunk)` over the rows in batches, under inference mode, with one progress task."""
+    import torch
+
+    correct: list[bool] = []
+    model.eval()
+    with reporter.task(label, total=len(rows)) as task, torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            correct += hits(chunk)
+            task.advance(len(chunk))
+    return correct
+
+
+def _share(correct: list[bool]) -> float:
+    return sum(correct) / len(correct) if correct else float("nan")
+
+
 def lambada_accuracy(model, tokenizer, texts: Sequence[str], *, batch_size: int = 16, device: str = "cpu",
                      processor_factory: Callable | None = None, reporter=NULL) -> dict:
     """Share of passages whose last word the model produces exactly by greedy decoding."""
-    import torch
-
     items = _lambada_items(tokenizer, texts, context_length(model))
     pad = _pad_id(tokenizer)
-    correct: list[bool] = []
-    model.eval()
-    with reporter.task("LAMBADA", total=len(items)) as task, torch.inference_mode():
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            if processor_factory is None:
-                correct += _teacher_forced_hits(model, chunk, pad, device)
-            else:
-                correct += _greedy_hits(model, tokenizer, chunk, pad, device, processor_factory)
-            task.advance(len(chunk))
-    return {"lambada_accuracy": sum(correct) / len(correct) if correct else float("nan"), "lambada_examples": len(correct),
-            "correct": correct}
+
+    def hits(chunk):
+        if processor_factory is None:
+            return _teacher_forced_hits(model, chunk, pad, device)
+        return _greedy_hits(model, tokenizer, chunk, pad, device, processor_factory)
+
+    correct = _batched_hits(model, items, batch_size, "LAMBADA", hits, reporter)
+    return {"lambada_accuracy": _share(correct), "lambada_examples": len(correct), "correct": correct}
 
 
 def _passage_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
@@ -193,23 +205,16 @@ def _last_token_hits(model, chunk, pad: int, device) -> list[bool]:
 def lambada_last_token_accuracy(model, tokenizer, texts: Sequence[str], *, batch_size: int = 16, device: str = "cpu",
                                 processor_factory: Callable | None = None, reporter=NULL) -> dict:
     """Share of passages whose last token is the argmax of the next-token logits before it (the reference's)."""
-    import torch
-
     rows = _passage_ids(tokenizer, texts, context_length(model))
     pad = _pad_id(tokenizer)
-    correct: list[bool] = []
-    model.eval()
-    with reporter.task("LAMBADA (last token)", total=len(rows)) as task, torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            if processor_factory is None:
-                correct += _last_token_hits(model, chunk, pad, device)
-            else:
-                split = [(ids[:-1], ids[-1:]) for ids in chunk]
-                correct += _greedy_hits(model, tokenizer, split, pad, device, processor_factory)
-            task.advance(len(chunk))
-    accuracy = sum(correct) / len(correct) if correct else float("nan")
-    return {"lambada_last_token_accuracy": accuracy, "lambada_examples": len(correct), "correct": correct}
+
+    def hits(chunk):
+        if processor_factory is None:
+            return _last_token_hits(model, chunk, pad, device)
+        return _greedy_hits(model, tokenizer, [(ids[:-1], ids[-1:]) for ids in chunk], pad, device, processor_factory)
+
+    correct = _batched_hits(model, rows, batch_size, "LAMBADA (last token)", hits, reporter)
+    return {"lambada_last_token_accuracy": _share(correct), "lambada_examples": len(correct), "correct": correct}
 
 
 def lambada_metrics(model, tokenizer, texts: Sequence[str], metrics: Sequence[str], **kwargs) -> dict[str, dict]:
