@@ -31,14 +31,14 @@ TRAIN = {"steps": 200, "batch": 32, "lr": 3e-3, "seed": 0}
 
 # ---- fixtures ----------------------------------------------------------------------------------
 def _train_tiny(out: Path) -> None:
-    from ifguide_cli.core.data import CorpusConfig, load_records, tokenize_corpus
+    from ifguide_cli.core.data import default_corpus_config, load_records, tokenize_corpus
     from ifguide_cli.core.models import load_model, load_tokenizer, resolve_model
 
     mref = resolve_model("tiny")
     tok = load_tokenizer(mref)
     model = load_model(mref, seed=TRAIN["seed"])
     records, _ = load_records("tiny")
-    corpus = tokenize_corpus(records, tok, CorpusConfig(seq_len=64, packing=False))
+    corpus = tokenize_corpus(records, tok, default_corpus_config("tiny"))
     gen = torch.Generator().manual_seed(TRAIN["seed"])
     steps = TRAIN["steps"]
     opt = torch.optim.AdamW(model.parameters(), lr=TRAIN["lr"], betas=(0.9, 0.95), weight_decay=0.0)
