@@ -1237,7 +1237,12 @@ def run_step(ctx: Ctx, step: Step) -> StepResult:
         if argv[0] == sys.executable:  # no file the CLI writes may outgrow the cap (it writes nothing in its first 0.1 s)
             with contextlib.suppress(OSError):
                 resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (FSIZE_CAP, FSIZE_CAP))
-        timed_out, sent, peak, note = watch(ctx, step, proc, start)
+        try:
+            timed_out, sent, peak, note = watch(ctx, step, proc, start)
+        finally:  # the sweep itself interrupted (Ctrl-C, SIGTERM): take the command down with it
+            if proc.poll() is None:
+                _signal_group(proc, "SIGKILL")
+                proc.wait()
     res = StepResult(argv=[ctx.fill(a) for a in step.argv], rc=proc.returncode, seconds=time.monotonic() - start,
                      stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
                      timed_out=timed_out, sent=sent, peak_rss_mb=peak, cpu_s=_children_cpu() - cpu_before, note=note)
@@ -1663,6 +1668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (running command, temp folder) when terminated
 
     started = time.monotonic()
     try:
