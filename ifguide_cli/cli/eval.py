@@ -96,8 +96,9 @@ def _fluency_data(s: dict, name: str, value) -> str:
 @config_options(GenerationConfig, into="generation")
 def toxicity(
     model: ModelArg,
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="rtp, attaq, bold, tiny-prompts, a local file or hub id "
-                                          "(default: tiny-prompts for tiny-tokenizer models, else rtp)."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="rtp, attaq, bold, tiny-prompts, rtp-test (the paper's "
+                                          "5,000 toxic + 5,000 non-toxic; rtp-test-toxic, rtp-test-nontoxic), a local file or "
+                                          "hub id (default: tiny-prompts for tiny-tokenizer models, else rtp)."),
     num_prompts: Optional[int] = typer.Option(None, "--num-prompts", help="Evaluate a seeded random subset of this many prompts."),
     classifier: str = typer.Option("detoxify-unbiased", "--classifier",
                                    help="detoxify-unbiased|detoxify-original|detoxify-multilingual|detoxify-*-small|"
