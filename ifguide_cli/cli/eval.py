@@ -106,7 +106,8 @@ def _fluency_data(s: dict, name: str, value) -> str:
 def toxicity(
     model: ModelArg,
     prompts: Optional[str] = typer.Option(None, "--prompts", autocompletion=common.complete_artifacts("datasets", registry="datasets"),
-                                          help="rtp, attaq, bold, tiny-prompts, a local file or hub id "
+                                          help="rtp, attaq, bold, tiny-prompts, rtp-test (the paper's 5,000 toxic + "
+                                          "5,000 non-toxic; rtp-test-toxic, rtp-test-nontoxic), a local file or hub id "
                                           "(default: tiny-prompts for tiny-tokenizer models, else rtp)."),
     num_prompts: Optional[int] = typer.Option(None, "--num-prompts", help="Evaluate a seeded random subset of this many prompts."),
     classifier: str = typer.Option("detoxify-unbiased", "--classifier", autocompletion=common.complete_artifacts("classifiers", registry="classifiers"),
