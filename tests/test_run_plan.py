@@ -242,3 +242,16 @@ def test_the_row_length_is_set_once():
     assert stage_configs(spec).corpus == {"seq_len": 32}
     with pytest.raises(IfguideError, match=r"the row length is set twice: corpus.seq_len 64, baseline.train.seq_len 32"):
         spec_from_dict({"corpus": {"seq_len": 64}, "baseline": {"train": {"seq_len": 32}}})
+
+
+def test_a_checkpoints_tokenizer_is_in_its_folder(workspace_dir):
+    """A baseline checkpoint of a hub-tokenizer model needs no hub access: its tokenizer was saved with it."""
+    from ifguide_cli.core.models import resolve_model
+    from ifguide_cli.core.pipeline_inputs import tokenizer_input
+    from ifguide_cli.core.workspace import Workspace
+
+    ws = Workspace(workspace_dir)
+    art, _ = ws.create("checkpoints", {"tokenizer": "EleutherAI/pythia-160m", "family": "gpt_neox"}, [], lambda ctx: {})
+    item = tokenizer_input(ws, None, resolve_model(art.id, ws))
+    assert item.available and art.id in item.where
+    assert not tokenizer_input(ws, None, resolve_model("pythia-160m", ws)).available  # offline, not cached

@@ -146,7 +146,9 @@ def _model_source(role: str, ref: str, what: str, mref, weights: bool) -> Input:
 
 
 def tokenizer_input(ws, asked: str | None, mref) -> Input:
-    """The tokenizer the corpus is tokenized with: `corpus.tokenizer`, else the model's."""
+    """The tokenizer the corpus is tokenized with: `corpus.tokenizer`, else the model's (a checkpoint's is in its folder)."""
+    if asked is None and mref.source == "checkpoint":
+        return Input("model tokenizer", mref.tokenizer, "tokenizer", True, f"with checkpoint {mref.artifact_id}")
     if asked is None:
         role, name, source = "model tokenizer", mref.tokenizer, ("builtin" if mref.tokenizer == "tiny" else None)
     else:
