@@ -34,7 +34,7 @@ from typing import Any
 
 from . import folders, locks, notes
 from .dist import is_main_process
-from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind
+from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind, stop_if_interrupted
 from .manifests import MANIFEST, build_manifest, file_problem, read_manifest
 from .manifests import sha256_file as sha256_file  # re-exported: stages hash their sources with it
 
@@ -397,6 +397,7 @@ class Workspace:
             existing = self.get(kind, aid)  # another process may have finished while we waited
             if existing is not None and not force:
                 return existing, True
+            stop_if_interrupted()
             ctx = BuildContext(aid, kind, self._fresh_staging(kind, aid, force), {})
             with folders.drop_if_empty(ctx.staging):
                 start = time.perf_counter()
