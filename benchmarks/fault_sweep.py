@@ -12,7 +12,8 @@ the tool), every listed artifact verifies and has its parents, no artifact folde
 (a torn publish), and no staging folder or lock file was left behind.
 
 Counts (cases with at least one problem of the kind):
-  traceback        a Python traceback on stdout/stderr
+  traceback        a Python traceback on stdout/stderr (except the interpreter's own, when a Ctrl-C lands in its
+                   startup before any ifguide code runs: "Fatal Python error: init_import_site")
   internal_error   the generic `internal error:` line (meant only for real bugs)
   wrong_exit       exit 0 for a bad input, non-zero where success was expected, a crash by a signal
   damaged          an artifact (previously published or new) whose files no longer match its manifest,
@@ -118,6 +119,7 @@ class Case:
     removes: tuple[str, ...] = ()  # roles this case may remove on purpose: may be missing afterwards
     no_new_artifacts: bool = False  # a rejected pipeline must not publish anything first (else `late`)
     outcome: Callable | None = None  # (ctx, step results) -> problems about the steps together (counted as `other`)
+    keeps_staging: bool = False  # a stage stopped midway (a full disk) keeps its unfinished work for a rerun to resume
 
 
 def error(*argv: str, **kw) -> Step:
@@ -739,12 +741,13 @@ def kill_cases() -> list[Case]:
              (anyhow("eval", "fluency", "{ckpt}", "--ppl-docs", "8", "--lambada-docs", "8", "--force", kill_when_moved="eflu",
                      timeout=180),
               ok("workspace", "show", "{eflu}"))),
-        Case("disk-full-mask-force", "kill", (error(*mask_force, fsize=1024, names=("space", "large", "write")),)),
+        Case("disk-full-mask-force", "kill", (error(*mask_force, fsize=1024, names=("space", "large", "write")),),
+             keeps_staging=True),
         Case("disk-full-new-checkpoint", "kill",
              (error(*TRAIN_BASE, "--max-steps", "3", "--batch-size", "8", fsize=1 << 20, timeout=180,
-                    names=("space", "large", "write")),)),
+                    names=("space", "large", "write")),), keeps_staging=True),
         Case("disk-full-factors", "kill", (error(*FACTORS_BASE, "--max-examples", "48", fsize=64 << 10, timeout=120,
-                                                 names=("space", "large", "write")),)),
+                                                 names=("space", "large", "write")),), keeps_staging=True),
     ]
     return cases
 
@@ -1331,7 +1334,7 @@ def classify(step: Step, res: StepResult, fill: Callable[[str], str] = lambda s:
     last = _last_line(res.stderr)
     if res.timed_out:
         problems.append(("late" if step.late_after else "hang", res.note or "timed out"))
-    if "Traceback (most recent call last)" in text:
+    if "Traceback (most recent call last)" in text and "init_import_site" not in text:
         problems.append(("traceback", _traceback_tail(text)))
     if "internal error" in res.stderr.lower():
         problems.append(("internal_error", _line_with(res.stderr, "internal error")))
@@ -1465,8 +1468,9 @@ def audit(ctx: Ctx, case: Case, before: Snapshot, interrupted: bool) -> list[tup
         for rel in sorted(after.folders - before.folders):
             if rel.split("/")[1] not in listed:
                 problems.append(("damaged", f"artifact folder {rel} appeared but does not list (torn publish?)"))
-    if not interrupted:
+    if not (interrupted or case.keeps_staging):
         problems += [("leftover", f".staging/{n}") for n in sorted(after.staging - before.staging)]
+    if not interrupted:
         problems += [("leftover", f".locks/{n}") for n in sorted(after.locks - before.locks)]
     if case.no_new_artifacts and listed is not None and set(listed) - set(ctx.kinds):
         new = sorted(f"{listed[i].get('kind')} {i}" for i in set(listed) - set(ctx.kinds))

@@ -123,3 +123,22 @@ def test_cheap_cases_end_to_end(sweep, tmp_path):
         assert ("wrong_exit" in res.categories) == wrong, (name, observed.rc, res.problems)
         assert ("traceback" in res.categories) == ("Traceback (most recent call" in observed.stdout + observed.stderr)
     assert not (tmp_path / "cases").exists() or not any((tmp_path / "cases").iterdir())
+
+
+def test_a_ctrl_c_in_the_interpreters_own_startup_is_not_the_tools_traceback(sweep):
+    step = sweep.anyhow("workspace", "ls", signals=((0.05, "SIGINT"),))
+    startup = result(sweep, 1, "Fatal Python error: init_import_site: Failed to import the site module\n"
+                               "Traceback (most recent call last):\n  File \"<frozen site>\"\nKeyboardInterrupt\n", sent="SIGINT")
+    assert sweep.classify(step, startup) == []
+    ours = result(sweep, -2, "Traceback (most recent call last):\n  File \"ifguide_cli/cli/app.py\"\nKeyboardInterrupt\n",
+                  sent="SIGINT")
+    assert categories(sweep.classify(step, ours)) == ["traceback"]
+
+
+def test_a_race_between_a_stage_and_the_removal_of_its_input_has_one_winner(sweep):
+    ctx = sweep.Ctx(Path("/ws"), Path("/tmp"), {"mask": "abc123abc123"}, {}, Path("/s"), 1.0, None, Path("/m"))
+    check = sweep.one_wins("mask")
+    assert check(ctx, [result(sweep, 0), result(sweep, 1, "error: mask artifact abc123abc123 is in use by process 7")]) == []
+    assert check(ctx, [result(sweep, 1, "error: no mask artifact 'abc123abc123'"), result(sweep, 0)]) == []
+    assert check(ctx, [result(sweep, 0), result(sweep, 0)])  # both "won": the stage used a removed input
+    assert check(ctx, [result(sweep, 1, "error: something"), result(sweep, 0)])  # the loser does not say why

@@ -149,8 +149,13 @@ def main() -> None:
     (`--vocab-size inf`) is one line and exit 2, Ctrl-C at any point is exit 130, and only a real bug is an
     "internal error" (the traceback with --debug).
     """
+    import signal
     import sys
 
+    from ..core.errors import on_sigint
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the shell made us ignore it
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         command = typer.main.get_command(app)
         code = command.main(args=hoist_global_flags(sys.argv[1:]), prog_name="ifguide", standalone_mode=False)
@@ -163,6 +168,8 @@ def main() -> None:
 
 def _fatal_from(exc: Exception) -> int:
     """Print the one line for an exception that escaped the command; its exit code."""
+    from ..core.errors import interrupted
+
     name = type(exc).__name__
     if name == "NoArgsIsHelpError":  # the help was already printed
         return getattr(exc, "exit_code", 2)
@@ -175,6 +182,8 @@ def _fatal_from(exc: Exception) -> int:
         return _fatal(" ".join(str(exc.format_message()).split()) + hint, exc.exit_code)
     if hasattr(exc, "one_line") and isinstance(getattr(exc, "exit_code", None), int):  # an IfguideError
         return _fatal(exc.one_line(), exc.exit_code)
+    if interrupted():  # a Ctrl-C that a library turned into another error
+        return _fatal("interrupted", 130)
     if common.settings.debug:
         raise exc
     return _fatal(f"internal error: {name}: {exc} — this is a bug: rerun with --debug and report the traceback", 1)

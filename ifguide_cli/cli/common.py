@@ -288,10 +288,12 @@ def handles_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from ..core import locks
-        from ..core.errors import from_environment
+        from ..core.errors import from_environment, interrupted, stop_if_interrupted
 
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            stop_if_interrupted()  # a Ctrl-C swallowed on the way still ends the command as interrupted
+            return result
         except (typer.Exit, typer.Abort):
             raise
         except IfguideError as exc:
@@ -306,6 +308,9 @@ def handles_errors(fn: Callable) -> Callable:
             _print_error("interrupted; finished artifacts are intact and an unfinished stage resumes when run again")
             raise typer.Exit(130) from None
         except Exception as exc:
+            if interrupted() and not settings.debug:  # the error is a Ctrl-C that a library turned into another one
+                _print_error("interrupted; finished artifacts are intact and an unfinished stage resumes when run again")
+                raise typer.Exit(130) from None
             if settings.debug:
                 raise
             known = from_environment(exc)

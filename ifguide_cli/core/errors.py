@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import re
 
 
 class IfguideError(Exception):
@@ -34,6 +36,32 @@ class OfflineResourceMissing(IfguideError):
     """A model/dataset/classifier that must come from the hub is not available locally."""
 
 
+_sigint_seen = False
+
+
+def on_sigint(signum, frame) -> None:
+    """The CLI's SIGINT handler: remember the Ctrl-C, then interrupt as Python does.
+
+    Remembering matters because a KeyboardInterrupt that lands inside a library's import can be swallowed or come
+    out as another error (`ImportError: cannot load module more than once`); the CLI then still reports an
+    interruption (exit 130), and no stage starts building after it.
+    """
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C was pressed during this command (only known where the CLI installed `on_sigint`)."""
+    return _sigint_seen
+
+
+def stop_if_interrupted() -> None:
+    """A point where work would start: a Ctrl-C that a library swallowed stops the command here."""
+    if _sigint_seen:
+        raise KeyboardInterrupt
+
+
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
@@ -43,7 +71,9 @@ def from_environment(exc: BaseException) -> IfguideError | None:
     opened, memory); None for anything else, which is a bug."""
     if isinstance(exc, MemoryError):
         return IfguideError("out of memory", hint="use smaller batches or fewer examples, or a machine with more memory")
-    if not isinstance(exc, OSError) or isinstance(exc, (BlockingIOError, ChildProcessError, ConnectionError)):
+    if not isinstance(exc, OSError):
+        exc = _wrapped_os_error(exc)
+    if exc is None or isinstance(exc, (BlockingIOError, ChildProcessError, ConnectionError)):
         return None
     where = " ".join(f"{p}" for p in (exc.filename, exc.filename2) if p is not None)
     what = (exc.strerror or str(exc)).lower()
@@ -67,3 +97,16 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low}"
         hi = "" if high is None else f"{high}" + ("]" if high_inclusive else ")")
         raise IfguideError(f"{name} must be in {lo or '(-inf'}, {hi or 'inf)'}; got {value}", exit_code=2)
+
+
+def _wrapped_os_error(exc: BaseException) -> OSError | None:
+    """The OSError inside another library's error: safetensors reports `I/O error: … (os error 28)`, torch.save
+    `PytorchStreamWriter failed writing file …: file write failed`."""
+    text = str(exc)
+    found = re.search(r"\(os error (\d+)\)", text)
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    if "file write failed" in text or "failed writing file" in text:
+        return OSError(errno.ENOSPC, "write failed (is the disk full?)")
+    return None

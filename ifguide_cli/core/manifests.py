@@ -118,6 +118,25 @@ def file_problem(folder: Path, rel: str, meta: dict, *, full: bool = False) -> s
     return None if same else f"{rel} was changed after it was written (checksum mismatch)"
 
 
+_CHECKED: set[tuple] = set()  # files this process already found matching, as they were then
+
+
+def checked_file_problem(folder: Path, rel: str, meta: dict, *, full: bool = False) -> str | None:
+    """`file_problem`, remembered per process for a file that matched and has not changed since (a pipeline reads
+    the same inputs in several stages): any write changes a file's ctime, which, unlike its mtime, cannot be set back."""
+    try:
+        st = (folder / rel).stat()
+        key = (str(folder / rel), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, full)
+    except OSError:
+        key = None
+    if key is not None and key in _CHECKED:
+        return None
+    problem = file_problem(folder, rel, meta, full=full)
+    if problem is None and key is not None:
+        _CHECKED.add(key)
+    return problem
+
+
 def package_versions() -> dict[str, str]:
     from importlib import metadata
 

@@ -34,8 +34,8 @@ from typing import Any
 
 from . import folders, locks, notes
 from .dist import is_main_process
-from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind
-from .manifests import MANIFEST, build_manifest, file_problem, read_manifest
+from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind, stop_if_interrupted
+from .manifests import MANIFEST, build_manifest, checked_file_problem, file_problem, read_manifest
 from .manifests import sha256_file as sha256_file  # re-exported: stages hash their sources with it
 
 KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
@@ -157,14 +157,9 @@ class Artifact:
         for rel, meta in sorted(self.manifest.get("files", {}).items()):
             if prefix and rel != prefix and not rel.startswith(prefix.rstrip("/") + "/"):
                 continue
-            key = _check_key(self.path / rel, full)
-            if key in _CHECKED:
-                continue
-            problem = file_problem(self.path, rel, meta, full=full)
+            problem = checked_file_problem(self.path, rel, meta, full=full)
             if problem:
                 raise _damaged_error(self, problem)
-            if key is not None:
-                _CHECKED.add(key)
 
     def ref(self) -> dict:
         """The fields every command's --json output carries for an artifact."""
@@ -212,18 +207,6 @@ class Damaged:
 
     def listing(self) -> dict:
         return {"id": self.id, "kind": self.kind, "path": str(self.path), "reason": self.reason}
-
-
-_CHECKED: set[tuple] = set()  # files this process already checked, as they were then
-
-
-def _check_key(path: Path, full: bool) -> tuple | None:
-    """A file's identity and state: any write changes its ctime (which, unlike mtime, cannot be set back)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, full
 
 
 def _damaged_error(art: Artifact | Damaged, problem: str) -> IfguideError:
@@ -397,6 +380,7 @@ class Workspace:
             existing = self.get(kind, aid)  # another process may have finished while we waited
             if existing is not None and not force:
                 return existing, True
+            stop_if_interrupted()
             ctx = BuildContext(aid, kind, self._fresh_staging(kind, aid, force), {})
             with folders.drop_if_empty(ctx.staging):
                 start = time.perf_counter()
