@@ -30,6 +30,8 @@ named `rad-reward`: `reward_model/{config.json, model.safetensors, tokenizer fil
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import shutil
 import tempfile
@@ -51,6 +53,13 @@ OUTPUT_NAMES = ["toxicity", "severe_toxicity", "obscene", "identity_attack", "in
 REWARD_INDEX = 0  # toxicity
 
 
+@functools.cache
+def _cache_argument(model_class) -> str:
+    """The name of the KV-cache argument and output: transformers 5.x renamed `past_key_values` to `cache`
+    (the old name still works there but warns that it will be removed)."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 class RewardModel(nn.Module):
     """GPT-2 body + linear head (with bias) over `num_outputs` rewards at every position."""
 
@@ -63,10 +72,11 @@ class RewardModel(nn.Module):
         self.head = nn.Linear(config.n_embd, num_outputs, bias=True)
         self.num_outputs, self.reward_index = num_outputs, reward_index
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=False):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=False):
+        name = _cache_argument(type(self.transformer))
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               past_key_values=past_key_values, use_cache=use_cache)
-        return self.head(out.last_hidden_state), out.past_key_values
+                               use_cache=use_cache, **{name: cache})
+        return self.head(out.last_hidden_state), getattr(out, name)
 
     def reward(self, outputs):
         """The reward used for decoding: output `reward_index`, clamped to [0, 1]."""
@@ -184,7 +194,7 @@ class RADLogitsProcessor(LogitsProcessor):
 
         cache = DynamicCache()
         position_ids = (rm_mask.cumsum(-1) - 1).clamp(min=0)
-        out, cache = self.rm(ids, attention_mask=rm_mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
+        out, cache = self.rm(ids, attention_mask=rm_mask, position_ids=position_ids, cache=cache, use_cache=True)
         self._cache, self._mask = cache, rm_mask
         self._prefix_reward = self.rm.reward(out[:, -1])  # left padded: the last column is real
         self._select = None
@@ -229,7 +239,7 @@ class RADLogitsProcessor(LogitsProcessor):
         full_mask = torch.cat([mask, chunk_mask], dim=-1)
         position_ids = (full_mask.cumsum(-1) - 1).clamp(0, self.rm.config.n_positions - 1)[:, -chunk.shape[1]:]
         out, self._cache = self.rm(chunk, attention_mask=full_mask, position_ids=position_ids,
-                                   past_key_values=self._cache, use_cache=True)
+                                   cache=self._cache, use_cache=True)
         n_real = chunk_mask.sum(-1)
         last = (n_real - 1).clamp(min=0)
         rewards = self.rm.reward(out[torch.arange(rows * k, device=device), last])
