@@ -50,12 +50,12 @@ def chunk_corpus_artifact(workspace, ref: str, config: CorpusConfig, tokenizer, 
     if max_seq_len is not None and length > max_seq_len:
         raise IfguideError(f"{ref} has chunks of {length} tokens, longer than the {max_seq_len}-token context of the model",
                            hint="use a model with a context of at least the chunk length", exit_code=2)
-    subsets.note_foreign_tokenizer(ref, tokenizer.name)
     rows = min(config.max_examples or subsets.get(ref).rows, subsets.get(ref).rows)
     planned = config.replace(layout="packed", seq_len=length, tokenizer=tokenizer.name)
     stage_config = {"data": subsets.identity(ref), "tokenizer_sha256": tokenizer.fingerprint, **planned.to_dict()}
 
     def build(ctx):
+        subsets.note_foreign_tokenizer(ref, tokenizer.name)
         ids = read_chunks(ref, rows, len(tokenizer.load()), reporter)
         save_chunks(ids, ctx.staging)
         return chunk_summary(ref, ids.shape)
