@@ -1,4 +1,5 @@
-"""Reading datasets: registry names, local files and folders, hub ids — one record at a time, with its position.
+"""Reading datasets: registry names, the reference's subsets, local files and folders, hub ids — one record at a
+time, with its position.
 
 Every record comes with where it is in its source (`SourceRecord.line`: the 1-based line of a .jsonl,
 .txt or .csv file, the 1-based record number elsewhere), so an error names the file and line, and a
@@ -34,7 +35,8 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
     """Where a dataset comes from, cheaply (nothing is read): the reuse key of the stages that use it.
 
     Packaged files are hashed (they are small); local files and folders are identified by size and
-    modification time, so a changed file is never mistaken for the one an artifact was built from.
+    modification time, so a changed file is never mistaken for the one an artifact was built from; a
+    reference subset (core/paper/subsets) by its name, hub id and the fingerprint of its row indices.
     """
     subset = reference_subset(ref)
     if subset is not None:
@@ -121,7 +123,7 @@ class Source:
             self.path = _packaged_file(ref, self.split)
         # what a message or a row's source map calls the source: a file path or a hub id
         self.file = str(self.path.resolve()) if self.path is not None else (
-            self.identity.get("hub_id") or DATASETS[ref].hub_id)  # a reference subset: its hub row numbers
+            self.identity.get("hub_id") or DATASETS[ref].hub_id)
         # `line` when positions are file lines, `record` when they are record numbers
         line_file = self.path is not None and self.path.is_file() and self.path.suffix.lower() in LINE_FILES
         self.positions = "line" if line_file else "record"
