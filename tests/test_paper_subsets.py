@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import paper_standins as standins
 import pytest
 
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 from ifguide_cli.core.paper import indexfile, leakage, subsets
 
 REPO = Path(__file__).resolve().parents[1]
-OWT_ROWS = 4_398_748  # the stand-in needs every row up to the largest index (4,398,747)
 
 
 def _originals() -> Path | None:
@@ -38,22 +38,7 @@ def datasets_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rtp_file(tmp_path_factory, datasets_cache) -> Path:
-    """RealToxicityPrompts' layout (99,442 rows): prompt / continuation structs with text and scores."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    n = 99_442
-    score = pa.array(np.linspace(0, 1, n))
-
-    def part(kind):
-        return pa.StructArray.from_arrays([pa.array([f"{kind} {i}" for i in range(n)]), score], ["text", "toxicity"])
-
-    table = pa.table({"filename": [f"{i:07d}.txt" for i in range(n)], "begin": np.zeros(n, np.int64),
-                      "end": np.ones(n, np.int64), "challenging": np.zeros(n, bool),
-                      "prompt": part("prompt"), "continuation": part("continuation")})
-    path = tmp_path_factory.mktemp("rtp") / "prompts.parquet"
-    pq.write_table(table, path)
-    return path
+    return standins.rtp_file(tmp_path_factory.mktemp("rtp") / "prompts.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -64,30 +49,8 @@ def rtp_records(rtp_file) -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="module")
 def owt_dir(tmp_path_factory, datasets_cache) -> Path:
-    """The pre-tokenized OpenWebText chunks (save_to_disk layout), 2-token rows [row index, row index % 7]."""
-    import datasets
-    import pyarrow as pa
-
-    rows = np.arange(OWT_ROWS, dtype=np.int32)
-    ids = pa.FixedSizeListArray.from_arrays(pa.array(np.stack([rows, rows % 7], axis=1).ravel()), 2)
-    path = tmp_path_factory.mktemp("owt") / "chunks"
-    datasets.Dataset(pa.table({"input_ids": ids})).save_to_disk(str(path))
-    return path
-
-
-def _lambada_snapshot(root: Path, rows: int = 5_153) -> Path:
-    """What `hf download EleutherAI/lambada_openai --repo-type dataset --local-dir ROOT/<id>` lays out."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder = root / subsets.LAMBADA
-    table = pa.table({"text": [f"passage {i} ends with word{i}" for i in range(rows)]})
-    for config in ("default", "en"):
-        (folder / config).mkdir(parents=True)
-        pq.write_table(table, folder / config / "test-00000-of-00001.parquet")
-    (folder / "README.md").write_text("---\nconfigs:\n" + "".join(
-        f"- config_name: {c}\n  data_files:\n  - split: test\n    path: {c}/test-*\n" for c in ("default", "en")) + "---\n")
-    return folder
+    """The pre-tokenized OpenWebText chunks (save_to_disk), 3-token rows naming their hub row."""
+    return standins.owt_chunks(tmp_path_factory.mktemp("owt") / "chunks", width=3)
 
 
 # ---- the packaged indices ------------------------------------------------------------------------
@@ -162,7 +125,7 @@ def test_rtp_subsets_select_the_reference_rows_in_order(rtp_records):
 
 
 def test_lambada_subset_from_a_download_under_the_data_dir(tmp_path, monkeypatch, datasets_cache):
-    _lambada_snapshot(tmp_path)
+    standins.lambada_snapshot(tmp_path / subsets.LAMBADA)
     monkeypatch.setenv(subsets.DATA_DIR_ENV, str(tmp_path))
     recs = subsets.records("lambada-reference")
     picked = subsets.indices("lambada-reference")
@@ -173,9 +136,8 @@ def test_owt_subsets_select_the_reference_chunks_in_order(owt_dir):
     for name in ("owt-train-1b", "owt-valid", "owt-test"):
         rows = np.concatenate(list(subsets.token_blocks(name, source=owt_dir, rows_per_block=100_000)))
         picked = subsets.indices(name)
-        assert rows.shape == (len(picked), 2)
-        assert np.array_equal(rows[:, 0], picked) and np.array_equal(rows[:, 1], picked % 7)
-    with pytest.raises(IfguideError, match="token_blocks"):
+        assert rows.shape == (len(picked), 3) and np.array_equal(standins.owt_rows(rows), picked)
+    with pytest.raises(IfguideError, match="pre-tokenized chunks, not text records"):
         subsets.records("owt-test", source=owt_dir, limit=3)
 
 
@@ -185,11 +147,22 @@ def test_missing_dataset_offline_fails_fast_naming_the_hub_id(monkeypatch, tmp_p
     with pytest.raises(OfflineResourceMissing) as err:
         subsets.records("lambada-reference")
     line = err.value.one_line()
-    assert "EleutherAI/lambada_openai" in line and "hf download" in line and "--source" in line and "\n" not in line
+    assert "EleutherAI/lambada_openai" in line and "hf download" in line and "\n" not in line
+    assert "$IFGUIDE_DATA_DIR/EleutherAI/lambada_openai" in line  # the local copy it would have read
+
+
+def test_a_data_file_named_after_the_hub_id_under_the_data_dir(tmp_path, monkeypatch, rtp_file, datasets_cache):
+    """`$IFGUIDE_DATA_DIR/<hub id>.parquet` (or .jsonl, …) is a local copy too: one file, no download folder."""
+    target = tmp_path / f"{subsets.RTP}.parquet"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(rtp_file.read_bytes())
+    monkeypatch.setenv(subsets.DATA_DIR_ENV, str(tmp_path))
+    assert subsets.locate(subsets.get("rtp-test")) == target
+    assert [r["index"] for r in subsets.records("rtp-test-toxic", limit=3)] == subsets.indices("rtp-test-toxic")[:3].tolist()
 
 
 def test_a_source_that_is_not_the_indexed_dataset_is_refused(tmp_path, rtp_file, datasets_cache):
-    short = _lambada_snapshot(tmp_path, rows=5_000)
+    short = standins.lambada_snapshot(tmp_path / subsets.LAMBADA, rows=5_000)
     with pytest.raises(IfguideError, match=r"5,000 rows.*5,153"):
         subsets.records("lambada-reference", source=short)
     with pytest.raises(IfguideError, match="no column"):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.data.layout import CorpusConfig
-from ..core.influence.config import FactorsConfig
+from ..core.influence.config import ALL_ROWS, DEFAULT_MAX_EXAMPLES, FactorsConfig
 from . import common
 from .options import ForceOpt, NameOpt, config_options
 
@@ -26,6 +26,10 @@ _EPILOG = (
     "torchrun --nproc-per-node 4 -m ifguide_cli factors pythia-160m --data openwebtext"
 )
 
+# a whole number or `all`: a string for Typer, parsed and range-checked by FactorsConfig
+MaxExamplesOpt = Annotated[Optional[str], typer.Option(
+    "--max-examples", metavar="N|all", help=f"Fit on at most this many rows (the first ones); `{ALL_ROWS}` = every row (the paper's). "
+                           f"\\[default: {DEFAULT_MAX_EXAMPLES}]", show_default=False)]
 ModulesOpt = Annotated[Optional[list[str]], typer.Option(
     "--modules", help="Glob of module names to track (repeatable); overrides the family.")]
 
@@ -35,13 +39,14 @@ def register(app: typer.Typer) -> None:
                  epilog=_EPILOG)
     @common.handles_errors
     @config_options(CorpusConfig, into="corpus", overrides_only=True, exclude=("seq_len", "max_examples"))
-    @config_options(FactorsConfig, exclude=("modules",))
+    @config_options(FactorsConfig, exclude=("modules", "max_examples"))
     def factors(
         model: str = typer.Argument(..., help="Model: registry name, checkpoint artifact, local save_pretrained folder, or hub id.",
                                     autocompletion=common.complete_artifacts("checkpoints", registry="models")),
         data: str = typer.Option(..., "--data", "-d", help="Training data: registry dataset, local file, hub id, or dataset artifact.",
                                  autocompletion=common.complete_artifacts("datasets", registry="datasets")),
         modules: ModulesOpt = None,
+        max_examples: MaxExamplesOpt = None,
         name: NameOpt = None,
         force: ForceOpt = False,
         config: Optional[FactorsConfig] = None,
@@ -52,6 +57,8 @@ def register(app: typer.Typer) -> None:
 
         if modules:
             config = config.replace(modules=tuple(modules))
+        if max_examples is not None:
+            config = config.replace(max_examples=max_examples)
         result = fit_factors(common.workspace(), model, data, config, corpus=corpus, reporter=common.reporter(),
                              force=force, name=name, debug=common.settings.debug)
         if not is_main_process():  # other ranks of a distributed run: rank 0 reports

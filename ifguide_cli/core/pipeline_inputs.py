@@ -206,7 +206,7 @@ def subset_input(role: str, ref: str, what: str) -> Input:
     local = subsets.locate(subset)
     if local is not None:
         return Input(role, ref, what, True, f"local copy {local}")
-    return hub_input(role, ref, what, subset.hub_id, None, subsets.local_hint(subset.hub_id).replace("--source PATH, or ", ""))
+    return hub_input(role, ref, what, subset.hub_id, None, subsets.local_hint(subset.hub_id))
 
 
 def classifier_input(ws, name: str) -> tuple[Input, Any]:

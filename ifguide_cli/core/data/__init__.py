@@ -1,10 +1,12 @@
-"""Datasets: records from the registry, a local file or the hub; the training corpus tokenized once, as rows.
+"""Datasets: records from the registry, a reference subset, a local file or the hub; the training corpus tokenized
+once, as rows.
 
 - `sources`: reading records and documents with their file and line (`Source`, `load_records`, …).
 - `layout`: documents → (rows × seq_len) tokens, packed or one document per row (`CorpusConfig`, `tokenize_corpus`).
 - `labels`: a 0/1 field per document and how a ranking finds it (`parse_label`, `label_metrics`).
 - `stage`: the `datasets` artifact: building, finding, checking it, and each row's source (`resolve_corpus`,
   `load_corpus`, `row_source`, `dataset_label_metrics`).
+- `chunks`: a reference subset of pre-tokenized chunks (owt-train-1b, …) as a dataset artifact, rows as they are.
 - `for_model`: the corpus of a model (`model_corpus`): its tokenizer, rows within its context, the options checked.
 
 Scores, masks and training all index the same stored tensor, so a mask always lines up with its data.

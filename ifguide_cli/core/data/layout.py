@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Literal
 from ..config import Config, param
 from ..errors import IfguideError
 from ..progress import NULL
-from .sources import SourceDoc, is_packaged, record_text
+from .sources import SourceDoc, is_packaged, is_token_subset, record_text
 
 DEFAULT_MAX_SEQ_LEN = 2048  # the paper's row length; the longest row an unset --seq-len is fitted to
 SAMPLE_DOCUMENTS = 1000  # documents read to choose an unset layout or row length
@@ -81,9 +81,12 @@ def default_corpus_config(ref: str, **overrides) -> CorpusConfig:
     """The source's defaults under the options given (None = not given).
 
     The packaged `tiny` sets: 64-token document rows, truncated (the tiny corpus labelled by
-    `planted_toxic`); the registry's `openwebtext`: packed 2048 (the paper); anything else: left to the data.
+    `planted_toxic`); the registry's `openwebtext`: packed 2048 (the paper); the reference's chunk subsets
+    (owt-train-1b, …): packed, their chunk length; anything else: left to the data.
     """
     base = dict(_SOURCE_DEFAULTS.get(ref) or (_PACKAGED if is_packaged(ref) else {}))
+    if is_token_subset(ref):
+        base = {"layout": "packed"}  # the reference's pre-tokenized chunks: one per row, their own length
     given = {k: v for k, v in overrides.items() if v is not None}
     if given.get("layout") == "packed":
         base.pop("overflow", None)

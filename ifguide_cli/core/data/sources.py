@@ -1,4 +1,5 @@
-"""Reading datasets: registry names, local files and folders, hub ids — one record at a time, with its position.
+"""Reading datasets: registry names, the reference's subsets, local files and folders, hub ids — one record at a
+time, with its position.
 
 Every record comes with where it is in its source (`SourceRecord.line`: the 1-based line of a .jsonl,
 .txt or .csv file, the 1-based record number elsewhere), so an error names the file and line, and a
@@ -34,8 +35,17 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
     """Where a dataset comes from, cheaply (nothing is read): the reuse key of the stages that use it.
 
     Packaged files are hashed (they are small); local files and folders are identified by size and
-    modification time, so a changed file is never mistaken for the one an artifact was built from.
+    modification time, so a changed file is never mistaken for the one an artifact was built from; a
+    reference subset (core/paper/subsets) by its name, hub id and the fingerprint of its row indices.
     """
+    subset = reference_subset(ref)
+    if subset is not None:
+        if split not in (None, subset.split):
+            raise IfguideError(f"--split {split} does not apply to {ref}: it is a fixed set of rows of {subset.hub_id} "
+                               f"({subset.split} split)", hint="leave out --split", exit_code=2)
+        from ..paper.subsets import identity
+
+        return identity(ref)
     if ref in DATASETS:
         entry = DATASETS[ref]
         split = split or entry.split
@@ -67,6 +77,19 @@ def file_identity(path: Path) -> dict:
     return {"path": str(path.resolve()), "files": {str(p.relative_to(path)): list(st) for p, st in zip(files, stats, strict=True)}}
 
 
+def reference_subset(ref: str):
+    """The reference's fixed subset named `ref` (core/paper/subsets: owt-train-1b, rtp-test, …), or None."""
+    from ..paper.subsets import SUBSETS
+
+    return SUBSETS.get(ref)
+
+
+def is_token_subset(ref: str) -> bool:
+    """A reference subset of pre-tokenized chunks (the OWT ones): token rows as they are, not text records."""
+    subset = reference_subset(ref)
+    return subset is not None and "input_ids" in subset.columns
+
+
 def is_packaged(ref: str) -> bool:
     """A dataset shipped inside the package (the `tiny` family)."""
     return ref in DATASETS and DATASETS[ref].hub_id is None
@@ -93,6 +116,7 @@ class Source:
         self.identity = dataset_identity(ref, split)
         self.split = self.identity.get("split")
         self.path: Path | None = None
+        self.subset = reference_subset(ref)
         if self.identity["source"] == "local":
             self.path = Path(ref).expanduser()
         elif is_packaged(ref):
@@ -110,12 +134,14 @@ class Source:
 
     def records(self, limit: int | None = None) -> Iterator[SourceRecord]:
         """The records in order, each with its position; at most `limit`."""
-        for n, rec in enumerate(self._read()):
+        for n, rec in enumerate(self._read(limit)):
             if limit is not None and n >= limit:
                 return
             yield rec
 
-    def _read(self) -> Iterator[SourceRecord]:
+    def _read(self, limit: int | None) -> Iterator[SourceRecord]:
+        if self.subset is not None:
+            return _read_subset(self.ref, limit)
         if self.path is not None:
             return _read_local(self.path, self.split)
         if self.identity["source"] == "registry":
@@ -305,6 +331,14 @@ def _read_hub(hub_id: str, config: str | None, split: str) -> Iterator[SourceRec
         ds = datasets.load_dataset(hub_id, config, split=split)
     for n, row in enumerate(ds):
         yield SourceRecord(n, n + 1, row)
+
+
+def _read_subset(name: str, limit: int | None) -> Iterator[SourceRecord]:
+    """A reference subset's records in the reference's order; a record's position is its hub row (1-based)."""
+    from ..paper.subsets import records
+
+    for n, record in enumerate(records(name, limit=limit)):
+        yield SourceRecord(n, record["index"] + 1, record)
 
 
 # ---- fields --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..errors import IfguideError
 from ..progress import NULL
 from .labels import label_metrics
 from .layout import CorpusConfig, TokenizedCorpus, default_corpus_config, plan_layout, sample_lengths, tokenize_corpus
-from .sources import Source, dataset_identity, is_packaged, iter_documents
+from .sources import Source, dataset_identity, is_packaged, is_token_subset, iter_documents, reference_subset
 
 ROWS_FILE = "rows.safetensors"  # datasets: the rows' source map (+ labels)
 TEXTS_FILE = "texts.bin"  # datasets: the rows' text, UTF-8, addressed by the map's text_start/text_end
@@ -173,7 +173,7 @@ def is_source_ref(data_ref: str) -> bool:
     """A dataset to load (registry name, local path, hub id), as opposed to a `datasets` artifact reference."""
     from ..registry import DATASETS
 
-    return data_ref in DATASETS or Path(data_ref).expanduser().exists() or (
+    return data_ref in DATASETS or reference_subset(data_ref) is not None or Path(data_ref).expanduser().exists() or (
         "/" in data_ref and not data_ref.startswith((".", "/", "~")))
 
 
@@ -287,9 +287,14 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
 
     What `config` leaves open (layout, seq_len) is decided from the first documents (see `plan_layout`);
     the decision and its reason are recorded in the summary and shown as a note when the artifact is built.
+    A reference subset of pre-tokenized chunks is stored as its chunks (see `chunks`).
     """
-    source = Source(data_ref, config.split)
     tok = _corpus_tokenizer(workspace, mref, config.tokenizer)
+    if is_token_subset(data_ref):
+        from .chunks import chunk_corpus_artifact
+
+        return chunk_corpus_artifact(workspace, data_ref, config, tok, reporter=reporter, force=force, max_seq_len=max_seq_len)
+    source = Source(data_ref, config.split)
     loaded: list = []
 
     def tokenizer():

@@ -138,11 +138,14 @@ def identity(name: str) -> dict:
 
 # ---- the source dataset ----------------------------------------------------------------------
 def local_hint(hub_id: str) -> str:
-    return f"--source PATH, or IFGUIDE_DATA_DIR=DIR holding DIR/{hub_id}"
+    """How to supply a dataset the subsets index without the hub: a local copy under $IFGUIDE_DATA_DIR."""
+    return (f"a local copy at $IFGUIDE_DATA_DIR/{hub_id} (a `hf download … --local-dir` or save_to_disk folder, or one "
+            f"{'/'.join(LOCAL_FILE_BUILDERS)} file named so)")
 
 
 def locate(subset: Subset, source: str | os.PathLike | None = None) -> Path | None:
-    """The local copy to read (`source`, else `$IFGUIDE_DATA_DIR/<hub id>`), or None for the hub id."""
+    """The local copy to read (`source`, else `$IFGUIDE_DATA_DIR/<hub id>` as a folder or one data file), or
+    None for the hub id."""
     if source is not None:
         path = Path(source).expanduser()
         if not path.exists():
@@ -151,9 +154,11 @@ def locate(subset: Subset, source: str | os.PathLike | None = None) -> Path | No
                                     "--repo-type dataset --local-dir PATH`)", exit_code=2)
         return path
     root = os.environ.get(DATA_DIR_ENV)
-    if root and (Path(root).expanduser() / subset.hub_id).exists():
-        return Path(root).expanduser() / subset.hub_id
-    return None
+    if not root:
+        return None
+    base = Path(root).expanduser() / subset.hub_id
+    candidates = [base, *(base.with_name(base.name + suffix) for suffix in LOCAL_FILE_BUILDERS)]
+    return next((path for path in candidates if path.exists()), None)
 
 
 def open_source(subset: Subset, source: str | os.PathLike | None = None):
@@ -254,7 +259,8 @@ def records(name: str, source: str | os.PathLike | None = None, limit: int | Non
     Token chunks are read with `token_blocks` (as Python lists they would not fit in memory)."""
     subset = get(name)
     if "input_ids" in subset.columns:
-        raise IfguideError(f"{name} holds token chunks, not records: read it with token_blocks", exit_code=2)
+        raise IfguideError(f"{name} holds pre-tokenized chunks, not text records",
+                           hint=f"use {name} as training data (--data) or perplexity data (--ppl-data)", exit_code=2)
     rows = select_rows(name, source, limit).to_list()
     picked, tags = indices(name)[:limit].tolist(), labels(name)[:limit]
     return [_record(subset.role, row, index, toxic) for row, index, toxic in zip(rows, picked, tags, strict=True)]
@@ -290,3 +296,13 @@ def token_blocks(name: str, source: str | os.PathLike | None = None, rows_per_bl
         if pc.min(lengths).as_py() != pc.max(lengths).as_py():
             raise IfguideError(f"the {column} rows of {name} are not all the same length", exit_code=2)
         yield block.flatten().to_numpy(zero_copy_only=False).reshape(len(block), -1)
+
+
+def note_foreign_tokenizer(name: str, tokenizer: str) -> None:
+    """A note when chunks of Pythia (GPT-NeoX) token ids are read for a model whose tokenizer is not named so:
+    the ids are used as they are, meaningful only if the tokenizer is the same."""
+    if not any(family in str(tokenizer).lower() for family in ("pythia", "neox")):
+        from ..notes import warn
+
+        warn(f"{name} holds Pythia (GPT-NeoX) token ids, used as they are; the model's tokenizer is {tokenizer}: "
+             "meaningful only if that is the same tokenizer")

@@ -74,6 +74,7 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     values = option_values(values)  # checked now: a bad value fails before any work
     corpus_opts = corpus_options(corpus)
     setup = {**file_values, **values}
+    _check_weights_dtype(setup)
 
     mref = training_model(ws, model_ref, mode, data_ref, setup.get("model_config"), corpus_opts.get("tokenizer"))
     profile = setup.get("profile") or _default_profile(ws, mref, model_ref or "", data_ref)
@@ -100,6 +101,16 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     return TrainResult(art, reused, tc, ro, {"dataset": ds_art.id, "mask": mask_art.id if mask_art else None,
                                              "profile": profile, "seq_len": rows.shape[1], "documents": rows.shape[0],
                                              "validation": plan.validation})
+
+
+def _check_weights_dtype(setup: dict) -> None:
+    """bf16 weights where they cannot be trained (no GPU, no bf16 compute): one line before any data is read."""
+    if setup.get("weights_dtype", "fp32") != "fp32":
+        from ..config import resolve_precision
+        from .config import check_weights_dtype
+
+        device = resolve_device("auto")
+        check_weights_dtype(setup["weights_dtype"], device, resolve_precision(setup.get("precision", "auto"), device))
 
 
 def training_model(ws, model_ref: str | None, mode: str, data_ref: str, model_config: str | None, tokenizer: str | None):
