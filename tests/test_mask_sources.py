@@ -199,3 +199,43 @@ def test_source_data_needs_a_tokenizer(cli, tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"text": "hello"}) + "\n")
     assert_one_line_error(cli("mask", "classifier", "--data", str(corpus)), "needs a tokenizer", code=2)
+
+
+def test_a_registered_transformers_classifier_ranks_documents_and_is_a_parent(env):
+    """A ToxiGen-shaped stand-in (random RoBERTa, built from config) registered once: the document ranking is the
+    order of its own scores, and the classifier artifact is in the mask's lineage."""
+    from evalkit import make_toxigen
+
+    from ifguide_cli.core.classifiers import load_classifier, register_classifier, resolve_classifier
+
+    ws, dataset = env["ws"], env["dataset"]
+    make_toxigen(env["tmp"] / "toxigen")
+    registered, _ = register_classifier(ws, "toxigen-roberta", path=str(env["tmp"] / "toxigen"))
+    art, _ = build_classifier_mask(ws, dataset.id, ClassifierMaskConfig(classifier="toxigen-roberta", level="document",
+                                                                         threshold=0.0, device="cpu"))
+    assert art.parents == [dataset.id, registered.id] and art.config["classifier"]["artifact"] == registered.id
+    scores = load_classifier(resolve_classifier("toxigen-roberta", ws)).score(DOCS)["toxicity"]
+    ranking = np.asarray(load_safetensors_array(art.file(MASK_FILE), "ranking"))
+    assert ranking.tolist() == np.argsort(-np.float32(scores), kind="stable").tolist()
+    assert art.summary["documents_flagged"] == len(DOCS)  # threshold 0: every document
+
+
+def test_show_and_export_of_a_word_list_mask_need_no_scores(env, cli, workspace_dir, tmp_path):
+    """A mask no scores made: `show --scores` says why there is no heat; `export` (heat on by default) is quiet."""
+    words = tmp_path / "w.txt"
+    words.write_text("idiot\n")
+    made = cli("--json", "mask", "wordlist", "--data", str(env["corpus"]), "--tokenizer", "tiny", "--wordlist", str(words))
+    mask_id = made.data["id"]
+    shown = cli("--json", "mask", "show", mask_id, "--scores")
+    assert shown.data["scores"] is None and "not from influence scores" in shown.data["warnings"][0]
+    page = tmp_path / "m.html"
+    exported = cli("--json", "mask", "export", mask_id, "--html", str(page), "--top", "2")
+    assert exported.data["warnings"] == [] and "[[" not in page.read_text() and 'class="m"' in page.read_text()
+
+
+def test_a_classifier_answering_nan_is_refused(env, monkeypatch):
+    from ifguide_cli.core.errors import IfguideError
+
+    _stub(monkeypatch, lambda t: float("nan"))
+    with pytest.raises(IfguideError, match="scored 5 text"):
+        build_classifier_mask(env["ws"], env["dataset"].id, ClassifierMaskConfig(level="document"))

@@ -171,7 +171,7 @@ def show(
 
     insp = MaskInspector(common.workspace(), mask, data)
     index = insp.pick(rank, doc)
-    with_scores = insp.wants_scores(scores)
+    with_scores = _heat(insp, scores, say=True)
     view = insp.view(index, with_scores=with_scores)
 
     def render(console):
@@ -218,11 +218,25 @@ def export(
     if top < 1:
         common.fail(f"--top must be at least 1; got {top}", exit_code=2)
     insp = MaskInspector(common.workspace(), mask, data)
-    with_scores = insp.wants_scores(scores)
+    with_scores = _heat(insp, scores, say=False)
     views = insp.top_views(top, with_scores)
     target = common.write_user_file(html, html_page(insp, views, heat=with_scores))
     payload = {"mask": insp.art.id, "html": str(target), "documents": [{"rank": v.rank, "doc": v.doc} for v in views]}
     common.emit(payload, lambda console: console.print(f"wrote {len(views)} documents to {target}", soft_wrap=True))
+
+
+def _heat(insp, requested: bool, *, say: bool) -> bool:
+    """Whether the score heat is shown: requested, and the mask was made from influence scores still stored. A
+    classifier or word-list mask has no score tensor: with `say` (an explicit --scores) a note says so."""
+    config = insp.art.config
+    if "scores" in config or "scores_file" in config:
+        return insp.wants_scores(requested)
+    if requested and say:
+        from ..core.notes import warn
+
+        warn(f"mask {insp.art.id} was made by a {config.get('source', 'mask source')}, not from influence scores: "
+             "there is no score heat to show")
+    return False
 
 
 def register(app: typer.Typer) -> None:

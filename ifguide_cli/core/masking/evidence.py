@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import IfguideError
 from ..progress import NULL
 from .row_text import RowText, Segment
 from .source_config import ClassifierMaskConfig
@@ -33,7 +34,7 @@ class Evidence:
     """Per token: marked or not, and a score; per row: the rank key and the strength; and what was counted."""
 
     marks: np.ndarray  # bool (rows, seq_len)
-    scores: np.ndarray  # float32 (rows, seq_len): the evidence per token (0 where there is none)
+    scores: np.ndarray  # float32 (rows, seq_len): the classifier's score per token (0 where there is none)
     key: np.ndarray  # float64 (rows,)
     strength: np.ndarray  # float64 (rows,)
     text_tokens: int = 0  # the tokens any text was read from (the positions counted)
@@ -63,6 +64,10 @@ class _Scorer:
 
     def flush(self) -> None:
         scores = self.classify(self.texts) if self.texts else []
+        bad = [t for t, v in zip(self.texts, scores, strict=True) if not np.isfinite(v)]
+        if bad:
+            raise IfguideError(f"the classifier scored {len(bad)} text(s) NaN or inf, e.g. {bad[0][:60]!r}",
+                               hint="check the classifier's weights (a --classifier-path folder or a registered one)")
         for score, targets in zip(scores, self.targets, strict=True):
             flagged = score >= self.threshold
             for row, positions in targets:
@@ -122,7 +127,7 @@ def classifier_evidence(text: RowText, classify: Callable[[list[str]], list[floa
             for a, b in span_bounds(seg.positions.size, config.window, config.stride):
                 scorer.add("".join(seg.pieces[a:b]), [(seg.row, seg.positions[a:b])])
     scorer.flush()
-    ev.key = ev.scores.max(axis=1).astype(np.float64) if ev.scores.size else ev.key
+    ev.key = ev.scores.max(axis=1).astype(np.float64)
     ev.strength = np.where(ev.marks, ev.scores, 0).sum(axis=1, dtype=np.float64)
     ev.stats = {f"{unit}_scored": scorer.scored, f"{unit}_flagged": scorer.flagged}
     return ev
@@ -137,7 +142,6 @@ def wordlist_evidence(text: RowText, words: WordList, reporter=NULL) -> Evidence
         marked, count = matched_tokens(seg.offsets, pattern, seg.text)
         ev.marks[seg.row, seg.positions[marked]] = True
         ev.key[seg.row] += count
-    ev.scores = ev.marks.astype(np.float32)
     ev.strength = ev.key.copy()
     ev.stats = {"matches": int(ev.key.sum()), "documents_matched": int(np.count_nonzero(ev.key))}
     return ev
