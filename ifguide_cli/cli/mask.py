@@ -1,19 +1,21 @@
-"""`ifguide mask`: toxic-token selection (paper Alg. 1) and inspection (show, browse, export)."""
+"""`ifguide mask`: toxic-token selection (paper Alg. 1, a classifier, a word list) and inspection (show, browse, export)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
 
+from ..core.data.layout import CorpusConfig
 from ..core.masking.config import MaskConfig
+from ..core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
 from . import common
 from .options import ForceOpt, NameOpt, config_options
 
 
 class _MaskGroup(TyperGroup):
-    """`ifguide mask SCORES ...` means `ifguide mask select SCORES ...`; `show`, `browse`, `export` are subcommands."""
+    """`ifguide mask SCORES ...` means `ifguide mask select SCORES ...`; the other subcommands are named."""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
@@ -24,8 +26,8 @@ class _MaskGroup(TyperGroup):
 mask_app = typer.Typer(
     cls=_MaskGroup,
     no_args_is_help=True,
-    help="Select toxic tokens from influence scores (paper Alg. 1), and inspect the mask.\n\n"
-         "`ifguide mask SCORES` is short for `ifguide mask select SCORES`.",
+    help="Select toxic tokens from influence scores (paper Alg. 1), a toxicity classifier or a word list, and "
+         "inspect the mask.\n\n`ifguide mask SCORES` is short for `ifguide mask select SCORES`.",
 )
 
 
@@ -50,12 +52,18 @@ def select(
     name: NameOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    from ..core.mask_render import MaskInspector
     from ..core.masking import create_mask_artifact
 
     ws = common.workspace()
     art, reused = create_mask_artifact(ws, scores, config, data_ref=data, key=key, all_positions=all_positions,
                                        name=name, force=force, reporter=common.reporter())
+    _emit_mask(ws, art, reused, top)
+
+
+def _emit_mask(ws, art, reused: bool, top: int) -> None:
+    """A built (or reused) mask: its summary and top documents, as JSON or a table, and how to inspect it."""
+    from ..core.mask_render import MaskInspector
+
     top_docs = MaskInspector(ws, art.id).top(max(0, top))
 
     def render(console):
@@ -65,6 +73,70 @@ def select(
         console.print(f"[dim]inspect: ifguide mask show {art.id} --rank 0   ·   ifguide mask browse {art.id}[/]")
 
     common.emit(common.artifact_payload(art, reused, config=art.config, top_documents=top_docs), render)
+
+
+SourceDataOpt = Annotated[str, typer.Option(
+    "--data", "-d", help="Training data: dataset artifact, or registry dataset, local file or hub id laid out with "
+                         "--model's tokenizer (or --tokenizer; the packaged tiny sets need neither).",
+    autocompletion=common.complete_artifacts("datasets", registry="datasets"))]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Model whose tokenizer and rows DATA is laid out in, as `ifguide factors MODEL --data DATA` "
+                          "lays it out.", autocompletion=common.complete_artifacts("checkpoints", registry="models"))]
+TopOpt = Annotated[int, typer.Option("--top", help="Documents listed in the summary.")]
+_SOURCE_EPILOG = ("The mask is an ordinary mask artifact: `mask show/browse/export`, `train --mask` and "
+                  "`finetune --mask` take it, and --max-tokens selects as for `mask select` (documents in rank order, "
+                  "their marked tokens left to right, until the budget).")
+
+
+@mask_app.command("classifier", help="Build a mask from a toxicity classifier: the tokens of flagged spans "
+                                     "(--level token) or of flagged documents (--level document).",
+                  epilog=_SOURCE_EPILOG + "\n\nExamples:\n\n"
+                         "ifguide mask classifier --data tiny --classifier profanity --name tiny-cls\n"
+                         "ifguide mask classifier --data tiny --level document --threshold 0.8\n"
+                         "ifguide mask classifier --data comments.jsonl --model pythia-160m --classifier detoxify-unbiased")
+@common.handles_errors
+@config_options(CorpusConfig, into="corpus", overrides_only=True)
+@config_options(ClassifierMaskConfig)
+def classifier(
+    config: ClassifierMaskConfig,
+    data: SourceDataOpt,
+    model: ModelOpt = None,
+    top: TopOpt = 10,
+    name: NameOpt = None,
+    force: ForceOpt = False,
+    corpus: Optional[dict] = None,
+) -> None:
+    from ..core.masking import build_classifier_mask
+
+    ws = common.workspace()
+    art, reused = build_classifier_mask(ws, data, config, name=name, force=force, reporter=common.reporter(),
+                                        model=model, corpus=corpus)
+    _emit_mask(ws, art, reused, top)
+
+
+@mask_app.command("wordlist", help="Build a mask from a word list: the tokens of every listed word or phrase "
+                                   "(case-insensitive, at word boundaries); documents rank by their number of matches.",
+                  epilog=_SOURCE_EPILOG + "\n\nExamples:\n\n"
+                         "ifguide mask wordlist --data tiny --wordlist slurs.txt --name tiny-words\n"
+                         "ifguide mask wordlist --data comments.jsonl --model pythia-160m --wordlist slurs.txt -L 100000")
+@common.handles_errors
+@config_options(CorpusConfig, into="corpus", overrides_only=True)
+@config_options(WordlistMaskConfig)
+def wordlist(
+    config: WordlistMaskConfig,
+    data: SourceDataOpt,
+    model: ModelOpt = None,
+    top: TopOpt = 10,
+    name: NameOpt = None,
+    force: ForceOpt = False,
+    corpus: Optional[dict] = None,
+) -> None:
+    from ..core.masking import build_wordlist_mask
+
+    ws = common.workspace()
+    art, reused = build_wordlist_mask(ws, data, config, name=name, force=force, reporter=common.reporter(),
+                                      model=model, corpus=corpus)
+    _emit_mask(ws, art, reused, top)
 
 
 def _ranked_table(rows):
@@ -99,7 +171,7 @@ def show(
 
     insp = MaskInspector(common.workspace(), mask, data)
     index = insp.pick(rank, doc)
-    with_scores = insp.wants_scores(scores)
+    with_scores = _heat(insp, scores, say=True)
     view = insp.view(index, with_scores=with_scores)
 
     def render(console):
@@ -146,11 +218,25 @@ def export(
     if top < 1:
         common.fail(f"--top must be at least 1; got {top}", exit_code=2)
     insp = MaskInspector(common.workspace(), mask, data)
-    with_scores = insp.wants_scores(scores)
+    with_scores = _heat(insp, scores, say=False)
     views = insp.top_views(top, with_scores)
     target = common.write_user_file(html, html_page(insp, views, heat=with_scores))
     payload = {"mask": insp.art.id, "html": str(target), "documents": [{"rank": v.rank, "doc": v.doc} for v in views]}
     common.emit(payload, lambda console: console.print(f"wrote {len(views)} documents to {target}", soft_wrap=True))
+
+
+def _heat(insp, requested: bool, *, say: bool) -> bool:
+    """Whether the score heat is shown: requested, and the mask was made from influence scores still stored. A
+    classifier or word-list mask has no score tensor: with `say` (an explicit --scores) a note says so."""
+    config = insp.art.config
+    if "scores" in config or "scores_file" in config:
+        return insp.wants_scores(requested)
+    if requested and say:
+        from ..core.notes import warn
+
+        warn(f"mask {insp.art.id} was made by a {config.get('source', 'mask source')}, not from influence scores: "
+             "there is no score heat to show")
+    return False
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,10 @@ The rooms, in the order the data flows:
 - `radix`: τ, numpy's linear quantile computed exactly by chunked radix selection.
 - `select`: Alg. 1 itself (`select_toxic_tokens`: sparsity, strength, harmonic ranking, budgeted walk).
 - `stage`: the workspace stage (`create_mask_artifact`): scores artifact or file + dataset → `masks` artifact.
+- the cheap sources, each making an ordinary `masks` artifact through the same budgeted walk:
+  `source_config` (`ClassifierMaskConfig`, `WordlistMaskConfig`), `row_text` (rows back as text, token by token),
+  `wordlist` (reading and matching a word list), `evidence` (what a classifier or word list marks),
+  `sources` (`build_classifier_mask`, `build_wordlist_mask`).
 
 The names below are re-exported lazily (PEP 562): `cli/mask.py` imports `MaskConfig` to build its options,
 and `ifguide --help` must not import numpy for that.
@@ -22,9 +26,12 @@ _EXPORTS = {
     "quantile": "radix",
     "SCORE_KEYS": "scorefile", "load_safetensors_array": "scorefile", "load_scores": "scorefile",
     "safetensors_keys": "scorefile", "save_safetensors": "scorefile",
-    "MaskResult": "select", "harmonic_rank": "select", "select_toxic_tokens": "select",
+    "MaskResult": "select", "harmonic_rank": "select", "select_marked": "select", "select_toxic_tokens": "select",
+    "walk_budget": "select",
+    "ClassifierMaskConfig": "source_config", "WordlistMaskConfig": "source_config",
+    "build_classifier_mask": "sources", "build_wordlist_mask": "sources", "mask_dataset": "sources",
     "MaskSource": "stage", "create_mask_artifact": "stage", "dataset_arrays": "stage", "planted_precision": "stage",
-    "resolve_mask_source": "stage",
+    "resolve_mask_source": "stage", "write_mask": "stage",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -194,12 +194,24 @@ def _cut_row(row: np.ndarray, above: np.ndarray, w: int, room: int) -> None:
 
 def _walk(cand: _Candidates, ranking: np.ndarray, scores: np.ndarray, tau: np.generic, valid: np.ndarray | None,
           config: MaskConfig) -> tuple[np.ndarray, int | None]:
-    """The greedy walk over the ranking: whole documents while the running total fits the budget, then the
-    stopping document cut at its last fitting token. Trims `cand.mask` to the selection in place.
+    """Alg. 1's walk over its candidates (see `walk_budget`); a document's centres are its tokens above τ."""
+
+    def above(j: int) -> np.ndarray:
+        row = np.asarray(scores[j]) > tau
+        return row & np.asarray(valid[j]) if valid is not None else row
+
+    return walk_budget(cand.mask, cand.counts, ranking, above, config.window, config.max_tokens)
+
+
+def walk_budget(mask: np.ndarray, counts: np.ndarray, ranking: np.ndarray, centers_of, window: int,
+                budget: int) -> tuple[np.ndarray, int | None]:
+    """The greedy walk over the ranking, shared by every mask source so that a budget means the same everywhere:
+    whole documents while the running total fits the budget, then the stopping document cut at its last
+    fitting centre. `mask` holds each document's candidate tokens (its centres dilated by `window`) and is
+    trimmed to the selection in place; `counts` are their sizes; `centers_of(j)` gives document j's centres.
     Returns (tokens marked per document, rank position where the budget ended the walk or None)."""
     docs = ranking.shape[0]
-    budget = config.max_tokens
-    cum = np.cumsum(cand.counts[ranking])
+    cum = np.cumsum(counts[ranking])
     stop = int(np.searchsorted(cum, budget, side="right"))  # first rank position that overflows
     selected = np.zeros(docs, dtype=np.int64)
     stopped_at_rank: int | None = None
@@ -207,17 +219,14 @@ def _walk(cand: _Candidates, ranking: np.ndarray, scores: np.ndarray, tau: np.ge
         stopped_at_rank = stop
         used_before = int(cum[stop - 1]) if stop > 0 else 0
         j = int(ranking[stop])
-        above_j = np.asarray(scores[j]) > tau
-        if valid is not None:
-            above_j &= np.asarray(valid[j])
-        _cut_row(cand.mask[j], above_j, config.window, budget - used_before)
-        selected[j] = int(np.count_nonzero(cand.mask[j]))
+        _cut_row(mask[j], centers_of(j), window, budget - used_before)
+        selected[j] = int(np.count_nonzero(mask[j]))
         # every document ranked after the stop is not marked
         rest = ranking[stop + 1:]
         if rest.size:
-            cand.mask[np.sort(rest)] = False
+            mask[np.sort(rest)] = False
     walked = ranking[:stop]
-    selected[walked] = cand.counts[walked]
+    selected[walked] = counts[walked]
     return selected, stopped_at_rank
 
 
@@ -258,3 +267,27 @@ def select_toxic_tokens(scores: np.ndarray, config: MaskConfig | None = None, va
         num_scores=n,
         tokens_above=int(cand.sparsity.sum()),
     )
+
+
+def select_marked(marks: np.ndarray, key: np.ndarray, strength: np.ndarray, max_tokens: int, *,
+                  threshold_value: float, num_scores: int) -> MaskResult:
+    """Alg. 1's budgeted walk over tokens another source marked (a classifier, a word list), so a budget L
+    selects the same way whatever found the tokens: documents ranked by `key` descending (ties: the lower
+    index first), inside a document its marked tokens left to right, no context window.
+
+    In the result `sparsity` counts each document's marked tokens, `strength` is the source's per-document
+    evidence and `harmonic` holds the rank key (what the label metrics rank by)."""
+    mask = np.array(marks, dtype=bool)  # a copy: the walk trims it in place
+    counts = np.count_nonzero(mask, axis=1).astype(np.int64)
+    key = np.asarray(key, dtype=np.float64)
+    ranking = np.argsort(-key, kind="stable").astype(np.int64)
+    selected, stopped_at_rank = walk_budget(mask, counts, ranking, lambda j: np.array(marks[j], dtype=bool), 0,
+                                            max_tokens)
+    tokens_selected = int(selected.sum())
+    return MaskResult(mask=mask, ranking=ranking, threshold_value=float(threshold_value), tokens_selected=tokens_selected,
+                      documents_selected=int(np.count_nonzero(selected)),
+                      budget_used=(tokens_selected / max_tokens) if max_tokens > 0 else 0.0,
+                      sparsity=counts, strength=np.asarray(strength, dtype=np.float64), harmonic=key,
+                      candidate_counts=counts.copy(), selected_counts=selected, stopped_at_rank=stopped_at_rank,
+                      config=MaskConfig(threshold=0.0, window=0, max_tokens=max_tokens), num_scores=int(num_scores),
+                      tokens_above=int(counts.sum()))

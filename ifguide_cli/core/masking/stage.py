@@ -128,7 +128,8 @@ def _stage_config(src: MaskSource, config: MaskConfig, key: str | None) -> dict[
     }
 
 
-def _write_mask(path: Path, res: MaskResult) -> None:
+def write_mask(path: Path, res: MaskResult) -> None:
+    """The `masks` artifact's tensor file: the mask, the ranking and the per-document statistics of a selection."""
     save_safetensors(path, {"mask": res.mask, "ranking": res.ranking, "sparsity": res.sparsity, "strength": res.strength,
                             "harmonic": res.harmonic, "selected": res.selected_counts})
 
@@ -136,6 +137,7 @@ def _write_mask(path: Path, res: MaskResult) -> None:
 def _summary(res: MaskResult, src: MaskSource, stage_config: dict[str, Any]) -> dict[str, Any]:
     """The artifact's summary: the selection's figures, its inputs, and how the ranking finds the dataset's labels."""
     summary = res.summary()
+    summary["source"] = "influence"
     summary["dataset"] = stage_config["dataset"]
     summary["scores"] = stage_config["scores"] or str(src.scores_file)
     if src.rows is not None:
@@ -197,7 +199,7 @@ def create_mask_artifact(ws, scores_ref: str, config: MaskConfig, *, data_ref: s
         with ctx.timed("select"):
             res = select_toxic_tokens(src.scores, config, src.valid, reporter=reporter)
         with ctx.timed("write"):
-            _write_mask(ctx.staging / MASK_FILE, res)
+            write_mask(ctx.staging / MASK_FILE, res)
         return _summary(res, src, stage_config)
 
     return ws.create("masks", stage_config, parents, build, name=name, force=force)

@@ -1,0 +1,117 @@
+"""A dataset's rows read back as text, token by token: what the cheap mask sources classify and search.
+
+A classifier or a word list sees text and must mark tokens, so every token needs the text it stands for.
+A token's piece is its decoded text, and a character split across byte-level tokens goes to the token where
+it ends (`mask_render.whole_pieces`, the rule `mask show` displays by), so a segment's pieces join to its text
+and a character offset in that text names one token. Special tokens (EOS, padding) belong to no segment and
+are never marked. A packed row holds parts of several documents: its text tokens are cut at the EOS tokens
+between them, and each part takes its document id from the dataset's row source map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ..mask_render import whole_pieces
+from .stage import dataset_arrays
+
+
+@dataclass
+class Segment:
+    """The text tokens of one source document within one row."""
+
+    row: int
+    doc: int  # the source document's id (the row's index for a dataset without a source map)
+    positions: np.ndarray  # int64: the tokens' positions in the row
+    pieces: list[str]  # decoded text per token; they join to the segment's text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """Character offset of each token's start in `text`, then the text's length (one more than the tokens)."""
+        return np.concatenate([[0], np.cumsum([len(p) for p in self.pieces])]).astype(np.int64)
+
+
+class _Decoder:
+    """`whole_pieces`'s decode_batch: id lists → strings, each single token decoded once and remembered."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.singles: dict[int, str] = {}
+
+    def _decode(self, seqs: list[list[int]]) -> list[str]:
+        return self.tokenizer.batch_decode(seqs, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def __call__(self, seqs: list[list[int]]) -> list[str]:
+        missing = sorted({s[0] for s in seqs if len(s) == 1 and s[0] not in self.singles})
+        self.singles.update(zip(missing, self._decode([[i] for i in missing]), strict=True))
+        return [self.singles[s[0]] if len(s) == 1 else self._decode([s])[0] for s in seqs]
+
+
+class RowText:
+    """The rows of a `datasets` artifact as `Segment`s, read a block of rows at a time (memory-mapped tokens)."""
+
+    def __init__(self, ws, dataset):
+        from ..tokenizer import resolve_tokenizer
+
+        arrays = dataset_arrays(dataset)
+        self.input_ids = arrays["input_ids"]
+        self.attention = arrays.get("attention_mask")
+        tokenizer = resolve_tokenizer(dataset.config["tokenizer"], ws).load()
+        self.special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+        self.decode = _Decoder(tokenizer)
+        self.columns = _source_map(dataset)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.input_ids.shape)
+
+    def text_positions(self, row: int) -> np.ndarray:
+        """Positions of the row's text tokens: attended, not special."""
+        ids = np.asarray(self.input_ids[row])
+        keep = ~np.isin(ids, self.special)
+        if self.attention is not None:
+            keep &= np.asarray(self.attention[row]) != 0
+        return np.flatnonzero(keep)
+
+    def segments(self, row: int) -> Iterator[Segment]:
+        """The row's documents (one for the documents layout; a packed row's parts, cut at special tokens)."""
+        ids = np.asarray(self.input_ids[row]).astype(np.int64)
+        positions = self.text_positions(row)
+        docs = self._docs(row)
+        runs = [positions]
+        if len(docs) > 1:
+            runs = np.split(positions, np.flatnonzero(np.diff(positions) > 1) + 1)
+            if len(runs) != len(docs):  # a special token inside a text: the parts cannot be told apart
+                runs, docs = [positions], docs[:1]
+        for run, doc in zip(runs, docs, strict=True):
+            if run.size:
+                yield Segment(row, doc, run, whole_pieces(self.decode, ids[run].tolist()))
+
+    def _docs(self, row: int) -> list[int]:
+        c = self.columns
+        if c is None:
+            return [row]
+        if "piece_start" in c:
+            lo, hi = int(c["piece_start"][row]), int(c["piece_start"][row + 1])
+            return [int(d) for d in c["piece_doc_id"][lo:hi]] or [int(c["doc_id"][row])]
+        return [int(c["doc_id"][row])]
+
+
+def _source_map(dataset) -> dict | None:
+    """The row source map's columns (None for a dataset built before datasets kept one: each row is a document)."""
+    from ..data import ROWS_FILE
+
+    path = dataset.path / ROWS_FILE
+    if not path.is_file():
+        return None
+    from safetensors.numpy import load_file
+
+    return load_file(str(dataset.file(ROWS_FILE)))

@@ -1,0 +1,57 @@
+"""The parameters of the cheap mask sources (a toxicity classifier, a word list), declared once.
+
+They share Alg. 1's token budget (`token_budget`), so `--max-tokens` selects the same way whatever found
+the tokens. The classifier's weight options (`--classifier-checkpoint/-base/-path/-batch-size`) are those
+`ifguide eval` takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..classifiers.spec import ClassifierOptions
+from ..config import Config, param
+from ..errors import IfguideError
+from .config import token_budget
+
+
+@dataclass(frozen=True)
+class ClassifierMaskConfig(ClassifierOptions):
+    """Which classifier flags what (whole documents, or spans of tokens), and the token budget."""
+
+    classifier: str = param("profanity", "Classifier: profanity (built in, works offline), detoxify-unbiased or another "
+                                         "detoxify-*, toxigen-roberta, a name registered with `ifguide eval add-classifier`, "
+                                         "or a local transformers folder.", complete="classifiers")
+    level: Literal["document", "token"] = param(
+        "token", "token: score spans of --window tokens every --stride tokens and mark the tokens of flagged spans; "
+                 "document: score each source document whole and mark the tokens of flagged documents.")
+    window: int = param(16, "Tokens per scored span (token level).", low=1)
+    stride: int = param(8, "Tokens from one span's start to the next (token level; at most --window).", low=1)
+    threshold: float = param(0.5, "Classifier score at or above which a span (or document) is flagged.", low=0.0, high=1.0)
+    max_tokens: int = token_budget()
+    device: str = param("auto", "Where the classifier runs: auto | cpu | cuda[:N].")
+
+    def check(self) -> None:
+        if self.stride > self.window:
+            raise IfguideError(f"--stride {self.stride} is longer than --window {self.window}: spans would skip tokens",
+                               hint=f"pass --stride {self.window} or less", exit_code=2)
+
+    @property
+    def spans(self) -> tuple[int, int] | None:
+        """(window, stride) of the scored spans; None at document level, where they play no part."""
+        return (self.window, self.stride) if self.level == "token" else None
+
+
+@dataclass(frozen=True)
+class WordlistMaskConfig(Config):
+    """The user's word list and the token budget."""
+
+    wordlist: str | None = param(None, "Text file (UTF-8), one word or phrase per line; blank lines and lines starting "
+                                       "with # are skipped. Matched case-insensitively, at word boundaries.")
+    max_tokens: int = token_budget()
+
+    def check(self) -> None:
+        if self.wordlist is None:
+            raise IfguideError("--wordlist FILE is required", hint="pass a text file with one word or phrase per line",
+                               exit_code=2)
