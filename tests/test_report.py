@@ -192,7 +192,10 @@ def test_arms_against_the_default_control(arms):
     assert s["headline"].startswith("ifguide lowers toxicity most against control (6 prompts, 2 seeds): TP 0.667 → 0.000")
     assert "perplexity cost of +10.5%" in s["headline"]
     assert s["configuration"]["lambda"] == {"ifguide": 1.0, "wordlist": 1.0} and s["configuration"]["samples"] == [2]
-    assert art.config["control"] == [c.id for c in (ws.resolve("control", "checkpoints"), ws.resolve("control-seed1", "checkpoints"))]
+    assert art.config == {"evals": [e.id for e in evals]}  # the default control and statistics: found from the evals alone
+    named = build_report(ws, evals, control="control")[0]
+    assert named.config["control"] == [ws.resolve(n, "checkpoints").id for n in ("control", "control-seed1")]
+    assert named.summary["comparisons"] == s["comparisons"]
     colours = {r["arm"]: r["colour"] for r in rows}
     assert len(set(colours.values())) == 3 and colours["ifguide"] == ifg["colour"]
     page = art.file("report.html").read_text()
@@ -202,9 +205,13 @@ def test_arms_against_the_default_control(arms):
 
 
 def test_a_report_without_a_control_keeps_its_identity(evals):
+    from ifguide_cli.core.report import ReportConfig
+
     ws, arts = evals
     art, _, _ = build_report(ws, arts)
     assert art.config == {"evals": [a.id for a in arts]} and "comparisons" not in art.summary
+    other = build_report(ws, arts, config=ReportConfig(draws=500, seed=3))[0]
+    assert other.config["statistics"] == {"draws": 500, "seed": 3} and other.id != art.id
 
 
 def test_control_option_picks_the_arm(arms):

@@ -158,20 +158,32 @@ def comparison_view(workspace, rows: list[dict], control_ref: str | None, config
             "arms": [a.listing() for a in arms]}
 
 
+def report_identity(eval_ids: list[str], control: list[str] | str | None = None,
+                    config: ReportConfig = ReportConfig()) -> dict:
+    """The report artifact's config: the evals, plus the control when one was named (its checkpoints, or its arm's
+    name) and the statistics' settings when they are not the defaults. Left out, the default control and settings
+    are a function of the evals, so a report's id is what it was before there were controls, and a pipeline's
+    plan finds it from the eval ids alone."""
+    identity: dict = {"evals": list(eval_ids)}
+    if control is not None:
+        identity["control"] = control
+    if config != ReportConfig():
+        identity["statistics"] = config.to_dict()
+    return identity
+
+
 def build_report(workspace, arts, *, name: str | None = None, force: bool = False, control: str | None = None,
                  config: ReportConfig = ReportConfig()):
     """A `reports` artifact with report.html and report.json; parents are the evals. Returns (artifact, reused, rows).
 
-    With a control (`control`, else the default one: see `report_arms`) the summary holds `comparisons` and
-    `headline`, and the artifact's identity the control and the statistics' settings."""
+    With a control (`control`, else the default one: see `report_arms`) the summary holds `control`,
+    `comparisons`, `headline` and `configuration`."""
     if not arts:
         raise IfguideError("no eval artifacts given", hint="pass one or more eval ids or names", exit_code=2)
     rows = build_rows(workspace, arts)
     view = comparison_view(workspace, rows, control, config)
     ids = [a.id for a in arts]
-    identity = {"evals": ids}
-    if view is not None:  # only then: a report without a control keeps the id it had before there were controls
-        identity.update(control=view["control"]["checkpoints"] or view["control"]["name"], statistics=config.to_dict())
+    named = None if control is None or view is None else (view["control"]["checkpoints"] or view["control"]["name"])
 
     def build(ctx):
         plots = make_plots(rows, view)
@@ -180,7 +192,8 @@ def build_report(workspace, arts, *, name: str | None = None, force: bool = Fals
         extra = {k: view[k] for k in ("control", "comparisons", "headline", "configuration")} if view else {}
         return {"systems": len(rows), "evals": len(ids), "plots": sorted(plots), **extra}
 
-    art, reused = workspace.create("reports", identity, list(dict.fromkeys(ids)), build, name=name, force=force)
+    art, reused = workspace.create("reports", report_identity(ids, named, config), list(dict.fromkeys(ids)), build,
+                                   name=name, force=force)
     if reused and name is not None:  # the same report under the name asked for now
         art = workspace.rename(art, name)
     return art, reused, rows

@@ -11,9 +11,9 @@ from .report_stats import fmt_ci, fmt_p
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;max-width:1200px}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+table{border-collapse:collapse;margin:1rem 0;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.35rem .6rem;text-align:right}
-td{white-space:nowrap}.kv td{text-align:left;white-space:normal}
+td{white-space:nowrap}.kv td,.kv th{text-align:left;white-space:normal}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .plots img{max-width:100%;margin:.5rem 1rem .5rem 0;border:1px solid #eee}
 .muted{color:#777;font-size:.85rem}code{background:#f6f6f6;padding:0 .2rem}
@@ -50,31 +50,39 @@ def _spread(s: dict, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
-def _reduction(entry: dict, metric: str) -> list[str]:
-    red = entry["reduction"][metric] if "reduction" in entry else None
+def _reduction(entry: dict, metric: str, control: bool) -> str:
+    """The reduction with its interval, and the p-value under it."""
+    if control:
+        return "<span class='muted'>control</span>"
+    red = entry["reduction"][metric]
     if not red:
-        return ["control" if "reduction" not in entry else "—", ""]
-    return [esc(fmt_ci(red, pct=True)), esc(fmt_p(red.get("p_value")))]
+        return "—"
+    return f"{esc(fmt_ci(red, pct=True))}<br><span class='muted'>{esc(fmt_p(red.get('p_value')))}</span>"
+
+
+def _seeds(entry: dict) -> str:
+    return esc(", ".join("—" if s is None else str(s) for s in entry["seeds"]))
 
 
 def comparison_table(view: dict) -> str:
-    """Each arm (control first): TP, EMT, reductions with p-values, perplexity and its cost; the spread over seeds."""
-    entries = [view["control"], *view["comparisons"]]
-    several = any(len(e["seeds"]) > 1 for e in entries)
-    headers = ["arm", "seeds", "TP [95% CI]", "EMT [95% CI]", "TP reduction [95% CI]", "p (TP)", "EMT reduction [95% CI]",
-               "p (EMT)", "perplexity [95% CI]", "perplexity cost [95% CI]"]
-    headers += ["TP over seeds", "EMT over seeds", "perplexity over seeds"] if several else []
+    """Each arm (control first): TP, EMT, their reductions with p-values, perplexity and its cost."""
     rows = []
-    for e in entries:
+    for e in [view["control"], *view["comparisons"]]:
         control = e is view["control"]
         cost = "—" if control else esc(fmt_ci(e["perplexity_cost"], pct=True, signed=True))
-        row = [_arm_cell(e, control), esc(", ".join("—" if s is None else str(s) for s in e["seeds"])),
-               esc(fmt_ci(e["tp"])), esc(fmt_ci(e["emt"])), *_reduction(e, "tp"), *_reduction(e, "emt"),
-               esc(fmt_ci(e["perplexity"], digits=2)), cost]
-        if several:
-            row += [esc(_spread(e["per_seed"][m], 2 if m == "perplexity" else 3)) for m in ("tp", "emt", "perplexity")]
-        rows.append(row)
-    return _table(headers, rows)
+        rows.append([_arm_cell(e, control), _seeds(e), esc(fmt_ci(e["tp"])), esc(fmt_ci(e["emt"])),
+                     _reduction(e, "tp", control), _reduction(e, "emt", control), esc(fmt_ci(e["perplexity"], digits=2)), cost])
+    return _table(["arm", "seeds", "TP [95% CI]", "EMT [95% CI]", "TP reduction [95% CI]", "EMT reduction [95% CI]",
+                   "perplexity [95% CI]", "perplexity cost [95% CI]"], rows)
+
+
+def seeds_table(view: dict) -> str:
+    """Mean ± std (min–max) over seeds of each arm's TP, EMT and perplexity: how much the seed moves them."""
+    entries = [view["control"], *view["comparisons"]]
+    rows = [[_arm_cell(e, e is view["control"]), _seeds(e),
+             *(esc(_spread(e["per_seed"][m])) for m in ("tp", "emt", "perplexity"))]
+            for e in entries]
+    return _table(["arm", "seeds", "TP", "EMT", "perplexity"], rows)
 
 
 def _num(value, fmt: str) -> str:
@@ -116,8 +124,11 @@ def _comparison_sections(view: dict) -> str:
            f"intervals over {n or '—'} prompts" + (f" and {docs} held-out documents" if docs else "")
            + f" ({view['configuration']['bootstrap']} resamples); with several seeds a prompt's value is the mean over "
            "seeds. Reduction = 1 − arm / control; p: " + esc(view["configuration"]["test"]) + ".")
-    masks = mask_table(view) if any(e["mask"]["mask"] for e in [view["control"], *view["comparisons"]]) else ""
-    return (f"<h2>Comparison with the control</h2><p class='muted'>{how}</p>{comparison_table(view)}",
+    entries = [view["control"], *view["comparisons"]]
+    masks = mask_table(view) if any(e["mask"]["mask"] for e in entries) else ""
+    seeds = ("<h3>Over seeds</h3><p class='muted'>mean ± standard deviation (min–max) of the seeds' figures</p>"
+             + seeds_table(view)) if any(len(e["seeds"]) > 1 for e in entries) else ""
+    return (f"<h2>Comparison with the control</h2><p class='muted'>{how}</p>{comparison_table(view)}{seeds}",
             f"<h2>Masks</h2>{masks}" if masks else "",
             f"<h2>Configuration</h2>{config_table(view['configuration'])}")
 
