@@ -248,6 +248,8 @@ def test_prompts_and_held_out_text_must_be_the_same(arms):
     third = _checkpoint(ws, "third", 0, evals[0].config["model"]["artifact_id"], 4.0)
     with pytest.raises(Exception, match="different text"):
         build_report(ws, [*evals, _fluency_eval(ws, third, NLL, data="elsewhere")])
+    with pytest.raises(Exception, match="different classifiers"):
+        build_report(ws, [*evals, _toxicity_eval(ws, third, CONTROL_MAX, classifier="detoxify-unbiased")])
 
 
 def test_prompts_differ_is_one_line_in_the_cli(arms):

@@ -153,24 +153,28 @@ def _same_prompts(first: tuple, other: tuple) -> None:
                        exit_code=2)
 
 
+def _agree(first: dict, key: str, ev, value, problem: str, hint: str) -> None:
+    """Remember the first eval's `value` of `key`; a later eval with another one is one line naming both."""
+    ref = first.setdefault(key, (ev, value))
+    if ref[1] != value:
+        raise IfguideError(f"{problem}: {ref[0].id}, {ev.id}", hint=hint, exit_code=2)
+
+
 def toxicity_data(workspace, arms: list[Arm]) -> dict[str, dict]:
-    """Per arm with a toxicity eval: {"maxima": per seed, per prompt; "evals"}; one line if prompts or classifiers differ."""
-    out, first, classifier = {}, None, None
+    """Per arm with a toxicity eval: {"maxima": per seed, per prompt; "evals"; "prompts"}; one line if the evals
+    score different prompts or use different classifiers."""
+    out, first = {}, {}
     for arm in arms:
         evals = [workspace.by_id(r["toxicity_eval"]) for r in arm.rows if r.get("toxicity_eval")]
         maxima = []
         for ev in evals:
-            scored = (ev.summary.get("classifier"), ev.summary.get("primary_attribute"))
-            if classifier is not None and scored != classifier[1]:
-                raise IfguideError(f"the toxicity evals use different classifiers: {classifier[0].id} {classifier[1][0]}, "
-                                   f"{ev.id} {scored[0]}", hint="compare evals scored by one classifier", exit_code=2)
-            classifier = classifier or (ev, scored)
+            _agree(first, "classifier", ev, (ev.summary.get("classifier"), ev.summary.get("primary_attribute")),
+                   "the toxicity evals use different classifiers", "compare evals scored by one classifier")
             prompts, values = _prompt_maxima(ev)
-            first = first or (ev, prompts)
-            _same_prompts(first, (ev, prompts))
+            _same_prompts(first.setdefault("prompts", (ev, prompts)), (ev, prompts))
             maxima.append(values)
         if maxima:
-            out[arm.name] = {"maxima": maxima, "evals": [e.id for e in evals], "prompts": len(first[1])}
+            out[arm.name] = {"maxima": maxima, "evals": [e.id for e in evals], "prompts": len(first["prompts"][1])}
     return out
 
 
@@ -179,17 +183,15 @@ def fluency_data(workspace, arms: list[Arm]) -> dict[str, dict]:
     and token counts; one line if the evals measured different held-out text."""
     from .evaluation.stages import read_perplexity_docs
 
-    out, first = {}, None
+    out, first = {}, {}
     for arm in arms:
         evals = [workspace.by_id(r["fluency_eval"]) for r in arm.rows if r.get("fluency_eval")]
         if not evals:
             continue
         for ev in evals:
-            data = canonical_json(ev.config.get("perplexity_data"))
-            first = first or (ev, data)
-            if data != first[1]:
-                raise IfguideError(f"the fluency evals measure perplexity on different text: {first[0].id}, {ev.id}",
-                                   hint="evaluate every compared system on the same --ppl-data", exit_code=2)
+            _agree(first, "text", ev, canonical_json(ev.config.get("perplexity_data")),
+                   "the fluency evals measure perplexity on different text",
+                   "evaluate every compared system on the same --ppl-data")
         docs = [read_perplexity_docs(ev) for ev in evals]
         out[arm.name] = {"perplexity": [ev.summary.get("perplexity") for ev in evals],
                          "docs": None if any(d is None for d in docs) else docs}

@@ -57,22 +57,21 @@ def _gmean(values: list) -> float:
 
 
 def _perplexity(control: dict | None, arm: dict | None, config: ReportConfig) -> dict:
-    """{"perplexity", "perplexity_cost", "control_perplexity", "documents"} of an arm against the control."""
+    """{"perplexity", "perplexity_cost", "documents"} of an arm against the control."""
     from .statistics import perplexity_cost
 
     if control is None or arm is None:
-        return {"perplexity": _NONE, "perplexity_cost": _NONE, "control_perplexity": _NONE, "documents": None}
+        return {"perplexity": _NONE, "perplexity_cost": _NONE, "documents": None}
     if control["docs"] is None or arm["docs"] is None:
         arm_ppl, control_ppl = _gmean(arm["perplexity"]), _gmean(control["perplexity"])  # no interval without documents
-        return {"perplexity": {"value": arm_ppl, "ci95": None}, "perplexity_cost": {"value": arm_ppl / control_ppl - 1, "ci95": None},
-                "control_perplexity": {"value": control_ppl, "ci95": None}, "documents": None}
+        return {"perplexity": {"value": arm_ppl, "ci95": None},
+                "perplexity_cost": {"value": arm_ppl / control_ppl - 1, "ci95": None}, "documents": None}
 
     def columns(docs):
         return [d[0] for d in docs], [d[1] for d in docs]
 
     res = perplexity_cost(*columns(control["docs"]), *columns(arm["docs"]), draws=config.draws, seed=config.seed)
-    return {"perplexity": res["arm"], "perplexity_cost": res["cost"], "control_perplexity": res["control"],
-            "documents": len(control["docs"][0][0])}
+    return {"perplexity": res["arm"], "perplexity_cost": res["cost"], "documents": len(control["docs"][0][0])}
 
 
 def _toxicity(control: dict | None, arm: dict | None, config: ReportConfig) -> dict:
@@ -80,11 +79,10 @@ def _toxicity(control: dict | None, arm: dict | None, config: ReportConfig) -> d
 
     if control is None or arm is None:
         return {"tp": _NONE, "emt": _NONE, "reduction": {"tp": None, "emt": None}, "ratio": {"tp": None, "emt": None},
-                "control_toxicity": {"tp": _NONE, "emt": _NONE}, "prompts": None}
+                "prompts": None}
     res = compare_toxicity(control["maxima"], arm["maxima"], draws=config.draws, seed=config.seed)
     return {"tp": res["tp"]["arm"], "emt": res["emt"]["arm"], "reduction": {m: res[m]["reduction"] for m in res},
-            "ratio": {m: res[m]["ratio"] for m in res}, "control_toxicity": {m: res[m]["control"] for m in res},
-            "prompts": control["prompts"]}
+            "ratio": {m: res[m]["ratio"] for m in res}, "prompts": control["prompts"]}
 
 
 def mask_stats(workspace, arm: Arm) -> dict:
@@ -103,25 +101,22 @@ def mask_stats(workspace, arm: Arm) -> dict:
             "auc": s.get("label_auc"), "base_rate": s.get("label_base_rate")}
 
 
+def _entry(workspace, arm: Arm) -> dict:
+    return {"name": arm.name, "colour": arm.colour, "seeds": arm.seeds, "checkpoints": arm.checkpoints,
+            "defense": arm.defense, "per_seed": _spread(arm), "mask": mask_stats(workspace, arm)}
+
+
 def compare_arms(workspace, arms: list[Arm], control: Arm, config: ReportConfig) -> tuple[dict, list[dict]]:
-    """(the control's entry, one comparison per other arm) with paired intervals and p-values."""
+    """(the control's entry, one comparison per other arm with data) with paired intervals and p-values. The
+    control's own intervals are those of its comparison with itself: the same resamples as in every comparison."""
     tox, flu = toxicity_data(workspace, arms), fluency_data(workspace, arms)
     ctox, cflu = tox.get(control.name), flu.get(control.name)
-    comparisons, own = [], None
-    for arm in arms:
-        t = _toxicity(ctox, tox.get(arm.name), config)
-        p = _perplexity(cflu, flu.get(arm.name), config)
-        entry = {"name": arm.name, "colour": arm.colour, "seeds": arm.seeds, "checkpoints": arm.checkpoints,
-                 "defense": arm.defense, **t, **p, "per_seed": _spread(arm), "mask": mask_stats(workspace, arm)}
-        if arm is control:
-            own = entry
-        elif arm.name in tox or arm.name in flu:
-            comparisons.append(entry)
-    keep = ("name", "colour", "seeds", "checkpoints", "defense", "prompts", "documents", "per_seed", "mask")
-    entry = {k: own[k] for k in keep}
-    entry.update(tp=own["control_toxicity"]["tp"], emt=own["control_toxicity"]["emt"], perplexity=own["control_perplexity"])
-    for c in comparisons:
-        del c["control_toxicity"], c["control_perplexity"]
+    own_t, own_p = _toxicity(ctox, ctox, config), _perplexity(cflu, cflu, config)
+    entry = {**_entry(workspace, control), "prompts": own_t["prompts"], "documents": own_p["documents"],
+             "tp": own_t["tp"], "emt": own_t["emt"], "perplexity": own_p["perplexity"]}
+    comparisons = [{**_entry(workspace, arm), **_toxicity(ctox, tox.get(arm.name), config),
+                    **_perplexity(cflu, flu.get(arm.name), config)}
+                   for arm in arms if arm is not control and (arm.name in tox or arm.name in flu)]
     return entry, comparisons
 
 
