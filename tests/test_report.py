@@ -324,3 +324,13 @@ def test_the_page_renders_in_a_headless_browser(arms, tmp_path):
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1280, 2000)
     assert len(png) > 50_000  # tables and plots, not a blank page
+
+
+def test_an_arm_is_named_after_its_lowest_seed(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    mask = _mask(ws).id
+    late, first, control = _checkpoint(ws, "tox-7", 7, mask, 1.0), _checkpoint(ws, "tox", 0, mask, 1.0), _checkpoint(ws, "c", 0)
+    art, _, rows = build_report(ws, [_toxicity_eval(ws, late, CONTROL_MAX), _toxicity_eval(ws, first, CONTROL_MAX),
+                                     _toxicity_eval(ws, control, CONTROL_MAX)])
+    assert [(c["name"], c["seeds"]) for c in art.summary["comparisons"]] == [("tox", [0, 7])]
+    assert [r["arm"] for r in rows] == ["tox", "tox", "c"]

@@ -84,15 +84,17 @@ def group_arms(workspace, rows: list[dict]) -> list[Arm]:
         key, name, training, seed = _arm_of(workspace, row)
         arm = arms.setdefault(key, Arm(name, key, training=training))
         arm.rows.append(row)
-        arm.seeds.append(seed)
+        arm.seeds.append((seed, name))
     out = list(arms.values())
+    for arm in out:  # seeds in order; the arm is named after its lowest seed's checkpoint (`x` rather than `x-3`)
+        order = sorted(range(len(arm.rows)), key=lambda j: (arm.seeds[j][0] is None, arm.seeds[j][0] or 0))
+        arm.name = arm.seeds[order[0]][1]
+        arm.rows, arm.seeds = [arm.rows[j] for j in order], [arm.seeds[j][0] for j in order]
     names = [a.name for a in out]
     for i, arm in enumerate(out):
         if names.count(arm.name) > 1:
             arm.name = f"{arm.name} [{(arm.checkpoints or [arm.rows[0]['evals'][0]])[0][:6]}]"
         arm.colour = PALETTE[i % len(PALETTE)]
-        order = sorted(range(len(arm.rows)), key=lambda j: (arm.seeds[j] is None, arm.seeds[j] or 0))
-        arm.rows, arm.seeds = [arm.rows[j] for j in order], [arm.seeds[j] for j in order]
         for row in arm.rows:
             row["arm"], row["colour"] = arm.name, arm.colour
     return out
