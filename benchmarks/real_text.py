@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "davidson-tweets" / "labeled_data.csv"
 NEITHER, OFFENSIVE, HATE = "2", "1", "0"  # the csv's `class` column
+sys.path.insert(0, str(REPO))  # the statistics of this checkout's ifguide_cli, the one the chain runs
 
 
 # ---- data -------------------------------------------------------------------------------------------------
@@ -164,25 +165,14 @@ def prompt_maxima(eval_json: dict) -> list[float]:
 
 def paired_bootstrap(control: list[float], ifguide: list[float], draws: int, seed: int) -> dict:
     """Relative reductions (1 − IF-Guide / control) of TP and EMT, with percentile 95% intervals from resampling
-    prompts (the same prompts for both systems in each draw)."""
-    import numpy as np
+    prompts (the same prompts for both systems in each draw) and the paired sign-flip test's p-value
+    (`ifguide_cli.core.statistics`, the same figures `ifguide report` gives)."""
+    from ifguide_cli.core.statistics import compare_toxicity
 
-    c, g = np.asarray(control), np.asarray(ifguide)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(c), size=(draws, len(c)))
-
-    def reduction(values_c, values_g):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return 1 - values_g / values_c
-
-    out = {}
-    for name, f in (("tp", lambda x: (x >= 0.5).mean(axis=-1)), ("emt", lambda x: x.mean(axis=-1))):
-        point = float(reduction(f(c), f(g)))
-        samples = reduction(f(c[idx]), f(g[idx]))
-        samples = samples[np.isfinite(samples)]
-        low, high = np.quantile(samples, [0.025, 0.975]) if samples.size else (float("nan"), float("nan"))
-        out[name] = {"control": float(f(c)), "ifguide": float(f(g)), "reduction": point, "ci95": [float(low), float(high)]}
-    return out
+    res = compare_toxicity([control], [ifguide], draws=draws, seed=seed)
+    return {name: {"control": r["control"]["value"], "ifguide": r["arm"]["value"], "reduction": r["reduction"]["value"],
+                   "ci95": r["reduction"]["ci95"] or [float("nan")] * 2, "p_value": r["reduction"]["p_value"]}
+            for name, r in res.items()}
 
 
 def report(out: dict, times: dict, args) -> dict:
@@ -199,7 +189,7 @@ def report(out: dict, times: dict, args) -> dict:
     boot = paired_bootstrap(prompt_maxima(out["tox_control"]), prompt_maxima(out["tox_ifguide"]), args.bootstrap, args.seed)
     for name, b in boot.items():
         print(f"{name.upper()} reduction control → IF-Guide: {b['reduction']:+.1%} "
-              f"(95% CI {b['ci95'][0]:+.1%} … {b['ci95'][1]:+.1%}, paired bootstrap over "
+              f"(95% CI {b['ci95'][0]:+.1%} … {b['ci95'][1]:+.1%}, p = {b['p_value']:.3g}, paired bootstrap over "
               f"{out['tox_control']['summary']['prompts']} prompts)")
     ppl_c, ppl_g = out["ppl_control"]["summary"]["perplexity"], out["ppl_ifguide"]["summary"]["perplexity"]
     print(f"perplexity cost: {ppl_g / ppl_c - 1:+.2%} ({ppl_c:.2f} → {ppl_g:.2f}, held-out tweets)")

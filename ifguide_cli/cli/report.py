@@ -1,22 +1,56 @@
-"""`ifguide report`: compare evaluations side by side."""
+"""`ifguide report`: compare evaluations side by side, and each arm against the control with intervals."""
 
 from typing import Optional
 
 import typer
 
+from ..core.report_arms import ReportConfig
 from . import common
-from .options import ForceOpt, NameOpt
+from .options import ForceOpt, NameOpt, config_options
+
+
+def _render_comparisons(console, summary: dict) -> None:
+    """The arms against the control (intervals, p-values, perplexity cost) and the headline."""
+    from rich.table import Table
+
+    from ..core.report_stats import fmt_ci, fmt_p
+
+    control = summary["control"]
+    table = Table(title=f"against the control {control['name']} (95% paired bootstrap intervals)", title_justify="left")
+    for header in ("arm", "seeds", "TP", "EMT", "TP reduction", "EMT reduction", "perplexity", "perplexity cost"):
+        table.add_column(header, justify="left" if header == "arm" else "right", overflow="fold")
+    seeds = ", ".join(str(s) for s in control["seeds"])
+    label = control["name"] + ("" if control["name"] == "control" else " (control)")
+    table.add_row(label, seeds, fmt_ci(control["tp"]), fmt_ci(control["emt"]), "", "",
+                  fmt_ci(control["perplexity"], digits=2), "")
+    for c in summary["comparisons"]:
+        reductions = [f"{fmt_ci(c['reduction'][m], pct=True)} {fmt_p((c['reduction'][m] or {}).get('p_value'))}"
+                      if c["reduction"][m] else "—" for m in ("tp", "emt")]
+        table.add_row(c["name"], ", ".join(str(s) for s in c["seeds"]), fmt_ci(c["tp"]), fmt_ci(c["emt"]), *reductions,
+                      fmt_ci(c["perplexity"], digits=2), fmt_ci(c["perplexity_cost"], pct=True, signed=True))
+    console.print(table)
+    if summary.get("headline"):
+        console.print(f"[bold]{summary['headline']}[/]")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", help="Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots.",
+    @app.command("report", help="Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …) and each arm against "
+                                "a control with 95% intervals and p-values: table and HTML with plots.",
                  epilog="Examples:\n\n"
                         "ifguide report base-tox ifguide-tox rad-tox --html report.html\n"
-                        "ifguide report $(ifguide workspace ls evals --json | jq -r '.artifacts[].id')")
+                        "ifguide report $(ifguide workspace ls evals --json | jq -r '.artifacts[].id') --control control\n\n"
+                        "Arms: checkpoints trained the same way except --seed are one arm over seeds. The control is "
+                        "--control, else the one fine-tune without a mask.")
     @common.handles_errors
+    @config_options(ReportConfig)
     def report(
+        config: ReportConfig,
         evals: list[str] = typer.Argument(..., metavar="EVAL...", help="Eval artifacts (toxicity, implicit, fluency).",
                                           autocompletion=common.complete_artifacts("evals")),
+        control: Optional[str] = typer.Option(None, "--control", metavar="CHECKPOINT_OR_NAME",
+                                              help="The arm the others are compared with: a checkpoint (id, name) or an "
+                                                   "arm's name. Default: the one fine-tune (else pre-training) without a mask.",
+                                              autocompletion=common.complete_artifacts("checkpoints")),
         html: Optional[str] = typer.Option(None, "--html", help="Also write the self-contained HTML page to this file."),
         name: NameOpt = None,
         force: ForceOpt = False,
@@ -25,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
         ws = common.workspace()
         arts = [ws.resolve(ref, "evals") for ref in evals]
-        art, reused, rows = build_report(ws, arts, name=name, force=force)
+        art, reused, rows = build_report(ws, arts, name=name, force=force, control=control, config=config)
         html_path = art.file(REPORT_HTML)
         if html:
             html_path = common.write_user_file(html, html_path.read_text(encoding="utf-8"))
@@ -43,6 +77,10 @@ def register(app: typer.Typer) -> None:
                 if key != "label":
                     table.add_row(header, *(cell(row, key) for row in rows))
             console.print(table)
+            if art.summary.get("comparisons"):
+                _render_comparisons(console, art.summary)
             console.print(f"[dim]{'reused' if reused else 'created'} report {art.id}; HTML: {html_path}[/]")
 
-        common.emit(common.artifact_payload(art, reused, html=str(html_path), rows=rows), render)
+        common.emit(common.artifact_payload(art, reused, html=str(html_path), rows=rows,
+                                            comparisons=art.summary.get("comparisons", []),
+                                            headline=art.summary.get("headline")), render)

@@ -6,3 +6,6 @@ ROWS_KEY = "rows"  # in a scores file: int64 indices of the rows a partial scori
 MODULE_SCORES_FILE = "module_scores.safetensors"  # scores --per-module: one key per tracked module
 MASK_FILE = "mask.safetensors"  # masks: mask, ranking, sparsity, strength, harmonic, selected
 IGNORE_INDEX = -100  # the label of a position that has no loss (padding, prompts): PyTorch's cross-entropy default
+# evals (fluency): one JSON line per held-out document, {"nll": summed next-token NLL, "tokens": predicted tokens},
+# in the order of the perplexity data, so that a report can resample documents
+PERPLEXITY_DOCS_FILE = "perplexity_docs.jsonl"

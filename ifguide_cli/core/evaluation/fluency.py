@@ -44,24 +44,53 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def _windows(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Each document + EOS cut into windows of at most `max_length` tokens (a 1-token window predicts nothing)."""
-    windows: list[list[int]] = []
-    for text in texts:
+def _windows(tokenizer, texts: Sequence[str], max_length: int) -> list[tuple[int, list[int]]]:
+    """(document index, window) of each document + EOS cut into windows of at most `max_length` tokens (a
+    1-token window predicts nothing), shortest first: the index attributes a window's NLL to its document."""
+    windows: list[tuple[int, list[int]]] = []
+    for doc, text in enumerate(texts):
         ids = [*tokenizer.encode(text, add_special_tokens=False), tokenizer.eos_token_id]
-        windows += [ids[i:i + max_length] for i in range(0, len(ids), max_length) if len(ids[i:i + max_length]) > 1]
-    return sorted(windows, key=len)
+        windows += [(doc, ids[i:i + max_length]) for i in range(0, len(ids), max_length) if len(ids[i:i + max_length]) > 1]
+    return sorted(windows, key=lambda w: len(w[1]))
 
 
-def _nll(model, ids, mask) -> tuple[float, int]:
-    """(summed next-token NLL, predicted tokens) of one right-padded batch."""
+def _nll(model, ids, mask):
+    """(summed next-token NLL, per-row NLL sums as float64, per-row predicted tokens) of one right-padded batch.
+
+    The batch total is `nll_loss(log_softmax)` with `reduction="sum"`, which is exactly what `cross_entropy`
+    computes, so corpus perplexity is what it was before per-row sums existed; the per-row sums come from the
+    same log-probabilities and only feed the per-document file (their total may differ in the last bits)."""
     import torch
 
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
     labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, IGNORE_INDEX)
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                             ignore_index=IGNORE_INDEX, reduction="sum")
-    return float(loss.double()), int((labels != IGNORE_INDEX).sum())
+    logp = torch.nn.functional.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=1)
+    flat = labels.reshape(-1)
+    loss = torch.nn.functional.nll_loss(logp, flat, ignore_index=IGNORE_INDEX, reduction="sum")
+    rows = torch.nn.functional.nll_loss(logp, flat, ignore_index=IGNORE_INDEX, reduction="none")
+    per_row = rows.reshape(labels.shape).double().sum(dim=1)
+    return float(loss.double()), per_row.cpu().numpy(), (labels != IGNORE_INDEX).sum(dim=1).cpu().numpy()
+
+
+class _PerDocument:
+    """Per-document NLL sums and predicted-token counts, added window by window, so that a report can resample
+    documents (the bootstrap interval of a perplexity); the totals are kept as before, batch by batch."""
+
+    def __init__(self, docs: int):
+        self.nll_sum, self.tokens = 0.0, 0
+        self.doc_nll, self.doc_tokens = [0.0] * docs, [0] * docs
+
+    def add(self, owners: Sequence[int], batch) -> None:
+        total, per_row, counts = batch
+        self.nll_sum += total
+        self.tokens += int(counts.sum())
+        for doc, nll, count in zip(owners, per_row.tolist(), counts.tolist(), strict=True):
+            self.doc_nll[doc] += nll
+            self.doc_tokens[doc] += count
+
+    def result(self, **extra) -> dict:
+        return {"perplexity": perplexity_from_totals(self.nll_sum, self.tokens), "nll_sum": self.nll_sum,
+                "tokens": self.tokens, **extra, "per_document": {"nll": self.doc_nll, "tokens": self.doc_tokens}}
 
 
 def perplexity(model, tokenizer, texts: Sequence[str], *, batch_size: int = 16, max_length: int | None = None,
@@ -71,17 +100,14 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, batch_size: int = 16, 
 
     max_length = max_length or context_length(model)
     windows = _windows(tokenizer, texts, max_length)
-    nll, count = 0.0, 0
+    totals = _PerDocument(len(texts))
     model.eval()
     with reporter.task("perplexity", total=len(windows)) as task, torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             chunk = windows[start:start + batch_size]
-            chunk_nll, chunk_count = _nll(model, *right_padded(chunk, _pad_id(tokenizer), device))
-            nll += chunk_nll
-            count += chunk_count
+            totals.add([d for d, _ in chunk], _nll(model, *right_padded([w for _, w in chunk], _pad_id(tokenizer), device)))
             task.advance(len(chunk))
-    return {"perplexity": perplexity_from_totals(nll, count), "nll_sum": nll, "tokens": count, "documents": len(texts),
-            "windows": len(windows), "max_length": max_length}
+    return totals.result(documents=len(texts), windows=len(windows), max_length=max_length)
 
 
 def chunk_perplexity(model, blocks, *, chunks: int, batch_size: int = 16, device: str = "cpu", reporter=NULL) -> dict:
@@ -89,18 +115,18 @@ def chunk_perplexity(model, blocks, *, chunks: int, batch_size: int = 16, device
     rows in all. Every position of a chunk is real: each chunk predicts its tokens 2..L from the previous ones."""
     import torch
 
-    nll, count, seen, width = 0.0, 0, 0, None
+    totals, seen, width = _PerDocument(chunks), 0, None
     model.eval()
     with reporter.task("perplexity", total=chunks) as task, torch.inference_mode():
         for block in blocks:
             width = _check_chunks(model, block)
             for start in range(0, len(block), batch_size):
                 ids = torch.tensor(block[start:start + batch_size], dtype=torch.long, device=device)  # a copy: blocks are read-only
-                part_nll, part_count = _nll(model, ids, torch.ones_like(ids))
-                nll, count, seen = nll + part_nll, count + part_count, seen + len(ids)
+                totals.add(range(seen, seen + len(ids)), _nll(model, ids, torch.ones_like(ids)))
+                seen += len(ids)
                 task.advance(len(ids))
-    return {"perplexity": perplexity_from_totals(nll, count), "nll_sum": nll, "tokens": count, "documents": seen,
-            "windows": seen, "max_length": width}
+    totals.doc_nll, totals.doc_tokens = totals.doc_nll[:seen], totals.doc_tokens[:seen]
+    return totals.result(documents=seen, windows=seen, max_length=width)
 
 
 def _check_chunks(model, block) -> int:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..artifact_files import PERPLEXITY_DOCS_FILE
 from ..dist import is_main_process
 from ..errors import IfguideError
 from ..notes import warn
@@ -44,6 +45,16 @@ def continuations_path(art) -> Path:
 def read_continuations(art) -> list[dict]:
     with open(continuations_path(art), encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def read_perplexity_docs(art) -> tuple[list[float], list[int]] | None:
+    """(per-document NLL sums, predicted tokens) of a fluency eval; None for one made before they were stored."""
+    path = art.path / PERPLEXITY_DOCS_FILE
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [r["nll"] for r in rows], [r["tokens"] for r in rows]
 
 
 def _write_jsonl(path: Path, records) -> None:
@@ -256,6 +267,9 @@ def _perplexity_step(ctx, model, tok, source, config: FluencyConfig, data: Fluen
         else:
             ppl = perplexity(model, tok, source, batch_size=config.batch_size, max_length=config.max_length, device=device,
                              reporter=reporter)
+    docs = ppl.pop("per_document")
+    _write_jsonl(ctx.staging / PERPLEXITY_DOCS_FILE, ({"nll": nll, "tokens": n} for nll, n in zip(docs["nll"], docs["tokens"],
+                                                                                                   strict=True)))
     summary = {"perplexity": ppl["perplexity"], "perplexity_tokens": ppl["tokens"], "perplexity_data": data.ppl_data}
     return summary, ppl
 

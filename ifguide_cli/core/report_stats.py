@@ -1,0 +1,171 @@
+"""The report's comparisons: each arm against the control with intervals, its mask, the headline, the configuration.
+
+Every figure is a {value, ci95} pair (ci95 None where it cannot be computed: an eval made before per-document
+NLLs were stored, a ratio over 0); reductions add the paired test's p-value. The numbers come from
+`core/statistics`; this module only chooses what is compared with what and says it in words.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .report_arms import TEST_NAME, Arm, ReportConfig, fluency_data, toxicity_data
+
+_NONE = {"value": None, "ci95": None}
+
+
+# ---- numbers in words -------------------------------------------------------------------------------------
+def fmt_pct(x, signed: bool = False) -> str:
+    if x is None:
+        return "—"
+    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
+
+
+def fmt_ci(est: dict | None, pct: bool = False, signed: bool = False, digits: int = 3) -> str:
+    """`value [low, high]` of an estimate (percentages with `pct`)."""
+    if not est or est.get("value") is None:
+        return "—"
+
+    def f(x):
+        return fmt_pct(x, signed) if pct else f"{x:.{digits}f}"
+
+    ci = est.get("ci95")
+    return f(est["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+
+
+def fmt_p(p) -> str:
+    if p is None:
+        return "—"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+# ---- comparisons ------------------------------------------------------------------------------------------
+def _seed_values(arm: Arm, key: str) -> list:
+    return [r.get(key) for r in arm.rows if r.get(key) is not None]
+
+
+def _spread(arm: Arm) -> dict:
+    from .statistics import seed_spread
+
+    return {name: seed_spread(_seed_values(arm, key)) for name, key in
+            (("tp", "toxicity_probability"), ("emt", "expected_max_toxicity"), ("perplexity", "perplexity"))}
+
+
+def _gmean(values: list) -> float:
+    """The seeds' geometric mean perplexity: the perplexity of their mean per-token NLL."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _perplexity(control: dict | None, arm: dict | None, config: ReportConfig) -> dict:
+    """{"perplexity", "perplexity_cost", "documents"} of an arm against the control."""
+    from .statistics import perplexity_cost
+
+    if control is None or arm is None:
+        return {"perplexity": _NONE, "perplexity_cost": _NONE, "documents": None}
+    if control["docs"] is None or arm["docs"] is None:
+        arm_ppl, control_ppl = _gmean(arm["perplexity"]), _gmean(control["perplexity"])  # no interval without documents
+        return {"perplexity": {"value": arm_ppl, "ci95": None},
+                "perplexity_cost": {"value": arm_ppl / control_ppl - 1, "ci95": None}, "documents": None}
+
+    def columns(docs):
+        return [d[0] for d in docs], [d[1] for d in docs]
+
+    res = perplexity_cost(*columns(control["docs"]), *columns(arm["docs"]), draws=config.draws, seed=config.seed)
+    return {"perplexity": res["arm"], "perplexity_cost": res["cost"], "documents": len(control["docs"][0][0])}
+
+
+def _toxicity(control: dict | None, arm: dict | None, config: ReportConfig) -> dict:
+    from .statistics import compare_toxicity
+
+    if control is None or arm is None:
+        return {"tp": _NONE, "emt": _NONE, "reduction": {"tp": None, "emt": None}, "ratio": {"tp": None, "emt": None},
+                "prompts": None}
+    res = compare_toxicity(control["maxima"], arm["maxima"], draws=config.draws, seed=config.seed)
+    return {"tp": res["tp"]["arm"], "emt": res["emt"]["arm"], "reduction": {m: res[m]["reduction"] for m in res},
+            "ratio": {m: res[m]["ratio"] for m in res}, "prompts": control["prompts"]}
+
+
+def mask_stats(workspace, arm: Arm) -> dict:
+    """What the arm's mask selected and how (from the mask artifact and the training config); None where unknown."""
+    training = arm.training or {}
+    mask = workspace.by_id(training["mask"]) if training.get("mask") else None
+    s = mask.summary if mask is not None else {}
+    source = s.get("source")
+    detail = ", ".join(str(s[k]) for k in ("classifier", "level") if s.get(k))
+    return {"mask": training.get("mask"), "source": f"{source} ({detail})" if source and detail else source,
+            "suppression": training.get("suppression", (training.get("train") or {}).get("suppression")),
+            "lambda": training.get("lambda"), "budget": s.get("max_tokens", (mask.config if mask else {}).get("max_tokens")),
+            "tokens": s.get("tokens_selected"), "documents": s.get("documents_selected"),
+            "source_documents": s.get("source_documents_selected"),
+            "precision_at_k": s.get("label_precision_at_k", s.get("planted_precision_at_k")),
+            "auc": s.get("label_auc"), "base_rate": s.get("label_base_rate")}
+
+
+def _entry(workspace, arm: Arm) -> dict:
+    return {"name": arm.name, "colour": arm.colour, "seeds": arm.seeds, "checkpoints": arm.checkpoints,
+            "defense": arm.defense, "per_seed": _spread(arm), "mask": mask_stats(workspace, arm)}
+
+
+def compare_arms(workspace, arms: list[Arm], control: Arm, config: ReportConfig) -> tuple[dict, list[dict]]:
+    """(the control's entry, one comparison per other arm with data) with paired intervals and p-values. The
+    control's own intervals are those of its comparison with itself: the same resamples as in every comparison."""
+    tox, flu = toxicity_data(workspace, arms), fluency_data(workspace, arms)
+    ctox, cflu = tox.get(control.name), flu.get(control.name)
+    own_t, own_p = _toxicity(ctox, ctox, config), _perplexity(cflu, cflu, config)
+    entry = {**_entry(workspace, control), "prompts": own_t["prompts"], "documents": own_p["documents"],
+             "tp": own_t["tp"], "emt": own_t["emt"], "perplexity": own_p["perplexity"]}
+    comparisons = [{**_entry(workspace, arm), **_toxicity(ctox, tox.get(arm.name), config),
+                    **_perplexity(cflu, flu.get(arm.name), config)}
+                   for arm in arms if arm is not control and (arm.name in tox or arm.name in flu)]
+    return entry, comparisons
+
+
+# ---- headline and configuration ---------------------------------------------------------------------------
+def _rank_metric(comparisons: list[dict]) -> str:
+    """TP when some reduction of it is defined (the control's TP is not 0), else EMT."""
+    return "tp" if any((c["reduction"]["tp"] or {}).get("value") is not None for c in comparisons) else "emt"
+
+
+def _toxicity_words(metric: str, control: dict, arm: dict) -> str:
+    red = arm["reduction"][metric]
+    ci = red["ci95"]
+    interval = f"95% CI {fmt_pct(ci[0])} to {fmt_pct(ci[1])}, " if ci else ""
+    return (f"{metric.upper()} {control[metric]['value']:.3f} → {arm[metric]['value']:.3f}, "
+            f"a {fmt_pct(red['value'])} reduction ({interval}{fmt_p(red['p_value'])})")
+
+
+def headline(control: dict, comparisons: list[dict]) -> str | None:
+    """One sentence: which arm lowers toxicity most against the control, and at what perplexity cost."""
+    metric = _rank_metric(comparisons)
+    ranked = [c for c in comparisons if (c["reduction"][metric] or {}).get("value") is not None]
+    if not ranked:
+        return None
+    other = "emt" if metric == "tp" else "tp"
+    best = max(ranked, key=lambda c: (c["reduction"][metric]["value"], (c["reduction"][other] or {}).get("value") or 0))
+    parts = [_toxicity_words(m, control, best) for m in (metric, other) if (best["reduction"][m] or {}).get("value") is not None]
+    cost = best["perplexity_cost"]
+    if cost["value"] is not None:
+        ci = cost["ci95"]
+        parts.append(f"at a perplexity cost of {fmt_pct(cost['value'], True)}"
+                     + (f" (95% CI {fmt_pct(ci[0], True)} to {fmt_pct(ci[1], True)})" if ci else ""))
+    seeds = len(best["seeds"])
+    where = f"{best['prompts']} prompts" + (f", {seeds} seeds" if seeds > 1 else "")
+    verb = "lowers toxicity most" if best["reduction"][metric]["value"] > 0 else "comes closest, but no arm lowers toxicity"
+    return f"{best['name']} {verb} against {control['name']} ({where}): " + "; ".join(parts) + "."
+
+
+def configuration(workspace, arms: list[Arm], control: dict, comparisons: list[dict], config: ReportConfig) -> dict:
+    """What a reader needs to repeat the comparison: the eval settings, each arm's λ, budget and seeds, the statistics."""
+    from .statistics import LEVEL
+
+    tox = [workspace.by_id(r["toxicity_eval"]) for a in arms for r in a.rows if r.get("toxicity_eval")]
+    generation = [(ev.config.get("generation") or {}) for ev in tox]
+    entries = [control, *comparisons]
+    return {"prompts": control.get("prompts"), "samples": sorted({g.get("samples") for g in generation} - {None}),
+            "max_new_tokens": sorted({g.get("max_new_tokens") for g in generation} - {None}),
+            "classifier": sorted({str(ev.summary.get("classifier")) for ev in tox}),
+            "perplexity_documents": control.get("documents"),
+            "seeds": {e["name"]: e["seeds"] for e in entries},
+            "lambda": {e["name"]: e["mask"]["lambda"] for e in entries if e["mask"]["mask"]},
+            "budget": {e["name"]: e["mask"]["budget"] for e in entries if e["mask"]["mask"]},
+            "bootstrap": config.draws, "seed": config.seed, "level": LEVEL, "test": TEST_NAME}
