@@ -1484,6 +1484,8 @@ def audit(ctx: Ctx, case: Case, before: Snapshot, interrupted: bool) -> list[tup
 
 PREPARE = (
     ("ckpt", ("train", "tiny", "--data", "{small}", "--seq-len", "64", "--eval-docs", "8", "--max-steps", "2", "--batch-size", "8")),
+    ("other", ("train", "tiny", "--data", "{small}.other.jsonl", "--seq-len", "64", "--eval-docs", "8", "--max-steps", "1",
+               "--batch-size", "8")),  # only for its dataset (`heldout`): a corpus other than the one the mask was built on
     ("factors", ("factors", "{ckpt}", "--data", "{dataset}")),
     ("scores", ("scores", "{factors}", "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--max-queries", "8")),
     ("mask", ("mask", "{scores}", "--max-tokens", "300")),
@@ -1506,6 +1508,7 @@ def prepare(root: Path, timeout: float, log: Callable[[str], None]) -> Prepared:
     small = base / "small.jsonl"
     corpus = (REPO / "ifguide_cli" / "assets" / "tiny" / "corpus.jsonl").read_text().splitlines(keepends=True)
     small.write_text("".join(corpus[:SMALL_DOCS]))
+    Path(f"{small}.other.jsonl").write_text("".join(corpus[SMALL_DOCS: 2 * SMALL_DOCS]))
     ctx = Ctx(base / "ws", base / "tmp", {}, {}, small, timeout, None, base / "never")
     for role, argv in PREPARE:
         started = time.monotonic()
@@ -1514,9 +1517,8 @@ def prepare(root: Path, timeout: float, log: Callable[[str], None]) -> Prepared:
             raise SystemExit(f"fault_sweep: preparing the workspace failed: ifguide {' '.join(res.argv)}\n{res.stderr[-2000:]}")
         payload = json.loads(res.stdout)
         ctx.ids[role] = payload["id"]
-        if role == "ckpt":
-            ctx.ids["dataset"] = payload["config"]["dataset"]
-            ctx.ids["heldout"] = payload["config"]["eval_dataset"]
+        if role in ("ckpt", "other"):
+            ctx.ids["dataset" if role == "ckpt" else "heldout"] = payload["config"]["dataset"]
         log(f"  prepared {role:8s} {payload['id']}  ({time.monotonic() - started:.0f} s)")
     listed, why = list_artifacts(ctx)
     if listed is None:

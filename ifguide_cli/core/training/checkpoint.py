@@ -139,6 +139,8 @@ class CheckpointBuild:
             # a finished build whose publish was interrupted: nothing left to train
             return Resume(finished=json.loads(self.staging.metrics.read_text())["summary"] if self.main else {})
         checkpoint = last_complete_checkpoint(self.staging.trainer_dir)
+        if checkpoint is not None:
+            check_resumable(checkpoint)
         step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
         if self.main:
             if checkpoint is None:
@@ -284,6 +286,17 @@ def last_complete_checkpoint(trainer_dir: Path) -> Path | None:
              if entry.is_dir() and entry.name.startswith("checkpoint-") and entry.name.split("-")[-1].isdigit()
              and (entry / "trainer_state.json").is_file()]
     return max(found)[1] if found else None
+
+
+def check_resumable(checkpoint: Path) -> None:
+    """A saved state that cannot be loaded (a truncated optimizer.pt) is one line naming it, not the loader's crash."""
+    from ..file_integrity import damage
+
+    for path in sorted(p for p in checkpoint.iterdir() if p.is_file()):
+        problem = damage(path)
+        if problem:
+            raise IfguideError(f"cannot resume the interrupted training from {path}: {problem}",
+                               hint="run the same command with --restart to start this training over")
 
 
 def drop_optimizer_state(trainer_dir: Path) -> None:
