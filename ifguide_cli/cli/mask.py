@@ -53,10 +53,12 @@ def select(
     from ..core.mask_render import MaskInspector
     from ..core.masking import create_mask_artifact
 
+    if top < 0:
+        common.fail(f"--top must be at least 0; got {top}", exit_code=2)
     ws = common.workspace()
     art, reused = create_mask_artifact(ws, scores, config, data_ref=data, key=key, all_positions=all_positions,
                                        name=name, force=force, reporter=common.reporter())
-    top_docs = MaskInspector(ws, art.id).top(max(0, top))
+    top_docs = MaskInspector(ws, art.id).top(top)
 
     def render(console):
         common.render_artifact("mask", art, reused)(console)
