@@ -605,3 +605,43 @@ def test_a_model_folder_that_needs_its_own_code_is_refused_without_a_prompt(tmp_
     assert not (tmp_path / "pwned").exists()
     (evil / "config.json").write_text(json.dumps({"model_type": "gpt_neox", "auto_map": {"AutoConfig": "evil.C"}}))
     assert resolve_model(str(evil)).source == "local"  # a built-in architecture loads without the folder's code
+
+
+def test_log_file_is_checked_before_any_work(tmp_path):
+    from ifguide_cli.core.folders import check_output_file
+
+    check_output_file(str(tmp_path / "log.jsonl"), "--log-file")  # a new file in an existing folder
+    assert not (tmp_path / "log.jsonl").exists()  # nothing created by the check
+    for bad, why in ((tmp_path / "no" / "log.jsonl", "does not exist"), (tmp_path, "is a folder")):
+        with pytest.raises(IfguideError, match=f"--log-file .*{why}"):
+            check_output_file(str(bad), "--log-file")
+
+
+def test_an_unwritable_log_file_is_named_and_the_logs_after_it_are_not_written(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ifguide_cli.core.progress import NULL
+    from ifguide_cli.core.training import trainer
+
+    class Full:
+        def __init__(self, path, mode):
+            self.path = Path(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, text):
+            if self.path.name == "full":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.path.write_text(text)
+
+    monkeypatch.setattr(trainer, "open", Full, raising=False)
+    callback = trainer.ReportCallback(NULL, [tmp_path / "full", tmp_path / "staging.log"], 64)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=1, epoch=0.1)
+    with pytest.raises(OSError) as err:
+        callback.on_log(None, state, None, logs={"loss": 1.0})
+    assert str(tmp_path / "full") in from_environment(err.value).one_line()
+    assert not (tmp_path / "staging.log").exists()

@@ -216,7 +216,8 @@ class CheckpointBuild:
 
     def trainer(self, args: TrainingArguments, model, data: TrainingData) -> PenaltyTrainer:
         """The PenaltyTrainer with our log/progress callback (and the kill hook when a test sets it)."""
-        log_paths = [self.staging.log] + ([self.plan.run.log_file] if self.plan.run.log_file else [])
+        # the user's file first: one that cannot be written stops the run before its first line is in staging
+        log_paths = ([self.plan.run.log_file] if self.plan.run.log_file else []) + [self.staging.log]
         tokens_per_step = self.tc.batch_size * self.plan.corpus.shape[1]
         callbacks = [ReportCallback(self.plan.reporter if self.main else NULL, log_paths, tokens_per_step)]
         kill_at = os.environ.get(KILL_HOOK_ENV)
