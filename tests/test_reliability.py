@@ -645,3 +645,21 @@ def test_an_unwritable_log_file_is_named_and_the_logs_after_it_are_not_written(t
         callback.on_log(None, state, None, logs={"loss": 1.0})
     assert str(tmp_path / "full") in from_environment(err.value).one_line()
     assert not (tmp_path / "staging.log").exists()
+
+
+def test_ctrl_c_while_the_command_line_is_still_being_imported_is_a_clean_exit(monkeypatch, capsys):
+    import builtins
+
+    from ifguide_cli import __main__ as entry
+
+    real_import = builtins.__import__
+
+    def interrupted_import(name, *args, **kwargs):
+        if name == "cli.app":  # `from .cli.app import main`: Ctrl-C lands while typer and rich load
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    with pytest.raises(SystemExit) as exit_:
+        entry.main()
+    assert exit_.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
