@@ -753,7 +753,8 @@ def kill_cases() -> list[Case]:
 
 
 def concurrency_cases() -> list[Case]:
-    finetune = ("finetune", "{ckpt}", *FINETUNE_OPTS[:4], "--mask", "{mask}", "--lambda", "1", "--max-steps", "20", "--batch-size", "8")
+    # long enough (~5 s of steps) to still be training when the removal comes 6 s in, even on an idle machine
+    finetune = ("finetune", "{ckpt}", *FINETUNE_OPTS[:4], "--mask", "{mask}", "--lambda", "1", "--max-steps", "60", "--batch-size", "8")
     return [
         Case("rm-mask-while-finetune-starts", "concurrency",
              (anyhow(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=1.0)), removes=("mask",),
@@ -1080,13 +1081,15 @@ def still_a_device(name: str) -> Callable:
 
 def one_wins(role: str) -> Callable:
     """A stage reading an artifact (first step) and its removal (second step) race: exactly one of them wins, and
-    the loser says why in one line — the removal that the artifact is in use, the stage that it is gone."""
+    the loser says why in one line — the removal that the artifact is in use (or, once the stage has published,
+    that the stage's result depends on it), the stage that it is gone."""
 
     def check(ctx: Ctx, results: list[StepResult]) -> list[str]:
         stage, removal = results
         art_id = ctx.ids[role]
         if stage.rc == 0 and removal.rc != 0:
-            return [] if "in use" in removal.stderr else [f"`workspace rm` refused without saying {art_id} is in use"]
+            said = "in use" in removal.stderr or f"depend on {art_id}" in removal.stderr
+            return [] if said else [f"`workspace rm` refused without saying {art_id} is in use or has dependents"]
         if stage.rc != 0 and removal.rc == 0:
             return [] if art_id in stage.stderr else [f"the stage failed without naming the removed {art_id}"]
         return [f"stage exit {stage.rc} and removal exit {removal.rc}: exactly one should have succeeded"]
