@@ -753,7 +753,8 @@ def kill_cases() -> list[Case]:
 
 
 def concurrency_cases() -> list[Case]:
-    finetune = ("finetune", "{ckpt}", *FINETUNE_OPTS[:4], "--mask", "{mask}", "--lambda", "1", "--max-steps", "20", "--batch-size", "8")
+    # long enough (~5 s of steps) to still be training when the removal comes 6 s in, even on an idle machine
+    finetune = ("finetune", "{ckpt}", *FINETUNE_OPTS[:4], "--mask", "{mask}", "--lambda", "1", "--max-steps", "60", "--batch-size", "8")
     return [
         Case("rm-mask-while-finetune-starts", "concurrency",
              (anyhow(*finetune, timeout=240), anyhow("workspace", "rm", "{mask}", concurrent=1.0)), removes=("mask",),
@@ -1080,13 +1081,15 @@ def still_a_device(name: str) -> Callable:
 
 def one_wins(role: str) -> Callable:
     """A stage reading an artifact (first step) and its removal (second step) race: exactly one of them wins, and
-    the loser says why in one line — the removal that the artifact is in use, the stage that it is gone."""
+    the loser says why in one line — the removal that the artifact is in use (or, once the stage has published,
+    that the stage's result depends on it), the stage that it is gone."""
 
     def check(ctx: Ctx, results: list[StepResult]) -> list[str]:
         stage, removal = results
         art_id = ctx.ids[role]
         if stage.rc == 0 and removal.rc != 0:
-            return [] if "in use" in removal.stderr else [f"`workspace rm` refused without saying {art_id} is in use"]
+            said = "in use" in removal.stderr or f"depend on {art_id}" in removal.stderr
+            return [] if said else [f"`workspace rm` refused without saying {art_id} is in use or has dependents"]
         if stage.rc != 0 and removal.rc == 0:
             return [] if art_id in stage.stderr else [f"the stage failed without naming the removed {art_id}"]
         return [f"stage exit {stage.rc} and removal exit {removal.rc}: exactly one should have succeeded"]
@@ -1484,6 +1487,8 @@ def audit(ctx: Ctx, case: Case, before: Snapshot, interrupted: bool) -> list[tup
 
 PREPARE = (
     ("ckpt", ("train", "tiny", "--data", "{small}", "--seq-len", "64", "--eval-docs", "8", "--max-steps", "2", "--batch-size", "8")),
+    ("other", ("train", "tiny", "--data", "{small}.other.jsonl", "--seq-len", "64", "--eval-docs", "8", "--max-steps", "1",
+               "--batch-size", "8")),  # only for its dataset (`heldout`): a corpus other than the one the mask was built on
     ("factors", ("factors", "{ckpt}", "--data", "{dataset}")),
     ("scores", ("scores", "{factors}", "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--max-queries", "8")),
     ("mask", ("mask", "{scores}", "--max-tokens", "300")),
@@ -1506,6 +1511,7 @@ def prepare(root: Path, timeout: float, log: Callable[[str], None]) -> Prepared:
     small = base / "small.jsonl"
     corpus = (REPO / "ifguide_cli" / "assets" / "tiny" / "corpus.jsonl").read_text().splitlines(keepends=True)
     small.write_text("".join(corpus[:SMALL_DOCS]))
+    Path(f"{small}.other.jsonl").write_text("".join(corpus[SMALL_DOCS: 2 * SMALL_DOCS]))
     ctx = Ctx(base / "ws", base / "tmp", {}, {}, small, timeout, None, base / "never")
     for role, argv in PREPARE:
         started = time.monotonic()
@@ -1514,9 +1520,8 @@ def prepare(root: Path, timeout: float, log: Callable[[str], None]) -> Prepared:
             raise SystemExit(f"fault_sweep: preparing the workspace failed: ifguide {' '.join(res.argv)}\n{res.stderr[-2000:]}")
         payload = json.loads(res.stdout)
         ctx.ids[role] = payload["id"]
-        if role == "ckpt":
-            ctx.ids["dataset"] = payload["config"]["dataset"]
-            ctx.ids["heldout"] = payload["config"]["eval_dataset"]
+        if role in ("ckpt", "other"):
+            ctx.ids["dataset" if role == "ckpt" else "heldout"] = payload["config"]["dataset"]
         log(f"  prepared {role:8s} {payload['id']}  ({time.monotonic() - started:.0f} s)")
     listed, why = list_artifacts(ctx)
     if listed is None:

@@ -140,5 +140,8 @@ def test_a_race_between_a_stage_and_the_removal_of_its_input_has_one_winner(swee
     check = sweep.one_wins("mask")
     assert check(ctx, [result(sweep, 0), result(sweep, 1, "error: mask artifact abc123abc123 is in use by process 7")]) == []
     assert check(ctx, [result(sweep, 1, "error: no mask artifact 'abc123abc123'"), result(sweep, 0)]) == []
+    published = "error: 1 artifact(s) depend on abc123abc123 (226a78a1fb20) — pass --recursive to remove them too"
+    assert check(ctx, [result(sweep, 0), result(sweep, 2, published)]) == []  # the stage's result came first
+    assert check(ctx, [result(sweep, 0), result(sweep, 2, "error: cannot remove it")])  # refused without saying why
     assert check(ctx, [result(sweep, 0), result(sweep, 0)])  # both "won": the stage used a removed input
     assert check(ctx, [result(sweep, 1, "error: something"), result(sweep, 0)])  # the loser does not say why

@@ -517,3 +517,149 @@ def test_a_device_is_never_replaced_by_an_output_file(tmp_path):
     with pytest.raises(IfguideError, match="not a regular file"):
         atomic_write_text(tmp_path / "out.html", "<html>")
     assert not (tmp_path / "out.html").is_file() and list(tmp_path.iterdir()) == [tmp_path / "out.html"]
+
+
+# ---- found by running the whole fault sweep -------------------------------------------------------------------------------
+def test_a_corpus_without_text_is_named(tmp_path, cli):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert_one_line_error(cli("train", "tiny", "--data", tmp_path / "empty.jsonl", "--seq-len", "64", "--max-steps", "1"),
+                          "empty.jsonl", "no document with text")
+
+
+def test_query_fields_that_are_not_text_are_one_line_naming_the_file(tmp_path):
+    from ifguide_cli.core.data import load_queries
+
+    path = tmp_path / "numbers.jsonl"
+    path.write_text('{"prompt": "hi", "continuation": 5}\n')
+    with pytest.raises(IfguideError, match=r"numbers\.jsonl.*continuation: int"):
+        load_queries(str(path))
+
+
+def test_a_truncated_score_file_is_named_not_an_mmap_crash(tmp_path):
+    import numpy as np
+
+    from ifguide_cli.core.masking import load_scores, save_safetensors
+
+    path = tmp_path / "s.safetensors"
+    save_safetensors(path, {"scores": np.ones((64, 64), dtype=np.float32)})
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.raises(IfguideError, match=r"s\.safetensors: tensor 'scores' is truncated"):
+        load_scores(path)
+
+
+def test_non_finite_scores_of_a_file_name_the_file(tmp_path, cli):
+    import numpy as np
+
+    np.save(tmp_path / "nan.npy", np.full((4, 8), np.nan, dtype=np.float32))
+    assert_one_line_error(cli("mask", tmp_path / "nan.npy"), "nan.npy", "non-finite")
+
+
+def test_a_damaged_resumable_training_state_suggests_restart(tmp_path):
+    from ifguide_cli.core.training.checkpoint import check_resumable
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    _zip(checkpoint / "optimizer.pt", {"archive/data.pkl": b"x" * 1000}, zipfile.ZIP_STORED)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 2}')
+    check_resumable(checkpoint)  # whole: nothing to say
+    os.truncate(checkpoint / "optimizer.pt", 300)
+    with pytest.raises(IfguideError, match=r"optimizer\.pt: it is cut short") as err:
+        check_resumable(checkpoint)
+    assert "--restart" in err.value.one_line()
+
+
+@pytest.mark.parametrize("cut", [4, 20, -1])
+def test_file_integrity_finds_a_cut_safetensors_file(tmp_path, cut):
+    import numpy as np
+
+    from ifguide_cli.core.file_integrity import damage
+    from ifguide_cli.core.masking import save_safetensors
+
+    path = tmp_path / "model.safetensors"
+    save_safetensors(path, {"w": np.ones(100, dtype=np.float32)})
+    assert damage(path) is None
+    os.truncate(path, path.stat().st_size + cut if cut < 0 else cut)
+    assert damage(path) is not None
+
+
+def test_a_whole_number_too_large_for_torch_is_refused_not_trained_forever():
+    from ifguide_cli.core.training.config import TrainConfig
+
+    with pytest.raises(IfguideError, match="--max-steps must be at most"):
+        TrainConfig(max_steps=10**19)
+    assert TrainConfig(max_steps=2**62).max_steps == 2**62
+
+
+def test_mask_top_below_zero_is_refused_before_any_work(cli):
+    assert_one_line_error(cli("mask", "nosuch", "--top", "-1"), "--top", code=2)
+
+
+def test_a_model_folder_that_needs_its_own_code_is_refused_without_a_prompt(tmp_path, cli):
+    from ifguide_cli.core.models import resolve_model
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {"AutoModelForCausalLM": "evil.M"}}))
+    (evil / "evil.py").write_text(f"open({str(tmp_path / 'pwned')!r}, 'w')\n")
+    assert_one_line_error(cli("finetune", evil, "--data", "tiny", "--max-steps", "1", input="y\n"), "evil", "auto_map")
+    assert not (tmp_path / "pwned").exists()
+    (evil / "config.json").write_text(json.dumps({"model_type": "gpt_neox", "auto_map": {"AutoConfig": "evil.C"}}))
+    assert resolve_model(str(evil)).source == "local"  # a built-in architecture loads without the folder's code
+
+
+def test_log_file_is_checked_before_any_work(tmp_path):
+    from ifguide_cli.core.folders import check_output_file
+
+    check_output_file(str(tmp_path / "log.jsonl"), "--log-file")  # a new file in an existing folder
+    assert not (tmp_path / "log.jsonl").exists()  # nothing created by the check
+    for bad, why in ((tmp_path / "no" / "log.jsonl", "does not exist"), (tmp_path, "is a folder")):
+        with pytest.raises(IfguideError, match=f"--log-file .*{why}"):
+            check_output_file(str(bad), "--log-file")
+
+
+def test_an_unwritable_log_file_is_named_and_the_logs_after_it_are_not_written(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ifguide_cli.core.progress import NULL
+    from ifguide_cli.core.training import trainer
+
+    class Full:
+        def __init__(self, path, mode):
+            self.path = Path(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, text):
+            if self.path.name == "full":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.path.write_text(text)
+
+    monkeypatch.setattr(trainer, "open", Full, raising=False)
+    callback = trainer.ReportCallback(NULL, [tmp_path / "full", tmp_path / "staging.log"], 64)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=1, epoch=0.1)
+    with pytest.raises(OSError) as err:
+        callback.on_log(None, state, None, logs={"loss": 1.0})
+    assert str(tmp_path / "full") in from_environment(err.value).one_line()
+    assert not (tmp_path / "staging.log").exists()
+
+
+def test_ctrl_c_while_the_command_line_is_still_being_imported_is_a_clean_exit(monkeypatch, capsys):
+    import builtins
+
+    from ifguide_cli import __main__ as entry
+
+    real_import = builtins.__import__
+
+    def interrupted_import(name, *args, **kwargs):
+        if name == "cli.app":  # `from .cli.app import main`: Ctrl-C lands while typer and rich load
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    with pytest.raises(SystemExit) as exit_:
+        entry.main()
+    assert exit_.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"

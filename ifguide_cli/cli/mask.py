@@ -54,17 +54,24 @@ def select(
 ) -> None:
     from ..core.masking import create_mask_artifact
 
+    _check_top(top)
     ws = common.workspace()
     art, reused = create_mask_artifact(ws, scores, config, data_ref=data, key=key, all_positions=all_positions,
                                        name=name, force=force, reporter=common.reporter())
     _emit_mask(ws, art, reused, top)
 
 
+def _check_top(top: int) -> None:
+    """--top is checked before any work: a negative count is a typo, not "none"."""
+    if top < 0:
+        common.fail(f"--top must be at least 0; got {top}", exit_code=2)
+
+
 def _emit_mask(ws, art, reused: bool, top: int) -> None:
     """A built (or reused) mask: its summary and top documents, as JSON or a table, and how to inspect it."""
     from ..core.mask_render import MaskInspector
 
-    top_docs = MaskInspector(ws, art.id).top(max(0, top))
+    top_docs = MaskInspector(ws, art.id).top(top)
 
     def render(console):
         common.render_artifact("mask", art, reused)(console)
@@ -108,6 +115,7 @@ def classifier(
 ) -> None:
     from ..core.masking import build_classifier_mask
 
+    _check_top(top)
     ws = common.workspace()
     art, reused = build_classifier_mask(ws, data, config, name=name, force=force, reporter=common.reporter(),
                                         model=model, corpus=corpus)
@@ -133,6 +141,7 @@ def wordlist(
 ) -> None:
     from ..core.masking import build_wordlist_mask
 
+    _check_top(top)
     ws = common.workspace()
     art, reused = build_wordlist_mask(ws, data, config, name=name, force=force, reporter=common.reporter(),
                                       model=model, corpus=corpus)

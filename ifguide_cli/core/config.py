@@ -21,6 +21,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda"]
 
 _MISSING = dataclasses.MISSING
+_INT_LIMIT = 2**63 - 1  # the largest whole number torch and numpy hold: beyond it a stage would overflow or run forever
 
 
 def param(default: Any = _MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
@@ -87,6 +88,8 @@ def check_value(f: dataclasses.Field, tp: Any, value: Any) -> Any:
                 value = int(value)
             else:
                 raise _bad(f, "must be a whole number", value)
+        if abs(value) > _INT_LIMIT:
+            raise _bad(f, f"must be at most {_INT_LIMIT:,} in size", value)
         return _check_range(f, value)
     if inner is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

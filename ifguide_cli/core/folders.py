@@ -44,6 +44,21 @@ def make_dir(path: Path) -> None:
                            hint="pass --workspace a folder you can write to", exit_code=2) from None
 
 
+def check_output_file(path: str, option: str) -> None:
+    """A file the user asked to have written (`--log-file`) can be: checked before any work, so that a wrong folder
+    fails in one line rather than once a stage is under way. Nothing is created here."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        problem = "is a folder"
+    elif not target.exists() and not target.parent.is_dir():
+        problem = f"cannot be created: folder {target.parent} does not exist"
+    elif not os.access(target if target.exists() else target.parent, os.W_OK):
+        problem = "cannot be written (permission denied)"
+    else:
+        return
+    raise IfguideError(f"{option} {path} {problem}", hint="pass the path of a file in an existing folder", exit_code=2)
+
+
 def subfolders(folder: Path) -> list[Path]:
     """The sub-folders of `folder` (none when it is missing or not a folder)."""
     try:

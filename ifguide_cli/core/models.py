@@ -68,6 +68,7 @@ def resolve_model(ref: str, workspace=None) -> ModelRef:
         if not (path / "config.json").is_file():
             raise IfguideError(f"{ref} is not a model folder (no config.json)",
                                hint="pass a folder written by save_pretrained, a registry name (`ifguide registry models`), or a hub id")
+        refuse_custom_code(path, ref)
         return ModelRef(ref, "local", str(path.resolve()), str(path.resolve()), _family_from_config(path / "config.json"))
     if "/" in ref and not ref.startswith((".", "/", "~")):
         return ModelRef(ref, "hub", ref, ref)
@@ -130,6 +131,27 @@ def trained_dataset(ws, mref: ModelRef):
     return ws.by_id(dataset) if dataset else None
 
 
+def refuse_custom_code(folder: Path, ref: str) -> None:
+    """A model or tokenizer folder that needs its own Python code (`auto_map` for a class transformers lacks) is refused
+    before transformers sees it: transformers would ask on the terminal whether to run that code (or fail with a long
+    message where nobody can answer), and ifguide never runs code that comes with a model."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    built_in = {"config.json": lambda c: c.get("model_type") in CONFIG_MAPPING,
+                "tokenizer_config.json": lambda c: tokenizer_class_from_name(str(c.get("tokenizer_class"))) is not None}
+    for name, known in built_in.items():
+        try:
+            content = json.loads((folder / name).read_text())
+            custom = isinstance(content, dict) and "auto_map" in content and not known(content)
+        except (OSError, ValueError):
+            continue
+        if custom:
+            raise IfguideError(f"{ref}: {name} asks to run the model's own Python code (auto_map); ifguide never runs "
+                               "code shipped with a model", hint="use a model of an architecture transformers has built in",
+                               exit_code=2)
+
+
 def _family_from_config(path: Path) -> str | None:
     try:
         return json.loads(path.read_text()).get("model_type")
@@ -147,6 +169,7 @@ def load_tokenizer(mref: ModelRef):
         tok = PreTrainedTokenizerFast(tokenizer_file=str(tiny_asset("tokenizer.json")), bos_token=TINY_SPECIAL,
                                       eos_token=TINY_SPECIAL, unk_token=TINY_SPECIAL, pad_token=TINY_SPECIAL)
     elif Path(mref.tokenizer).is_dir():
+        refuse_custom_code(Path(mref.tokenizer), mref.tokenizer)
         tok = AutoTokenizer.from_pretrained(mref.tokenizer)
     else:
         with hub_resource("tokenizer", mref.tokenizer, "a local tokenizer folder"):

@@ -123,8 +123,9 @@ def _with_overflow(config: CorpusConfig) -> CorpusConfig:
     return config.replace(overflow=config.overflow or "split") if config.layout == "documents" else config
 
 
-def sample_lengths(documents: Iterable[SourceDoc], tokenizer, limit: int = SAMPLE_DOCUMENTS) -> list[int]:
-    """Tokens (EOS included) of the first `limit` non-empty documents."""
+def sample_lengths(documents: Iterable[SourceDoc], tokenizer, limit: int = SAMPLE_DOCUMENTS, what: str = "the dataset"
+                   ) -> list[int]:
+    """Tokens (EOS included) of the first `limit` non-empty documents (`what`: the source, for the error of none)."""
     texts = []
     for doc in documents:
         if doc.text.strip():
@@ -132,7 +133,7 @@ def sample_lengths(documents: Iterable[SourceDoc], tokenizer, limit: int = SAMPL
             if len(texts) >= limit:
                 break
     if not texts:
-        raise IfguideError("the dataset has no document with text", hint="check --text-field", exit_code=2)
+        raise IfguideError(f"{what} has no document with text", hint="check --text-field", exit_code=2)
     return [len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
@@ -171,8 +172,8 @@ class TokenizedCorpus:
         return tuple(self.input_ids.shape)
 
 
-def tokenize_corpus(records, tokenizer, config: CorpusConfig, reporter=NULL, *, text_sink: BinaryIO | None = None
-                    ) -> TokenizedCorpus:
+def tokenize_corpus(records, tokenizer, config: CorpusConfig, reporter=NULL, *, text_sink: BinaryIO | None = None,
+                    what: str = "the dataset") -> TokenizedCorpus:
     """Tokenize documents (`SourceDoc`s, or record dicts) into rows, in batches, keeping each row's source map.
 
     `config` must be planned (layout and seq_len set). Row texts go to `text_sink` as they come (default: memory).
@@ -197,7 +198,7 @@ def tokenize_corpus(records, tokenizer, config: CorpusConfig, reporter=NULL, *, 
             task.advance(len(batch))
             if builder.full:
                 break
-    return builder.finish()
+    return builder.finish(what)
 
 
 def _documents(records, config: CorpusConfig) -> Iterator[SourceDoc]:
@@ -307,7 +308,7 @@ class _RowBuilder:
         ids, att = self.blocks[r // _BLOCK_ROWS]
         return ids[r % _BLOCK_ROWS], att[r % _BLOCK_ROWS]
 
-    def finish(self) -> TokenizedCorpus:
+    def finish(self, what: str = "the dataset") -> TokenizedCorpus:
         import numpy as np
         import torch
 
@@ -315,7 +316,7 @@ class _RowBuilder:
             if self.packed:
                 raise IfguideError(f"the dataset has {self.fill} tokens, fewer than one {self.T}-token row",
                                    hint="lower --seq-len or use --layout documents", exit_code=2)
-            raise IfguideError("the dataset has no document with text", hint="check --text-field", exit_code=2)
+            raise IfguideError(f"{what} has no document with text", hint="check --text-field", exit_code=2)
         input_ids = torch.from_numpy(np.concatenate([b[0] for b in self.blocks])[: self.rows])
         attention = torch.from_numpy(np.concatenate([b[1] for b in self.blocks])[: self.rows])
         columns, labels = _columns(self.pieces, self.rows, self.packed)

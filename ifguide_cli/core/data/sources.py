@@ -368,8 +368,9 @@ def load_queries(ref: str, limit: int | None = None) -> tuple[list[dict], dict]:
     pairs = []
     for r in records:
         prompt, cont = _unwrap(r.get("prompt")), _unwrap(r.get("continuation"))
-        if prompt is None or cont is None:
-            raise IfguideError(f"query set {ref!r} needs `prompt` and `continuation` fields (got {', '.join(r)})", exit_code=2)
+        if not (isinstance(prompt, str) and isinstance(cont, str)):
+            got = ", ".join(f"{k}: {type(v).__name__}" for k, v in r.items())
+            raise IfguideError(f"query set {ref!r} needs text `prompt` and `continuation` fields (got {got})", exit_code=2)
         pairs.append({"prompt": prompt, "continuation": cont})
     return pairs, identity
 

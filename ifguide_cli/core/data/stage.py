@@ -303,14 +303,14 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
         return loaded[0]
 
     planned, rule = plan_layout(
-        config, lambda: sample_lengths(iter_documents(source, config.text_field), tokenizer()), max_seq_len)
+        config, lambda: sample_lengths(iter_documents(source, config.text_field), tokenizer(), what=source.file), max_seq_len)
     planned = planned.replace(tokenizer=tok.name)
     stage_config = {"data": source.identity, "tokenizer_sha256": tok.fingerprint, **planned.to_dict()}
 
     def build(ctx):
         docs = iter_documents(source, planned.text_field, planned.label_field)
         with open(ctx.staging / TEXTS_FILE, "wb") as sink:
-            corpus = tokenize_corpus(docs, tokenizer(), planned, reporter, text_sink=sink)
+            corpus = tokenize_corpus(docs, tokenizer(), planned, reporter, text_sink=sink, what=source.file)
         save_corpus(corpus, ctx.staging)
         summary = corpus_summary(corpus, planned, source, rule)
         if not is_packaged(data_ref):  # the packaged sets are cut to 64 tokens by design

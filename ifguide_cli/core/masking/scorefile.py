@@ -55,6 +55,8 @@ def load_safetensors_array(path: str | Path, key: str) -> np.ndarray:
     info = header[key]
     dtype_name, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
     count = int(np.prod(shape, dtype=np.int64))
+    if data_start + end > path.stat().st_size:
+        raise IfguideError(f"{path}: tensor '{key}' is truncated (the file ends before its data)", hint="recreate the file")
     if dtype_name == "BF16":
         return _widen_bf16(path, data_start + begin, shape, count)
     if dtype_name not in _ST_DTYPES:

@@ -197,7 +197,10 @@ def create_mask_artifact(ws, scores_ref: str, config: MaskConfig, *, data_ref: s
 
     def build(ctx):
         with ctx.timed("select"):
-            res = select_toxic_tokens(src.scores, config, src.valid, reporter=reporter)
+            try:
+                res = select_toxic_tokens(src.scores, config, src.valid, reporter=reporter)
+            except IfguideError as exc:  # about the scores' values (NaN, none valid): name their file
+                raise IfguideError(f"{src.scores_file}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from None
         with ctx.timed("write"):
             write_mask(ctx.staging / MASK_FILE, res)
         return _summary(res, src, stage_config)

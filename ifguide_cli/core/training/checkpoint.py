@@ -139,6 +139,8 @@ class CheckpointBuild:
             # a finished build whose publish was interrupted: nothing left to train
             return Resume(finished=json.loads(self.staging.metrics.read_text())["summary"] if self.main else {})
         checkpoint = last_complete_checkpoint(self.staging.trainer_dir)
+        if checkpoint is not None:
+            check_resumable(checkpoint)
         step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
         if self.main:
             if checkpoint is None:
@@ -214,7 +216,8 @@ class CheckpointBuild:
 
     def trainer(self, args: TrainingArguments, model, data: TrainingData) -> PenaltyTrainer:
         """The PenaltyTrainer with our log/progress callback (and the kill hook when a test sets it)."""
-        log_paths = [self.staging.log] + ([self.plan.run.log_file] if self.plan.run.log_file else [])
+        # the user's file first: one that cannot be written stops the run before its first line is in staging
+        log_paths = ([self.plan.run.log_file] if self.plan.run.log_file else []) + [self.staging.log]
         tokens_per_step = self.tc.batch_size * self.plan.corpus.shape[1]
         callbacks = [ReportCallback(self.plan.reporter if self.main else NULL, log_paths, tokens_per_step)]
         kill_at = os.environ.get(KILL_HOOK_ENV)
@@ -284,6 +287,17 @@ def last_complete_checkpoint(trainer_dir: Path) -> Path | None:
              if entry.is_dir() and entry.name.startswith("checkpoint-") and entry.name.split("-")[-1].isdigit()
              and (entry / "trainer_state.json").is_file()]
     return max(found)[1] if found else None
+
+
+def check_resumable(checkpoint: Path) -> None:
+    """A saved state that cannot be loaded (a truncated optimizer.pt) is one line naming it, not the loader's crash."""
+    from ..file_integrity import damage
+
+    for path in sorted(p for p in checkpoint.iterdir() if p.is_file()):
+        problem = damage(path)
+        if problem:
+            raise IfguideError(f"cannot resume the interrupted training from {path}: {problem}",
+                               hint="run the same command with --restart to start this training over")
 
 
 def drop_optimizer_state(trainer_dir: Path) -> None:

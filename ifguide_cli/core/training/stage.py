@@ -15,6 +15,7 @@ from .. import notes
 from ..artifact_files import MASK_FILE
 from ..dist import barrier, rank_and_world, resolve_device
 from ..errors import IfguideError
+from ..folders import check_output_file
 from ..progress import NULL
 from .config import (
     RunOptions,
@@ -75,6 +76,8 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     corpus_opts = corpus_options(corpus)
     setup = {**file_values, **values}
     _check_weights_dtype(setup)
+    if setup.get("log_file"):
+        check_output_file(setup["log_file"], "--log-file")
 
     mref = training_model(ws, model_ref, mode, data_ref, setup.get("model_config"), corpus_opts.get("tokenizer"))
     profile = setup.get("profile") or _default_profile(ws, mref, model_ref or "", data_ref)

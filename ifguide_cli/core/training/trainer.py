@@ -177,8 +177,11 @@ class ReportCallback(TrainerCallback):
             record["tokens_per_s"] = round(self.tps, 1)
         line = json.dumps(record, default=float) + "\n"
         for path in self.log_paths:
-            with open(path, "a") as fh:
-                fh.write(line)
+            try:
+                with open(path, "a") as fh:
+                    fh.write(line)
+            except OSError as exc:  # a write error names no file: give it the path, for the one-line error
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
 
     def on_train_end(self, args, state, control, **kw):
         self.stack.close()
