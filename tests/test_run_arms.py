@@ -187,3 +187,41 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
     assert "arms" in out and "reduction" not in out
     plan = cli("--json", "run", str(path), "--seeds", "2", "--dry-run").json  # the plan finds every stage the run stored
     assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in stages.items()}
+
+
+# ---- classifier and word-list arms: their sources come from `masking.sources` (skipped until it is there) ----
+def test_tiny_compare_preset(cli):
+    pytest.importorskip("ifguide_cli.core.masking.sources")
+    from ifguide_cli.core.pipeline_spec import load_spec
+
+    configs = stage_configs(load_spec(preset_path("tiny-compare")))
+    assert [(a.name, a.source, a.suppression) for a in configs.arms] == [
+        ("ifguide", "influence", "penalty"), ("standard", "standard-influence", "penalty"),
+        ("clf-tokens", "classifier", "filter"), ("clf-docs", "classifier", "drop")]
+    assert {a.mask.max_tokens for a in configs.arms} == {3000}  # the same budget for every arm
+    assert (configs.arms[2].mask.level, configs.arms[3].mask.level) == ("token", "document")
+    plan = cli("--json", "run", "--preset", "tiny-compare", "--dry-run").json
+    assert plan["ready"] and {"mask_clf-tokens", "mask_clf-docs", "clf-docs", "eval_toxicity_clf-docs"} <= {
+        s["name"] for s in plan["stages"]}
+    assert {i["role"] for i in plan["inputs"]} >= {"arms[2].mask.classifier", "arms[3].mask.classifier"}
+
+
+@pytest.mark.slow
+def test_classifier_and_wordlist_arms_end_to_end(cli, tmp_path, workspace_dir, report_calls):
+    pytest.importorskip("ifguide_cli.core.masking.sources")
+    from ifguide_cli.core.workspace import Workspace
+
+    words = tmp_path / "words.txt"
+    words.write_text("stupid\nidiot\nmoron\nloser\n")
+    tree = {**SMALL, "arms": [
+        {"name": "clf", "source": "classifier", "suppression": "filter", "mask": {"classifier": "profanity", "level": "token"}},
+        {"name": "words", "source": "wordlist", "suppression": "drop", "mask": {"wordlist": str(words)}}]}
+    result = cli("--json", "run", str(_write(tmp_path, tree)))
+    assert result.exit_code == 0, result.stderr
+    out, ws = result.json, Workspace(workspace_dir)
+    assert "factors" not in out["stages"] and "scores" not in out["stages"]  # no influence arm: no influence stages
+    clf, words_ckpt = (ws.get("checkpoints", out["stages"][name]["id"]) for name in ("clf", "words"))
+    assert clf.config["mask"] == out["stages"]["mask_clf"]["id"] and clf.summary["suppression"] == "filter"
+    assert words_ckpt.summary["suppression"] == "drop" and words_ckpt.summary["dropped_rows"] > 0
+    assert out["masks"]["clf"]["tokens"] <= 300 and out["masks"]["words"]["tokens"] <= 300  # the mask section's budget
+    assert set(out["systems"]) == {"baseline", "control", "clf", "words"}

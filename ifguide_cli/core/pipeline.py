@@ -52,13 +52,15 @@ class PipelineResult:
     reduction_is_lower_bound: bool = False
     report: dict = field(default_factory=dict)
     seconds: float = 0.0
-    comparison: dict | None = None  # a comparison run: {"arms": report comparisons, "masks": per arm, "seeds": [...]}
+    # a comparison run: {"arms": the report's comparisons, "control_checkpoint", "seeds", "masks": per arm}
+    comparison: dict | None = None
 
     def to_json(self) -> dict:
         if self.comparison is not None:
             return {"scenario": self.scenario, "stages": self._stages_json(), **self.comparison,
                     "systems": self.systems, "report": self.report, "seconds": round(self.seconds, 2)}
-        return {"scenario": self.scenario, "stages": self._stages_json(), "mask": self.mask, **self.systems, "reduction": self.reduction, "reduction_of": self.reference,
+        return {"scenario": self.scenario, "stages": self._stages_json(), "mask": self.mask, **self.systems,
+                "reduction": self.reduction, "reduction_of": self.reference,
                 "reduction_is_lower_bound": self.reduction_is_lower_bound, "report": self.report,
                 "seconds": round(self.seconds, 2)}
 
@@ -235,7 +237,7 @@ class _Run:
                                              mask_ref=mask.id if mask else None).id
         self.result.comparison = {
             "arms": None,  # the report's comparisons, once it is built
-            "control": systems[runs[0].system],  # the first seed's control checkpoint
+            "control_checkpoint": systems[runs[0].system],  # the first seed's control
             "seeds": list(configs.seeds),
             "masks": {a.name: {**a.to_json(), **mask_figures(masks[a.name].summary)} for a in configs.arms}}
         return systems
@@ -292,7 +294,7 @@ class _Run:
             return
         # one checkpoint evaluated twice (pretrain: the first seed's control can be the baseline itself) is one eval
         evals = list({e.id: e for e in evals}.values())
-        control = self.result.comparison["control"]
+        control = self.result.comparison["control_checkpoint"]
         art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"], control=control)[:2])
         self.result.report = {"id": art.id, "html": str(art.path / "report.html")}
         self.result.comparison["arms"] = art.summary.get("comparisons")
