@@ -201,7 +201,8 @@ def test_tiny_compare_preset(cli):
     assert {a.mask.max_tokens for a in configs.arms} == {3000}  # the same budget for every arm
     assert (configs.arms[2].mask.level, configs.arms[3].mask.level) == ("token", "document")
     plan = cli("--json", "run", "--preset", "tiny-compare", "--dry-run").json
-    assert plan["ready"] and {"mask_clf-tokens", "mask_clf-docs", "clf-docs", "eval_toxicity_clf-docs"} <= {
+    assert plan["ready"] and plan["seeds"] == [0, 1, 2]
+    assert {"mask_clf-tokens", "mask_clf-docs", "clf-docs@seed2", "eval_toxicity_clf-docs@seed0"} <= {
         s["name"] for s in plan["stages"]}
     assert {i["role"] for i in plan["inputs"]} >= {"arms[2].mask.classifier", "arms[3].mask.classifier"}
 
@@ -225,3 +226,8 @@ def test_classifier_and_wordlist_arms_end_to_end(cli, tmp_path, workspace_dir, r
     assert words_ckpt.summary["suppression"] == "drop" and words_ckpt.summary["dropped_rows"] > 0
     assert out["masks"]["clf"]["tokens"] <= 300 and out["masks"]["words"]["tokens"] <= 300  # the mask section's budget
     assert set(out["systems"]) == {"baseline", "control", "clf", "words"}
+    plan = cli("--json", "run", str(_write(tmp_path, tree)), "--dry-run").json  # the plan finds every stored stage
+    assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in out["stages"].items()}
+    words.write_text("stupid\nidiot\n")  # other words: that mask, its fine-tune and their evals would be new
+    assert [s["name"] for s in cli("--json", "run", str(_write(tmp_path, tree)), "--dry-run").json["stages"]
+            if s["status"] == "new"] == ["mask_words", "words", "eval_toxicity_words", "eval_fluency_words", "report"]

@@ -120,7 +120,8 @@ def arm_inputs(ws, configs: StageConfigs) -> list[Input]:
     for i, arm in enumerate(configs.arms):
         role = f"arms[{i}].mask"
         if getattr(arm.mask, "classifier", None):
-            items.append(classifier_input(ws, arm.mask.classifier, role=f"{role}.classifier")[0])
+            weights = {k: getattr(arm.mask, f"classifier_{k}", None) for k in ("checkpoint", "base", "path")}
+            items.append(classifier_input(ws, arm.mask.classifier, role=f"{role}.classifier", **weights)[0])
         if getattr(arm.mask, "wordlist", None):
             path = Path(str(arm.mask.wordlist)).expanduser()
             items.append(Input(f"{role}.wordlist", str(arm.mask.wordlist), "word list", path.is_file(),
@@ -235,12 +236,13 @@ def subset_input(role: str, ref: str, what: str) -> Input:
     return hub_input(role, ref, what, subset.hub_id, None, subsets.local_hint(subset.hub_id).replace("--source PATH, or ", ""))
 
 
-def classifier_input(ws, name: str, role: str = "eval.classifier") -> tuple[Input, Any]:
-    """The toxicity classifier, resolved as the eval will (registered, cached, given files); (input, spec or None)."""
+def classifier_input(ws, name: str, role: str = "eval.classifier", **weights) -> tuple[Input, Any]:
+    """The toxicity classifier, resolved as the eval will (registered, cached, given files: `weights`, the
+    checkpoint/base/path options); (input, spec or None)."""
     from .classifiers import resolve_classifier
 
     try:
-        spec = resolve_classifier(name, ws)
+        spec = resolve_classifier(name, ws, **weights)
     except OfflineResourceMissing as exc:
         return Input(role, name, "classifier", False, exc.message, exc.hint or ""), None
     where = spec.model_dir or spec.checkpoint or spec.hub_id or "packaged"

@@ -194,7 +194,7 @@ class _Planner:
         scores = {d: self.scores(factors, data, differential=d) for d in kinds}
         return {arm.name: self.mask(f"mask_{arm.name}", scores[arm.source == "influence"], arm.mask) if arm.influence
                 else self.add(f"mask_{arm.name}", "masks", f"mark tokens with the {arm.source} source",
-                              _source_mask(self.ws, data, arm.mask))
+                              _source_mask(self.ws, data, arm))
                 for arm in arms}
 
     def compare_arms(self, base, data, masks: dict) -> dict[str, Any]:
@@ -299,13 +299,23 @@ def _queries(ref: str | None) -> dict | None:
     return {k: v for k, v in identity.items() if k != "sha256"} if identity is not None else None
 
 
-def _source_mask(ws, data, cfg):
-    """A stored mask built from the data by a classifier or word-list source with these options (the source records
-    its options in its config and has the dataset among its parents); None when there is none or no data yet."""
-    if data is None:
+def _source_mask(ws, data, arm):
+    """A stored mask a classifier or word-list arm would reuse: built by the same source from this dataset, with the
+    source's identity (`pipeline_arms.recorded_identity`) and the same value of every option its config records
+    as a plain value (a token-level window is recorded, a document-level one is not). None when there is none."""
+    from .pipeline_arms import recorded_identity
+
+    identity = recorded_identity(ws, arm) if data is not None else None
+    if identity is None:
         return None
-    want = _plain(cfg.to_dict())
-    return next((a for a in reversed(ws.list("masks")) if data.id in a.parents and _contains(a.config, want)), None)
+    want = _plain({"source": arm.source, "dataset": data.id, **identity})
+    options = _plain(arm.mask.to_dict())
+
+    def same(config: dict) -> bool:
+        recorded = {k: v for k, v in config.items() if k in options and isinstance(v, (str, int, float, bool))}
+        return _contains(config, want) and all(options[k] == v for k, v in recorded.items())
+
+    return next((a for a in reversed(ws.list("masks")) if data.id in a.parents and same(a.config)), None)
 
 
 def _resolve_or_none(ws, ref: str):
