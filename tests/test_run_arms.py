@@ -67,6 +67,7 @@ def test_without_arms_the_run_is_the_classic_one_and_seeds_alone_compare_ifguide
     ({"arms": [{"name": "a"}, {"name": "a"}]}, ("arms[1].name 'a' is used twice",)),
     ({"arms": [{"name": "control"}]}, ("arms[0].name 'control' is taken by the run itself",)),
     ({"arms": [{"name": "a b"}]}, ("arms[0].name 'a b' is not an arm name",)),
+    ({"arms": [{"name": "ifguide-seed2"}]}, ("arms[0].name 'ifguide-seed2' ends like a seed",)),
     ({"arms": [{"source": "influence"}]}, ("arms[0].name is missing",)),
     ({"arms": [{"name": "a", "source": "bert"}]}, ("arms[0].source: --source must be one of influence, standard-influence",)),
     ({"arms": [{"name": "a", "sorce": "influence"}]}, ("unknown key(s) 'sorce' in t.yaml: arms[0]",)),
@@ -108,12 +109,12 @@ def test_dry_run_lists_the_arms_and_each_arms_stages(cli, tmp_path, workspace_di
     plan = cli("--json", "run", str(path), "--dry-run", "--seeds", "2").json
     assert [a["name"] for a in plan["arms"]] == ["ifguide", "standard"] and plan["seeds"] == [0, 1]
     assert plan["arms"][0]["lambda"] == 1.5 and plan["arms"][1]["mask"] == {"threshold": 0.99, "window": 0, "max_tokens": 3000}
-    systems = ["baseline", *(f"{s}@seed{k}" for k in (0, 1) for s in ("control", "ifguide", "standard"))]
+    systems = ["baseline", *(f"{s}-seed{k}" for k in (0, 1) for s in ("control", "ifguide", "standard"))]
     assert [s["name"] for s in plan["stages"]] == [
         "data", "baseline", "factors", "scores", "scores_standard", "mask_ifguide", "mask_standard", *systems[1:],
         *[f"eval_{m}_{s}" for s in systems for m in ("toxicity", "fluency")], "report"]
     does = {s["name"]: s["does"] for s in plan["stages"]}
-    assert "seed 1: standard-influence mask → filter" in does["standard@seed1"] and "toxic queries only" in does["scores_standard"]
+    assert "seed 1: standard-influence mask → filter" in does["standard-seed1"] and "toxic queries only" in does["scores_standard"]
     text = cli("run", str(path), "--dry-run").stdout
     assert "ifguide: influence mask → penalty (λ = 1.5)" in text and "standard: standard-influence mask → filter" in text
     assert not workspace_dir.exists()
@@ -167,7 +168,7 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
     checkpoints = {}
     for seed in (7, 8):
         for system in ("control", "ifguide", "standard"):
-            name = f"{system}@seed{seed}"
+            name = f"{system}-seed{seed}"
             art = ws.get("checkpoints", stages[name]["id"])
             checkpoints[name] = art
             assert art.config["mode"] == "finetune" and art.config["model"]["artifact_id"] == stages["baseline"]["id"]
@@ -175,7 +176,7 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
             assert out["systems"][name]["checkpoint"] == art.id
             assert out["systems"][name]["toxicity_probability"] is not None and out["systems"][name]["perplexity"]
             assert {f"eval_toxicity_{name}", f"eval_fluency_{name}"} <= set(stages)
-        control, ifguide, standard = (checkpoints[f"{s}@seed{seed}"] for s in ("control", "ifguide", "standard"))
+        control, ifguide, standard = (checkpoints[f"{s}-seed{seed}"] for s in ("control", "ifguide", "standard"))
         assert control.config["mask"] is None and ifguide.config["mask"] == stages["mask_ifguide"]["id"]
         assert ifguide.config["lambda"] == 1.5 and standard.config["lambda"] is None
         assert standard.summary["suppression"] == "filter" and ifguide.summary["suppression"] == "penalty"
@@ -183,7 +184,7 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
         shared = {k: v for k, v in control.config["train"].items() if k != "lam"}
         assert ifguide.config["train"] == {**shared, "lam": 1.5}
         assert standard.config["train"] == {**shared, "suppression": "filter"}
-    assert report_calls == [checkpoints["control@seed7"].id]  # the report compares every arm with the control
+    assert report_calls == [checkpoints["control-seed7"].id]  # the report compares every arm with the control
     assert "arms" in out and "reduction" not in out
     plan = cli("--json", "run", str(path), "--seeds", "2", "--dry-run").json  # the plan finds every stage the run stored
     assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in stages.items()}
@@ -202,7 +203,7 @@ def test_tiny_compare_preset(cli):
     assert (configs.arms[2].mask.level, configs.arms[3].mask.level) == ("token", "document")
     plan = cli("--json", "run", "--preset", "tiny-compare", "--dry-run").json
     assert plan["ready"] and plan["seeds"] == [0, 1, 2]
-    assert {"mask_clf-tokens", "mask_clf-docs", "clf-docs@seed2", "eval_toxicity_clf-docs@seed0"} <= {
+    assert {"mask_clf-tokens", "mask_clf-docs", "clf-docs-seed2", "eval_toxicity_clf-docs-seed0"} <= {
         s["name"] for s in plan["stages"]}
     assert {i["role"] for i in plan["inputs"]} >= {"arms[2].mask.classifier", "arms[3].mask.classifier"}
 

@@ -194,22 +194,35 @@ def _render_comparison(console, result, payload: dict) -> None:
     for name, mask in comparison["masks"].items():
         console.print(f"{escape(name)}: {escape(mask['source'])} → {mask['suppression']} · {_mask_line(mask)}",
                       soft_wrap=True)
-    for name, figures in (comparison.get("arms") or {}).items():
-        console.print(f"[bold]{escape(str(name))}[/] vs control: {escape(_figures_line(figures))}", soft_wrap=True)
+    for entry in comparison.get("arms") or []:
+        console.print(_comparison_line(entry), soft_wrap=True)
+    if comparison.get("headline"):
+        console.print(f"[bold]{escape(comparison['headline'])}[/]", soft_wrap=True)
     if result.report:
         console.print(f"report: {result.report.get('html')}", soft_wrap=True)
     console.print(f"[dim]{len(result.stages)} stages, {sum(s.reused for s in result.stages.values())} reused, "
                   f"{payload['seconds']:.0f}s[/]")
 
 
-def _figures_line(figures) -> str:
-    """The report's comparison of one arm as `key value, …` (its numbers as they are; nested ones as JSON)."""
-    import json
+def _comparison_line(entry: dict) -> str:
+    """One arm against the control, from the report's comparison: TP, its reduction and p-value, the perplexity
+    cost, each with its 95% interval, and the spread over seeds."""
+    from rich.markup import escape
 
-    if not isinstance(figures, dict):
-        return json.dumps(figures, default=str)
-    return ", ".join(f"{k} {common.fmt_metric(v) if isinstance(v, float) else json.dumps(v, default=str)}"
-                     for k, v in figures.items())
+    def est(e: dict | None, pct: bool = False) -> str:
+        if not e or e.get("value") is None:
+            return "—"
+        f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:.3f}")
+        ci = e.get("ci95")
+        return f(e["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+
+    reduction = (entry.get("reduction") or {}).get("tp") or {}
+    p = reduction.get("p_value")
+    spread = (entry.get("per_seed") or {}).get("tp") or {}
+    seeds = f" · TP over {spread['n']} seeds {spread['mean']:.3f} ± {spread['std']:.3f}" if spread.get("std") else ""
+    return (f"[bold]{escape(str(entry.get('name')))}[/]: TP {est(entry.get('tp'))} · TP reduction {est(reduction, True)}"
+            + (f" (p {p:.2g})" if p is not None else "") + f" · perplexity cost {est(entry.get('perplexity_cost'), True)}"
+            + seeds)
 
 
 def _mask_line(mask: dict) -> str:

@@ -52,7 +52,7 @@ class PipelineResult:
     reduction_is_lower_bound: bool = False
     report: dict = field(default_factory=dict)
     seconds: float = 0.0
-    # a comparison run: {"arms": the report's comparisons, "control_checkpoint", "seeds", "masks": per arm}
+    # a comparison run: {"arms": the report's comparisons, "headline", "control_checkpoint", "seeds", "masks": per arm}
     comparison: dict | None = None
 
     def to_json(self) -> dict:
@@ -236,7 +236,8 @@ class _Run:
             systems[run.system] = self.train(run.system, mode, start, run.values(configs.arm_train), data,
                                              mask_ref=mask.id if mask else None).id
         self.result.comparison = {
-            "arms": None,  # the report's comparisons, once it is built
+            "arms": None,  # the report's comparisons (and its one-line headline), once it is built
+            "headline": None,
             "control_checkpoint": systems[runs[0].system],  # the first seed's control
             "seeds": list(configs.seeds),
             "masks": {a.name: {**a.to_json(), **mask_figures(masks[a.name].summary)} for a in configs.arms}}
@@ -297,7 +298,7 @@ class _Run:
         control = self.result.comparison["control_checkpoint"]
         art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"], control=control)[:2])
         self.result.report = {"id": art.id, "html": str(art.path / "report.html")}
-        self.result.comparison["arms"] = art.summary.get("comparisons")
+        self.result.comparison.update(arms=art.summary.get("comparisons"), headline=art.summary.get("headline"))
 
     def report(self, evals: list) -> None:
         """The HTML report of every eval, and the headline: reference TP / IF-Guide TP (when toxicity was evaluated)."""

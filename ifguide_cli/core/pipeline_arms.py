@@ -133,9 +133,10 @@ def run_seeds(shared: dict, count: int) -> list[int]:
 
 
 def arm_runs(arms: tuple[ArmConfig, ...], seeds: list[int]) -> list[ArmRun]:
-    """The trainings in run order: per seed, the control, then each arm."""
+    """The trainings in run order: per seed, the control, then each arm. With several seeds a system is named
+    `NAME-seedN`, the suffix the report strips to group an arm's seeds (an arm name cannot end in one)."""
     def system(name: str, seed: int) -> str:
-        return name if len(seeds) == 1 else f"{name}@seed{seed}"
+        return name if len(seeds) == 1 else f"{name}-seed{seed}"
 
     return [run for seed in seeds
             for run in [ArmRun(system("control", seed), seed, None), *(ArmRun(system(a.name, seed), seed, a) for a in arms)]]
