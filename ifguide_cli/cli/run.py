@@ -14,6 +14,7 @@ EPILOG = ("Examples:\n\n"
           "ifguide run my.yaml --set finetune.lambda=2 --set mask.max_tokens=5000\n"
           "ifguide run my.yaml --dry-run                             # stages, what is reused, inputs; writes nothing\n"
           "ifguide run --preset paper --dry-run                      # the paper's run: plan, GPU-hours, disk\n"
+          "ifguide run --preset tiny-compare --seeds 3               # IF-Guide vs cheap baselines, 3 seeds each\n"
           "nohup ifguide run my.yaml > run.log 2>&1 &                # progress lines in run.log")
 
 
@@ -26,20 +27,25 @@ def register(app: typer.Typer) -> None:
     @common.handles_errors
     def run(
         pipeline: Optional[str] = typer.Argument(None, metavar="PIPELINE.yaml", help="Pipeline file (see `--preset tiny --print-config`)."),
-        preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny, paper (pre-training, "
-                                                                    "the paper's headline run), paper-finetune."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny, tiny-compare (IF-Guide "
+                                                                    "against standard influence and classifier "
+                                                                    "filtering), paper (pre-training, the paper's "
+                                                                    "headline run), paper-finetune."),
         overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="SECTION.KEY=VALUE",
                                                       help="Override one setting of the file (repeatable; the value is "
                                                            "YAML: 2, 1e-4, true, null, text), e.g. --set finetune.lambda=2."),
         print_config: bool = typer.Option(False, "--print-config", help="Print the pipeline (with the --set overrides) and exit."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (stages, what would be reused, inputs and "
                                                               "whether each is available, cost) and exit; writes nothing."),
+        seeds: Optional[int] = typer.Option(None, "--seeds", min=1, max=100, metavar="N",
+                                            help="Repeat every fine-tune (control and arms) over N seeds: seed, seed+1, … "
+                                                 "(= --set seeds=N; the pipeline key `seeds`)."),
         force: bool = typer.Option(False, "--force", help="Recompute every stage even if stored."),
     ) -> None:
         from ..core.pipeline_spec import pipeline_file
 
         path = pipeline_file(pipeline, preset)
-        overrides = tuple(overrides or ())
+        overrides = tuple(overrides or ()) + ((f"seeds={seeds}",) if seeds is not None else ())
         if print_config:
             _print_config(path, preset, overrides)
             return
@@ -81,6 +87,11 @@ def _render_plan(console, plan) -> None:
     spec = plan.pipeline.spec
     console.print(f"[bold]{escape(str(plan.pipeline.path.name))}[/] · scenario {spec.scenario} · dry run: nothing is written",
                   soft_wrap=True)
+    if plan.arms:
+        console.print(f"[bold]arms[/] (each against the plain control; seeds {', '.join(map(str, plan.seeds))})")
+        for arm in plan.arms:
+            options = ", ".join(f"{k} {v}" for k, v in arm.mask.to_dict().items())
+            console.print(f"  {escape(arm.name)}: {escape(arm.describe())} · {escape(options)}", soft_wrap=True)
     console.print("[bold]inputs[/]")
     for item in plan.inputs.items:
         mark = "[green]✓[/]" if item.available else "[red]✗[/]"
@@ -138,18 +149,12 @@ def _run(loaded, force: bool) -> None:
 
 
 def _render_result(console, result, payload: dict) -> None:
-    from rich.table import Table
+    if result.comparison is not None:
+        _render_comparison(console, result, payload)
+        return
 
     title = "IF-Guide vs " + ("the baseline, both trained from scratch" if result.scenario == "pretrain" else "plain fine-tuning")
-    table = Table(title=f"{title} (TP: toxicity probability, EMT: expected max. toxicity)", title_justify="left")
-    for col in ("system", "TP", "EMT ± std", "perplexity", "LAMBADA", "checkpoint"):
-        table.add_column(col, justify="left" if col in ("system", "checkpoint") else "right", no_wrap=True)
-    fmt = common.fmt_metric
-    for system, m in result.systems.items():
-        table.add_row(system, fmt(m.get("toxicity_probability")),
-                      f"{fmt(m.get('expected_max_toxicity'))} ± {fmt(m.get('expected_max_toxicity_std'))}",
-                      fmt(m.get("perplexity"), 2), fmt(m.get("lambada_accuracy")), m["checkpoint"])
-    console.print(table)
+    console.print(_systems_table(title, result.systems))
     console.print(_mask_line(result.mask), soft_wrap=True)
     leakage = next((m["leakage"] for m in result.systems.values() if m.get("leakage")), None)
     if leakage:
@@ -162,6 +167,62 @@ def _render_result(console, result, payload: dict) -> None:
     console.print(f"inspect the mask: ifguide mask browse {result.stages['mask'].id}")
     console.print(f"[dim]{len(result.stages)} stages, {sum(s.reused for s in result.stages.values())} reused, "
                   f"{payload['seconds']:.0f}s[/]")
+
+
+def _systems_table(title: str, systems: dict):
+    """One row per system: TP, EMT ± std, perplexity, LAMBADA, checkpoint."""
+    from rich.table import Table
+
+    table = Table(title=f"{title} (TP: toxicity probability, EMT: expected max. toxicity)", title_justify="left")
+    for col in ("system", "TP", "EMT ± std", "perplexity", "LAMBADA", "checkpoint"):
+        table.add_column(col, justify="left" if col in ("system", "checkpoint") else "right", no_wrap=True)
+    fmt = common.fmt_metric
+    for system, m in systems.items():
+        table.add_row(system, fmt(m.get("toxicity_probability")),
+                      f"{fmt(m.get('expected_max_toxicity'))} ± {fmt(m.get('expected_max_toxicity_std'))}",
+                      fmt(m.get("perplexity"), 2), fmt(m.get("lambada_accuracy")), m["checkpoint"])
+    return table
+
+
+def _render_comparison(console, result, payload: dict) -> None:
+    """Every system, each arm's mask, and the report's comparison of each arm with the control."""
+    from rich.markup import escape
+
+    comparison = result.comparison
+    console.print(_systems_table(f"arms against the plain control (seeds {', '.join(map(str, comparison['seeds']))})",
+                                 result.systems))
+    for name, mask in comparison["masks"].items():
+        console.print(f"{escape(name)}: {escape(mask['source'])} → {mask['suppression']} · {_mask_line(mask)}",
+                      soft_wrap=True)
+    for entry in comparison.get("arms") or []:
+        console.print(_comparison_line(entry), soft_wrap=True)
+    if comparison.get("headline"):
+        console.print(f"[bold]{escape(comparison['headline'])}[/]", soft_wrap=True)
+    if result.report:
+        console.print(f"report: {result.report.get('html')}", soft_wrap=True)
+    console.print(f"[dim]{len(result.stages)} stages, {sum(s.reused for s in result.stages.values())} reused, "
+                  f"{payload['seconds']:.0f}s[/]")
+
+
+def _comparison_line(entry: dict) -> str:
+    """One arm against the control, from the report's comparison: TP, its reduction and p-value, the perplexity
+    cost, each with its 95% interval, and the spread over seeds."""
+    from rich.markup import escape
+
+    def est(e: dict | None, pct: bool = False) -> str:
+        if not e or e.get("value") is None:
+            return "—"
+        f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:.3f}")
+        ci = e.get("ci95")
+        return f(e["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+
+    reduction = (entry.get("reduction") or {}).get("tp") or {}
+    p = reduction.get("p_value")
+    spread = (entry.get("per_seed") or {}).get("tp") or {}
+    seeds = f" · TP over {spread['n']} seeds {spread['mean']:.3f} ± {spread['std']:.3f}" if spread.get("std") else ""
+    return (f"[bold]{escape(str(entry.get('name')))}[/]: TP {est(entry.get('tp'))} · TP reduction {est(reduction, True)}"
+            + (f" (p {p:.2g})" if p is not None else "") + f" · perplexity cost {est(entry.get('perplexity_cost'), True)}"
+            + seeds)
 
 
 def _mask_line(mask: dict) -> str:

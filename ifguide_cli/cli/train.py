@@ -32,6 +32,7 @@ _EXAMPLES = {
              "ifguide train tiny --data tiny --mask tiny-mask --lambda 2 --name ifguide\n"
              "torchrun --nproc-per-node 8 -m ifguide_cli train pythia-160m --data openwebtext --mask owt-mask",
     "finetune": "ifguide finetune baseline --data tiny --mask tiny-mask --name ifguide-ft\n"
+                "ifguide finetune baseline --data tiny --mask tiny-mask --suppression drop   # document filtering\n"
                 "ifguide finetune pythia-2.8b --data openwebtext --mask owt-mask --max-steps 2000\n"
                 "torchrun --nproc-per-node 8 -m ifguide_cli finetune pythia-2.8b --data openwebtext --mask owt-mask",
 }
@@ -102,6 +103,7 @@ def _run(mode: str, model: str | None, data: str, mask: str | None, values: dict
 _ROWS = (  # summary fields shown in the table, in order (absent/None ones are skipped)
     ("steps", "steps"), ("resumed_from_step", "resumed from step"), ("tokens_seen", "tokens seen"),
     ("final_loss", "final train loss"), ("eval_loss", "eval loss"), ("eval_perplexity", "eval perplexity"),
+    ("dropped_rows", "rows left out (drop)"), ("dropped_documents", "documents left out (drop)"),
     ("masked_tokens", "masked tokens"), ("masked_token_nll", "masked-token NLL"), ("ordinary_token_nll", "ordinary-token NLL"),
     ("tokens_per_s", "tokens/s"), ("precision", "precision"), ("world_size", "processes"), ("train_seconds", "train seconds"),
 )
@@ -115,7 +117,9 @@ def _render(mode: str, art, result):
                 "dataset": result.info["dataset"], "mask": result.info["mask"] or "-",
                 "validation": s.get("validation") or "none"}
         if result.info["mask"]:
-            rows["lambda"] = art.config.get("lambda")
+            rows["suppression"] = result.info["suppression"]
+            if art.config.get("lambda") is not None:
+                rows["lambda"] = art.config.get("lambda")
         rows["profile"] = result.info["profile"]
         rows.update({label: s[key] for key, label in _ROWS if s.get(key) is not None})
         rows["model"] = str(art.path / "model")

@@ -1,4 +1,4 @@
-"""The IF-Guide penalty objective (paper Eq. 9): suppress the masked (toxic) training tokens.
+"""The IF-Guide penalty objective (paper Eq. 9) and its baselines: suppress the masked (toxic) training tokens.
 
 For a batch of sequences with next-token cross-entropy ℓ_it = -log p(x_it | x_i,<t),
 
@@ -15,6 +15,18 @@ PREDICTING token t, i.e. it is aligned with ``labels[i, t]`` / ``input_ids[i, t]
 Logits at position t-1 predict token t, so the loss uses ``logits[:, :-1]`` against ``labels[:, 1:]``
 and ``mask[:, 1:]``; ``mask[:, 0]`` is never used (the first token of a row is never predicted).
 
+Suppression modes (`--suppression`), i.e. what happens to a masked token:
+
+- ``penalty`` (IF-Guide, the default): weight −λ, as above.
+- ``filter`` (token filtering): weight 0 — the token is left out of the loss numerator. It STAYS in the
+  normaliser N, exactly as the reference normalises by all label tokens. So `filter` is Eq. 9 at λ = 0, and
+  every ordinary token gets the same weight 1/N as in the plain control and the penalty runs of the same
+  batch: an arm differs from the control only in the weight of its masked tokens (+1, −λ or 0), never in the
+  effective learning rate of the others (dropping masked tokens from N would scale the step up by
+  N / (N − masked) in exactly the batches that hold them).
+- ``drop`` (document filtering): every row with a masked token is left out of the training data
+  (`rows.rows_without_masked`), so no masked token reaches the loss; what is left is plain CE.
+
 Pure functions of tensors; nothing here knows about the Trainer.
 """
 
@@ -26,6 +38,16 @@ import torch
 import torch.nn.functional as F
 
 from .artifact_files import IGNORE_INDEX
+from .training.config import SUPPRESSIONS
+
+
+def masked_weight(suppression: str, lam: float) -> float:
+    """The loss weight of a masked label token: −λ (penalty, Eq. 9) or 0 (filter; drop leaves none in the data)."""
+    if suppression not in SUPPRESSIONS:
+        raise ValueError(f"suppression must be one of {SUPPRESSIONS}, got {suppression!r}")
+    if lam < 0:
+        raise ValueError(f"lambda must be >= 0, got {lam}")
+    return -float(lam) if suppression == "penalty" else 0.0
 
 
 @dataclass
@@ -63,10 +85,11 @@ def shifted_token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     return ce, valid
 
 
-def penalty_terms(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, lam: float) -> PenaltyTerms:
-    """Un-normalised penalty loss and statistics for one batch (see the module docstring for alignment)."""
-    if lam < 0:
-        raise ValueError(f"lambda must be >= 0, got {lam}")
+def penalty_terms(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, lam: float,
+                  suppression: str = "penalty") -> PenaltyTerms:
+    """Un-normalised loss and statistics for one batch (see the module docstring for alignment and the modes):
+    masked label tokens get weight `masked_weight(suppression, lam)`, ordinary ones +1; all count in N."""
+    weight = masked_weight(suppression, lam)
     ce, valid = shifted_token_ce(logits, labels)
     if mask is None:
         masked = torch.zeros_like(valid)
@@ -75,7 +98,7 @@ def penalty_terms(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
             raise ValueError(f"mask {tuple(mask.shape)} must have the labels' shape {tuple(labels.shape)}")
         masked = F.pad(mask[:, 1:].to(torch.bool), (0, 1), value=False) & valid  # aligned like the labels
     ordinary = valid & ~masked
-    weights = ordinary.to(ce.dtype) - float(lam) * masked.to(ce.dtype)
+    weights = ordinary.to(ce.dtype) + weight * masked.to(ce.dtype)
     detached = ce.detach()
     return PenaltyTerms(
         loss_sum=(weights * ce).sum(),
@@ -92,6 +115,7 @@ def penalty_loss(
     mask: torch.Tensor | None = None,
     lam: float = 1.0,
     num_label_tokens: torch.Tensor | int | float | None = None,
+    suppression: str = "penalty",
 ) -> torch.Tensor:
     """IF-Guide loss (paper Eq. 9): Σ w·CE / N, w = +1 ordinary, −λ masked.
 
@@ -104,8 +128,9 @@ def penalty_loss(
         num_label_tokens: N, the number of label tokens of the whole optimizer batch (every accumulated
             micro-batch on every process). ``None`` = this batch's own count (a mean over its tokens).
             Passing the global N is what makes k accumulated micro-batches equal one big batch.
+        suppression: `penalty` (weight −λ) or `filter` (weight 0, masked tokens still counted in N).
     """
-    terms = penalty_terms(logits, labels, mask, lam)
+    terms = penalty_terms(logits, labels, mask, lam, suppression)
     denom = terms.num_label_tokens if num_label_tokens is None else num_label_tokens
     if torch.is_tensor(denom):
         denom = denom.to(terms.loss_sum.device, terms.loss_sum.dtype)

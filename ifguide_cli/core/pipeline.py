@@ -6,6 +6,11 @@ Two scenarios (`scenario:` in the pipeline file):
 - `pretrain` (the paper's headline run): the IF-Guide model is trained from scratch with the baseline's
   recipe (same seed, steps and data order) plus the penalty; the headline is baseline TP / IF-Guide TP.
 
+A comparison (`arms:`, or `seeds` > 1) replaces the single IF-Guide model by named arms (`pipeline_arms`):
+each arm's mask (influence, standard influence, classifier, word list) is built, then per seed the plain
+control and every arm are trained from the same baseline with the same options; every system gets the same
+evaluations, and the report compares each arm with the control (its `comparisons` are `run --json`'s `arms`).
+
 Each stage is the same core function its own command runs, so every stage is an artifact that is reused
 when its configuration and parents are unchanged: a rerun after a crash or a config tweak only redoes what
 changed. The corpus is tokenized once (the `data` stage) and every later stage is given that dataset
@@ -47,14 +52,21 @@ class PipelineResult:
     reduction_is_lower_bound: bool = False
     report: dict = field(default_factory=dict)
     seconds: float = 0.0
+    # a comparison run: {"arms": the report's comparisons, "headline", "control_checkpoint", "seeds", "masks": per arm}
+    comparison: dict | None = None
 
     def to_json(self) -> dict:
-        return {"scenario": self.scenario,
-                "stages": {k: {"id": s.id, "kind": s.kind, "reused": s.reused, "seconds": round(s.seconds, 2)}
-                           for k, s in self.stages.items()},
-                "mask": self.mask, **self.systems, "reduction": self.reduction, "reduction_of": self.reference,
+        if self.comparison is not None:
+            return {"scenario": self.scenario, "stages": self._stages_json(), **self.comparison,
+                    "systems": self.systems, "report": self.report, "seconds": round(self.seconds, 2)}
+        return {"scenario": self.scenario, "stages": self._stages_json(), "mask": self.mask, **self.systems,
+                "reduction": self.reduction, "reduction_of": self.reference,
                 "reduction_is_lower_bound": self.reduction_is_lower_bound, "report": self.report,
                 "seconds": round(self.seconds, 2)}
+
+    def _stages_json(self) -> dict:
+        return {k: {"id": s.id, "kind": s.kind, "reused": s.reused, "seconds": round(s.seconds, 2)}
+                for k, s in self.stages.items()}
 
 
 def reduction_factor(control_tp: float, ifguide_tp: float, num_prompts: int) -> tuple[float | None, bool]:
@@ -80,9 +92,13 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
     run = _Run(ws, spec, configs, reporter=reporter, force=force, on_start=on_start, on_stage=on_stage)
     data = run.data()
     baseline_ref = run.baseline(data)
-    mask = run.influence_and_mask(baseline_ref, data)
-    systems = run.detoxify(baseline_ref, data, mask)
-    run.report(run.evaluate(systems, inputs.classifier))
+    if spec.compares_arms:
+        systems = run.compare_arms(baseline_ref, data, run.arm_masks(baseline_ref, data))
+        run.comparison_report(run.evaluate(systems, inputs.classifier))
+    else:
+        mask = run.influence_and_mask(baseline_ref, data)
+        systems = run.detoxify(baseline_ref, data, mask)
+        run.report(run.evaluate(systems, inputs.classifier))
     run.result.seconds = time.perf_counter() - started
     return run.result
 
@@ -153,26 +169,79 @@ class _Run:
 
     def influence_and_mask(self, baseline_ref: str, data):
         """Factors, differential scores and the toxic-token mask (Alg. 1) of the training data."""
-        from .influence import compute_scores, fit_factors
-        from .masking import create_mask_artifact
-
-        spec, configs = self.spec, self.configs
-
-        def factors_fn():
-            res = fit_factors(self.ws, baseline_ref, data.id, configs.factors, name="factors", **self.common)
-            return res.artifact, res.reused
-
-        factors = self.stage("factors", factors_fn)
-
-        def scores_fn():
-            res = compute_scores(self.ws, factors.id, spec.influence.toxic_queries, spec.influence.safe_queries,
-                                 configs.scores, name="scores", **self.common)
-            return res.artifact, res.reused
-
-        scores = self.stage("scores", scores_fn)
-        mask = self.stage("mask", lambda: create_mask_artifact(self.ws, scores.id, configs.mask, name="mask", **self.common))
+        scores = self.scores(self.factors(baseline_ref, data), differential=True)
+        mask = self.influence_mask("mask", scores, self.configs.mask, name="mask")
         self.result.mask = mask_figures(mask.summary)
         return mask
+
+    def factors(self, baseline_ref: str, data):
+        from .influence import fit_factors
+
+        def fn():
+            res = fit_factors(self.ws, baseline_ref, data.id, self.configs.factors, name="factors", **self.common)
+            return res.artifact, res.reused
+
+        return self.stage("factors", fn)
+
+    def scores(self, factors, *, differential: bool):
+        """Token-wise influence: toxic minus safe queries (`scores`), or toxic queries only (`scores_standard`)."""
+        from .influence import compute_scores
+
+        influence, name = self.spec.influence, "scores" if differential else "scores_standard"
+
+        def fn():
+            res = compute_scores(self.ws, factors.id, influence.toxic_queries, influence.safe_queries if differential else None,
+                                 self.configs.scores, name=name.replace("_", "-"), **self.common)
+            return res.artifact, res.reused
+
+        return self.stage(name, fn)
+
+    def influence_mask(self, stage: str, scores, config, *, name: str):
+        from .masking import create_mask_artifact
+
+        return self.stage(stage, lambda: create_mask_artifact(self.ws, scores.id, config, name=name, **self.common))
+
+    # ---- a comparison of arms ----------------------------------------------------------------------
+    def arm_masks(self, baseline_ref: str, data) -> dict:
+        """Every arm's mask (arm name → artifact): the influence arms share the factors (and scores of the same
+        kind); the other sources build theirs from the training data."""
+        from .pipeline_arms import SOURCES, source_member, used_scores
+
+        arms = self.configs.arms
+        kinds = used_scores(arms)
+        factors = self.factors(baseline_ref, data) if kinds else None
+        scores = {d: self.scores(factors, differential=d) for d in kinds}
+        masks = {}
+        for arm in arms:
+            if arm.influence:
+                masks[arm.name] = self.influence_mask(f"mask_{arm.name}", scores[arm.source == "influence"], arm.mask,
+                                                      name=f"{arm.name}-mask")
+                continue
+            build = source_member(arm.source, SOURCES[arm.source].build, f"arms: {arm.name}")
+            masks[arm.name] = self.stage(f"mask_{arm.name}", lambda a=arm, b=build: b(
+                self.ws, data.id, a.mask, name=f"{a.name}-mask", **self.common))
+        return masks
+
+    def compare_arms(self, baseline_ref: str, data, masks: dict) -> dict[str, str]:
+        """Per seed, the plain control and every arm trained from the same start with the same options
+        (system → checkpoint); the baseline first when it is evaluated."""
+        from .pipeline_arms import arm_runs
+
+        configs, pretrain = self.configs, self.spec.scenario == "pretrain"
+        mode, start = ("pretrain", self.spec.model) if pretrain else ("finetune", baseline_ref)
+        systems = {"baseline": baseline_ref} if pretrain or self.spec.eval.evaluate_baseline else {}
+        runs = arm_runs(configs.arms, list(configs.seeds))
+        for run in runs:
+            mask = masks[run.arm.name] if run.arm else None
+            systems[run.system] = self.train(run.system, mode, start, run.values(configs.arm_train), data,
+                                             mask_ref=mask.id if mask else None).id
+        self.result.comparison = {
+            "arms": None,  # the report's comparisons (and its one-line headline), once it is built
+            "headline": None,
+            "control_checkpoint": systems[runs[0].system],  # the first seed's control
+            "seeds": list(configs.seeds),
+            "masks": {a.name: {**a.to_json(), **mask_figures(masks[a.name].summary)} for a in configs.arms}}
+        return systems
 
     def detoxify(self, baseline_ref: str, data, mask) -> dict[str, str]:
         """The systems to evaluate (system → model): finetune: [baseline,] control and IF-Guide fine-tunes;
@@ -216,6 +285,20 @@ class _Run:
             out.append(flu)
         self.result.systems[system] = metrics
         return out
+
+    def comparison_report(self, evals: list) -> None:
+        """The report of every eval against the control (first seed's control checkpoint); its `comparisons` (each
+        arm against the control, with intervals) become the run's `arms`."""
+        from .report import build_report
+
+        if not evals:
+            return
+        # one checkpoint evaluated twice (pretrain: the first seed's control can be the baseline itself) is one eval
+        evals = list({e.id: e for e in evals}.values())
+        control = self.result.comparison["control_checkpoint"]
+        art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"], control=control)[:2])
+        self.result.report = {"id": art.id, "html": str(art.path / "report.html")}
+        self.result.comparison.update(arms=art.summary.get("comparisons"), headline=art.summary.get("headline"))
 
     def report(self, evals: list) -> None:
         """The HTML report of every eval, and the headline: reference TP / IF-Guide TP (when toxicity was evaluated)."""

@@ -74,9 +74,9 @@ def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
     inputs.items.append(dataset_input(ws, "data", spec.data, "dataset", artifact=True, split=configs.corpus.get("split")))
     for role, ref in training_eval_data(spec, configs):
         inputs.items.append(dataset_input(ws, role, ref, "validation dataset", artifact=True))
-    inputs.items.append(dataset_input(ws, "influence.toxic_queries", spec.influence.toxic_queries, "query set"))
-    if spec.influence.safe_queries:
-        inputs.items.append(dataset_input(ws, "influence.safe_queries", spec.influence.safe_queries, "query set"))
+    for role, ref in query_sets(spec, configs):
+        inputs.items.append(dataset_input(ws, role, ref, "query set"))
+    inputs.items += arm_inputs(ws, configs)
     if spec.eval.toxicity:
         inputs.items.append(dataset_input(ws, "eval.prompts", spec.eval.prompts, "prompt set"))
         item, inputs.classifier = classifier_input(ws, spec.eval.classifier)
@@ -101,6 +101,33 @@ def training_eval_data(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[
         if ref:
             out.setdefault(ref, f"{where}.eval_data")
     return [(role, ref) for ref, role in out.items()]
+
+
+def query_sets(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[str, str]]:
+    """(key, query set) the influence scores read: toxic and safe queries, or what the arms' sources need (toxic for
+    either influence source, safe for the differential one; none without an influence arm)."""
+    from .pipeline_arms import used_scores
+
+    kinds = used_scores(configs.arms) if configs.arms else [True]
+    wanted = [("influence.toxic_queries", spec.influence.toxic_queries if kinds else None),
+              ("influence.safe_queries", spec.influence.safe_queries if True in kinds else None)]
+    return [(role, ref) for role, ref in wanted if ref]
+
+
+def arm_inputs(ws, configs: StageConfigs) -> list[Input]:
+    """What the arms' own mask sources read: a classifier (found as the eval finds one) or a word-list file."""
+    items = []
+    for i, arm in enumerate(configs.arms):
+        role = f"arms[{i}].mask"
+        if getattr(arm.mask, "classifier", None):
+            weights = {k: getattr(arm.mask, f"classifier_{k}", None) for k in ("checkpoint", "base", "path")}
+            items.append(classifier_input(ws, arm.mask.classifier, role=f"{role}.classifier", **weights)[0])
+        if getattr(arm.mask, "wordlist", None):
+            path = Path(str(arm.mask.wordlist)).expanduser()
+            items.append(Input(f"{role}.wordlist", str(arm.mask.wordlist), "word list", path.is_file(),
+                               "local file" if path.is_file() else "no such file", "give the path of a text file, one "
+                                                                                    "word or phrase a line"))
+    return items
 
 
 def fluency_data(spec: PipelineSpec, mref) -> list[tuple[str, str]]:
@@ -209,16 +236,17 @@ def subset_input(role: str, ref: str, what: str) -> Input:
     return hub_input(role, ref, what, subset.hub_id, None, subsets.local_hint(subset.hub_id))
 
 
-def classifier_input(ws, name: str) -> tuple[Input, Any]:
-    """The toxicity classifier, resolved as the eval will (registered, cached, given files); (input, spec or None)."""
+def classifier_input(ws, name: str, role: str = "eval.classifier", **weights) -> tuple[Input, Any]:
+    """The toxicity classifier, resolved as the eval will (registered, cached, given files: `weights`, the
+    checkpoint/base/path options); (input, spec or None)."""
     from .classifiers import resolve_classifier
 
     try:
-        spec = resolve_classifier(name, ws)
+        spec = resolve_classifier(name, ws, **weights)
     except OfflineResourceMissing as exc:
-        return Input("eval.classifier", name, "classifier", False, exc.message, exc.hint or ""), None
+        return Input(role, name, "classifier", False, exc.message, exc.hint or ""), None
     where = spec.model_dir or spec.checkpoint or spec.hub_id or "packaged"
-    return Input("eval.classifier", name, "classifier", True, str(where)), spec
+    return Input(role, name, "classifier", True, str(where)), spec
 
 
 # ---- the Hugging Face cache ----------------------------------------------------------------------------

@@ -37,11 +37,14 @@ class RunPlan:
     inputs: Inputs
     stages: list[PlannedStage] = field(default_factory=list)
     estimate: Any = None  # paper.plan.Plan, or None when the sizes are not known
+    arms: tuple = ()  # a comparison run: pipeline_arms.ArmConfig of every arm
+    seeds: tuple[int, ...] = ()
 
     def to_json(self) -> dict:
         spec = self.pipeline.spec
+        arms = {"arms": [a.to_json() for a in self.arms], "seeds": list(self.seeds)} if self.arms else {}
         return {"dry_run": True, "pipeline": str(self.pipeline.path), "overrides": list(self.pipeline.overrides),
-                "scenario": spec.scenario, "ready": not self.inputs.missing,
+                "scenario": spec.scenario, **arms, "ready": not self.inputs.missing,
                 "inputs": [i.to_json() for i in self.inputs.items], "missing": [i.role for i in self.inputs.missing],
                 "stages": [s.to_json() for s in self.stages],
                 "estimate": self.estimate.to_json() if self.estimate is not None else None}
@@ -51,7 +54,7 @@ def plan_run(ws, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
     """The plan of a pipeline: its inputs (none required to be there), its stages and their reuse, its cost."""
     configs = stage_configs(pipeline.spec, str(pipeline.path))
     inputs = check_inputs(ws, pipeline.spec, configs)
-    plan = RunPlan(pipeline, inputs)
+    plan = RunPlan(pipeline, inputs, arms=configs.arms, seeds=configs.seeds)
     plan.stages = _Planner(ws, pipeline.spec, configs, inputs).stages()
     plan.estimate = estimate(pipeline.spec, configs, gpus, label=pipeline.path.stem)
     return plan
@@ -97,8 +100,10 @@ class _Planner:
         else:
             base = self.model(self.add("baseline", "checkpoints", f"train {spec.model} from scratch",
                                        self.trained("pretrain", spec.model, self.configs.baseline_train, data)))
-        mask = self.influence(base, data)
-        self.evaluate(self.detoxify(base, data, mask))
+        if spec.compares_arms:
+            self.comparison_report(self.evaluated(self.compare_arms(base, data, self.arm_masks(base, data))))
+        else:
+            self.evaluate(self.detoxify(base, data, self.influence(base, data)))
         return self.planned
 
     def model(self, art):
@@ -125,67 +130,120 @@ class _Planner:
                   "tokenizer": options.get("tokenizer") or mref.tokenizer}
         return next((a for a in reversed(self.ws.list("datasets")) if _contains(a.config, _plain(expect))), None)
 
-    def trained(self, mode: str, model_ref: str | Any, values: dict, data, mask=None, lam: float | None = None):
-        """A stored checkpoint trained as `run_training` would (mode, model, data, mask, λ, training config)."""
+    def trained(self, mode: str, model_ref: str | Any, values: dict, data, mask=None, *, masked: bool = False):
+        """A stored checkpoint trained as `run_training` would (mode, model, data, mask, λ, training config);
+        `masked`: trained with a mask, so a mask that would be new makes it new too."""
         from .models import resolve_model
         from .training.config import default_profile, given_values, resolve_config
 
         mref = resolve_model(model_ref, self.ws) if isinstance(model_ref, str) else model_ref
-        if mref is None or data is None or (mask is None and lam is not None):
+        if mref is None or data is None or (masked and mask is None):
             return None
         values = given_values(values, "the training options")
         base = self.ws.by_id(mref.artifact_id) if mref.artifact_id else None
         profile = values.get("profile") or default_profile(mref.ref if mref.source == "registry" else "", self.spec.data,
                                                             base.config.get("profile") if base else None)
-        train, _ = resolve_config(mode, profile, None, {**values, **({"lam": lam} if lam is not None else {})},
-                                  data.config.get("seq_len") or 1)
+        train, _ = resolve_config(mode, profile, None, values, data.config.get("seq_len") or 1)
+        lam = train.lam if mask is not None and train.suppression == "penalty" else None
         expect = {"mode": mode, "model": mref.identity(), "dataset": data.id, "mask": mask.id if mask else None,
                   "lambda": lam, "train": train.to_dict()}
         return find_stored(self.ws, "checkpoints", [*mref.parents, data, *([mask] if mask else [])], expect)
 
     def influence(self, base, data):
+        """Factors, differential scores and the IF-Guide mask, as `pipeline._Run.influence_and_mask`."""
+        scores = self.scores(self.factors(base, data), data, differential=True)
+        return self.mask("mask", scores, self.configs.mask)
+
+    def factors(self, base, data):
         from .influence import influence_precision
 
-        cfg, spec = self.configs, self.spec
+        cfg = self.configs.factors
         rows = data.summary.get("rows") if data is not None else None
-        fit = rows if cfg.factors.max_examples is None or rows is None else min(cfg.factors.max_examples, rows)
-        factors = self.add("factors", "factors", f"fit {cfg.factors.strategy} factors on the baseline", None if base is None
-                           else find_stored(self.ws, "factors", [data, *base.parents],
-                                            {"model": base.identity(), "dataset": data.id if data else None,
-                                             "strategy": cfg.factors.strategy, "fit_examples": fit,
-                                             "precision": influence_precision(cfg.factors.precision, "cpu")}))
-        sc = cfg.scores
-        scores = self.add("scores", "scores", "score every training token (toxic − safe queries)", find_stored(
+        fit = rows if cfg.max_examples is None or rows is None else min(cfg.max_examples, rows)
+        return self.add("factors", "factors", f"fit {cfg.strategy} factors on the baseline", None if base is None
+                        else find_stored(self.ws, "factors", [data, *base.parents],
+                                         {"model": base.identity(), "dataset": data.id if data else None,
+                                          "strategy": cfg.strategy, "fit_examples": fit,
+                                          "precision": influence_precision(cfg.precision, "cpu")}))
+
+    def scores(self, factors, data, *, differential: bool):
+        from .influence import influence_precision
+
+        sc, influence = self.configs.scores, self.spec.influence
+        safe = influence.safe_queries if differential else None
+        name, does = ("scores", "toxic − safe queries") if differential else ("scores_standard", "toxic queries only")
+        return self.add(name, "scores", f"score every training token ({does})", find_stored(
             self.ws, "scores", [factors, data],
-            {"factors": factors.id if factors else None, "toxic_queries": _queries(spec.influence.toxic_queries),
-             "safe_queries": _queries(spec.influence.safe_queries), "max_queries": sc.max_queries,
+            {"factors": factors.id if factors else None, "toxic_queries": _queries(influence.toxic_queries),
+             "safe_queries": _queries(safe), "max_queries": sc.max_queries,
              "query_seed": sc.query_seed, "query_low_rank": sc.query_low_rank, "per_module": sc.per_module,
              "damping": "auto" if sc.damping is None else sc.damping,
              "precision": influence_precision(sc.precision, "cpu")}))
-        return self.add("mask", "masks", f"select up to {cfg.mask.max_tokens:,} tokens (Alg. 1)", find_stored(
-            self.ws, "masks", [scores], {**cfg.mask.to_dict(), "scores": scores.id if scores else None}))
+
+    def mask(self, name: str, scores, cfg):
+        return self.add(name, "masks", f"select up to {cfg.max_tokens:,} tokens (Alg. 1)", find_stored(
+            self.ws, "masks", [scores], {**cfg.to_dict(), "scores": scores.id if scores else None}))
+
+    # ---- a comparison of arms, as `pipeline._Run.arm_masks` / `compare_arms` / `comparison_report` -------------
+    def arm_masks(self, base, data) -> dict:
+        from .pipeline_arms import used_scores
+
+        arms = self.configs.arms
+        kinds = used_scores(arms)
+        factors = self.factors(base, data) if kinds else None
+        scores = {d: self.scores(factors, data, differential=d) for d in kinds}
+        return {arm.name: self.mask(f"mask_{arm.name}", scores[arm.source == "influence"], arm.mask) if arm.influence
+                else self.add(f"mask_{arm.name}", "masks", f"mark tokens with the {arm.source} source",
+                              _source_mask(self.ws, data, arm))
+                for arm in arms}
+
+    def compare_arms(self, base, data, masks: dict) -> dict[str, Any]:
+        """system → ModelRef (None: it would be trained): the baseline, then per seed the control and every arm."""
+        from .pipeline_arms import arm_runs
+
+        pretrain = self.spec.scenario == "pretrain"
+        mode, start = ("pretrain", self.spec.model) if pretrain else ("finetune", base)
+        how = "train from scratch" if pretrain else "fine-tune the baseline"
+        systems = {"baseline": base} if pretrain or self.spec.eval.evaluate_baseline else {}
+        for run in arm_runs(self.configs.arms, list(self.configs.seeds)):
+            mask = masks[run.arm.name] if run.arm else None
+            does = f"{how}, seed {run.seed}: " + (run.arm.describe() if run.arm else "no mask (control)")
+            found = None if start is None else self.trained(mode, start, run.values(self.configs.arm_train), data, mask,
+                                                           masked=run.arm is not None)
+            systems[run.system] = self.model(self.add(run.system, "checkpoints", does, found))
+        return systems
+
+    def comparison_report(self, evals: list) -> None:
+        if evals:
+            unique = list({id(e) if e is None else e.id: e for e in evals}.values())
+            found = None if None in unique else find_stored(self.ws, "reports", unique, {})
+            self.add("report", "reports", "the report: every arm against the control, with intervals", found)
 
     def detoxify(self, base, data, mask) -> dict[str, Any]:
         """system → ModelRef (None: it would be trained), as `pipeline._Run.detoxify`."""
         lam = self.spec.penalty.lam
         if self.spec.scenario == "pretrain":
             ifguide = self.add("ifguide", "checkpoints", f"train {self.spec.model} from scratch with the mask (λ = {lam:g})",
-                               self.trained("pretrain", self.spec.model, self.configs.ifguide_train, data, mask, lam))
+                           self.trained("pretrain", self.spec.model, {**self.configs.ifguide_train, "lam": lam}, data, mask,
+                                        masked=True))
             return {"baseline": base, "ifguide": self.model(ifguide)}
         train = self.configs.finetune_train
         control = self.add("control", "checkpoints", "fine-tune the baseline (no penalty)",
                            None if base is None else self.trained("finetune", base, train, data))
         ifguide = self.add("ifguide", "checkpoints", f"fine-tune the baseline with the mask (λ = {lam:g})",
-                           None if base is None else self.trained("finetune", base, train, data, mask, lam))
+                           None if base is None else self.trained("finetune", base, {**train, "lam": lam}, data, mask,
+                                                                  masked=True))
         systems = {"control": self.model(control), "ifguide": self.model(ifguide)}
         return {"baseline": base, **systems} if self.spec.eval.evaluate_baseline else systems
+
+    def evaluated(self, systems: dict[str, Any]) -> list:
+        """The evals of every system, in order (each a stored artifact, or None when it would be new)."""
+        return [e for system, mref in systems.items() for e in self.evaluate_system(system, mref)]
 
     def evaluate(self, systems: dict[str, Any]) -> None:
         from .workspace import artifact_id
 
-        evals = []
-        for system, mref in systems.items():
-            evals += self.evaluate_system(system, mref)
+        evals = self.evaluated(systems)
         if evals:
             ids = [e.id if e is not None else None for e in evals]
             found = None if None in ids else self.ws.get("reports", artifact_id("reports", {"evals": ids},
@@ -239,6 +297,25 @@ def _queries(ref: str | None) -> dict | None:
     """A query set as the scores record it: its source (their `sha256` is of the kept queries, not of the file)."""
     identity = _identity(ref)
     return {k: v for k, v in identity.items() if k != "sha256"} if identity is not None else None
+
+
+def _source_mask(ws, data, arm):
+    """A stored mask a classifier or word-list arm would reuse: built by the same source from this dataset, with the
+    source's identity (`pipeline_arms.recorded_identity`) and the same value of every option its config records
+    as a plain value (a token-level window is recorded, a document-level one is not). None when there is none."""
+    from .pipeline_arms import recorded_identity
+
+    identity = recorded_identity(ws, arm) if data is not None else None
+    if identity is None:
+        return None
+    want = _plain({"source": arm.source, "dataset": data.id, **identity})
+    options = _plain(arm.mask.to_dict())
+
+    def same(config: dict) -> bool:
+        recorded = {k: v for k, v in config.items() if k in options and isinstance(v, (str, int, float, bool))}
+        return _contains(config, want) and all(options[k] == v for k, v in recorded.items())
+
+    return next((a for a in reversed(ws.list("masks")) if data.id in a.parents and same(a.config)), None)
 
 
 def _resolve_or_none(ws, ref: str):

@@ -1,7 +1,8 @@
 """The pipeline file (`ifguide run PIPELINE.yaml`): typed sections, each checked before any stage runs.
 
-A pipeline file has the keys scenario, model, data, corpus and the sections baseline, influence, mask,
-finetune (scenario `finetune`) or ifguide (scenario `pretrain`), and eval. The pipeline's own structure is
+A pipeline file has the keys scenario, model, data, corpus, seeds and the sections baseline, influence, mask,
+finetune (scenario `finetune`) or ifguide (scenario `pretrain`), eval, and optionally `arms:` (a list of named
+arms compared with the plain control; `pipeline_arms` resolves and dispatches their mask sources). The pipeline's own structure is
 typed here (one `Config` per section). The option sets that belong to another stage — `ifguide train`
 options, corpus, factors, scores, mask and fluency options — stay mappings in the spec and are checked by
 one function each (`train_options`, `corpus_options`, `factors_config`, `scores_config`, `mask_config`,
@@ -26,7 +27,7 @@ from typing import Any, ClassVar, Literal
 from .config import Config, field_hints, param
 from .errors import IfguideError
 
-PRESETS = ("tiny", "paper", "paper-finetune")
+PRESETS = ("tiny", "tiny-compare", "paper", "paper-finetune")
 AUTO = "auto"  # eval data: the model's default set (null skips the metric)
 
 
@@ -70,6 +71,9 @@ class PenaltySpec(Section):
     def check(self) -> None:
         if {"lambda", "lam"} & set(self.train):
             raise IfguideError(f"set λ as {self.section}.lambda, not in {self.section}.train ({self.why})", exit_code=2)
+        if "suppression" in self.train:
+            raise IfguideError(f"{self.section}.train.suppression does not apply: IF-Guide penalises its mask",
+                               hint="compare suppression modes as arms (arms: [{name, source, suppression}])", exit_code=2)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,46 @@ class IfguideSpec(PenaltySpec):
     why: ClassVar[str] = "the baseline has no penalty"
     train: Mapping[str, Any] = param(default_factory=dict, help="`ifguide train` options that differ from baseline.train "
                                                                 "({} = the baseline's recipe).")
+
+
+MaskSourceName = Literal["influence", "standard-influence", "classifier", "wordlist"]
+Suppression = Literal["penalty", "filter", "drop"]
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$|[-_.]s\d+$")  # what the report strips from a name to group seeds
+RESERVED_ARM_NAMES = ("baseline", "control", "data", "factors", "scores", "report")  # the run's own stage/system names
+
+
+@dataclass(frozen=True)
+class ArmSpec(Section):
+    """One item of `arms:`: a named way to detoxify — where its mask comes from, and what training does to the
+    masked tokens — fine-tuned (or pre-trained) beside the plain control with the same seed, steps and data."""
+
+    name: str = param("", "The arm's name (letters, digits, `_`, `-`): its stages, checkpoints and evals are named by it.")
+    source: MaskSourceName = param("influence", "influence: IF-Guide (toxic minus safe queries, the influence section); "
+                                                "standard-influence: toxic queries only (the paper's ablation); "
+                                                "classifier; wordlist.")
+    suppression: Suppression = param("penalty", "penalty (−λ), filter (weight 0) or drop (leave out the documents).")
+    lam: float | None = param(None, "λ of a penalty arm (default: the finetune/ifguide section's λ).", flag="--lambda", low=0)
+    mask: Mapping[str, Any] = param(default_factory=dict, help="The source's mask options (influence: `ifguide mask` "
+                                                               "options over the mask section; others: their config).")
+
+    def check(self) -> None:
+        if not self.name:
+            raise IfguideError("name is missing", hint="every arm needs a name, e.g. `name: ifguide`", exit_code=2)
+        if not ARM_NAME.fullmatch(self.name):
+            raise IfguideError(f"name {self.name!r} is not an arm name", hint="use 1-40 letters, digits, `_` or `-`, "
+                                                                              "starting with a letter or digit", exit_code=2)
+        if SEED_SUFFIX.search(self.name):
+            raise IfguideError(f"name {self.name!r} ends like a seed (`-seed3`, `-s3`)",
+                               hint="the seeds name themselves (`--seeds N` makes NAME-seed0, NAME-seed1, …): drop the "
+                                    "suffix", exit_code=2)
+        if self.name in RESERVED_ARM_NAMES:
+            raise IfguideError(f"name {self.name!r} is taken by the run itself", hint=f"not one of {', '.join(RESERVED_ARM_NAMES)}",
+                               exit_code=2)
+        if self.lam is not None and self.suppression != "penalty":
+            raise IfguideError(f"lambda applies to suppression penalty only, not {self.suppression}",
+                               hint="drop lambda from this arm (filter gives masked tokens weight 0; drop leaves them out)",
+                               exit_code=2)
 
 
 @dataclass(frozen=True)
@@ -129,6 +173,9 @@ class PipelineSpec(Section):
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec, metadata={"help": "λ and the fine-tunes' options."})
     ifguide: IfguideSpec = field(default_factory=IfguideSpec, metadata={"help": "λ and the IF-Guide model's changes."})
     eval: EvalSpec = field(default_factory=EvalSpec, metadata={"help": "Evaluation of every system."})
+    arms: tuple[ArmSpec, ...] = field(default=(), metadata={"help": "Named arms compared with the plain control (none: "
+                                                                    "IF-Guide alone, as ever)."})
+    seeds: int = param(1, "Repeat every fine-tune (control and arms) over this many seeds: seed, seed+1, …", low=1, high=100)
 
     def check(self) -> None:
         """The scenario's own rules: each names the key to change."""
@@ -150,6 +197,17 @@ class PipelineSpec(Section):
     def penalty(self) -> PenaltySpec:
         """The section that sets λ for the scenario: `ifguide` (pretrain) or `finetune`."""
         return self.ifguide if self.scenario == "pretrain" else self.finetune
+
+    @property
+    def compares_arms(self) -> bool:
+        """The run compares arms with a control (`arms:` given, or IF-Guide alone over several seeds); else it is the
+        classic IF-Guide-vs-control run, unchanged."""
+        return bool(self.arms) or self.seeds > 1
+
+    @property
+    def effective_arms(self) -> tuple[ArmSpec, ...]:
+        """The arms of the run: those given, or IF-Guide alone (influence, penalty) when only `seeds` asks for arms."""
+        return self.arms or (ArmSpec(name="ifguide"),)
 
 
 SECTIONS = {"baseline": BaselineSpec, "influence": InfluenceSpec, "finetune": FinetuneSpec, "ifguide": IfguideSpec,
@@ -205,9 +263,28 @@ def spec_from_dict(raw: dict, source: str = "the pipeline") -> PipelineSpec:
     """The spec of a parsed pipeline file, every section and every stage's options checked."""
     raw = _mapping(raw, source)
     sections = {name: _build(cls, raw[name], f"{source}: {name}") for name, cls in SECTIONS.items() if name in raw}
+    if "arms" in raw:
+        sections["arms"] = arm_specs(raw["arms"], source)
     spec = _build(PipelineSpec, {**raw, **sections}, source, noun="section")
     stage_configs(spec, source)  # fail now, before the first stage runs
     return spec
+
+
+def arm_specs(items: Any, source: str) -> tuple[ArmSpec, ...]:
+    """The `arms:` list, each arm checked (an error names its key: `arms[2].lambda`); names must differ."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise IfguideError(f"{source}: arms must be a list of arms ({{name, source, suppression, mask}}); got {items!r}",
+                           exit_code=2)
+    arms: list[ArmSpec] = []
+    for i, item in enumerate(items):
+        arm = _build(ArmSpec, item, f"{source}: arms[{i}]", name_keys=True)
+        if any(a.name == arm.name for a in arms):
+            raise IfguideError(f"{source}: arms[{i}].name {arm.name!r} is used twice", hint="give every arm its own name",
+                               exit_code=2)
+        arms.append(arm)
+    return tuple(arms)
 
 
 # ---- --set section.key=value ---------------------------------------------------------------------
@@ -227,7 +304,8 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
-    """A copy of the file's mapping with each `section.key=value` set (sections are created as needed).
+    """A copy of the file's mapping with each `section.key=value` set (sections are created as needed). An item of
+    a list (`arms:`) is named by its index or its `name`: `arms.1.suppression=filter`, `arms.ifguide.lambda=2`.
 
     The copy shares nothing with the file's mapping, so a key set under one YAML alias does not change another.
     """
@@ -237,17 +315,30 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
         parts = key.strip().split(".")
         if not sep or not all(parts):
             raise IfguideError(f"--set {item!r} is not SECTION.KEY=VALUE", hint="e.g. --set finetune.lambda=2", exit_code=2)
-        node = out
+        node: Any = out
         for depth, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
+            slot = _item_index(node, part, key, ".".join(parts[:depth])) if isinstance(node, list) else part
+            child = node[slot] if isinstance(node, list) else node.setdefault(slot, {})
             if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
+                child = node[slot] = {}
+            if not isinstance(child, (dict, list)):
                 raise IfguideError(f"--set {key}: {'.'.join(parts[:depth + 1])} is {child!r}, not a section",
                                    hint="set that key itself, e.g. --set model=pythia-160m", exit_code=2)
             node = child
-        node[parts[-1]] = parse_value(text)
+        last = _item_index(node, parts[-1], key, ".".join(parts[:-1])) if isinstance(node, list) else parts[-1]
+        node[last] = parse_value(text)
     return out
+
+
+def _item_index(items: list, part: str, key: str, where: str) -> int:
+    """The item of a list that `part` names: its index, or the item whose `name` it is."""
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    names = [i for i, item in enumerate(items) if isinstance(item, dict) and item.get("name") == part]
+    if not names:
+        raise IfguideError(f"--set {key}: {where} has no item {part!r}",
+                           hint=f"name one by its index (0–{len(items) - 1}) or its name", exit_code=2)
+    return names[0]
 
 
 def _copy(value: Any) -> Any:
@@ -280,12 +371,25 @@ class StageConfigs:
     ifguide_train: dict  # the IF-Guide model's options (pretrain: the baseline's with ifguide.train over them)
     generation: Any  # evaluation.GenerationConfig
     fluency: dict  # further evaluation.FluencyConfig options (checked)
+    arms: tuple = ()  # a comparison run: pipeline_arms.ArmConfig of every arm (() for the classic run)
+    seeds: tuple[int, ...] = ()  # a comparison run: the seeds every training is repeated with
+
+    @property
+    def arm_train(self) -> dict:
+        """The training options every system of a comparison shares: the fine-tunes' (pretrain: the IF-Guide
+        model's, i.e. the baseline's recipe with its changes)."""
+        return self.ifguide_train
 
 
 def stage_configs(spec: PipelineSpec, source: str = "the pipeline") -> StageConfigs:
     """Check every stage's options of the spec (names and values) and build the stage configs."""
+    from .pipeline_arms import arm_configs, run_seeds
+
     pretrain = spec.scenario == "pretrain"
     finetune_train = {} if pretrain else train_options(spec.finetune.train, "finetune", f"{source}: finetune.train")
+    ifguide_train = (train_options({**spec.baseline.train, **spec.ifguide.train}, "pretrain", f"{source}: ifguide.train")
+                     if pretrain else finetune_train)
+    arms = arm_configs(spec, source) if spec.compares_arms else ()
     return StageConfigs(
         corpus=corpus_options(spec, source),
         baseline_train=train_options(spec.baseline.train, "pretrain", f"{source}: baseline.train"),
@@ -293,10 +397,11 @@ def stage_configs(spec: PipelineSpec, source: str = "the pipeline") -> StageConf
         scores=scores_config(spec.influence.scores, spec.influence.safe_queries is not None, f"{source}: influence.scores"),
         mask=mask_config(spec.mask, f"{source}: mask"),
         finetune_train=finetune_train,
-        ifguide_train=train_options({**spec.baseline.train, **spec.ifguide.train}, "pretrain", f"{source}: ifguide.train")
-        if pretrain else finetune_train,
+        ifguide_train=ifguide_train,
         generation=generation_config(spec.eval, f"{source}: eval"),
         fluency=fluency_options(spec.eval.fluency, f"{source}: eval.fluency"),
+        arms=arms,
+        seeds=tuple(run_seeds(ifguide_train, spec.seeds)) if arms else (),
     )
 
 
@@ -396,8 +501,9 @@ def _mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
-def _build(cls: type, values: Any, where: str, noun: str = "key"):
-    """A dataclass from one section of the file: unknown keys are one error naming them and the section."""
+def _build(cls: type, values: Any, where: str, noun: str = "key", name_keys: bool = False):
+    """A dataclass from one section of the file: unknown keys are one error naming them and the section
+    (`name_keys`: a bad value names its key too, `arms[2].lambda`, see `about_keys`)."""
     values = _mapping(values, where)
     names = {YAML_KEYS.get(f.name, f.name): f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in values if k not in names]
@@ -405,7 +511,7 @@ def _build(cls: type, values: Any, where: str, noun: str = "key"):
         raise IfguideError(f"unknown {noun}(s) {', '.join(map(repr, unknown))} in {where}",
                            hint=f"allowed: {', '.join(names)}", exit_code=2)
     values = {names[k]: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    with _about(where):
+    with about_keys(where, cls) if name_keys else _about(where):
         return cls(**values)
 
 
@@ -418,3 +524,33 @@ def _about(where: str) -> Iterator[None]:
         if where in exc.message:
             raise
         raise type(exc)(f"{where}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from None
+
+
+@contextmanager
+def about_keys(where: str, cls: type) -> Iterator[None]:
+    """Like `_about`, and name the key the error is about when its message starts with one of `cls`'s fields (its
+    flag or its key): `t.yaml: arms[2].mask.window: --window must be in [0, inf); got -1`."""
+    try:
+        yield
+    except IfguideError as exc:
+        if where in exc.message:
+            raise
+        key = _key_of(exc.message, cls)
+        if key is None:
+            message = f"{where}: {exc.message}"
+        elif exc.message.startswith(key + " "):  # a rule's message names its key itself: `name 'x' is taken …`
+            message = f"{where}.{exc.message}"
+        else:
+            message = f"{where}.{key}: {exc.message}"
+        raise type(exc)(message, hint=exc.hint, exit_code=exc.exit_code) from None
+
+
+def _key_of(message: str, cls: type) -> str | None:
+    from .config import flag_of
+
+    first = message.split(" ", 1)[0]
+    for f in dataclasses.fields(cls):
+        key = YAML_KEYS.get(f.name, f.name)
+        if first in (flag_of(f), key):
+            return key
+    return None

@@ -34,3 +34,21 @@ class CorpusRows:
         if self.with_index:
             item["index"] = r
         return item
+
+
+def rows_without_masked(rows: Sequence[int], mask, doc_ids=None) -> tuple[list[int], list[int]]:
+    """(kept, dropped) of `rows`: `--suppression drop` (document filtering) leaves out every row with a masked token.
+
+    With `doc_ids` (each row's document id, the dataset's source map of a one-document-per-row layout) a whole
+    document goes: every row of a document that has a masked token in ANY of its rows (a long document split
+    over rows). Without it (packed rows hold parts of several documents, which cannot be cut out of a packed
+    tensor) the unit is the row. The order of the kept rows is kept.
+    """
+    flagged = mask.any(dim=1).tolist()
+    if doc_ids is None:
+        drop = flagged
+    else:
+        docs = [int(d) for d in doc_ids]
+        bad_docs = {d for d, f in zip(docs, flagged, strict=True) if f}
+        drop = [d in bad_docs for d in docs]
+    return [r for r in rows if not drop[r]], [r for r in rows if drop[r]]

@@ -86,6 +86,7 @@ class Layout:
 class TrainingData:
     train: CorpusRows
     eval: CorpusRows | None
+    probe_rows: list[int]  # the training split before --suppression drop: where the masked tokens are probed
 
 
 def build_checkpoint(ctx, plan) -> dict:
@@ -152,16 +153,22 @@ class CheckpointBuild:
 
     # ---- inputs ------------------------------------------------------------------------------------
     def training_data(self) -> TrainingData:
-        """The training rows (with the mask) and the validation rows: held-out corpus rows or another dataset."""
-        corpus = self.plan.corpus
+        """The training rows (with the mask) and the validation rows: held-out corpus rows or another dataset.
+
+        --suppression drop trains on the rows its selection kept, without a mask (none of them holds a masked token).
+        """
+        corpus, drop = self.plan.corpus, self.plan.drop
         train_rows, val_rows = split_rows(corpus.shape[0], self.tc)
         if not train_rows:
             raise IfguideError("no training rows left after the validation split", exit_code=2)
-        train = CorpusRows(corpus.input_ids, corpus.attention_mask, rows=train_rows, mask=self.plan.mask)
+        train = (CorpusRows(corpus.input_ids, corpus.attention_mask, rows=train_rows, mask=self.plan.mask) if drop is None
+                 else CorpusRows(corpus.input_ids, corpus.attention_mask, rows=drop.kept))
         if self.plan.eval_art is not None:
             ev = load_corpus(self.plan.eval_art)
-            return TrainingData(train, CorpusRows(ev.input_ids, ev.attention_mask, rows=range(min(self.tc.eval_docs, ev.shape[0]))))
-        return TrainingData(train, CorpusRows(corpus.input_ids, corpus.attention_mask, rows=val_rows) if val_rows else None)
+            evaluation = CorpusRows(ev.input_ids, ev.attention_mask, rows=range(min(self.tc.eval_docs, ev.shape[0])))
+        else:
+            evaluation = CorpusRows(corpus.input_ids, corpus.attention_mask, rows=val_rows) if val_rows else None
+        return TrainingData(train, evaluation, train_rows)
 
     def load_model(self):
         transformers.logging.set_verbosity_error()
@@ -224,7 +231,7 @@ class CheckpointBuild:
         if kill_at:
             callbacks.append(KillHook(int(kill_at)))
         trainer = PenaltyTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                                 callbacks=callbacks, lam=self.tc.lam)
+                                 callbacks=callbacks, lam=self.tc.lam, suppression=self.tc.suppression)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict on stdout (breaks --json)
         return trainer
 
@@ -237,7 +244,7 @@ class CheckpointBuild:
         if not self.plan.run.keep_optimizer_state:
             drop_optimizer_state(self.staging.trainer_dir)
         with self.ctx.timed("final_eval"):
-            metrics = final_metrics(trainer.model, self.plan.corpus, self.plan.mask, data.eval, data.train.rows,
+            metrics = final_metrics(trainer.model, self.plan.corpus, self.plan.mask, data.eval, data.probe_rows,
                                     self.plan.run.probe_docs, layout.precision, layout.micro)
         summary = self.summary(trainer.state.global_step, resume.step, training_loss, elapsed, metrics, layout)
         summary.update(chosen_checkpoint(trainer.state, self.tc.best_checkpoint))
@@ -264,7 +271,9 @@ class CheckpointBuild:
             "world_size": self.world,
             "micro_batch_size": layout.micro,
             "grad_accumulation": layout.accum,
-            "lambda": self.tc.lam if self.plan.mask is not None else None,
+            "suppression": self.tc.suppression,
+            "lambda": self.tc.lam if self.plan.mask is not None and self.tc.suppression == "penalty" else None,
+            **(self.plan.drop.summary() if self.plan.drop is not None else {}),
             "validation": self.plan.validation,
             "runtime": asdict(self.plan.run),
         }

@@ -24,12 +24,15 @@ from ..errors import IfguideError, check_range
 
 Mode = Literal["pretrain", "finetune"]
 Profile = Literal["paper", "tiny"]
+Suppression = Literal["penalty", "filter", "drop"]  # what training does to masked tokens (see core/objective.py)
+SUPPRESSIONS = typing.get_args(Suppression)
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
 SCHEDULERS = typing.get_args(Scheduler)
 BY_PROFILE = "by profile"  # the help's default of a field that every profile sets
 WeightsDtype = Literal["fp32", "bf16"]
 BestBy = Literal["eval_loss"]
-LATER_KNOBS = {"weights_dtype": "fp32", "best_checkpoint": None}  # field -> the default left out of the identity
+LATER_KNOBS = {"weights_dtype": "fp32", "best_checkpoint": None, "suppression": "penalty"}  # field -> the default left
+# out of the identity
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,11 @@ class TrainConfig(Config):
     """
 
     mode: Mode = param("pretrain", "pretrain (random init) or finetune (start from the given weights).", cli=False)
-    lam: float = param(1.0, "Penalty strength λ ≥ 0: masked tokens get weight −λ.", flag="--lambda", low=0)
+    lam: float = param(1.0, "Penalty strength λ ≥ 0: masked tokens get weight −λ (--suppression penalty only).",
+                       flag="--lambda", low=0)
+    suppression: Suppression = param(
+        "penalty", "Masked tokens get weight −λ (penalty: IF-Guide) or 0 (filter: token filtering; still counted in "
+                   "the loss's token count), or every document with one is left out (drop: document filtering).")
     learning_rate: float = param(6e-4, "Peak learning rate.", flag="--lr", low=0, low_open=True, shown_default=BY_PROFILE)
     weight_decay: float = param(0.01, "AdamW weight decay.", low=0, shown_default=BY_PROFILE)
     adam_beta1: float = param(0.9, "AdamW β1.", flag="--beta1", low=0, high=1, high_open=True)
@@ -69,8 +76,12 @@ class TrainConfig(Config):
 
     def to_dict(self) -> dict[str, Any]:
         """The identity of the trained weights. Knobs added after checkpoints were first made are left out at
-        their default, so a checkpoint trained before they existed is still found for the same request."""
-        return {k: v for k, v in super().to_dict().items() if k not in LATER_KNOBS or v != LATER_KNOBS[k]}
+        their default, so a checkpoint trained before they existed is still found for the same request; λ is left
+        out where it weighs nothing (filter, drop)."""
+        out = {k: v for k, v in super().to_dict().items() if k not in LATER_KNOBS or v != LATER_KNOBS[k]}
+        if self.suppression != "penalty":
+            del out["lam"]
+        return out
 
 
 @dataclass(frozen=True)

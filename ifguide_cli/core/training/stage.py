@@ -41,6 +41,20 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
+class DropSelection:
+    """`--suppression drop`: the training rows kept and left out (every row/document holding a masked token)."""
+
+    kept: list[int]  # training rows trained on, in order
+    dropped: list[int]  # training rows left out
+    unit: str  # "document" (one-document-per-row data: a document's every row goes) or "row" (packed rows)
+    documents: int | None  # documents left out (None for packed rows, whose documents are not counted)
+
+    def summary(self) -> dict:
+        return {"dropped_rows": len(self.dropped), "dropped_documents": self.documents, "drop_unit": self.unit,
+                "kept_rows": len(self.kept)}
+
+
+@dataclass(frozen=True)
 class TrainPlan:
     """Everything a checkpoint build needs, resolved (what `checkpoint.build_checkpoint` trains)."""
 
@@ -52,6 +66,7 @@ class TrainPlan:
     run: RunOptions
     config: dict  # the artifact's config (its identity)
     validation: str | None = None  # what the eval loss is computed on, in words (the summary names it)
+    drop: DropSelection | None = None  # --suppression drop: the rows left out of training
     restart: bool = False
     reporter: Any = NULL
 
@@ -78,6 +93,7 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     _check_weights_dtype(setup)
     if setup.get("log_file"):
         check_output_file(setup["log_file"], "--log-file")
+    check_lambda_applies(setup)
 
     mref = training_model(ws, model_ref, mode, data_ref, setup.get("model_config"), corpus_opts.get("tokenizer"))
     profile = setup.get("profile") or _default_profile(ws, mref, model_ref or "", data_ref)
@@ -88,22 +104,23 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     rows = load_corpus(ds_art)
     mask = load_mask(ws, mask_art, ds_art, rows.shape) if mask_art is not None else None
     tc, ro = resolve_config(mode, profile, file_values, values, rows.shape[1], packaged_data=_is_packaged(ds_art))
-    tc = _without_idle_lambda(tc, mask_art)
+    tc = _without_idle_knobs(tc, mask_art)
     eval_art = None
     if tc.eval_data:
         eval_art, _ = model_corpus(ws, tc.eval_data, mref, {"seq_len": rows.shape[1], "layout": ds_art.config.get("layout")},
                                    reporter=reporter, barrier=barrier, context=context)
-    check_steps(rows.shape[0], tc, ds_art)
+    drop = drop_selection(ds_art, mask, tc) if mask is not None and tc.suppression == "drop" else None
+    check_steps(rows.shape[0], tc, ds_art, drop)
 
     config = _artifact_config(mref, profile, ds_art, mask_art, eval_art, tc)
     plan = TrainPlan(mref, rows, mask, eval_art, tc, ro, config, validation=_validation(tc, ds_art, eval_art, rows.shape[0]),
-                     restart=restart, reporter=reporter)
+                     drop=drop, restart=restart, reporter=reporter)
     parents = [*mref.parents, ds_art.id] + ([mask_art.id] if mask_art else [])
     art, reused = ws.create("checkpoints", config, parents, lambda ctx: _build(ctx, plan), name=name, force=force,
                             device=_device())
     return TrainResult(art, reused, tc, ro, {"dataset": ds_art.id, "mask": mask_art.id if mask_art else None,
                                              "profile": profile, "seq_len": rows.shape[1], "documents": rows.shape[0],
-                                             "validation": plan.validation})
+                                             "validation": plan.validation, "suppression": tc.suppression})
 
 
 def _check_weights_dtype(setup: dict) -> None:
@@ -159,13 +176,14 @@ def _is_packaged(ds_art) -> bool:
     return data.get("source") == "registry" and is_packaged(str(data.get("name")))
 
 
-def check_steps(n_rows: int, tc: TrainConfig, ds_art) -> None:
+def check_steps(n_rows: int, tc: TrainConfig, ds_art, drop: DropSelection | None = None) -> None:
     """Zero optimizer steps is an error that says why; very few steps, or very many passes over little data, a note."""
-    train_rows = len(split_rows(n_rows, tc)[0])
+    train_rows = len(split_rows(n_rows, tc)[0]) if drop is None else len(drop.kept)
     s = ds_art.summary
     where = (f"dataset {ds_art.id}: {s.get('documents', n_rows):,} documents in {n_rows:,} rows of "
              f"{ds_art.config.get('seq_len')} tokens, {s.get('layout', '?')} layout"
-             + (", less the validation rows" if train_rows < n_rows else ""))
+             + (", less the validation rows" if len(split_rows(n_rows, tc)[1]) else "")
+             + (f", less {len(drop.dropped):,} rows with masked tokens (--suppression drop)" if drop else ""))
     if train_rows < tc.batch_size:
         hint = f"lower --batch-size (to at most {train_rows})" if train_rows else "use more data"
         if s.get("layout") == "packed":
@@ -237,12 +255,54 @@ def load_mask(ws, mask_art, dataset_art, corpus_shape):
     return mask
 
 
-def _without_idle_lambda(tc: TrainConfig, mask_art) -> TrainConfig:
-    """λ weighs masked tokens only: without a mask it changes nothing, so it must not change the artifact id."""
-    if mask_art is not None or tc.lam == TrainConfig.lam:
+def check_lambda_applies(given: dict) -> None:
+    """A λ given with --suppression filter/drop is an error, not a note: the user asked for a penalty weight and
+    for an objective without a penalty, and either one may be the mistake (`given`: values by field name)."""
+    suppression = given.get("suppression", TrainConfig.suppression)
+    if suppression != "penalty" and "lam" in given:
+        raise IfguideError(f"--lambda applies to --suppression penalty only, not {suppression}",
+                           hint="drop --lambda (filter gives masked tokens weight 0; drop leaves their rows out), "
+                                "or use --suppression penalty", exit_code=2)
+
+
+def _without_idle_knobs(tc: TrainConfig, mask_art) -> TrainConfig:
+    """λ and --suppression act on masked tokens only: without a mask they change nothing, so they must not change
+    the artifact id (a note says so)."""
+    if mask_art is not None:
         return tc
-    notes.warn("--lambda has no effect without --mask (plain language-model training)")
-    return replace(tc, lam=TrainConfig.lam)
+    if tc.lam != TrainConfig.lam:
+        notes.warn("--lambda has no effect without --mask (plain language-model training)")
+    if tc.suppression != TrainConfig.suppression:
+        notes.warn(f"--suppression {tc.suppression} has no effect without --mask (plain language-model training)")
+    return replace(tc, lam=TrainConfig.lam, suppression=TrainConfig.suppression)
+
+
+def drop_selection(ds_art, mask, tc: TrainConfig) -> DropSelection:
+    """The training rows `--suppression drop` keeps: whole documents with a masked token go where rows are
+    documents (the dataset's source map), single rows in packed data. Validation rows are never touched, so
+    every arm is validated on the same rows."""
+    from ..rows import rows_without_masked
+
+    train_rows, _ = split_rows(mask.shape[0], tc)
+    doc_ids = _document_ids(ds_art)
+    kept, dropped = rows_without_masked(train_rows, mask, doc_ids)
+    if not dropped:
+        notes.warn("--suppression drop left out no row: the mask marks no token in the training rows")
+    documents = None if doc_ids is None else len({int(doc_ids[r]) for r in dropped})
+    return DropSelection(kept, dropped, "row" if doc_ids is None else "document", documents)
+
+
+def _document_ids(ds_art):
+    """Each row's document id where a row holds one document (documents layout), else None (packed rows, or a
+    dataset built before datasets kept a source map)."""
+    from ..data.stage import RowSources
+
+    if ds_art.config.get("layout") == "packed":
+        return None
+    try:
+        return RowSources(ds_art).columns["doc_id"]
+    except (IfguideError, KeyError):
+        return None
 
 
 def _artifact_config(mref, profile: str, ds_art, mask_art, eval_art, tc: TrainConfig) -> dict:
@@ -257,7 +317,7 @@ def _artifact_config(mref, profile: str, ds_art, mask_art, eval_art, tc: TrainCo
         "profile": profile,
         "dataset": ds_art.id,
         "mask": mask_art.id if mask_art else None,
-        "lambda": tc.lam if mask_art else None,
+        "lambda": tc.lam if mask_art and tc.suppression == "penalty" else None,
         "seed": tc.seed,
         "eval_dataset": eval_art.id if eval_art else None,
         "train": tc.to_dict(),

@@ -1,11 +1,11 @@
 """The HF Trainer with the IF-Guide penalty objective, and the callbacks of `ifguide train`.
 
 Imported only when a run trains (it imports transformers). `PenaltyTrainer.compute_loss` is
-:func:`objective.penalty_loss` with the mask column, normalised by the number of label tokens of the
-WHOLE optimizer step (all accumulated micro-batches on all processes). Two transformers 5.x traps are
-closed explicitly: the subclass counts the tokens itself and says its loss is already scaled for
-gradient accumulation (``loss_is_scaled_for_ga = True``), and it never lets the model see
-``num_items_in_batch`` (``model_accepts_loss_kwargs = False``); the dataset is a torch ``Dataset`` of
+:func:`objective.penalty_loss` with the mask column and the suppression mode (penalty −λ, filter 0),
+normalised by the number of label tokens of the WHOLE optimizer step (all accumulated micro-batches on all
+processes). Two transformers 5.x traps are closed explicitly: the subclass counts the tokens itself and says
+its loss is already scaled for gradient accumulation (``loss_is_scaled_for_ga = True``), and it never lets
+the model see ``num_items_in_batch`` (``model_accepts_loss_kwargs = False``); the dataset is a torch ``Dataset`` of
 tensors so ``remove_unused_columns`` cannot drop the mask (and it is off).
 """
 
@@ -53,10 +53,10 @@ class PenaltyTrainer(Trainer):
     # our loss is divided by the global label-token count of the optimizer step: never rescale it
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, lam: float = 1.0, **kwargs):
+    def __init__(self, *args, lam: float = 1.0, suppression: str = "penalty", **kwargs):
         check_trainer_internals()
         super().__init__(*args, **kwargs)
-        self.lam = float(lam)
+        self.lam, self.suppression = float(lam), suppression
         # the model must not receive num_items_in_batch (it would compute its own loss) and the parent's
         # token count (kept off) is replaced by ours in get_batch_samples
         self.model_accepts_loss_kwargs = False
@@ -97,7 +97,7 @@ class PenaltyTrainer(Trainer):
         labels = inputs.pop("labels")
         mask = inputs.pop("loss_mask", None)
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
-        terms = penalty_terms(outputs.logits, labels, mask, self.lam)
+        terms = penalty_terms(outputs.logits, labels, mask, self.lam, self.suppression)
         if num_items_in_batch is None:  # evaluation: this batch's own mean
             loss = terms.loss_sum / terms.num_label_tokens.clamp(min=1)
         else:

@@ -1,0 +1,166 @@
+"""The arms of a comparison run (`arms:` in a pipeline file): each arm's mask source, its checked options, and the
+fine-tunes (or pre-trainings) every arm and the plain control get over the seeds.
+
+An arm is a mask source plus a suppression mode. The sources are dispatched through one table (`SOURCES`):
+`influence` (IF-Guide: toxic minus safe queries) and `standard-influence` (the paper's ablation: toxic queries
+only) run the pipeline's own chain — factors → scores → Alg. 1 — and share its factors; `classifier` and
+`wordlist` are built from the training data by their entry points in `masking.sources`, imported only when an
+arm uses them. Every arm's options are checked through its source's config class before the first stage, so a
+bad value is one line naming its key (`arms[2].mask.window`). Every arm gets the mask section's token budget
+(`BUDGET_KEYS`) unless it sets its own, so arms compare at the same budget.
+
+`arm_runs` lists the trainings in the order both `pipeline._Run` and `pipeline_plan._Planner` walk them: per seed
+(seed, seed + 1, …) the control, then every arm, all from the same baseline with the same options, so two
+systems of one seed differ only in their mask and its suppression.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import IfguideError
+from .pipeline_spec import PipelineSpec, about_keys
+
+BUDGET_KEYS = ("max_tokens",)  # the mask section's keys every arm inherits (the same token budget)
+INFLUENCE_SOURCES = {"influence": True, "standard-influence": False}  # source → differential (safe queries subtracted)
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """Where a source's config class (and, for a source built from the data, its entry point) lives."""
+
+    module: str
+    config: str
+    build: str | None = None  # `build(ws, data_ref, config, *, name, force, reporter) -> (artifact, reused)`
+
+
+SOURCES = {
+    "influence": MaskSource("ifguide_cli.core.masking", "MaskConfig"),
+    "standard-influence": MaskSource("ifguide_cli.core.masking", "MaskConfig"),
+    "classifier": MaskSource("ifguide_cli.core.masking.sources", "ClassifierMaskConfig", "build_classifier_mask"),
+    "wordlist": MaskSource("ifguide_cli.core.masking.sources", "WordlistMaskConfig", "build_wordlist_mask"),
+}
+
+
+def source_member(source: str, member: str, where: str) -> Any:
+    """`member` of a source's module, imported now; a source whose module is not installed is one line."""
+    module_name = SOURCES[source].module
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise IfguideError(f"{where}: mask source {source!r} is not available in this build ({module_name} is missing)",
+                           hint="use source influence or standard-influence", exit_code=2) from None
+    return getattr(module, member)
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One arm, checked: its source's config object, and what its training adds to the shared options."""
+
+    name: str
+    source: str
+    suppression: str
+    lam: float | None  # penalty: the arm's λ (default the scenario's); filter/drop: None
+    mask: Any  # the source's config (masking.MaskConfig for the influence sources)
+
+    @property
+    def influence(self) -> bool:
+        return self.source in INFLUENCE_SOURCES
+
+    def train_values(self) -> dict:
+        """The training options the arm adds to the shared ones: its suppression mode (and λ for penalty)."""
+        return {"suppression": self.suppression, **({"lam": self.lam} if self.suppression == "penalty" else {})}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "source": self.source, "suppression": self.suppression, "lambda": self.lam,
+                "mask": self.mask.to_dict()}
+
+    def describe(self) -> str:
+        """What the arm does, for the plan: `influence mask → penalty (λ = 1.5)`."""
+        lam = f" (λ = {self.lam:g})" if self.lam is not None else ""
+        return f"{self.source} mask → {self.suppression}{lam}"
+
+
+def arm_configs(spec: PipelineSpec, source: str = "the pipeline") -> tuple[ArmConfig, ...]:
+    """Every arm of the spec with its mask options checked by its source's config class (`Config.from_dict`)."""
+    out = []
+    for i, arm in enumerate(spec.effective_arms):
+        cls = source_member(arm.source, SOURCES[arm.source].config, f"{source}: arms[{i}].source")
+        where = f"{source}: arms[{i}].mask"
+        with about_keys(where, cls):
+            cfg = cls.from_dict({**inherited_mask_options(spec.mask, arm.source, cls), **arm.mask}, where)
+        if arm.source == "influence" and spec.influence.safe_queries is None:
+            raise IfguideError(f"{source}: arms[{i}].source influence subtracts the safe queries, but "
+                               "influence.safe_queries is null", hint="set influence.safe_queries, or use source "
+                                                                       "standard-influence (toxic queries only)", exit_code=2)
+        lam = (spec.penalty.lam if arm.lam is None else arm.lam) if arm.suppression == "penalty" else None
+        out.append(ArmConfig(arm.name, arm.source, arm.suppression, lam, cfg))
+    return tuple(out)
+
+
+def inherited_mask_options(section: dict, source: str, cls: type) -> dict:
+    """What an arm takes from the mask section: all of it for the influence sources (it is Alg. 1's options), only
+    the token budget for the others (a classifier's `threshold` is a score, not Alg. 1's quantile)."""
+    if source in INFLUENCE_SOURCES:
+        return dict(section)
+    declared = {f.name for f in fields(cls)}
+    return {k: section[k] for k in BUDGET_KEYS if k in section and k in declared}
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    """One training of a comparison: a system (`control` or an arm, `@seedN` with several seeds) at one seed."""
+
+    system: str
+    seed: int
+    arm: ArmConfig | None  # None: the plain control
+
+    def values(self, shared: dict) -> dict:
+        """Its training options: the shared ones, its seed, and its arm's suppression (and λ)."""
+        return {**shared, "seed": self.seed, **(self.arm.train_values() if self.arm else {})}
+
+
+def run_seeds(shared: dict, count: int) -> list[int]:
+    """seed, seed + 1, …: the seed of the shared training options (default TrainConfig's), `count` of them."""
+    from .training.config import TrainConfig, given_values
+
+    base = given_values(shared, "the training options").get("seed", TrainConfig.seed)
+    return [base + k for k in range(count)]
+
+
+def arm_runs(arms: tuple[ArmConfig, ...], seeds: list[int]) -> list[ArmRun]:
+    """The trainings in run order: per seed, the control, then each arm. With several seeds a system is named
+    `NAME-seedN`, the suffix the report strips to group an arm's seeds (an arm name cannot end in one)."""
+    def system(name: str, seed: int) -> str:
+        return name if len(seeds) == 1 else f"{name}-seed{seed}"
+
+    return [run for seed in seeds
+            for run in [ArmRun(system("control", seed), seed, None), *(ArmRun(system(a.name, seed), seed, a) for a in arms)]]
+
+
+def used_scores(arms: tuple[ArmConfig, ...]) -> list[bool]:
+    """The influence scores the arms need, in stage order: differential (True) and/or toxic-only (False)."""
+    return [d for d in (True, False) if any(INFLUENCE_SOURCES.get(a.source) is d for a in arms)]
+
+
+def recorded_identity(ws, arm: ArmConfig) -> dict | None:
+    """What a classifier or word-list mask records of its source beyond its options (for the plan to find a stored
+    one without building it): the classifier's resolved identity, or the hash of the word list's words. None when
+    it cannot be known now (the classifier or the file is missing: the inputs say so)."""
+    try:
+        if arm.source == "classifier":
+            from .classifiers import resolve_classifier
+
+            cfg = arm.mask
+            spec = resolve_classifier(cfg.classifier, ws, checkpoint=getattr(cfg, "classifier_checkpoint", None),
+                                      base=getattr(cfg, "classifier_base", None), path=getattr(cfg, "classifier_path", None))
+            return {"classifier": spec.identity}
+        from .masking.wordlist import load_wordlist
+
+        return {"wordlist_sha256": load_wordlist(arm.mask.wordlist).sha256}
+    except IfguideError:
+        return None
