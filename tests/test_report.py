@@ -187,7 +187,7 @@ def test_arms_against_the_default_control(arms):
     assert words["perplexity_cost"]["value"] == pytest.approx(0.0)
     assert ifg["per_seed"]["tp"] == {"n": 2, "mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
     assert ifg["mask"]["tokens"] == 120 and ifg["mask"]["precision_at_k"] == 0.8 and ifg["mask"]["source"] == "influence"
-    assert ifg["mask"]["suppression"] is None and words["mask"]["suppression"] == "filter" and words["mask"]["tokens"] == 90
+    assert ifg["mask"]["suppression"] == "penalty" and words["mask"]["suppression"] == "filter" and words["mask"]["tokens"] == 90
     assert s["control"]["mask"]["mask"] is None
     assert s["headline"].startswith("ifguide lowers toxicity most against control (6 prompts, 2 seeds): TP 0.667 → 0.000")
     assert "perplexity cost of +10.5%" in s["headline"]

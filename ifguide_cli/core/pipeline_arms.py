@@ -145,22 +145,3 @@ def arm_runs(arms: tuple[ArmConfig, ...], seeds: list[int]) -> list[ArmRun]:
 def used_scores(arms: tuple[ArmConfig, ...]) -> list[bool]:
     """The influence scores the arms need, in stage order: differential (True) and/or toxic-only (False)."""
     return [d for d in (True, False) if any(INFLUENCE_SOURCES.get(a.source) is d for a in arms)]
-
-
-def recorded_identity(ws, arm: ArmConfig) -> dict | None:
-    """What a classifier or word-list mask records of its source beyond its options (for the plan to find a stored
-    one without building it): the classifier's resolved identity, or the hash of the word list's words. None when
-    it cannot be known now (the classifier or the file is missing: the inputs say so)."""
-    try:
-        if arm.source == "classifier":
-            from .classifiers import resolve_classifier
-
-            cfg = arm.mask
-            spec = resolve_classifier(cfg.classifier, ws, checkpoint=getattr(cfg, "classifier_checkpoint", None),
-                                      base=getattr(cfg, "classifier_base", None), path=getattr(cfg, "classifier_path", None))
-            return {"classifier": spec.identity}
-        from .masking.wordlist import load_wordlist
-
-        return {"wordlist_sha256": load_wordlist(arm.mask.wordlist).sha256}
-    except IfguideError:
-        return None

@@ -300,22 +300,21 @@ def _queries(ref: str | None) -> dict | None:
 
 
 def _source_mask(ws, data, arm):
-    """A stored mask a classifier or word-list arm would reuse: built by the same source from this dataset, with the
-    source's identity (`pipeline_arms.recorded_identity`) and the same value of every option its config records
-    as a plain value (a token-level window is recorded, a document-level one is not). None when there is none."""
-    from .pipeline_arms import recorded_identity
+    """The stored mask a classifier or word-list arm would reuse: the one whose id its source's key gives for this
+    dataset. None when there is none, or when the key cannot be known now (a missing classifier or word list:
+    the inputs say so)."""
+    from .errors import IfguideError
+    from .masking.sources import classifier_mask_key, wordlist_mask_key
+    from .workspace import artifact_id
 
-    identity = recorded_identity(ws, arm) if data is not None else None
-    if identity is None:
+    if data is None:
         return None
-    want = _plain({"source": arm.source, "dataset": data.id, **identity})
-    options = _plain(arm.mask.to_dict())
-
-    def same(config: dict) -> bool:
-        recorded = {k: v for k, v in config.items() if k in options and isinstance(v, (str, int, float, bool))}
-        return _contains(config, want) and all(options[k] == v for k, v in recorded.items())
-
-    return next((a for a in reversed(ws.list("masks")) if data.id in a.parents and same(a.config)), None)
+    try:
+        identity, parents = (classifier_mask_key(ws, data.id, arm.mask) if arm.source == "classifier"
+                             else wordlist_mask_key(data.id, arm.mask))
+    except IfguideError:
+        return None
+    return ws.get("masks", artifact_id("masks", identity, parents))
 
 
 def _resolve_or_none(ws, ref: str):

@@ -99,7 +99,6 @@ class IfguideSpec(PenaltySpec):
 MaskSourceName = Literal["influence", "standard-influence", "classifier", "wordlist"]
 Suppression = Literal["penalty", "filter", "drop"]
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$|[-_.]s\d+$")  # what the report strips from a name to group seeds
 RESERVED_ARM_NAMES = ("baseline", "control", "data", "factors", "scores", "report")  # the run's own stage/system names
 
 
@@ -123,6 +122,8 @@ class ArmSpec(Section):
         if not ARM_NAME.fullmatch(self.name):
             raise IfguideError(f"name {self.name!r} is not an arm name", hint="use 1-40 letters, digits, `_` or `-`, "
                                                                               "starting with a letter or digit", exit_code=2)
+        from .report_arms import SEED_SUFFIX  # the report groups seeds by this suffix
+
         if SEED_SUFFIX.search(self.name):
             raise IfguideError(f"name {self.name!r} ends like a seed (`-seed3`, `-s3`)",
                                hint="the seeds name themselves (`--seeds N` makes NAME-seed0, NAME-seed1, …): drop the "

@@ -21,7 +21,7 @@ from .notes import warn
 from .workspace import canonical_json
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-_SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$|[-_.]s\d+$")
+SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$|[-_.]s\d+$")  # stripped from a checkpoint name: one arm over seeds
 TEST_NAME = "paired sign-flip test (exact McNemar for TP of one seed per arm)"
 
 
@@ -72,7 +72,7 @@ def _arm_of(workspace, row: dict) -> tuple[str, str, dict | None, object]:
     ckpt = workspace.by_id(row["checkpoint"]) if row.get("checkpoint") else None
     if ckpt is None:
         return f"system:{row['label']}", row["label"], None, None
-    base = _SEED_SUFFIX.sub("", ckpt.name or "") or row["label"]
+    base = SEED_SUFFIX.sub("", ckpt.name or "") or row["label"]
     name = base if row["defense"] in ("none", None) else f"{base} + {row['defense']}"
     return canonical_json([_without_seed(ckpt.config), row["defense"]]), name, ckpt.config, ckpt.config.get("seed")
 

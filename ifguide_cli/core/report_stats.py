@@ -93,12 +93,19 @@ def mask_stats(workspace, arm: Arm) -> dict:
     source = s.get("source")
     detail = ", ".join(str(s[k]) for k in ("classifier", "level") if s.get(k))
     return {"mask": training.get("mask"), "source": f"{source} ({detail})" if source and detail else source,
-            "suppression": training.get("suppression", (training.get("train") or {}).get("suppression")),
+            "suppression": _suppression(training),
             "lambda": training.get("lambda"), "budget": s.get("max_tokens", (mask.config if mask else {}).get("max_tokens")),
             "tokens": s.get("tokens_selected"), "documents": s.get("documents_selected"),
             "source_documents": s.get("source_documents_selected"),
             "precision_at_k": s.get("label_precision_at_k", s.get("planted_precision_at_k")),
             "auc": s.get("label_auc"), "base_rate": s.get("label_base_rate")}
+
+
+def _suppression(training: dict) -> str | None:
+    """The recorded suppression; a masked training that records none used the default, `penalty` (left out of the
+    checkpoint identity so that checkpoints made before the option existed are still found)."""
+    recorded = training.get("suppression", (training.get("train") or {}).get("suppression"))
+    return recorded or ("penalty" if training.get("mask") else None)
 
 
 def _entry(workspace, arm: Arm) -> dict:

@@ -44,21 +44,46 @@ def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | 
     return resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, **options)[0]
 
 
+def _classifier_spec(ws, config: ClassifierMaskConfig):
+    from ..classifiers import resolve_classifier
+
+    return resolve_classifier(config.classifier, ws, checkpoint=config.classifier_checkpoint,
+                              base=config.classifier_base, path=config.classifier_path)
+
+
+def classifier_mask_key(ws, dataset_id: str, config: ClassifierMaskConfig, spec=None) -> tuple[dict, list[str]]:
+    """(identity, parents) of the classifier mask of a dataset: what makes its artifact id, so a plan can find a
+    stored one without building it."""
+    spec = spec or _classifier_spec(ws, config)
+    window, stride = config.spans or (None, None)
+    identity = {"source": "classifier", "classifier": spec.identity, "level": config.level, "window": window,
+                "stride": stride, "threshold": config.threshold, "max_tokens": config.max_tokens,
+                "dataset": dataset_id, "algorithm": SOURCES_ALGORITHM}
+    return identity, [dataset_id, *spec.parents]
+
+
+def wordlist_mask_key(dataset_id: str, config: WordlistMaskConfig, words=None) -> tuple[dict, list[str]]:
+    """(identity, parents) of the word-list mask of a dataset (the word list counts by the hash of its words)."""
+    from .wordlist import load_wordlist
+
+    words = words or load_wordlist(config.wordlist)
+    identity = {"source": "wordlist", "wordlist_sha256": words.sha256, "max_tokens": config.max_tokens,
+                "dataset": dataset_id, "algorithm": SOURCES_ALGORITHM}
+    return identity, [dataset_id]
+
+
 def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, name: str | None = None,
                           force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
     """The `masks` artifact of the spans (or documents) `config.classifier` flags in DATA. Returns (artifact, reused)."""
-    from ..classifiers import load_classifier, resolve_classifier
+    from ..classifiers import load_classifier
     from ..dist import resolve_device
     from .evidence import classifier_evidence
     from .row_text import RowText
 
-    spec = resolve_classifier(config.classifier, ws, checkpoint=config.classifier_checkpoint,
-                              base=config.classifier_base, path=config.classifier_path)  # before the data: fails fast
+    spec = _classifier_spec(ws, config)  # before the data: fails fast
     dataset = mask_dataset(ws, data_ref, model=model, corpus=corpus, reporter=reporter)
     window, stride = config.spans or (None, None)
-    identity = {"source": "classifier", "classifier": spec.identity, "level": config.level, "window": window,
-                "stride": stride, "threshold": config.threshold, "max_tokens": config.max_tokens,
-                "dataset": dataset.id, "algorithm": SOURCES_ALGORITHM}
+    identity, parents = classifier_mask_key(ws, dataset.id, config, spec)
 
     def build(ctx):
         classifier = load_classifier(spec, device=resolve_device(config.device), batch_size=config.classifier_batch_size)
@@ -72,7 +97,7 @@ def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, na
                      "level": config.level, "threshold": config.threshold, "window": window, "stride": stride}
         return _publish(ctx, dataset, ev, config.max_tokens, config.threshold, described)
 
-    return ws.create("masks", identity, [dataset.id, *spec.parents], build, name=name, force=force)
+    return ws.create("masks", identity, parents, build, name=name, force=force)
 
 
 def build_wordlist_mask(ws, data_ref: str, config: WordlistMaskConfig, *, name: str | None = None,
@@ -84,8 +109,7 @@ def build_wordlist_mask(ws, data_ref: str, config: WordlistMaskConfig, *, name: 
 
     words = load_wordlist(config.wordlist)  # before the data: a bad word list is one line, at once
     dataset = mask_dataset(ws, data_ref, model=model, corpus=corpus, reporter=reporter)
-    identity = {"source": "wordlist", "wordlist_sha256": words.sha256, "max_tokens": config.max_tokens,
-                "dataset": dataset.id, "algorithm": SOURCES_ALGORITHM}
+    identity, parents = wordlist_mask_key(dataset.id, config, words)
 
     def build(ctx):
         with ctx.timed("search"):
@@ -94,7 +118,7 @@ def build_wordlist_mask(ws, data_ref: str, config: WordlistMaskConfig, *, name: 
                      "wordlist_words": len(words.words), "threshold": None, "window": None}
         return _publish(ctx, dataset, ev, config.max_tokens, 0.0, described)
 
-    return ws.create("masks", identity, [dataset.id], build, name=name, force=force)
+    return ws.create("masks", identity, parents, build, name=name, force=force)
 
 
 def _publish(ctx, dataset, ev, max_tokens: int, threshold_value: float, described: dict[str, Any]) -> dict[str, Any]:
