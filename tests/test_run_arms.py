@@ -192,7 +192,6 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
 
 # ---- classifier and word-list arms: their sources come from `masking.sources` (skipped until it is there) ----
 def test_tiny_compare_preset(cli):
-    pytest.importorskip("ifguide_cli.core.masking.sources")
     from ifguide_cli.core.pipeline_spec import load_spec
 
     configs = stage_configs(load_spec(preset_path("tiny-compare")))
@@ -210,7 +209,6 @@ def test_tiny_compare_preset(cli):
 
 @pytest.mark.slow
 def test_classifier_and_wordlist_arms_end_to_end(cli, tmp_path, workspace_dir, report_calls):
-    pytest.importorskip("ifguide_cli.core.masking.sources")
     from ifguide_cli.core.workspace import Workspace
 
     words = tmp_path / "words.txt"
