@@ -94,7 +94,7 @@ class _Planner:
 
     def stages(self) -> list[PlannedStage]:
         spec = self.spec
-        data = self.add("data", "datasets", f"tokenize {spec.data}", self.dataset())
+        data = self.add("data", "datasets", f"{_data_verb(spec.data)} {spec.data}", self.dataset())
         if spec.baseline.checkpoint:
             base = self.inputs.model
         else:
@@ -297,6 +297,13 @@ def _queries(ref: str | None) -> dict | None:
     """A query set as the scores record it: its source (their `sha256` is of the kept queries, not of the file)."""
     identity = _identity(ref)
     return {k: v for k, v in identity.items() if k != "sha256"} if identity is not None else None
+
+
+def _data_verb(ref: str) -> str:
+    """What the data stage does: the reference's OWT chunks are token ids already, read as rows; the rest is text."""
+    from .data.sources import is_token_subset
+
+    return "read chunks of" if is_token_subset(ref) else "tokenize"
 
 
 def _source_mask(ws, data, arm):

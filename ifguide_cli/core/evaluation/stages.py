@@ -253,9 +253,9 @@ def _perplexity_input(mref, config: FluencyConfig, data: FluencyData):
     chunks = token_chunks(data.ppl_data, config) if data.ppl_data else None
     if chunks is None:
         return _load_texts(data.ppl_data, "heldout", split=data.ppl_split, limit=config.ppl_docs)
-    if not any(name in str(mref.tokenizer).lower() for name in ("pythia", "neox")):
-        warn(f"{data.ppl_data} holds Pythia (GPT-NeoX) token ids, scored as they are; {mref.ref}'s tokenizer is "
-             f"{mref.tokenizer}: the perplexity is meaningful only if that is the same tokenizer")
+    from ..paper.subsets import note_foreign_tokenizer
+
+    note_foreign_tokenizer(data.ppl_data, mref.tokenizer)
     return chunks, chunks.identity
 
 
