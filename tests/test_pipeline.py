@@ -123,6 +123,8 @@ def test_tiny_preset_shows_the_effect_and_reruns_from_the_store(cli):
     first = cli("--json", "run", "--preset", "tiny")
     assert first.exit_code == 0, first.stderr
     out = first.json
+    log = first.stderr.splitlines()  # a log of a --json run shows each stage starting and ending
+    assert "▶ baseline" in log and any(line.startswith("  checkpoint ") and "done in" in line for line in log)
     assert set(out["stages"]) >= {"baseline", "factors", "scores", "mask", "control", "ifguide", "report"}
     assert out["mask"]["precision_at_k"] >= 0.9
     control, ifguide = out["control"], out["ifguide"]

@@ -113,6 +113,14 @@ def info(message: str) -> None:
         stderr_console().print(message)
 
 
+def milestone(message: str) -> None:
+    """A step of long work starting or ending (a pipeline stage): on stderr like progress, so also under --json
+    (whose one object goes to stdout) — a log of `ifguide --json run … 2> run.log` shows where the run is.
+    Not with --quiet, and only from rank 0."""
+    if not settings.quiet and is_main_process():
+        stderr_console().print(message)
+
+
 def show_warning(message: str) -> None:
     """Print a note core code recorded (the `core.notes` listener): one yellow line on stderr.
 

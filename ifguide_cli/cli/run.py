@@ -136,11 +136,11 @@ def _run(loaded, force: bool) -> None:
 
     def on_start(name: str) -> None:
         common.set_stage(name)  # plain progress lines in a log read `[baseline] training …`
-        common.info(f"[bold]▶ {name}[/]")
+        common.milestone(f"[bold]▶ {name}[/]")
 
     def on_stage(rec) -> None:
         status = "[green]reused[/]" if rec.reused else f"done in {rec.seconds:.1f}s"
-        common.info(f"  {rec.kind.rstrip('s')} {rec.id} {status}")
+        common.milestone(f"  {rec.kind.rstrip('s')} {rec.id} {status}")
 
     result = run_pipeline(ws, loaded.spec, reporter=common.reporter(), force=force, on_stage=on_stage, on_start=on_start)
     payload = {**result.to_json(), "workspace": str(ws.root),
