@@ -164,6 +164,8 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
     assert out["seeds"] == [7, 8] and set(out["masks"]) == {"ifguide", "standard"}
     assert stages["scores"]["id"] != stages["scores_standard"]["id"]  # toxic − safe vs toxic only, one set of factors
     assert stages["mask_ifguide"]["id"] != stages["mask_standard"]["id"]
+    masks = {arm: ws.get("masks", stages[f"mask_{arm}"]["id"]).summary for arm in ("ifguide", "standard")}
+    assert masks["ifguide"]["differential"] is True and masks["standard"]["differential"] is False
     assert out["masks"]["standard"]["suppression"] == "filter" and out["masks"]["ifguide"]["tokens"] <= 300
     checkpoints = {}
     for seed in (7, 8):

@@ -92,6 +92,8 @@ def mask_stats(workspace, arm: Arm) -> dict:
     s = mask.summary if mask is not None else {}
     source = s.get("source")
     detail = ", ".join(str(s[k]) for k in ("classifier", "level") if s.get(k))
+    if source == "influence" and s.get("differential") is False:
+        detail = "toxic queries only"
     return {"mask": training.get("mask"), "source": f"{source} ({detail})" if source and detail else source,
             "suppression": _suppression(training),
             "lambda": training.get("lambda"), "budget": s.get("max_tokens", (mask.config if mask else {}).get("max_tokens")),

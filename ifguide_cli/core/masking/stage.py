@@ -138,6 +138,8 @@ def _summary(res: MaskResult, src: MaskSource, stage_config: dict[str, Any]) -> 
     """The artifact's summary: the selection's figures, its inputs, and how the ranking finds the dataset's labels."""
     summary = res.summary()
     summary["source"] = "influence"
+    if src.scores_art is not None:  # the paper's ablation (toxic queries only) is "standard influence"
+        summary["differential"] = src.scores_art.config.get("safe_queries") is not None
     summary["dataset"] = stage_config["dataset"]
     summary["scores"] = stage_config["scores"] or str(src.scores_file)
     if src.rows is not None:
