@@ -142,16 +142,39 @@ def run_chain(cli: Chain, files: dict, args) -> dict:
     out["control"] = cli("finetune control", "finetune", "baseline", "--data", files["corpus"], "--name", "control")
     out["ifguide"] = cli("finetune IF-Guide", "finetune", "baseline", "--data", files["corpus"], "--mask", "mask",
                          "--lambda", args.lam, "--name", "ifguide")
+    systems = ["baseline", "control", "ifguide"]
+    if args.baselines:
+        systems += cheap_baselines(cli, out, files, budget, args)
     evals = []
-    for system in ("baseline", "control", "ifguide"):
+    for system in systems:
         out[f"tox_{system}"] = cli(f"eval toxicity {system}", "eval", "toxicity", system, "--prompts", files["prompts"],
                                    "--classifier", "profanity", "--samples", args.samples, "--max-new-tokens", 20,
                                    "--seed", args.seed, "--name", f"{system}-toxicity")
         out[f"ppl_{system}"] = cli(f"eval fluency {system}", "eval", "fluency", system, "--ppl-data", files["heldout"],
                                    "--no-lambada", "--name", f"{system}-fluency")
         evals += [out[f"tox_{system}"]["id"], out[f"ppl_{system}"]["id"]]
-    out["report"] = cli("report", "report", *evals, "--name", "real-text")
+    out["report"] = cli("report", "report", *evals, "--control", "control", "--bootstrap", args.bootstrap,
+                        "--seed", args.seed, "--name", "real-text")
     return out
+
+
+def cheap_baselines(cli: Chain, out: dict, files: dict, budget: int, args) -> list[str]:
+    """The arms of `ifguide run --preset tiny-compare` on the tweets, each at IF-Guide's token budget: standard
+    influence (toxic queries only), profanity-classifier spans with token filtering and with the penalty, and
+    profanity-classifier documents left out. Returns the systems' names."""
+    out["scores_standard"] = cli("scores standard", "scores", "factors", "-t", files["toxic_queries"],
+                                 "--name", "scores-standard")
+    masks = {"standard": ("mask", "scores-standard"),
+             "clf-tokens": ("mask", "classifier", "--level", "token"), "clf-docs": ("mask", "classifier", "--level", "document")}
+    for name, argv in masks.items():
+        data = ("--data", out["mask"]["summary"]["dataset"], "--classifier", "profanity") if "classifier" in argv else ()
+        out[f"mask_{name}"] = cli(f"mask {name}", *argv, *data, "--max-tokens", budget, "--name", f"mask-{name}")
+    arms = {"standard": ("mask-standard", "--lambda", args.lam), "clf-tokens": ("mask-clf-tokens", "--suppression", "filter"),
+            "clf-penalty": ("mask-clf-tokens", "--lambda", args.lam), "clf-docs": ("mask-clf-docs", "--suppression", "drop")}
+    for name, (mask, *how) in arms.items():
+        out[name] = cli(f"finetune {name}", "finetune", "baseline", "--data", files["corpus"], "--mask", mask, *how,
+                        "--name", name)
+    return list(arms)
 
 
 # ---- figures ----------------------------------------------------------------------------------------------
@@ -193,9 +216,26 @@ def report(out: dict, times: dict, args) -> dict:
               f"{out['tox_control']['summary']['prompts']} prompts)")
     ppl_c, ppl_g = out["ppl_control"]["summary"]["perplexity"], out["ppl_ifguide"]["summary"]["perplexity"]
     print(f"perplexity cost: {ppl_g / ppl_c - 1:+.2%} ({ppl_c:.2f} → {ppl_g:.2f}, held-out tweets)")
+    if args.baselines:
+        print_arms(out["report"]["summary"])
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {sum(times.values()):.0f}s")
     return {"mask": {k: m.get(k) for k in ("label_base_rate", "label_precision_at_k", "label_auc", "tokens_selected")},
             "bootstrap": boot, "perplexity": {"control": ppl_c, "ifguide": ppl_g}, "seconds": times}
+
+
+def print_arms(summary: dict) -> None:
+    """Every arm against the control, as `ifguide report` computed it (paired bootstrap over prompts and documents)."""
+    def pct(x: dict) -> str:
+        low, high = x.get("ci95") or (float("nan"), float("nan"))
+        return f"{x['value']:+.1%} [{low:+.1%}, {high:+.1%}]"
+
+    print(f"\n{'arm':12s} {'TP':>6s} {'TP reduction [95% CI]':>26s} {'p':>7s} {'EMT reduction [95% CI]':>26s} "
+          f"{'ppl cost [95% CI]':>24s} {'mask P@k':>8s}")
+    for arm in summary["comparisons"]:
+        r, mask = arm["reduction"], arm["mask"]
+        print(f"{arm['name']:12s} {arm['tp']['value']:6.3f} {pct(r['tp']):>26s} {r['tp']['p_value']:7.3g} {pct(r['emt']):>26s} "
+              f"{pct(arm['perplexity_cost']):>24s} {mask.get('precision_at_k') or float('nan'):8.3f}")
+    print(summary["headline"])
 
 
 def main() -> None:
@@ -213,6 +253,9 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=1.0, help="Penalty λ of the IF-Guide fine-tune (the paper's 1).")
     parser.add_argument("--samples", type=int, default=10, help="Continuations per eval prompt.")
     parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap draws.")
+    parser.add_argument("--baselines", action="store_true", help="Also the cheap arms of `run --preset tiny-compare` "
+                        "(standard influence, classifier token / document filtering) and classifier spans with the "
+                        "penalty, compared with the control by `ifguide report`.")
     parser.add_argument("--threads", type=int, default=None, help="Torch threads per stage (default: all cores).")
     args = parser.parse_args()
     if not args.data.is_file():
