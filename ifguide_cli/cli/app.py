@@ -21,12 +21,12 @@ from . import common
 COMMANDS: dict[str, tuple[str, str]] = {
     "factors": ("factors", "Fit EK-FAC (or KFAC/diagonal/identity) influence factors of a model on its training data."),
     "scores": ("scores", "Token-wise differential influence of the training data (toxic minus safe queries)."),
-    "mask": ("mask", "Select toxic tokens from influence scores (paper Alg. 1), and inspect the mask."),
+    "mask": ("mask", "Select toxic tokens from influence scores (paper Alg. 1), a toxicity classifier or a word list, and inspect the mask."),
     "train": ("train", "Train a model from scratch (registry name, config folder or checkpoint architecture), "
                        "optionally penalising masked toxic tokens."),
     "finetune": ("train", "Fine-tune a pretrained model or checkpoint, optionally penalising masked toxic tokens."),
     "eval": ("eval", "Evaluate toxicity (explicit, implicit) and fluency of a model."),
-    "report": ("report", "Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …): table and HTML with plots."),
+    "report": ("report", "Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …) and each arm against a control with 95% intervals and p-values: table and HTML with plots."),
     "run": ("run", "Run the whole pipeline: train a baseline, factors, scores, mask, then IF-Guide (a fine-tune beside a "
                    "plain control, or a model trained from scratch with the penalty), evaluate toxicity and fluency, report."),
     "rad": ("rad", "Reward-augmented decoding (RAD) defense: `eval toxicity|fluency --defense rad`."),

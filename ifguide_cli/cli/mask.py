@@ -95,57 +95,45 @@ _SOURCE_EPILOG = ("The mask is an ordinary mask artifact: `mask show/browse/expo
                   "their marked tokens left to right, until the budget).")
 
 
-@mask_app.command("classifier", help="Build a mask from a toxicity classifier: the tokens of flagged spans "
-                                     "(--level token) or of flagged documents (--level document).",
-                  epilog=_SOURCE_EPILOG + "\n\nExamples:\n\n"
-                         "ifguide mask classifier --data tiny --classifier profanity --name tiny-cls\n"
-                         "ifguide mask classifier --data tiny --level document --threshold 0.8\n"
-                         "ifguide mask classifier --data comments.jsonl --model pythia-160m --classifier detoxify-unbiased")
-@common.handles_errors
-@config_options(CorpusConfig, into="corpus", overrides_only=True)
-@config_options(ClassifierMaskConfig)
-def classifier(
-    config: ClassifierMaskConfig,
-    data: SourceDataOpt,
-    model: ModelOpt = None,
-    top: TopOpt = 10,
-    name: NameOpt = None,
-    force: ForceOpt = False,
-    corpus: Optional[dict] = None,
-) -> None:
-    from ..core.masking import build_classifier_mask
+def _source_command(command: str, config_cls: type, builder: str, help: str, examples: tuple[str, ...]) -> None:
+    """Register `ifguide mask COMMAND`: every cheap source takes the same data, model and output options and makes an
+    ordinary mask artifact; only its config (the options of that source) and its core builder differ."""
 
-    _check_top(top)
-    ws = common.workspace()
-    art, reused = build_classifier_mask(ws, data, config, name=name, force=force, reporter=common.reporter(),
-                                        model=model, corpus=corpus)
-    _emit_mask(ws, art, reused, top)
+    @mask_app.command(command, help=help, epilog=_SOURCE_EPILOG + "\n\nExamples:\n\n" + "\n".join(examples))
+    @common.handles_errors
+    @config_options(CorpusConfig, into="corpus", overrides_only=True)
+    @config_options(config_cls)
+    def build(
+        config,
+        data: SourceDataOpt,
+        model: ModelOpt = None,
+        top: TopOpt = 10,
+        name: NameOpt = None,
+        force: ForceOpt = False,
+        corpus: Optional[dict] = None,
+    ) -> None:
+        from ..core import masking
+
+        _check_top(top)
+        ws = common.workspace()
+        art, reused = getattr(masking, builder)(ws, data, config, name=name, force=force, reporter=common.reporter(),
+                                                model=model, corpus=corpus)
+        _emit_mask(ws, art, reused, top)
 
 
-@mask_app.command("wordlist", help="Build a mask from a word list: the tokens of every listed word or phrase "
-                                   "(case-insensitive, at word boundaries); documents rank by their number of matches.",
-                  epilog=_SOURCE_EPILOG + "\n\nExamples:\n\n"
-                         "ifguide mask wordlist --data tiny --wordlist slurs.txt --name tiny-words\n"
-                         "ifguide mask wordlist --data comments.jsonl --model pythia-160m --wordlist slurs.txt -L 100000")
-@common.handles_errors
-@config_options(CorpusConfig, into="corpus", overrides_only=True)
-@config_options(WordlistMaskConfig)
-def wordlist(
-    config: WordlistMaskConfig,
-    data: SourceDataOpt,
-    model: ModelOpt = None,
-    top: TopOpt = 10,
-    name: NameOpt = None,
-    force: ForceOpt = False,
-    corpus: Optional[dict] = None,
-) -> None:
-    from ..core.masking import build_wordlist_mask
-
-    _check_top(top)
-    ws = common.workspace()
-    art, reused = build_wordlist_mask(ws, data, config, name=name, force=force, reporter=common.reporter(),
-                                      model=model, corpus=corpus)
-    _emit_mask(ws, art, reused, top)
+_source_command(
+    "classifier", ClassifierMaskConfig, "build_classifier_mask",
+    help="Build a mask from a toxicity classifier: the tokens of flagged spans (--level token) or of flagged "
+         "documents (--level document).",
+    examples=("ifguide mask classifier --data tiny --classifier profanity --name tiny-cls",
+              "ifguide mask classifier --data tiny --level document --threshold 0.8",
+              "ifguide mask classifier --data comments.jsonl --model pythia-160m --classifier detoxify-unbiased"))
+_source_command(
+    "wordlist", WordlistMaskConfig, "build_wordlist_mask",
+    help="Build a mask from a word list: the tokens of every listed word or phrase (case-insensitive, at word "
+         "boundaries); documents rank by their number of matches.",
+    examples=("ifguide mask wordlist --data tiny --wordlist slurs.txt --name tiny-words",
+              "ifguide mask wordlist --data comments.jsonl --model pythia-160m --wordlist slurs.txt -L 100000"))
 
 
 def _ranked_table(rows):
