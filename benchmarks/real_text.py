@@ -15,10 +15,11 @@ skips with a message when it is absent.
 
 Prints the mask's label precision@k and AUC against the base rate, TP and EMT of baseline / control / IF-Guide
 with the reduction (control → IF-Guide) and its paired bootstrap 95% interval over prompts, the perplexity cost,
-and the time of each stage. About 10 minutes on 2 CPU cores with the defaults.
+and the time of each stage. About 3 minutes on 2 idle CPU cores with the defaults, 4½ with --baselines.
 
     python benchmarks/real_text.py                      # 3,000 documents, seed 0, a temporary folder
     python benchmarks/real_text.py --docs 1500 --seed 1 --out /tmp/real_text
+    python benchmarks/real_text.py --baselines          # and the cheap arms of `run --preset tiny-compare`
 """
 
 from __future__ import annotations
