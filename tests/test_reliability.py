@@ -663,3 +663,23 @@ def test_ctrl_c_while_the_command_line_is_still_being_imported_is_a_clean_exit(m
     with pytest.raises(SystemExit) as exit_:
         entry.main()
     assert exit_.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_hub_loads_never_ask_to_run_a_models_own_code(monkeypatch):
+    """A hub model with its own code must fail in one line, not ask `run the custom code? [y/N]` on the terminal:
+    every hub load passes trust_remote_code=False, so transformers raises instead of prompting."""
+    import transformers
+
+    from ifguide_cli.core.errors import IfguideError
+    from ifguide_cli.core.models import ModelRef, load_config
+
+    seen = []
+
+    def refuse(name, **kwargs):
+        seen.append(kwargs.get("trust_remote_code"))
+        raise ValueError(f"The repository {name} contains custom code which must be executed to correctly load the model.")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", refuse)
+    with pytest.raises(IfguideError, match="needs its own Python code"):
+        load_config(ModelRef("org/custom", "hub", "org/custom", "org/custom"))
+    assert seen == [False]

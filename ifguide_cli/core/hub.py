@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
-from .errors import OfflineResourceMissing
+from .errors import IfguideError, OfflineResourceMissing
 
 PROBE_TIMEOUT_S = 3.0
 _decided: bool | None = None
@@ -88,6 +88,10 @@ def hub_resource(what: str, hub_id: str, local_flag: str = "a local path"):
         raise
     except Exception as exc:  # the hub libraries raise OSError, ValueError, ConnectionError, … for a miss
         text = f"{type(exc).__name__}: {exc}"
+        if "custom code" in text:  # transformers refuses (trust_remote_code=False) rather than asking on the terminal
+            raise IfguideError(f"{what} {hub_id!r} needs its own Python code to load (custom code in the repository)",
+                               hint="ifguide never runs code that comes with a model: use a model of an architecture "
+                                    "transformers has built in", exit_code=2) from exc
         if offline or any(s in text for s in ("offline", "Offline", "couldn't connect", "Connection", "cache", "resolve")):
             raise OfflineResourceMissing(f"{what} {hub_id!r} is not available",
                                          hint=missing_hint(what, hub_id, local_flag)) from exc

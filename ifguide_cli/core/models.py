@@ -164,16 +164,16 @@ def load_tokenizer(mref: ModelRef):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if mref.source == "checkpoint" and not mref.own_tokenizer:
-        tok = AutoTokenizer.from_pretrained(mref.location)
+        tok = AutoTokenizer.from_pretrained(mref.location, trust_remote_code=False)
     elif mref.tokenizer == "tiny":
         tok = PreTrainedTokenizerFast(tokenizer_file=str(tiny_asset("tokenizer.json")), bos_token=TINY_SPECIAL,
                                       eos_token=TINY_SPECIAL, unk_token=TINY_SPECIAL, pad_token=TINY_SPECIAL)
     elif Path(mref.tokenizer).is_dir():
         refuse_custom_code(Path(mref.tokenizer), mref.tokenizer)
-        tok = AutoTokenizer.from_pretrained(mref.tokenizer)
+        tok = AutoTokenizer.from_pretrained(mref.tokenizer, trust_remote_code=False)
     else:
         with hub_resource("tokenizer", mref.tokenizer, "a local tokenizer folder"):
-            tok = AutoTokenizer.from_pretrained(mref.tokenizer)
+            tok = AutoTokenizer.from_pretrained(mref.tokenizer, trust_remote_code=False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -188,10 +188,10 @@ def load_config(mref: ModelRef):
         values = json.loads(Path(mref.location).read_text())
         return AutoConfig.for_model(values.pop("model_type"), **values)
     if mref.source in ("checkpoint", "local"):
-        return AutoConfig.from_pretrained(mref.location)
+        return AutoConfig.from_pretrained(mref.location, trust_remote_code=False)
     hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
     with hub_resource("model config", hub_id, "a local model folder"):
-        config = AutoConfig.from_pretrained(hub_id)
+        config = AutoConfig.from_pretrained(hub_id, trust_remote_code=False)
     return _with_registry_settings(config, mref)
 
 
@@ -217,12 +217,12 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
         with _seeded(seed):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     elif mref.source in ("checkpoint", "local"):
-        model = AutoModelForCausalLM.from_pretrained(mref.location, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(mref.location, dtype=dtype, trust_remote_code=False)
     else:
         _refuse_hub_weights_of_a_variant(mref)
         hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
         with hub_resource("model", hub_id, "a local model folder"):
-            model = AutoModelForCausalLM.from_pretrained(hub_id, dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(hub_id, dtype=dtype, trust_remote_code=False)
     return model
 
 

@@ -268,7 +268,7 @@ def load_reward_model(art, device: str = "cpu", dtype=None):
     config = GPT2Config.from_dict({k: v for k, v in meta.items() if k not in ("num_outputs", "reward_index", "output_names")})
     rm = RewardModel(config, meta.get("num_outputs", 7), meta.get("reward_index", REWARD_INDEX))
     rm.load_state_dict(load_file(str(folder / REWARD_FILE)))
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     rm = rm.to(device=device, dtype=dtype or torch.float32).eval()
@@ -400,10 +400,10 @@ def _reward_tokenizer(tok_dir: Path | None, tokenizer: str | None):
 
     tok_source = tokenizer or (str(tok_dir) if tok_dir else "gpt2")
     if Path(tok_source).expanduser().is_dir():
-        return AutoTokenizer.from_pretrained(str(Path(tok_source).expanduser()))
+        return AutoTokenizer.from_pretrained(str(Path(tok_source).expanduser()), trust_remote_code=False)
     try:
         with hub_resource("tokenizer", tok_source, "--tokenizer DIR (a folder with the gpt2 tokenizer files)"):
-            return AutoTokenizer.from_pretrained(tok_source)
+            return AutoTokenizer.from_pretrained(tok_source, trust_remote_code=False)
     except OfflineResourceMissing as exc:
         raise OfflineResourceMissing(f"the reward model needs its tokenizer ({tok_source}), which is not available offline",
                                      hint="pass --tokenizer DIR: a folder with the gpt2 tokenizer files "

@@ -136,8 +136,8 @@ def _load_seqcls_hub(hub_id: str):
     from ..hub import hub_resource
 
     with hub_resource("classifier", hub_id, "--classifier-path DIR (a local copy of the classifier)"):
-        tok = AutoTokenizer.from_pretrained(hub_id)
-        model = AutoModelForSequenceClassification.from_pretrained(hub_id)
+        tok = AutoTokenizer.from_pretrained(hub_id, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(hub_id, trust_remote_code=False)
     return model, tok
 
 
@@ -146,12 +146,12 @@ def load_seqcls_dir(folder: str, name: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(folder)
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except Exception as exc:
         raise IfguideError(f"classifier {name}: no usable tokenizer in {folder} ({type(exc).__name__})",
                            hint="save the tokenizer into the same folder (tokenizer.json or vocab files)") from None
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
     except Exception as exc:
         raise IfguideError(f"classifier {name}: cannot load the weights in {folder}: {str(exc).splitlines()[0][:160]}",
                            hint="the folder needs config.json and model.safetensors (or pytorch_model.bin)") from None
