@@ -231,6 +231,7 @@ def test_show_and_export_of_a_word_list_mask_need_no_scores(env, cli, workspace_
     page = tmp_path / "m.html"
     exported = cli("--json", "mask", "export", mask_id, "--html", str(page), "--top", "2")
     assert exported.data["warnings"] == [] and "[[" not in page.read_text() and 'class="m"' in page.read_text()
+    assert "word list" in page.read_text() and "quantile p" not in page.read_text()  # its own terms, not Alg. 1's
 
 
 def test_a_classifier_answering_nan_is_refused(env, monkeypatch):

@@ -460,15 +460,23 @@ def _html_token(piece: str, masked: bool, heat: float | None, score: float | Non
     return f"<span {' '.join(attrs)}>{esc}</span>"
 
 
+def _selection_rows(s: dict) -> dict:
+    """How the mask chose its tokens, in its source's own terms: Alg. 1's quantile, τ and window for influence; the
+    classifier, level, spans and score threshold; or the word list."""
+    source = s.get("source", "influence")
+    if source == "classifier":
+        return {"source": f"classifier {s.get('classifier')} ({s.get('level')})", "score threshold": s.get("threshold"),
+                "span window / stride": f"{s.get('window')} / {s.get('stride')}" if s.get("window") else "-"}
+    if source == "wordlist":
+        return {"source": "word list", "word list": s.get("wordlist"), "words": s.get("wordlist_words")}
+    return {"source": "influence", "quantile p": s.get("threshold"), "threshold τ": s.get("threshold_value"),
+            "window w": s.get("window")}
+
+
 def html_page(inspector: MaskInspector, views: list[DocView], heat: bool = False) -> str:
     """A self-contained HTML page (inline CSS, no scripts or external resources) of the given documents."""
     s = inspector.summary
-    rows = {
-        "mask": inspector.art.id,
-        "dataset": inspector.art.config.get("dataset") or "-",
-        "quantile p": s.get("threshold"),
-        "threshold τ": s.get("threshold_value"),
-        "window w": s.get("window"),
+    rows = {"mask": inspector.art.id, "dataset": inspector.art.config.get("dataset") or "-", **_selection_rows(s),
         "token budget": s.get("max_tokens"),
         "tokens selected": s.get("tokens_selected"),
         "documents selected": s.get("documents_selected"),
