@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 import yaml
 from conftest import assert_one_line_error
 
@@ -113,6 +114,9 @@ def test_dry_run_says_what_it_would_reuse(cli, workspace_dir):
     assert f"reuse {dataset.id}" in text and "inputs" in text and "✓ eval.prompts: tiny-prompts" in text
 
 
+ON_A_GPU_BF16_TRAINS = pytest.mark.skipif(torch.cuda.is_available(), reason="bf16 weights train on a GPU")
+
+
 # ---- inputs: checked before the first stage ------------------------------------------------------------
 @pytest.mark.parametrize(("changes", "needles"), [
     ({"eval": {"prompts": "./no-such-prompts.jsonl"}}, ("eval.prompts './no-such-prompts.jsonl'", "no such file")),
@@ -121,6 +125,8 @@ def test_dry_run_says_what_it_would_reuse(cli, workspace_dir):
     ({"baseline": {"checkpoint": "tiny"}}, ("baseline.checkpoint 'tiny'", "without pretrained weights")),
     ({"influence": {"toxic_queries": "nope-queries"}}, ("influence.toxic_queries 'nope-queries'", "unknown dataset")),
     ({"eval": {"classifier": "detoxify-unbiased"}}, ("eval.classifier 'detoxify-unbiased'", "not available offline")),
+    pytest.param({"baseline": {"train": {"weights_dtype": "bf16", "precision": "bf16"}}},
+                 ("baseline.train.weights_dtype 'bf16'", "needs a CUDA GPU"), marks=ON_A_GPU_BF16_TRAINS),
 ])
 def test_a_missing_input_fails_before_any_stage(cli, tmp_path, workspace_dir, changes, needles):
     tree = _tree()

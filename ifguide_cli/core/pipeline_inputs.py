@@ -77,6 +77,7 @@ def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
     for role, ref in query_sets(spec, configs):
         inputs.items.append(dataset_input(ws, role, ref, "query set"))
     inputs.items += arm_inputs(ws, configs)
+    inputs.items += device_inputs(spec, configs)
     if spec.eval.toxicity:
         inputs.items.append(dataset_input(ws, "eval.prompts", spec.eval.prompts, "prompt set"))
         item, inputs.classifier = classifier_input(ws, spec.eval.classifier)
@@ -84,6 +85,26 @@ def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
     for role, ref in fluency_data(spec, inputs.model):
         inputs.items.append(dataset_input(ws, role, ref, "evaluation text"))
     return inputs
+
+
+def device_inputs(spec: PipelineSpec, configs: StageConfigs) -> list[Input]:
+    """The device bf16 weights need (a CUDA GPU with bf16 compute), for each training that asks for them: on a CPU
+    the run would otherwise fail at its first training, after the data stage."""
+    from .training.stage import check_trainable_dtype
+
+    trainings = [] if spec.baseline.checkpoint else [("baseline.train", configs.baseline_train)]
+    trainings.append(("ifguide.train" if spec.scenario == "pretrain" else "finetune.train", configs.ifguide_train))
+    items = []
+    for role, options in trainings:
+        if options.get("weights_dtype", "fp32") == "fp32":
+            continue
+        try:
+            check_trainable_dtype(options)
+            items.append(Input(f"{role}.weights_dtype", options["weights_dtype"], "device", True, "a CUDA GPU"))
+        except IfguideError as exc:
+            items.append(Input(f"{role}.weights_dtype", options["weights_dtype"], "device", False, exc.message,
+                               exc.hint or ""))
+    return items
 
 
 def training_eval_data(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[str, str]]:

@@ -90,7 +90,7 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     values = option_values(values)  # checked now: a bad value fails before any work
     corpus_opts = corpus_options(corpus)
     setup = {**file_values, **values}
-    _check_weights_dtype(setup)
+    check_trainable_dtype(setup)
     if setup.get("log_file"):
         check_output_file(setup["log_file"], "--log-file")
     check_lambda_applies(setup)
@@ -123,7 +123,7 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
                                              "validation": plan.validation, "suppression": tc.suppression})
 
 
-def _check_weights_dtype(setup: dict) -> None:
+def check_trainable_dtype(setup: dict) -> None:
     """bf16 weights where they cannot be trained (no GPU, no bf16 compute): one line before any data is read."""
     if setup.get("weights_dtype", "fp32") != "fp32":
         from ..config import resolve_precision
