@@ -124,7 +124,7 @@ def test_other_models_scale_by_parameter_count():
     stages = {s.name: s for s in big.stages}
     ratio = plan.arch("pythia-160m").params / plan.arch("pythia-2.8b-deduped").params
     assert stages["EK-FAC factors (3 passes, all rows)"].tokens_per_s == pytest.approx(34_000 * ratio)
-    assert stages["train IF-Guide (2,000 steps)"].tokens == 2_000 * 256 * 2_048
+    assert stages["train control + IF-Guide (2,000 steps each)"].tokens == 2 * 2_000 * 256 * 2_048
     assert "evaluation (3 models)" in stages and not any(s.startswith("validation") for s in stages)
 
 
@@ -153,3 +153,15 @@ def test_plan_renders_as_rows_and_json():
         plan.plan_for("tiny")
     with pytest.raises(ValueError):
         plan.arch("gpt-2")
+
+
+def test_arms_and_seeds_multiply_the_trainings_and_evaluations():
+    classic = {s.name: s for s in plan.plan_for("paper").stages}
+    arms = plan.build_plan(plan.PlanInputs.paper(arms=2, seeds=3, score_passes=2))
+    stages = {s.name: s for s in arms.stages}
+    train = stages["train control + 2 arm(s) × 3 seed(s) (7,628 steps each)"]
+    assert train.tokens == 9 * TRAIN_TOKENS  # (control + 2 arms) × 3 seeds, besides the baseline
+    assert stages["train baseline (7,628 steps)"].tokens == TRAIN_TOKENS
+    assert stages["per-token scores (one pass) × 2"].tokens == 2 * DATA_TOKENS  # differential and toxic-only
+    assert stages["evaluation (10 models)"].tokens == 5 * classic["evaluation (2 models)"].tokens
+    assert arms.inputs.trained_models == 10 and train.gpu_hours == pytest.approx(9 * classic["train IF-Guide (7,628 steps)"].gpu_hours)

@@ -261,3 +261,12 @@ def test_a_checkpoints_tokenizer_is_in_its_folder(workspace_dir):
     item = tokenizer_input(ws, None, resolve_model(art.id, ws))
     assert item.available and art.id in item.where
     assert not tokenizer_input(ws, None, resolve_model("pythia-160m", ws)).available  # offline, not cached
+
+
+def test_the_estimate_counts_every_arm_and_seed(cli, tmp_path):
+    tree = {**_without_paper_knobs("paper"), "seeds": 2, "arms": [
+        {"name": "ifguide", "source": "influence", "suppression": "penalty"},
+        {"name": "standard", "source": "standard-influence", "suppression": "penalty"}]}
+    names = [s["name"] for s in cli("--json", "run", str(_write(tmp_path, tree)), "--dry-run").json["estimate"]["stages"]]
+    assert "train control + 2 arm(s) × 2 seed(s) (7,628 steps each)" in names
+    assert "per-token scores (one pass) × 2" in names and "evaluation (7 models)" in names

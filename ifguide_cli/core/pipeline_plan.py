@@ -367,7 +367,16 @@ def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline
         save_steps=run.save_steps, save_total_limit=run.save_total_limit, queries=rows["toxic"] + rows["safe"],
         prompts=min(ev.num_prompts or rows["prompts"], rows["prompts"]), samples=ev.samples, new_tokens=ev.max_new_tokens,
         ppl_rows=rows["ppl"], lambada_rows=rows["lambada"], factor_value_bytes=2 if configs.factors.precision == "bf16" else 4,
-        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4)
+        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4, **_arm_sizes(configs))
+
+
+def _arm_sizes(configs: StageConfigs) -> dict:
+    """How many arms, seeds and score passes an arms run adds to the paper's two-model run."""
+    from .pipeline_arms import used_scores
+
+    if not configs.arms:
+        return {}
+    return {"arms": len(configs.arms), "seeds": len(configs.seeds) or 1, "score_passes": max(1, len(used_scores(configs.arms)))}
 
 
 def _validation_rows(train, data_rows: int) -> int:

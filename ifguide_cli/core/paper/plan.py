@@ -111,6 +111,9 @@ class PlanInputs:
     score_value_bytes: int = 4  # float32 per-token scores
     weight_bytes: int = 2  # bf16 weights (and AdamW state in the same dtype)
     gpus: int = 1
+    arms: int = 0  # `run` arms beside the control (0: the paper's two-model run)
+    seeds: int = 1  # every fine-tune of an arms run is repeated per seed
+    score_passes: int = 1  # one-pass scores per run: 2 when standard influence is an arm too
 
     @classmethod
     def paper(cls, **changes) -> PlanInputs:
@@ -122,12 +125,20 @@ class PlanInputs:
                            eval_rows=0, save_steps=250, save_total_limit=2), **changes)
 
     @property
+    def compared_models(self) -> int:
+        """The models trained from the baseline's data and compared: IF-Guide (with a control when fine-tuning), or the
+        control and every arm over the seeds."""
+        if self.arms:
+            return (1 + self.arms) * self.seeds
+        return 1 if self.scenario == "pretrain" else 2
+
+    @property
     def trained_models(self) -> int:
-        return 2  # pretrain: baseline + IF-Guide; finetune: control + IF-Guide
+        return self.compared_models + (1 if self.scenario == "pretrain" else 0)  # pretrain: the baseline too
 
     @property
     def evaluated_models(self) -> int:
-        return 2 if self.scenario == "pretrain" else 3  # finetune: the pretrained baseline too
+        return self.compared_models + 1  # and the baseline
 
 
 @dataclass(frozen=True)
@@ -200,15 +211,17 @@ def _stages(p: PlanInputs) -> tuple[Stage, ...]:
     train_tokens = p.train_steps * p.batch * p.seq_len
     anchored = f"measured on Pythia-160M, × {arch(ANCHOR_MODEL).params / arch(m).params:.3g} for {m}"
     forward = FORWARD_SPEEDUP * rate("forward_backward", m)
-    trained = "baseline" if p.scenario == "pretrain" else "control"
+    passes = f" × {p.score_passes}" if p.score_passes > 1 else ""
     stages = [
-        Stage(f"train {trained} ({p.train_steps:,} steps)", train_tokens, rate("train", m), anchored),
         Stage("EK-FAC factors (3 passes, all rows)", data, rate("factors", m), anchored),
-        Stage("query gradients", p.queries * p.query_tokens, rate("forward_backward", m), anchored),
-        Stage("per-token scores (one pass)", data, rate("scores", m), anchored),
+        Stage(f"query gradients{passes}", p.score_passes * p.queries * p.query_tokens, rate("forward_backward", m), anchored),
+        Stage(f"per-token scores (one pass){passes}", p.score_passes * data, rate("scores", m), anchored),
         Stage("mask (CPU)", data, None, "reads the scores; no GPU"),
-        Stage(f"train IF-Guide ({p.train_steps:,} steps)", train_tokens, rate("train", m), anchored),
+        Stage(f"train {_compared(p)} ({p.train_steps:,} steps{' each' if p.compared_models > 1 else ''})",
+              p.compared_models * train_tokens, rate("train", m), anchored),
     ]
+    if p.scenario == "pretrain":
+        stages.insert(0, Stage(f"train baseline ({p.train_steps:,} steps)", train_tokens, rate("train", m), anchored))
     if p.eval_rows:
         checks = p.trained_models * (p.train_steps // p.eval_steps)
         stages.append(Stage(f"validation during training ({checks} passes)", checks * p.eval_rows * p.seq_len, forward,
@@ -217,6 +230,12 @@ def _stages(p: PlanInputs) -> tuple[Stage, ...]:
     stages.append(Stage(f"evaluation ({p.evaluated_models} models)", p.evaluated_models * per_model, forward,
                         "assumed: forward-only at 3× forward+backward; a lower bound (sampling is latency-bound)"))
     return tuple(stages)
+
+
+def _compared(p: PlanInputs) -> str:
+    if p.arms:
+        return f"control + {p.arms} arm(s) × {p.seeds} seed(s)"
+    return "IF-Guide" if p.scenario == "pretrain" else "control + IF-Guide"
 
 
 def _disk(p: PlanInputs) -> tuple[Need, ...]:
