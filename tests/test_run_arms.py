@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import yaml
 from conftest import assert_one_line_error
@@ -137,16 +135,14 @@ def test_the_tiny_preset_is_unchanged_by_the_comparison():
 # ---- a small comparison end to end -----------------------------------------------------------------------
 @pytest.fixture
 def report_calls(monkeypatch):
-    """What `run` passes to the report. Until the report compares arms (another branch: `control=`), the call is
-    passed on without it."""
+    """The control `run` passes to the report (the checkpoint every arm is compared with)."""
     from ifguide_cli.core import report
 
     real, calls = report.build_report, []
-    takes_control = "control" in inspect.signature(real).parameters
 
     def build_report(*args, control=None, **kwargs):
         calls.append(control)
-        return real(*args, control=control, **kwargs) if takes_control else real(*args, **kwargs)
+        return real(*args, control=control, **kwargs)
 
     monkeypatch.setattr(report, "build_report", build_report)
     return calls
@@ -192,7 +188,7 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
     assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in stages.items()}
 
 
-# ---- classifier and word-list arms: their sources come from `masking.sources` (skipped until it is there) ----
+# ---- classifier and word-list arms, and the tiny-compare preset ----
 def test_tiny_compare_preset(cli):
     from ifguide_cli.core.pipeline_spec import load_spec
 
@@ -232,3 +228,20 @@ def test_classifier_and_wordlist_arms_end_to_end(cli, tmp_path, workspace_dir, r
     words.write_text("stupid\nidiot\n")  # other words: that mask, its fine-tune and their evals would be new
     assert [s["name"] for s in cli("--json", "run", str(_write(tmp_path, tree)), "--dry-run").json["stages"]
             if s["status"] == "new"] == ["mask_words", "words", "eval_toxicity_words", "eval_fluency_words", "report"]
+
+
+@pytest.mark.slow
+def test_tiny_compare_runs_every_arm_against_the_control(cli):
+    """The preset end to end over one seed (the preset's 3 seeds take ~3.5 min on 2 cores): every arm is compared
+    with the control with intervals, and IF-Guide's penalty lowers toxicity beyond its interval."""
+    result = cli("--json", "run", "--preset", "tiny-compare", "--seeds", "1")
+    assert result.exit_code == 0, result.stderr
+    out = result.json
+    arms = {a["name"]: a for a in out["arms"]}
+    assert {"ifguide", "standard", "clf-tokens", "clf-docs"} <= set(arms) and out["headline"]
+    for name in ("ifguide", "standard", "clf-tokens", "clf-docs"):
+        reduction = arms[name]["reduction"]["tp"]
+        assert reduction["ci95"][0] <= reduction["value"] <= reduction["ci95"][1] and 0 <= reduction["p_value"] <= 1
+        assert arms[name]["perplexity_cost"]["ci95"] is not None and arms[name]["mask"]["tokens"] <= 3000
+    assert arms["ifguide"]["reduction"]["tp"]["ci95"][0] > 0 and arms["ifguide"]["mask"]["suppression"] == "penalty"
+    assert arms["clf-docs"]["mask"]["suppression"] == "drop" and arms["clf-tokens"]["mask"]["suppression"] == "filter"
