@@ -40,7 +40,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "davidson-tweets" / "labeled_data.csv"
 NEITHER, OFFENSIVE, HATE = "2", "1", "0"  # the csv's `class` column
-sys.path.insert(0, str(REPO))  # the statistics of this checkout's ifguide_cli, the one the chain runs
 
 
 # ---- data -------------------------------------------------------------------------------------------------
@@ -179,26 +178,6 @@ def cheap_baselines(cli: Chain, out: dict, files: dict, budget: int, args) -> li
 
 
 # ---- figures ----------------------------------------------------------------------------------------------
-def prompt_maxima(eval_json: dict) -> list[float]:
-    """Per prompt, the highest classifier score of its continuations (file order: the same prompts in every eval)."""
-    path = Path(eval_json["path"]) / "continuations.jsonl"
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    attribute = eval_json["summary"]["primary_attribute"]
-    return [max(r["scores"][attribute]) for r in records]
-
-
-def paired_bootstrap(control: list[float], ifguide: list[float], draws: int, seed: int) -> dict:
-    """Relative reductions (1 − IF-Guide / control) of TP and EMT, with percentile 95% intervals from resampling
-    prompts (the same prompts for both systems in each draw) and the paired sign-flip test's p-value
-    (`ifguide_cli.core.statistics`, the same figures `ifguide report` gives)."""
-    from ifguide_cli.core.statistics import compare_toxicity
-
-    res = compare_toxicity([control], [ifguide], draws=draws, seed=seed)
-    return {name: {"control": r["control"]["value"], "ifguide": r["arm"]["value"], "reduction": r["reduction"]["value"],
-                   "ci95": r["reduction"]["ci95"] or [float("nan")] * 2, "p_value": r["reduction"]["p_value"]}
-            for name, r in res.items()}
-
-
 def report(out: dict, times: dict, args) -> dict:
     """The figures, printed and returned."""
     m = out["mask"]["summary"]
@@ -210,18 +189,21 @@ def report(out: dict, times: dict, args) -> dict:
     for system in ("baseline", "control", "ifguide"):
         t, p = out[f"tox_{system}"]["summary"], out[f"ppl_{system}"]["summary"]
         print(f"{system:9s} {t['toxicity_probability']:6.3f} {t['expected_max_toxicity']:6.3f} {p['perplexity']:11.2f}")
-    boot = paired_bootstrap(prompt_maxima(out["tox_control"]), prompt_maxima(out["tox_ifguide"]), args.bootstrap, args.seed)
-    for name, b in boot.items():
-        print(f"{name.upper()} reduction control → IF-Guide: {b['reduction']:+.1%} "
-              f"(95% CI {b['ci95'][0]:+.1%} … {b['ci95'][1]:+.1%}, p = {b['p_value']:.3g}, paired bootstrap over "
+    ifguide = next(arm for arm in out["report"]["summary"]["comparisons"] if arm["name"] == "ifguide")
+    for name in ("tp", "emt"):  # as `ifguide report` computed them: paired bootstrap, paired sign-flip test
+        r = ifguide["reduction"][name]
+        print(f"{name.upper()} reduction control → IF-Guide: {r['value']:+.1%} "
+              f"(95% CI {r['ci95'][0]:+.1%} … {r['ci95'][1]:+.1%}, p = {r['p_value']:.3g}, paired bootstrap over "
               f"{out['tox_control']['summary']['prompts']} prompts)")
     ppl_c, ppl_g = out["ppl_control"]["summary"]["perplexity"], out["ppl_ifguide"]["summary"]["perplexity"]
-    print(f"perplexity cost: {ppl_g / ppl_c - 1:+.2%} ({ppl_c:.2f} → {ppl_g:.2f}, held-out tweets)")
+    cost = ifguide["perplexity_cost"]
+    print(f"perplexity cost: {cost['value']:+.2%} (95% CI {cost['ci95'][0]:+.2%} … {cost['ci95'][1]:+.2%}; "
+          f"{ppl_c:.2f} → {ppl_g:.2f}, held-out tweets)")
     if args.baselines:
         print_arms(out["report"]["summary"])
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {sum(times.values()):.0f}s")
     return {"mask": {k: m.get(k) for k in ("label_base_rate", "label_precision_at_k", "label_auc", "tokens_selected")},
-            "bootstrap": boot, "perplexity": {"control": ppl_c, "ifguide": ppl_g}, "seconds": times}
+            "ifguide": ifguide, "perplexity": {"control": ppl_c, "ifguide": ppl_g}, "seconds": times}
 
 
 def print_arms(summary: dict) -> None:
