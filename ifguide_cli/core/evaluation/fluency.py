@@ -176,9 +176,18 @@ def _greedy_hits(model, tokenizer, chunk, pad: int, device, processor_factory) -
     return [out[i, width:width + len(t)].tolist() == t for i, (_, t) in enumerate(chunk)]
 
 
-def _batched_hits(model, rows: list, batch_size: int, label: str, hits: Callable, reporter) -> list[bool]:
-    """`hits(chunk)` over the rows in batches, under inference mode, with one progress task."""
+def _batched_hits(model, tokenizer, rows: list, forward_hits: Callable, pairs: Callable, *, label: str, batch_size: int,
+                  device, processor_factory: Callable | None, reporter) -> list[bool]:
+    """Hits over the rows in batches, under inference mode, with one progress task: one forward pass per batch
+    (`forward_hits`), or, with a decoding defense, greedy decoding of each row's (context, target) `pairs` through it."""
     import torch
+
+    pad = _pad_id(tokenizer)
+
+    def hits(chunk):
+        if processor_factory is None:
+            return forward_hits(model, chunk, pad, device)
+        return _greedy_hits(model, tokenizer, pairs(chunk), pad, device, processor_factory)
 
     correct: list[bool] = []
     model.eval()
@@ -198,14 +207,8 @@ def lambada_accuracy(model, tokenizer, texts: Sequence[str], *, batch_size: int 
                      processor_factory: Callable | None = None, reporter=NULL) -> dict:
     """Share of passages whose last word the model produces exactly by greedy decoding."""
     items = _lambada_items(tokenizer, texts, context_length(model))
-    pad = _pad_id(tokenizer)
-
-    def hits(chunk):
-        if processor_factory is None:
-            return _teacher_forced_hits(model, chunk, pad, device)
-        return _greedy_hits(model, tokenizer, chunk, pad, device, processor_factory)
-
-    correct = _batched_hits(model, items, batch_size, "LAMBADA", hits, reporter)
+    correct = _batched_hits(model, tokenizer, items, _teacher_forced_hits, lambda chunk: chunk, label="LAMBADA",
+                            batch_size=batch_size, device=device, processor_factory=processor_factory, reporter=reporter)
     return {"lambada_accuracy": _share(correct), "lambada_examples": len(correct), "correct": correct}
 
 
@@ -232,14 +235,9 @@ def lambada_last_token_accuracy(model, tokenizer, texts: Sequence[str], *, batch
                                 processor_factory: Callable | None = None, reporter=NULL) -> dict:
     """Share of passages whose last token is the argmax of the next-token logits before it (the reference's)."""
     rows = _passage_ids(tokenizer, texts, context_length(model))
-    pad = _pad_id(tokenizer)
-
-    def hits(chunk):
-        if processor_factory is None:
-            return _last_token_hits(model, chunk, pad, device)
-        return _greedy_hits(model, tokenizer, [(ids[:-1], ids[-1:]) for ids in chunk], pad, device, processor_factory)
-
-    correct = _batched_hits(model, rows, batch_size, "LAMBADA (last token)", hits, reporter)
+    correct = _batched_hits(model, tokenizer, rows, _last_token_hits, lambda chunk: [(ids[:-1], ids[-1:]) for ids in chunk],
+                            label="LAMBADA (last token)", batch_size=batch_size, device=device,
+                            processor_factory=processor_factory, reporter=reporter)
     return {"lambada_last_token_accuracy": _share(correct), "lambada_examples": len(correct), "correct": correct}
 
 
