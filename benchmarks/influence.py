@@ -60,7 +60,7 @@ def time_fwd_bwd(model, rows, batch_size: int, precision: str, device) -> float:
 
     import torch
 
-    from ifguide_cli.core.objective import shifted_token_ce
+    from ifguide_cli.core.training.objective import shifted_token_ce
 
     m = copy.deepcopy(model).to(device)
     if precision == "bf16":
@@ -111,6 +111,7 @@ def main(argv=None) -> dict:
     import torch
 
     from ifguide_cli.core import dist
+    from ifguide_cli.core.data.rows import CorpusRows
     from ifguide_cli.core.influence import (
         InfluenceEngine,
         QuerySet,
@@ -119,7 +120,6 @@ def main(argv=None) -> dict:
         query_rows,
         two_run_reference,
     )
-    from ifguide_cli.core.rows import CorpusRows
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -86,7 +86,7 @@ def _sync(device):
 
 def bench_loop(size, batch, seq_len, device, precision, steps, warmup, mask_share) -> dict:
     """Median step time of each objective, the two alternating step by step (two models, two optimizers)."""
-    from ifguide_cli.core.objective import penalty_loss
+    from ifguide_cli.core.training.objective import penalty_loss
 
     models = {"plain": build_model(size, device), "penalty": build_model(size, device)}
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.01) for k, m in models.items()}
@@ -118,7 +118,7 @@ def bench_loop(size, batch, seq_len, device, precision, steps, warmup, mask_shar
 def bench_trainer(size, batch, seq_len, device, precision, objective, steps, warmup, mask_share):
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-    from ifguide_cli.core.rows import CorpusRows
+    from ifguide_cli.core.data.rows import CorpusRows
     from ifguide_cli.core.training.trainer import PenaltyTrainer
 
     model = build_model(size, device)

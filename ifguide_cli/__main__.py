@@ -8,7 +8,7 @@ def main() -> None:
     """Import the command line, then run it. Importing takes a moment (typer, rich): a Ctrl-C in it is the same clean
     exit 130 as a Ctrl-C during the command (which `cli.app.main` handles), never a traceback."""
     try:
-        from .cli.app import main as run
+        from ifguide_cli.cli.app import main as run
 
         run()
     except KeyboardInterrupt:

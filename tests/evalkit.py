@@ -123,7 +123,7 @@ def tiny_reward_model(seed: int = 0, n_embd: int = 64, vocab_size: int | None = 
     """
     from transformers import GPT2Config
 
-    from ifguide_cli.core.rad import RewardModel
+    from ifguide_cli.core.rad.decoding import RewardModel
 
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
@@ -162,7 +162,7 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 def make_checkpoint(workspace_root: Path, name: str = "tiny-ckpt") -> str:
     """A checkpoint artifact holding the tiny model (model/ = save_pretrained + tokenizer), as training writes it."""
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     model, tok = tiny_lm()
 

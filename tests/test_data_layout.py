@@ -43,7 +43,7 @@ def tok():
 
 @pytest.fixture
 def ws(tmp_path):
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     return Workspace(tmp_path / "ws")
 

@@ -18,7 +18,7 @@ from ifguide_cli.core.classifiers import (
     resolve_classifier,
 )
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.store.workspace import Workspace
 
 TEXTS = ["what a lovely morning", "you stupid idiot", ""]
 WORDS = ["what a lovely morning", "you stupid idiot", "The hall was quiet when the first notes of the violin began."]

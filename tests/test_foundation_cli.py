@@ -94,7 +94,7 @@ def test_missing_artifact_is_one_line_error_without_traceback(cli):
 
 
 def test_workspace_show_and_rm_through_cli(cli, workspace_dir):
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
     d, _ = ws.create("datasets", {}, [], lambda ctx: (ctx.staging / "a").write_text("a") and None, name="d")

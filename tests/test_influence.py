@@ -89,7 +89,7 @@ def env(trained_tiny, tmp_path_factory):
     """Workspace with a 320-document dataset artifact, fp32 EK-FAC factors and fp32 differential scores (via the CLI)."""
     from ifguide_cli.core.data import corpus_artifact, default_corpus_config, load_corpus
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -168,6 +168,7 @@ def _engine_setup(env):
     """The fitted factors' folder, the tiny query sets, the training rows, and a builder of a fresh
     InfluenceEngine for a device and precision — what the core-level comparisons share."""
     from ifguide_cli.core import dist
+    from ifguide_cli.core.data.rows import CorpusRows
     from ifguide_cli.core.influence import (
         InfluenceEngine,
         factors_dir_of,
@@ -176,7 +177,6 @@ def _engine_setup(env):
         resolve_family,
     )
     from ifguide_cli.core.models import load_tokenizer, resolve_model
-    from ifguide_cli.core.rows import CorpusRows
 
     fart = env.ws.resolve(env.factors["id"], "factors")
     mref = resolve_model(str(env.model), env.ws)

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ifguide_cli.core.artifact_files import IGNORE_INDEX
-from ifguide_cli.core.objective import labels_from_attention, penalty_loss, penalty_terms
+from ifguide_cli.core.store.artifact_files import IGNORE_INDEX
+from ifguide_cli.core.training.objective import labels_from_attention, penalty_loss, penalty_terms
 
 
 def _hand_example():

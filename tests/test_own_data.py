@@ -54,7 +54,7 @@ def test_rows_longer_than_the_model_context_are_refused_before_tokenizing(cli, c
 def test_a_contradicting_layout_option_names_both_values(cli, corpus, workspace_dir):
     from ifguide_cli.core.data import resolve_corpus
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ds, _ = resolve_corpus(Workspace(workspace_dir), str(corpus), resolve_model("tiny"), 32, layout="documents")
     assert_one_line_error(cli("train", "tiny", "--data", ds.id, "--layout", "packed"), "--layout documents",
@@ -135,7 +135,7 @@ def labelled(workspace_dir, corpus):
     from ifguide_cli.core.data import load_corpus, resolve_corpus
     from ifguide_cli.core.masking import save_safetensors
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
     ds, _ = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 64, layout="documents", label_field="toxic")
@@ -188,7 +188,7 @@ def test_mask_show_prints_the_source_line_and_the_whole_text(cli, labelled):
 
 
 def test_whole_pieces_never_split_a_character():
-    from ifguide_cli.core.mask_render import _decoder, whole_pieces
+    from ifguide_cli.core.masking.render import _decoder, whole_pieces
     from ifguide_cli.core.models import load_tokenizer, resolve_model
 
     ids = load_tokenizer(resolve_model("tiny"))(ODD, add_special_tokens=False)["input_ids"]
@@ -201,8 +201,8 @@ def test_whole_pieces_never_split_a_character():
 def test_own_corpus_from_tokenizer_to_mask(cli, corpus, workspace_dir):
     """tokenizer train → train (tiny architecture, the tokenizer's vocabulary) → factors → scores (part) → mask,
     the layout given once; the later commands reuse the dataset and refuse a contradicting option."""
+    from ifguide_cli.core.store.workspace import Workspace
     from ifguide_cli.core.tokenizer import TokenizerTrainConfig, train_tokenizer
-    from ifguide_cli.core.workspace import Workspace
 
     tok, _ = train_tokenizer(Workspace(workspace_dir), str(corpus), TokenizerTrainConfig(vocab_size=300), name="tok")
     base = _json(cli("--json", "train", "tiny", "--data", corpus, "--tokenizer", "tok", "--label-field", "toxic",

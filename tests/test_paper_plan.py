@@ -10,7 +10,7 @@ import yaml
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.paper import plan, recipe
-from ifguide_cli.core.pipeline_spec import preset_path
+from ifguide_cli.core.pipeline.spec import preset_path
 
 TRAIN_TOKENS = 7_628 * 256 * 2_048  # 3,999,268,864
 DATA_TOKENS = 488_282 * 2_048  # 1,000,001,536

@@ -15,7 +15,7 @@ from paper_standins import data_dir, owt_rows
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.paper import subsets
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.store.workspace import Workspace
 
 TRAIN_ROWS = 48
 CHUNK = 8  # tokens per stand-in chunk
@@ -187,8 +187,8 @@ def test_chunk_ids_outside_the_tokenizer_vocabulary_are_refused(standins):
 def test_paper_finetune_evaluates_lambada_by_last_token(monkeypatch):
     """The preset's `eval.fluency.lambada_metric` reaches the fluency eval the pipeline runs (the reference's metric)."""
     import ifguide_cli.core.evaluation as evaluation
-    from ifguide_cli.core.pipeline import _Run
-    from ifguide_cli.core.pipeline_spec import load_spec, preset_path, stage_configs
+    from ifguide_cli.core.pipeline.runner import _Run
+    from ifguide_cli.core.pipeline.spec import load_spec, preset_path, stage_configs
 
     spec = load_spec(preset_path("paper-finetune"))
     seen = {}

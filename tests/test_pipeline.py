@@ -8,8 +8,8 @@ import pytest
 from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.pipeline import reduction_factor
-from ifguide_cli.core.pipeline_spec import (
+from ifguide_cli.core.pipeline.runner import reduction_factor
+from ifguide_cli.core.pipeline.spec import (
     BaselineSpec,
     EvalSpec,
     FinetuneSpec,
@@ -161,7 +161,7 @@ PRETRAIN = {
 def test_pretrain_scenario_end_to_end_and_its_dry_run_reuses_every_stage(cli, tmp_path, workspace_dir):
     import yaml
 
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(PRETRAIN))

@@ -8,14 +8,14 @@ from evalkit import save_rad_release, tiny_lm, tiny_reward_model
 from transformers import LogitsProcessorList, TopPLogitsWarper
 
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
-from ifguide_cli.core.rad import (
+from ifguide_cli.core.rad.decoding import (
     RADLogitsProcessor,
     install_reward_model,
     load_reward_model,
     resolve_reward_model,
     score_sequences,
 )
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.store.workspace import Workspace
 
 PROMPTS = ["The bus driver hit the brakes, honked twice and", "Hello",
            "Anna wrote a long post about baking bread on a forum. A stranger read it and wrote"]

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error
 
-from ifguide_cli.core import folders, locks
 from ifguide_cli.core.errors import IfguideError, from_environment
-from ifguide_cli.core.manifests import QUICK_SPAN
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.store import folders, locks
+from ifguide_cli.core.store.manifests import QUICK_SPAN
+from ifguide_cli.core.store.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def test_a_rejected_input_leaves_no_empty_staging_folder_and_no_lock(tmp_path):
 
 
 def test_report_name_is_honoured_when_the_report_is_reused(tmp_path):
-    from ifguide_cli.core.report import build_report
+    from ifguide_cli.core.report.build import build_report
 
     ws = Workspace(tmp_path)
     config = {"task": "fluency", "model": {"source": "registry", "location": "m"}, "defense": {"name": "none"}}
@@ -366,7 +366,7 @@ def test_yaml_binary_and_fine_anchors(tmp_path):
 # ---- RAD downloads and archives ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://h/x.zip", "javascript:alert(1)", "http://h/x.zip", "", "x.zip"])
 def test_rad_url_must_be_https(tmp_path, url):
-    from ifguide_cli.core.rad_source import fetch_source
+    from ifguide_cli.core.rad.source import fetch_source
 
     with pytest.raises(IfguideError, match="https") as err:
         fetch_source(Workspace(tmp_path), None, url, None)
@@ -374,8 +374,7 @@ def test_rad_url_must_be_https(tmp_path, url):
 
 
 def test_rad_default_release_needs_a_checksum_and_a_cached_download_is_checked_again(tmp_path, monkeypatch):
-    from ifguide_cli.core import rad_source
-
+    from ifguide_cli.core.rad import source as rad_source
     ws = Workspace(tmp_path)
     monkeypatch.setattr(rad_source, "_check_online", lambda url: None)
     with pytest.raises(IfguideError, match="not pinned"):
@@ -406,7 +405,7 @@ def _zip(path: Path, members: dict[str, bytes], method=zipfile.ZIP_DEFLATED) -> 
 
 
 def test_rad_archives_are_extracted_with_limits(tmp_path):
-    from ifguide_cli.core.rad_source import extract_from_zip
+    from ifguide_cli.core.rad.source import extract_from_zip
 
     work = tmp_path / "work"
     work.mkdir()
@@ -437,8 +436,7 @@ def test_machine_failures_are_user_errors_and_bugs_say_so():
 
 
 def test_an_unexpected_exception_is_an_internal_error_that_asks_for_a_report(cli, monkeypatch):
-    from ifguide_cli.core import workspace
-
+    from ifguide_cli.core.store import workspace
     def boom(self, kind=None):
         raise ZeroDivisionError("bug")
 
@@ -511,7 +509,7 @@ def test_a_huge_document_is_cut_with_a_note_and_memory_stays_bounded(tmp_path, m
 
 
 def test_a_device_is_never_replaced_by_an_output_file(tmp_path):
-    from ifguide_cli.core.workspace import atomic_write_text
+    from ifguide_cli.core.store.workspace import atomic_write_text
 
     os.mkfifo(tmp_path / "out.html")
     with pytest.raises(IfguideError, match="not a regular file"):
@@ -572,8 +570,8 @@ def test_a_damaged_resumable_training_state_suggests_restart(tmp_path):
 def test_file_integrity_finds_a_cut_safetensors_file(tmp_path, cut):
     import numpy as np
 
-    from ifguide_cli.core.file_integrity import damage
     from ifguide_cli.core.masking import save_safetensors
+    from ifguide_cli.core.store.file_integrity import damage
 
     path = tmp_path / "model.safetensors"
     save_safetensors(path, {"w": np.ones(100, dtype=np.float32)})
@@ -608,7 +606,7 @@ def test_a_model_folder_that_needs_its_own_code_is_refused_without_a_prompt(tmp_
 
 
 def test_log_file_is_checked_before_any_work(tmp_path):
-    from ifguide_cli.core.folders import check_output_file
+    from ifguide_cli.core.store.folders import check_output_file
 
     check_output_file(str(tmp_path / "log.jsonl"), "--log-file")  # a new file in an existing folder
     assert not (tmp_path / "log.jsonl").exists()  # nothing created by the check
@@ -655,7 +653,7 @@ def test_ctrl_c_while_the_command_line_is_still_being_imported_is_a_clean_exit(m
     real_import = builtins.__import__
 
     def interrupted_import(name, *args, **kwargs):
-        if name == "cli.app":  # `from .cli.app import main`: Ctrl-C lands while typer and rich load
+        if name == "ifguide_cli.cli.app":  # `from ifguide_cli.cli.app import main`: Ctrl-C lands while typer and rich load
             raise KeyboardInterrupt
         return real_import(name, *args, **kwargs)
 

@@ -8,8 +8,8 @@ import re
 import pytest
 from conftest import assert_one_line_error
 
-from ifguide_cli.core.report import build_report, build_rows, make_plots, render_html
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.report.build import build_report, build_rows, make_plots, render_html
+from ifguide_cli.core.store.workspace import Workspace
 
 
 def _fake_eval(ws, name, task, model, defense, summary, source=None):
@@ -205,7 +205,7 @@ def test_arms_against_the_default_control(arms):
 
 
 def test_a_report_without_a_control_keeps_its_identity(evals):
-    from ifguide_cli.core.report import ReportConfig
+    from ifguide_cli.core.report.build import ReportConfig
 
     ws, arts = evals
     art, _, _ = build_report(ws, arts)

@@ -7,7 +7,7 @@ import yaml
 from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.pipeline_spec import preset_path, spec_from_dict, stage_configs
+from ifguide_cli.core.pipeline.spec import preset_path, spec_from_dict, stage_configs
 
 TWO_ARMS = [{"name": "ifguide", "source": "influence", "suppression": "penalty"},
             {"name": "standard", "source": "standard-influence", "suppression": "filter", "mask": {"window": 0}}]
@@ -119,7 +119,7 @@ def test_dry_run_lists_the_arms_and_each_arms_stages(cli, tmp_path, workspace_di
 
 
 def test_an_arm_without_influence_needs_no_queries(cli, tmp_path):
-    from ifguide_cli.core.pipeline_inputs import query_sets
+    from ifguide_cli.core.pipeline.inputs import query_sets
 
     spec = spec_from_dict({"arms": [TWO_ARMS[1]]})
     assert query_sets(spec, stage_configs(spec)) == [("influence.toxic_queries", "tiny-queries-toxic")]
@@ -136,8 +136,7 @@ def test_the_tiny_preset_is_unchanged_by_the_comparison():
 @pytest.fixture
 def report_calls(monkeypatch):
     """The control `run` passes to the report (the checkpoint every arm is compared with)."""
-    from ifguide_cli.core import report
-
+    from ifguide_cli.core.report import build as report
     real, calls = report.build_report, []
 
     def build_report(*args, control=None, **kwargs):
@@ -150,7 +149,7 @@ def report_calls(monkeypatch):
 
 @pytest.mark.slow
 def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report_calls):
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     path = _write(tmp_path, SMALL)
     result = cli("--json", "run", str(path), "--seeds", "2")
@@ -190,7 +189,7 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
 
 # ---- classifier and word-list arms, and the tiny-compare preset ----
 def test_tiny_compare_preset(cli):
-    from ifguide_cli.core.pipeline_spec import load_spec
+    from ifguide_cli.core.pipeline.spec import load_spec
 
     configs = stage_configs(load_spec(preset_path("tiny-compare")))
     assert [(a.name, a.source, a.suppression) for a in configs.arms] == [
@@ -207,7 +206,7 @@ def test_tiny_compare_preset(cli):
 
 @pytest.mark.slow
 def test_classifier_and_wordlist_arms_end_to_end(cli, tmp_path, workspace_dir, report_calls):
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     words = tmp_path / "words.txt"
     words.write_text("stupid\nidiot\nmoron\nloser\n")

@@ -11,7 +11,7 @@ from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.paper import plan, recipe
-from ifguide_cli.core.pipeline_spec import apply_overrides, parse_value, preset_path, read_pipeline, spec_from_dict
+from ifguide_cli.core.pipeline.spec import apply_overrides, parse_value, preset_path, read_pipeline, spec_from_dict
 from ifguide_cli.core.training.config import FIELDS
 
 # the paper presets use knobs another branch adds (bf16 weights, best checkpoint, the LAMBADA last-token metric)
@@ -102,7 +102,7 @@ def test_dry_run_lists_stages_and_inputs_and_writes_nothing(cli, workspace_dir):
 def test_dry_run_says_what_it_would_reuse(cli, workspace_dir):
     from ifguide_cli.core.data import resolve_corpus
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
     dataset, _ = resolve_corpus(ws, "tiny", resolve_model("tiny"), None)
@@ -150,7 +150,7 @@ def test_several_missing_inputs_are_named_in_one_line(cli, tmp_path):
 # ---- skipping evaluations ----------------------------------------------------------------------------
 def test_each_evaluation_can_be_skipped(cli, tmp_path):
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.pipeline import fluency_config
+    from ifguide_cli.core.pipeline.runner import fluency_config
 
     spec = spec_from_dict({"eval": {"lambada": None}})
     cfg = fluency_config(spec.eval, {}, resolve_model("tiny"))
@@ -191,7 +191,7 @@ def test_scenario_rules(tree, needle):
 
 
 def test_the_ifguide_model_takes_the_baselines_recipe_with_its_changes():
-    from ifguide_cli.core.pipeline_spec import stage_configs
+    from ifguide_cli.core.pipeline.spec import stage_configs
 
     spec = spec_from_dict({"scenario": "pretrain", "baseline": {"train": {"max_steps": 5, "seed": 3}},
                            "ifguide": {"lambda": 2, "train": {"max_steps": 7}}})
@@ -242,7 +242,7 @@ def test_set_changes_the_estimate(cli, tmp_path):
 
 
 def test_the_row_length_is_set_once():
-    from ifguide_cli.core.pipeline_spec import stage_configs
+    from ifguide_cli.core.pipeline.spec import stage_configs
 
     spec = spec_from_dict({"baseline": {"train": {"seq_len": 32}}, "finetune": {"train": {"seq-len": 32}}})
     assert stage_configs(spec).corpus == {"seq_len": 32}
@@ -253,8 +253,8 @@ def test_the_row_length_is_set_once():
 def test_a_checkpoints_tokenizer_is_in_its_folder(workspace_dir):
     """A baseline checkpoint of a hub-tokenizer model needs no hub access: its tokenizer was saved with it."""
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.pipeline_inputs import tokenizer_input
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.pipeline.inputs import tokenizer_input
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
     art, _ = ws.create("checkpoints", {"tokenizer": "EleutherAI/pythia-160m", "family": "gpt_neox"}, [], lambda ctx: {})

@@ -19,7 +19,7 @@ from conftest import invoke_cli
 from ifguide_cli.cli import completion
 from ifguide_cli.cli.app import COMMANDS, app, hoist_global_flags
 from ifguide_cli.core.progress import PlainReporter
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.store.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = ROOT / "ifguide_cli" / "assets" / "presets" / "tiny.yaml"

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from ifguide_cli.core import statistics as st
+from ifguide_cli.core.report import statistics as st
 
 
 def _maxima(n=40, seed=3, low=0.0, high=1.0):

@@ -11,9 +11,9 @@ from conftest import assert_one_line_error
 from safetensors.torch import save_file
 
 from ifguide_cli.core import notes
-from ifguide_cli.core.objective import masked_weight, penalty_loss, penalty_terms, shifted_token_ce
-from ifguide_cli.core.rows import rows_without_masked
+from ifguide_cli.core.data.rows import rows_without_masked
 from ifguide_cli.core.training.config import TrainConfig
+from ifguide_cli.core.training.objective import masked_weight, penalty_loss, penalty_terms, shifted_token_ce
 
 torch.set_num_threads(1)
 
@@ -97,7 +97,7 @@ def test_the_default_mode_leaves_checkpoint_ids_unchanged_and_lambda_is_no_ident
 # ---- the CLI on the tiny data ------------------------------------------------------------------------------
 def _mask_artifact(ws_root, dataset_id: str, rows: list[int]):
     """A mask artifact marking tokens 10-19 of `rows` (as `ifguide mask` stores one)."""
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(ws_root)
     mask = torch.zeros(3000, 64, dtype=torch.bool)

@@ -32,7 +32,7 @@ def corpus(tmp_path):
 
 @pytest.fixture
 def ws(tmp_path):
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     return Workspace(tmp_path / "ws")
 

@@ -24,7 +24,7 @@ MICRO = ["--max-steps", "2", "--batch-size", "8", "--save-steps", "1", "--eval-d
 
 def _make_mask(ws_root, dataset_id: str | None, shape, *, parents=None, fill_rows=(0, 1, 2)):
     """A mask artifact as `ifguide mask` writes it (mask.safetensors: mask bool (N, T), ranking)."""
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(ws_root)
     mask = torch.zeros(shape, dtype=torch.bool)
@@ -50,7 +50,7 @@ def trained(cli):
 
 def test_train_writes_checkpoint_artifact(trained, workspace_dir):
     from ifguide_cli.core.models import load_model, resolve_model
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     art = trained
     path = workspace_dir / "checkpoints" / art["id"]
@@ -192,7 +192,7 @@ def test_mask_computed_on_another_dataset(cli, workspace_dir):
     # the mask was computed on the 32-token layout of the corpus; training uses the default 64
     from ifguide_cli.core.data import corpus_artifact, default_corpus_config
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
     other, _ = corpus_artifact(ws, "tiny", resolve_model("tiny"), default_corpus_config("tiny", seq_len=32))

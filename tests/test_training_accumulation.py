@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ifguide_cli.core.objective import labels_from_attention, penalty_loss
-from ifguide_cli.core.rows import CorpusRows
+from ifguide_cli.core.data.rows import CorpusRows
+from ifguide_cli.core.training.objective import labels_from_attention, penalty_loss
 from ifguide_cli.core.training.trainer import PenaltyTrainer
 
 torch.set_num_threads(1)

@@ -59,7 +59,7 @@ def _insult_mask(ws_root: Path, dataset_id: str):
     """Mask artifact: the insult-word tokens of the planted toxic documents (the ground truth IF-Guide looks for)."""
     from ifguide_cli.core.data import load_corpus, load_records
     from ifguide_cli.core.models import load_tokenizer, resolve_model
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(ws_root)
     ds = ws.resolve(dataset_id, "datasets")
@@ -101,7 +101,7 @@ def _token_stats(art_path: str, corpus, mask, heldout) -> dict:
 
 def test_ifguide_finetune_suppresses_masked_tokens_and_keeps_perplexity(tmp_path):
     from ifguide_cli.core.data import load_corpus
-    from ifguide_cli.core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     ws = tmp_path / "ws"
     base = _cli(ws, "train", "tiny", "--data", "tiny", "--max-steps", "150")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ifguide_cli.core.errors import ArtifactNotFound, IfguideError, WrongArtifactKind
-from ifguide_cli.core.workspace import Workspace, artifact_id
+from ifguide_cli.core.store.workspace import Workspace, artifact_id
 
 
 def write(text="x", summary=None):

@@ -12,9 +12,9 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .. import __version__
-from ..core import notes
-from . import common
+from ifguide_cli import __version__
+from ifguide_cli.cli import common
+from ifguide_cli.core import notes
 
 # name: (module in ifguide_cli.cli whose `register(app)` defines it, the line `ifguide --help` lists: the first
 # paragraph of the command's own help, which a test keeps equal)
@@ -152,7 +152,7 @@ def main() -> None:
     import signal
     import sys
 
-    from ..core.errors import on_sigint
+    from ifguide_cli.core.errors import on_sigint
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the shell made us ignore it
         signal.signal(signal.SIGINT, on_sigint)
@@ -168,7 +168,7 @@ def main() -> None:
 
 def _fatal_from(exc: Exception) -> int:
     """Print the one line for an exception that escaped the command; its exit code."""
-    from ..core.errors import interrupted
+    from ifguide_cli.core.errors import interrupted
 
     name = type(exc).__name__
     if name == "NoArgsIsHelpError":  # the help was already printed

@@ -24,11 +24,11 @@ from typing import Any
 
 import typer
 
-from ..core import notes
-from ..core.dist import is_main_process
-from ..core.errors import IfguideError
-from .completion import artifacts as complete_artifacts  # noqa: F401  (for the commands' argument declarations)
-from .completion import kinds as complete_kinds  # noqa: F401
+from ifguide_cli.cli.completion import artifacts as complete_artifacts  # noqa: F401  (for the commands' argument declarations)
+from ifguide_cli.cli.completion import kinds as complete_kinds  # noqa: F401
+from ifguide_cli.core import notes
+from ifguide_cli.core.dist import is_main_process
+from ifguide_cli.core.errors import IfguideError
 
 
 @dataclass
@@ -45,7 +45,7 @@ settings = Settings()
 
 
 def workspace():
-    from ..core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     return Workspace(settings.workspace)
 
@@ -137,7 +137,7 @@ def show_warning(message: str) -> None:
 def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
     """Finish a command: the JSON object (with the invocation's `warnings`) with --json, else the rendering on stdout."""
     if settings.json:
-        from ..core.workspace import json_safe
+        from ifguide_cli.core.store.workspace import json_safe
 
         payload = {**payload, "warnings": [*payload.get("warnings", []), *notes.collected()]}
         sys.stdout.write(json.dumps(json_safe(payload), indent=2, default=str, allow_nan=False) + "\n")
@@ -244,7 +244,7 @@ def reporter():
     Only rank 0 of a distributed run reports. `IFGUIDE_PROGRESS_INTERVAL` (seconds, default 30) sets the longest
     gap between plain lines.
     """
-    from ..core.progress import NULL, PlainReporter
+    from ifguide_cli.core.progress import NULL, PlainReporter
 
     if settings.quiet or not is_main_process():
         return NULL
@@ -271,7 +271,7 @@ def write_user_file(path: str, text: str):
     """Write a file the user named (--html …) atomically; a bad path is one clear line. Returns the resolved path."""
     from pathlib import Path
 
-    from ..core.workspace import atomic_write_text
+    from ifguide_cli.core.store.workspace import atomic_write_text
 
     target = Path(path).expanduser()
     if target.is_dir():
@@ -295,8 +295,8 @@ def handles_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..core import locks
-        from ..core.errors import from_environment, interrupted, stop_if_interrupted
+        from ifguide_cli.core.errors import from_environment, interrupted, stop_if_interrupted
+        from ifguide_cli.core.store import locks
 
         try:
             result = fn(*args, **kwargs)

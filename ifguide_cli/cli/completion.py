@@ -35,7 +35,7 @@ def artifacts(*kinds: str, registry: str | None = None) -> Completer:
 
 def kinds(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """The artifact kinds (`workspace ls KIND`)."""
-    from ..core.workspace import KINDS
+    from ifguide_cli.core.store.workspace import KINDS
 
     return [(kind, "artifact kind") for kind in KINDS if kind.startswith(incomplete)]
 
@@ -43,14 +43,14 @@ def kinds(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
 def registry_names(table: str | None) -> list[tuple[str, str]]:
     if table is None:
         return []
-    from ..core.registry import TABLES
+    from ifguide_cli.core.registry import TABLES
 
     return [(name, f"registry {table.rstrip('s')}") for name in TABLES[table]]
 
 
 def workspace_refs(root: str | None, kinds: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(id, what it is) and (name, what it is) of the finished artifacts, newest first; [] when unreadable."""
-    from ..core.workspace import Workspace
+    from ifguide_cli.core.store.workspace import Workspace
 
     try:
         ws = Workspace(root)

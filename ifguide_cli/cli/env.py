@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import common
+from ifguide_cli.cli import common
 
 _EPILOG = ("Nothing here uses the network: a registry entry is `offline: yes` when its files are in the package, the "
            "workspace (`eval add-classifier`, `rad download`) or the local Hugging Face / torch hub caches; `no` names "
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
                              "offline.", epilog=_EPILOG)
     @common.handles_errors
     def env() -> None:
-        from ..core.environment import environment
+        from ifguide_cli.core.environment import environment
 
         report = environment(common.workspace())
         common.emit(report, _render(report))

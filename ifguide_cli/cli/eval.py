@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.classifiers.spec import ClassifierOptions
-from ..core.dist import is_main_process
-from ..core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
-from ..core.evaluation.metrics import METRIC_INFO, fluency_values
-from . import common
-from .options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.core.classifiers.spec import ClassifierOptions
+from ifguide_cli.core.dist import is_main_process
+from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
+from ifguide_cli.core.evaluation.metrics import METRIC_INFO, fluency_values
 
 ModelArg = Annotated[str, typer.Argument(help="Registry model, checkpoint artifact, local folder or hub id.",
                                          autocompletion=common.complete_artifacts("checkpoints", registry="models"))]
@@ -26,7 +26,7 @@ eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency 
 
 
 def _classifier_spec(ws, name: str, files: ClassifierOptions):
-    from ..core.classifiers import resolve_classifier
+    from ifguide_cli.core.classifiers import resolve_classifier
 
     return resolve_classifier(name, ws, checkpoint=files.classifier_checkpoint, base=files.classifier_base,
                               path=files.classifier_path)
@@ -126,8 +126,8 @@ def toxicity(
     defense: DefenseConfig = None,
     runtime: RuntimeConfig = None,
 ) -> None:
-    from ..core.evaluation import default_prompt_set, evaluate_toxicity, resolve_defense
-    from ..core.models import require_trained, resolve_model
+    from ifguide_cli.core.evaluation import default_prompt_set, evaluate_toxicity, resolve_defense
+    from ifguide_cli.core.models import require_trained, resolve_model
 
     ws = common.workspace()
     mref = resolve_model(model, ws)
@@ -160,7 +160,7 @@ def implicit(
     files: ClassifierOptions = None,
     runtime: RuntimeConfig = None,
 ) -> None:
-    from ..core.evaluation import continuations_path, rescore_eval
+    from ifguide_cli.core.evaluation import continuations_path, rescore_eval
 
     ws = common.workspace()
     source = ws.resolve(eval_ref, "evals")
@@ -190,8 +190,8 @@ def fluency(
     defense: DefenseConfig = None,
     runtime: RuntimeConfig = None,
 ) -> None:
-    from ..core.evaluation import evaluate_fluency, resolve_defense
-    from ..core.models import require_trained, resolve_model
+    from ifguide_cli.core.evaluation import evaluate_fluency, resolve_defense
+    from ifguide_cli.core.models import require_trained, resolve_model
 
     ws = common.workspace()
     mref = resolve_model(model, ws)
@@ -219,7 +219,7 @@ def add_classifier(
     from_dir: Optional[str] = typer.Option(None, "--from", help="A transformers classifier folder (e.g. ToxiGen-RoBERTa)."),
     force: ForceOpt = False,
 ) -> None:
-    from ..core.classifiers import register_classifier
+    from ifguide_cli.core.classifiers import register_classifier
 
     ws = common.workspace()
     art, reused = register_classifier(ws, name, checkpoint=checkpoint, base=base, path=from_dir, force=force)

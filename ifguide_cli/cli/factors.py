@@ -6,10 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.data.layout import CorpusConfig
-from ..core.influence.config import ALL_ROWS, DEFAULT_MAX_EXAMPLES, FactorsConfig
-from . import common
-from .options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.core.data.layout import CorpusConfig
+from ifguide_cli.core.influence.config import ALL_ROWS, DEFAULT_MAX_EXAMPLES, FactorsConfig
 
 _EPILOG = (
     "The factors artifact holds kronfluence's files (kronfluence/factors_<strategy>/); `ifguide scores` reads them. "
@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         config: Optional[FactorsConfig] = None,
         corpus: Optional[dict] = None,
     ) -> None:
-        from ..core.dist import is_main_process
-        from ..core.influence import describe_model, fit_factors
+        from ifguide_cli.core.dist import is_main_process
+        from ifguide_cli.core.influence import describe_model, fit_factors
 
         if modules:
             config = config.replace(modules=tuple(modules))

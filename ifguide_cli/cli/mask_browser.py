@@ -15,8 +15,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ..core.errors import IfguideError
-from ..core.mask_render import MaskInspector, ranked_table, rich_text
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.render import MaskInspector, ranked_table, rich_text
 
 
 class MaskBrowser(App):

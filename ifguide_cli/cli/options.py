@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from ..core.config import field_hints, flag_of, unwrap_optional
+from ifguide_cli.core.config import field_hints, flag_of, unwrap_optional
 
 
 def _option_for(f: dataclasses.Field, tp: Any, *, overrides_only: bool) -> tuple[Any, Any]:
@@ -62,7 +62,7 @@ def _values(values) -> Callable[[str], list[str]]:
 def _completer(complete: tuple[str, ...] | str) -> Callable:
     """The shell completion a field's `complete=` asks for: fixed values, or an artifact kind's ids and names."""
     if isinstance(complete, str):
-        from .completion import REGISTRY_OF, artifacts
+        from ifguide_cli.cli.completion import REGISTRY_OF, artifacts
 
         return artifacts(complete, registry=REGISTRY_OF.get(complete))
     return _values(complete)

@@ -4,8 +4,8 @@ from typing import Optional
 
 import typer
 
-from . import common
-from .options import ForceOpt
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import ForceOpt
 
 rad_app = typer.Typer(help="Reward-augmented decoding (RAD) defense: `eval toxicity|fluency --defense rad`.",
                       no_args_is_help=True)
@@ -27,7 +27,7 @@ def download(
     sha256: Optional[str] = typer.Option(None, "--sha256", help="Refuse the file unless its sha256 matches."),
     force: ForceOpt = False,
 ) -> None:
-    from ..core.rad import install_reward_model
+    from ifguide_cli.core.rad.decoding import install_reward_model
 
     ws = common.workspace()
     art, reused = install_reward_model(ws, source=from_path, url=url, tokenizer=tokenizer, sha256=sha256, force=force,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import common
+from ifguide_cli.cli import common
 
 registry_app = typer.Typer(help="Models, datasets and classifiers known by name (any hub id or local path works too).\n\n"
                                 "`ifguide env` tells which of them are available offline on this machine.",
@@ -14,7 +14,7 @@ _WHOLE = ("name", "hub_id", "backend", "role", "params", "family")  # copied fro
 
 def _show(key: str, columns: tuple[str, ...], extra: dict[str, tuple[list[dict], tuple[str, ...]]] | None = None) -> None:
     """One table per key: `key`'s registry table, then each `extra` table (rows, columns)."""
-    from ..core.registry import as_rows
+    from ifguide_cli.core.registry import as_rows
 
     tables = {key: (as_rows(key), columns), **(extra or {})}
 
@@ -52,7 +52,7 @@ def models() -> None:
                       epilog="Example: ifguide registry datasets | grep prompts")
 @common.handles_errors
 def datasets() -> None:
-    from ..core.registry import reference_subset_rows
+    from ifguide_cli.core.registry import reference_subset_rows
 
     subsets = (reference_subset_rows(), ("name", "hub_id", "rows", "role", "description"))
     _show("datasets", ("name", "hub_id", "role", "description"), {"reference_subsets": subsets})

@@ -4,16 +4,16 @@ from typing import Optional
 
 import typer
 
-from ..core.report_arms import ReportConfig
-from . import common
-from .options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.core.report.arms import ReportConfig
 
 
 def _render_comparisons(console, summary: dict) -> None:
     """The arms against the control (intervals, p-values, perplexity cost) and the headline."""
     from rich.table import Table
 
-    from ..core.report_stats import fmt_ci, fmt_p
+    from ifguide_cli.core.report.stats import fmt_ci, fmt_p
 
     control = summary["control"]
     table = Table(title=f"against the control {control['name']} (95% paired bootstrap intervals)", title_justify="left")
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         name: NameOpt = None,
         force: ForceOpt = False,
     ) -> None:
-        from ..core.report import REPORT_HTML, build_report, cell, table_columns
+        from ifguide_cli.core.report.build import REPORT_HTML, build_report, cell, table_columns
 
         ws = common.workspace()
         arts = [ws.resolve(ref, "evals") for ref in evals]

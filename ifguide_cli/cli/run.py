@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from . import common
+from ifguide_cli.cli import common
 
 EPILOG = ("Examples:\n\n"
           "ifguide run --preset tiny                                 # the demo, offline on a CPU in minutes\n"
@@ -42,14 +42,14 @@ def register(app: typer.Typer) -> None:
                                                  "(= --set seeds=N; the pipeline key `seeds`)."),
         force: bool = typer.Option(False, "--force", help="Recompute every stage even if stored."),
     ) -> None:
-        from ..core.pipeline_spec import pipeline_file
+        from ifguide_cli.core.pipeline.spec import pipeline_file
 
         path = pipeline_file(pipeline, preset)
         overrides = tuple(overrides or ()) + ((f"seeds={seeds}",) if seeds is not None else ())
         if print_config:
             _print_config(path, preset, overrides)
             return
-        from ..core.pipeline_spec import read_pipeline
+        from ifguide_cli.core.pipeline.spec import read_pipeline
 
         loaded = read_pipeline(path, overrides)
         if dry_run:
@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
 def _print_config(path, preset: str | None, overrides: tuple[str, ...]) -> None:
     """The file as it is (comments and all), or with overrides the effective pipeline; the paper presets'
     settings with their sources under --json."""
-    from ..core.paper import recipe
-    from ..core.pipeline_spec import effective_yaml, read_pipeline
+    from ifguide_cli.core.paper import recipe
+    from ifguide_cli.core.pipeline.spec import effective_yaml, read_pipeline
 
     text = effective_yaml(read_pipeline(path, overrides)) if overrides else path.read_text(encoding="utf-8")
     payload = {"path": str(path), "yaml": text, "overrides": list(overrides)}
@@ -72,7 +72,7 @@ def _print_config(path, preset: str | None, overrides: tuple[str, ...]) -> None:
 
 
 def _dry_run(loaded) -> None:
-    from ..core.pipeline_plan import plan_run
+    from ifguide_cli.core.pipeline.plan import plan_run
 
     ws = common.workspace()
     plan = plan_run(ws, loaded)
@@ -130,7 +130,7 @@ def _render_estimate(console, estimate) -> None:
 
 
 def _run(loaded, force: bool) -> None:
-    from ..core.pipeline import run_pipeline
+    from ifguide_cli.core.pipeline.runner import run_pipeline
 
     ws = common.workspace()
 

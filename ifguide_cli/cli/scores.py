@@ -6,10 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.data.layout import CorpusConfig
-from ..core.influence.config import ScoresConfig
-from . import common
-from .options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.core.data.layout import CorpusConfig
+from ifguide_cli.core.influence.config import ScoresConfig
 
 _EPILOG = (
     "One kronfluence pass: toxic and safe queries form one query set weighted +1/N_tox and −1/N_safe, so the result equals "
@@ -52,9 +52,9 @@ def register(app: typer.Typer) -> None:
         config: Optional[ScoresConfig] = None,
         corpus: Optional[dict] = None,
     ) -> None:
-        from ..core.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
-        from ..core.dist import is_main_process
-        from ..core.influence import compute_scores
+        from ifguide_cli.core.dist import is_main_process
+        from ifguide_cli.core.influence import compute_scores
+        from ifguide_cli.core.store.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
 
         config = config.replace(damping=damping)
         result = compute_scores(common.workspace(), factors, toxic_queries, safe_queries, config, data_ref=data, corpus=corpus,

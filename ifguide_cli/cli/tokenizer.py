@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from ..core.tokenizer import TOKENIZER_DIR, TokenizerTrainConfig
-from . import common
-from .options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.core.tokenizer import TOKENIZER_DIR, TokenizerTrainConfig
 
 tokenizer_app = typer.Typer(help="Tokenizers trained on your own corpus.", no_args_is_help=True)
 
@@ -30,7 +30,7 @@ def train(
     name: NameOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    from ..core.tokenizer import train_tokenizer
+    from ifguide_cli.core.tokenizer import train_tokenizer
 
     art, reused = train_tokenizer(common.workspace(), corpus, config, name=name, force=force, reporter=common.reporter())
     rows = {"use it with": f"--tokenizer {art.name or art.id}"}

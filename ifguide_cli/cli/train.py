@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.data.layout import CorpusConfig
-from ..core.training.config import RunOptions, SetupOptions, TrainConfig
-from . import common
-from .options import NameOpt, config_options
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import NameOpt, config_options
+from ifguide_cli.core.data.layout import CorpusConfig
+from ifguide_cli.core.training.config import RunOptions, SetupOptions, TrainConfig
 
 _EPILOG = (
     "Defaults (\"by profile\"): the paper's reference settings (AdamW β=(0.9, 0.95), cosine, warm-up 1%, grad-clip 1.0, "
@@ -87,8 +87,8 @@ def register(app: typer.Typer) -> None:
 
 def _run(mode: str, model: str | None, data: str, mask: str | None, values: dict, corpus: dict, config_file: str | None,
          resume: bool, name: str | None, force: bool) -> None:
-    from ..core.dist import is_main_process
-    from ..core.training import run_training
+    from ifguide_cli.core.dist import is_main_process
+    from ifguide_cli.core.training import run_training
 
     result = run_training(common.workspace(), mode=mode, model_ref=model, data_ref=data, mask_ref=mask, values=values,
                           corpus=corpus, config_file=config_file, force=force, restart=not resume, name=name,

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import common
+from ifguide_cli.cli import common
 
 ws_app = typer.Typer(help="List, inspect and remove stored artifacts.\n\n"
                           "An artifact is named by its id, a unique id prefix (4+ characters), its --name, `latest` or "
@@ -136,7 +136,7 @@ def doctor(
 ) -> None:
     import sys
 
-    from ..core.doctor import examine, repair
+    from ifguide_cli.core.store.doctor import examine, repair
 
     ws = common.workspace()
     ask = not yes and not common.settings.json and sys.stdin.isatty()

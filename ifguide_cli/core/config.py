@@ -14,7 +14,7 @@ import math
 import typing
 from typing import Any, Literal
 
-from .errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 # One precision vocabulary for every command. `auto` = bf16 on a CUDA device that supports it, else fp32.
 Precision = Literal["auto", "fp32", "bf16", "fp16"]

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 
 def rank_and_world() -> tuple[int, int]:

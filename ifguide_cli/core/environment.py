@@ -15,8 +15,8 @@ from contextlib import suppress
 from importlib import metadata
 from pathlib import Path
 
-from .registry import CLASSIFIERS, DATASETS, MODELS, tiny_asset
-from .workspace import KINDS, MANIFEST
+from ifguide_cli.core.registry import CLASSIFIERS, DATASETS, MODELS, tiny_asset
+from ifguide_cli.core.store.workspace import KINDS, MANIFEST
 
 PACKAGES = ("ifguide-cli", "torch", "transformers", "kronfluence", "detoxify", "datasets", "tokenizers",
             "huggingface_hub", "safetensors", "alt-profanity-check", "numpy", "typer", "rich")
@@ -149,7 +149,7 @@ def classifier_status(entry, ws, hub_cache: str) -> dict:
     if entry.backend == "detoxify":
         return _detoxify_status(entry.name, hub_cache)
     if entry.backend == "toxigen":
-        from .classifiers.spec import TOXIGEN_HUB_ID
+        from ifguide_cli.core.classifiers.spec import TOXIGEN_HUB_ID
 
         config = cached_file(TOXIGEN_HUB_ID, "config.json", hub_cache)
         return _status(entry.name, str(Path(config).parent) if config else None, f"{TOXIGEN_HUB_ID} (hub)")
@@ -158,8 +158,8 @@ def classifier_status(entry, ws, hub_cache: str) -> dict:
 
 def _detoxify_status(name: str, hub_cache: str) -> dict:
     try:
-        from .classifiers.detoxify_models import DETOXIFY_BASES, cached_checkpoint
-        from .classifiers.spec import detoxify_type_of
+        from ifguide_cli.core.classifiers.detoxify_models import DETOXIFY_BASES, cached_checkpoint
+        from ifguide_cli.core.classifiers.spec import detoxify_type_of
 
         model_type = detoxify_type_of(name)
         checkpoint = cached_checkpoint(model_type)
@@ -175,7 +175,7 @@ def _detoxify_status(name: str, hub_cache: str) -> dict:
 
 def _registered(ws, name: str) -> str | None:
     """The folder of a `classifiers` artifact registered under this name, if any."""
-    from .errors import IfguideError
+    from ifguide_cli.core.errors import IfguideError
 
     try:
         return str(ws.resolve(name, "classifiers").path)

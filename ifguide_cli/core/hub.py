@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
-from .errors import IfguideError, OfflineResourceMissing
+from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 
 PROBE_TIMEOUT_S = 3.0
 _decided: bool | None = None

@@ -6,9 +6,9 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import IfguideError
-from .hub import hub_resource
-from .registry import MODELS, tiny_asset
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.hub import hub_resource
+from ifguide_cli.core.registry import MODELS, tiny_asset
 
 TINY_SPECIAL = "<|endoftext|>"
 
@@ -52,7 +52,7 @@ def resolve_model(ref: str, workspace=None) -> ModelRef:
         entry = MODELS[ref]
         return ModelRef(ref, "registry", ref, entry.tokenizer, entry.family, pretrained=not entry.from_scratch)
     if workspace is not None:
-        from .errors import ArtifactNotFound
+        from ifguide_cli.core.errors import ArtifactNotFound
 
         try:
             art = workspace.resolve(ref, "checkpoints")
@@ -79,7 +79,7 @@ def resolve_model(ref: str, workspace=None) -> ModelRef:
 
 def config_model_ref(path: str, tokenizer: str | None) -> ModelRef:
     """An architecture from a transformers config.json file (--model-config), trained from scratch with `tokenizer`."""
-    from .workspace import sha256_file
+    from ifguide_cli.core.store.workspace import sha256_file
 
     file = Path(path).expanduser()
     if not file.is_file():

@@ -127,6 +127,6 @@ def as_rows(table: str) -> list[dict]:
 
 def reference_subset_rows() -> list[dict]:
     """The reference's fixed subsets (core/paper/subsets), each with its row count: usable by name too."""
-    from .paper.subsets import subset_table
+    from ifguide_cli.core.paper.subsets import subset_table
 
     return subset_table()

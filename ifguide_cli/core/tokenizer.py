@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, param
-from .errors import ArtifactNotFound, IfguideError
-from .progress import NULL
+from ifguide_cli.core.config import Config, param
+from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
+from ifguide_cli.core.progress import NULL
 
 EOS = "<|endoftext|>"  # end of document; also BOS/UNK (byte-level BPE never needs UNK), as in the tiny tokenizer
 PAD = "<|padding|>"  # padding of document rows, distinct from EOS (Pythia's name for it)
@@ -39,7 +39,7 @@ class TokenizerRef:
 
     def load(self):
         """The tokenizer (a pad token is set to EOS when it has none)."""
-        from .models import ModelRef, load_tokenizer
+        from ifguide_cli.core.models import ModelRef, load_tokenizer
 
         return load_tokenizer(ModelRef(self.name, "tokenizer", self.name, self.name))
 
@@ -77,8 +77,8 @@ def resolve_tokenizer(ref: str, ws=None) -> TokenizerRef:
 
 def tokenizer_fingerprint(name: str) -> str | None:
     """sha256 of the packaged or local tokenizer files (hub tokenizers are pinned by their id)."""
-    from .registry import tiny_asset
-    from .workspace import sha256_file
+    from ifguide_cli.core.registry import tiny_asset
+    from ifguide_cli.core.store.workspace import sha256_file
 
     if name == "tiny":
         return sha256_file(tiny_asset("tokenizer.json"))
@@ -103,7 +103,7 @@ class TokenizerTrainConfig(Config):
 def train_tokenizer(ws, corpus_ref: str, config: TokenizerTrainConfig, *, name: str | None = None, force: bool = False,
                     reporter=NULL):
     """The `tokenizers` artifact of a byte-level BPE trained on CORPUS (reused when identical). Returns (artifact, reused)."""
-    from .data.sources import Source
+    from ifguide_cli.core.data.sources import Source
 
     source = Source(corpus_ref, config.split)
     stage_config = {"data": source.identity, **config.to_dict(), "model": "byte-level BPE", "special_tokens": [EOS, PAD]}
@@ -121,7 +121,7 @@ def train_tokenizer(ws, corpus_ref: str, config: TokenizerTrainConfig, *, name: 
                    "source": corpus_ref, "tokens_per_document": per_doc["trained"],
                    "tiny_tokens_per_document": per_doc["tiny"], "measured_documents": per_doc["documents"]}
         if summary["vocab_size"] < config.vocab_size:
-            from .notes import warn
+            from ifguide_cli.core.notes import warn
 
             warn(f"the corpus yields only {summary['vocab_size']:,} tokens at --min-frequency {config.min_frequency} "
                  f"(asked {config.vocab_size:,}); a model trained with this tokenizer gets that vocabulary")
@@ -134,7 +134,7 @@ def _train_bpe(source, config: TokenizerTrainConfig, reporter):
     """Fit the BPE on the corpus streamed in batches; returns (tokenizers.Tokenizer, {documents, characters})."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    from .data.layout import batched
+    from ifguide_cli.core.data.layout import batched
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # the tiny tokenizer's pipeline
@@ -161,7 +161,7 @@ def _train_bpe(source, config: TokenizerTrainConfig, reporter):
 
 def _texts(source, config: TokenizerTrainConfig, limit: int | None) -> Iterator[str]:
     """The non-empty texts of the corpus, in order (at most `limit`)."""
-    from .data.sources import iter_documents
+    from ifguide_cli.core.data.sources import iter_documents
 
     n = 0
     for doc in iter_documents(source, config.text_field):
@@ -178,7 +178,7 @@ def _tiny():
 
 def tokens_per_document(texts, tokenizers: dict) -> dict:
     """Mean tokens per document (no special tokens) of each named tokenizer over the same texts, in batches."""
-    from .data.layout import batched
+    from ifguide_cli.core.data.layout import batched
 
     totals = dict.fromkeys(tokenizers, 0)
     n = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 MAX_BYTES = 4 << 20
 MAX_ALIASES = 100

@@ -10,10 +10,23 @@ Every backend turns a list of texts into one probability per text and attribute
 - `register`: `ifguide eval add-classifier`.
 """
 
-from .backends import Classifier, ProfanityClassifier, SequenceClassifier, load_classifier
-from .detoxify_models import DETOXIFY_BASES, build_detoxify, detoxify_missing_hint, read_detoxify_checkpoint
-from .register import register_classifier
-from .spec import BUILTIN, CLASSIFIER_FILE, TOXIGEN_HUB_ID, ClassifierOptions, ClassifierSpec, known_names, resolve_classifier
+from ifguide_cli.core.classifiers.backends import Classifier, ProfanityClassifier, SequenceClassifier, load_classifier
+from ifguide_cli.core.classifiers.detoxify_models import (
+           DETOXIFY_BASES,
+           build_detoxify,
+           detoxify_missing_hint,
+           read_detoxify_checkpoint,
+)
+from ifguide_cli.core.classifiers.register import register_classifier
+from ifguide_cli.core.classifiers.spec import (
+           BUILTIN,
+           CLASSIFIER_FILE,
+           TOXIGEN_HUB_ID,
+           ClassifierOptions,
+           ClassifierSpec,
+           known_names,
+           resolve_classifier,
+)
 
 __all__ = ["BUILTIN", "CLASSIFIER_FILE", "DETOXIFY_BASES", "TOXIGEN_HUB_ID", "Classifier", "ClassifierOptions",
            "ClassifierSpec", "ProfanityClassifier", "SequenceClassifier", "build_detoxify", "detoxify_missing_hint",

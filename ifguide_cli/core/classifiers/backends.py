@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-from ..errors import IfguideError
-from ..progress import NULL
-from .detoxify_models import load_detoxify
-from .spec import BUILTIN, ClassifierSpec
+from ifguide_cli.core.classifiers.detoxify_models import load_detoxify
+from ifguide_cli.core.classifiers.spec import BUILTIN, ClassifierSpec
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.progress import NULL
 
 
 class Classifier:
@@ -133,7 +133,7 @@ def _toxic_label_index(config) -> int:
 def _load_seqcls_hub(hub_id: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..hub import hub_resource
+    from ifguide_cli.core.hub import hub_resource
 
     with hub_resource("classifier", hub_id, "--classifier-path DIR (a local copy of the classifier)"):
         tok = AutoTokenizer.from_pretrained(hub_id, trust_remote_code=False)

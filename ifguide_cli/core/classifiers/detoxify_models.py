@@ -32,7 +32,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import IfguideError, OfflineResourceMissing
+from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 
 # The base model of each released type, for the hints that name what to download (the checkpoint's own
 # config names it too, but only once the checkpoint is there). The types are detoxify's MODEL_URLS keys.
@@ -74,7 +74,7 @@ def detoxify_missing(model_type: str, name: str) -> OfflineResourceMissing:
 
 
 def offline() -> bool:
-    from ..hub import is_offline
+    from ifguide_cli.core.hub import is_offline
 
     return is_offline() or os.environ.get("IFGUIDE_OFFLINE") == "1"
 
@@ -200,7 +200,7 @@ def build_detoxify(state_dict: dict, config: dict, *, base_dir: str | None = Non
     """(model, tokenizer, class names) through detoxify's `get_model_and_tokenizer`; with `base_dir` from local files."""
     from detoxify.detoxify import get_model_and_tokenizer
 
-    from ..hub import is_offline
+    from ifguide_cli.core.hub import is_offline
 
     args, classes = detoxify_layout(config)
     base = args["model_type"]
@@ -227,7 +227,7 @@ def build_detoxify(state_dict: dict, config: dict, *, base_dir: str | None = Non
 
 
 def _base_unavailable(base: str, base_dir: str | None, model_type: str | None, name: str, exc: OSError) -> IfguideError:
-    from ..hub import is_offline, missing_hint
+    from ifguide_cli.core.hub import is_offline, missing_hint
 
     if base_dir:
         return IfguideError(f"classifier {name}: cannot load the base model in {base_dir} ({str(exc).splitlines()[0][:160]})",

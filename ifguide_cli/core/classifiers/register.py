@@ -10,10 +10,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import IfguideError
-from .backends import load_seqcls_dir, seqcls_classifier
-from .detoxify_models import detoxify_missing_hint, load_detoxify, release_file
-from .spec import BUILTIN, CLASSIFIER_FILE, ClassifierSpec, check_model_dir, detoxify_type_of, resolve_classifier
+from ifguide_cli.core.classifiers.backends import load_seqcls_dir, seqcls_classifier
+from ifguide_cli.core.classifiers.detoxify_models import detoxify_missing_hint, load_detoxify, release_file
+from ifguide_cli.core.classifiers.spec import (
+    BUILTIN,
+    CLASSIFIER_FILE,
+    ClassifierSpec,
+    check_model_dir,
+    detoxify_type_of,
+    resolve_classifier,
+)
+from ifguide_cli.core.errors import IfguideError
 
 
 def _detoxify_source(name: str, model_type: str, checkpoint: str | None, base: str | None):
@@ -34,7 +41,7 @@ def _detoxify_source(name: str, model_type: str, checkpoint: str | None, base: s
 
 def _folder_source(name: str, path: str | None, checkpoint: str | None, base: str | None):
     """(stage config, loader) of a transformers classifier folder to register."""
-    from ..workspace import sha256_file
+    from ifguide_cli.core.store.workspace import sha256_file
 
     if checkpoint or base:
         raise IfguideError("--checkpoint/--base are for Detoxify classifiers (name them detoxify-<type>)",

@@ -12,9 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config, param
-from ..errors import IfguideError, OfflineResourceMissing
-from .detoxify_models import (
+from ifguide_cli.core.classifiers.detoxify_models import (
     DETOXIFY_BASES,
     cached_checkpoint,
     detoxify_missing,
@@ -23,6 +21,8 @@ from .detoxify_models import (
     release_file,
     release_url,
 )
+from ifguide_cli.core.config import Config, param
+from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 
 TOXIGEN_HUB_ID = "tomh/toxigen_roberta"
 BUILTIN = "profanity"
@@ -140,7 +140,7 @@ def _resolve_detoxify(name: str, model_type: str, workspace, checkpoint: str | N
 
 
 def _detoxify_from_files(name: str, model_type: str, checkpoint: str, base: str | None) -> ClassifierSpec:
-    from ..workspace import sha256_file
+    from ifguide_cli.core.store.workspace import sha256_file
 
     ckpt = Path(checkpoint).expanduser()
     if not ckpt.is_file():
@@ -160,7 +160,7 @@ def _detoxify_from_files(name: str, model_type: str, checkpoint: str, base: str 
 
 def _require_hub(what: str, hub_id: str, local_flag: str) -> None:
     """Offline and not in the HF cache: the one-line error now, before anything is loaded."""
-    from ..hub import is_offline, missing_hint
+    from ifguide_cli.core.hub import is_offline, missing_hint
 
     if not is_offline() or _hub_cached(hub_id):
         return
@@ -177,7 +177,7 @@ def _hub_cached(hub_id: str) -> bool:
 
 
 def _require_detoxify_base(model_type: str, name: str) -> None:
-    from ..hub import is_offline
+    from ifguide_cli.core.hub import is_offline
 
     base = DETOXIFY_BASES[model_type]
     if is_offline() and not _hub_cached(base):
@@ -199,7 +199,7 @@ def _registered(workspace, name: str):
     """A `classifiers` artifact registered under this name (or referenced by id), if any."""
     if workspace is None:
         return None
-    from ..errors import ArtifactNotFound, WrongArtifactKind
+    from ifguide_cli.core.errors import ArtifactNotFound, WrongArtifactKind
 
     try:
         return workspace.resolve(name, "classifiers")

@@ -12,11 +12,17 @@ once, as rows.
 Scores, masks and training all index the same stored tensor, so a mask always lines up with its data.
 """
 
-from ..artifact_files import CORPUS_FILE
-from .for_model import corpus_options, model_corpus, model_tokenizer
-from .labels import label_metrics, parse_label
-from .layout import CorpusConfig, RowMap, TokenizedCorpus, default_corpus_config, plan_layout, tokenize_corpus
-from .sources import (
+from ifguide_cli.core.data.for_model import corpus_options, model_corpus, model_tokenizer
+from ifguide_cli.core.data.labels import label_metrics, parse_label
+from ifguide_cli.core.data.layout import (
+    CorpusConfig,
+    RowMap,
+    TokenizedCorpus,
+    default_corpus_config,
+    plan_layout,
+    tokenize_corpus,
+)
+from ifguide_cli.core.data.sources import (
     LOCAL_SUFFIXES,
     Source,
     SourceDoc,
@@ -28,7 +34,7 @@ from .sources import (
     load_records,
     record_text,
 )
-from .stage import (
+from ifguide_cli.core.data.stage import (
     ROWS_FILE,
     TEXTS_FILE,
     RowSources,
@@ -44,6 +50,7 @@ from .stage import (
     row_source,
     save_corpus,
 )
+from ifguide_cli.core.store.artifact_files import CORPUS_FILE
 
 __all__ = [
     "CORPUS_FILE", "LOCAL_SUFFIXES", "ROWS_FILE", "TEXTS_FILE", "CorpusConfig", "RowMap", "RowSources", "Source",

@@ -11,9 +11,9 @@ row's source is the hub row the subset's index file names.
 
 from __future__ import annotations
 
-from ..errors import IfguideError
-from ..progress import NULL
-from .layout import CorpusConfig
+from ifguide_cli.core.data.layout import CorpusConfig
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.progress import NULL
 
 _TEXT_OPTIONS = {"overflow": "--overflow", "label_field": "--label-field", "split": "--split"}
 
@@ -30,7 +30,7 @@ def check_chunk_options(ref: str, config: CorpusConfig) -> None:
 
 def chunk_length(ref: str) -> int:
     """Tokens per chunk, read off the subset's first row (cheap: the source is memory-mapped)."""
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     return int(next(subsets.token_blocks(ref, rows_per_block=1)).shape[1])
 
@@ -40,7 +40,7 @@ def chunk_corpus_artifact(workspace, ref: str, config: CorpusConfig, tokenizer, 
     """The `datasets` artifact of a chunk subset for a model whose tokenizer is `tokenizer` (data.stage's
     `_Tokenizer`). Returns (artifact, reused). The row length is the chunk length: a different --seq-len, or
     chunks longer than the model's context (`max_seq_len`), are refused before anything is read whole."""
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     check_chunk_options(ref, config)
     length = chunk_length(ref)
@@ -67,7 +67,7 @@ def read_chunks(ref: str, rows: int, vocab: int, reporter=NULL):
     """The first `rows` chunks of the subset as one int32 array (rows × chunk length), ids checked against `vocab`."""
     import numpy as np
 
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     out, filled = None, 0
     with reporter.task(f"reading {ref}", total=rows) as task:
@@ -97,7 +97,7 @@ def save_chunks(ids, folder) -> None:
     import numpy as np
     from safetensors.numpy import save_file
 
-    from ..artifact_files import CORPUS_FILE
+    from ifguide_cli.core.store.artifact_files import CORPUS_FILE
 
     save_file({"input_ids": np.ascontiguousarray(ids), "attention_mask": np.ones(ids.shape, dtype=np.uint8)},
               str(folder / CORPUS_FILE))
@@ -105,7 +105,7 @@ def save_chunks(ids, folder) -> None:
 
 def chunk_summary(ref: str, shape: tuple[int, int]) -> dict:
     """What the manifest says: the same keys as a tokenized corpus's summary, a chunk per row, nothing cut or padded."""
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     rows, seq_len = shape
     subset = subsets.get(ref)

@@ -8,15 +8,15 @@ error naming both values.
 
 from __future__ import annotations
 
-from ..errors import IfguideError
-from ..progress import NULL
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.progress import NULL
 
 _FIELDS = ("layout", "seq_len", "overflow", "text_field", "label_field", "max_examples", "split", "tokenizer")
 
 
 def corpus_options(values: dict | None) -> dict:
     """The `CorpusConfig` options given (None = not given), checked like the config checks them (one line each)."""
-    from .layout import CorpusConfig
+    from ifguide_cli.core.data.layout import CorpusConfig
 
     given = {k: v for k, v in (values or {}).items() if v is not None}
     unknown = sorted(set(given) - set(_FIELDS))
@@ -30,7 +30,7 @@ def model_tokenizer(ws, mref, asked: str | None) -> str:
     """The tokenizer name DATA is tokenized with for this model: --tokenizer must be the model's own."""
     if asked is None:
         return mref.tokenizer
-    from ..tokenizer import resolve_tokenizer
+    from ifguide_cli.core.tokenizer import resolve_tokenizer
 
     name = resolve_tokenizer(asked, ws).name
     if name != mref.tokenizer:
@@ -47,7 +47,7 @@ def model_corpus(ws, data_ref: str, mref, options: dict | None = None, *, prefer
     `options`: the `CorpusConfig` options given (see `corpus_options`). A row length left to the data is
     fitted under the model's context, and rows longer than the context are refused before any work.
     """
-    from .stage import resolve_corpus
+    from ifguide_cli.core.data.stage import resolve_corpus
 
     options = corpus_options(options)
     model_tokenizer(ws, mref, options.get("tokenizer"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")

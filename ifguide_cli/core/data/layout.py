@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
-from ..config import Config, param
-from ..errors import IfguideError
-from ..progress import NULL
-from .sources import SourceDoc, is_packaged, is_token_subset, record_text
+from ifguide_cli.core.config import Config, param
+from ifguide_cli.core.data.sources import SourceDoc, is_packaged, is_token_subset, record_text
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.progress import NULL
 
 DEFAULT_MAX_SEQ_LEN = 2048  # the paper's row length; the longest row an unset --seq-len is fitted to
 SAMPLE_DOCUMENTS = 1000  # documents read to choose an unset layout or row length
@@ -203,7 +203,7 @@ def tokenize_corpus(records, tokenizer, config: CorpusConfig, reporter=NULL, *, 
 
 def _documents(records, config: CorpusConfig) -> Iterator[SourceDoc]:
     """SourceDocs as given, or record dicts numbered in order (line = record number)."""
-    from .labels import parse_label
+    from ifguide_cli.core.data.labels import parse_label
 
     for n, r in enumerate(records):
         if isinstance(r, SourceDoc):

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import notes
-from ..errors import IfguideError
-from ..hub import hub_resource
-from ..registry import DATASETS, tiny_asset
+from ifguide_cli.core import notes
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.hub import hub_resource
+from ifguide_cli.core.registry import DATASETS, tiny_asset
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet", ".csv")
 LINE_FILES = (".jsonl", ".txt", ".csv")  # positions are file lines; elsewhere record numbers
@@ -43,7 +43,7 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
         if split not in (None, subset.split):
             raise IfguideError(f"--split {split} does not apply to {ref}: it is a fixed set of rows of {subset.hub_id} "
                                f"({subset.split} split)", hint="leave out --split", exit_code=2)
-        from ..paper.subsets import identity
+        from ifguide_cli.core.paper.subsets import identity
 
         return identity(ref)
     if ref in DATASETS:
@@ -51,7 +51,7 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
         split = split or entry.split
         identity = {"source": "registry", "name": ref, "split": split}
         if entry.hub_id is None:
-            from ..workspace import sha256_file
+            from ifguide_cli.core.store.workspace import sha256_file
 
             identity["sha256"] = sha256_file(_packaged_file(ref, split))
         return identity
@@ -79,7 +79,7 @@ def file_identity(path: Path) -> dict:
 
 def reference_subset(ref: str):
     """The reference's fixed subset named `ref` (core/paper/subsets: owt-train-1b, rtp-test, …), or None."""
-    from ..paper.subsets import SUBSETS
+    from ifguide_cli.core.paper.subsets import SUBSETS
 
     return SUBSETS.get(ref)
 
@@ -335,7 +335,7 @@ def _read_hub(hub_id: str, config: str | None, split: str) -> Iterator[SourceRec
 
 def _read_subset(name: str, limit: int | None) -> Iterator[SourceRecord]:
     """A reference subset's records in the reference's order; a record's position is its hub row (1-based)."""
-    from ..paper.subsets import records
+    from ifguide_cli.core.paper.subsets import records
 
     for n, record in enumerate(records(name, limit=limit)):
         yield SourceRecord(n, record["index"] + 1, record)
@@ -377,7 +377,7 @@ def load_queries(ref: str, limit: int | None = None) -> tuple[list[dict], dict]:
 
 def load_prompts(ref: str, limit: int | None = None, toxic_threshold: float = 0.5) -> tuple[list[dict], dict]:
     """Evaluation prompts as {"prompt", "toxic"} (toxic is None when the set has no label)."""
-    from .labels import parse_label
+    from ifguide_cli.core.data.labels import parse_label
 
     records, identity = load_records(ref)
     prompts = []
@@ -414,7 +414,7 @@ class SourceDoc:
 def iter_documents(source: Source, text_field: str = "text", label_field: str | None = None,
                    limit: int | None = None) -> Iterator[SourceDoc]:
     """The documents of a source in order; a missing text or a bad label is one line naming the file and line."""
-    from .labels import parse_label
+    from ifguide_cli.core.data.labels import parse_label
 
     noted = False
     for rec in source.records(limit):

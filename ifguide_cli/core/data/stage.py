@@ -16,13 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact_files import CORPUS_FILE
-from ..config import flag_of
-from ..errors import IfguideError
-from ..progress import NULL
-from .labels import label_metrics
-from .layout import CorpusConfig, TokenizedCorpus, default_corpus_config, plan_layout, sample_lengths, tokenize_corpus
-from .sources import Source, dataset_identity, is_packaged, is_token_subset, iter_documents, reference_subset
+from ifguide_cli.core.config import flag_of
+from ifguide_cli.core.data.labels import label_metrics
+from ifguide_cli.core.data.layout import (
+    CorpusConfig,
+    TokenizedCorpus,
+    default_corpus_config,
+    plan_layout,
+    sample_lengths,
+    tokenize_corpus,
+)
+from ifguide_cli.core.data.sources import Source, dataset_identity, is_packaged, is_token_subset, iter_documents, reference_subset
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.store.artifact_files import CORPUS_FILE
 
 ROWS_FILE = "rows.safetensors"  # datasets: the rows' source map (+ labels)
 TEXTS_FILE = "texts.bin"  # datasets: the rows' text, UTF-8, addressed by the map's text_start/text_end
@@ -51,7 +58,7 @@ def save_corpus(corpus: TokenizedCorpus, folder: Path) -> None:
 
 
 def _check_kind(art) -> None:
-    from ..workspace import kind_noun, with_article
+    from ifguide_cli.core.store.workspace import kind_noun, with_article
 
     if art.kind != "datasets":
         raise IfguideError(f"{art.id} is {with_article(kind_noun(art.kind))} artifact, not a dataset", exit_code=2)
@@ -171,7 +178,7 @@ def row_source(art, row: int) -> dict[str, Any]:
 # ---- finding or building the dataset artifact ----------------------------------------------
 def is_source_ref(data_ref: str) -> bool:
     """A dataset to load (registry name, local path, hub id), as opposed to a `datasets` artifact reference."""
-    from ..registry import DATASETS
+    from ifguide_cli.core.registry import DATASETS
 
     return data_ref in DATASETS or reference_subset(data_ref) is not None or Path(data_ref).expanduser().exists() or (
         "/" in data_ref and not data_ref.startswith((".", "/", "~")))
@@ -188,7 +195,7 @@ class _Tokenizer:
 
 
 def _corpus_tokenizer(workspace, mref, asked: str | None) -> _Tokenizer:
-    from ..tokenizer import resolve_tokenizer, tokenizer_fingerprint
+    from ifguide_cli.core.tokenizer import resolve_tokenizer, tokenizer_fingerprint
 
     if asked is not None:
         tref = resolve_tokenizer(asked, workspace)
@@ -196,7 +203,7 @@ def _corpus_tokenizer(workspace, mref, asked: str | None) -> _Tokenizer:
     if mref is None:
         raise IfguideError("no tokenizer for the data", hint="pass --tokenizer (tiny, a folder, a hub id or a tokenizer artifact)",
                            exit_code=2)
-    from ..models import load_tokenizer
+    from ifguide_cli.core.models import load_tokenizer
 
     return _Tokenizer(mref.tokenizer, tokenizer_fingerprint(mref.tokenizer), [], lambda: load_tokenizer(mref))
 
@@ -237,7 +244,7 @@ def _check_reuse(workspace, art, mref, asked: dict, hint: str = _REBUILD_HINT) -
 def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, **asked):
     """The `datasets` artifact DATA names, checked against the tokenizer and the options given (`asked`: the
     `CorpusConfig` fields, None = not given); None when DATA is a source to be tokenized."""
-    from ..errors import ArtifactNotFound
+    from ifguide_cli.core.errors import ArtifactNotFound
 
     if is_source_ref(data_ref):
         return None
@@ -261,7 +268,7 @@ def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *
     Under torchrun rank 0 builds and calls `barrier()` after; the other ranks call `barrier()` first, then
     find it stored.
     """
-    from ..dist import is_main_process
+    from ifguide_cli.core.dist import is_main_process
 
     art = existing_corpus(workspace, data_ref, mref, seq_len, **asked)
     if art is not None:
@@ -291,7 +298,7 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
     """
     tok = _corpus_tokenizer(workspace, mref, config.tokenizer)
     if is_token_subset(data_ref):
-        from .chunks import chunk_corpus_artifact
+        from ifguide_cli.core.data.chunks import chunk_corpus_artifact
 
         return chunk_corpus_artifact(workspace, data_ref, config, tok, reporter=reporter, force=force, max_seq_len=max_seq_len)
     source = Source(data_ref, config.split)
@@ -338,7 +345,7 @@ def corpus_summary(corpus: TokenizedCorpus, config: CorpusConfig, source: Source
 
 def _note_build(summary: dict, data_ref: str) -> None:
     """Say what a user would not guess: a layout chosen from the data, documents cut or left out."""
-    from ..notes import warn
+    from ifguide_cli.core.notes import warn
 
     if summary["layout_rule"]:
         warn(f"{data_ref}: {summary['layout_rule']} (set --layout / --seq-len to choose)")

@@ -8,20 +8,32 @@
 - `stages`: the `evals` artifacts: toxicity, implicit (re-scoring), fluency.
 """
 
-from .config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
-from .fluency import context_length, lambada_accuracy, perplexity
-from .generation import generate_continuations
-from .inputs import PROMPT_SETS, default_fluency_data, default_prompt_set, fluency_data, load_eval_prompts
-from .metrics import THRESHOLD, lambada_split, perplexity_from_totals, summarize_scores, toxicity_metrics
-from .stages import (
-                     CONTINUATIONS,
-                     METRICS,
-                     continuations_path,
-                     evaluate_fluency,
-                     evaluate_toxicity,
-                     read_continuations,
-                     rescore_eval,
-                     resolve_defense,
+from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
+from ifguide_cli.core.evaluation.fluency import context_length, lambada_accuracy, perplexity
+from ifguide_cli.core.evaluation.generation import generate_continuations
+from ifguide_cli.core.evaluation.inputs import (
+           PROMPT_SETS,
+           default_fluency_data,
+           default_prompt_set,
+           fluency_data,
+           load_eval_prompts,
+)
+from ifguide_cli.core.evaluation.metrics import (
+           THRESHOLD,
+           lambada_split,
+           perplexity_from_totals,
+           summarize_scores,
+           toxicity_metrics,
+)
+from ifguide_cli.core.evaluation.stages import (
+           CONTINUATIONS,
+           METRICS,
+           continuations_path,
+           evaluate_fluency,
+           evaluate_toxicity,
+           read_continuations,
+           rescore_eval,
+           resolve_defense,
 )
 
 __all__ = ["CONTINUATIONS", "METRICS", "PROMPT_SETS", "THRESHOLD", "DefenseConfig", "FluencyConfig", "GenerationConfig",

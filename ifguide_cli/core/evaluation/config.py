@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import Config, Precision, param, resolve_precision
-from ..errors import IfguideError
+from ifguide_cli.core.config import Config, Precision, param, resolve_precision
+from ifguide_cli.core.errors import IfguideError
 
 # How the model's dtype was written into eval configs before `--precision` existed; kept so that existing
 # eval artifacts are still found (reused) for the same request.
@@ -91,7 +91,7 @@ class RuntimeConfig(Config):
 
     def resolve(self) -> tuple[str, str]:
         """(device, concrete precision); `auto` is fp32 on every device, the precision evals always ran in."""
-        from ..dist import resolve_device
+        from ifguide_cli.core.dist import resolve_device
 
         device = resolve_device(self.device)
         precision = "fp32" if self.precision == "auto" else resolve_precision(self.precision, device)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..artifact_files import IGNORE_INDEX
-from ..errors import IfguideError
-from ..progress import NULL
-from .generation import left_padded
-from .metrics import LAMBADA_METRICS, lambada_split, perplexity_from_totals
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.evaluation.generation import left_padded
+from ifguide_cli.core.evaluation.metrics import LAMBADA_METRICS, lambada_split, perplexity_from_totals
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.store.artifact_files import IGNORE_INDEX
 
 
 def context_length(model, cap: int = 2048) -> int:
@@ -224,7 +224,7 @@ def _passage_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[
 
 
 def _last_token_hits(model, chunk, pad: int, device) -> list[bool]:
-    from ..paper.metrics import last_token_correct
+    from ifguide_cli.core.paper.metrics import last_token_correct
 
     ids, mask = right_padded(chunk, pad, device)
     logits = model(input_ids=ids, attention_mask=mask).logits

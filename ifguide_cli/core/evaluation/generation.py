@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from ..progress import NULL
-from .config import GenerationConfig
+from ifguide_cli.core.evaluation.config import GenerationConfig
+from ifguide_cli.core.progress import NULL
 
 
 def left_padded(rows: Sequence[Sequence[int]], pad_id: int, device):

@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import IfguideError, check_range
-from ..notes import warn
-from .config import DefenseConfig, FluencyConfig
+from ifguide_cli.core.errors import IfguideError, check_range
+from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig
+from ifguide_cli.core.notes import warn
 
 PROMPT_SETS = ("rtp", "attaq", "bold")
 
@@ -29,7 +29,7 @@ def load_eval_prompts(ref: str, num_prompts: int | None = None, seed: int = 0) -
 
     The subset seed is fixed by default (not the sampling seed), so every model and every sampling seed
     is evaluated on the same prompts."""
-    from ..data import load_prompts
+    from ifguide_cli.core.data import load_prompts
 
     if reference_subset(ref) is not None:
         prompts, identity = _reference_prompts(ref)
@@ -46,14 +46,14 @@ def load_eval_prompts(ref: str, num_prompts: int | None = None, seed: int = 0) -
 
 def reference_subset(ref: str | None):
     """The reference subset named `ref` (core/paper/subsets), or None for any other name."""
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     return subsets.SUBSETS.get(ref) if ref else None
 
 
 def _reference_prompts(ref: str) -> tuple[list[dict], dict]:
     """A reference prompt subset as {"prompt", "toxic", "index"} (its hub row), labelled by the subset."""
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     if reference_subset(ref).role != "prompts":
         raise IfguideError(f"{ref!r} is a reference {reference_subset(ref).role} subset, not a prompt set",
@@ -63,7 +63,7 @@ def _reference_prompts(ref: str) -> tuple[list[dict], dict]:
 
 def reference_texts(ref: str, role: str, limit: int | None = None) -> tuple[list[str], dict]:
     """(texts, identity with the count) of a reference text subset of `role` (LAMBADA passages)."""
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     subset = reference_subset(ref)
     if subset.role != role or "input_ids" in subset.columns:
@@ -81,13 +81,13 @@ class TokenChunks:
 
     @property
     def identity(self) -> dict:
-        from ..paper import subsets
+        from ifguide_cli.core.paper import subsets
 
         return {**subsets.identity(self.name), "docs": self.count}
 
     def blocks(self):
         """int arrays (rows × chunk length) of the first `count` chunks, in the reference's order."""
-        from ..paper import subsets
+        from ifguide_cli.core.paper import subsets
 
         left = self.count
         for block in subsets.token_blocks(self.name):
@@ -113,7 +113,7 @@ def token_chunks(ref: str, config: FluencyConfig) -> TokenChunks | None:
 
 def _check_prompt_ref(ref: str) -> None:
     """One clear line for a dataset that is not a prompt set, or a name that is nothing at all."""
-    from ..registry import DATASETS
+    from ifguide_cli.core.registry import DATASETS
 
     if ref in DATASETS and DATASETS[ref].role not in ("prompts", "queries"):
         raise IfguideError(f"{ref!r} is a {DATASETS[ref].role} dataset, not a prompt set",

@@ -12,22 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..paper import leakage as paper_leakage
-from ..paper.leakage import Overlap
+from ifguide_cli.core.paper import leakage as paper_leakage
+from ifguide_cli.core.paper.leakage import Overlap
 
 REFERENCE_QUERY_SETS = ("rtp-queries-toxic", "rtp-queries-nontoxic")
 
 
 def _subset(ref: str):
-    from ..paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     return subsets.SUBSETS.get(ref)
 
 
 def query_sets_identity(queries: Sequence[str]) -> list[dict]:
     """What the query sets given with `--queries` are (part of the eval's identity when given)."""
-    from ..data import dataset_identity
-    from ..paper import subsets
+    from ifguide_cli.core.data import dataset_identity
+    from ifguide_cli.core.paper import subsets
 
     return [subsets.identity(q) if _subset(q) is not None else dataset_identity(q) for q in queries]
 
@@ -50,7 +50,7 @@ def eval_leakage(prompts_ref: str, prompts: Sequence[dict], queries: Sequence[st
 
 
 def _is_rtp_reference(subset) -> bool:
-    from ..paper.subsets import RTP
+    from ifguide_cli.core.paper.subsets import RTP
 
     return subset is not None and subset.role == "prompts" and subset.hub_id == RTP
 
@@ -59,7 +59,7 @@ def index_overlap(evaluated: Sequence[int], query_subsets: Sequence[str]) -> Ove
     """The count by hub row index: `evaluated` rows (repeats count each time) against reference query subsets."""
     import numpy as np
 
-    from ..paper.subsets import indices
+    from ifguide_cli.core.paper.subsets import indices
 
     rows = np.asarray(evaluated, dtype=np.int64)
     shared, by_set = np.zeros(len(rows), dtype=bool), {}
@@ -73,9 +73,9 @@ def index_overlap(evaluated: Sequence[int], query_subsets: Sequence[str]) -> Ove
 def _query_prompts(ref: str) -> list[str]:
     """The prompts of a query set (a reference subset or any query set `ifguide scores` reads)."""
     if _subset(ref) is not None:
-        from ..paper import subsets
+        from ifguide_cli.core.paper import subsets
 
         return [r["prompt"] for r in subsets.records(ref)]
-    from ..data import load_queries
+    from ifguide_cli.core.data import load_queries
 
     return [q["prompt"] for q in load_queries(ref)[0]]

@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 THRESHOLD = 0.5
 

@@ -11,19 +11,27 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..artifact_files import PERPLEXITY_DOCS_FILE
-from ..dist import is_main_process
-from ..errors import IfguideError
-from ..notes import warn
-from ..paper.leakage import Overlap
-from ..progress import NULL
-from ..workspace import kind_noun
-from .config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig, dtype_identity
-from .fluency import chunk_perplexity, lambada_metrics, perplexity
-from .generation import generate_continuations
-from .inputs import FluencyData, TokenChunks, fluency_data, load_eval_prompts, reference_subset, reference_texts, token_chunks
-from .leakage import eval_leakage, query_sets_identity
-from .metrics import LAMBADA_METRICS, summarize_scores
+from ifguide_cli.core.dist import is_main_process
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig, dtype_identity
+from ifguide_cli.core.evaluation.fluency import chunk_perplexity, lambada_metrics, perplexity
+from ifguide_cli.core.evaluation.generation import generate_continuations
+from ifguide_cli.core.evaluation.inputs import (
+    FluencyData,
+    TokenChunks,
+    fluency_data,
+    load_eval_prompts,
+    reference_subset,
+    reference_texts,
+    token_chunks,
+)
+from ifguide_cli.core.evaluation.leakage import eval_leakage, query_sets_identity
+from ifguide_cli.core.evaluation.metrics import LAMBADA_METRICS, summarize_scores
+from ifguide_cli.core.notes import warn
+from ifguide_cli.core.paper.leakage import Overlap
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.store.artifact_files import PERPLEXITY_DOCS_FILE
+from ifguide_cli.core.store.workspace import kind_noun
 
 CONTINUATIONS = "continuations.jsonl"
 METRICS = "metrics.json"
@@ -114,8 +122,8 @@ def _finish_scored(ctx, records, classifier, extra: dict) -> dict:
 
 
 def load_lm(mref, device: str, precision: str = "fp32"):
-    from ..config import torch_dtype
-    from ..models import load_model, load_tokenizer
+    from ifguide_cli.core.config import torch_dtype
+    from ifguide_cli.core.models import load_model, load_tokenizer
 
     model = load_model(mref, dtype=torch_dtype(precision)).to(device).eval()
     return model, load_tokenizer(mref)
@@ -125,14 +133,14 @@ def resolve_defense(workspace, defense: DefenseConfig):
     """The reward-model artifact a defense needs (None without one); one clear line when it is not installed."""
     if defense.method != "rad":
         return None
-    from ..rad import resolve_reward_model
+    from ifguide_cli.core.rad.decoding import resolve_reward_model
 
     return resolve_reward_model(workspace, defense.reward_model)
 
 
 def rad_factory(reward_art, lm_tokenizer, defense: DefenseConfig, device: str, max_new_tokens: int = 64):
     """A function attention_mask -> fresh RADLogitsProcessor (the reward model is loaded once)."""
-    from ..rad import RADLogitsProcessor, load_reward_model
+    from ifguide_cli.core.rad.decoding import RADLogitsProcessor, load_reward_model
 
     rm, rm_tok, _ = load_reward_model(reward_art, device=device)
 
@@ -159,7 +167,7 @@ def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationC
 
     `queries`: influence query sets to count shared prompts with (see `leakage`); an RTP reference prompt
     subset is checked against the reference's query sets without them."""
-    from ..classifiers import load_classifier
+    from ifguide_cli.core.classifiers import load_classifier
 
     device, precision = runtime.resolve()
     prompts, prompt_identity = load_eval_prompts(prompts_ref, num_prompts)  # same subset for every model and seed
@@ -210,7 +218,7 @@ def warn_leakage(summary: dict) -> None:
 def rescore_eval(workspace, source, classifier_spec, *, runtime: RuntimeConfig = RuntimeConfig(),
                  classifier_batch_size: int = 64, name: str | None = None, force: bool = False, reporter=NULL):
     """Re-score the continuations saved in eval `source` with another classifier (implicit toxicity)."""
-    from ..classifiers import load_classifier
+    from ifguide_cli.core.classifiers import load_classifier
 
     continuations_path(source)
     device, _ = runtime.resolve()
@@ -241,7 +249,7 @@ def _load_texts(ref: str | None, role: str, **kwargs) -> tuple[list[str] | None,
         return None, None
     if reference_subset(ref) is not None:
         return reference_texts(ref, role, kwargs.get("limit"))
-    from ..data import load_records, record_text
+    from ifguide_cli.core.data import load_records, record_text
 
     records, ident = load_records(ref, **kwargs)
     texts = [record_text(r) for r in records]
@@ -253,7 +261,7 @@ def _perplexity_input(mref, config: FluencyConfig, data: FluencyData):
     chunks = token_chunks(data.ppl_data, config) if data.ppl_data else None
     if chunks is None:
         return _load_texts(data.ppl_data, "heldout", split=data.ppl_split, limit=config.ppl_docs)
-    from ..paper.subsets import note_foreign_tokenizer
+    from ifguide_cli.core.paper.subsets import note_foreign_tokenizer
 
     note_foreign_tokenizer(data.ppl_data, mref.tokenizer)
     return chunks, chunks.identity

@@ -21,10 +21,10 @@ in the same staging folder, rank 0 writes and publishes.
 
 from __future__ import annotations
 
-from .config import FactorsConfig, ScoresConfig, default_batch_size, influence_precision
-from .engine import InfluenceEngine, align_to_labels
-from .factors import fit_factors
-from .families import (
+from ifguide_cli.core.influence.config import FactorsConfig, ScoresConfig, default_batch_size, influence_precision
+from ifguide_cli.core.influence.engine import InfluenceEngine, align_to_labels
+from ifguide_cli.core.influence.factors import fit_factors
+from ifguide_cli.core.influence.families import (
     BUILTIN_FAMILIES,
     ModuleFamily,
     convert_conv1d_to_linear,
@@ -34,8 +34,8 @@ from .families import (
     resolve_family,
     select_modules,
 )
-from .inputs import describe_model, factors_dir_of, load_model_for_influence, model_fingerprint
-from .queries import (
+from ifguide_cli.core.influence.inputs import describe_model, factors_dir_of, load_model_for_influence, model_fingerprint
+from ifguide_cli.core.influence.queries import (
     QueryRows,
     QuerySet,
     build_query_rows,
@@ -45,9 +45,9 @@ from .queries import (
     query_rows,
     tokenize_queries,
 )
-from .scores import compute_scores, two_run_reference
-from .staging import StageResult
-from .task import FISHER_SEED, make_task, sample_labels
+from ifguide_cli.core.influence.scores import compute_scores, two_run_reference
+from ifguide_cli.core.influence.staging import StageResult
+from ifguide_cli.core.influence.task import FISHER_SEED, make_task, sample_labels
 
 __all__ = [
     "BUILTIN_FAMILIES",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ..config import Config, Device, Precision, param, resolve_precision
-from ..errors import IfguideError
+from ifguide_cli.core.config import Config, Device, Precision, param, resolve_precision
+from ifguide_cli.core.errors import IfguideError
 
 Strategy = Literal["ekfac", "kfac", "diagonal", "identity"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)

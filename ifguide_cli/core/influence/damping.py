@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .. import notes
-from .config import BF16_MIN_RELATIVE_DAMPING
+from ifguide_cli.core import notes
+from ifguide_cli.core.influence.config import BF16_MIN_RELATIVE_DAMPING
 
 
 def relative_damping(factors_dir: Path, strategy: str, damping: float) -> dict[str, float]:

@@ -14,12 +14,12 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..dist import DistInfo
-from ..progress import NULL
-from . import kron_compat
-from .queries import QueryRows
-from .staging import KRON_DIR, done_partitions
-from .task import make_task
+from ifguide_cli.core.dist import DistInfo
+from ifguide_cli.core.influence import kron_compat
+from ifguide_cli.core.influence.queries import QueryRows
+from ifguide_cli.core.influence.staging import KRON_DIR, done_partitions
+from ifguide_cli.core.influence.task import make_task
+from ifguide_cli.core.progress import NULL
 
 SCORES_NAME = "differential"  # kronfluence's name of the scores inside the staging folder
 

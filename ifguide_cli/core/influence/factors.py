@@ -12,16 +12,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .. import dist, notes
-from ..progress import NULL
-from ..rows import CorpusRows
-from . import kron_compat
-from .config import ALL_ROWS, FactorsConfig, default_batch_size, influence_precision
-from .engine import InfluenceEngine
-from .families import ModuleFamily, resolve_family
-from .inputs import load_model_for_influence, resolve_dataset
-from .staging import KRON_DIR, RUN_FILE, StageResult, check_split, prepare_staging
-from .task import FISHER_SEED
+from ifguide_cli.core import dist, notes
+from ifguide_cli.core.data.rows import CorpusRows
+from ifguide_cli.core.influence import kron_compat
+from ifguide_cli.core.influence.config import ALL_ROWS, FactorsConfig, default_batch_size, influence_precision
+from ifguide_cli.core.influence.engine import InfluenceEngine
+from ifguide_cli.core.influence.families import ModuleFamily, resolve_family
+from ifguide_cli.core.influence.inputs import load_model_for_influence, resolve_dataset
+from ifguide_cli.core.influence.staging import KRON_DIR, RUN_FILE, StageResult, check_split, prepare_staging
+from ifguide_cli.core.influence.task import FISHER_SEED
+from ifguide_cli.core.progress import NULL
 
 
 @dataclass
@@ -46,8 +46,8 @@ def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, corpus
     `corpus`: the `CorpusConfig` options of DATA (layout, label field, …; `seq_len` is `cfg.seq_len`); a
     checkpoint given its own source data reuses the dataset it was trained on.
     """
-    from ..data import load_corpus
-    from ..models import require_trained, resolve_model, trained_dataset
+    from ifguide_cli.core.data import load_corpus
+    from ifguide_cli.core.models import require_trained, resolve_model, trained_dataset
 
     kron_compat.check_version()
     mref = resolve_model(model_ref, ws)

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 FAMILIES_ENV = "IFGUIDE_FAMILIES"
 WORKSPACE_FAMILIES_FILE = "families.yaml"
@@ -55,7 +55,7 @@ BUILTIN_FAMILIES: dict[str, ModuleFamily] = {f.name: f for f in [
 
 
 def _read_families_file(path: Path) -> dict[str, ModuleFamily]:
-    from ..yamlfile import load_yaml_mapping  # JSON is YAML too
+    from ifguide_cli.core.yamlfile import load_yaml_mapping  # JSON is YAML too
 
     data = load_yaml_mapping(path, "families file", hint=f"pass an existing YAML/JSON file (--families or ${FAMILIES_ENV})")
     if isinstance(data, dict) and "families" in data:
@@ -159,7 +159,7 @@ def resolve_family(mref, ws, *, families_file: str | None = None, module_globs: 
                    family_spec: dict | None = None) -> ModuleFamily:
     """The module family to track: a factors artifact's (`family_spec`), --modules globs, or the registry's (cheap:
     reads the model config only, so an unknown family fails before any data or weights are loaded)."""
-    from ..models import model_family
+    from ifguide_cli.core.models import model_family
 
     if family_spec is not None:
         return ModuleFamily(family_spec["name"], tuple(family_spec["modules"]), (), tuple(family_spec.get("exclude", ())),

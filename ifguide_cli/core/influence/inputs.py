@@ -7,13 +7,13 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import dist
-from ..errors import IfguideError
-from ..progress import NULL
-from .staging import KRON_DIR
+from ifguide_cli.core import dist
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.influence.staging import KRON_DIR
+from ifguide_cli.core.progress import NULL
 
 if TYPE_CHECKING:
-    from ..workspace import Artifact
+    from ifguide_cli.core.store.workspace import Artifact
 
 
 def model_fingerprint(model) -> str:
@@ -42,8 +42,8 @@ def load_model_for_influence(mref, family):
     """The model in fp32 (GPT-2 Conv1D layers converted to nn.Linear), its tracked modules and weight fingerprint."""
     from transformers.utils import logging as hf_logging
 
-    from ..models import load_model
-    from .families import convert_conv1d_to_linear, select_modules
+    from ifguide_cli.core.influence.families import convert_conv1d_to_linear, select_modules
+    from ifguide_cli.core.models import load_model
 
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar
@@ -60,7 +60,7 @@ def load_model_for_influence(mref, family):
 
 def model_from_identity(identity: dict, ws):
     """Re-resolve the model a factors artifact was fit on, from its recorded identity."""
-    from ..models import config_model_ref, resolve_model, with_tokenizer
+    from ifguide_cli.core.models import config_model_ref, resolve_model, with_tokenizer
 
     if identity.get("source") == "checkpoint":
         return resolve_model(identity["artifact_id"], ws)
@@ -82,8 +82,8 @@ def resolve_dataset(ws, data_ref: str, mref, options: dict, dinfo: dist.DistInfo
 
     `options`: the `CorpusConfig` options given; `prefer`: the dataset to reuse when DATA is its source.
     """
-    from ..data import model_corpus
-    from ..models import model_context
+    from ifguide_cli.core.data import model_corpus
+    from ifguide_cli.core.models import model_context
 
     return model_corpus(ws, data_ref, mref, options, prefer=prefer, reporter=reporter if dinfo.main else NULL,
                         barrier=dist.barrier, context=model_context(mref))[0]

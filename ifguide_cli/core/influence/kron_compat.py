@@ -15,7 +15,7 @@ import functools
 import time
 from pathlib import Path
 
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 EXPECTED_VERSION = "1.0.1"  # the kronfluence release these patches were written and tested against
 

@@ -12,8 +12,8 @@ import json
 import random
 from dataclasses import dataclass
 
-from ..artifact_files import IGNORE_INDEX
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.store.artifact_files import IGNORE_INDEX
 
 
 class QueryRows:
@@ -105,7 +105,7 @@ class QuerySet:
 
 def load_query_set(ref: str, tokenizer, max_len: int, max_queries: int | None, seed: int, role: str) -> QuerySet:
     """A query set (registry entry, RTP-style jsonl, hub id), subsampled and tokenized; empty continuations dropped."""
-    from ..data import load_queries
+    from ifguide_cli.core.data import load_queries
 
     pairs, identity = load_queries(ref)
     if max_queries is not None and len(pairs) > max_queries:

@@ -21,24 +21,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import dist, notes
-from ..artifact_files import MODULE_SCORES_FILE, SCORES_FILE
-from ..errors import ArtifactNotFound, IfguideError
-from ..progress import NULL
-from ..rows import CorpusRows
-from . import kron_compat
-from .config import ScoresConfig, default_batch_size, influence_precision
-from .damping import check_bf16_damping, heuristic_damping
-from .engine import InfluenceEngine, align_to_labels
-from .families import resolve_family
-from .inputs import describe_model, factors_dir_of, load_model_for_influence, model_from_identity, resolve_dataset
-from .queries import QuerySet, build_query_rows, load_query_set, query_rows
-from .staging import KRON_DIR, RUN_FILE, StageResult, atomic_save, check_split, drop_half_written, prepare_staging
-from .subset import ROWS_KEY, RowSubset, scored_rows
-from .summary import score_summary
+from ifguide_cli.core import dist, notes
+from ifguide_cli.core.data.rows import CorpusRows
+from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
+from ifguide_cli.core.influence import kron_compat
+from ifguide_cli.core.influence.config import ScoresConfig, default_batch_size, influence_precision
+from ifguide_cli.core.influence.damping import check_bf16_damping, heuristic_damping
+from ifguide_cli.core.influence.engine import InfluenceEngine, align_to_labels
+from ifguide_cli.core.influence.families import resolve_family
+from ifguide_cli.core.influence.inputs import (
+    describe_model,
+    factors_dir_of,
+    load_model_for_influence,
+    model_from_identity,
+    resolve_dataset,
+)
+from ifguide_cli.core.influence.queries import QuerySet, build_query_rows, load_query_set, query_rows
+from ifguide_cli.core.influence.staging import (
+    KRON_DIR,
+    RUN_FILE,
+    StageResult,
+    atomic_save,
+    check_split,
+    drop_half_written,
+    prepare_staging,
+)
+from ifguide_cli.core.influence.subset import ROWS_KEY, RowSubset, scored_rows
+from ifguide_cli.core.influence.summary import score_summary
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.store.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
 
 if TYPE_CHECKING:
-    from ..workspace import Artifact
+    from ifguide_cli.core.store.workspace import Artifact
 
 ALIGNMENT = "scores[i, t] = influence of the loss predicting token t (labels before the shift); column 0 and padding are 0"
 BF16_FACTORS_NOTE = ("note: these factors were fit in bf16, which costs accuracy (scores ≈0.98 Spearman with fp32 on the "
@@ -103,7 +117,7 @@ def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, c
 # ---- resolving and checking the inputs -------------------------------------------------------
 def _scoring_model(ws, fart: Artifact, model_ref: str | None):
     """The model the factors were fit on; --model must name that same one."""
-    from ..models import resolve_model
+    from ifguide_cli.core.models import resolve_model
 
     try:
         mref = model_from_identity(fart.config["model"], ws)
@@ -121,7 +135,7 @@ def _scoring_model(ws, fart: Artifact, model_ref: str | None):
 
 def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, corpus: dict, dinfo, reporter):
     """The rows to score: the factors' dataset, or another one with the same tokenizer and row length."""
-    from ..data import is_source_ref, load_corpus
+    from ifguide_cli.core.data import is_source_ref, load_corpus
 
     fconf = fart.config
     fit_set = ws.by_id(fconf["dataset"])
@@ -148,7 +162,7 @@ def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, corpus: dict, 
 
 def _load_queries(mref, toxic_ref: str, safe_ref: str | None, seq_len: int, cfg: ScoresConfig, dinfo):
     """The toxic and safe query sets, and both as one weighted query set."""
-    from ..models import load_tokenizer
+    from ifguide_cli.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(mref)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

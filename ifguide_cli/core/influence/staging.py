@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import dist
-from ..errors import IfguideError
+from ifguide_cli.core import dist
+from ifguide_cli.core.errors import IfguideError
 
 if TYPE_CHECKING:
-    from ..workspace import Artifact
+    from ifguide_cli.core.store.workspace import Artifact
 
 KRON_DIR = "kronfluence"  # kronfluence's analysis folder inside an artifact
 RUN_FILE = ".run.json"  # execution parameters of a partial run in the staging folder
@@ -88,7 +88,7 @@ def prepare_staging(staging: Path, run: dict, dinfo: dist.DistInfo, kron_dir: Pa
 
     Returns a note for the user when a previous run's files were found (resumed, repaired or discarded).
     """
-    from ..workspace import atomic_write_text
+    from ifguide_cli.core.store.workspace import atomic_write_text
 
     note = None
     if dinfo.main:

@@ -11,8 +11,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact_files import ROWS_KEY
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.store.artifact_files import ROWS_KEY
 
 __all__ = ["ROWS_KEY", "RowSubset", "scored_rows"]
 

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..artifact_files import IGNORE_INDEX
+from ifguide_cli.core.store.artifact_files import IGNORE_INDEX
 
 
 def _shifted_ce(logits, labels):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 # Elements per chunk of the score tensor processed at once (~16 MB of float32).
 CHUNK_ELEMENTS = 1 << 22

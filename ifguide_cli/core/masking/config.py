@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, param
+from ifguide_cli.core.config import Config, param
 
 
 def token_budget():

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import IfguideError
-from ..progress import NULL
-from .row_text import RowText, Segment
-from .source_config import ClassifierMaskConfig
-from .wordlist import WordList, matched_tokens
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.row_text import RowText, Segment
+from ifguide_cli.core.masking.source_config import ClassifierMaskConfig
+from ifguide_cli.core.masking.wordlist import WordList, matched_tokens
+from ifguide_cli.core.progress import NULL
 
 BATCH_TEXTS = 4096  # texts handed to the classifier at once
 

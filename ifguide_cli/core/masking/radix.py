@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import IfguideError
-from .arrays import CHUNK_ELEMENTS, as_2d, check_dtype, check_valid, nonfinite_error, row_chunks
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, as_2d, check_dtype, check_valid, nonfinite_error, row_chunks
 
 _DIGIT_BITS = 16
 _NDIGIT = 1 << _DIGIT_BITS

@@ -16,8 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..mask_render import whole_pieces
-from .stage import dataset_arrays
+from ifguide_cli.core.masking.render import whole_pieces
+from ifguide_cli.core.masking.stage import dataset_arrays
 
 
 @dataclass
@@ -59,7 +59,7 @@ class RowText:
     """The rows of a `datasets` artifact as `Segment`s, read a block of rows at a time (memory-mapped tokens)."""
 
     def __init__(self, ws, dataset):
-        from ..tokenizer import resolve_tokenizer
+        from ifguide_cli.core.tokenizer import resolve_tokenizer
 
         arrays = dataset_arrays(dataset)
         self.input_ids = arrays["input_ids"]
@@ -107,7 +107,7 @@ class RowText:
 
 def _source_map(dataset) -> dict | None:
     """The row source map's columns (None for a dataset built before datasets kept one: each row is a document)."""
-    from ..data import ROWS_FILE
+    from ifguide_cli.core.data import ROWS_FILE
 
     path = dataset.path / ROWS_FILE
     if not path.is_file():

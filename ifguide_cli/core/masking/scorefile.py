@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IfguideError
-from .arrays import CHUNK_ELEMENTS, check_finite
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, check_finite
 
 _ST_DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,

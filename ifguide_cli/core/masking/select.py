@@ -51,10 +51,10 @@ from typing import Any
 
 import numpy as np
 
-from ..progress import NULL
-from .arrays import CHUNK_ELEMENTS, as_2d, check_dtype, check_valid, row_chunks
-from .config import MaskConfig
-from .radix import quantile_and_count
+from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, as_2d, check_dtype, check_valid, row_chunks
+from ifguide_cli.core.masking.config import MaskConfig
+from ifguide_cli.core.masking.radix import quantile_and_count
+from ifguide_cli.core.progress import NULL
 
 
 @dataclass

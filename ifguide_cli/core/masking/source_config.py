@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..classifiers.spec import ClassifierOptions
-from ..config import Config, param
-from ..errors import IfguideError
-from .config import token_budget
+from ifguide_cli.core.classifiers.spec import ClassifierOptions
+from ifguide_cli.core.config import Config, param
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.config import token_budget
 
 
 @dataclass(frozen=True)

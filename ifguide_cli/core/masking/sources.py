@@ -16,19 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..artifact_files import MASK_FILE
-from ..errors import IfguideError
-from ..progress import NULL
-from .source_config import ClassifierMaskConfig, WordlistMaskConfig
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.store.artifact_files import MASK_FILE
 
 SOURCES_ALGORITHM = "ifguide mask sources v1"  # recorded in the config: a new version must not reuse old masks
 
 
 def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | None = None, reporter=NULL):
     """The `datasets` artifact a mask source reads: the one DATA names, or DATA tokenized (built once)."""
-    from ..data import corpus_options, is_source_ref, model_corpus, resolve_corpus
-    from ..data.sources import is_packaged
-    from ..models import resolve_model
+    from ifguide_cli.core.data import corpus_options, is_source_ref, model_corpus, resolve_corpus
+    from ifguide_cli.core.data.sources import is_packaged
+    from ifguide_cli.core.models import resolve_model
 
     options = corpus_options(corpus)
     if model is not None:
@@ -45,7 +45,7 @@ def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | 
 
 
 def _classifier_spec(ws, config: ClassifierMaskConfig):
-    from ..classifiers import resolve_classifier
+    from ifguide_cli.core.classifiers import resolve_classifier
 
     return resolve_classifier(config.classifier, ws, checkpoint=config.classifier_checkpoint,
                               base=config.classifier_base, path=config.classifier_path)
@@ -64,7 +64,7 @@ def classifier_mask_key(ws, dataset_id: str, config: ClassifierMaskConfig, spec=
 
 def wordlist_mask_key(dataset_id: str, config: WordlistMaskConfig, words=None) -> tuple[dict, list[str]]:
     """(identity, parents) of the word-list mask of a dataset (the word list counts by the hash of its words)."""
-    from .wordlist import load_wordlist
+    from ifguide_cli.core.masking.wordlist import load_wordlist
 
     words = words or load_wordlist(config.wordlist)
     identity = {"source": "wordlist", "wordlist_sha256": words.sha256, "max_tokens": config.max_tokens,
@@ -75,10 +75,10 @@ def wordlist_mask_key(dataset_id: str, config: WordlistMaskConfig, words=None) -
 def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, name: str | None = None,
                           force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
     """The `masks` artifact of the spans (or documents) `config.classifier` flags in DATA. Returns (artifact, reused)."""
-    from ..classifiers import load_classifier
-    from ..dist import resolve_device
-    from .evidence import classifier_evidence
-    from .row_text import RowText
+    from ifguide_cli.core.classifiers import load_classifier
+    from ifguide_cli.core.dist import resolve_device
+    from ifguide_cli.core.masking.evidence import classifier_evidence
+    from ifguide_cli.core.masking.row_text import RowText
 
     spec = _classifier_spec(ws, config)  # before the data: fails fast
     dataset = mask_dataset(ws, data_ref, model=model, corpus=corpus, reporter=reporter)
@@ -103,9 +103,9 @@ def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, na
 def build_wordlist_mask(ws, data_ref: str, config: WordlistMaskConfig, *, name: str | None = None,
                         force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
     """The `masks` artifact of the tokens of DATA that spell a word of `config.wordlist`. Returns (artifact, reused)."""
-    from .evidence import wordlist_evidence
-    from .row_text import RowText
-    from .wordlist import load_wordlist
+    from ifguide_cli.core.masking.evidence import wordlist_evidence
+    from ifguide_cli.core.masking.row_text import RowText
+    from ifguide_cli.core.masking.wordlist import load_wordlist
 
     words = load_wordlist(config.wordlist)  # before the data: a bad word list is one line, at once
     dataset = mask_dataset(ws, data_ref, model=model, corpus=corpus, reporter=reporter)
@@ -124,8 +124,8 @@ def build_wordlist_mask(ws, data_ref: str, config: WordlistMaskConfig, *, name: 
 def _publish(ctx, dataset, ev, max_tokens: int, threshold_value: float, described: dict[str, Any]) -> dict[str, Any]:
     """The budgeted walk over the evidence, the mask file written, and the summary: the selection's figures (those
     of an influence mask), what the source found, and the ranking against the dataset's labels."""
-    from .select import select_marked
-    from .stage import label_summary, write_mask
+    from ifguide_cli.core.masking.select import select_marked
+    from ifguide_cli.core.masking.stage import label_summary, write_mask
 
     with ctx.timed("select"):
         res = select_marked(ev.marks, ev.key, ev.strength, max_tokens, threshold_value=threshold_value,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 MAX_BYTES = 16 << 20  # a word list larger than this is not a word list
 _HINT = "pass a UTF-8 text file with one word or phrase per line (lines starting with # are comments)"

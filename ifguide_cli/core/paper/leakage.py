@@ -56,7 +56,7 @@ def index_overlap(eval_subset: str, query_subsets: Iterable[str]) -> Overlap:
     """The same count for reference subsets, by hub row index (both must index the same dataset)."""
     import numpy as np
 
-    from .subsets import get, indices
+    from ifguide_cli.core.paper.subsets import get, indices
 
     evaluated = indices(eval_subset)
     by_set, shared = {}, np.zeros(len(evaluated), dtype=bool)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import IfguideError
+from ifguide_cli.core.errors import IfguideError
 
 REFERENCE = "github.com/ztcoalson/IF-Guide@e138984e273aa2258def5808f22e8d692b71a3fc"
 SCENARIOS = {"paper": "pretrain", "paper-finetune": "finetune"}  # preset name -> scenario

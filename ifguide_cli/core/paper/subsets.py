@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..errors import IfguideError
-from . import indexfile
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.paper import indexfile
 
 DATA_DIR_ENV = "IFGUIDE_DATA_DIR"
 OWT_CHUNKS = "ztcoalson/openwebtext-gptneox-2048-chunks"
@@ -163,7 +163,7 @@ def locate(subset: Subset, source: str | os.PathLike | None = None) -> Path | No
 
 def open_source(subset: Subset, source: str | os.PathLike | None = None):
     """The whole indexed split (a `datasets.Dataset`), checked to be the dataset the indices refer to."""
-    from ..hub import hub_resource
+    from ifguide_cli.core.hub import hub_resource
 
     path = locate(subset, source)
     if path is None:
@@ -212,7 +212,7 @@ def _cache_dir(path: Path) -> str:
 
     import datasets
 
-    from ..data import file_identity
+    from ifguide_cli.core.data import file_identity
 
     key = hashlib.sha256(json.dumps(file_identity(path), sort_keys=True).encode()).hexdigest()[:16]
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "ifguide-local" / key)
@@ -302,7 +302,7 @@ def note_foreign_tokenizer(name: str, tokenizer: str) -> None:
     """A note when chunks of Pythia (GPT-NeoX) token ids are read for a model whose tokenizer is not named so:
     the ids are used as they are, meaningful only if the tokenizer is the same."""
     if not any(family in str(tokenizer).lower() for family in ("pythia", "neox")):
-        from ..notes import warn
+        from ifguide_cli.core.notes import warn
 
         warn(f"{name} holds Pythia (GPT-NeoX) token ids, used as they are; the model's tokenizer is {tokenizer}: "
              "meaningful only if that is the same tokenizer")

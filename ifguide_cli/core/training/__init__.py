@@ -13,8 +13,8 @@ this package adds only what IF-Guide needs:
 This module imports only the light parts, so the CLI can build its options from the configs at start-up.
 """
 
-from .config import PROFILES, RunOptions, SetupOptions, TrainConfig, batch_layout, resolve_config
-from .stage import TrainResult, run_training
+from ifguide_cli.core.training.config import PROFILES, RunOptions, SetupOptions, TrainConfig, batch_layout, resolve_config
+from ifguide_cli.core.training.stage import TrainResult, run_training
 
 __all__ = ["PROFILES", "RunOptions", "SetupOptions", "TrainConfig", "TrainResult", "batch_layout", "resolve_config",
            "run_training"]

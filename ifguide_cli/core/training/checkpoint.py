@@ -26,16 +26,16 @@ import torch
 import transformers
 from transformers import PrinterCallback, TrainingArguments
 
-from ..config import resolve_precision, torch_dtype
-from ..data import load_corpus
-from ..dist import barrier, rank_and_world, resolve_device
-from ..errors import IfguideError
-from ..models import load_model, load_tokenizer
-from ..progress import NULL
-from ..rows import CorpusRows
-from .config import TrainConfig, batch_layout, best_checkpoint_arguments, check_weights_dtype, split_rows
-from .metrics import final_metrics
-from .trainer import KillHook, PenaltyTrainer, ReportCallback
+from ifguide_cli.core.config import resolve_precision, torch_dtype
+from ifguide_cli.core.data import load_corpus
+from ifguide_cli.core.data.rows import CorpusRows
+from ifguide_cli.core.dist import barrier, rank_and_world, resolve_device
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.models import load_model, load_tokenizer
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.training.config import TrainConfig, batch_layout, best_checkpoint_arguments, check_weights_dtype, split_rows
+from ifguide_cli.core.training.metrics import final_metrics
+from ifguide_cli.core.training.trainer import KillHook, PenaltyTrainer, ReportCallback
 
 KILL_HOOK_ENV = "IFGUIDE_TEST_KILL_AFTER_STEP"
 OPTIMIZER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
@@ -300,7 +300,7 @@ def last_complete_checkpoint(trainer_dir: Path) -> Path | None:
 
 def check_resumable(checkpoint: Path) -> None:
     """A saved state that cannot be loaded (a truncated optimizer.pt) is one line naming it, not the loader's crash."""
-    from ..file_integrity import damage
+    from ifguide_cli.core.store.file_integrity import damage
 
     for path in sorted(p for p in checkpoint.iterdir() if p.is_file()):
         problem = damage(path)

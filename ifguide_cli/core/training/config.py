@@ -19,8 +19,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import Config, Precision, check_value, field_hints, flag_of, param
-from ..errors import IfguideError, check_range
+from ifguide_cli.core.config import Config, Precision, check_value, field_hints, flag_of, param
+from ifguide_cli.core.errors import IfguideError, check_range
 
 Mode = Literal["pretrain", "finetune"]
 Profile = Literal["paper", "tiny"]
@@ -181,7 +181,7 @@ def load_config_file(path: str | os.PathLike | None) -> dict:
     """The values of a `--config` YAML file, keyed by field name and checked."""
     if not path:
         return {}
-    from ..yamlfile import load_yaml_mapping
+    from ifguide_cli.core.yamlfile import load_yaml_mapping
 
     return given_values(load_yaml_mapping(path, "config file"), "the config file")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..objective import labels_from_attention, penalty_terms
+from ifguide_cli.core.training.objective import labels_from_attention, penalty_terms
 
 
 def token_nll(model, input_ids, attention_mask, mask=None, *, batch_size: int = 32, precision: str = "fp32") -> dict:

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import notes
-from ..artifact_files import MASK_FILE
-from ..dist import barrier, rank_and_world, resolve_device
-from ..errors import IfguideError
-from ..folders import check_output_file
-from ..progress import NULL
-from .config import (
+from ifguide_cli.core import notes
+from ifguide_cli.core.dist import barrier, rank_and_world, resolve_device
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.store.artifact_files import MASK_FILE
+from ifguide_cli.core.store.folders import check_output_file
+from ifguide_cli.core.training.config import (
     RunOptions,
     TrainConfig,
     default_profile,
@@ -81,8 +81,8 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     them. `corpus`: the `CorpusConfig` options of the data (layout, tokenizer, label field, …; see
     `data.model_corpus`); a checkpoint fine-tuned on its own source data reuses its dataset.
     """
-    from ..data import corpus_options, load_corpus, model_corpus
-    from ..models import model_context, trained_dataset
+    from ifguide_cli.core.data import corpus_options, load_corpus, model_corpus
+    from ifguide_cli.core.models import model_context, trained_dataset
 
     if mode not in ("pretrain", "finetune"):
         raise ValueError(mode)
@@ -126,8 +126,8 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
 def check_trainable_dtype(setup: dict) -> None:
     """bf16 weights where they cannot be trained (no GPU, no bf16 compute): one line before any data is read."""
     if setup.get("weights_dtype", "fp32") != "fp32":
-        from ..config import resolve_precision
-        from .config import check_weights_dtype
+        from ifguide_cli.core.config import resolve_precision
+        from ifguide_cli.core.training.config import check_weights_dtype
 
         device = resolve_device("auto")
         check_weights_dtype(setup["weights_dtype"], device, resolve_precision(setup.get("precision", "auto"), device))
@@ -136,7 +136,7 @@ def check_trainable_dtype(setup: dict) -> None:
 def training_model(ws, model_ref: str | None, mode: str, data_ref: str, model_config: str | None, tokenizer: str | None):
     """The model to train: MODEL (or --model-config's architecture); trained from scratch it takes the vocabulary of
     --tokenizer, else of the dataset artifact DATA names (fine-tuning keeps the model's own tokenizer)."""
-    from ..models import config_model_ref, with_tokenizer
+    from ifguide_cli.core.models import config_model_ref, with_tokenizer
 
     if model_config is not None:
         if mode == "finetune" or model_ref is not None:
@@ -153,11 +153,11 @@ def training_model(ws, model_ref: str | None, mode: str, data_ref: str, model_co
 
 def _scratch_tokenizer(ws, asked: str | None, data_ref: str) -> str | None:
     """The tokenizer of a model trained from scratch: --tokenizer, else the one DATA (a dataset artifact) was made with."""
-    from ..data import is_source_ref
-    from ..errors import ArtifactNotFound
+    from ifguide_cli.core.data import is_source_ref
+    from ifguide_cli.core.errors import ArtifactNotFound
 
     if asked is not None:
-        from ..tokenizer import resolve_tokenizer
+        from ifguide_cli.core.tokenizer import resolve_tokenizer
 
         return resolve_tokenizer(asked, ws).name
     if is_source_ref(data_ref):
@@ -170,7 +170,7 @@ def _scratch_tokenizer(ws, asked: str | None, data_ref: str) -> str | None:
 
 def _is_packaged(ds_art) -> bool:
     """The dataset comes from a set shipped in the package (the `tiny` family)."""
-    from ..data.sources import is_packaged
+    from ifguide_cli.core.data.sources import is_packaged
 
     data = ds_art.config.get("data") or {}
     return data.get("source") == "registry" and is_packaged(str(data.get("name")))
@@ -212,8 +212,8 @@ def _validation(tc: TrainConfig, ds_art, eval_art, n_rows: int) -> str | None:
 
 def prepare_model_ref(ws, model_ref: str, mode: str):
     """Resolve MODEL for `train` (architecture) or `finetune` (weights), with one clear line when it cannot be used."""
-    from ..models import resolve_model
-    from ..registry import MODELS
+    from ifguide_cli.core.models import resolve_model
+    from ifguide_cli.core.registry import MODELS
 
     path = Path(model_ref).expanduser()
     if not path.exists() and model_ref not in MODELS and len(model_ref) >= 4 and all(c in "0123456789abcdef" for c in model_ref):
@@ -239,7 +239,7 @@ def load_mask(ws, mask_art, dataset_art, corpus_shape):
     """The boolean (docs × seq_len) mask of a mask artifact, checked to index the same tensor as the training data."""
     from safetensors.torch import load_file
 
-    from ..data import recorded_dataset
+    from ifguide_cli.core.data import recorded_dataset
 
     recorded_dataset(ws, mask_art, dataset_art, what=f"mask {mask_art.id}",
                      hint="pass the --data (and --seq-len) the scores were computed on, or recompute the mask")
@@ -281,7 +281,7 @@ def drop_selection(ds_art, mask, tc: TrainConfig) -> DropSelection:
     """The training rows `--suppression drop` keeps: whole documents with a masked token go where rows are
     documents (the dataset's source map), single rows in packed data. Validation rows are never touched, so
     every arm is validated on the same rows."""
-    from ..rows import rows_without_masked
+    from ifguide_cli.core.data.rows import rows_without_masked
 
     train_rows, _ = split_rows(mask.shape[0], tc)
     doc_ids = _document_ids(ds_art)
@@ -295,7 +295,7 @@ def drop_selection(ds_art, mask, tc: TrainConfig) -> DropSelection:
 def _document_ids(ds_art):
     """Each row's document id where a row holds one document (documents layout), else None (packed rows, or a
     dataset built before datasets kept a source map)."""
-    from ..data.stage import RowSources
+    from ifguide_cli.core.data.stage import RowSources
 
     if ds_art.config.get("layout") == "packed":
         return None
@@ -307,7 +307,7 @@ def _document_ids(ds_art):
 
 def _artifact_config(mref, profile: str, ds_art, mask_art, eval_art, tc: TrainConfig) -> dict:
     """The checkpoint's identity: what was trained from what, with which settings."""
-    from ..models import model_family
+    from ifguide_cli.core.models import model_family
 
     return {
         "mode": tc.mode,
@@ -325,12 +325,12 @@ def _artifact_config(mref, profile: str, ds_art, mask_art, eval_art, tc: TrainCo
 
 
 def _build(ctx, plan: TrainPlan) -> dict:
-    from .checkpoint import build_checkpoint
+    from ifguide_cli.core.training.checkpoint import build_checkpoint
 
     return build_checkpoint(ctx, plan)
 
 
 def _device() -> str:
-    from ..dist import device_label
+    from ifguide_cli.core.dist import device_label
 
     return device_label(resolve_device("auto"), rank_and_world()[1])

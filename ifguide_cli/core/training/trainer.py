@@ -23,9 +23,9 @@ import torch
 import transformers
 from transformers import Trainer, TrainerCallback
 
-from ..artifact_files import IGNORE_INDEX
-from ..errors import IfguideError
-from ..objective import penalty_terms
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.store.artifact_files import IGNORE_INDEX
+from ifguide_cli.core.training.objective import penalty_terms
 
 # the Trainer internals PenaltyTrainer relies on, with the parameters it calls them with
 _OVERRIDDEN = {"get_batch_samples": ("self", "epoch_iterator", "num_batches", "device"),

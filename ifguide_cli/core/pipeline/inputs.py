@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import IfguideError, OfflineResourceMissing
-from .pipeline_spec import AUTO, PipelineSpec, StageConfigs
+from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
+from ifguide_cli.core.pipeline.spec import AUTO, PipelineSpec, StageConfigs
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -90,7 +90,7 @@ def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
 def device_inputs(spec: PipelineSpec, configs: StageConfigs) -> list[Input]:
     """The device bf16 weights need (a CUDA GPU with bf16 compute), for each training that asks for them: on a CPU
     the run would otherwise fail at its first training, after the data stage."""
-    from .training.stage import check_trainable_dtype
+    from ifguide_cli.core.training.stage import check_trainable_dtype
 
     trainings = [] if spec.baseline.checkpoint else [("baseline.train", configs.baseline_train)]
     trainings.append(("ifguide.train" if spec.scenario == "pretrain" else "finetune.train", configs.ifguide_train))
@@ -109,7 +109,7 @@ def device_inputs(spec: PipelineSpec, configs: StageConfigs) -> list[Input]:
 
 def training_eval_data(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[str, str]]:
     """(key, dataset) of the validation sets training evaluates on: given, or the training profile's."""
-    from .training.config import PROFILES, default_profile, given_values
+    from ifguide_cli.core.training.config import PROFILES, default_profile, given_values
 
     profile = default_profile(spec.model, spec.data)
     trained = [("baseline.train", configs.baseline_train, "pretrain")] if not spec.baseline.checkpoint else []
@@ -127,7 +127,7 @@ def training_eval_data(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[
 def query_sets(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[str, str]]:
     """(key, query set) the influence scores read: toxic and safe queries, or what the arms' sources need (toxic for
     either influence source, safe for the differential one; none without an influence arm)."""
-    from .pipeline_arms import used_scores
+    from ifguide_cli.core.pipeline.arms import used_scores
 
     kinds = used_scores(configs.arms) if configs.arms else [True]
     wanted = [("influence.toxic_queries", spec.influence.toxic_queries if kinds else None),
@@ -154,7 +154,7 @@ def arm_inputs(ws, configs: StageConfigs) -> list[Input]:
 def fluency_data(spec: PipelineSpec, mref) -> list[tuple[str, str]]:
     """(key, dataset) of the perplexity and LAMBADA data: `auto` is the evaluated model's default (none known
     without a model), null none."""
-    from .evaluation import default_fluency_data
+    from ifguide_cli.core.evaluation import default_fluency_data
 
     ppl_default, _, lambada_default = default_fluency_data(mref) if mref is not None else (None, None, None)
     chosen = {"eval.ppl_data": ppl_default if spec.eval.ppl_data == AUTO else spec.eval.ppl_data,
@@ -165,7 +165,7 @@ def fluency_data(spec: PipelineSpec, mref) -> list[tuple[str, str]]:
 # ---- one input each ------------------------------------------------------------------------------------
 def model_input(ws, role: str, ref: str, *, weights: bool) -> tuple[Input, Any]:
     """A model: its architecture (trained from scratch) or its weights (fine-tuned). Returns (input, ModelRef or None)."""
-    from .models import resolve_model
+    from ifguide_cli.core.models import resolve_model
 
     what = "weights" if weights else "architecture"
     try:
@@ -176,7 +176,7 @@ def model_input(ws, role: str, ref: str, *, weights: bool) -> tuple[Input, Any]:
 
 
 def _model_source(role: str, ref: str, what: str, mref, weights: bool) -> Input:
-    from .registry import MODELS
+    from ifguide_cli.core.registry import MODELS
 
     if mref.source == "checkpoint":
         return Input(role, ref, what, True, f"checkpoint {mref.artifact_id} in the workspace")
@@ -200,7 +200,7 @@ def tokenizer_input(ws, asked: str | None, mref) -> Input:
     if asked is None:
         role, name, source = "model tokenizer", mref.tokenizer, ("builtin" if mref.tokenizer == "tiny" else None)
     else:
-        from .tokenizer import resolve_tokenizer
+        from ifguide_cli.core.tokenizer import resolve_tokenizer
 
         tref = resolve_tokenizer(asked, ws)
         role, name, source = "corpus.tokenizer", tref.name, tref.source
@@ -213,8 +213,8 @@ def tokenizer_input(ws, asked: str | None, mref) -> Input:
 
 def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False, split: str | None = None) -> Input:
     """A dataset (corpus, query set, prompt set, evaluation text), found as the stages will look for it."""
-    from .data import dataset_identity, is_source_ref
-    from .paper.subsets import SUBSETS
+    from ifguide_cli.core.data import dataset_identity, is_source_ref
+    from ifguide_cli.core.paper.subsets import SUBSETS
 
     if artifact and not is_source_ref(ref):
         found = _workspace_dataset(ws, ref)
@@ -229,7 +229,7 @@ def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False,
     if identity["source"] == "local":
         return Input(role, ref, what, True, f"local {'folder' if Path(ref).expanduser().is_dir() else 'file'}")
     if identity["source"] == "registry":
-        from .registry import DATASETS
+        from ifguide_cli.core.registry import DATASETS
 
         if DATASETS[ref].hub_id is None:
             return Input(role, ref, what, True, "packaged")
@@ -238,7 +238,7 @@ def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False,
 
 
 def _workspace_dataset(ws, ref: str):
-    from .errors import ArtifactNotFound
+    from ifguide_cli.core.errors import ArtifactNotFound
 
     try:
         return ws.resolve(ref, "datasets")
@@ -248,7 +248,7 @@ def _workspace_dataset(ws, ref: str):
 
 def subset_input(role: str, ref: str, what: str) -> Input:
     """A reference subset: its dataset's local copy ($IFGUIDE_DATA_DIR/<hub id>) or the hub."""
-    from .paper import subsets
+    from ifguide_cli.core.paper import subsets
 
     subset = subsets.get(ref)
     local = subsets.locate(subset)
@@ -260,7 +260,7 @@ def subset_input(role: str, ref: str, what: str) -> Input:
 def classifier_input(ws, name: str, role: str = "eval.classifier", **weights) -> tuple[Input, Any]:
     """The toxicity classifier, resolved as the eval will (registered, cached, given files: `weights`, the
     checkpoint/base/path options); (input, spec or None)."""
-    from .classifiers import resolve_classifier
+    from ifguide_cli.core.classifiers import resolve_classifier
 
     try:
         spec = resolve_classifier(name, ws, **weights)
@@ -273,7 +273,7 @@ def classifier_input(ws, name: str, role: str = "eval.classifier", **weights) ->
 # ---- the Hugging Face cache ----------------------------------------------------------------------------
 def hub_input(role: str, ref: str, what: str, hub_id: str, files: tuple[str, ...] | None, local: str) -> Input:
     """A hub model/tokenizer (`files`: any one of them cached is enough) or dataset (`files` None)."""
-    from .hub import is_offline
+    from ifguide_cli.core.hub import is_offline
 
     cached = hub_dataset_cached(hub_id) if files is None else any(hub_file_cached(hub_id, f) for f in files)
     if cached:

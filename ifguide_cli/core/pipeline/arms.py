@@ -20,8 +20,8 @@ import importlib
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import IfguideError
-from .pipeline_spec import PipelineSpec, about_keys
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.pipeline.spec import PipelineSpec, about_keys
 
 BUDGET_KEYS = ("max_tokens",)  # the mask section's keys every arm inherits (the same token budget)
 INFLUENCE_SOURCES = {"influence": True, "standard-influence": False}  # source → differential (safe queries subtracted)
@@ -126,7 +126,7 @@ class ArmRun:
 
 def run_seeds(shared: dict, count: int) -> list[int]:
     """seed, seed + 1, …: the seed of the shared training options (default TrainConfig's), `count` of them."""
-    from .training.config import TrainConfig, given_values
+    from ifguide_cli.core.training.config import TrainConfig, given_values
 
     base = given_values(shared, "the training options").get("seed", TrainConfig.seed)
     return [base + k for k in range(count)]

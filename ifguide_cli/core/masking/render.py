@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .artifact_files import MASK_FILE, SCORES_FILE
-from .data import recorded_dataset
-from .errors import IfguideError
-from .masking import dataset_arrays, load_safetensors_array, load_scores, safetensors_keys
-from .notes import warn
+from ifguide_cli.core.data import recorded_dataset
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking import dataset_arrays, load_safetensors_array, load_scores, safetensors_keys
+from ifguide_cli.core.notes import warn
+from ifguide_cli.core.store.artifact_files import MASK_FILE, SCORES_FILE
 
 PLAIN_OPEN, PLAIN_CLOSE = "[[", "]]"  # masked spans in plain (non-terminal) output
 SCORES_GONE = "the scores of this mask are no longer available; showing the mask only"
@@ -138,7 +138,7 @@ class MaskInspector:
     @cached_property
     def labels(self) -> np.ndarray | None:
         """The --label-field of each row's document (None when the dataset has no labels)."""
-        from .data import row_labels
+        from ifguide_cli.core.data import row_labels
 
         return None if self.dataset is None else row_labels(self.dataset)
 
@@ -151,7 +151,7 @@ class MaskInspector:
     @cached_property
     def sources(self):
         """The dataset's row source map (None for a dataset built before datasets kept one)."""
-        from .data import ROWS_FILE, RowSources
+        from ifguide_cli.core.data import ROWS_FILE, RowSources
 
         if self.dataset is None or not (self.dataset.path / ROWS_FILE).is_file():
             return None
@@ -322,7 +322,7 @@ _MAX_SPLIT = 8  # a character's bytes span at most this many tokens (4 bytes; em
 
 
 def _tokenizer_json(tok: str) -> Path | None:
-    from .registry import tiny_asset
+    from ifguide_cli.core.registry import tiny_asset
 
     if tok == "tiny":
         return tiny_asset("tokenizer.json")
@@ -346,7 +346,7 @@ def _decoder(tok: str):
 
         fast = Tokenizer.from_file(str(path))
         return lambda seqs: fast.decode_batch(seqs, skip_special_tokens=False)
-    from .models import ModelRef, load_tokenizer
+    from ifguide_cli.core.models import ModelRef, load_tokenizer
 
     hf = load_tokenizer(ModelRef(tok, "dataset", tok, tok))
     return lambda seqs: hf.batch_decode(seqs, clean_up_tokenization_spaces=False)

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import folders, locks
-from .errors import IfguideError
-from .manifests import file_problem
-from .workspace import KINDS, Artifact, Damaged, Workspace, kind_noun
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.store import folders, locks
+from ifguide_cli.core.store.manifests import file_problem
+from ifguide_cli.core.store.workspace import KINDS, Artifact, Damaged, Workspace, kind_noun
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import io
 
-from .report_arms import PALETTE
+from ifguide_cli.core.report.arms import PALETTE
 
 _TOX = {"emt": "expected maximum toxicity", "tp": "toxicity probability"}
 

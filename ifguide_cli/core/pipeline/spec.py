@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from .config import Config, field_hints, param
-from .errors import IfguideError
+from ifguide_cli.core.config import Config, field_hints, param
+from ifguide_cli.core.errors import IfguideError
 
 PRESETS = ("tiny", "tiny-compare", "paper", "paper-finetune")
 AUTO = "auto"  # eval data: the model's default set (null skips the metric)
@@ -122,7 +122,7 @@ class ArmSpec(Section):
         if not ARM_NAME.fullmatch(self.name):
             raise IfguideError(f"name {self.name!r} is not an arm name", hint="use 1-40 letters, digits, `_` or `-`, "
                                                                               "starting with a letter or digit", exit_code=2)
-        from .report_arms import SEED_SUFFIX  # the report groups seeds by this suffix
+        from ifguide_cli.core.report.arms import SEED_SUFFIX  # the report groups seeds by this suffix
 
         if SEED_SUFFIX.search(self.name):
             raise IfguideError(f"name {self.name!r} ends like a seed (`-seed3`, `-s3`)",
@@ -249,7 +249,7 @@ class PipelineFile:
 
 def read_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineFile:
     """Parse a pipeline file, apply `--set` overrides, and check everything (as `load_spec`)."""
-    from .yamlfile import load_yaml_mapping
+    from ifguide_cli.core.yamlfile import load_yaml_mapping
 
     raw = apply_overrides(load_yaml_mapping(path, "pipeline file", hint="pass a YAML file or --preset tiny"), overrides)
     return PipelineFile(Path(path), tuple(overrides), raw, spec_from_dict(raw, str(path)))
@@ -384,7 +384,7 @@ class StageConfigs:
 
 def stage_configs(spec: PipelineSpec, source: str = "the pipeline") -> StageConfigs:
     """Check every stage's options of the spec (names and values) and build the stage configs."""
-    from .pipeline_arms import arm_configs, run_seeds
+    from ifguide_cli.core.pipeline.arms import arm_configs, run_seeds
 
     pretrain = spec.scenario == "pretrain"
     finetune_train = {} if pretrain else train_options(spec.finetune.train, "finetune", f"{source}: finetune.train")
@@ -412,8 +412,8 @@ def corpus_options(spec: PipelineSpec, source: str = "the pipeline") -> dict:
     The row length may also be given as a training option (`baseline.train.seq_len`, as `ifguide train
     --seq-len`); the corpus is tokenized once, so two different lengths are one error naming both.
     """
-    from .data import CorpusConfig
-    from .training.config import given_values
+    from ifguide_cli.core.data import CorpusConfig
+    from ifguide_cli.core.training.config import given_values
 
     options = dict(spec.corpus)
     _build(CorpusConfig, options, f"{source}: corpus")
@@ -436,7 +436,7 @@ def train_options(options: dict, mode: str, where: str) -> dict:
 
     What depends on the corpus (`batch_tokens` against the sequence length) is checked when the stage runs.
     """
-    from .training.config import given_values, resolve_config
+    from ifguide_cli.core.training.config import given_values, resolve_config
 
     with _about(where):
         values = given_values(options, where)
@@ -446,14 +446,14 @@ def train_options(options: dict, mode: str, where: str) -> dict:
 
 def factors_config(options: dict, where: str):
     """The `influence.factors` options as the factors stage's config."""
-    from .influence import FactorsConfig
+    from ifguide_cli.core.influence import FactorsConfig
 
     return _build(FactorsConfig, options, where)
 
 
 def scores_config(options: dict, differential: bool, where: str):
     """The `influence.scores` options as the scores stage's config (`differential`: safe queries are given)."""
-    from .influence import ScoresConfig
+    from ifguide_cli.core.influence import ScoresConfig
 
     cfg = _build(ScoresConfig, options, where)
     with _about(where):
@@ -463,7 +463,7 @@ def scores_config(options: dict, differential: bool, where: str):
 
 def mask_config(options: dict, where: str):
     """The `mask` options as the mask stage's config."""
-    from .masking import MaskConfig
+    from ifguide_cli.core.masking import MaskConfig
 
     return _build(MaskConfig, options, where)
 
@@ -474,7 +474,7 @@ FLUENCY_SET_BY_PIPELINE = {"ppl_data": "eval.ppl_data", "lambada": "eval.lambada
 
 def fluency_options(options: dict, where: str) -> dict:
     """The `eval.fluency` options checked as the fluency eval's config; the data sets are the eval section's own keys."""
-    from .evaluation import FluencyConfig
+    from ifguide_cli.core.evaluation import FluencyConfig
 
     taken = [k for k in options if k in FLUENCY_SET_BY_PIPELINE]
     if taken:
@@ -485,7 +485,7 @@ def fluency_options(options: dict, where: str) -> dict:
 
 def generation_config(spec: EvalSpec, where: str):
     """The sampling options of the `eval` section as the toxicity evaluation's config."""
-    from .evaluation import GenerationConfig
+    from ifguide_cli.core.evaluation import GenerationConfig
 
     with _about(where):
         return GenerationConfig(samples=spec.samples, max_new_tokens=spec.max_new_tokens, top_p=spec.top_p, seed=spec.seed,
@@ -547,7 +547,7 @@ def about_keys(where: str, cls: type) -> Iterator[None]:
 
 
 def _key_of(message: str, cls: type) -> str | None:
-    from .config import flag_of
+    from ifguide_cli.core.config import flag_of
 
     first = message.split(" ", 1)[0]
     for f in dataclasses.fields(cls):

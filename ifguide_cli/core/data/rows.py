@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .artifact_files import IGNORE_INDEX
+from ifguide_cli.core.store.artifact_files import IGNORE_INDEX
 
 
 class CorpusRows:

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .artifact_files import IGNORE_INDEX
-from .training.config import SUPPRESSIONS
+from ifguide_cli.core.store.artifact_files import IGNORE_INDEX
+from ifguide_cli.core.training.config import SUPPRESSIONS
 
 
 def masked_weight(suppression: str, lam: float) -> float:

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .evaluation.metrics import THRESHOLD
+from ifguide_cli.core.evaluation.metrics import THRESHOLD
 
 LEVEL = 0.95
 EXACT_MAX = 16  # at most this many non-zero differences: the sign-flip test enumerates all 2^m patterns

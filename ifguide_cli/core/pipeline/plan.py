@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pipeline_inputs import Inputs, check_inputs
-from .pipeline_spec import PipelineFile, PipelineSpec, StageConfigs, stage_configs
+from ifguide_cli.core.pipeline.inputs import Inputs, check_inputs
+from ifguide_cli.core.pipeline.spec import PipelineFile, PipelineSpec, StageConfigs, stage_configs
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,13 @@ class _Planner:
 
     def model(self, art):
         """The ModelRef of a checkpoint that would be reused (None: it would be trained)."""
-        from .models import resolve_model
+        from ifguide_cli.core.models import resolve_model
 
         return resolve_model(art.id, self.ws) if art is not None else None
 
     def dataset(self):
-        from .data import dataset_identity, default_corpus_config, is_source_ref
-        from .errors import IfguideError
+        from ifguide_cli.core.data import dataset_identity, default_corpus_config, is_source_ref
+        from ifguide_cli.core.errors import IfguideError
 
         spec, options, mref = self.spec, dict(self.configs.corpus), self.inputs.model
         if not is_source_ref(spec.data):
@@ -133,8 +133,8 @@ class _Planner:
     def trained(self, mode: str, model_ref: str | Any, values: dict, data, mask=None, *, masked: bool = False):
         """A stored checkpoint trained as `run_training` would (mode, model, data, mask, λ, training config);
         `masked`: trained with a mask, so a mask that would be new makes it new too."""
-        from .models import resolve_model
-        from .training.config import default_profile, given_values, resolve_config
+        from ifguide_cli.core.models import resolve_model
+        from ifguide_cli.core.training.config import default_profile, given_values, resolve_config
 
         mref = resolve_model(model_ref, self.ws) if isinstance(model_ref, str) else model_ref
         if mref is None or data is None or (masked and mask is None):
@@ -155,7 +155,7 @@ class _Planner:
         return self.mask("mask", scores, self.configs.mask)
 
     def factors(self, base, data):
-        from .influence import influence_precision
+        from ifguide_cli.core.influence import influence_precision
 
         cfg = self.configs.factors
         rows = data.summary.get("rows") if data is not None else None
@@ -167,7 +167,7 @@ class _Planner:
                                           "precision": influence_precision(cfg.precision, "cpu")}))
 
     def scores(self, factors, data, *, differential: bool):
-        from .influence import influence_precision
+        from ifguide_cli.core.influence import influence_precision
 
         sc, influence = self.configs.scores, self.spec.influence
         safe = influence.safe_queries if differential else None
@@ -186,7 +186,7 @@ class _Planner:
 
     # ---- a comparison of arms, as `pipeline._Run.arm_masks` / `compare_arms` / `comparison_report` -------------
     def arm_masks(self, base, data) -> dict:
-        from .pipeline_arms import used_scores
+        from ifguide_cli.core.pipeline.arms import used_scores
 
         arms = self.configs.arms
         kinds = used_scores(arms)
@@ -199,7 +199,7 @@ class _Planner:
 
     def compare_arms(self, base, data, masks: dict) -> dict[str, Any]:
         """system → ModelRef (None: it would be trained): the baseline, then per seed the control and every arm."""
-        from .pipeline_arms import arm_runs
+        from ifguide_cli.core.pipeline.arms import arm_runs
 
         pretrain = self.spec.scenario == "pretrain"
         mode, start = ("pretrain", self.spec.model) if pretrain else ("finetune", base)
@@ -241,7 +241,7 @@ class _Planner:
         return [e for system, mref in systems.items() for e in self.evaluate_system(system, mref)]
 
     def evaluate(self, systems: dict[str, Any]) -> None:
-        from .workspace import artifact_id
+        from ifguide_cli.core.store.workspace import artifact_id
 
         evals = self.evaluated(systems)
         if evals:
@@ -270,7 +270,7 @@ class _Planner:
         return find_stored(self.ws, "evals", [*mref.parents, *classifier.parents], expect)
 
     def fluency_eval(self, mref):
-        from .pipeline import fluency_config
+        from ifguide_cli.core.pipeline.runner import fluency_config
 
         if mref is None:
             return None
@@ -282,8 +282,8 @@ class _Planner:
 
 
 def _identity(ref: str | None, split: str | None = None) -> dict | None:
-    from .data import dataset_identity
-    from .errors import IfguideError
+    from ifguide_cli.core.data import dataset_identity
+    from ifguide_cli.core.errors import IfguideError
 
     if ref is None:
         return None
@@ -301,7 +301,7 @@ def _queries(ref: str | None) -> dict | None:
 
 def _data_verb(ref: str) -> str:
     """What the data stage does: the reference's OWT chunks are token ids already, read as rows; the rest is text."""
-    from .data.sources import is_token_subset
+    from ifguide_cli.core.data.sources import is_token_subset
 
     return "read chunks of" if is_token_subset(ref) else "tokenize"
 
@@ -310,9 +310,9 @@ def _source_mask(ws, data, arm):
     """The stored mask a classifier or word-list arm would reuse: the one whose id its source's key gives for this
     dataset. None when there is none, or when the key cannot be known now (a missing classifier or word list:
     the inputs say so)."""
-    from .errors import IfguideError
-    from .masking.sources import classifier_mask_key, wordlist_mask_key
-    from .workspace import artifact_id
+    from ifguide_cli.core.errors import IfguideError
+    from ifguide_cli.core.masking.sources import classifier_mask_key, wordlist_mask_key
+    from ifguide_cli.core.store.workspace import artifact_id
 
     if data is None:
         return None
@@ -325,7 +325,7 @@ def _source_mask(ws, data, arm):
 
 
 def _resolve_or_none(ws, ref: str):
-    from .errors import ArtifactNotFound
+    from ifguide_cli.core.errors import ArtifactNotFound
 
     try:
         return ws.resolve(ref, "datasets")
@@ -338,7 +338,7 @@ def estimate(spec: PipelineSpec, configs: StageConfigs, gpus: int = 1, label: st
     """`paper.plan`'s estimate for this run's sizes, or None when a size is unknown (see the module docstring)."""
     from dataclasses import replace
 
-    from .paper import plan
+    from ifguide_cli.core.paper import plan
 
     sizes = plan_sizes(spec, configs, label)
     return plan.build_plan(replace(sizes, gpus=gpus)) if sizes is not None else None
@@ -346,9 +346,9 @@ def estimate(spec: PipelineSpec, configs: StageConfigs, gpus: int = 1, label: st
 
 def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline"):
     """The run's sizes as `paper.plan.PlanInputs`: the model's shapes, the subsets' rows, the training recipe."""
-    from .paper import plan
-    from .paper.subsets import SUBSETS
-    from .training.config import default_profile, given_values, resolve_config
+    from ifguide_cli.core.paper import plan
+    from ifguide_cli.core.paper.subsets import SUBSETS
+    from ifguide_cli.core.training.config import default_profile, given_values, resolve_config
 
     ev, model = spec.eval, spec.baseline.checkpoint or spec.model
     named = {"data": spec.data, "toxic": spec.influence.toxic_queries, "safe": spec.influence.safe_queries,
@@ -372,7 +372,7 @@ def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline
 
 def _arm_sizes(configs: StageConfigs) -> dict:
     """How many arms, seeds and score passes an arms run adds to the paper's two-model run."""
-    from .pipeline_arms import used_scores
+    from ifguide_cli.core.pipeline.arms import used_scores
 
     if not configs.arms:
         return {}
@@ -381,7 +381,7 @@ def _arm_sizes(configs: StageConfigs) -> dict:
 
 def _validation_rows(train, data_rows: int) -> int:
     """Rows of each evaluation during training: of `eval_data` (a subset), else the held-out share, at most eval_docs."""
-    from .paper.subsets import SUBSETS
+    from ifguide_cli.core.paper.subsets import SUBSETS
 
     if train.eval_data:
         return min(train.eval_docs, SUBSETS[train.eval_data].rows if train.eval_data in SUBSETS else 0)

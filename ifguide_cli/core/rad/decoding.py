@@ -41,10 +41,10 @@ import torch
 from torch import nn
 from transformers import LogitsProcessor
 
-from .errors import IfguideError, OfflineResourceMissing
-from .progress import NULL
-from .rad_source import RAD_URL as RAD_URL  # re-exported: where `rad download` gets it by default
-from .rad_source import checked_sha256, extract_from_zip, fetch_source, valid_sha256
+from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
+from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.rad.source import RAD_URL as RAD_URL  # re-exported: where `rad download` gets it by default
+from ifguide_cli.core.rad.source import checked_sha256, extract_from_zip, fetch_source, valid_sha256
 
 REWARD_NAME = "rad-reward"
 REWARD_DIR = "reward_model"
@@ -277,7 +277,7 @@ def load_reward_model(art, device: str = "cpu", dtype=None):
 
 def resolve_reward_model(workspace, ref: str | None = None):
     """The installed reward model (by reference, else the newest `rad-reward`), or one clear line."""
-    from .errors import ArtifactNotFound
+    from ifguide_cli.core.errors import ArtifactNotFound
 
     try:
         art = workspace.resolve(ref or REWARD_NAME, "classifiers")
@@ -396,7 +396,7 @@ def _reward_tokenizer(tok_dir: Path | None, tokenizer: str | None):
     """The reward model's tokenizer: --tokenizer, else the one next to the weights, else gpt2 (hub or cache)."""
     from transformers import AutoTokenizer
 
-    from .hub import hub_resource
+    from ifguide_cli.core.hub import hub_resource
 
     tok_source = tokenizer or (str(tok_dir) if tok_dir else "gpt2")
     if Path(tok_source).expanduser().is_dir():
@@ -458,7 +458,7 @@ def _writer(rm: RewardModel, tok, summary: dict):
 def install_reward_model(workspace, *, source: str | None = None, url: str | None = None, tokenizer: str | None = None,
                          sha256: str | None = None, force: bool = False, reporter=NULL):
     """Install RAD's reward model as a `classifiers` artifact named `rad-reward`. Returns (artifact, reused)."""
-    from .workspace import sha256_file
+    from ifguide_cli.core.store.workspace import sha256_file
 
     sha256 = valid_sha256(sha256)
     src, origin = fetch_source(workspace, source, url, sha256, reporter)

@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import folders, locks, notes
-from .dist import is_main_process
-from .errors import ArtifactNotFound, IfguideError, WrongArtifactKind, stop_if_interrupted
-from .manifests import MANIFEST, build_manifest, checked_file_problem, file_problem, read_manifest
-from .manifests import sha256_file as sha256_file  # re-exported: stages hash their sources with it
+from ifguide_cli.core import notes
+from ifguide_cli.core.dist import is_main_process
+from ifguide_cli.core.errors import ArtifactNotFound, IfguideError, WrongArtifactKind, stop_if_interrupted
+from ifguide_cli.core.store import folders, locks
+from ifguide_cli.core.store.manifests import MANIFEST, build_manifest, checked_file_problem, file_problem, read_manifest
+from ifguide_cli.core.store.manifests import sha256_file as sha256_file  # re-exported: stages hash their sources with it
 
 KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 _READ_WAIT_S = 2.0  # a reader waits this long for a brief exclusive hold (a removal, a publish) to end

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .config import Config, param
-from .errors import ArtifactNotFound, IfguideError
-from .notes import warn
-from .workspace import canonical_json
+from ifguide_cli.core.config import Config, param
+from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
+from ifguide_cli.core.notes import warn
+from ifguide_cli.core.store.workspace import canonical_json
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$|[-_.]s\d+$")  # stripped from a checkpoint name: one arm over seeds
@@ -137,7 +137,7 @@ def choose_control(workspace, arms: list[Arm], ref: str | None) -> Arm | None:
 # ---- per-unit data ----------------------------------------------------------------------------------------
 def _prompt_maxima(ev) -> tuple[list[str], list[float]]:
     """(prompts, the maximum score of each prompt's continuations) of a toxicity eval, for its headline attribute."""
-    from .evaluation.stages import read_continuations
+    from ifguide_cli.core.evaluation.stages import read_continuations
 
     attribute = ev.summary.get("primary_attribute")
     records = read_continuations(ev)
@@ -183,7 +183,7 @@ def toxicity_data(workspace, arms: list[Arm]) -> dict[str, dict]:
 def fluency_data(workspace, arms: list[Arm]) -> dict[str, dict]:
     """Per arm with a perplexity: the seeds' perplexities and, when every eval stored them, per-document NLL sums
     and token counts; one line if the evals measured different held-out text."""
-    from .evaluation.stages import read_perplexity_docs
+    from ifguide_cli.core.evaluation.stages import read_perplexity_docs
 
     out, first = {}, {}
     for arm in arms:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .report_arms import TEST_NAME, Arm, ReportConfig, fluency_data, toxicity_data
+from ifguide_cli.core.report.arms import TEST_NAME, Arm, ReportConfig, fluency_data, toxicity_data
 
 _NONE = {"value": None, "ci95": None}
 
@@ -45,7 +45,7 @@ def _seed_values(arm: Arm, key: str) -> list:
 
 
 def _spread(arm: Arm) -> dict:
-    from .statistics import seed_spread
+    from ifguide_cli.core.report.statistics import seed_spread
 
     return {name: seed_spread(_seed_values(arm, key)) for name, key in
             (("tp", "toxicity_probability"), ("emt", "expected_max_toxicity"), ("perplexity", "perplexity"))}
@@ -58,7 +58,7 @@ def _gmean(values: list) -> float:
 
 def _perplexity(control: dict | None, arm: dict | None, config: ReportConfig) -> dict:
     """{"perplexity", "perplexity_cost", "documents"} of an arm against the control."""
-    from .statistics import perplexity_cost
+    from ifguide_cli.core.report.statistics import perplexity_cost
 
     if control is None or arm is None:
         return {"perplexity": _NONE, "perplexity_cost": _NONE, "documents": None}
@@ -75,7 +75,7 @@ def _perplexity(control: dict | None, arm: dict | None, config: ReportConfig) ->
 
 
 def _toxicity(control: dict | None, arm: dict | None, config: ReportConfig) -> dict:
-    from .statistics import compare_toxicity
+    from ifguide_cli.core.report.statistics import compare_toxicity
 
     if control is None or arm is None:
         return {"tp": _NONE, "emt": _NONE, "reduction": {"tp": None, "emt": None}, "ratio": {"tp": None, "emt": None},
@@ -165,7 +165,7 @@ def headline(control: dict, comparisons: list[dict]) -> str | None:
 
 def configuration(workspace, arms: list[Arm], control: dict, comparisons: list[dict], config: ReportConfig) -> dict:
     """What a reader needs to repeat the comparison: the eval settings, each arm's λ, budget and seeds, the statistics."""
-    from .statistics import LEVEL
+    from ifguide_cli.core.report.statistics import LEVEL
 
     tox = [workspace.by_id(r["toxicity_eval"]) for a in arms for r in a.rows if r.get("toxicity_eval")]
     generation = [(ev.config.get("generation") or {}) for ev in tox]

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .errors import IfguideError
-from .manifests import MANIFEST, file_problem, read_manifest
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.store.manifests import MANIFEST, file_problem, read_manifest
 
 REPLACED, REMOVING = "replaced", "removing"  # .staging/<prefix>-<id>-<pid>: an old copy on its way out
 

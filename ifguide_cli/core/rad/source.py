@@ -15,9 +15,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from . import notes
-from .errors import IfguideError, OfflineResourceMissing
-from .progress import NULL
+from ifguide_cli.core import notes
+from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
+from ifguide_cli.core.progress import NULL
 
 RAD_URL = "https://storage.googleapis.com/rad_release/saved_models.zip"
 RAD_SHA256: str | None = None  # unknown here: see the module docstring
@@ -82,7 +82,7 @@ def checked_sha256(src: Path, expected: str | None) -> str | None:
 
 
 def sha256_of(path: Path) -> str:
-    from .manifests import sha256_file
+    from ifguide_cli.core.store.manifests import sha256_file
 
     return sha256_file(path)
 
@@ -98,7 +98,7 @@ def _check_url(url: str) -> None:
 def _check_online(url: str) -> None:
     import socket
 
-    from .hub import is_offline
+    from ifguide_cli.core.hub import is_offline
 
     host = urlparse(url).hostname
     if is_offline() or os.environ.get("IFGUIDE_OFFLINE") == "1":

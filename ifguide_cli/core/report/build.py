@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 
-from .errors import IfguideError
-from .evaluation.metrics import FLUENCY_METRICS, METRIC_INFO, fluency_values
-from .report_arms import ReportConfig, choose_control, group_arms
-from .workspace import canonical_json, kind_noun, with_article
+from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.evaluation.metrics import FLUENCY_METRICS, METRIC_INFO, fluency_values
+from ifguide_cli.core.report.arms import ReportConfig, choose_control, group_arms
+from ifguide_cli.core.store.workspace import canonical_json, kind_noun, with_article
 
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
@@ -129,14 +129,14 @@ def cell(row: dict, key: str) -> str:
 
 
 def make_plots(rows: list[dict], view: dict | None = None) -> dict[str, str]:
-    from .report_plots import make_plots as draw
+    from ifguide_cli.core.report.plots import make_plots as draw
 
     return draw(rows, view)
 
 
 def render_html(rows: list[dict], plots: dict[str, str], title: str = "IF-Guide evaluation report",
                 view: dict | None = None) -> str:
-    from .report_html import render_html as render
+    from ifguide_cli.core.report.html import render_html as render
 
     return render(rows, plots, title, view)
 
@@ -148,7 +148,7 @@ def comparison_view(workspace, rows: list[dict], control_ref: str | None, config
     control = choose_control(workspace, arms, control_ref)
     if control is None or len(arms) < 2:
         return None
-    from .report_stats import compare_arms, configuration, headline
+    from ifguide_cli.core.report.stats import compare_arms, configuration, headline
 
     entry, comparisons = compare_arms(workspace, arms, control, config)
     if not comparisons:
