@@ -15,7 +15,7 @@ from conftest import assert_one_line_error, invoke_cli
 
 from ifguide_cli.core.masking import MaskConfig, load_safetensors_array, save_safetensors, select_toxic_tokens
 from ifguide_cli.core.registry import tiny_asset
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.store.workspace import Workspace
 
 SEQ_LEN = 64
 
@@ -222,16 +222,16 @@ def test_show_errors_and_plain_file_masks(env, run, mask_id):
 def test_show_what_is_gone_with_a_core_note(env, tmp_path):
     """A mask whose scores or dataset were deleted is still shown, without them, and core says so (`notes.warn`)."""
     from ifguide_cli.core import notes
-    from ifguide_cli.core.artifact_files import CORPUS_FILE, SCORES_FILE
-    from ifguide_cli.core.mask_render import SCORES_GONE, MaskInspector, ranked_table
     from ifguide_cli.core.masking import create_mask_artifact
+    from ifguide_cli.core.masking.render import SCORES_GONE, MaskInspector, ranked_table
+    from ifguide_cli.core.store.artifact_files import CORPUS_FILE, SCORES_FILE
 
     ws = Workspace(tmp_path / "ws")
     corpus = {"input_ids": env["ids"][:40], "attention_mask": env["att"][:40]}
     ds, _ = ws.create("datasets", {"test": "gone"}, [], lambda ctx: save_safetensors(ctx.staging / CORPUS_FILE, corpus) or {})
     sc, _ = ws.create("scores", {"dataset": ds.id}, [ds.id],
                       lambda ctx: save_safetensors(ctx.staging / SCORES_FILE, {"scores": env["scores"][:40]}) or {})
-    art, _ = create_mask_artifact(ws, sc.id, MaskConfig(0.9, 1, 100))
+    art = create_mask_artifact(ws, sc.id, MaskConfig(0.9, 1, 100)).artifact
     headers, cells = ranked_table(MaskInspector(ws, art.id).top(3))
     assert headers == ["rank", "doc", "masked", "above τ", "strength", "h"] and len(cells) == 3  # no planted labels here
 
@@ -272,7 +272,7 @@ def _export_page(run, mask_id, path, *extra) -> str:
 # ---- browse --------------------------------------------------------------------------------
 def test_browse_headless_with_pilot(env, mask_id):
     from ifguide_cli.cli.mask_browser import build_app
-    from ifguide_cli.core.mask_render import MaskInspector
+    from ifguide_cli.core.masking.render import MaskInspector
 
     insp = MaskInspector(env["ws"], mask_id)
     app = build_app(insp, top=40)

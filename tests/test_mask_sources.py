@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error
 
-from ifguide_cli.core.artifact_files import MASK_FILE
 from ifguide_cli.core.classifiers import Classifier
 from ifguide_cli.core.masking import (
     ClassifierMaskConfig,
@@ -26,7 +25,8 @@ from ifguide_cli.core.masking import (
 )
 from ifguide_cli.core.masking.evidence import span_bounds
 from ifguide_cli.core.masking.row_text import RowText
-from ifguide_cli.core.workspace import Workspace
+from ifguide_cli.core.store.artifact_files import MASK_FILE
+from ifguide_cli.core.store.workspace import Workspace
 
 DOCS = [
     "one two three four five six idiot seven eight nine",  # the idiot span
@@ -153,7 +153,7 @@ def test_influence_masks_say_their_source(env):
     ws, dataset = env["ws"], env["dataset"]
     scores = env["tmp"] / "scores.npy"
     np.save(scores, np.random.default_rng(0).standard_normal((len(DOCS), 32)).astype(np.float32))
-    art, _ = create_mask_artifact(ws, str(scores), MaskConfig(threshold=0.9), data_ref=dataset.id)
+    art = create_mask_artifact(ws, str(scores), MaskConfig(threshold=0.9), data_ref=dataset.id).artifact
     assert art.summary["source"] == "influence"
 
 

@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from ..core.data.layout import CorpusConfig
-from ..core.masking.config import MaskConfig
-from ..core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
-from . import common
-from .options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli import common
+from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.core.data.layout import CorpusConfig
+from ifguide_cli.core.masking.config import MaskConfig
+from ifguide_cli.core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
 
 
 class _MaskGroup(TyperGroup):
@@ -52,13 +52,13 @@ def select(
     name: NameOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    from ..core.masking import create_mask_artifact
+    from ifguide_cli.core.masking import create_mask_artifact
 
     _check_top(top)
     ws = common.workspace()
-    art, reused = create_mask_artifact(ws, scores, config, data_ref=data, key=key, all_positions=all_positions,
-                                       name=name, force=force, reporter=common.reporter())
-    _emit_mask(ws, art, reused, top)
+    res = create_mask_artifact(ws, scores, config, data_ref=data, key=key, all_positions=all_positions,
+                               name=name, force=force, reporter=common.reporter())
+    _emit_mask(ws, res.artifact, res.reused, top)
 
 
 def _check_top(top: int) -> None:
@@ -69,7 +69,7 @@ def _check_top(top: int) -> None:
 
 def _emit_mask(ws, art, reused: bool, top: int) -> None:
     """A built (or reused) mask: its summary and top documents, as JSON or a table, and how to inspect it."""
-    from ..core.mask_render import MaskInspector
+    from ifguide_cli.core.masking.render import MaskInspector
 
     top_docs = MaskInspector(ws, art.id).top(top)
 
@@ -112,7 +112,7 @@ def _source_command(command: str, config_cls: type, builder: str, help: str, exa
         force: ForceOpt = False,
         corpus: Optional[dict] = None,
     ) -> None:
-        from ..core import masking
+        from ifguide_cli.core import masking
 
         _check_top(top)
         ws = common.workspace()
@@ -140,7 +140,7 @@ def _ranked_table(rows):
     """The top documents as a rich table (columns chosen by core: `mask_render.ranked_table`)."""
     from rich.table import Table
 
-    from ..core.mask_render import ranked_table
+    from ifguide_cli.core.masking.render import ranked_table
 
     headers, cells = ranked_table(rows)
     table = Table(title=f"top {len(rows)} documents", title_justify="left")
@@ -164,7 +164,7 @@ def show(
     scores: bool = typer.Option(False, "--scores", "-s", help="Background heat by influence score (and scores in --json)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
 ) -> None:
-    from ..core.mask_render import MaskInspector, plain_text, rich_text
+    from ifguide_cli.core.masking.render import MaskInspector, plain_text, rich_text
 
     insp = MaskInspector(common.workspace(), mask, data)
     index = insp.pick(rank, doc)
@@ -193,8 +193,8 @@ def browse(
     top: int = typer.Option(1000, "--top", help="Ranked documents listed."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
 ) -> None:
-    from ..core.mask_render import MaskInspector
-    from .mask_browser import run_browser
+    from ifguide_cli.cli.mask_browser import run_browser
+    from ifguide_cli.core.masking.render import MaskInspector
 
     insp = MaskInspector(common.workspace(), mask, data)
     run_browser(insp, top=top)
@@ -210,7 +210,7 @@ def export(
     scores: bool = typer.Option(True, "--scores/--no-scores", help="Background heat by score (hover shows the value)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
 ) -> None:
-    from ..core.mask_render import MaskInspector, html_page
+    from ifguide_cli.core.masking.render import MaskInspector, html_page
 
     if top < 1:
         common.fail(f"--top must be at least 1; got {top}", exit_code=2)
@@ -229,7 +229,7 @@ def _heat(insp, requested: bool, *, say: bool) -> bool:
     if "scores" in config or "scores_file" in config:
         return insp.wants_scores(requested)
     if requested and say:
-        from ..core.notes import warn
+        from ifguide_cli.core.notes import warn
 
         warn(f"mask {insp.art.id} was made by a {config.get('source', 'mask source')}, not from influence scores: "
              "there is no score heat to show")

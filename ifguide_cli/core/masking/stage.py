@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..artifact_files import CORPUS_FILE, MASK_FILE, ROWS_KEY, SCORES_FILE
-from ..data import file_identity, recorded_dataset
-from ..errors import ArtifactNotFound, IfguideError
-from ..progress import NULL
-from .config import MaskConfig
-from .scorefile import load_safetensors_array, load_scores, safetensors_keys, save_safetensors
-from .select import MaskResult, select_toxic_tokens
+from ifguide_cli.core.data import file_identity, recorded_dataset
+from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
+from ifguide_cli.core.masking.config import MaskConfig
+from ifguide_cli.core.masking.scorefile import load_safetensors_array, load_scores, safetensors_keys, save_safetensors
+from ifguide_cli.core.masking.select import MaskResult, select_toxic_tokens
+from ifguide_cli.core.progress import NULL, Reporter
+from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
+from ifguide_cli.core.store.artifact_files import CORPUS_FILE, MASK_FILE, ROWS_KEY, SCORES_FILE
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import BuildContext, Workspace
 
 ALGORITHM = "IF-Guide Alg. 1 (ifguide masking v1)"  # recorded in the config: a new version must not reuse old masks
 
@@ -115,17 +119,61 @@ def planted_precision(ranking: np.ndarray, planted: np.ndarray) -> dict[str, Any
     return {"planted_toxic_documents": k, "planted_precision_at_k": float(planted[ranking[:k]].mean())}
 
 
-def _stage_config(src: MaskSource, config: MaskConfig, key: str | None) -> dict[str, Any]:
-    """What identifies a mask (its reuse key): Alg. 1's parameters, the scores and the positions counted."""
-    return {
-        **config.to_dict(),
-        "scores": src.scores_art.id if src.scores_art is not None else None,
-        "scores_file": None if src.scores_art is not None else file_identity(src.scores_file),
-        "scores_key": key,
-        "dataset": src.dataset.id if src.dataset is not None else None,
-        "positions": "attention_mask" if src.valid is not None else "all",
-        "algorithm": ALGORITHM,
-    }
+@dataclass(frozen=True)
+class MaskKey(ArtifactKey):
+    """What identifies an influence mask: Alg. 1's parameters, the scores and the positions counted."""
+
+    kind: ClassVar[str] = "masks"
+    threshold: float = 0.99
+    window: int = 1
+    max_tokens: int = 0
+    scores: str | None = None  # the scores artifact, or None for a plain file (then `scores_file` identifies it)
+    scores_file: dict[str, Any] | None = None
+    scores_key: str | None = None
+    dataset: str | None = None
+    positions: str = "all"  # "attention_mask": padding never counts nor gets selected
+    algorithm: str = ALGORITHM
+
+
+@dataclass(frozen=True)
+class MaskInputs:
+    """The scores to select from (with their dataset, when known) and the tensor key read from a plain file."""
+
+    source: MaskSource
+    scores_key: str | None = None
+
+
+class InfluenceMaskStage(Stage[MaskInputs, MaskConfig, dict[str, Any]]):
+    """`ifguide mask select`: run Alg. 1 on a scores artifact or file and store a `masks` artifact."""
+
+    kind = "masks"
+
+    def __init__(self, reporter: Reporter = NULL):
+        self.reporter = reporter
+
+    def key(self, inputs: MaskInputs, config: MaskConfig) -> MaskKey:
+        src = inputs.source
+        parents = [src.scores_art.id] if src.scores_art is not None else ([src.dataset.id] if src.dataset is not None else [])
+        return MaskKey(
+            parents=tuple(parents), **config.to_dict(),
+            scores=src.scores_art.id if src.scores_art is not None else None,
+            scores_file=None if src.scores_art is not None else file_identity(src.scores_file),
+            scores_key=inputs.scores_key, dataset=src.dataset.id if src.dataset is not None else None,
+            positions="attention_mask" if src.valid is not None else "all")
+
+    def describe(self, inputs: MaskInputs, config: MaskConfig) -> str:
+        return f"select toxic tokens (Alg. 1, p {config.threshold}, w {config.window}, L {config.max_tokens:,})"
+
+    def build(self, ctx: BuildContext, inputs: MaskInputs, config: MaskConfig) -> dict[str, Any]:
+        src = inputs.source
+        with ctx.timed("select"):
+            try:
+                res = select_toxic_tokens(src.scores, config, src.valid, reporter=self.reporter)
+            except IfguideError as exc:  # about the scores' values (NaN, none valid): name their file
+                raise IfguideError(f"{src.scores_file}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from None
+        with ctx.timed("write"):
+            write_mask(ctx.staging / MASK_FILE, res)
+        return _summary(res, src)
 
 
 def write_mask(path: Path, res: MaskResult) -> None:
@@ -134,14 +182,14 @@ def write_mask(path: Path, res: MaskResult) -> None:
                             "harmonic": res.harmonic, "selected": res.selected_counts})
 
 
-def _summary(res: MaskResult, src: MaskSource, stage_config: dict[str, Any]) -> dict[str, Any]:
+def _summary(res: MaskResult, src: MaskSource) -> dict[str, Any]:
     """The artifact's summary: the selection's figures, its inputs, and how the ranking finds the dataset's labels."""
     summary = res.summary()
     summary["source"] = "influence"
     if src.scores_art is not None:  # the paper's ablation (toxic queries only) is "standard influence"
         summary["differential"] = src.scores_art.config.get("safe_queries") is not None
-    summary["dataset"] = stage_config["dataset"]
-    summary["scores"] = stage_config["scores"] or str(src.scores_file)
+    summary["dataset"] = src.dataset.id if src.dataset is not None else None
+    summary["scores"] = src.scores_art.id if src.scores_art is not None else str(src.scores_file)
     if src.rows is not None:
         summary["scored_rows"] = len(src.rows)
     if src.dataset is not None:
@@ -154,7 +202,7 @@ def label_summary(dataset, res: MaskResult, rows: np.ndarray | None = None) -> d
     label_base_rate, label_precision_at_k, label_auc (ties in the rank key share their rank), over the scored
     rows only. `precision_at_k` repeats the label precision for readers of older summaries; the tiny corpus
     keeps its `planted_precision_at_k` (per row) too. Also how many source documents the selected rows hold."""
-    from ..data import dataset_label_metrics
+    from ifguide_cli.core.data import dataset_label_metrics
 
     ranking = res.ranking if rows is None else res.ranking[np.isin(res.ranking, rows)]
     out: dict[str, Any] = {}
@@ -174,7 +222,7 @@ def label_summary(dataset, res: MaskResult, rows: np.ndarray | None = None) -> d
 def selected_documents(dataset, selected_counts: np.ndarray) -> int | None:
     """Source documents in the rows that hold selected tokens (a packed row holds parts of several); None
     for a dataset without a row source map."""
-    from ..data import ROWS_FILE
+    from ifguide_cli.core.data import ROWS_FILE
 
     path = dataset.path / ROWS_FILE
     if not path.is_file():
@@ -190,21 +238,9 @@ def selected_documents(dataset, selected_counts: np.ndarray) -> int | None:
     return int(np.unique(docs[pieces]).size)
 
 
-def create_mask_artifact(ws, scores_ref: str, config: MaskConfig, *, data_ref: str | None = None, key: str | None = None,
-                         all_positions: bool = False, name: str | None = None, force: bool = False, reporter=NULL):
-    """The `mask` stage: run Alg. 1 on a scores artifact or file and store a `masks` artifact. Returns (artifact, reused)."""
+def create_mask_artifact(ws: Workspace, scores_ref: str, config: MaskConfig, *, data_ref: str | None = None,
+                         key: str | None = None, all_positions: bool = False, name: str | None = None, force: bool = False,
+                         reporter: Reporter = NULL) -> Result[dict[str, Any]]:
+    """The `mask` stage from references: resolve the scores (and dataset), then `run_stage`."""
     src = resolve_mask_source(ws, scores_ref, data_ref, key, use_attention_mask=not all_positions)
-    stage_config = _stage_config(src, config, key)
-    parents = [src.scores_art.id] if src.scores_art is not None else ([src.dataset.id] if src.dataset is not None else [])
-
-    def build(ctx):
-        with ctx.timed("select"):
-            try:
-                res = select_toxic_tokens(src.scores, config, src.valid, reporter=reporter)
-            except IfguideError as exc:  # about the scores' values (NaN, none valid): name their file
-                raise IfguideError(f"{src.scores_file}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from None
-        with ctx.timed("write"):
-            write_mask(ctx.staging / MASK_FILE, res)
-        return _summary(res, src, stage_config)
-
-    return ws.create("masks", stage_config, parents, build, name=name, force=force)
+    return run_stage(ws, InfluenceMaskStage(reporter), MaskInputs(src, key), config, name=name, force=force)
