@@ -55,6 +55,7 @@ class ArtifactKey:
         return artifact_id(self.kind, self.config(), self.parents)
 
 
+RefsT = TypeVar("RefsT")
 InputsT = TypeVar("InputsT")
 ConfigT = TypeVar("ConfigT")
 SummaryT = TypeVar("SummaryT", bound=Mapping[str, Any])
@@ -72,10 +73,16 @@ class Result(Generic[SummaryT]):
         return self.artifact.summary
 
 
-class Stage(ABC, Generic[InputsT, ConfigT, SummaryT]):
+class Stage(ABC, Generic[RefsT, InputsT, ConfigT, SummaryT]):
     """One pipeline step (see the module docstring). Subclasses set ``kind`` and implement the three methods."""
 
     kind: ClassVar[str]
+
+    @abstractmethod
+    def inputs(self, ws: Workspace, refs: RefsT) -> InputsT:
+        """Resolve what the user named (ids, names, paths: a typed ``Refs`` dataclass) to checked inputs.
+
+        Everything missing or mismatched is a one-line `IfguideError` here, before any work starts."""
 
     @abstractmethod
     def key(self, inputs: InputsT, config: ConfigT) -> ArtifactKey:
@@ -95,7 +102,7 @@ def stored(ws: Workspace, key: ArtifactKey) -> Artifact | None:
     return ws.get(key.kind, key.id)
 
 
-def run_stage(ws: Workspace, stage: Stage[InputsT, ConfigT, SummaryT], inputs: InputsT, config: ConfigT, *,
+def run_stage(ws: Workspace, stage: Stage[Any, InputsT, ConfigT, SummaryT], inputs: InputsT, config: ConfigT, *,
               name: str | None = None, force: bool = False, device: str | None = None) -> Result[SummaryT]:
     """Reuse the stored artifact of the stage's key, or build it (locked, staged, published atomically)."""
     key = stage.key(inputs, config)

@@ -136,6 +136,16 @@ class MaskKey(ArtifactKey):
 
 
 @dataclass(frozen=True)
+class MaskRefs:
+    """What `ifguide mask select` is given: a scores artifact or file, optionally its dataset and tensor key."""
+
+    scores: str
+    data: str | None = None
+    scores_key: str | None = None
+    all_positions: bool = False  # count padding too (default: only the attention mask's positions)
+
+
+@dataclass(frozen=True)
 class MaskInputs:
     """The scores to select from (with their dataset, when known) and the tensor key read from a plain file."""
 
@@ -143,13 +153,17 @@ class MaskInputs:
     scores_key: str | None = None
 
 
-class InfluenceMaskStage(Stage[MaskInputs, MaskConfig, dict[str, Any]]):
+class InfluenceMaskStage(Stage[MaskRefs, MaskInputs, MaskConfig, dict[str, Any]]):
     """`ifguide mask select`: run Alg. 1 on a scores artifact or file and store a `masks` artifact."""
 
     kind = "masks"
 
     def __init__(self, reporter: Reporter = NULL):
         self.reporter = reporter
+
+    def inputs(self, ws: Workspace, refs: MaskRefs) -> MaskInputs:
+        src = resolve_mask_source(ws, refs.scores, refs.data, refs.scores_key, use_attention_mask=not refs.all_positions)
+        return MaskInputs(src, refs.scores_key)
 
     def key(self, inputs: MaskInputs, config: MaskConfig) -> MaskKey:
         src = inputs.source
@@ -242,5 +256,6 @@ def create_mask_artifact(ws: Workspace, scores_ref: str, config: MaskConfig, *, 
                          key: str | None = None, all_positions: bool = False, name: str | None = None, force: bool = False,
                          reporter: Reporter = NULL) -> Result[dict[str, Any]]:
     """The `mask` stage from references: resolve the scores (and dataset), then `run_stage`."""
-    src = resolve_mask_source(ws, scores_ref, data_ref, key, use_attention_mask=not all_positions)
-    return run_stage(ws, InfluenceMaskStage(reporter), MaskInputs(src, key), config, name=name, force=force)
+    stage = InfluenceMaskStage(reporter)
+    inputs = stage.inputs(ws, MaskRefs(scores_ref, data_ref, key, all_positions))
+    return run_stage(ws, stage, inputs, config, name=name, force=force)
