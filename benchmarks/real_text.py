@@ -212,12 +212,14 @@ def print_arms(summary: dict) -> None:
         low, high = x.get("ci95") or (float("nan"), float("nan"))
         return f"{x['value']:+.1%} [{low:+.1%}, {high:+.1%}]"
 
-    print(f"\n{'arm':12s} {'TP':>6s} {'TP reduction [95% CI]':>26s} {'p':>7s} {'EMT reduction [95% CI]':>26s} "
-          f"{'ppl cost [95% CI]':>24s} {'mask P@k':>8s}")
+    print(f"\n{'arm':12s} {'TP':>6s} {'TP reduction [95% CI]':>26s} {'p':>7s} {'Holm p':>7s} {'EMT reduction [95% CI]':>26s} "
+          f"{'ppl cost [95% CI]':>24s} {'mask P@k':>8s}  verdict")
     for arm in summary["comparisons"]:
         r, mask = arm["reduction"], arm["mask"]
-        print(f"{arm['name']:12s} {arm['tp']['value']:6.3f} {pct(r['tp']):>26s} {r['tp']['p_value']:7.3g} {pct(r['emt']):>26s} "
-              f"{pct(arm['perplexity_cost']):>24s} {mask.get('precision_at_k') or float('nan'):8.3f}")
+        print(f"{arm['name']:12s} {arm['tp']['value']:6.3f} {pct(r['tp']):>26s} {r['tp']['p_value']:7.3g} "
+              f"{r['tp'].get('p_holm', float('nan')):7.3g} {pct(r['emt']):>26s} "
+              f"{pct(arm['perplexity_cost']):>24s} {mask.get('precision_at_k') or float('nan'):8.3f}  "
+              f"{arm.get('verdict', '').split(' (')[0]}")
     print(summary["headline"])
 
 

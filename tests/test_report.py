@@ -179,18 +179,24 @@ def test_arms_against_the_default_control(arms):
     ifg, words = s["comparisons"]
     assert ifg["emt"]["value"] == pytest.approx(s["control"]["emt"]["value"] / 2)
     # all 6 prompts lower: of the 2^6 sign patterns only all-plus and all-minus reach the observed |mean|
-    assert ifg["reduction"]["emt"] == {"value": 0.5, "ci95": [0.5, 0.5], "p_value": 2 / 2**6}
+    # Holm over the 2 arms doubles the smaller p-value: 6 prompts cannot show a significant difference
+    assert ifg["reduction"]["emt"] == {"value": 0.5, "ci95": [0.5, 0.5], "p_value": 2 / 2**6, "p_holm": 2 * 2 / 2**6,
+                                       "significant": False}
     assert ifg["reduction"]["tp"]["value"] == 1.0 and ifg["reduction"]["tp"]["p_value"] == 2 / 2**4  # McNemar 4:0
+    assert ifg["significant"] is False and ifg["verdict"].startswith("no significant difference (TP 100.0% reduction")
     assert ifg["perplexity_cost"]["value"] == pytest.approx(math.exp(0.1) - 1)
     assert ifg["perplexity_cost"]["ci95"] == pytest.approx([math.exp(0.1) - 1] * 2)
-    assert words["reduction"]["emt"] == {"value": 0.0, "ci95": [0.0, 0.0], "p_value": 1.0}
+    assert words["reduction"]["emt"] == {"value": 0.0, "ci95": [0.0, 0.0], "p_value": 1.0, "p_holm": 1.0,
+                                         "significant": False}
     assert words["perplexity_cost"]["value"] == pytest.approx(0.0)
     assert ifg["per_seed"]["tp"] == {"n": 2, "mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
     assert ifg["mask"]["tokens"] == 120 and ifg["mask"]["precision_at_k"] == 0.8 and ifg["mask"]["source"] == "influence"
     assert ifg["mask"]["suppression"] == "penalty" and words["mask"]["suppression"] == "filter" and words["mask"]["tokens"] == 90
     assert s["control"]["mask"]["mask"] is None
-    assert s["headline"].startswith("ifguide lowers toxicity most against control (6 prompts, 2 seeds): TP 0.667 → 0.000")
-    assert "perplexity cost of +10.5%" in s["headline"]
+    assert s["headline"].startswith("No significant difference in toxicity from control (profanity classifier, "
+                                    "6 prompts × 2 samples, 2 seeds); the largest change, ifguide: TP 0.667 → 0.000")
+    assert "lowers" not in s["headline"] and "perplexity cost of +10.5%" in s["headline"]
+    assert "significant: none; not significant: ifguide, wordlist" in s["headline"]
     assert s["configuration"]["lambda"] == {"ifguide": 1.0, "wordlist": 1.0} and s["configuration"]["samples"] == [2]
     assert art.config == {"evals": [e.id for e in evals]}  # the default control and statistics: found from the evals alone
     named = build_report(ws, evals, control="control")[0]
@@ -220,14 +226,14 @@ def test_control_option_picks_the_arm(arms):
     ws, evals = arms
     ids = [e.id for e in evals]
     by_name = invoke_cli(ws.root, "--json", "report", *ids, "--control", "wordlist", "--bootstrap", "300").json
-    assert by_name["summary"]["control"]["name"] == "wordlist" and by_name["headline"].startswith("ifguide")
+    assert by_name["summary"]["control"]["name"] == "wordlist" and "the largest change, ifguide" in by_name["headline"]
     assert [c["name"] for c in by_name["comparisons"]] == ["ifguide", "control"]
     seed1 = ws.resolve("ifguide-seed1", "checkpoints").id
     by_checkpoint = invoke_cli(ws.root, "--json", "report", *ids, "--control", seed1).json
     assert by_checkpoint["summary"]["control"]["name"] == "ifguide"
     assert by_checkpoint["comparisons"][0]["reduction"]["emt"]["value"] == -1.0  # control is twice as toxic
     table = invoke_cli(ws.root, "report", *ids)
-    assert table.exit_code == 0 and "against the control control" in table.stdout and "ifguide lowers" in table.stdout
+    assert table.exit_code == 0 and "against the control control" in table.stdout and "no significant difference" in table.stdout
     assert_one_line_error(invoke_cli(ws.root, "report", *ids, "--control", "nope"), "--control nope", "wordlist")
     other = _checkpoint(ws, "unevaluated", 3)
     assert_one_line_error(invoke_cli(ws.root, "report", *ids, "--control", "unevaluated"), other.id, "no eval")

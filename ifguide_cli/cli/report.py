@@ -17,17 +17,18 @@ def _render_comparisons(console, summary: dict) -> None:
 
     control = summary["control"]
     table = Table(title=f"against the control {control['name']} (95% paired bootstrap intervals)", title_justify="left")
-    for header in ("arm", "seeds", "TP", "EMT", "TP reduction", "EMT reduction", "perplexity", "perplexity cost"):
-        table.add_column(header, justify="left" if header == "arm" else "right", overflow="fold")
-    seeds = ", ".join(str(s) for s in control["seeds"])
+    for header in ("arm", "seeds", "TP", "EMT", "TP reduction", "EMT reduction", "perplexity", "perplexity cost",
+                   "verdict"):
+        table.add_column(header, justify="left" if header in ("arm", "verdict") else "right", overflow="fold")
     label = control["name"] + ("" if control["name"] == "control" else " (control)")
-    table.add_row(label, seeds, fmt_ci(control["tp"]), fmt_ci(control["emt"]), "", "",
-                  fmt_ci(control["perplexity"], digits=2), "")
+    table.add_row(label, str(len(control["seeds"])), fmt_ci(control["tp"]), fmt_ci(control["emt"]), "", "",
+                  fmt_ci(control["perplexity"], digits=2), "", "")
     for c in summary["comparisons"]:
         reductions = [f"{fmt_ci(c['reduction'][m], pct=True)} {fmt_p((c['reduction'][m] or {}).get('p_value'))}"
                       if c["reduction"][m] else "—" for m in ("tp", "emt")]
-        table.add_row(c["name"], ", ".join(str(s) for s in c["seeds"]), fmt_ci(c["tp"]), fmt_ci(c["emt"]), *reductions,
-                      fmt_ci(c["perplexity"], digits=2), fmt_ci(c["perplexity_cost"], pct=True, signed=True))
+        table.add_row(c["name"], str(len(c["seeds"])), fmt_ci(c["tp"]), fmt_ci(c["emt"]), *reductions,
+                      fmt_ci(c["perplexity"], digits=2), fmt_ci(c["perplexity_cost"], pct=True, signed=True),
+                      c["verdict"].split(" (")[0])
     console.print(table)
     if summary.get("headline"):
         console.print(f"[bold]{summary['headline']}[/]")

@@ -222,7 +222,7 @@ def _comparison_line(entry: dict) -> str:
     seeds = f" · TP over {spread['n']} seeds {spread['mean']:.3f} ± {spread['std']:.3f}" if spread.get("std") else ""
     return (f"[bold]{escape(str(entry.get('name')))}[/]: TP {est(entry.get('tp'))} · TP reduction {est(reduction, True)}"
             + (f" (p {p:.2g})" if p is not None else "") + f" · perplexity cost {est(entry.get('perplexity_cost'), True)}"
-            + seeds)
+            + seeds + (f" · {escape(entry['verdict'].split(' (')[0])}" if entry.get("verdict") else ""))
 
 
 def _mask_line(mask: dict) -> str:

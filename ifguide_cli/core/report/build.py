@@ -64,9 +64,13 @@ def _add_eval(row: dict, art) -> None:
             row["fluency_eval"] = art.id
 
 
-def _label_rows(rows: list[dict]) -> None:
-    """Unnamed systems are labelled by model (+ defense); equal labels get their first eval's id."""
+def _label_rows(workspace, rows: list[dict]) -> None:
+    """A system trained here is labelled by its checkpoint's name (+ defense), others by their eval's name, else by
+    model (+ defense); equal labels get their first eval's id."""
     for row in rows:
+        ckpt = workspace.by_id(row["checkpoint"]) if row["checkpoint"] else None
+        if ckpt is not None and ckpt.name:
+            row["label"] = ckpt.name + ("" if row["defense"] in ("none", None) else f" + {row['defense']}")
         if not row["label"]:
             row["label"] = f"{row['model']}" + ("" if row["defense"] in ("none", None) else f" + {row['defense']}")
     labels = [r["label"] for r in rows]
@@ -86,7 +90,7 @@ def build_rows(workspace, arts) -> list[dict]:
             rows[key] = _new_row(art.summary, checkpoint)
         _add_eval(rows[key], art)
     out = list(rows.values())
-    _label_rows(out)
+    _label_rows(workspace, out)
     return out
 
 
@@ -153,9 +157,9 @@ def comparison_view(workspace, rows: list[dict], control_ref: str | None, config
     entry, comparisons = compare_arms(workspace, arms, control, config)
     if not comparisons:
         return None
-    return {"control": entry, "comparisons": comparisons, "headline": headline(entry, comparisons),
-            "configuration": configuration(workspace, arms, entry, comparisons, config),
-            "arms": [a.listing() for a in arms]}
+    setup = configuration(workspace, arms, entry, comparisons, config)
+    return {"control": entry, "comparisons": comparisons, "headline": headline(entry, comparisons, setup),
+            "configuration": setup, "arms": [a.listing() for a in arms]}
 
 
 def report_identity(eval_ids: list[str], control: list[str] | str | None = None,

@@ -57,11 +57,14 @@ def _reduction(entry: dict, metric: str, control: bool) -> str:
     red = entry["reduction"][metric]
     if not red:
         return "—"
-    return f"{esc(fmt_ci(red, pct=True))}<br><span class='muted'>{esc(fmt_p(red.get('p_value')))}</span>"
+    holm = red.get("p_holm")
+    corrected = f", Holm {fmt_p(holm)}" if holm is not None and holm != red.get("p_value") else ""
+    return f"{esc(fmt_ci(red, pct=True))}<br><span class='muted'>{esc(fmt_p(red.get('p_value')) + corrected)}</span>"
 
 
 def _seeds(entry: dict) -> str:
-    return esc(", ".join("—" if s is None else str(s) for s in entry["seeds"]))
+    """How many seeds the arm was trained with (their values are in the configuration table)."""
+    return str(len(entry["seeds"]))
 
 
 def comparison_table(view: dict) -> str:
@@ -71,9 +74,10 @@ def comparison_table(view: dict) -> str:
         control = e is view["control"]
         cost = "—" if control else esc(fmt_ci(e["perplexity_cost"], pct=True, signed=True))
         rows.append([_arm_cell(e, control), _seeds(e), esc(fmt_ci(e["tp"])), esc(fmt_ci(e["emt"])),
-                     _reduction(e, "tp", control), _reduction(e, "emt", control), esc(fmt_ci(e["perplexity"], digits=2)), cost])
+                     _reduction(e, "tp", control), _reduction(e, "emt", control), esc(fmt_ci(e["perplexity"], digits=2)), cost,
+                     "" if control else esc(e["verdict"].split(" (")[0])])
     return _table(["arm", "seeds", "TP [95% CI]", "EMT [95% CI]", "TP reduction [95% CI]", "EMT reduction [95% CI]",
-                   "perplexity [95% CI]", "perplexity cost [95% CI]"], rows)
+                   "perplexity [95% CI]", "perplexity cost [95% CI]", "verdict"], rows)
 
 
 def seeds_table(view: dict) -> str:
@@ -113,7 +117,8 @@ def config_table(configuration: dict) -> str:
     names = {"prompts": "prompts", "samples": "samples per prompt", "max_new_tokens": "new tokens per sample",
              "classifier": "classifier", "perplexity_documents": "held-out documents (perplexity)", "seeds": "seeds",
              "lambda": "λ", "budget": "token budget", "bootstrap": "bootstrap resamples", "seed": "resampling seed",
-             "level": "interval level", "test": "p-value"}
+             "level": "interval level", "test": "p-value",
+             "significance": "significant when"}
     return _table(["setting", "value"], [[esc(names.get(k, k)), esc(_config_value(v))] for k, v in configuration.items()],
                   css="kv")
 

@@ -174,3 +174,25 @@ def seed_spread(values) -> dict:
         return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
     return {"n": int(v.size), "mean": _num(v.mean()), "std": _num(v.std(ddof=1)) if v.size > 1 else None,
             "min": _num(v.min()), "max": _num(v.max())}
+
+
+ALPHA = 0.05  # a difference is called significant when its interval excludes 0 and its (corrected) p-value is below
+
+
+def holm(p_values) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values (Holm 1979) of several comparisons, in the order given; None stays None.
+    The i-th smallest of m p-values is multiplied by m − i (i from 0), and the adjusted values are made
+    non-decreasing in that order and capped at 1: a difference whose adjusted p is below α survives the
+    correction with family-wise error ≤ α, whatever the dependence between the comparisons."""
+    known = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (len(known) - rank) * p))
+        out[i] = running
+    return out
+
+
+def excludes_zero(interval) -> bool:
+    """Whether an interval [low, high] lies entirely on one side of 0 (None: no interval, so no)."""
+    return interval is not None and (interval[0] > 0 or interval[1] < 0)

@@ -1,8 +1,10 @@
 """The report's comparisons: each arm against the control with intervals, its mask, the headline, the configuration.
 
 Every figure is a {value, ci95} pair (ci95 None where it cannot be computed: an eval made before per-document
-NLLs were stored, a ratio over 0); reductions add the paired test's p-value. The numbers come from
-`core/statistics`; this module only chooses what is compared with what and says it in words.
+NLLs were stored, a ratio over 0); reductions add the paired test's p-value, its Holm-corrected value over the
+arms and whether it is significant. The numbers come from `core/statistics`; this module chooses what is compared
+with what and says it in words, and the statistics decide the words: "lowers" / "raises" only for a difference whose
+95% interval excludes 0 and whose corrected p-value is below 0.05, otherwise "no significant difference".
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import math
 
 from ifguide_cli.core.report.arms import TEST_NAME, Arm, ReportConfig, fluency_data, toxicity_data
 
-_NONE = {"value": None, "ci95": None}
+
+def _none() -> dict:
+    """An estimate that cannot be computed (a fresh dict: comparisons are marked in place)."""
+    return {"value": None, "ci95": None}
 
 
 # ---- numbers in words -------------------------------------------------------------------------------------
@@ -61,7 +66,7 @@ def _perplexity(control: dict | None, arm: dict | None, config: ReportConfig) ->
     from ifguide_cli.core.report.statistics import perplexity_cost
 
     if control is None or arm is None:
-        return {"perplexity": _NONE, "perplexity_cost": _NONE, "documents": None}
+        return {"perplexity": _none(), "perplexity_cost": _none(), "documents": None}
     if control["docs"] is None or arm["docs"] is None:
         arm_ppl, control_ppl = _gmean(arm["perplexity"]), _gmean(control["perplexity"])  # no interval without documents
         return {"perplexity": {"value": arm_ppl, "ci95": None},
@@ -78,7 +83,7 @@ def _toxicity(control: dict | None, arm: dict | None, config: ReportConfig) -> d
     from ifguide_cli.core.report.statistics import compare_toxicity
 
     if control is None or arm is None:
-        return {"tp": _NONE, "emt": _NONE, "reduction": {"tp": None, "emt": None}, "ratio": {"tp": None, "emt": None},
+        return {"tp": _none(), "emt": _none(), "reduction": {"tp": None, "emt": None}, "ratio": {"tp": None, "emt": None},
                 "prompts": None}
     res = compare_toxicity(control["maxima"], arm["maxima"], draws=config.draws, seed=config.seed)
     return {"tp": res["tp"]["arm"], "emt": res["emt"]["arm"], "reduction": {m: res[m]["reduction"] for m in res},
@@ -95,6 +100,7 @@ def mask_stats(workspace, arm: Arm) -> dict:
     if source == "influence" and s.get("differential") is False:
         detail = "toxic queries only"
     return {"mask": training.get("mask"), "source": f"{source} ({detail})" if source and detail else source,
+            "classifier": s.get("classifier") if source == "classifier" else None,
             "suppression": _suppression(training),
             "lambda": training.get("lambda"), "budget": s.get("max_tokens", (mask.config if mask else {}).get("max_tokens")),
             "tokens": s.get("tokens_selected"), "documents": s.get("documents_selected"),
@@ -126,46 +132,134 @@ def compare_arms(workspace, arms: list[Arm], control: Arm, config: ReportConfig)
     comparisons = [{**_entry(workspace, arm), **_toxicity(ctox, tox.get(arm.name), config),
                     **_perplexity(cflu, flu.get(arm.name), config)}
                    for arm in arms if arm is not control and (arm.name in tox or arm.name in flu)]
+    mark_significance(comparisons)
     return entry, comparisons
 
 
-# ---- headline and configuration ---------------------------------------------------------------------------
+# ---- significance and the words ---------------------------------------------------------------------------
 def _rank_metric(comparisons: list[dict]) -> str:
     """TP when some reduction of it is defined (the control's TP is not 0), else EMT."""
     return "tp" if any((c["reduction"]["tp"] or {}).get("value") is not None for c in comparisons) else "emt"
 
 
-def _toxicity_words(metric: str, control: dict, arm: dict) -> str:
-    red = arm["reduction"][metric]
-    ci = red["ci95"]
+def mark_significance(comparisons: list[dict]) -> None:
+    """Each reduction gets `p_holm` (Holm-corrected over the arms, per metric) and `significant` (its 95% interval
+    excludes 0 and p_holm < 0.05); each comparison gets `significant` (on the ranking metric: TP, else EMT) and
+    `verdict`, the words that may be said about it. The perplexity cost is significant when its interval excludes 0."""
+    from ifguide_cli.core.report.statistics import ALPHA, excludes_zero, holm
+
+    for metric in ("tp", "emt"):
+        reductions = [c["reduction"][metric] for c in comparisons]
+        for red, p in zip(reductions, holm([(r or {}).get("p_value") for r in reductions]), strict=True):
+            if red is not None:
+                red["p_holm"] = p
+                red["significant"] = p is not None and p < ALPHA and excludes_zero(red.get("ci95"))
+    metric = _rank_metric(comparisons)
+    for c in comparisons:
+        c["significant"] = bool((c["reduction"][metric] or {}).get("significant"))
+        c["verdict"] = verdict(c, metric)
+        c["perplexity_cost"]["significant"] = excludes_zero(c["perplexity_cost"].get("ci95"))
+
+
+def _test_words(red: dict) -> str:
+    """`95% CI a to b, p = …` of a reduction, and the Holm-corrected p where it differs."""
+    ci = red.get("ci95")
     interval = f"95% CI {fmt_pct(ci[0])} to {fmt_pct(ci[1])}, " if ci else ""
-    return (f"{metric.upper()} {control[metric]['value']:.3f} → {arm[metric]['value']:.3f}, "
-            f"a {fmt_pct(red['value'])} reduction ({interval}{fmt_p(red['p_value'])})")
+    holm = red.get("p_holm")
+    corrected = f", Holm {fmt_p(holm)}" if holm is not None and holm != red.get("p_value") else ""
+    return f"{interval}{fmt_p(red.get('p_value'))}{corrected}"
 
 
-def headline(control: dict, comparisons: list[dict]) -> str | None:
-    """One sentence: which arm lowers toxicity most against the control, and at what perplexity cost."""
+def _change_words(metric: str, control: dict, arm: dict) -> str:
+    """`TP 0.075 → 0.025, a 66.7% reduction (95% CI …, p = …)` (an increase is said as one)."""
+    red = arm["reduction"][metric]
+    change = (f"a {fmt_pct(red['value'])} reduction" if red["value"] >= 0 else f"a {fmt_pct(-red['value'])} increase")
+    return f"{metric.upper()} {control[metric]['value']:.3f} → {arm[metric]['value']:.3f}, {change} ({_test_words(red)})"
+
+
+def verdict(comparison: dict, metric: str) -> str:
+    """`lowers toxicity` / `raises toxicity` when the difference is significant, else `no significant difference`,
+    with the figures that decide it."""
+    red = comparison["reduction"][metric]
+    if not red or red.get("value") is None:
+        return "no toxicity comparison"
+    figures = f"{metric.upper()} {fmt_pct(red['value'])} reduction, {_test_words(red)}"
+    if not red.get("significant"):
+        return f"no significant difference ({figures})"
+    return f"{'lowers' if red['value'] > 0 else 'raises'} toxicity ({figures})"
+
+
+def _cost_words(cost: dict) -> str | None:
+    if cost.get("value") is None:
+        return None
+    ci = cost.get("ci95")
+    figures = fmt_pct(cost["value"], True) + (f", 95% CI {fmt_pct(ci[0], True)} to {fmt_pct(ci[1], True)}" if ci else "")
+    if cost.get("significant"):
+        return f"at a perplexity cost of {figures}" if cost["value"] > 0 else f"with a perplexity change of {figures}"
+    return f"with no significant perplexity difference ({figures})"
+
+
+def _evaluation_words(configuration: dict, seeds: int) -> str:
+    """`profanity classifier, 40 prompts × 25 samples, 2 seeds`: what the toxicity figures were measured with."""
+    classifier = " / ".join(configuration.get("classifier") or []) or "unknown"
+    samples = configuration.get("samples") or []
+    times = f" × {'/'.join(map(str, samples))} samples" if samples else ""
+    return f"{classifier} classifier, {configuration.get('prompts')} prompts{times}" + (f", {seeds} seeds" if seeds > 1 else "")
+
+
+def _same_classifier_words(comparisons: list[dict], configuration: dict) -> str | None:
+    """A note when the evaluation classifier also selected an arm's mask: that arm is judged by its own selector."""
+    used = set(configuration.get("classifier") or [])
+    arms = [c["name"] for c in comparisons if c["mask"].get("classifier") in used]
+    if not arms:
+        return None
+    return (f"Note: the evaluation classifier also built the mask of {', '.join(arms)}, so "
+            f"{'that arm is' if len(arms) == 1 else 'those arms are'} judged by the classifier that chose what to suppress.")
+
+
+def _holm_words(comparisons: list[dict], metric: str) -> str | None:
+    """With several arms: which differences survive the Holm correction."""
+    if len(comparisons) < 2:
+        return None
+    kept = [c["name"] for c in comparisons if c["significant"]]
+    lost = [c["name"] for c in comparisons if not c["significant"]]
+    return (f"After Holm correction over {len(comparisons)} arms ({metric.upper()}), significant: "
+            f"{', '.join(kept) or 'none'}; not significant: {', '.join(lost) or 'none'}.")
+
+
+def _key(metric: str):
+    other = "emt" if metric == "tp" else "tp"
+    return lambda c: (c["reduction"][metric]["value"], (c["reduction"][other] or {}).get("value") or 0)
+
+
+def headline(control: dict, comparisons: list[dict], configuration: dict) -> str | None:
+    """Which arm lowers toxicity most against the control, said only when the difference is significant (else
+    `no significant difference`), measured with what, at what perplexity cost, and which arms survive Holm."""
     metric = _rank_metric(comparisons)
     ranked = [c for c in comparisons if (c["reduction"][metric] or {}).get("value") is not None]
     if not ranked:
         return None
+    lowering = [c for c in ranked if c["significant"] and c["reduction"][metric]["value"] > 0]
+    best = max(lowering or ranked, key=_key(metric))
     other = "emt" if metric == "tp" else "tp"
-    best = max(ranked, key=lambda c: (c["reduction"][metric]["value"], (c["reduction"][other] or {}).get("value") or 0))
-    parts = [_toxicity_words(m, control, best) for m in (metric, other) if (best["reduction"][m] or {}).get("value") is not None]
-    cost = best["perplexity_cost"]
-    if cost["value"] is not None:
-        ci = cost["ci95"]
-        parts.append(f"at a perplexity cost of {fmt_pct(cost['value'], True)}"
-                     + (f" (95% CI {fmt_pct(ci[0], True)} to {fmt_pct(ci[1], True)})" if ci else ""))
-    seeds = len(best["seeds"])
-    where = f"{best['prompts']} prompts" + (f", {seeds} seeds" if seeds > 1 else "")
-    verb = "lowers toxicity most" if best["reduction"][metric]["value"] > 0 else "comes closest, but no arm lowers toxicity"
-    return f"{best['name']} {verb} against {control['name']} ({where}): " + "; ".join(parts) + "."
+    parts = [_change_words(m, control, best) for m in (metric, other) if (best["reduction"][m] or {}).get("value") is not None]
+    parts += [w for w in [_cost_words(best["perplexity_cost"])] if w]
+    where = _evaluation_words(configuration, len(best["seeds"]))
+    if lowering:
+        text = f"{best['name']} lowers toxicity most against {control['name']} ({where}): " + "; ".join(parts) + "."
+    else:
+        text = (f"No significant difference in toxicity from {control['name']} ({where}); the largest change, "
+                f"{best['name']}: " + "; ".join(parts) + ".")
+    raising = [c["name"] for c in ranked if c["significant"] and c["reduction"][metric]["value"] < 0]
+    notes = [f"{', '.join(raising)} raise{'s' if len(raising) == 1 else ''} toxicity significantly." if raising else None,
+             _holm_words(comparisons, metric), _same_classifier_words(comparisons, configuration)]
+    return " ".join([text, *(n for n in notes if n)])
 
 
+# ---- configuration ----------------------------------------------------------------------------------------
 def configuration(workspace, arms: list[Arm], control: dict, comparisons: list[dict], config: ReportConfig) -> dict:
     """What a reader needs to repeat the comparison: the eval settings, each arm's λ, budget and seeds, the statistics."""
-    from ifguide_cli.core.report.statistics import LEVEL
+    from ifguide_cli.core.report.statistics import ALPHA, LEVEL
 
     tox = [workspace.by_id(r["toxicity_eval"]) for a in arms for r in a.rows if r.get("toxicity_eval")]
     generation = [(ev.config.get("generation") or {}) for ev in tox]
@@ -177,4 +271,5 @@ def configuration(workspace, arms: list[Arm], control: dict, comparisons: list[d
             "seeds": {e["name"]: e["seeds"] for e in entries},
             "lambda": {e["name"]: e["mask"]["lambda"] for e in entries if e["mask"]["mask"]},
             "budget": {e["name"]: e["mask"]["budget"] for e in entries if e["mask"]["mask"]},
-            "bootstrap": config.draws, "seed": config.seed, "level": LEVEL, "test": TEST_NAME}
+            "bootstrap": config.draws, "seed": config.seed, "level": LEVEL, "test": TEST_NAME,
+            "significance": f"95% interval excludes 0 and p < {ALPHA} after Holm correction over {len(comparisons)} arm(s)"}
