@@ -21,7 +21,7 @@ from ifguide_cli.cli.app import COMMANDS, app, hoist_global_flags
 from ifguide_cli.core.progress import PlainReporter
 from ifguide_cli.core.store.workspace import Workspace
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "ifguide_cli" / "assets" / "presets" / "tiny.yaml"
 HEX64 = "0123456789abcdef" * 4
 

@@ -26,7 +26,7 @@ from ifguide_cli.core.store import folders, locks
 from ifguide_cli.core.store.manifests import QUICK_SPAN
 from ifguide_cli.core.store.workspace import Workspace
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(text="x", name="data.txt"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-SWEEP_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "fault_sweep.py"
+SWEEP_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_sweep.py"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 from ifguide_cli.core.paper import indexfile, leakage, subsets
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _originals() -> Path | None:

@@ -17,7 +17,7 @@ from ifguide_cli.cli.app import hoist_global_flags
 from ifguide_cli.core import hub, notes
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("factors", "scores", "train", "finetune", "report", "run")
 GROUPS = ("mask", "eval", "rad", "workspace", "registry")
 
