@@ -11,6 +11,7 @@ from ifguide_cli.cli import common
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.masking.config import MaskConfig
+from ifguide_cli.core.masking.export_config import MaskExportConfig
 from ifguide_cli.core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
 
 
@@ -200,16 +201,43 @@ def browse(
     run_browser(insp, top=top)
 
 
-@mask_app.command("export", help="Write a self-contained HTML page of the top documents with highlighted tokens.",
-                  epilog="Example: ifguide mask export tiny-mask --html mask.html --top 50")
+@mask_app.command("export", help="Write the mask as data for another training stack (--out: parquet, jsonl or a "
+                                 "`datasets` folder), or a self-contained HTML page of its top documents (--html).",
+                  epilog="--out writes one record per dataset row: its source (file, line), text, masked character "
+                         "spans, and input_ids, labels, penalty and loss_weight aligned to the labels exactly as "
+                         "`ifguide train` uses them (the file's metadata states the alignment).\n\n"
+                         "Examples:\n\n"
+                         "ifguide mask export tiny-mask --out mask.parquet\n"
+                         "ifguide mask export tiny-mask --format hf --out mask-ds --lambda 1.5\n"
+                         "ifguide mask export tiny-mask --html mask.html --top 50")
 @common.handles_errors
+@config_options(MaskExportConfig)
 def export(
+    config: MaskExportConfig,
     mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`).", autocompletion=common.complete_artifacts("masks")),
-    html: str = typer.Option(..., "--html", help="Output file."),
-    top: int = typer.Option(20, "--top", help="Number of top-ranked documents."),
-    scores: bool = typer.Option(True, "--scores/--no-scores", help="Background heat by score (hover shows the value)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Data export: a .parquet or .jsonl file, or a folder (hf)."),
+    html: Optional[str] = typer.Option(None, "--html", help="HTML page of the top documents instead."),
+    top: int = typer.Option(20, "--top", help="Number of top-ranked documents (--html)."),
+    scores: bool = typer.Option(True, "--scores/--no-scores", help="Background heat by score, hover shows the value (--html)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
 ) -> None:
+    if (out is None) == (html is None):
+        common.fail("pass exactly one of --out PATH (data export) and --html FILE (a page to read)", exit_code=2)
+    if html is not None:
+        _export_html(mask, html, top, scores, data)
+        return
+    from ifguide_cli.core.masking.export import export_mask
+
+    result = export_mask(common.workspace(), mask, out, config, data_ref=data, reporter=common.reporter())
+
+    def render(console):
+        console.print(f"wrote {result['rows']:,} rows ({result['masked_tokens']:,} masked tokens) of mask "
+                      f"{result['mask']} to {result['out']} ({result['format']})", soft_wrap=True)
+
+    common.emit(result, render)
+
+
+def _export_html(mask: str, html: str, top: int, scores: bool, data: Optional[str]) -> None:
     from ifguide_cli.core.masking.render import MaskInspector, html_page
 
     if top < 1:

@@ -115,3 +115,18 @@ def _source_map(dataset) -> dict | None:
     from safetensors.numpy import load_file
 
     return load_file(str(dataset.file(ROWS_FILE)))
+
+
+def token_runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) index pairs of the runs of True in a 1-D bool array (end exclusive)."""
+    edges = np.diff(np.concatenate([[0], np.asarray(flags, dtype=np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def masked_spans(segment: Segment, mask_row: np.ndarray) -> list[tuple[int, int]]:
+    """The character spans of `segment.text` held by its masked tokens (`mask_row`: the row's bool mask), adjacent
+    masked tokens merged into one span; a token with no characters of its own (a split character went to the next
+    token) adds nothing."""
+    flags = np.asarray(mask_row)[segment.positions].astype(bool)
+    spans = [(int(segment.offsets[a]), int(segment.offsets[b])) for a, b in token_runs(flags)]
+    return [(a, b) for a, b in spans if b > a]
