@@ -267,17 +267,16 @@ def set_stage(name: str) -> None:
     settings.stage = name
 
 
-def write_user_file(path: str, text: str):
-    """Write a file the user named (--html …) atomically; a bad path is one clear line. Returns the resolved path."""
+def write_user_file(path: str, text: str, option: str = "--html"):
+    """Write a file the user named (--html …) atomically; a bad path (a folder, a device, a path inside a stored
+    artifact) is one clear line. Returns the resolved path."""
     from pathlib import Path
 
-    from ifguide_cli.core.store.workspace import atomic_write_text
+    from ifguide_cli.core.store.folders import check_output_file
+    from ifguide_cli.core.store.workspace import atomic_write_text, default_root
 
     target = Path(path).expanduser()
-    if target.is_dir():
-        fail(f"{target} is a folder", hint="pass a file path, e.g. report.html", exit_code=2)
-    if not target.parent.exists():
-        fail(f"folder {target.parent} does not exist", hint="create it or pass another path", exit_code=2)
+    check_output_file(path, option, default_root(settings.workspace))
     atomic_write_text(target, text)
     return target.resolve()
 

@@ -117,9 +117,17 @@ def rm(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also remove artifacts that depend on it."),
 ) -> None:
     ws = common.workspace()
-    removed = ws.remove(ws.find_damaged(ref) or ws.resolve(ref), recursive=recursive)
+
+    def announce(doomed) -> None:  # every artifact that goes, named before anything is deleted
+        common.info("removing " + _listed(doomed))
+
+    removed = ws.remove(ws.find_damaged(ref) or ws.resolve(ref), recursive=recursive, before=announce)
     ids = [{"id": a.id, "kind": a.kind} for a in removed]
-    common.emit({"removed": ids}, lambda console: console.print("removed " + ", ".join(f"{a.kind.rstrip('s')} {a.id}" for a in removed)))
+    common.emit({"removed": ids}, lambda console: console.print("removed " + _listed(removed)))
+
+
+def _listed(items) -> str:
+    return ", ".join(f"{a.kind.rstrip('s')} {a.id}" for a in items)
 
 
 @ws_app.command("doctor", help="Check the workspace: explain what is wrong, repair what can be repaired (an interrupted "
@@ -133,6 +141,8 @@ def doctor(
     verify: bool = typer.Option(False, "--verify", help="Compare every file with its full sha256 (slow for large artifacts; "
                                 "by default: sizes and a quick checksum)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Remove damaged artifacts and unfinished builds without asking."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also remove the (intact) artifacts made from a "
+                                   "damaged one it removes; by default they are kept (their lineage incomplete)."),
 ) -> None:
     import sys
 
@@ -142,9 +152,10 @@ def doctor(
     ask = not yes and not common.settings.json and sys.stdin.isatty()
 
     def confirm(finding) -> bool:
-        return yes or (ask and typer.confirm(f"remove {safe(finding.path)}? {finding.detail}", default=False, err=True))
+        what = ", ".join(finding.removes) or safe(finding.path)
+        return yes or (ask and typer.confirm(f"remove {what}? {safe(finding.detail)}", default=False, err=True))
 
-    findings = repair(ws, examine(ws, full=verify), confirm)
+    findings = repair(ws, examine(ws, full=verify, recursive=recursive), confirm)
     kept = [f for f in findings if f.outcome == "kept" or f.outcome.startswith("failed")]
     payload = {"workspace": str(ws.root), "findings": [f.to_dict() for f in findings], "unresolved": len(kept)}
     common.emit(payload, lambda console: _render_doctor(console, ws.root, findings, kept))
@@ -153,6 +164,8 @@ def doctor(
 def _render_doctor(console, root, findings, kept) -> None:
     for f in findings:
         console.print(f"[bold]{f.outcome:9}[/] {f.problem:14} {safe(f.path)}: {safe(f.detail)}", soft_wrap=True)
+        if f.outcome == "removed" and len(f.removes) > 1:
+            console.print(f"{'':9} {'':14} removed {', '.join(f.removes)}", soft_wrap=True)
     if not findings:
         console.print(f"workspace {safe(str(root))}: no problems found", soft_wrap=True)
     elif kept:

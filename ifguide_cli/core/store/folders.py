@@ -16,6 +16,40 @@ from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.store.manifests import MANIFEST, file_problem, read_manifest
 
 REPLACED, REMOVING = "replaced", "removing"  # .staging/<prefix>-<id>-<pid>: an old copy on its way out
+_OLD_COPY_PREFIXES = (REPLACED, REMOVING, "trash")
+_TOOL_TEMP_PREFIXES = ("rad-source-",)  # tempfile.mkdtemp folders the tool makes in .staging
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_artifact_id(name: str) -> bool:
+    """An artifact id is 12 lowercase hex digits (the start of a sha256): anything else in a kind folder is the user's."""
+    return len(name) == 12 and set(name) <= _HEX
+
+
+def staged_id(name: str, kinds: tuple[str, ...]) -> str | None:
+    """The artifact id of a `.staging` entry the tool names (`<kind>-<id>`, `replaced-<id>-<pid>`, `removing-…`,
+    `trash-…`); None for anything else, which the tool never made and never touches."""
+    prefix, _, rest = name.partition("-")
+    if prefix in kinds and is_artifact_id(rest):
+        return rest
+    aid, _, pid = rest.partition("-")
+    if prefix in _OLD_COPY_PREFIXES and is_artifact_id(aid) and pid.isdigit():
+        return aid
+    return None
+
+
+def is_tool_staging(name: str, kinds: tuple[str, ...]) -> bool:
+    """A `.staging` entry the tool made (a build, an old copy on its way out, a temporary folder)."""
+    return staged_id(name, kinds) is not None or name.startswith(_TOOL_TEMP_PREFIXES)
+
+
+def artifact_folders(folder: Path) -> list[Path]:
+    """The entries of a kind folder named like an artifact (12 hex digits), symbolic links included (an artifact
+    moved to another disk and linked back is an artifact like any other). Other entries are the user's own."""
+    try:
+        return sorted(p for p in folder.iterdir() if is_artifact_id(p.name) and (p.is_dir() or p.is_symlink()))
+    except OSError:
+        return []
 
 
 def check_root(root: Path) -> None:
@@ -44,12 +78,23 @@ def make_dir(path: Path) -> None:
                            hint="pass --workspace a folder you can write to", exit_code=2) from None
 
 
-def check_output_file(path: str, option: str) -> None:
-    """A file the user asked to have written (`--log-file`) can be: checked before any work, so that a wrong folder
-    fails in one line rather than once a stage is under way. Nothing is created here."""
+def check_output_file(path: str, option: str, root: Path | None = None) -> None:
+    """A file the user asked to have written (`--log-file`, `--html`) can be: checked before any work, so that a wrong
+    path fails in one line rather than once a stage is under way. Nothing is created here.
+
+    Refused: a folder, a missing folder, no permission, anything but a regular file (a FIFO would block the command
+    while it holds the workspace locks; a device is not a file to replace), and a path inside workspace `root`'s
+    artifact folders, staging or locks (writing there would damage a stored artifact).
+    """
     target = Path(path).expanduser()
+    inside = artifact_holding(root, target) if root is not None else None
+    if inside is not None:
+        raise IfguideError(f"{option} {path} is inside {inside} of workspace {root}: writing there would damage what "
+                           "is stored", hint="pass a path outside the workspace's artifact folders", exit_code=2)
     if target.is_dir():
         problem = "is a folder"
+    elif target.exists() and not target.is_file():
+        problem = "is not a regular file (a pipe, socket or device)"
     elif not target.exists() and not target.parent.is_dir():
         problem = f"cannot be created: folder {target.parent} does not exist"
     elif not os.access(target if target.exists() else target.parent, os.W_OK):
@@ -57,6 +102,41 @@ def check_output_file(path: str, option: str) -> None:
     else:
         return
     raise IfguideError(f"{option} {path} {problem}", hint="pass the path of a file in an existing folder", exit_code=2)
+
+
+def artifact_holding(root: Path, target: Path) -> str | None:
+    """Which stored folder of workspace `root` (`masks/<id>`, `.staging`, `.locks`) `target` would be written inside,
+    following symbolic links (an artifact folder linked to another disk included); None when it is outside them."""
+    from ifguide_cli.core.store.workspace import KINDS
+
+    where = _real(target)
+    base = _real(root)
+    guarded = [(f"{kind}/{entry.name}", entry) for kind in KINDS for entry in artifact_folders(root / kind)]
+    guarded += [(name, root / name) for name in (".staging", ".locks")]
+    for label, folder in guarded:
+        real = _real(folder)
+        if where == real or real in where.parents or (base / label) in where.parents:
+            return label
+    return None
+
+
+def _real(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path.expanduser()))
+    except (OSError, ValueError):
+        return Path(os.path.abspath(path))
+
+
+def discard(path: Path, *, follow_link: bool) -> None:
+    """Delete a folder already moved out of the way; for a symbolic link (an artifact kept on another disk), the link
+    and, with `follow_link`, the folder it points to."""
+    if not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    if follow_link and path.is_dir():
+        shutil.rmtree(os.path.realpath(path), ignore_errors=True)
+    with suppress(OSError):
+        path.unlink()
 
 
 def subfolders(folder: Path) -> list[Path]:
@@ -102,7 +182,7 @@ def restorable(folder: Path, kinds: tuple[str, ...]) -> tuple[str, str] | None:
     artifact: the old copy of a `--force` rebuild. A half-deleted copy (its files no longer match) is not."""
     prefix, _, rest = folder.name.partition("-")
     aid = rest.split("-")[0]
-    if prefix not in (REPLACED, "trash") or len(aid) != 12:
+    if prefix not in (REPLACED, "trash") or not is_artifact_id(aid):
         return None
     try:
         kind = json.loads((folder / MANIFEST).read_text()).get("kind")

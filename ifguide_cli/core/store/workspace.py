@@ -205,6 +205,7 @@ class Damaged:
     kind: str
     path: Path
     reason: str
+    removable: bool = True  # False without a manifest.json (or behind a dead link): it may be the user's own folder
 
     def listing(self) -> dict:
         return {"id": self.id, "kind": self.kind, "path": str(self.path), "reason": self.reason}
@@ -242,12 +243,16 @@ class Workspace:
         found, damaged = [], []
         for k in [normalize_kind(kind)] if kind else KINDS:
             base = self._kind_dir(k)
-            for entry in folders.subfolders(base):
+            for entry in folders.artifact_folders(base):
+                if not entry.exists():
+                    damaged.append(Damaged(entry.name, k, entry, f"it is a symbolic link to {os.readlink(entry)}, which "
+                                           "cannot be reached (a disk not mounted?)", removable=False))
+                    continue
                 manifest, why = read_manifest(entry, k)
                 if manifest is not None:
                     found.append(Artifact(entry.name, k, entry, manifest))
                 else:
-                    damaged.append(Damaged(entry.name, k, entry, why))
+                    damaged.append(Damaged(entry.name, k, entry, why, removable=(entry / MANIFEST).exists()))
         return sorted(found, key=_age), sorted(damaged, key=lambda d: (d.kind, d.id))
 
     def list(self, kind: str | None = None) -> list[Artifact]:
@@ -441,7 +446,7 @@ class Workspace:
         else:  # two renames; a kill between them is undone by the next command (`_recover_swaps`)
             os.replace(final, old)
             os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
+        folders.discard(old, follow_link=True)
         return final
 
     def _recover_swaps(self) -> None:
@@ -484,14 +489,24 @@ class Workspace:
             atomic_write_text(art.path / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
         return Artifact(art.id, art.kind, art.path, manifest)
 
-    def remove(self, art: Artifact | Damaged, *, recursive: bool = False) -> list[Artifact | Damaged]:
-        """Delete an artifact (a damaged one too); refuses while others depend on it unless `recursive`, and
-        while any stage uses one of them."""
+    def doomed(self, art: Artifact | Damaged, *, recursive: bool) -> list[Artifact | Damaged]:
+        """What removing `art` deletes, deepest first: with `recursive`, everything derived from it too."""
+        return [*self._descendants(self.children(art)), art] if recursive else [art]
+
+    def remove(self, art: Artifact | Damaged, *, recursive: bool = False, keep_dependents: bool = False,
+               before: Callable[[list], None] | None = None) -> list[Artifact | Damaged]:
+        """Delete an artifact (a damaged one too) and, with `recursive`, what was made from it; `before` is shown
+        the whole list first. Refuses while others depend on it (unless `recursive`, or `keep_dependents`: they
+        stay usable, their lineage incomplete), while any stage uses one of them, and for a folder without a
+        manifest (nothing says it is an artifact)."""
+        if isinstance(art, Damaged) and not art.removable:
+            raise IfguideError(f"{art.path} is not removed: {art.reason}, so nothing says it is an artifact",
+                               hint="delete it yourself if it is a broken artifact", exit_code=2)
         kids = self.children(art)
-        if kids and not recursive:
+        if kids and not recursive and not keep_dependents:
             raise IfguideError(f"{len(kids)} artifact(s) depend on {art.id} ({', '.join(k.id for k in kids[:5])})",
                                hint="pass --recursive to remove them too", exit_code=2)
-        doomed = [*self._descendants(kids), art]
+        doomed = self.doomed(art, recursive=recursive)
         held = []
         try:
             for item in doomed:
@@ -502,8 +517,10 @@ class Workspace:
                     raise IfguideError(f"{kind_noun(item.kind)} artifact {item.id} is in use by {_who(path)}",
                                        hint="wait for it to finish, then remove it") from None
                 held.append(path)
+            if before is not None:
+                before(doomed)
             for item in doomed:
-                self._delete(item.path, item.id)
+                self._delete(item.path, item.id, follow_link=isinstance(item, Artifact))
         finally:
             for path in held:
                 locks.release(path, exclusive=True)
@@ -518,12 +535,13 @@ class Workspace:
                     out.append(item)
         return out
 
-    def _delete(self, path: Path, aid: str) -> None:
-        """Make a folder disappear atomically (a rename out of the way), then delete it."""
+    def _delete(self, path: Path, aid: str, *, follow_link: bool) -> None:
+        """Make a folder disappear atomically (a rename out of the way), then delete it; an artifact linked to another
+        disk goes with its link (`follow_link`; a damaged link's target may be anything: only the link goes)."""
         gone = self.root / ".staging" / f"{folders.REMOVING}-{aid}-{os.getpid()}"
         folders.make_dir(gone.parent)
         os.replace(path, gone)
-        shutil.rmtree(gone, ignore_errors=True)
+        folders.discard(gone, follow_link=follow_link)
 
     def verify(self, art: Artifact) -> list[str]:
         """Files whose checksum no longer matches the manifest."""

@@ -92,7 +92,7 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     setup = {**file_values, **values}
     check_trainable_dtype(setup)
     if setup.get("log_file"):
-        check_output_file(setup["log_file"], "--log-file")
+        check_output_file(setup["log_file"], "--log-file", ws.root)
     check_lambda_applies(setup)
 
     mref = training_model(ws, model_ref, mode, data_ref, setup.get("model_config"), corpus_opts.get("tokenizer"))
