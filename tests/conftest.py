@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("IFGUIDE_PROGRESS_INTERVAL", "inf")  # no plain progress lines in one-line-error tests
+os.environ.setdefault("IFGUIDE_CACHE_DIR", tempfile.mkdtemp(prefix="ifguide-cache-"))  # file hashes: not the user's cache
 
 
 class CliResult:

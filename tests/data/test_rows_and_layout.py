@@ -131,7 +131,7 @@ def test_missing_file_is_named(tmp_path):
 def test_load_records_keeps_its_contract(tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [{"text": "one", "x": 1}, {"text": "two"}], blank_after=1)
     records, identity = load_records(str(path), limit=1)
-    assert records == [{"text": "one", "x": 1}] and identity["source"] == "local" and identity["size"] > 0
+    assert records == [{"text": "one", "x": 1}] and identity["source"] == "local" and len(identity["sha256"]) == 64
 
 
 # ---- labels --------------------------------------------------------------------------------
@@ -367,8 +367,8 @@ def test_load_corpus_and_dataset_label_metrics(ws, mref, labelled):
     out = dataset_label_metrics(art, ranking)
     assert out["label_field"] == "toxic" and out["label_documents"] == 5 and out["label_positive_documents"] == 2
     assert out["label_precision_at_k"] == 1.0 and out["label_auc"] == 1.0
-    plain, _ = resolve_corpus(ws, str(labelled), mref, 16, layout="documents")
-    assert dataset_label_metrics(plain, ranking) == {}
+    plain, reused = resolve_corpus(ws, str(labelled), mref, 16, layout="documents", overflow="truncate")
+    assert not reused and dataset_label_metrics(plain, ranking) == {}
 
 
 def test_tiny_artifact_keeps_planted_toxic(ws, mref):

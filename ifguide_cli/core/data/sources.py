@@ -34,9 +34,11 @@ MAX_DOC_CHARS = 1_000_000  # a longer document is cut: tokenizing one huge text 
 def dataset_identity(ref: str, split: str | None = None) -> dict:
     """Where a dataset comes from, cheaply (nothing is read): the reuse key of the stages that use it.
 
-    Packaged files are hashed (they are small); local files and folders are identified by size and
-    modification time, so a changed file is never mistaken for the one an artifact was built from; a
-    reference subset (core/paper/subsets) by its name, hub id and the fingerprint of its row indices.
+    Packaged files are hashed (they are small); local files and folders by the sha256 of their bytes
+    (`content`: hashed once per file version, remembered by path, size and modification time), so the same
+    content is the same dataset wherever it lies and however often it is rewritten, and a changed file is never
+    mistaken for the one an artifact was built from; a reference subset (core/paper/subsets) by its name, hub id
+    and the fingerprint of its row indices.
     """
     subset = reference_subset(ref)
     if subset is not None:
@@ -57,7 +59,9 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
         return identity
     path = Path(ref).expanduser()
     if path.exists():
-        return {"source": "local", "split": split, **file_identity(path)}
+        from ifguide_cli.core.data.content import content_identity
+
+        return {"source": "local", "split": split, **content_identity(path)}
     if ref.lower().endswith(LOCAL_SUFFIXES) or ref.startswith((".", "/", "~")):
         raise IfguideError(f"no such file: {path}", hint="check the path", exit_code=2)
     if "/" in ref:

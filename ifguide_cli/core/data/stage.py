@@ -276,8 +276,12 @@ def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *
     if prefer is not None and prefer.config.get("data") == dataset_identity(data_ref, asked.get("split")):
         _check_reuse(workspace, prefer, mref, {"seq_len": seq_len, **asked},
                      hint=f"{data_ref} is laid out as dataset {prefer.id} for this model (it was trained or fit on it): "
-                          "leave the option out to reuse it")
+                          f"leave the option out to reuse it, or pass --data {prefer.id}")
         return prefer, True
+    stored = stored_layout(workspace, data_ref, _corpus_tokenizer(workspace, mref, asked.get("tokenizer")),
+                           {"seq_len": seq_len, **asked})
+    if stored is not None:
+        return stored, True
     main = is_main_process()
     if not main:
         barrier()
@@ -286,6 +290,29 @@ def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *
     if main:
         barrier()
     return result
+
+
+def stored_layout(workspace, data_ref: str, tok: _Tokenizer, asked: dict):
+    """The dataset artifact already built from DATA's content with this tokenizer and every option given (None =
+    not given), so a command that leaves the layout out reuses the layout chosen first instead of fitting another;
+    None when there is none (or DATA is packaged: its layout is fixed, never fitted). Several: one line listing them."""
+    if is_packaged(data_ref) or is_token_subset(data_ref):
+        return None
+    identity = dataset_identity(data_ref, asked.get("split"))
+    found = [art for art in workspace.list("datasets")
+             if art.config.get("data") == identity and art.config.get("tokenizer") == tok.name
+             and art.config.get("tokenizer_sha256") == tok.fingerprint
+             and all(v is None or k == "tokenizer" or _recorded(art, k) == v for k, v in asked.items())]
+    if len(found) <= 1:
+        return found[0] if found else None
+    flags = {f.name: flag_of(f) for f in dataclasses.fields(CorpusConfig)}
+    differ = [k for k in ("layout", "seq_len", "overflow", "text_field", "label_field", "max_examples")
+              if len({str(_recorded(a, k)) for a in found}) > 1]
+    listing = "; ".join(f"{a.id}" + (f" ({a.name})" if a.name else "") + ": "
+                        + ", ".join(f"{flags[k]} {_recorded(a, k)}" for k in differ) for a in found)
+    raise IfguideError(f"{data_ref} is already tokenized in {len(found)} layouts: {listing}",
+                       hint=f"pass --data DATASET_ID (one of them) or the option that picks one ({', '.join(flags[k] for k in differ)})",
+                       exit_code=2)
 
 
 def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, reporter=NULL, force: bool = False,
@@ -367,7 +394,7 @@ def recorded_dataset(ws, art, given=None, *, what: str, hint: str, missing_hint:
     recorded = art.config.get("dataset") if art is not None else None
     if given is not None:
         if recorded and recorded != given.id:
-            raise IfguideError(f"{what} was computed on dataset {recorded}, not {given.id}", hint=hint, exit_code=2)
+            raise _other_dataset(ws, what, recorded, given, hint)
         return given
     if not recorded:
         return None
@@ -376,3 +403,21 @@ def recorded_dataset(ws, art, given=None, *, what: str, hint: str, missing_hint:
         raise IfguideError(f"dataset {recorded} of {what} is no longer in the workspace",
                            hint=missing_hint or "recreate it (the same `--data` and `--seq-len`), or rebuild this artifact")
     return dataset
+
+
+def _source_file(art) -> str | None:
+    """The file a dataset artifact was read from (its summary; older ones also name it in their identity)."""
+    return art.summary.get("file") or (art.config.get("data") or {}).get("path")
+
+
+def _other_dataset(ws, what: str, recorded: str, given, hint: str) -> IfguideError:
+    """An artifact computed on dataset `recorded` used with dataset `given`: when both were read from the same file,
+    the file changed in between (say so, and how to go on); else name the dataset that works."""
+    old = ws.by_id(recorded)
+    if old is not None and _source_file(old) and _source_file(old) == _source_file(given):
+        return IfguideError(f"{_source_file(given)} changed since {what} was computed on it (as dataset {recorded}; "
+                            f"its content now is dataset {given.id})",
+                            hint=f"pass --data {recorded} to use the data as it was then, or recompute {what.split()[0]} "
+                                 "on the file as it is now", exit_code=2)
+    return IfguideError(f"{what} was computed on dataset {recorded}, not {given.id}",
+                        hint=f"pass --data {recorded} (the dataset it was computed on), or {hint}", exit_code=2)

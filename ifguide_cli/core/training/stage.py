@@ -99,8 +99,9 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     profile = setup.get("profile") or _default_profile(ws, mref, model_ref or "", data_ref)
     mask_art = ws.resolve(mask_ref, "masks") if mask_ref is not None else None
     context = model_context(mref)
+    masked_on = ws.by_id(mask_art.config.get("dataset", "")) if mask_art is not None else None
     ds_art, _ = model_corpus(ws, data_ref, mref, {**corpus_opts, "seq_len": setup.get("seq_len")},
-                             prefer=trained_dataset(ws, mref), reporter=reporter, barrier=barrier, context=context)
+                             prefer=masked_on or trained_dataset(ws, mref), reporter=reporter, barrier=barrier, context=context)
     rows = load_corpus(ds_art)
     mask = load_mask(ws, mask_art, ds_art, rows.shape) if mask_art is not None else None
     tc, ro = resolve_config(mode, profile, file_values, values, rows.shape[1], packaged_data=_is_packaged(ds_art))
@@ -242,7 +243,7 @@ def load_mask(ws, mask_art, dataset_art, corpus_shape):
     from ifguide_cli.core.data import recorded_dataset
 
     recorded_dataset(ws, mask_art, dataset_art, what=f"mask {mask_art.id}",
-                     hint="pass the --data (and --seq-len) the scores were computed on, or recompute the mask")
+                     hint="recompute the mask on this data")
     tensors = load_file(str(mask_art.file(MASK_FILE)))
     if "mask" not in tensors:
         raise IfguideError(f"mask artifact {mask_art.id} has no `mask` tensor in {MASK_FILE}",
