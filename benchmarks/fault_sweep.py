@@ -59,6 +59,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+KILL_AFTER_STEP = REPO / "tests" / "training" / "kill_after_step.py"  # the CLI, SIGKILLed after a training step
 CATEGORIES = ("traceback", "internal_error", "wrong_exit", "damaged", "lost", "hang", "late", "unnamed", "leftover", "other")
 KINDS = ("datasets", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 FSIZE_CAP = 2 << 30  # no file written by a case may exceed 2 GiB (ulimit -f): the sweep never fills the disk
@@ -86,6 +87,8 @@ class Step:
     names: an expected error must mention one of these (case-insensitive; placeholders filled).
     check: extra check (ctx, result) -> problems, counted as `other`.
     concurrent: start this step `concurrent` seconds after the previous one started, without waiting for it.
+    kill_after_step: run the CLI through tests/training/kill_after_step.py, which SIGKILLs it at the end of this
+      optimizer step (a trainer callback; the package itself has no such hook).
     """
 
     argv: tuple[str, ...]
@@ -102,6 +105,7 @@ class Step:
     env: tuple[tuple[str, str], ...] = ()
     fsize: int | None = None
     workspace: bool = True
+    kill_after_step: int | None = None
     concurrent: float | None = None
 
     @property
@@ -1025,8 +1029,8 @@ def garbage_locks(ctx: Ctx) -> None:
 
 
 def staged_truncated_optimizer(ctx: Ctx) -> None:
-    """An interrupted run (killed after step 3 by the CLI's own test hook) whose saved optimizer state is cut short."""
-    run_step(ctx, anyhow(*STAGED_TRAIN, env=(("IFGUIDE_TEST_KILL_AFTER_STEP", "3"),), timeout=180))
+    """An interrupted run (SIGKILLed after step 3 by a trainer callback) whose saved optimizer state is cut short."""
+    run_step(ctx, anyhow(*STAGED_TRAIN, kill_after_step=3, timeout=180))
     found = sorted(ctx.ws.glob(".staging/checkpoints-*/trainer/checkpoint-*/optimizer.pt"))
     if not found:
         raise SetupError("the interrupted run left no optimizer.pt in staging")
@@ -1200,6 +1204,8 @@ def child_env(ctx: Ctx, step: Step) -> dict[str, str]:
 
 def command(ctx: Ctx, step: Step) -> list[str]:
     argv = [sys.executable, "-m", "ifguide_cli"]
+    if step.kill_after_step is not None:
+        argv = [sys.executable, str(KILL_AFTER_STEP), str(step.kill_after_step)]
     if step.workspace:
         argv += ["--workspace", str(ctx.ws)]
     argv += [ctx.fill(a) for a in step.argv]

@@ -3,7 +3,7 @@
 - A baseline trained from scratch learns the planted insults; fine-tuning it with a mask on the insult
   tokens of the planted toxic documents (λ = 1) makes those tokens far less likely than plain
   fine-tuning with the same seed and steps does, while the perplexity of every other token stays within 10%.
-- A run SIGKILLed mid-way (test hook IFGUIDE_TEST_KILL_AFTER_STEP) and run again ends with exactly the
+- A run SIGKILLed mid-way (by `kill_after_step.py`, a trainer callback the test injects) and run again ends with exactly the
   weights of an uninterrupted run.
 - 2-process gloo DDP under torchrun follows the single-process loss trajectory with the same global batch.
 """
@@ -25,6 +25,7 @@ from conftest import invoke_cli
 from safetensors.torch import load_file, save_file
 
 pytestmark = pytest.mark.slow
+KILL_AFTER_STEP = Path(__file__).with_name("kill_after_step.py")  # runs the CLI, SIGKILLed after step K
 torch.set_num_threads(1)
 
 # the insult vocabulary of the planted toxic continuations (scripts/gen_tiny_assets.py, INSULT)
@@ -134,10 +135,9 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path):
     ws_full, ws_killed = tmp_path / "full", tmp_path / "killed"
     full = _cli(ws_full, "train", "tiny", "--data", "tiny", *TRAIN_SMALL)
 
-    cmd = [sys.executable, "-m", "ifguide_cli", "--workspace", str(ws_killed), "--json", "train", "tiny", "--data", "tiny",
+    cmd = [sys.executable, str(KILL_AFTER_STEP), "5", "--workspace", str(ws_killed), "--json", "train", "tiny", "--data", "tiny",
            *TRAIN_SMALL]
-    killed = subprocess.run(cmd, env=_subprocess_env(IFGUIDE_TEST_KILL_AFTER_STEP="5"), capture_output=True, text=True,
-                            timeout=300)
+    killed = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILLed after step 5: no artifact, a staging folder
     assert not (ws_killed / "checkpoints").exists() or not any((ws_killed / "checkpoints").iterdir())
     staging = next((ws_killed / ".staging").glob("checkpoints-*"))
@@ -154,9 +154,9 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path):
 
 def test_restart_discards_the_partial_run(tmp_path):
     ws = tmp_path / "ws"
-    cmd = [sys.executable, "-m", "ifguide_cli", "--workspace", str(ws), "--json", "train", "tiny", "--data", "tiny", *TRAIN_SMALL]
-    killed = subprocess.run(cmd, env=_subprocess_env(IFGUIDE_TEST_KILL_AFTER_STEP="4"), capture_output=True, text=True,
-                            timeout=300)
+    cmd = [sys.executable, str(KILL_AFTER_STEP), "4", "--workspace", str(ws), "--json", "train", "tiny", "--data", "tiny",
+           *TRAIN_SMALL]
+    killed = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9
     fresh = _cli(ws, "train", "tiny", "--data", "tiny", *TRAIN_SMALL, "--restart")
     assert fresh["summary"]["resumed_from_step"] is None and fresh["summary"]["steps"] == 8

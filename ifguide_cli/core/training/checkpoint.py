@@ -7,24 +7,21 @@ resumes from the newest complete one (``--restart`` discards it).
 
 Every process of a distributed run builds (the Trainer shards the batches); rank 0 alone writes the
 shared files, and barriers order the two. Imported only when a run trains (it imports transformers).
-
-Test hook: ``IFGUIDE_TEST_KILL_AFTER_STEP=k`` SIGKILLs the process at the end of optimizer step k
-(before that step's checkpoint is saved), to test kill-and-resume. It is read only from the environment.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import PrinterCallback, TrainingArguments
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments
 
 from ifguide_cli.core.config import resolve_precision, torch_dtype
 from ifguide_cli.core.data import load_corpus
@@ -35,9 +32,12 @@ from ifguide_cli.core.models import load_model, load_tokenizer
 from ifguide_cli.core.progress import NULL
 from ifguide_cli.core.training.config import TrainConfig, batch_layout, best_checkpoint_arguments, check_weights_dtype, split_rows
 from ifguide_cli.core.training.metrics import final_metrics
-from ifguide_cli.core.training.trainer import KillHook, PenaltyTrainer, ReportCallback
+from ifguide_cli.core.training.trainer import PenaltyTrainer, ReportCallback
 
-KILL_HOOK_ENV = "IFGUIDE_TEST_KILL_AFTER_STEP"
+# Extension point for code that embeds ifguide: factories of extra transformers `TrainerCallback`s, each called once
+# per training run; the callbacks are added after ifguide's own, in this order (so their `on_step_end` runs before
+# the Trainer saves that step's checkpoint). Append to it in the process that runs the command.
+EXTRA_CALLBACKS: list[Callable[[], TrainerCallback]] = []
 OPTIMIZER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
 
 
@@ -222,14 +222,12 @@ class CheckpointBuild:
         )
 
     def trainer(self, args: TrainingArguments, model, data: TrainingData) -> PenaltyTrainer:
-        """The PenaltyTrainer with our log/progress callback (and the kill hook when a test sets it)."""
+        """The PenaltyTrainer with our log/progress callback, then the embedding code's `EXTRA_CALLBACKS`."""
         # the user's file first: one that cannot be written stops the run before its first line is in staging
         log_paths = ([self.plan.run.log_file] if self.plan.run.log_file else []) + [self.staging.log]
         tokens_per_step = self.tc.batch_size * self.plan.corpus.shape[1]
         callbacks = [ReportCallback(self.plan.reporter if self.main else NULL, log_paths, tokens_per_step)]
-        kill_at = os.environ.get(KILL_HOOK_ENV)
-        if kill_at:
-            callbacks.append(KillHook(int(kill_at)))
+        callbacks += [make() for make in EXTRA_CALLBACKS]
         trainer = PenaltyTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                                  callbacks=callbacks, lam=self.tc.lam, suppression=self.tc.suppression)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict on stdout (breaks --json)

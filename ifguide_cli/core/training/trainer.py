@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import signal
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -187,13 +185,3 @@ class ReportCallback(TrainerCallback):
         self.stack.close()
         self.task = None
 
-
-class KillHook(TrainerCallback):
-    """Test hook: SIGKILL this process after optimizer step k (IFGUIDE_TEST_KILL_AFTER_STEP=k)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kw):
-        if state.global_step >= self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
