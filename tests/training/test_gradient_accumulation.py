@@ -1,7 +1,8 @@
 """The Trainer update equals a plain loop: gradient accumulation of k micro-batches = one big batch.
 
-This is the transformers 5.x trap (DESIGN.md): a `compute_loss` override on a model that accepts loss
-kwargs had its update scaled by the accumulation factor. SGD (not Adam, which hides a gradient scale)
+This is the transformers 5.x trap: a `compute_loss` override on a model that accepts loss kwargs (GPT-NeoX)
+had its update scaled by the accumulation factor (4× too large with 4 micro-batches) unless the subclass sets
+`model_accepts_loss_kwargs = False`, as `PenaltyTrainer` does. SGD (not Adam, which hides a gradient scale)
 makes any mis-scaling visible in the weights.
 """
 

@@ -42,9 +42,13 @@ def heuristic_damping(factors_dir: Path, strategy: str) -> dict[str, float] | No
     return {k: 0.1 / r for k, r in rel.items()}
 
 
-# DESIGN.md ("bf16 scoring with kronfluence's default damping_factor=1e-8"): bf16 vs fp32 per-token scores
-# on an H100, Pythia-160M architecture, 128 × 1024 tokens, damping 1e-8.
-BF16_MEASURED = "Spearman 0.83 with fp32 and 59% of fp32's top-1% tokens (DESIGN.md: H100, Pythia-160M, damping 1e-8)"
+# The reference scores in bf16 with kronfluence's default damping_factor=1e-8 (src/compute_scores.py:196,200 of
+# the IF-Guide code). Measured once on an H100 during this tool's development (kronfluence 1.0.1, Pythia-160M
+# architecture, 128 × 1024 tokens): bf16 vs fp32 per-token scores at that damping had Spearman 0.83 and shared 59%
+# of fp32's top-1% tokens; with kronfluence's heuristic damping (0.1 × mean eigenvalue) in both, Spearman 0.98 and
+# 82%. No script in benchmarks/ reproduces it yet (it needs a GPU).
+BF16_MEASURED = ("Spearman 0.83 with fp32 and 59% of fp32's top-1% tokens "
+                 "(measured on an H100, Pythia-160M architecture, 128 × 1024 tokens, damping 1e-8)")
 
 
 def check_bf16_damping(factors_dir: Path, strategy: str, precision: str, damping: float | None) -> None:

@@ -11,7 +11,8 @@ of the loss term that PREDICTS token t of row i — the same alignment as ``labe
 shift and as the training mask. kronfluence reports per-token scores per *input position* p, whose
 output predicts token p+1, so we store ``scores[:, 1:] = kronfluence[:, :-1]`` and ``scores[:, 0] = 0``.
 Consequently column 0 and every padded position score exactly 0. A high score marks a training token
-whose loss term makes toxic continuations more likely relative to safe ones (DESIGN.md step 2).
+whose loss term makes toxic continuations more likely relative to safe ones: S_it = −(mean_tox ∇log p(c|p) − mean_safe ∇log p(c|p))ᵀ H⁻¹ ∇L_it, the paper's token-wise
+differential influence (step 2 of IF-Guide; the reference's src/compute_scores.py:219-229 computes it as two runs).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """What the paper's run costs: tokens per stage, GPU-hours on one H100, disk.
 
-Rates come from the measured H100 anchors (DESIGN.md: bf16, Pythia-160M architecture, 512 × 2,048 tokens)
+Rates come from throughput measured once on one H100 during this tool's development (bf16, Pythia-160M
+architecture, 512 × 2,048 tokens, kronfluence 1.0.1; `python benchmarks/influence.py --size 160m --docs 512
+--seq-len 2048 --precision bf16` and `benchmarks/train.py --size pythia-160m` re-measure them on a GPU)
 and are scaled to other models by parameter count: tokens/s × parameters is taken as constant, i.e. the
 cost per token grows linearly with the parameters (6N FLOPs per token for forward+backward). That is the
 first-order rule; attention and kernel efficiency make larger models somewhat faster than it says.
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-# tokens/s on one H100 (bf16, Pythia-160M architecture), DESIGN.md "Measured anchors"
+# tokens/s on one H100 (bf16, Pythia-160M architecture): forward+backward, EK-FAC factors (all three passes),
+# one-pass differential scores, a plain bf16 AdamW training step (8 × 2048 tokens, 32% MFU)
 ANCHORS = {"forward_backward": 254_000, "factors": 34_000, "scores": 123_000, "train": 260_000}
 ANCHOR_MODEL = "pythia-160m"
 FORWARD_SPEEDUP = 3.0  # forward-only vs forward+backward: an assumption (FLOP ratio), not measured

@@ -116,7 +116,7 @@ INFLUENCE: tuple[Setting, ...] = (
     S("scores", "precision", "bf16", "src/scripts/compute_scores.sh:21; src/compute_scores.py:199-200",
       "influence.scores.precision", "all_low_precision_score_arguments(bfloat16)"),
     S("scores", "damping", 1e-8, "src/compute_scores.py:196,200", "influence.scores.damping",
-      "kronfluence's default damping_factor; in bf16 it disagrees with fp32 (DESIGN.md: Spearman 0.83)"),
+      "kronfluence's default damping_factor; in bf16 it disagrees with fp32 (Spearman 0.83 on an H100: influence/damping.py BF16_MEASURED)"),
     S("scores", "query-gradient low rank", None, "src/compute_scores.py:95-100,204-208", "influence.scores.query_low_rank"),
     S("scores", "aggregated query gradients, per-token scores", True, "src/compute_scores.py:212-214", None,
       "always on in the tool"),
