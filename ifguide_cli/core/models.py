@@ -223,7 +223,20 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
         hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
         with hub_resource("model", hub_id, "a local model folder"):
             model = AutoModelForCausalLM.from_pretrained(hub_id, dtype=dtype, trust_remote_code=False)
+    if not from_scratch:
+        check_finite_weights(model, mref.ref)
     return model
+
+
+def check_finite_weights(model, ref: str) -> None:
+    """A model whose weights hold NaN or infinity (a diverged run saved by another tool) is one line, not an evaluation
+    of garbage (perplexity NaN, shown as "—") or a fine-tuning that cannot start."""
+    import torch
+
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+    if bad:
+        raise IfguideError(f"model {ref!r} has non-finite (NaN or infinite) weights ({len(bad)} tensor(s), e.g. {bad[0]})",
+                           hint="it comes from a diverged training run: retrain it with a lower learning rate", exit_code=2)
 
 
 def _take_vocabulary(config, tokenizer) -> None:

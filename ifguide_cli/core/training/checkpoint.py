@@ -32,7 +32,7 @@ from ifguide_cli.core.models import load_model, load_tokenizer
 from ifguide_cli.core.progress import NULL
 from ifguide_cli.core.training.config import TrainConfig, batch_layout, best_checkpoint_arguments, check_weights_dtype, split_rows
 from ifguide_cli.core.training.metrics import final_metrics
-from ifguide_cli.core.training.trainer import PenaltyTrainer, ReportCallback
+from ifguide_cli.core.training.trainer import NonFiniteGuard, PenaltyTrainer, ReportCallback
 
 # Extension point for code that embeds ifguide: factories of extra transformers `TrainerCallback`s, each called once
 # per training run; the callbacks are added after ifguide's own, in this order (so their `on_step_end` runs before
@@ -231,6 +231,7 @@ class CheckpointBuild:
         trainer = PenaltyTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                                  callbacks=callbacks, lam=self.tc.lam, suppression=self.tc.suppression)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict on stdout (breaks --json)
+        trainer.add_callback(NonFiniteGuard(trainer))
         return trainer
 
     # ---- finalize ------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class PenaltyTrainer(Trainer):
         # token count (kept off) is replaced by ours in get_batch_samples
         self.model_accepts_loss_kwargs = False
         self._stats = torch.zeros(4, dtype=torch.float64)  # masked CE sum, masked n, ordinary CE sum, ordinary n
+        self._non_finite_loss = None  # a device flag set by any non-finite training loss since the last check
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -103,9 +104,26 @@ class PenaltyTrainer(Trainer):
             if self.args.world_size > 1:
                 loss = loss * self.args.world_size  # DDP averages gradients over processes; we want their sum
         if model.training:
+            bad = ~torch.isfinite(loss.detach())  # kept on the device: read once per check, not once per batch
+            self._non_finite_loss = bad if self._non_finite_loss is None else self._non_finite_loss | bad
             n_ord = terms.num_label_tokens - terms.num_masked
             self._stats += torch.stack([terms.masked_ce_sum, terms.num_masked, terms.unmasked_ce_sum, n_ord]).double().cpu()
         return (loss, outputs) if return_outputs else loss
+
+    def non_finite(self, *, weights: bool) -> str | None:
+        """What became non-finite since the last call (the training loss; with `weights`, a weight too), agreed
+        by every process; None when all is finite."""
+        flags = torch.zeros(2, device=self.args.device)
+        if self._non_finite_loss is not None:
+            flags[0] = self._non_finite_loss.float()
+            self._non_finite_loss = None
+        if weights:
+            finite = torch.stack([torch.isfinite(p.detach()).all() for p in self.model.parameters()]).all()
+            flags[1] = (~finite).float().to(flags.device)
+        if self.args.world_size > 1:
+            flags = self.accelerator.reduce(flags, reduction="sum")
+        loss, weight = (bool(v) for v in flags.tolist())
+        return "the training loss" if loss else ("a weight" if weight else None)
 
     def log(self, logs, start_time=None):
         if "loss" in logs and "eval_loss" not in logs:  # a training log: reached by every process
@@ -184,4 +202,34 @@ class ReportCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kw):
         self.stack.close()
         self.task = None
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stops a run whose loss or weights became NaN or infinite before anything of it is saved or published.
+
+    A divergent run (`--lr 50`, `--lambda 1e300`) would otherwise finish "successfully" with NaN weights. The check
+    runs at every step that logs, evaluates or saves, and at the last one — before the Trainer's save of that step —
+    so every checkpoint in staging holds finite weights: the last of them stays resumable, and nothing is published.
+    """
+
+    def __init__(self, trainer: PenaltyTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kw):
+        last = state.global_step >= state.max_steps
+        if not (control.should_log or control.should_save or control.should_evaluate or last):
+            return
+        what = self.trainer.non_finite(weights=control.should_save or last)
+        if what is not None:
+            raise NonFiniteTraining(what, state.global_step, self.trainer.lam)
+
+
+class NonFiniteTraining(IfguideError):
+    """The one-line error of a diverged run: what went non-finite, when, and what to change."""
+
+    def __init__(self, what: str, step: int, lam: float):
+        super().__init__(f"{what} became non-finite (NaN or infinite) by optimizer step {step}: training diverged and "
+                         "no checkpoint was published",
+                         hint=f"lower --lr{' or --lambda' if lam else ''} (or use --grad-clip); the last saved training "
+                              "state is kept, and the same command resumes from it")
 
