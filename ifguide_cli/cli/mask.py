@@ -13,6 +13,7 @@ from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.masking.config import MaskConfig
 from ifguide_cli.core.masking.export_config import MaskExportConfig
 from ifguide_cli.core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
+from ifguide_cli.core.masking.transfer_config import MaskTransferConfig
 
 
 class _MaskGroup(TyperGroup):
@@ -248,6 +249,48 @@ def _export_html(mask: str, html: str, top: int, scores: bool, data: Optional[st
     target = common.write_user_file(html, html_page(insp, views, heat=with_scores))
     payload = {"mask": insp.art.id, "html": str(target), "documents": [{"rank": v.rank, "doc": v.doc} for v in views]}
     common.emit(payload, lambda console: console.print(f"wrote {len(views)} documents to {target}", soft_wrap=True))
+
+
+@mask_app.command("transfer", help="Carry a mask over to another tokenizer: the same documents in the new "
+                                   "tokenizer's rows (a dataset artifact) and the mask on them (a mask artifact).",
+                  epilog="The masked tokens' characters are laid over the new tokens (--rule); the summary counts "
+                         "masked characters kept, lost and added. Train or fine-tune a model of that tokenizer with "
+                         "`--data NEW_DATASET --mask NEW_MASK` (both are named by --name).\n\n"
+                         "Examples:\n\n"
+                         "ifguide tokenizer train tiny --vocab-size 4096 --name bpe4k\n"
+                         "ifguide mask transfer tiny-mask --tokenizer bpe4k --name bpe4k-mask\n"
+                         "ifguide finetune MODEL --data bpe4k-mask --mask bpe4k-mask")
+@common.handles_errors
+@config_options(MaskTransferConfig)
+def transfer(
+    config: MaskTransferConfig,
+    mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`).", autocompletion=common.complete_artifacts("masks")),
+    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="The new tokenizer: a tokenizer artifact, tiny, a "
+                                                                  "local folder or a hub id.",
+                                  autocompletion=common.complete_artifacts("tokenizers")),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact for a mask built from a plain score file."),
+    name: NameOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    from ifguide_cli.core.masking.transfer import transfer_mask
+
+    ws = common.workspace()
+    data_res, mask_res = transfer_mask(ws, mask, tokenizer, config, data_ref=data, name=name, force=force,
+                                       reporter=common.reporter())
+    s = mask_res.artifact.summary
+    if s["chars_not_in_rows"]:
+        from ifguide_cli.core.notes import warn
+
+        warn(f"{s['chars_not_in_rows']:,} masked characters lie beyond the new rows (documents cut at "
+             f"{data_res.artifact.config['seq_len']} tokens of the new tokenizer); a larger --seq-len keeps them")
+    rows = {"dataset": data_res.artifact.id + (" (reused)" if data_res.reused else ""),
+            "masked characters": f"{s['masked_chars']:,}",
+            "kept": f"{s['chars_kept']:,} ({s['kept_share']:.1%})", "lost": f"{s['chars_lost']:,} ({s['lost_share']:.1%})",
+            "added": f"{s['chars_added']:,} ({s['added_share']:.1%})",
+            "train with": f"--data {data_res.artifact.name or data_res.artifact.id} --mask {mask_res.artifact.name or mask_res.artifact.id}"}
+    common.emit(common.artifact_payload(mask_res.artifact, mask_res.reused, config=mask_res.artifact.config,
+                                        dataset=data_res.artifact.id),
+                common.render_artifact("mask", mask_res.artifact, mask_res.reused, rows))
 
 
 def _heat(insp, requested: bool, *, say: bool) -> bool:

@@ -28,6 +28,7 @@ class Segment:
     doc: int  # the source document's id (the row's index for a dataset without a source map)
     positions: np.ndarray  # int64: the tokens' positions in the row
     pieces: list[str]  # decoded text per token; they join to the segment's text
+    char_start: int = 0  # where the text starts in its document (the source map's span; 0 without one)
 
     @property
     def text(self) -> str:
@@ -85,24 +86,33 @@ class RowText:
         """The row's documents (one for the documents layout; a packed row's parts, cut at special tokens)."""
         ids = np.asarray(self.input_ids[row]).astype(np.int64)
         positions = self.text_positions(row)
-        docs = self._docs(row)
+        docs = self.parts(row)
         runs = [positions]
         if len(docs) > 1:
             runs = np.split(positions, np.flatnonzero(np.diff(positions) > 1) + 1)
             if len(runs) != len(docs):  # a special token inside a text: the parts cannot be told apart
                 runs, docs = [positions], docs[:1]
-        for run, doc in zip(runs, docs, strict=True):
+        for run, (doc, start) in zip(runs, docs, strict=True):
             if run.size:
-                yield Segment(row, doc, run, whole_pieces(self.decode, ids[run].tolist()))
+                yield Segment(row, doc, run, whole_pieces(self.decode, ids[run].tolist()), start)
 
-    def _docs(self, row: int) -> list[int]:
+    def end_token(self, segment: Segment) -> int | None:
+        """The position of the special token (EOS) that ends the segment's text in its row, if one does."""
+        end = int(segment.positions[-1]) + 1
+        if end < self.shape[1] and int(self.input_ids[segment.row, end]) in self.special:
+            return end
+        return None
+
+    def parts(self, row: int) -> list[tuple[int, int]]:
+        """(document id, character start in that document) of each document part of the row, in order."""
         c = self.columns
         if c is None:
-            return [row]
+            return [(row, 0)]
         if "piece_start" in c:
             lo, hi = int(c["piece_start"][row]), int(c["piece_start"][row + 1])
-            return [int(d) for d in c["piece_doc_id"][lo:hi]] or [int(c["doc_id"][row])]
-        return [int(c["doc_id"][row])]
+            parts = [(int(d), int(s)) for d, s in zip(c["piece_doc_id"][lo:hi], c["piece_char_start"][lo:hi], strict=True)]
+            return parts or [(int(c["doc_id"][row]), int(c["char_start"][row]))]
+        return [(int(c["doc_id"][row]), int(c["char_start"][row]))]
 
 
 def _source_map(dataset) -> dict | None:
