@@ -1,32 +1,24 @@
-"""Issue 14: the workspace survives every fault and bad input.
-
-One test (or more) per failure the fault sweep found: damaged manifests are quarantined, a `--force` rebuild is
-never missing, readers lock what they use, inputs are checked before use, user input errors are one line, YAML and
-archives have limits, names are escaped, nothing is left behind, Ctrl-C is a clean exit.
-"""
+"""The workspace survives every fault: damaged manifests are quarantined, a `--force` rebuild is never missing,
+readers lock what they use, inputs are checked before use, doctor repairs, nothing is left behind, names are
+escaped, files the tool writes are checked. The other faults the sweep found are tested beside the code they
+concern (tests/cli/test_error_boundary.py, tests/core/test_yaml_limits.py, tests/data/test_unreadable_inputs.py,
+…)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import multiprocessing as mp
 import os
 import signal
-import subprocess
-import sys
-import time
-import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import assert_one_line_error
 
-from ifguide_cli.core.errors import IfguideError, from_environment
+from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.store import folders, locks
 from ifguide_cli.core.store.manifests import QUICK_SPAN
 from ifguide_cli.core.store.workspace import Workspace
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def write(text="x", name="data.txt"):
@@ -333,149 +325,6 @@ def test_artifact_names_are_escaped_in_rich_output(workspace_dir, cli, name):
         assert "\x1b" not in res.stdout and art.id in res.stdout
 
 
-# ---- YAML with limits -------------------------------------------------------------------------------------------------------
-BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "model: *i\n"
-YAMLS = {"bomb.yaml": (BOMB, "expands to more than"), "deep.yaml": ("model: " + "[" * 5000 + "]" * 5000, "nested"),
-         "self.yaml": ("a: &x [1, *x]\n", "refers to itself"), "tag.yaml": ("m: !!python/object/apply:os.system [ls]\n",
-                                                                           "not valid YAML"),
-         "list.yaml": ("- 1\n", "must be a mapping")}
-
-
-@pytest.mark.parametrize("name", sorted(YAMLS))
-def test_yaml_files_are_loaded_with_limits(tmp_path, name):
-    from ifguide_cli.core.yamlfile import load_yaml_mapping
-
-    text, needle = YAMLS[name]
-    (tmp_path / name).write_text(text)
-    started = time.monotonic()
-    with pytest.raises(IfguideError, match=needle) as err:
-        load_yaml_mapping(tmp_path / name)
-    assert name in err.value.one_line() and len(err.value.one_line()) < 300 and time.monotonic() - started < 5
-
-
-def test_yaml_binary_and_fine_anchors(tmp_path):
-    from ifguide_cli.core.yamlfile import load_yaml_mapping
-
-    (tmp_path / "bin.yaml").write_bytes(b"a: \xff\xfe\n")
-    with pytest.raises(IfguideError, match="not UTF-8"):
-        load_yaml_mapping(tmp_path / "bin.yaml")
-    (tmp_path / "ok.yaml").write_text("base: &b {lr: 0.1}\nrun: *b\n")
-    assert load_yaml_mapping(tmp_path / "ok.yaml") == {"base": {"lr": 0.1}, "run": {"lr": 0.1}}
-
-
-# ---- RAD downloads and archives ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://h/x.zip", "javascript:alert(1)", "http://h/x.zip", "", "x.zip"])
-def test_rad_url_must_be_https(tmp_path, url):
-    from ifguide_cli.core.rad.source import fetch_source
-
-    with pytest.raises(IfguideError, match="https") as err:
-        fetch_source(Workspace(tmp_path), None, url, None)
-    assert err.value.exit_code == 2
-
-
-def test_rad_default_release_needs_a_checksum_and_a_cached_download_is_checked_again(tmp_path, monkeypatch):
-    from ifguide_cli.core.rad import source as rad_source
-    ws = Workspace(tmp_path)
-    monkeypatch.setattr(rad_source, "_check_online", lambda url: None)
-    with pytest.raises(IfguideError, match="not pinned"):
-        rad_source.fetch_source(ws, None, None, None)
-    with pytest.raises(IfguideError, match="64 hexadecimal"):
-        rad_source.valid_sha256("zz")
-    downloads = []
-
-    def download(url, target, reporter=None):
-        downloads.append(url)
-        target.write_bytes(b"release")
-
-    monkeypatch.setattr(rad_source, "_download", download)
-    url = "https://example.org/saved_models.zip"
-    src, _ = rad_source.fetch_source(ws, None, url, None)
-    rad_source.fetch_source(ws, None, url, None)
-    assert len(downloads) == 1  # reused: its checksum is the one recorded
-    src.write_bytes(b"tampered")
-    rad_source.fetch_source(ws, None, url, None)
-    assert len(downloads) == 2 and src.read_bytes() == b"release"
-
-
-def _zip(path: Path, members: dict[str, bytes], method=zipfile.ZIP_DEFLATED) -> Path:
-    with zipfile.ZipFile(path, "w", method) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
-
-
-def test_rad_archives_are_extracted_with_limits(tmp_path):
-    from ifguide_cli.core.rad.source import extract_from_zip
-
-    work = tmp_path / "work"
-    work.mkdir()
-    weights = "saved_models/gpt2_toxicity/pytorch_model.bin"
-    bomb = _zip(tmp_path / "bomb.zip", {weights: bytes(50 << 20)})
-    with pytest.raises(IfguideError, match="zip bomb"):
-        extract_from_zip(bomb, work)
-    many = _zip(tmp_path / "many.zip", {**{f"junk/{i}": b"" for i in range(1001)}, weights: b"x"}, zipfile.ZIP_STORED)
-    with pytest.raises(IfguideError, match=r"many\.zip holds 1002 files"):
-        extract_from_zip(many, work)
-    slip = _zip(tmp_path / "slip.zip", {"../../escaped": b"x", weights: b"x"})
-    assert extract_from_zip(slip, work) == work / weights  # only the weights and the files beside them are read
-    slip = _zip(tmp_path / "slip2.zip", {"saved_models/gpt2_toxicity/../../../../x.bin": b"x"})
-    with pytest.raises(IfguideError, match="outside"):
-        extract_from_zip(slip, work)
-    (tmp_path / "t.zip").write_bytes(bomb.read_bytes()[:1000])
-    with pytest.raises(IfguideError, match=r"t\.zip is not a readable zip"):
-        extract_from_zip(tmp_path / "t.zip", work)
-    assert not (tmp_path / "escaped").exists()
-
-
-# ---- one line for every failure ----------------------------------------------------------------------------------------------
-def test_machine_failures_are_user_errors_and_bugs_say_so():
-    full = from_environment(OSError(errno.ENOSPC, "No space left on device", "/ws/x.safetensors"))
-    assert "x.safetensors" in full.one_line() and "free disk space" in full.one_line()
-    assert "file too large" in from_environment(OSError(errno.EFBIG, "File too large", "/ws/y")).one_line()
-    assert from_environment(ValueError("a bug")) is None
-
-
-def test_an_unexpected_exception_is_an_internal_error_that_asks_for_a_report(cli, monkeypatch):
-    from ifguide_cli.core.store import workspace
-    def boom(self, kind=None):
-        raise ZeroDivisionError("bug")
-
-    monkeypatch.setattr(workspace.Workspace, "list", boom)
-    line = assert_one_line_error(cli("workspace", "ls"), "internal error: ZeroDivisionError", "--debug", "report")
-    assert "bug" in line
-
-
-def _run(*args, signal_at: float | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ifguide_cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    if signal_at is not None:
-        time.sleep(signal_at)
-        proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-@pytest.mark.parametrize("args, needle", [(("train", "tiny", "--max-steps", "inf"), "--max-steps"),
-                                          (("workspace", "ls", "--bogus"), "--bogus"),
-                                          (("nosuch",), "nosuch")])
-def test_usage_errors_are_one_line_with_exit_2(tmp_path, args, needle):
-    res = _run("--workspace", str(tmp_path), *args)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
-    assert "╭" not in res.stderr and "Traceback" not in res.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("at", [0.3, 0.6, 1.5])
-def test_ctrl_c_at_any_moment_is_a_clean_exit(tmp_path, at):
-    res = _run("--workspace", str(tmp_path), "train", "tiny", "--data", "tiny", "--max-steps", "50", signal_at=at)
-    assert res.returncode in (130, -signal.SIGINT), res.stderr
-    assert "Traceback" not in res.stderr
-    assert not (tmp_path / ".locks").exists() or list((tmp_path / ".locks").iterdir()) == []
-
-
 def test_json_output_of_damaged_listing_is_machine_readable(chain, cli):
     *_, mask = chain
     (mask.path / "manifest.json").write_bytes(b"\x1b[2J{")
@@ -483,32 +332,7 @@ def test_json_output_of_damaged_listing_is_machine_readable(chain, cli):
     assert json.loads(listed.stdout)["damaged"][0]["id"] == mask.id
 
 
-# ---- input files that cannot be read as such ---------------------------------------------------------------------------
-def test_a_pipe_given_as_data_is_refused_not_waited_on(tmp_path):
-    from ifguide_cli.core.data.sources import Source
-
-    os.mkfifo(tmp_path / "fifo.jsonl")
-    with pytest.raises(IfguideError, match=r"fifo\.jsonl is not a regular file"):
-        list(Source(str(tmp_path / "fifo.jsonl")).records())
-
-
-def test_a_huge_document_is_cut_with_a_note_and_memory_stays_bounded(tmp_path, monkeypatch):
-    from ifguide_cli.core import notes
-    from ifguide_cli.core.data import sources
-
-    monkeypatch.setattr(sources, "MAX_DOC_CHARS", 100)
-    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
-    (tmp_path / "one.txt").write_text("é" * 5000 + "\nshort\n" + "x" * 300 + "\n")
-    notes.reset()
-    docs = list(sources.iter_documents(sources.Source(str(tmp_path / "one.txt"))))
-    assert [len(d.text) for d in docs] == [100, 5, 100] and [d.line for d in docs] == [1, 2, 3]
-    assert any("only its beginning is read" in n for n in notes.collected())  # the line was not read whole
-    assert sum("only the first 100 are used" in n for n in notes.collected()) == 1  # one note, not one per document
-    (tmp_path / "long.jsonl").write_text(json.dumps({"text": "y" * 2000}) + "\n")
-    with pytest.raises(IfguideError, match=r"long\.jsonl:1 is longer than"):
-        list(sources.Source(str(tmp_path / "long.jsonl")).records())
-
-
+# ---- files the tool writes, and their integrity ----------------------------------------------------------------------------
 def test_a_device_is_never_replaced_by_an_output_file(tmp_path):
     from ifguide_cli.core.store.workspace import atomic_write_text
 
@@ -516,55 +340,6 @@ def test_a_device_is_never_replaced_by_an_output_file(tmp_path):
     with pytest.raises(IfguideError, match="not a regular file"):
         atomic_write_text(tmp_path / "out.html", "<html>")
     assert not (tmp_path / "out.html").is_file() and list(tmp_path.iterdir()) == [tmp_path / "out.html"]
-
-
-# ---- found by running the whole fault sweep -------------------------------------------------------------------------------
-def test_a_corpus_without_text_is_named(tmp_path, cli):
-    (tmp_path / "empty.jsonl").write_bytes(b"")
-    assert_one_line_error(cli("train", "tiny", "--data", tmp_path / "empty.jsonl", "--seq-len", "64", "--max-steps", "1"),
-                          "empty.jsonl", "no document with text")
-
-
-def test_query_fields_that_are_not_text_are_one_line_naming_the_file(tmp_path):
-    from ifguide_cli.core.data import load_queries
-
-    path = tmp_path / "numbers.jsonl"
-    path.write_text('{"prompt": "hi", "continuation": 5}\n')
-    with pytest.raises(IfguideError, match=r"numbers\.jsonl.*continuation: int"):
-        load_queries(str(path))
-
-
-def test_a_truncated_score_file_is_named_not_an_mmap_crash(tmp_path):
-    import numpy as np
-
-    from ifguide_cli.core.masking import load_scores, save_safetensors
-
-    path = tmp_path / "s.safetensors"
-    save_safetensors(path, {"scores": np.ones((64, 64), dtype=np.float32)})
-    os.truncate(path, path.stat().st_size // 2)
-    with pytest.raises(IfguideError, match=r"s\.safetensors: tensor 'scores' is truncated"):
-        load_scores(path)
-
-
-def test_non_finite_scores_of_a_file_name_the_file(tmp_path, cli):
-    import numpy as np
-
-    np.save(tmp_path / "nan.npy", np.full((4, 8), np.nan, dtype=np.float32))
-    assert_one_line_error(cli("mask", tmp_path / "nan.npy"), "nan.npy", "non-finite")
-
-
-def test_a_damaged_resumable_training_state_suggests_restart(tmp_path):
-    from ifguide_cli.core.training.checkpoint import check_resumable
-
-    checkpoint = tmp_path / "checkpoint-2"
-    checkpoint.mkdir()
-    _zip(checkpoint / "optimizer.pt", {"archive/data.pkl": b"x" * 1000}, zipfile.ZIP_STORED)
-    (checkpoint / "trainer_state.json").write_text('{"global_step": 2}')
-    check_resumable(checkpoint)  # whole: nothing to say
-    os.truncate(checkpoint / "optimizer.pt", 300)
-    with pytest.raises(IfguideError, match=r"optimizer\.pt: it is cut short") as err:
-        check_resumable(checkpoint)
-    assert "--restart" in err.value.one_line()
 
 
 @pytest.mark.parametrize("cut", [4, 20, -1])
@@ -581,31 +356,6 @@ def test_file_integrity_finds_a_cut_safetensors_file(tmp_path, cut):
     assert damage(path) is not None
 
 
-def test_a_whole_number_too_large_for_torch_is_refused_not_trained_forever():
-    from ifguide_cli.core.training.config import TrainConfig
-
-    with pytest.raises(IfguideError, match="--max-steps must be at most"):
-        TrainConfig(max_steps=10**19)
-    assert TrainConfig(max_steps=2**62).max_steps == 2**62
-
-
-def test_mask_top_below_zero_is_refused_before_any_work(cli):
-    assert_one_line_error(cli("mask", "nosuch", "--top", "-1"), "--top", code=2)
-
-
-def test_a_model_folder_that_needs_its_own_code_is_refused_without_a_prompt(tmp_path, cli):
-    from ifguide_cli.core.models import resolve_model
-
-    evil = tmp_path / "evil"
-    evil.mkdir()
-    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {"AutoModelForCausalLM": "evil.M"}}))
-    (evil / "evil.py").write_text(f"open({str(tmp_path / 'pwned')!r}, 'w')\n")
-    assert_one_line_error(cli("finetune", evil, "--data", "tiny", "--max-steps", "1", input="y\n"), "evil", "auto_map")
-    assert not (tmp_path / "pwned").exists()
-    (evil / "config.json").write_text(json.dumps({"model_type": "gpt_neox", "auto_map": {"AutoConfig": "evil.C"}}))
-    assert resolve_model(str(evil)).source == "local"  # a built-in architecture loads without the folder's code
-
-
 def test_log_file_is_checked_before_any_work(tmp_path):
     from ifguide_cli.core.store.folders import check_output_file
 
@@ -614,71 +364,3 @@ def test_log_file_is_checked_before_any_work(tmp_path):
     for bad, why in ((tmp_path / "no" / "log.jsonl", "does not exist"), (tmp_path, "is a folder")):
         with pytest.raises(IfguideError, match=f"--log-file .*{why}"):
             check_output_file(str(bad), "--log-file")
-
-
-def test_an_unwritable_log_file_is_named_and_the_logs_after_it_are_not_written(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from ifguide_cli.core.progress import NULL
-    from ifguide_cli.core.training import trainer
-
-    class Full:
-        def __init__(self, path, mode):
-            self.path = Path(path)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def write(self, text):
-            if self.path.name == "full":
-                raise OSError(errno.ENOSPC, "No space left on device")
-            self.path.write_text(text)
-
-    monkeypatch.setattr(trainer, "open", Full, raising=False)
-    callback = trainer.ReportCallback(NULL, [tmp_path / "full", tmp_path / "staging.log"], 64)
-    state = SimpleNamespace(is_world_process_zero=True, global_step=1, epoch=0.1)
-    with pytest.raises(OSError) as err:
-        callback.on_log(None, state, None, logs={"loss": 1.0})
-    assert str(tmp_path / "full") in from_environment(err.value).one_line()
-    assert not (tmp_path / "staging.log").exists()
-
-
-def test_ctrl_c_while_the_command_line_is_still_being_imported_is_a_clean_exit(monkeypatch, capsys):
-    import builtins
-
-    from ifguide_cli import __main__ as entry
-
-    real_import = builtins.__import__
-
-    def interrupted_import(name, *args, **kwargs):
-        if name == "ifguide_cli.cli.app":  # `from ifguide_cli.cli.app import main`: Ctrl-C lands while typer and rich load
-            raise KeyboardInterrupt
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", interrupted_import)
-    with pytest.raises(SystemExit) as exit_:
-        entry.main()
-    assert exit_.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
-
-
-def test_hub_loads_never_ask_to_run_a_models_own_code(monkeypatch):
-    """A hub model with its own code must fail in one line, not ask `run the custom code? [y/N]` on the terminal:
-    every hub load passes trust_remote_code=False, so transformers raises instead of prompting."""
-    import transformers
-
-    from ifguide_cli.core.errors import IfguideError
-    from ifguide_cli.core.models import ModelRef, load_config
-
-    seen = []
-
-    def refuse(name, **kwargs):
-        seen.append(kwargs.get("trust_remote_code"))
-        raise ValueError(f"The repository {name} contains custom code which must be executed to correctly load the model.")
-
-    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", refuse)
-    with pytest.raises(IfguideError, match="needs its own Python code"):
-        load_config(ModelRef("org/custom", "hub", "org/custom", "org/custom"))
-    assert seen == [False]
