@@ -1,6 +1,6 @@
-"""The documentation's command lines are real: every `ifguide ...` line in README.md and docs/*.md (code blocks and
+"""The documentation matches the command line: every `ifguide ...` line in README.md and docs/*.md (code blocks and
 inline code) names an existing command and only options that command's --help lists, so a renamed or removed
-option cannot stay documented."""
+option cannot stay documented; and every command is shown somewhere, so a new one cannot stay undocumented."""
 
 from __future__ import annotations
 
@@ -102,3 +102,21 @@ def test_the_check_catches_a_wrong_option_and_a_wrong_command():
                            "and `ifguide eval toxicity m --samples 5` inline\n")
     assert [p for line in lines for p in _problems(line)] == ["`ifguide mask select` has no option --treshold",
                                                              "no command `ifguide masks`"]
+
+
+def _command_paths() -> list[tuple[str, ...]]:
+    """Every command and subcommand `ifguide --help` leads to."""
+    root = _page()
+    assert root is not None
+    paths = []
+    for name in sorted(root[1]):
+        page = _page(name)
+        assert page is not None, name
+        paths += [(name, sub) for sub in sorted(page[1])] or [(name,)]
+    return paths
+
+
+def test_every_command_is_documented():
+    text = " ".join(" ".join(doc.read_text().split()) for doc in DOCS)
+    missing = [" ".join(path) for path in _command_paths() if f"ifguide {' '.join(path)}" not in text]
+    assert missing == [], f"commands no page of README.md or docs/ shows as `ifguide ...`: {missing}"
