@@ -134,13 +134,13 @@ def toxicity(
     require_trained(mref, allow_random, "evaluating it")
     reward = resolve_defense(ws, defense)
     spec = _classifier_spec(ws, classifier, files)
-    art, reused = evaluate_toxicity(ws, mref, prompts or default_prompt_set(mref), generation, spec, num_prompts=num_prompts,
-                                    defense=defense, reward_art=reward, runtime=runtime,
-                                    classifier_batch_size=files.classifier_batch_size, name=name,
-                                    queries=tuple(queries or ()), force=force, reporter=common.reporter())
+    res = evaluate_toxicity(ws, mref, prompts or default_prompt_set(mref), generation, spec, num_prompts=num_prompts,
+                            defense=defense, reward_art=reward, runtime=runtime,
+                            classifier_batch_size=files.classifier_batch_size, name=name,
+                            queries=tuple(queries or ()), force=force, reporter=common.reporter())
     if not is_main_process():  # under torchrun only rank 0 evaluates and reports
         return
-    common.emit(common.artifact_payload(art, reused), _render_toxicity("toxicity", art, reused))
+    common.emit(common.artifact_payload(res.artifact, res.reused), _render_toxicity("toxicity", res.artifact, res.reused))
 
 
 @eval_app.command("implicit", help="Re-score the saved continuations of a toxicity eval (default: ToxiGen-RoBERTa).",
@@ -166,11 +166,12 @@ def implicit(
     source = ws.resolve(eval_ref, "evals")
     continuations_path(source)  # fail fast with one line when there is nothing to re-score
     spec = _classifier_spec(ws, classifier, files)
-    art, reused = rescore_eval(ws, source, spec, runtime=runtime, classifier_batch_size=files.classifier_batch_size,
-                               name=name, force=force, reporter=common.reporter())
+    res = rescore_eval(ws, source, spec, runtime=runtime, classifier_batch_size=files.classifier_batch_size,
+                       name=name, force=force, reporter=common.reporter())
     if not is_main_process():  # under torchrun only rank 0 evaluates and reports
         return
-    common.emit(common.artifact_payload(art, reused), _render_toxicity("implicit toxicity", art, reused))
+    common.emit(common.artifact_payload(res.artifact, res.reused),
+                _render_toxicity("implicit toxicity", res.artifact, res.reused))
 
 
 @eval_app.command("fluency", help="Perplexity on held-out text and LAMBADA accuracy (last-token and/or whole-word).",
@@ -197,11 +198,11 @@ def fluency(
     mref = resolve_model(model, ws)
     require_trained(mref, allow_random, "evaluating it")
     reward = resolve_defense(ws, defense)
-    art, reused = evaluate_fluency(ws, mref, fluency_config, defense=defense, reward_art=reward, runtime=runtime, name=name,
-                                   force=force, reporter=common.reporter())
+    res = evaluate_fluency(ws, mref, fluency_config, defense=defense, reward_art=reward, runtime=runtime, name=name,
+                           force=force, reporter=common.reporter())
     if not is_main_process():  # under torchrun only rank 0 evaluates and reports
         return
-    common.emit(common.artifact_payload(art, reused), _render_fluency(art, reused))
+    common.emit(common.artifact_payload(res.artifact, res.reused), _render_fluency(res.artifact, res.reused))
 
 
 @eval_app.command("add-classifier", help="Register classifier weights once into the workspace (then use --classifier NAME).",

@@ -56,11 +56,13 @@ def register(app: typer.Typer) -> None:
         name: NameOpt = None,
         force: ForceOpt = False,
     ) -> None:
-        from ifguide_cli.core.report.build import REPORT_HTML, build_report, cell, table_columns
+        from ifguide_cli.core.report.build import REPORT_HTML, ReportRefs, ReportStage, cell, create_report, table_columns
 
         ws = common.workspace()
-        arts = [ws.resolve(ref, "evals") for ref in evals]
-        art, reused, rows = build_report(ws, arts, name=name, force=force, control=control, config=config)
+        arts = tuple(ws.resolve(ref, "evals") for ref in evals)
+        inputs = ReportStage().inputs(ws, ReportRefs(arts, control))
+        res = create_report(ws, inputs, config, name=name, force=force)
+        art, reused, rows = res.artifact, res.reused, inputs.rows
         html_path = art.file(REPORT_HTML)
         if html:
             html_path = common.write_user_file(html, html_path.read_text(encoding="utf-8"))

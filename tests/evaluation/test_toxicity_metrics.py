@@ -140,11 +140,12 @@ def test_eval_configs_refuse_bad_values_in_one_line(config, values, needle):
 
 
 def test_auto_precision_is_fp32_everywhere():
-    """`auto` keeps what evals always did (fp32, recorded as `float32` in the eval's identity)."""
-    from ifguide_cli.core.evaluation.config import dtype_identity
+    """`auto` keeps what evals always did (fp32, which evals made before `--precision` recorded as `float32`)."""
+    from ifguide_cli.core.store.migrations import migrate
 
     device, precision = RuntimeConfig(device="cpu").resolve()
-    assert (device, precision, dtype_identity(precision)) == ("cpu", "fp32", "float32")
+    old = migrate({"kind": "evals", "config": {"task": "fluency", "dtype": "float32"}, "summary": {}})
+    assert (device, precision, old["config"]["dtype"]) == ("cpu", "fp32", "fp32")
 
 
 def test_metric_registry_names_each_reported_number_once():
@@ -154,10 +155,16 @@ def test_metric_registry_names_each_reported_number_once():
     assert [m for m in METRIC_INFO.values() if m.higher_is_better] == [METRIC_INFO[n] for n in LAMBADA_METRICS.values()]
     assert METRIC_INFO["perplexity"].format(25.8412) == "25.84" and METRIC_INFO["perplexity"].format(None) == "—"
     assert METRIC_INFO["lambada_last_token_accuracy"].format(0.4) == "0.400"
+    from ifguide_cli.core.store.migrations import migrate
+
+    def stored(summary: dict) -> dict:  # a fluency eval's summary as the workspace reads it
+        return migrate({"kind": "evals", "config": {"task": "fluency"}, "summary": summary})["summary"]
+
     # an eval made before LAMBADA had two metrics: its `lambada_accuracy` was whole-word accuracy
-    assert fluency_values({"perplexity": 3.0, "lambada_accuracy": 0.2}) == {
+    assert fluency_values(stored({"perplexity": 3.0, "lambada_accuracy": 0.2})) == {
         "perplexity": 3.0, "lambada_last_token_accuracy": None, "lambada_word_accuracy": 0.2}
-    assert fluency_values({"lambada_accuracy": 0.5, "lambada_metric": "last-token", "lambada_last_token_accuracy": 0.5}) == {
+    assert fluency_values(stored({"lambada_accuracy": 0.5, "lambada_metric": "last-token",
+                                  "lambada_last_token_accuracy": 0.5})) == {
         "perplexity": None, "lambada_last_token_accuracy": 0.5, "lambada_word_accuracy": None}
 
 

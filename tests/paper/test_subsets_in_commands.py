@@ -189,16 +189,17 @@ def test_paper_finetune_evaluates_lambada_by_last_token(monkeypatch):
     import ifguide_cli.core.evaluation as evaluation
     from ifguide_cli.core.pipeline.runner import _Run
     from ifguide_cli.core.pipeline.spec import load_spec, preset_path, stage_configs
+    from ifguide_cli.core.stage import Result
 
     spec = load_spec(preset_path("paper-finetune"))
     seen = {}
 
     def fluency(ws, mref, config, **kwargs):
         seen["config"] = config
-        return SimpleNamespace(id="e", kind="evals", summary={}), False
+        return Result(SimpleNamespace(id="e", kind="evals", summary={}), False)
 
     monkeypatch.setattr(evaluation, "evaluate_fluency", fluency)
-    monkeypatch.setattr(evaluation, "evaluate_toxicity", lambda *a, **k: (SimpleNamespace(id="t", kind="evals", summary={}), False))
+    monkeypatch.setattr(evaluation, "evaluate_toxicity", lambda *a, **k: Result(SimpleNamespace(id="t", kind="evals", summary={}), False))
     run = _Run(None, spec, stage_configs(spec), reporter=None, force=False, on_start=None, on_stage=None)
     run.evaluate_system("ifguide", "pythia-2.8b-deduped", SimpleNamespace(tokenizer="EleutherAI/pythia-2.8b-deduped"), None)
     config = seen["config"]

@@ -8,8 +8,23 @@ import re
 import pytest
 from conftest import assert_one_line_error
 
-from ifguide_cli.core.report.build import build_report, build_rows, make_plots, render_html
+from ifguide_cli.core.report.build import (
+    ReportRefs,
+    ReportStage,
+    build_report,
+    build_rows,
+    create_report,
+    make_plots,
+    render_html,
+)
 from ifguide_cli.core.store.workspace import Workspace
+
+
+def _report(ws, evals, **options):
+    """(artifact, reused, rows) of the report of `evals`: the rows are the stage's inputs, as `ifguide report` shows them."""
+    inputs = ReportStage().inputs(ws, ReportRefs(tuple(evals), options.pop("control", None)))
+    res = create_report(ws, inputs, **options)
+    return res.artifact, res.reused, inputs.rows
 
 
 def _fake_eval(ws, name, task, model, defense, summary, source=None):
@@ -54,7 +69,7 @@ def test_rows_group_evals_into_systems(evals):
 
 def test_report_artifact_html_and_plots(evals, tmp_path):
     ws, arts = evals
-    art, reused, _rows = build_report(ws, arts)
+    art, reused, _rows = _report(ws, arts)
     assert art.kind == "reports" and set(art.parents) == {a.id for a in arts} and not reused
     assert art.summary["plots"] == ["per_attribute", "toxicity_probability", "toxicity_vs_perplexity"]
     page = art.file("report.html").read_text()
@@ -62,7 +77,7 @@ def test_report_artifact_html_and_plots(evals, tmp_path):
     assert "http://" not in page and "https://" not in page  # self-contained
     pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert len(pngs) == 3 and all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
-    assert build_report(ws, arts)[1] is True
+    assert build_report(ws, arts).reused is True
 
 
 def test_report_cli_table_json_and_html_file(cli, workspace_dir, tmp_path):
@@ -172,7 +187,7 @@ def test_arms_against_the_default_control(arms):
     import math
 
     ws, evals = arms
-    art, _, rows = build_report(ws, evals)
+    art, _, rows = _report(ws, evals)
     s = art.summary
     assert s["control"]["name"] == "control" and s["control"]["seeds"] == [0, 1]
     assert [(c["name"], c["seeds"]) for c in s["comparisons"]] == [("ifguide", [0, 1]), ("wordlist", [0])]
@@ -198,8 +213,8 @@ def test_arms_against_the_default_control(arms):
     assert "lowers" not in s["headline"] and "perplexity cost of +10.5%" in s["headline"]
     assert "significant: none; not significant: ifguide, wordlist" in s["headline"]
     assert s["configuration"]["lambda"] == {"ifguide": 1.0, "wordlist": 1.0} and s["configuration"]["samples"] == [2]
-    assert art.config == {"evals": [e.id for e in evals]}  # the default control and statistics: found from the evals alone
-    named = build_report(ws, evals, control="control")[0]
+    assert art.config == {"schema": 1, "evals": [e.id for e in evals], "control": None, "statistics": None}  # the default control and statistics: found from the evals alone
+    named = build_report(ws, evals, control="control").artifact
     assert named.config["control"] == [ws.resolve(n, "checkpoints").id for n in ("control", "control-seed1")]
     assert named.summary["comparisons"] == s["comparisons"]
     colours = {r["arm"]: r["colour"] for r in rows}
@@ -214,9 +229,10 @@ def test_a_report_without_a_control_keeps_its_identity(evals):
     from ifguide_cli.core.report.build import ReportConfig
 
     ws, arts = evals
-    art, _, _ = build_report(ws, arts)
-    assert art.config == {"evals": [a.id for a in arts]} and "comparisons" not in art.summary
-    other = build_report(ws, arts, config=ReportConfig(draws=500, seed=3))[0]
+    art = build_report(ws, arts).artifact
+    assert art.config == {"schema": 1, "evals": [a.id for a in arts], "control": None, "statistics": None}
+    assert "comparisons" not in art.summary
+    other = build_report(ws, arts, config=ReportConfig(draws=500, seed=3)).artifact
     assert other.config["statistics"] == {"draws": 500, "seed": 3} and other.id != art.id
 
 
@@ -272,7 +288,7 @@ def test_no_default_control_among_several_candidates(tmp_path):
 
     ws = Workspace(tmp_path / "ws")
     a, b = _checkpoint(ws, "plain-a", 0), _checkpoint(ws, "plain-b", 0, lr="other")
-    art, _, _ = build_report(ws, [_toxicity_eval(ws, a, CONTROL_MAX), _toxicity_eval(ws, b, CONTROL_MAX)])
+    art = build_report(ws, [_toxicity_eval(ws, a, CONTROL_MAX), _toxicity_eval(ws, b, CONTROL_MAX)]).artifact
     assert "comparisons" not in art.summary
     assert any("could be the control" in n and "--control" in n for n in notes.collected())
 
@@ -284,7 +300,7 @@ def test_old_fluency_evals_give_a_cost_without_interval(tmp_path):
     control, arm = _checkpoint(ws, "control", 0), _checkpoint(ws, "arm", 0, _mask(ws).id, 1.0)
     evals = [_toxicity_eval(ws, control, CONTROL_MAX), _fluency_eval(ws, control, NLL, per_document=False),
              _toxicity_eval(ws, arm, CONTROL_MAX), _fluency_eval(ws, arm, [x * 2 for x in NLL], per_document=False)]
-    cost = build_report(ws, evals)[0].summary["comparisons"][0]["perplexity_cost"]
+    cost = build_report(ws, evals).artifact.summary["comparisons"][0]["perplexity_cost"]
     assert cost["ci95"] is None and cost["value"] == pytest.approx(math.exp(4) - 1)
 
 
@@ -305,7 +321,7 @@ def test_fluency_stores_per_document_nll_that_add_up(tmp_path):
     alone = [perplexity(model, tok, [t], max_length=16)["nll_sum"] for t in texts]
     assert docs["nll"] == pytest.approx(alone, rel=1e-5)
     ws = Workspace(tmp_path / "ws")
-    art, _ = evaluate_fluency(ws, resolve_model("tiny"), FluencyConfig(ppl_docs=4, no_lambada=True, max_length=32))
+    art = evaluate_fluency(ws, resolve_model("tiny"), FluencyConfig(ppl_docs=4, no_lambada=True, max_length=32)).artifact
     lines = [json.loads(x) for x in art.file("perplexity_docs.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and sum(x["tokens"] for x in lines) == art.summary["perplexity_tokens"]
     assert "per_document" not in json.loads(art.file("metrics.json").read_text())["perplexity"]
@@ -321,7 +337,7 @@ def test_the_page_renders_in_a_headless_browser(arms, tmp_path):
     if browser is None:
         pytest.skip("no chromium on PATH")
     ws, evals = arms
-    page = build_report(ws, evals)[0].file("report.html")
+    page = build_report(ws, evals).artifact.file("report.html")
     shot = tmp_path / "report.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -336,7 +352,7 @@ def test_an_arm_is_named_after_its_lowest_seed(tmp_path):
     ws = Workspace(tmp_path / "ws")
     mask = _mask(ws).id
     late, first, control = _checkpoint(ws, "tox-7", 7, mask, 1.0), _checkpoint(ws, "tox", 0, mask, 1.0), _checkpoint(ws, "c", 0)
-    art, _, rows = build_report(ws, [_toxicity_eval(ws, late, CONTROL_MAX), _toxicity_eval(ws, first, CONTROL_MAX),
-                                     _toxicity_eval(ws, control, CONTROL_MAX)])
+    art, _, rows = _report(ws, [_toxicity_eval(ws, late, CONTROL_MAX), _toxicity_eval(ws, first, CONTROL_MAX),
+                                _toxicity_eval(ws, control, CONTROL_MAX)])
     assert [(c["name"], c["seeds"]) for c in art.summary["comparisons"]] == [("tox", [0, 7])]
     assert [r["arm"] for r in rows] == ["tox", "tox", "c"]

@@ -296,8 +296,9 @@ def test_report_name_is_honoured_when_the_report_is_reused(tmp_path):
     ws = Workspace(tmp_path)
     config = {"task": "fluency", "model": {"source": "registry", "location": "m"}, "defense": {"name": "none"}}
     ev, _ = ws.create("evals", config, [], lambda ctx: {"task": "fluency", "perplexity": 20.0, "lambada_accuracy": 0.3})
-    first, reused, _ = build_report(ws, [ev])
-    again, reused, _ = build_report(ws, [ev], name="renamed")
+    first = build_report(ws, [ev]).artifact
+    res = build_report(ws, [ev], name="renamed")
+    again, reused = res.artifact, res.reused
     assert reused and again.id == first.id and again.name == "renamed"
     assert ws.resolve("renamed", "reports").id == first.id
 

@@ -92,7 +92,8 @@ def _rows_columns(art, required: bool = True) -> dict | None:
 def row_labels(art):
     """The --label-field of each row's document (numpy bool), or None when the dataset has no labels.
 
-    The tiny corpus's `planted_toxic` is its label; older tiny datasets keep it only under that name.
+    The tiny corpus's `planted_toxic` is its label; tiny datasets made before the row source map held labels keep
+    it only in their token file, under that name.
     """
     import numpy as np
 
@@ -100,7 +101,7 @@ def row_labels(art):
     columns = _rows_columns(art, required=False)
     if columns is not None and "labels" in columns:
         return columns["labels"].astype(bool)
-    if art.config.get("label_field", "planted_toxic") == "planted_toxic":
+    if art.config.get("label_field") == "planted_toxic":
         from safetensors import safe_open
 
         with safe_open(str(art.file(CORPUS_FILE)), "np") as fh:
@@ -119,7 +120,7 @@ def dataset_label_metrics(art, ranking, scores=None) -> dict:
         return {}
     columns = _rows_columns(art, required=False)
     doc_ids = None if columns is None or art.config.get("layout") == "packed" else columns["doc_id"]
-    return {"label_field": art.config.get("label_field", "planted_toxic"),
+    return {"label_field": art.config.get("label_field"),
             **label_metrics(ranking, labels, scores=scores, doc_ids=doc_ids)}
 
 

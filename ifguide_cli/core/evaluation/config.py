@@ -12,9 +12,6 @@ from typing import Literal
 from ifguide_cli.core.config import Config, Precision, param, resolve_precision
 from ifguide_cli.core.errors import IfguideError
 
-# How the model's dtype was written into eval configs before `--precision` existed; kept so that existing
-# eval artifacts are still found (reused) for the same request.
-_DTYPE_IDENTITY = {"fp32": "float32", "bf16": "torch.bfloat16", "fp16": "torch.float16"}
 LambadaMetric = Literal["auto", "last-token", "whole-word", "both"]
 LAMBADA_REFERENCE = "lambada-reference"  # the reference's 4,860-passage subset, scored by last-token accuracy
 
@@ -96,8 +93,3 @@ class RuntimeConfig(Config):
         device = resolve_device(self.device)
         precision = "fp32" if self.precision == "auto" else resolve_precision(self.precision, device)
         return device, precision
-
-
-def dtype_identity(precision: str) -> str:
-    """The model dtype as eval configs record it."""
-    return _DTYPE_IDENTITY[precision]

@@ -58,13 +58,8 @@ LAMBADA_METRICS = {"last-token": "lambada_last_token_accuracy", "whole-word": "l
 
 
 def fluency_values(summary: dict) -> dict[str, float | None]:
-    """The named fluency metrics of a fluency eval's summary. An eval made before LAMBADA had two metrics
-    holds only `lambada_accuracy`, which was whole-word accuracy."""
-    values = {name: summary.get(name) for name in FLUENCY_METRICS}
-    legacy = summary.get("lambada_accuracy")
-    if legacy is not None and "lambada_metric" not in summary:
-        values["lambada_word_accuracy"] = legacy
-    return values
+    """The named fluency metrics of a fluency eval's summary (None: not measured)."""
+    return {name: summary.get(name) for name in FLUENCY_METRICS}
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

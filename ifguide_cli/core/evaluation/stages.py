@@ -1,7 +1,8 @@
 """The eval stages as artifacts: toxicity (sample, classify), implicit (re-score saved continuations), fluency.
 
-Each stage is an `evals` artifact whose config is its identity (model, data, generation settings, defense,
-classifier, dtype), so the same request is reused. Evals run in one process: under torchrun only rank 0
+Each is a `Stage` (`core/stage.py`) making an `evals` artifact whose key (`ToxicityKey`, `ImplicitKey`,
+`FluencyKey`: model, data, generation settings, defense, classifier, precision) is its identity, so the same
+request is reused. Evals run in one process: under torchrun only rank 0
 evaluates. A toxicity eval saves every finished generation batch in staging, so an interrupted run resumes.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core.dist import is_main_process
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig, dtype_identity
+from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
 from ifguide_cli.core.evaluation.fluency import chunk_perplexity, lambada_metrics, perplexity
 from ifguide_cli.core.evaluation.generation import generate_continuations
 from ifguide_cli.core.evaluation.inputs import (
@@ -29,9 +32,15 @@ from ifguide_cli.core.evaluation.leakage import eval_leakage, query_sets_identit
 from ifguide_cli.core.evaluation.metrics import LAMBADA_METRICS, summarize_scores
 from ifguide_cli.core.notes import warn
 from ifguide_cli.core.paper.leakage import Overlap
-from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.progress import NULL, Reporter
+from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
 from ifguide_cli.core.store.artifact_files import PERPLEXITY_DOCS_FILE
 from ifguide_cli.core.store.workspace import kind_noun
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.classifiers.spec import ClassifierSpec
+    from ifguide_cli.core.models import ModelRef
+    from ifguide_cli.core.store.workspace import Artifact, BuildContext, Workspace
 
 CONTINUATIONS = "continuations.jsonl"
 METRICS = "metrics.json"
@@ -159,52 +168,134 @@ def _defense_factory(reward_art, tok, defense: DefenseConfig, device: str, max_n
 
 
 # ---- toxicity ----------------------------------------------------------------------------------
-def evaluate_toxicity(workspace, mref, prompts_ref: str, generation: GenerationConfig, classifier_spec, *,
-                      num_prompts: int | None = None, defense: DefenseConfig = DefenseConfig(), reward_art=None,
-                      runtime: RuntimeConfig = RuntimeConfig(), classifier_batch_size: int = 64, name: str | None = None,
-                      queries: Sequence[str] = (), force: bool = False, reporter=NULL):
-    """Sample, classify, and store an eval artifact. Returns (artifact, reused).
+@dataclass(frozen=True, kw_only=True)
+class ToxicityKey(ArtifactKey):
+    """What identifies a toxicity eval: the model, the prompts, how continuations are sampled, decoded and scored."""
 
-    `queries`: influence query sets to count shared prompts with (see `leakage`); an RTP reference prompt
-    subset is checked against the reference's query sets without them."""
-    from ifguide_cli.core.classifiers import load_classifier
+    kind: ClassVar[str] = "evals"
+    task: str = field(default="toxicity", init=False)
+    model: dict[str, Any]
+    prompts: dict[str, Any]
+    generation: dict[str, Any]
+    defense: dict[str, Any]
+    classifier: dict[str, Any]
+    dtype: str
+    leakage_queries: list[dict[str, Any]] | None = None  # the influence query sets the prompts were checked against
 
-    device, precision = runtime.resolve()
-    prompts, prompt_identity = load_eval_prompts(prompts_ref, num_prompts)  # same subset for every model and seed
-    reward_id = reward_art.id if reward_art is not None else None
-    config = {"task": "toxicity", "model": mref.identity(), "prompts": prompt_identity, "generation": generation.to_dict(),
-              "defense": defense.identity(reward_id), "classifier": classifier_spec.identity,
-              "dtype": dtype_identity(precision)}
-    if queries:  # only when given: an eval made before `--queries` existed keeps its id
-        config["leakage_queries"] = query_sets_identity(queries)
-    overlap = eval_leakage(prompts_ref, prompts, queries)
-    parents = [*mref.parents, *classifier_spec.parents, *([reward_id] if reward_id else [])]
 
-    def build(ctx):
+@dataclass(frozen=True)
+class ToxicityRefs:
+    """What `ifguide eval toxicity` is given: the model, the prompt set, the classifier and the decoding defense."""
+
+    model: ModelRef
+    prompts: str
+    classifier: ClassifierSpec
+    num_prompts: int | None = None
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    reward_model: Artifact | None = None  # the defense's reward model (`resolve_defense`)
+    queries: tuple[str, ...] = ()  # influence query sets to count shared prompts with (see `leakage`)
+
+
+@dataclass(frozen=True)
+class ToxicityInputs:
+    """The prompts read (the seeded subset when asked), their identity, and how many are also influence queries."""
+
+    refs: ToxicityRefs
+    prompts: list[dict]
+    prompt_identity: dict[str, Any]
+    leakage: Overlap | None
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Where the model and classifier run, and how many texts the classifier scores at once."""
+
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    classifier_batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class ToxicitySettings(ScoringSettings):
+    """How continuations are sampled, and where they are generated and scored."""
+
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+def _parent_ids(*groups) -> tuple[str, ...]:
+    return tuple(pid for group in groups for pid in group)
+
+
+class ToxicityStage(Stage[ToxicityRefs, ToxicityInputs, ToxicitySettings, dict[str, Any]]):
+    """`ifguide eval toxicity`: sample continuations of every prompt, score them, store EMT and TP."""
+
+    kind = "evals"
+
+    def __init__(self, reporter: Reporter = NULL):
+        self.reporter = reporter
+
+    def inputs(self, ws: Workspace, refs: ToxicityRefs) -> ToxicityInputs:
+        prompts, identity = load_eval_prompts(refs.prompts, refs.num_prompts)  # same subset for every model and seed
+        return ToxicityInputs(refs, prompts, identity, eval_leakage(refs.prompts, prompts, refs.queries))
+
+    def key(self, inputs: ToxicityInputs, config: ToxicitySettings) -> ToxicityKey:
+        refs = inputs.refs
+        reward = [refs.reward_model.id] if refs.reward_model is not None else []
+        return ToxicityKey(parents=_parent_ids(refs.model.parents, refs.classifier.parents, reward),
+                           model=refs.model.identity(), prompts=inputs.prompt_identity,
+                           generation=config.generation.to_dict(), defense=refs.defense.identity(*reward),
+                           classifier=refs.classifier.identity, dtype=config.runtime.resolve()[1],
+                           leakage_queries=query_sets_identity(refs.queries) if refs.queries else None)
+
+    def describe(self, inputs: ToxicityInputs, config: ToxicitySettings) -> str:
+        g = config.generation
+        return (f"sample {g.samples} continuations of {g.max_new_tokens} tokens for {len(inputs.prompts):,} prompts and "
+                f"score them with {inputs.refs.classifier.name}")
+
+    def build(self, ctx: BuildContext, inputs: ToxicityInputs, config: ToxicitySettings) -> dict[str, Any]:
         if not is_main_process():
             return {}
+        from ifguide_cli.core.classifiers import load_classifier
+
+        refs, generation = inputs.refs, config.generation
+        device, precision = config.runtime.resolve()
         partial = ctx.staging / PARTIAL
         done = _read_partial(partial)
         # the classifier first: a missing classifier fails before the (long) generation
-        classifier = load_classifier(classifier_spec, device=device, batch_size=classifier_batch_size)
-        model, tok = load_lm(mref, device, precision)
-        factory = _defense_factory(reward_art, tok, defense, device, generation.max_new_tokens)
+        classifier = load_classifier(refs.classifier, device=device, batch_size=config.classifier_batch_size)
+        model, tok = load_lm(refs.model, device, precision)
+        factory = _defense_factory(refs.reward_model, tok, refs.defense, device, generation.max_new_tokens)
         with ctx.timed("generate"):
-            conts = generate_continuations(model, tok, [p["prompt"] for p in prompts], generation, device=device,
+            conts = generate_continuations(model, tok, [p["prompt"] for p in inputs.prompts], generation, device=device,
                                            processor_factory=factory, done=done, on_batch=_appender(partial),
-                                           reporter=reporter)
+                                           reporter=self.reporter)
         del model
-        records = [{"prompt": p["prompt"], "toxic": p["toxic"], "continuations": c} for p, c in zip(prompts, conts, strict=True)]
+        records = [{"prompt": p["prompt"], "toxic": p["toxic"], "continuations": c}
+                   for p, c in zip(inputs.prompts, conts, strict=True)]
         with ctx.timed("classify"):
-            records = _score_records(records, classifier, reporter)
+            records = _score_records(records, classifier, self.reporter)
         partial.unlink(missing_ok=True)
-        extra = {"task": "toxicity", "model": mref.ref, "defense": defense.label(), "prompt_set": prompts_ref,
-                 "samples": generation.samples, **({"leakage": overlap.to_json()} if overlap is not None else {})}
+        leakage = {"leakage": inputs.leakage.to_json()} if inputs.leakage is not None else {}
+        extra = {"task": "toxicity", "model": refs.model.ref, "defense": refs.defense.label(), "prompt_set": refs.prompts,
+                 "samples": generation.samples, **leakage}
         return _finish_scored(ctx, records, classifier, extra)
 
-    art, reused = workspace.create("evals", config, parents, build, name=name, force=force, device=device)
-    warn_leakage(art.summary)
-    return art, reused
+
+def evaluate_toxicity(workspace: Workspace, mref: ModelRef, prompts_ref: str, generation: GenerationConfig,
+                      classifier_spec: ClassifierSpec, *, num_prompts: int | None = None,
+                      defense: DefenseConfig = DefenseConfig(), reward_art: Artifact | None = None,
+                      runtime: RuntimeConfig = RuntimeConfig(), classifier_batch_size: int = 64, name: str | None = None,
+                      queries: Sequence[str] = (), force: bool = False, reporter: Reporter = NULL) -> Result[dict[str, Any]]:
+    """The toxicity stage from its references: sample, classify, store (or reuse) the eval, note shared prompts.
+
+    `queries`: influence query sets to count shared prompts with (see `leakage`); an RTP reference prompt
+    subset is checked against the reference's query sets without them."""
+    stage = ToxicityStage(reporter)
+    inputs = stage.inputs(workspace, ToxicityRefs(mref, prompts_ref, classifier_spec, num_prompts, defense, reward_art,
+                                                  tuple(queries)))
+    settings = ToxicitySettings(runtime=runtime, classifier_batch_size=classifier_batch_size, generation=generation)
+    result = run_stage(workspace, stage, inputs, settings, name=name, force=force, device=runtime.resolve()[0])
+    warn_leakage(result.summary)
+    return result
 
 
 def warn_leakage(summary: dict) -> None:
@@ -215,31 +306,70 @@ def warn_leakage(summary: dict) -> None:
         warn(message)
 
 
-def rescore_eval(workspace, source, classifier_spec, *, runtime: RuntimeConfig = RuntimeConfig(),
-                 classifier_batch_size: int = 64, name: str | None = None, force: bool = False, reporter=NULL):
-    """Re-score the continuations saved in eval `source` with another classifier (implicit toxicity)."""
-    from ifguide_cli.core.classifiers import load_classifier
+# ---- implicit toxicity: re-scoring saved continuations -------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ImplicitKey(ArtifactKey):
+    """What identifies a re-scoring: the toxicity eval whose continuations are scored, and the classifier."""
 
-    continuations_path(source)
-    device, _ = runtime.resolve()
-    config = {"task": "implicit", "source": source.id, "classifier": classifier_spec.identity}
-    parents = [source.id, *classifier_spec.parents]
+    kind: ClassVar[str] = "evals"
+    task: str = field(default="implicit", init=False)
+    source: str
+    classifier: dict[str, Any]
 
-    def build(ctx):
+
+@dataclass(frozen=True)
+class ImplicitRefs:
+    """What `ifguide eval implicit` is given: a toxicity eval (with saved continuations) and another classifier."""
+
+    source: Artifact
+    classifier: ClassifierSpec
+
+
+class ImplicitStage(Stage[ImplicitRefs, ImplicitRefs, ScoringSettings, dict[str, Any]]):
+    """`ifguide eval implicit`: re-score the continuations a toxicity eval saved with another classifier."""
+
+    kind = "evals"
+
+    def __init__(self, reporter: Reporter = NULL):
+        self.reporter = reporter
+
+    def inputs(self, ws: Workspace, refs: ImplicitRefs) -> ImplicitRefs:
+        continuations_path(refs.source)  # one line when there is nothing to re-score
+        return refs
+
+    def key(self, inputs: ImplicitRefs, config: ScoringSettings) -> ImplicitKey:
+        return ImplicitKey(parents=(inputs.source.id, *inputs.classifier.parents), source=inputs.source.id,
+                           classifier=inputs.classifier.identity)
+
+    def describe(self, inputs: ImplicitRefs, config: ScoringSettings) -> str:
+        return f"re-score the continuations of eval {inputs.source.id} with {inputs.classifier.name}"
+
+    def build(self, ctx: BuildContext, inputs: ImplicitRefs, config: ScoringSettings) -> dict[str, Any]:
         if not is_main_process():
             return {}
-        classifier = load_classifier(classifier_spec, device=device, batch_size=classifier_batch_size)
+        from ifguide_cli.core.classifiers import load_classifier
+
+        classifier = load_classifier(inputs.classifier, device=config.runtime.resolve()[0],
+                                     batch_size=config.classifier_batch_size)
         with ctx.timed("classify"):
-            scored = _score_records(read_continuations(source), classifier, reporter)
-        src = source.summary
+            scored = _score_records(read_continuations(inputs.source), classifier, self.reporter)
+        src = inputs.source.summary
         extra = {"task": "implicit", "model": src.get("model"), "defense": src.get("defense", "none"),
-                 "prompt_set": src.get("prompt_set"), "samples": src.get("samples"), "source_eval": source.id,
+                 "prompt_set": src.get("prompt_set"), "samples": src.get("samples"), "source_eval": inputs.source.id,
                  "source_classifier": src.get("classifier"), **({"leakage": src["leakage"]} if src.get("leakage") else {})}
         return _finish_scored(ctx, scored, classifier, extra)
 
-    art, reused = workspace.create("evals", config, parents, build, name=name, force=force, device=device)
-    warn_leakage(art.summary)
-    return art, reused
+
+def rescore_eval(workspace: Workspace, source: Artifact, classifier_spec: ClassifierSpec, *,
+                 runtime: RuntimeConfig = RuntimeConfig(), classifier_batch_size: int = 64, name: str | None = None,
+                 force: bool = False, reporter: Reporter = NULL) -> Result[dict[str, Any]]:
+    """Re-score the continuations saved in eval `source` with another classifier (implicit toxicity)."""
+    stage = ImplicitStage(reporter)
+    inputs = stage.inputs(workspace, ImplicitRefs(source, classifier_spec))
+    result = run_stage(workspace, stage, inputs, ScoringSettings(runtime, classifier_batch_size), name=name, force=force,
+                       device=runtime.resolve()[0])
+    warn_leakage(result.summary)
+    return result
 
 
 # ---- fluency -----------------------------------------------------------------------------------
@@ -298,45 +428,102 @@ def _lambada_step(ctx, model, tok, texts, metrics: tuple[str, ...], config: Flue
     return summary, {**details, "lambada_metric": metrics[0], **named}
 
 
-def _fluency_identity(mref, config: FluencyConfig, ppl_identity, lambada_identity, metrics, defense, reward_id, precision):
-    """The fluency eval's identity. The LAMBADA metric is in it only when it is not whole-word alone, the only
-    metric before there were two, so an eval made then is still found for the same request."""
-    stage = {"task": "fluency", "model": mref.identity(), "perplexity_data": ppl_identity, "lambada_data": lambada_identity,
-             "max_length": config.max_length, "defense": defense.identity(reward_id), "dtype": dtype_identity(precision)}
-    if metrics and metrics != ("whole-word",):
-        stage["lambada_metrics"] = list(metrics)
-    return stage
+@dataclass(frozen=True, kw_only=True)
+class FluencyKey(ArtifactKey):
+    """What identifies a fluency eval: the model, the held-out text and LAMBADA data, the metrics, the defense."""
+
+    kind: ClassVar[str] = "evals"
+    task: str = field(default="fluency", init=False)
+    model: dict[str, Any]
+    perplexity_data: dict[str, Any] | None
+    lambada_data: dict[str, Any] | None
+    max_length: int | None
+    defense: dict[str, Any]
+    dtype: str
+    lambada_metrics: tuple[str, ...] = ()  # the LAMBADA metrics computed, the headline first (none without LAMBADA)
 
 
-def evaluate_fluency(workspace, mref, config: FluencyConfig = FluencyConfig(), *, defense: DefenseConfig = DefenseConfig(),
-                     reward_art=None, runtime: RuntimeConfig = RuntimeConfig(), name: str | None = None, force: bool = False,
-                     reporter=NULL):
-    """Perplexity and LAMBADA accuracy; with RAD only LAMBADA (RAD changes decoding, not the model's likelihood)."""
-    device, precision = runtime.resolve()
-    data = fluency_data(mref, config, defense)
-    ppl_source, ppl_identity = _perplexity_input(mref, config, data)
-    lambada_texts, lambada_identity = _load_texts(data.lambada, "lambada", limit=config.lambada_docs)
-    metrics = config.lambada_metrics(data.lambada) if lambada_texts is not None else ()
-    reward_id = reward_art.id if reward_art is not None else None
-    stage = _fluency_identity(mref, config, ppl_identity, lambada_identity, metrics, defense, reward_id, precision)
-    parents = [*mref.parents, *([reward_id] if reward_id else [])]
+@dataclass(frozen=True)
+class FluencyRefs:
+    """What `ifguide eval fluency` is given: the model, the data options (`FluencyConfig` names the data sets) and
+    the decoding defense."""
 
-    def build(ctx):
+    model: ModelRef
+    data: FluencyConfig = field(default_factory=FluencyConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    reward_model: Artifact | None = None
+
+
+@dataclass(frozen=True)
+class FluencyInputs:
+    """The data read, with their identities: held-out text (or token chunks) and LAMBADA passages; None: skipped."""
+
+    refs: FluencyRefs
+    data: FluencyData
+    ppl_source: list[str] | TokenChunks | None
+    ppl_identity: dict[str, Any] | None
+    lambada_texts: list[str] | None
+    lambada_identity: dict[str, Any] | None
+    metrics: tuple[str, ...]
+
+
+class FluencyStage(Stage[FluencyRefs, FluencyInputs, RuntimeConfig, dict[str, Any]]):
+    """`ifguide eval fluency`: perplexity and LAMBADA accuracy; with RAD only LAMBADA (RAD changes decoding, not the
+    model's likelihood)."""
+
+    kind = "evals"
+
+    def __init__(self, reporter: Reporter = NULL):
+        self.reporter = reporter
+
+    def inputs(self, ws: Workspace, refs: FluencyRefs) -> FluencyInputs:
+        config = refs.data
+        data = fluency_data(refs.model, config, refs.defense)
+        ppl_source, ppl_identity = _perplexity_input(refs.model, config, data)
+        lambada_texts, lambada_identity = _load_texts(data.lambada, "lambada", limit=config.lambada_docs)
+        metrics = config.lambada_metrics(data.lambada) if lambada_texts is not None else ()
+        return FluencyInputs(refs, data, ppl_source, ppl_identity, lambada_texts, lambada_identity, metrics)
+
+    def key(self, inputs: FluencyInputs, config: RuntimeConfig) -> FluencyKey:
+        refs = inputs.refs
+        reward = [refs.reward_model.id] if refs.reward_model is not None else []
+        return FluencyKey(parents=_parent_ids(refs.model.parents, reward), model=refs.model.identity(),
+                          perplexity_data=inputs.ppl_identity, lambada_data=inputs.lambada_identity,
+                          max_length=refs.data.max_length, defense=refs.defense.identity(*reward),
+                          dtype=config.resolve()[1], lambada_metrics=inputs.metrics)
+
+    def describe(self, inputs: FluencyInputs, config: RuntimeConfig) -> str:
+        parts = [f"perplexity on {inputs.data.ppl_data}" if inputs.ppl_source is not None else "",
+                 f"LAMBADA ({', '.join(inputs.metrics)}) on {inputs.data.lambada}" if inputs.metrics else ""]
+        return " and ".join(p for p in parts if p)
+
+    def build(self, ctx: BuildContext, inputs: FluencyInputs, config: RuntimeConfig) -> dict[str, Any]:
         if not is_main_process():
             return {}
-        model, tok = load_lm(mref, device, precision)
-        summary = {"task": "fluency", "model": mref.ref, "defense": defense.label(), "perplexity": None,
+        refs, data, fluency = inputs.refs, inputs.data, inputs.refs.data
+        device, precision = config.resolve()
+        model, tok = load_lm(refs.model, device, precision)
+        summary = {"task": "fluency", "model": refs.model.ref, "defense": refs.defense.label(), "perplexity": None,
                    "lambada_accuracy": None}
         details: dict = {}
-        if ppl_source is not None:
-            part, details["perplexity"] = _perplexity_step(ctx, model, tok, ppl_source, config, data, device, reporter)
+        if inputs.ppl_source is not None:
+            part, details["perplexity"] = _perplexity_step(ctx, model, tok, inputs.ppl_source, fluency, data, device,
+                                                           self.reporter)
             summary.update(part)
-        if lambada_texts is not None:
-            factory = _defense_factory(reward_art, tok, defense, device)
-            part, details["lambada"] = _lambada_step(ctx, model, tok, lambada_texts, metrics, config, data, factory, device,
-                                                     reporter)
+        if inputs.lambada_texts is not None:
+            factory = _defense_factory(refs.reward_model, tok, refs.defense, device)
+            part, details["lambada"] = _lambada_step(ctx, model, tok, inputs.lambada_texts, inputs.metrics, fluency, data,
+                                                     factory, device, self.reporter)
             summary.update(part)
         (ctx.staging / METRICS).write_text(json.dumps({**summary, **details}, indent=2))
         return summary
 
-    return workspace.create("evals", stage, parents, build, name=name, force=force, device=device)
+
+def evaluate_fluency(workspace: Workspace, mref: ModelRef, config: FluencyConfig = FluencyConfig(), *,
+                     defense: DefenseConfig = DefenseConfig(), reward_art: Artifact | None = None,
+                     runtime: RuntimeConfig = RuntimeConfig(), name: str | None = None, force: bool = False,
+                     reporter: Reporter = NULL) -> Result[dict[str, Any]]:
+    """The fluency stage from its references: read the data, then `run_stage`."""
+    stage = FluencyStage(reporter)
+    inputs = stage.inputs(workspace, FluencyRefs(mref, config, defense, reward_art))
+    return run_stage(workspace, stage, inputs, runtime, name=name, force=force, device=runtime.resolve()[0])

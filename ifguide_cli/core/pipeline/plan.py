@@ -87,6 +87,7 @@ class _Planner:
     def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, inputs: Inputs):
         self.ws, self.spec, self.configs, self.inputs = ws, spec, configs, inputs
         self.planned: list[PlannedStage] = []
+        self.systems: dict[str, Any] = {}  # the systems evaluated (system → ModelRef, None: it would be trained)
 
     def add(self, name: str, kind: str, does: str, art):
         self.planned.append(PlannedStage(name, kind, does, art.id if art is not None else None))
@@ -214,10 +215,24 @@ class _Planner:
         return systems
 
     def comparison_report(self, evals: list) -> None:
+        """The report against the first seed's control checkpoint, as `pipeline._Run.comparison_report` builds it."""
+        from ifguide_cli.core.pipeline.arms import arm_runs
+
         if evals:
-            unique = list({id(e) if e is None else e.id: e for e in evals}.values())
-            found = None if None in unique else find_stored(self.ws, "reports", unique, {})
-            self.add("report", "reports", "the report: every arm against the control, with intervals", found)
+            control = self.systems.get(arm_runs(self.configs.arms, list(self.configs.seeds))[0].system)
+            self.add("report", "reports", "the report: every arm against the control, with intervals",
+                     self.report(evals, control.artifact_id if control is not None else None))
+
+    def report(self, evals: list, control: str | None = None):
+        """The stored report of these evals (each once) that the report stage's key names; None when an eval would be
+        new (so would the report)."""
+        from ifguide_cli.core.report.arms import ReportConfig
+        from ifguide_cli.core.report.build import ReportRefs, ReportStage
+
+        if any(e is None for e in evals):
+            return None
+        unique = tuple({e.id: e for e in evals}.values())
+        return _stored_from(self.ws, ReportStage(), ReportRefs(unique, control), ReportConfig())
 
     def detoxify(self, base, data, mask) -> dict[str, Any]:
         """system → ModelRef (None: it would be trained), as `pipeline._Run.detoxify`."""
@@ -238,17 +253,13 @@ class _Planner:
 
     def evaluated(self, systems: dict[str, Any]) -> list:
         """The evals of every system, in order (each a stored artifact, or None when it would be new)."""
+        self.systems = systems
         return [e for system, mref in systems.items() for e in self.evaluate_system(system, mref)]
 
     def evaluate(self, systems: dict[str, Any]) -> None:
-        from ifguide_cli.core.store.workspace import artifact_id
-
         evals = self.evaluated(systems)
         if evals:
-            ids = [e.id if e is not None else None for e in evals]
-            found = None if None in ids else self.ws.get("reports", artifact_id("reports", {"evals": ids},
-                                                                                list(dict.fromkeys(ids))))
-            self.add("report", "reports", "the HTML report of every eval", found)
+            self.add("report", "reports", "the HTML report of every eval", self.report(evals))
 
     def evaluate_system(self, system: str, mref) -> list:
         out = []
@@ -261,24 +272,36 @@ class _Planner:
         return out
 
     def toxicity_eval(self, mref):
+        from ifguide_cli.core.evaluation.stages import ToxicityRefs, ToxicitySettings, ToxicityStage
+
         ev, classifier = self.spec.eval, self.inputs.classifier
         if mref is None or classifier is None:
             return None
-        expect = {"task": "toxicity", "model": mref.identity(), "generation": self.configs.generation.to_dict(),
-                  "prompts": {**_identity(ev.prompts), "num_prompts": ev.num_prompts},
-                  "classifier": classifier.identity, "defense": {"name": "none"}}
-        return find_stored(self.ws, "evals", [*mref.parents, *classifier.parents], expect)
+        return _stored_from(self.ws, ToxicityStage(), ToxicityRefs(mref, ev.prompts, classifier, ev.num_prompts),
+                            ToxicitySettings(generation=self.configs.generation))
 
     def fluency_eval(self, mref):
+        from ifguide_cli.core.evaluation.config import RuntimeConfig
+        from ifguide_cli.core.evaluation.stages import FluencyRefs, FluencyStage
         from ifguide_cli.core.pipeline.runner import fluency_config
 
         if mref is None:
             return None
         flu = fluency_config(self.spec.eval, self.configs.fluency, mref)
-        expect = {"task": "fluency", "model": mref.identity(), "max_length": flu.max_length, "defense": {"name": "none"},
-                  "perplexity_data": None if flu.no_ppl else _identity(flu.ppl_data, flu.ppl_split),
-                  "lambada_data": None if flu.no_lambada else _identity(flu.lambada)}
-        return find_stored(self.ws, "evals", list(mref.parents), expect)
+        return _stored_from(self.ws, FluencyStage(), FluencyRefs(mref, flu), RuntimeConfig())
+
+
+def _stored_from(ws, stage, refs, config):
+    """The stored artifact `stage` would reuse for these references and settings (its key, nothing built); None when
+    there is none, or when its inputs cannot be read now (the inputs list says why)."""
+    from ifguide_cli.core.errors import IfguideError
+    from ifguide_cli.core.stage import stored
+
+    try:
+        inputs = stage.inputs(ws, refs)
+    except IfguideError:
+        return None
+    return stored(ws, stage.key(inputs, config))
 
 
 def _identity(ref: str | None, split: str | None = None) -> dict | None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ifguide_cli.core.pipeline.spec import PipelineSpec, StageConfigs, stage_configs
 from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.stage import Result
 
 MASK_LABEL_KEYS = ("label_field", "label_base_rate", "label_precision_at_k", "label_auc")
 
@@ -114,12 +115,14 @@ class _Run:
         pretrain = spec.scenario == "pretrain"
         self.result = PipelineResult(scenario=spec.scenario, reference="baseline" if pretrain else "control")
 
-    def stage(self, name: str, fn: Callable[[], tuple[Any, bool]]):
-        """Run one stage (`fn` returns (artifact, reused)) and record it."""
+    def stage(self, name: str, fn: Callable[[], Result | tuple[Any, bool]]):
+        """Run one stage (`fn` returns its `stage.Result`, or (artifact, reused) for a stage not yet on the contract)
+        and record it."""
         if self.on_start:
             self.on_start(name)
         start = time.perf_counter()
-        art, reused = fn()
+        res = fn()
+        art, reused = (res.artifact, res.reused) if isinstance(res, Result) else res
         record = StageRecord(name, art.id, art.kind, reused, time.perf_counter() - start)
         self.result.stages[name] = record
         if self.on_stage:
@@ -300,7 +303,7 @@ class _Run:
         # one checkpoint evaluated twice (pretrain: the first seed's control can be the baseline itself) is one eval
         evals = list({e.id: e for e in evals}.values())
         control = self.result.comparison["control_checkpoint"]
-        art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"], control=control)[:2])
+        art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"], control=control))
         self.result.report = {"id": art.id, "html": str(art.path / "report.html")}
         self.result.comparison.update(arms=art.summary.get("comparisons"), headline=art.summary.get("headline"))
 
@@ -310,7 +313,7 @@ class _Run:
 
         if not evals:
             return
-        art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"])[:2])
+        art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"]))
         result = self.result
         result.report = {"id": art.id, "html": str(art.path / "report.html")}
         reference, ifguide = result.systems.get(result.reference), result.systems["ifguide"]

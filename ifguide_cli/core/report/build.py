@@ -12,11 +12,17 @@ one file with no external resources.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.evaluation.metrics import FLUENCY_METRICS, METRIC_INFO, fluency_values
-from ifguide_cli.core.report.arms import ReportConfig, choose_control, group_arms
+from ifguide_cli.core.report.arms import Arm, ReportConfig, choose_control, group_arms
+from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
 from ifguide_cli.core.store.workspace import canonical_json, kind_noun, with_article
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Artifact, BuildContext, Workspace
 
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
@@ -145,59 +151,102 @@ def render_html(rows: list[dict], plots: dict[str, str], title: str = "IF-Guide 
     return render(rows, plots, title, view)
 
 
-def comparison_view(workspace, rows: list[dict], control_ref: str | None, config: ReportConfig) -> dict | None:
-    """The arms against the control: {control, comparisons, headline, configuration, arms}; None without a
-    control or without another arm to compare with it (the report is then the side-by-side table alone)."""
-    arms = group_arms(workspace, rows)
-    control = choose_control(workspace, arms, control_ref)
-    if control is None or len(arms) < 2:
+def comparison_view(workspace: Workspace, arms: list[Arm], control: Arm | None, config: ReportConfig) -> dict | None:
+    """The arms against the control: {control, comparisons, headline, configuration, arms}; None without a control
+    or without another arm to compare with it (the report is then the side-by-side table alone)."""
+    if control is None:
         return None
     from ifguide_cli.core.report.stats import compare_arms, configuration, headline
 
     entry, comparisons = compare_arms(workspace, arms, control, config)
-    if not comparisons:
-        return None
     setup = configuration(workspace, arms, entry, comparisons, config)
     return {"control": entry, "comparisons": comparisons, "headline": headline(entry, comparisons, setup),
             "configuration": setup, "arms": [a.listing() for a in arms]}
 
 
-def report_identity(eval_ids: list[str], control: list[str] | str | None = None,
-                    config: ReportConfig = ReportConfig()) -> dict:
-    """The report artifact's config: the evals, plus the control when one was named (its checkpoints, or its arm's
-    name) and the statistics' settings when they are not the defaults. Left out, the default control and settings
-    are a function of the evals, so a report's id is what it was before there were controls, and a pipeline's
-    plan finds it from the eval ids alone."""
-    identity: dict = {"evals": list(eval_ids)}
-    if control is not None:
-        identity["control"] = control
-    if config != ReportConfig():
-        identity["statistics"] = config.to_dict()
-    return identity
+@dataclass(frozen=True, kw_only=True)
+class ReportKey(ArtifactKey):
+    """What identifies a report: the evals, the control when one was named (its checkpoints, or its arm's name) and
+    the statistics' settings when they are not the defaults. Left out (None), the default control and settings are a
+    function of the evals, so a pipeline's plan finds the report from the eval ids alone."""
+
+    kind: ClassVar[str] = "reports"
+    evals: tuple[str, ...]
+    control: list[str] | str | None = None
+    statistics: dict[str, Any] | None = None
 
 
-def build_report(workspace, arts, *, name: str | None = None, force: bool = False, control: str | None = None,
-                 config: ReportConfig = ReportConfig()):
-    """A `reports` artifact with report.html and report.json; parents are the evals. Returns (artifact, reused, rows).
+@dataclass(frozen=True)
+class ReportRefs:
+    """What `ifguide report` is given: the evals, and the control the arms are compared with (default: see `arms`)."""
 
-    With a control (`control`, else the default one: see `report_arms`) the summary holds `control`,
-    `comparisons`, `headline` and `configuration`."""
-    if not arts:
-        raise IfguideError("no eval artifacts given", hint="pass one or more eval ids or names", exit_code=2)
-    rows = build_rows(workspace, arts)
-    view = comparison_view(workspace, rows, control, config)
-    ids = [a.id for a in arts]
-    named = None if control is None or view is None else (view["control"]["checkpoints"] or view["control"]["name"])
+    evals: tuple[Artifact, ...]
+    control: str | None = None
 
-    def build(ctx):
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The report's rows (one per system) and arms, and the control arm when there is a comparison to make."""
+
+    workspace: Workspace  # where the evals' checkpoints and masks are read when the comparisons are computed
+    evals: tuple[Artifact, ...]
+    rows: list[dict]
+    arms: list[Arm]
+    control: Arm | None  # None: no control, or no other arm with data to compare with it
+    named: bool  # the control was named (`--control`), so it is part of the report's identity
+
+
+def _has_data(arm: Arm) -> bool:
+    return any(r.get("toxicity_eval") or r.get("fluency_eval") for r in arm.rows)
+
+
+class ReportStage(Stage[ReportRefs, ReportInputs, ReportConfig, dict[str, Any]]):
+    """`ifguide report`: the evals side by side, each arm against the control, as report.html and report.json."""
+
+    kind = "reports"
+
+    def inputs(self, ws: Workspace, refs: ReportRefs) -> ReportInputs:
+        if not refs.evals:
+            raise IfguideError("no eval artifacts given", hint="pass one or more eval ids or names", exit_code=2)
+        rows = build_rows(ws, refs.evals)
+        arms = group_arms(ws, rows)
+        control = choose_control(ws, arms, refs.control)
+        compared = control is not None and len(arms) >= 2 and any(a is not control and _has_data(a) for a in arms)
+        return ReportInputs(ws, refs.evals, rows, arms, control if compared else None, refs.control is not None)
+
+    def key(self, inputs: ReportInputs, config: ReportConfig) -> ReportKey:
+        ids = tuple(a.id for a in inputs.evals)
+        control = inputs.control
+        named = control.checkpoints or control.name if inputs.named and control is not None else None
+        return ReportKey(parents=tuple(dict.fromkeys(ids)), evals=ids, control=named,
+                         statistics=config.to_dict() if config != ReportConfig() else None)
+
+    def describe(self, inputs: ReportInputs, config: ReportConfig) -> str:
+        against = f", every arm against {inputs.control.name} with intervals" if inputs.control is not None else ""
+        return f"the report of {len(inputs.evals)} evals ({len(inputs.rows)} systems){against}"
+
+    def build(self, ctx: BuildContext, inputs: ReportInputs, config: ReportConfig) -> dict[str, Any]:
+        rows = inputs.rows
+        view = comparison_view(inputs.workspace, inputs.arms, inputs.control, config)
         plots = make_plots(rows, view)
         (ctx.staging / REPORT_HTML).write_text(render_html(rows, plots, view=view), encoding="utf-8")
         (ctx.staging / REPORT_JSON).write_text(json.dumps({"rows": rows, **(view or {})}, indent=2, default=str))
         extra = {k: view[k] for k in ("control", "comparisons", "headline", "configuration")} if view else {}
-        return {"systems": len(rows), "evals": len(ids), "plots": sorted(plots), **extra}
+        return {"systems": len(rows), "evals": len(inputs.evals), "plots": sorted(plots), **extra}
 
-    art, reused = workspace.create("reports", report_identity(ids, named, config), list(dict.fromkeys(ids)), build,
-                                   name=name, force=force)
-    if reused and name is not None:  # the same report under the name asked for now
-        art = workspace.rename(art, name)
-    return art, reused, rows
+
+def create_report(workspace: Workspace, inputs: ReportInputs, config: ReportConfig = ReportConfig(), *,
+                  name: str | None = None, force: bool = False) -> Result[dict[str, Any]]:
+    """A `reports` artifact with report.html and report.json (parents: the evals); a reused one takes the name asked
+    for now. With a control the summary holds `control`, `comparisons`, `headline` and `configuration`."""
+    result = run_stage(workspace, ReportStage(), inputs, config, name=name, force=force)
+    if result.reused and name is not None:  # the same report under the name asked for now
+        return Result(workspace.rename(result.artifact, name), True)
+    return result
+
+
+def build_report(workspace: Workspace, arts, *, name: str | None = None, force: bool = False, control: str | None = None,
+                 config: ReportConfig = ReportConfig()) -> Result[dict[str, Any]]:
+    """The report stage from the eval artifacts and the control's reference (see `create_report`)."""
+    inputs = ReportStage().inputs(workspace, ReportRefs(tuple(arts), control))
+    return create_report(workspace, inputs, config, name=name, force=force)

@@ -1,8 +1,9 @@
 """Reading an artifact's manifest defensively, and checking its files against it.
 
 A manifest is written by the tool, but the disk is the user's: it may be truncated, emptied, replaced by
-anything. `read_manifest` never raises: it returns the manifest or the reason it cannot be used (the artifact
-is then listed as damaged, and every other artifact stays usable). `file_problem` compares one file with its
+anything. `read_manifest` never raises: it returns the manifest, read as its kind's current schema
+(`store.migrations`), or the reason it cannot be used (the artifact is then listed as damaged, and every other
+artifact stays usable). `file_problem` compares one file with its
 manifest entry: the size always, then a quick checksum (the first and last MiB and the size), or the full
 sha256 when asked; the quick one is what a stage pays before reading its inputs.
 """
@@ -16,6 +17,8 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from ifguide_cli.core.store.migrations import migrate
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
@@ -49,8 +52,10 @@ def file_entry(path: Path) -> dict:
     return {"sha256": sha256_file(path), "size": path.stat().st_size, "quick": quick_checksum(path)}
 
 
-def read_manifest(folder: Path, kind: str, aid: str | None = None) -> tuple[dict | None, str | None]:
-    """(manifest, None) or (None, why it cannot be used) for the folder of artifact `aid` (the folder's name) of `kind`."""
+def read_manifest(folder: Path, kind: str, aid: str | None = None, *, as_written: bool = False) -> tuple[dict | None, str | None]:
+    """(manifest, None) or (None, why it cannot be used) for the folder of artifact `aid` (the folder's name) of `kind`.
+
+    The manifest is read as its kind's current schema (`store.migrations`); `as_written`: as it is on disk."""
     path = folder / MANIFEST
     try:
         if not path.is_file():
@@ -69,7 +74,9 @@ def read_manifest(folder: Path, kind: str, aid: str | None = None) -> tuple[dict
     except RecursionError:
         return None, f"{MANIFEST} is nested too deeply to be a manifest"
     why = manifest_problem(manifest, aid or folder.name, kind)
-    return (manifest, None) if why is None else (None, why)
+    if why is not None:
+        return None, why
+    return (manifest if as_written else migrate(manifest)), None
 
 
 def manifest_problem(manifest: Any, aid: str, kind: str) -> str | None:

@@ -38,6 +38,7 @@ from ifguide_cli.core.errors import ArtifactNotFound, IfguideError, WrongArtifac
 from ifguide_cli.core.store import folders, locks
 from ifguide_cli.core.store.manifests import MANIFEST, build_manifest, checked_file_problem, file_problem, read_manifest
 from ifguide_cli.core.store.manifests import sha256_file as sha256_file  # re-exported: stages hash their sources with it
+from ifguide_cli.core.store.migrations import migrate
 
 KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 _READ_WAIT_S = 2.0  # a reader waits this long for a brief exclusive hold (a removal, a publish) to end
@@ -395,7 +396,7 @@ class Workspace:
             manifest = json_safe(build_manifest(ctx, name=name, parents=parents, config=config, summary=summary, device=device))
             atomic_write_text(ctx.staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
             final = self._publish(ctx.staging, kind, aid)
-            return Artifact(aid, kind, final, manifest), False
+            return Artifact(aid, kind, final, migrate(manifest)), False
 
     def _use_parents(self, parents: list[str]) -> None:
         """Every parent exists, is locked for reading and has the files its manifest lists."""
@@ -485,9 +486,12 @@ class Workspace:
         if name is None or name == art.name:
             return art
         with self._writer_lock(art.kind, art.id):
-            manifest = {**art.manifest, "name": name}
+            written, why = read_manifest(art.path, art.kind, art.id, as_written=True)  # not the migrated copy
+            if written is None:
+                raise _damaged_error(art, why)
+            manifest = {**written, "name": name}
             atomic_write_text(art.path / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
-        return Artifact(art.id, art.kind, art.path, manifest)
+        return Artifact(art.id, art.kind, art.path, migrate(manifest))
 
     def doomed(self, art: Artifact | Damaged, *, recursive: bool) -> list[Artifact | Damaged]:
         """What removing `art` deletes, deepest first: with `recursive`, everything derived from it too."""
