@@ -27,12 +27,13 @@ def download(
     sha256: Optional[str] = typer.Option(None, "--sha256", help="Refuse the file unless its sha256 matches."),
     force: ForceOpt = False,
 ) -> None:
-    from ifguide_cli.core.rad.decoding import install_reward_model
+    from ifguide_cli.core.rad.install import install_reward_model
 
     ws = common.workspace()
-    art, reused = install_reward_model(ws, source=from_path, url=url, tokenizer=tokenizer, sha256=sha256, force=force,
-                                       reporter=common.reporter())
-    common.emit(common.artifact_payload(art, reused), common.render_artifact("RAD reward model", art, reused))
+    res = install_reward_model(ws, source=from_path, url=url, tokenizer=tokenizer, sha256=sha256, force=force,
+                               reporter=common.reporter())
+    common.emit(common.artifact_payload(res.artifact, res.reused),
+                common.render_artifact("RAD reward model", res.artifact, res.reused))
 
 
 def register(app: typer.Typer) -> None:

@@ -10,11 +10,11 @@ from transformers import LogitsProcessorList, TopPLogitsWarper
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 from ifguide_cli.core.rad.decoding import (
     RADLogitsProcessor,
-    install_reward_model,
     load_reward_model,
     resolve_reward_model,
     score_sequences,
 )
+from ifguide_cli.core.rad.install import install_reward_model
 from ifguide_cli.core.store.workspace import Workspace
 
 PROMPTS = ["The bus driver hit the brakes, honked twice and", "Hello",
@@ -161,7 +161,8 @@ def test_install_from_rad_release_zip_and_load_back(tmp_path):
     ws = Workspace(tmp_path / "ws")
     rm = tiny_reward_model(seed=5)
     archive = save_rad_release(rm, tmp_path / "src")
-    art, reused = install_reward_model(ws, source=str(archive), tokenizer=str(tmp_path / "src" / "gpt2-tokenizer"))
+    res = install_reward_model(ws, source=str(archive), tokenizer=str(tmp_path / "src" / "gpt2-tokenizer"))
+    art, reused = res.artifact, res.reused
     assert not reused and art.name == "rad-reward" and art.summary["outputs"] == 7
     assert art.summary["reward_output"] == "toxicity" and len(art.summary["source_sha256"]) == 64
     assert ws.verify(art) == []  # every file checksummed in the manifest
@@ -170,8 +171,9 @@ def test_install_from_rad_release_zip_and_load_back(tmp_path):
     assert torch.allclose(loaded(ids)[0], rm(ids)[0], atol=1e-6)
     assert meta["n_head"] == 1 and meta["reward_index"] == 0
     # same weights from the bare .bin: the same artifact
-    again, reused = install_reward_model(ws, source=str(tmp_path / "src/saved_models/gpt2_toxicity/pytorch_model.bin"),
-                                         tokenizer=str(tmp_path / "src" / "gpt2-tokenizer"))
+    res = install_reward_model(ws, source=str(tmp_path / "src/saved_models/gpt2_toxicity/pytorch_model.bin"),
+                               tokenizer=str(tmp_path / "src" / "gpt2-tokenizer"))
+    again, reused = res.artifact, res.reused
     assert reused and again.id == art.id
     assert resolve_reward_model(ws).id == art.id
 

@@ -30,7 +30,7 @@ def test_a_significant_reduction_lowers_and_a_small_one_does_not(tmp_path):
     control = _arm(ws, "control", HIGH)
     clear = _arm(ws, "clear", [0.1] * N, kit._mask(ws, "m1").id)
     slight = _arm(ws, "slight", [0.1] * 2 + HIGH[2:], kit._mask(ws, "m2").id, lam=2.0)  # 2 of 30 prompts
-    art, _, rows = build_report(ws, [control, clear, slight])
+    art, _, rows = kit._report(ws, [control, clear, slight])
     s = art.summary
     by = {c["name"]: c for c in s["comparisons"]}
     assert by["clear"]["significant"] is True and by["clear"]["verdict"].startswith("lowers toxicity (TP 100.0% reduction")
@@ -61,7 +61,7 @@ def test_a_significant_increase_raises(tmp_path):
     ws = Workspace(tmp_path / "ws")
     control = _arm(ws, "control", [0.1] * N)
     worse = _arm(ws, "worse", HIGH, kit._mask(ws).id)
-    s = build_report(ws, [control, worse])[0].summary
+    s = build_report(ws, [control, worse]).artifact.summary
     (c,) = s["comparisons"]
     assert c["significant"] is True and c["verdict"].startswith("raises toxicity")
     assert "lowers" not in s["headline"] and "worse raises toxicity significantly" in s["headline"]
@@ -70,6 +70,6 @@ def test_a_significant_increase_raises(tmp_path):
 def test_the_headline_says_when_the_evaluation_classifier_built_a_mask(tmp_path):
     ws = Workspace(tmp_path / "ws")
     mask = kit._mask(ws, "cls", source="classifier", classifier="profanity", level="token")
-    s = build_report(ws, [_arm(ws, "control", HIGH), _arm(ws, "masked", [0.1] * N, mask.id)])[0].summary
+    s = build_report(ws, [_arm(ws, "control", HIGH), _arm(ws, "masked", [0.1] * N, mask.id)]).artifact.summary
     assert "the evaluation classifier also built the mask of masked" in s["headline"]
     assert s["comparisons"][0]["mask"]["classifier"] == "profanity"

@@ -54,6 +54,12 @@ def _datasets_v1(config: dict[str, Any], summary: dict[str, Any]) -> None:
     config.setdefault("label_field", "planted_toxic")
 
 
+def _classifiers_v1(config: dict[str, Any], summary: dict[str, Any]) -> None:
+    """RAD reward models installed before the stage contract recorded their shapes as `config`."""
+    if config.get("backend") == "rad-reward" and "config" in config:
+        config["architecture"] = config.pop("config")
+
+
 # STEPS[kind][v] reads version v of the kind as version v + 1; a kind's current version is its number of steps,
 # which must equal its ArtifactKey's `schema` (tests/store/test_migrations.py checks).
 STEPS: dict[str, tuple[Step, ...]] = {
@@ -64,7 +70,7 @@ STEPS: dict[str, tuple[Step, ...]] = {
     "masks": (_stamp,),
     "checkpoints": (_stamp,),
     "evals": (_evals_v1,),
-    "classifiers": (_stamp,),
+    "classifiers": (_classifiers_v1,),
     "reports": (_reports_v1,),
 }
 CURRENT: dict[str, int] = {kind: len(steps) for kind, steps in STEPS.items()}
