@@ -126,15 +126,16 @@ def toxicity(
     defense: DefenseConfig = None,
     runtime: RuntimeConfig = None,
 ) -> None:
-    from ifguide_cli.core.evaluation import default_prompt_set, evaluate_toxicity, resolve_defense
+    from ifguide_cli.core.evaluation import evaluate_toxicity, resolve_defense
+    from ifguide_cli.core.evaluation.inputs import toxicity_inputs
     from ifguide_cli.core.models import require_trained, resolve_model
 
     ws = common.workspace()
     mref = resolve_model(model, ws)
     require_trained(mref, allow_random, "evaluating it")
     reward = resolve_defense(ws, defense)
-    spec = _classifier_spec(ws, classifier, files)
-    res = evaluate_toxicity(ws, mref, prompts or default_prompt_set(mref), generation, spec, num_prompts=num_prompts,
+    prompts, spec = toxicity_inputs(ws, mref, prompts, lambda: _classifier_spec(ws, classifier, files), classifier)
+    res = evaluate_toxicity(ws, mref, prompts, generation, spec, num_prompts=num_prompts,
                             defense=defense, reward_art=reward, runtime=runtime,
                             classifier_batch_size=files.classifier_batch_size, name=name,
                             queries=tuple(queries or ()), force=force, reporter=common.reporter())
@@ -192,12 +193,14 @@ def fluency(
     runtime: RuntimeConfig = None,
 ) -> None:
     from ifguide_cli.core.evaluation import evaluate_fluency, resolve_defense
+    from ifguide_cli.core.evaluation.inputs import fluency_inputs
     from ifguide_cli.core.models import require_trained, resolve_model
 
     ws = common.workspace()
     mref = resolve_model(model, ws)
     require_trained(mref, allow_random, "evaluating it")
     reward = resolve_defense(ws, defense)
+    fluency_inputs(ws, mref, fluency_config, defense)
     res = evaluate_fluency(ws, mref, fluency_config, defense=defense, reward_art=reward, runtime=runtime, name=name,
                            force=force, reporter=common.reporter())
     if not is_main_process():  # under torchrun only rank 0 evaluates and reports

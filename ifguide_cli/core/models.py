@@ -203,11 +203,20 @@ def _with_registry_settings(config, mref: ModelRef):
     return config
 
 
+def quiet_loading() -> None:
+    """No `Loading weights: 100%|███|` bar from transformers: it lands in every eval's stderr and every log file,
+    and says nothing a user acts on (ifguide reports its own progress)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, seed: int = 0):
     """The model with weights; registry models the paper trains from scratch start from a seeded random init."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_loading()
     from_scratch = (not mref.pretrained) if from_scratch is None else from_scratch
     dtype = dtype or torch.float32
     if from_scratch:

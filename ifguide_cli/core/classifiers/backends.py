@@ -133,6 +133,9 @@ def _toxic_label_index(config) -> int:
 def _load_seqcls_hub(hub_id: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from ifguide_cli.core.models import quiet_loading
+
+    quiet_loading()
     from ifguide_cli.core.hub import hub_resource
 
     with hub_resource("classifier", hub_id, "--classifier-path DIR (a local copy of the classifier)"):
@@ -145,6 +148,9 @@ def load_seqcls_dir(folder: str, name: str):
     """(model, tokenizer) of a transformers classifier folder, with one clear line for what is missing."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from ifguide_cli.core.models import quiet_loading
+
+    quiet_loading()
     try:
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except Exception as exc:

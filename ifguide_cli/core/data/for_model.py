@@ -11,7 +11,7 @@ from __future__ import annotations
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.progress import NULL
 
-_FIELDS = ("layout", "seq_len", "overflow", "text_field", "label_field", "max_examples", "split", "tokenizer")
+_FIELDS = ("layout", "seq_len", "overflow", "text_field", "label_field", "max_examples", "split", "tokenizer", "heldout")
 
 
 def corpus_options(values: dict | None) -> dict:

@@ -65,11 +65,21 @@ class CorpusConfig(Config):
     split: str | None = param(None, "Split of a hub dataset or save_to_disk folder.")
     tokenizer: str | None = param(None, "Tokenizer: tiny, a hub id, a local folder or a tokenizer artifact "
                                         "(default: the model's).")
+    heldout: float | None = param(None, "Hold out documents from training (N documents, or a share below 1; seeded, per "
+                                        "label): the default perplexity text and toxicity prompts of your own corpus.",
+                                  low=0.0, low_open=True, shown_default="none")
 
     def check(self) -> None:
         if self.layout == "packed" and self.overflow is not None:
             raise IfguideError(f"--overflow {self.overflow} applies to the documents layout only, not --layout packed",
                                exit_code=2)
+
+    def to_dict(self) -> dict:
+        """The recorded options; `heldout` only when given, so datasets without a held-out split keep their ids."""
+        out = super().to_dict()
+        if out["heldout"] is None:
+            del out["heldout"]
+        return out
 
     @property
     def planned(self) -> bool:

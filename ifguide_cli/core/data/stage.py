@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ifguide_cli.core.config import flag_of
+from ifguide_cli.core.data.heldout import split_heldout
 from ifguide_cli.core.data.labels import label_metrics
 from ifguide_cli.core.data.layout import (
     CorpusConfig,
@@ -307,7 +308,7 @@ def stored_layout(workspace, data_ref: str, tok: _Tokenizer, asked: dict):
     if len(found) <= 1:
         return found[0] if found else None
     flags = {f.name: flag_of(f) for f in dataclasses.fields(CorpusConfig)}
-    differ = [k for k in ("layout", "seq_len", "overflow", "text_field", "label_field", "max_examples")
+    differ = [k for k in ("layout", "seq_len", "overflow", "text_field", "label_field", "max_examples", "heldout")
               if len({str(_recorded(a, k)) for a in found}) > 1]
     listing = "; ".join(f"{a.id}" + (f" ({a.name})" if a.name else "") + ": "
                         + ", ".join(f"{flags[k]} {_recorded(a, k)}" for k in differ) for a in found)
@@ -343,11 +344,14 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
     stage_config = {"data": source.identity, "tokenizer_sha256": tok.fingerprint, **planned.to_dict()}
 
     def build(ctx):
-        docs = iter_documents(source, planned.text_field, planned.label_field)
+        docs, held = iter_documents(source, planned.text_field, planned.label_field), {}
+        if planned.heldout is not None:
+            docs, held = split_heldout(lambda: iter_documents(source, planned.text_field, planned.label_field),
+                                       planned.heldout, ctx.staging, planned.label_field)
         with open(ctx.staging / TEXTS_FILE, "wb") as sink:
             corpus = tokenize_corpus(docs, tokenizer(), planned, reporter, text_sink=sink, what=source.file)
         save_corpus(corpus, ctx.staging)
-        summary = corpus_summary(corpus, planned, source, rule)
+        summary = {**corpus_summary(corpus, planned, source, rule), **held}
         if not is_packaged(data_ref):  # the packaged sets are cut to 64 tokens by design
             _note_build(summary, data_ref)
         return summary

@@ -19,9 +19,105 @@ from ifguide_cli.core.notes import warn
 PROMPT_SETS = ("rtp", "attaq", "bold")
 
 
-def default_prompt_set(mref) -> str:
-    """The prompt set `eval toxicity` uses when none is given."""
+PROMPTS_FORMAT = ('a .jsonl file, one {"prompt": TEXT, "toxic": true|false} a line ("toxic" optional: it splits the '
+                  'results), or a .txt file, one prompt a line')
+TEXT_FORMAT = 'a .jsonl file with a "text" field a line, or a .txt file, one document a line'
+LAMBADA_FORMAT = 'a .jsonl file with a "text" field a line: passages whose last word the model must predict'
+
+
+@dataclass(frozen=True)
+class OwnCorpus:
+    """The user's own corpus a checkpoint was trained on (a local file, not a packaged, hub or reference set) and the
+    held-out files its dataset keeps (None without `--heldout`): the evaluation defaults of such a model."""
+
+    dataset: object
+    heldout: str | None
+    prompts: str | None
+
+    @property
+    def missing_hint(self) -> str:
+        return (f"dataset {self.dataset.id} (your corpus {self.dataset.summary.get('file')}) has no held-out split: "
+                "rebuild it with --heldout N|FRACTION, or pass")
+
+
+def own_corpus(workspace, mref) -> OwnCorpus | None:
+    """The own corpus `mref` (a checkpoint) was trained on; None for any other model or corpus."""
+    from ifguide_cli.core.data.heldout import HELDOUT_FILE, HELDOUT_PROMPTS_FILE
+    from ifguide_cli.core.models import trained_dataset
+
+    dataset = trained_dataset(workspace, mref) if workspace is not None else None
+    if dataset is None or (dataset.config.get("data") or {}).get("source") != "local":
+        return None
+    if dataset.config.get("heldout") is None:
+        return OwnCorpus(dataset, None, None)
+    return OwnCorpus(dataset, str(dataset.path / HELDOUT_FILE), str(dataset.path / HELDOUT_PROMPTS_FILE))
+
+
+def default_prompt_set(mref, workspace=None) -> str | None:
+    """The prompt set `eval toxicity` uses when none is given: a model trained on your own corpus is prompted with
+    prefixes of its held-out documents (None: it has none, so prompts must be given), a tiny-tokenizer model with the
+    packaged prompts, any other with RealToxicityPrompts."""
+    own = own_corpus(workspace, mref)
+    if own is not None:
+        return own.prompts
     return "tiny-prompts" if mref.tokenizer == "tiny" else "rtp"
+
+
+def missing_input(option: str, problem: str, file_format: str) -> str:
+    """One missing input, as a part of the one error line that lists them all: the option, why, the file format."""
+    return f"{option}: {problem} {option} FILE ({file_format})"
+
+
+def toxicity_inputs(workspace, mref, prompts: str | None, classifier, classifier_name: str):
+    """(prompt set, classifier spec) of `eval toxicity`, or one line naming every one that is missing: the prompts a
+    model trained on your own corpus without a held-out split needs, a classifier that is not available offline.
+    `classifier()` resolves the classifier."""
+    from ifguide_cli.core.errors import OfflineResourceMissing
+
+    missing = []
+    prompts = prompts or default_prompt_set(mref, workspace)
+    if prompts is None:
+        missing.append(missing_input("--prompts", own_corpus(workspace, mref).missing_hint, PROMPTS_FORMAT))
+    else:
+        if reference_subset(prompts) is None:
+            _check_prompt_ref(prompts)  # a name that is no prompt set is a mistake, not a missing input
+        missing += unavailable(workspace, "--prompts", prompts, "prompt set", PROMPTS_FORMAT)
+    spec = None
+    try:
+        spec = classifier()
+    except OfflineResourceMissing as exc:
+        missing.append(f"--classifier {classifier_name}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+)
+    require_inputs(missing, "eval toxicity")
+    return prompts, spec
+
+
+def unavailable(workspace, option: str, ref: str | None, what: str, file_format: str) -> list[str]:
+    """[the line saying why `ref` cannot be read here, and the file that would do] — or [] when it is there (packaged,
+    local, cached, or the hub is reachable): looked up without loading it."""
+    from ifguide_cli.core.pipeline.inputs import dataset_input
+
+    if ref is None:
+        return []
+    found = dataset_input(workspace, option, ref, what)
+    if found.available:
+        return []
+    return [f"{option} {ref}: {found.where}" + (f" ({found.hint})" if found.hint else "") + f"; or pass {option} FILE "
+            f"({file_format})"]
+
+
+def fluency_inputs(workspace, mref, config: FluencyConfig, defense: DefenseConfig) -> None:
+    """One line naming every text `eval fluency` would read that is not available here (nothing is loaded)."""
+    data = fluency_data(mref, config, defense, workspace)
+    missing = unavailable(workspace, "--ppl-data", data.ppl_data, "evaluation text", TEXT_FORMAT)
+    missing += unavailable(workspace, "--lambada", data.lambada, "evaluation text", LAMBADA_FORMAT + "; --no-lambada skips it")
+    require_inputs(missing, "eval fluency")
+
+
+def require_inputs(missing: list[str], command: str) -> None:
+    """Every missing input of a command in one line (none: nothing happens)."""
+    if missing:
+        raise IfguideError(f"{command} needs {len(missing)} more input(s): " + "; ".join(missing), exit_code=2)
 
 
 def load_eval_prompts(ref: str, num_prompts: int | None = None, seed: int = 0) -> tuple[list[dict], dict]:
@@ -126,9 +222,13 @@ def _check_prompt_ref(ref: str) -> None:
                                 "or a hub id like org/name", exit_code=2)
 
 
-def default_fluency_data(mref) -> tuple[str, str | None, str]:
-    """(perplexity data, its split, LAMBADA data) of a model: the packaged sets for tiny-tokenizer models, else
-    the last 2,000 OpenWebText documents and LAMBADA."""
+def default_fluency_data(mref, workspace=None) -> tuple[str | None, str | None, str | None]:
+    """(perplexity data, its split, LAMBADA data) of a model: for one trained on your own corpus its held-out split
+    (None without one) and no LAMBADA; the packaged sets for tiny-tokenizer models, else the last 2,000 OpenWebText
+    documents and LAMBADA."""
+    own = own_corpus(workspace, mref)
+    if own is not None:
+        return own.heldout, None, None
     if mref.tokenizer == "tiny":
         return "tiny-heldout", None, "tiny-lambada"
     return "openwebtext", "train[-2000:]", "lambada"
@@ -143,10 +243,18 @@ class FluencyData:
     lambada: str | None
 
 
-def fluency_data(mref, config: FluencyConfig, defense: DefenseConfig) -> FluencyData:
+def fluency_data(mref, config: FluencyConfig, defense: DefenseConfig, workspace=None) -> FluencyData:
     """The model's defaults under the user's choices. A decoding-time defense has no perplexity of its own
-    (RAD changes decoding, not the model's likelihood), so perplexity is skipped with a note when asked for."""
-    d_ppl, d_split, d_lambada = default_fluency_data(mref)
+    (RAD changes decoding, not the model's likelihood), so perplexity is skipped with a note when asked for. A
+    model trained on your own corpus skips LAMBADA unless it is given, and needs --ppl-data when its corpus has no
+    held-out split."""
+    own = own_corpus(workspace, mref)
+    d_ppl, d_split, d_lambada = default_fluency_data(mref, workspace)
+    if own is not None and own.heldout is None and not (config.no_ppl or config.ppl_data or defense.method != "none"):
+        require_inputs([missing_input("--ppl-data", f"{own.missing_hint}", TEXT_FORMAT)], "eval fluency")
+    if own is not None and not (config.no_lambada or config.lambada):
+        warn("LAMBADA is skipped for a model trained on your own corpus (its passages are English web text, not "
+             f"yours): pass --lambada FILE ({LAMBADA_FORMAT}) to measure it")
     ppl = None if config.no_ppl else (config.ppl_data or d_ppl)
     split = config.ppl_split if config.ppl_data else (config.ppl_split or d_split)
     lambada = None if config.no_lambada else (config.lambada or d_lambada)

@@ -478,7 +478,7 @@ class FluencyStage(Stage[FluencyRefs, FluencyInputs, RuntimeConfig, dict[str, An
 
     def inputs(self, ws: Workspace, refs: FluencyRefs) -> FluencyInputs:
         config = refs.data
-        data = fluency_data(refs.model, config, refs.defense)
+        data = fluency_data(refs.model, config, refs.defense, ws)
         ppl_source, ppl_identity = _perplexity_input(refs.model, config, data)
         lambada_texts, lambada_identity = _load_texts(data.lambada, "lambada", limit=config.lambada_docs)
         metrics = config.lambada_metrics(data.lambada) if lambada_texts is not None else ()

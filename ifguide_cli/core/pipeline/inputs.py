@@ -78,13 +78,54 @@ def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
         inputs.items.append(dataset_input(ws, role, ref, "query set"))
     inputs.items += arm_inputs(ws, configs)
     inputs.items += device_inputs(spec, configs)
+    own = own_corpus_heldout(ws, spec, configs)
     if spec.eval.toxicity:
-        inputs.items.append(dataset_input(ws, "eval.prompts", spec.eval.prompts, "prompt set"))
+        if spec.eval.prompts == AUTO and own is not None:
+            inputs.items.append(heldout_input("eval.prompts", "prompt set", own, "prompts"))
+        else:
+            inputs.items.append(dataset_input(ws, "eval.prompts", planned_prompts(spec.eval.prompts), "prompt set"))
         item, inputs.classifier = classifier_input(ws, spec.eval.classifier)
         inputs.items.append(item)
-    for role, ref in fluency_data(spec, inputs.model):
+    if spec.eval.ppl_data == AUTO and own is not None:
+        inputs.items.append(heldout_input("eval.ppl_data", "evaluation text", own, "ppl_data"))
+    for role, ref in fluency_data(spec, inputs.model, own is not None):
         inputs.items.append(dataset_input(ws, role, ref, "evaluation text"))
     return inputs
+
+
+def planned_prompts(prompts: str) -> str:
+    """The prompt set of `eval.prompts` for a corpus that is not your own: `auto` is RealToxicityPrompts."""
+    return "rtp" if prompts == AUTO else prompts
+
+
+def own_corpus_heldout(ws, spec: PipelineSpec, configs: StageConfigs) -> float | bool | None:
+    """For your own corpus (a local file or folder, or a dataset artifact built from one): its `corpus.heldout`
+    (False when it has none); None for a packaged, hub or reference corpus, whose evaluation sets are the paper's."""
+    from ifguide_cli.core.data import dataset_identity, is_source_ref
+
+    if is_source_ref(spec.data):
+        try:
+            local = dataset_identity(spec.data, configs.corpus.get("split"))["source"] == "local"
+        except IfguideError:
+            return None
+        return (configs.corpus.get("heldout") or False) if local else None
+    art = _workspace_dataset(ws, spec.data)
+    if art is None or (art.config.get("data") or {}).get("source") != "local":
+        return None
+    return art.config.get("heldout") or False
+
+
+def heldout_input(role: str, what: str, heldout: float | bool, key: str) -> Input:
+    """The evaluation set `auto` means for your own corpus: its held-out split, or a missing input saying how to
+    make one or what to give instead."""
+    from ifguide_cli.core.evaluation.inputs import PROMPTS_FORMAT, TEXT_FORMAT
+
+    use = "prefixes of the held-out documents" if key == "prompts" else "the held-out documents"
+    if heldout:
+        return Input(role, AUTO, what, True, f"{use} of the corpus (corpus.heldout: {heldout:g})")
+    return Input(role, AUTO, what, False, "your corpus has no held-out split",
+                 f"set corpus.heldout: N|FRACTION, or eval.{key}: FILE "
+                 f"({PROMPTS_FORMAT if key == 'prompts' else TEXT_FORMAT})")
 
 
 def device_inputs(spec: PipelineSpec, configs: StageConfigs) -> list[Input]:
@@ -109,16 +150,17 @@ def device_inputs(spec: PipelineSpec, configs: StageConfigs) -> list[Input]:
 
 def training_eval_data(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[str, str]]:
     """(key, dataset) of the validation sets training evaluates on: given, or the training profile's."""
-    from ifguide_cli.core.training.config import PROFILES, default_profile, given_values
+    from ifguide_cli.core.data.sources import is_packaged
+    from ifguide_cli.core.training.config import default_profile, given_values, profile_values
 
-    profile = default_profile(spec.model, spec.data)
+    profile, packaged = default_profile(spec.model, spec.data), is_packaged(spec.data)
     trained = [("baseline.train", configs.baseline_train, "pretrain")] if not spec.baseline.checkpoint else []
     trained.append(("ifguide.train", configs.ifguide_train, "pretrain") if spec.scenario == "pretrain"
                    else ("finetune.train", configs.finetune_train, "finetune"))
     out = {}
     for where, options, mode in trained:
         values = given_values(options, where)  # keyed by field name (a file may use option names)
-        ref = values.get("eval_data", PROFILES[values.get("profile") or profile][mode].get("eval_data"))
+        ref = values.get("eval_data", profile_values(values.get("profile") or profile, mode, packaged).get("eval_data"))
         if ref:
             out.setdefault(ref, f"{where}.eval_data")
     return [(role, ref) for ref, role in out.items()]
@@ -151,12 +193,13 @@ def arm_inputs(ws, configs: StageConfigs) -> list[Input]:
     return items
 
 
-def fluency_data(spec: PipelineSpec, mref) -> list[tuple[str, str]]:
+def fluency_data(spec: PipelineSpec, mref, own: bool = False) -> list[tuple[str, str]]:
     """(key, dataset) of the perplexity and LAMBADA data: `auto` is the evaluated model's default (none known
-    without a model), null none."""
+    without a model; for your own corpus `own` the held-out split, listed apart, and no LAMBADA), null none."""
     from ifguide_cli.core.evaluation import default_fluency_data
 
-    ppl_default, _, lambada_default = default_fluency_data(mref) if mref is not None else (None, None, None)
+    known = mref is not None and not own
+    ppl_default, _, lambada_default = default_fluency_data(mref) if known else (None, None, None)
     chosen = {"eval.ppl_data": ppl_default if spec.eval.ppl_data == AUTO else spec.eval.ppl_data,
               "eval.lambada": lambada_default if spec.eval.lambada == AUTO else spec.eval.lambada}
     return [(role, ref) for role, ref in chosen.items() if ref is not None]

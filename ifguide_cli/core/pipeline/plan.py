@@ -144,7 +144,8 @@ class _Planner:
         base = self.ws.by_id(mref.artifact_id) if mref.artifact_id else None
         profile = values.get("profile") or default_profile(mref.ref if mref.source == "registry" else "", self.spec.data,
                                                             base.config.get("profile") if base else None)
-        train, _ = resolve_config(mode, profile, None, values, data.config.get("seq_len") or 1)
+        train, _ = resolve_config(mode, profile, None, values, data.config.get("seq_len") or 1,
+                                  packaged_data=_packaged(data))
         lam = train.lam if mask is not None and train.suppression == "penalty" else None
         expect = {"mode": mode, "model": mref.identity(), "dataset": data.id, "mask": mask.id if mask else None,
                   "lambda": lam, "train": train.to_dict()}
@@ -273,11 +274,13 @@ class _Planner:
 
     def toxicity_eval(self, mref):
         from ifguide_cli.core.evaluation.stages import ToxicityRefs, ToxicitySettings, ToxicityStage
+        from ifguide_cli.core.pipeline.runner import eval_prompts
 
         ev, classifier = self.spec.eval, self.inputs.classifier
-        if mref is None or classifier is None:
+        prompts = eval_prompts(ev, self.ws, mref) if mref is not None else None
+        if prompts is None or classifier is None:
             return None
-        return _stored_from(self.ws, ToxicityStage(), ToxicityRefs(mref, ev.prompts, classifier, ev.num_prompts),
+        return _stored_from(self.ws, ToxicityStage(), ToxicityRefs(mref, prompts, classifier, ev.num_prompts),
                             ToxicitySettings(generation=self.configs.generation))
 
     def fluency_eval(self, mref):
@@ -287,7 +290,7 @@ class _Planner:
 
         if mref is None:
             return None
-        flu = fluency_config(self.spec.eval, self.configs.fluency, mref)
+        flu = fluency_config(self.spec.eval, self.configs.fluency, mref, self.ws)
         return _stored_from(self.ws, FluencyStage(), FluencyRefs(mref, flu), RuntimeConfig())
 
 
@@ -302,6 +305,14 @@ def _stored_from(ws, stage, refs, config):
     except IfguideError:
         return None
     return stored(ws, stage.key(inputs, config))
+
+
+def _packaged(dataset) -> bool:
+    """A dataset artifact built from a set shipped in the package (training then uses the profile's validation set)."""
+    from ifguide_cli.core.data.sources import is_packaged
+
+    data = dataset.config.get("data") or {}
+    return data.get("source") == "registry" and is_packaged(str(data.get("name")))
 
 
 def _identity(ref: str | None, split: str | None = None) -> dict | None:

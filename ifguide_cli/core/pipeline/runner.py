@@ -280,11 +280,11 @@ class _Run:
         metrics: dict = {"checkpoint": model_ref}
         if ev.toxicity:
             tox = self.stage(f"eval_toxicity_{system}", lambda: evaluate_toxicity(
-                self.ws, mref, ev.prompts, self.configs.generation, classifier, num_prompts=ev.num_prompts,
+                self.ws, mref, eval_prompts(ev, self.ws, mref), self.configs.generation, classifier, num_prompts=ev.num_prompts,
                 name=f"{system}-toxicity", **self.common))
             metrics.update(toxicity_figures(tox.summary))
             out.append(tox)
-        fluency_cfg = fluency_config(ev, self.configs.fluency, mref)
+        fluency_cfg = fluency_config(ev, self.configs.fluency, mref, self.ws)
         if fluency_cfg is not None:
             flu = self.stage(f"eval_fluency_{system}", lambda: evaluate_fluency(
                 self.ws, mref, fluency_cfg, name=f"{system}-fluency", **self.common))
@@ -339,13 +339,25 @@ def toxicity_figures(summary: dict) -> dict:
     return {**{k: summary.get(k) for k in keys}, **({"leakage": summary["leakage"]} if "leakage" in summary else {})}
 
 
-def fluency_config(ev, options: dict, mref):
-    """The fluency eval's config for one model: `auto` data is the model's default, null skips that metric;
-    None when both are skipped."""
+def eval_prompts(ev, ws, mref) -> str | None:
+    """The prompt set of one model's toxicity eval: `auto` is the held-out prompts of the own corpus it was trained
+    on (None: that corpus has none), else RealToxicityPrompts."""
+    from ifguide_cli.core.evaluation.inputs import own_corpus
+    from ifguide_cli.core.pipeline.spec import AUTO
+
+    if ev.prompts != AUTO:
+        return ev.prompts
+    own = own_corpus(ws, mref)
+    return own.prompts if own is not None else "rtp"
+
+
+def fluency_config(ev, options: dict, mref, ws=None):
+    """The fluency eval's config for one model: `auto` data is the model's default (for one trained on your own
+    corpus its held-out split, and no LAMBADA), null skips that metric; None when both are skipped."""
     from ifguide_cli.core.evaluation import FluencyConfig, default_fluency_data
     from ifguide_cli.core.pipeline.spec import AUTO
 
-    ppl_default, ppl_split, lambada_default = default_fluency_data(mref)
+    ppl_default, ppl_split, lambada_default = default_fluency_data(mref, ws)
     ppl = ppl_default if ev.ppl_data == AUTO else ev.ppl_data
     lambada = lambada_default if ev.lambada == AUTO else ev.lambada
     if ppl is None and lambada is None:

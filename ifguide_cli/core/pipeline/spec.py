@@ -142,7 +142,8 @@ class EvalSpec(Section):
     """`eval:` toxicity (prompts, classifier, sampling) and fluency of every system; each metric can be skipped."""
 
     toxicity: bool = param(True, "Evaluate toxicity (false: skip it; no TP/EMT and no reduction).")
-    prompts: str = param("rtp", "Prompt set.")
+    prompts: str = param(AUTO, "Prompt set (auto: prefixes of the held-out documents of your own corpus, see "
+                               "corpus.heldout; rtp for any other corpus).")
     classifier: str = param("detoxify-unbiased", "Toxicity classifier.")
     num_prompts: int | None = param(None, "A seeded subset of this many prompts (null: all).", low=1)
     samples: int = param(25, "Continuations per prompt.")
