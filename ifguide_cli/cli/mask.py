@@ -1,4 +1,4 @@
-"""`ifguide mask`: toxic-token selection (paper Alg. 1, a classifier, a word list) and inspection (show, browse, export)."""
+"""`ifguide mask`: toxic-token selection, one subcommand per registered mask source (`extensions.MASK_SOURCES`:\nAlg. 1 on influence scores, a classifier, a word list, …), and inspection (show, browse, export)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typer.core import TyperGroup
 from ifguide_cli.cli import common
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.data.layout import CorpusConfig
-from ifguide_cli.core.masking.config import MaskConfig
+from ifguide_cli.core.extensions import MASK_SOURCES
 from ifguide_cli.core.masking.export_config import MaskExportConfig
-from ifguide_cli.core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
 from ifguide_cli.core.masking.transfer_config import MaskTransferConfig
 
 
@@ -33,34 +32,67 @@ mask_app = typer.Typer(
 )
 
 
-@mask_app.command("select", help="Build a mask artifact from a scores artifact or a score file "
-                                 "(kronfluence pairwise_scores.safetensors, .safetensors or .npy).",
-                  epilog="Examples:\n\n"
-                         "ifguide mask tiny-scores --name tiny-mask\n"
-                         "ifguide mask select latest:scores --top 20\n"
-                         "ifguide mask pairwise_scores.safetensors --data 1f21b739dcbd")
-@common.handles_errors
-@config_options(MaskConfig)
-def select(
-    config: MaskConfig,
-    scores: str = typer.Argument(..., metavar="SCORES", help="Scores artifact (id, name, `latest`) or a .safetensors/.npy score file.",
-                                 autocompletion=common.complete_artifacts("scores")),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset artifact the score file indexes (a scores artifact knows its own).",
-                                       autocompletion=common.complete_artifacts("datasets")),
-    key: Optional[str] = typer.Option(None, "--key", help="Tensor name in a .safetensors file \\[default: scores, all_modules, or the only one]."),
-    all_positions: bool = typer.Option(False, "--all-positions", help="Count padded positions too, like the reference script "
-                                                                     "(default: only positions of the attention mask)."),
-    top: int = typer.Option(10, "--top", help="Documents listed in the summary."),
-    name: NameOpt = None,
-    force: ForceOpt = False,
-) -> None:
-    from ifguide_cli.core.masking import create_mask_artifact
+ScoresArg = Annotated[str, typer.Argument(
+    metavar="SCORES", help="Scores artifact (id, name, `latest`) or a .safetensors/.npy score file.",
+    autocompletion=common.complete_artifacts("scores"))]
+ScoreDataOpt = Annotated[Optional[str], typer.Option(
+    "--data", "-d", help="Dataset artifact the score file indexes (a scores artifact knows its own).",
+    autocompletion=common.complete_artifacts("datasets"))]
+KeyOpt = Annotated[Optional[str], typer.Option(
+    "--key", help="Tensor name in a .safetensors file \\[default: scores, all_modules, or the only one].")]
+AllPositionsOpt = Annotated[bool, typer.Option(
+    "--all-positions", help="Count padded positions too, like the reference script (default: only positions of the "
+                            "attention mask).")]
+SourceDataOpt = Annotated[str, typer.Option(
+    "--data", "-d", help="Training data: dataset artifact, or registry dataset, local file or hub id laid out with "
+                         "--model's tokenizer (or --tokenizer; the packaged tiny sets need neither).",
+    autocompletion=common.complete_artifacts("datasets", registry="datasets"))]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Model whose tokenizer and rows DATA is laid out in, as `ifguide factors MODEL --data DATA` "
+                          "lays it out.", autocompletion=common.complete_artifacts("checkpoints", registry="models"))]
+TopOpt = Annotated[int, typer.Option("--top", help="Documents listed in the summary.")]
+
+
+def _build_mask(source: str, refs, config, top: int, name: str | None, force: bool) -> None:
+    """Every `ifguide mask SOURCE` command: the source's stage run from the references, and the mask shown."""
+    from ifguide_cli.core.masking.source import make_mask
 
     _check_top(top)
     ws = common.workspace()
-    res = create_mask_artifact(ws, scores, config, data_ref=data, key=key, all_positions=all_positions,
-                               name=name, force=force, reporter=common.reporter())
+    res = make_mask(ws, source, refs, config, name=name, force=force, reporter=common.reporter())
     _emit_mask(ws, res.artifact, res.reused, top)
+
+
+def _scores_command(entry) -> None:
+    """`ifguide mask COMMAND SCORES`: a source that reads influence scores (an artifact, or a file and its data)."""
+
+    @mask_app.command(entry.command, help=entry.help, epilog=_examples(entry))
+    @common.handles_errors
+    @config_options(entry.config)
+    def build(config, scores: ScoresArg, data: ScoreDataOpt = None, key: KeyOpt = None,
+              all_positions: AllPositionsOpt = False, top: TopOpt = 10, name: NameOpt = None,
+              force: ForceOpt = False) -> None:
+        from ifguide_cli.core.masking.source import MaskRefs
+
+        _build_mask(entry.name, MaskRefs(scores, data, key, all_positions), config, top, name, force)
+
+
+def _data_command(entry) -> None:
+    """`ifguide mask COMMAND --data DATA`: a source that reads the training data (laid out like `factors` does)."""
+
+    @mask_app.command(entry.command, help=entry.help, epilog=_examples(entry))
+    @common.handles_errors
+    @config_options(CorpusConfig, into="corpus", overrides_only=True)
+    @config_options(entry.config)
+    def build(config, data: SourceDataOpt, model: ModelOpt = None, top: TopOpt = 10, name: NameOpt = None,
+              force: ForceOpt = False, corpus: Optional[dict] = None) -> None:
+        from ifguide_cli.core.masking.source import DataRefs
+
+        _build_mask(entry.name, DataRefs(data, model, corpus), config, top, name, force)
+
+
+def _examples(entry) -> str:
+    return "Examples:\n\n" + "\n".join(entry.examples)
 
 
 def _check_top(top: int) -> None:
@@ -84,58 +116,8 @@ def _emit_mask(ws, art, reused: bool, top: int) -> None:
     common.emit(common.artifact_payload(art, reused, config=art.config, top_documents=top_docs), render)
 
 
-SourceDataOpt = Annotated[str, typer.Option(
-    "--data", "-d", help="Training data: dataset artifact, or registry dataset, local file or hub id laid out with "
-                         "--model's tokenizer (or --tokenizer; the packaged tiny sets need neither).",
-    autocompletion=common.complete_artifacts("datasets", registry="datasets"))]
-ModelOpt = Annotated[Optional[str], typer.Option(
-    "--model", "-m", help="Model whose tokenizer and rows DATA is laid out in, as `ifguide factors MODEL --data DATA` "
-                          "lays it out.", autocompletion=common.complete_artifacts("checkpoints", registry="models"))]
-TopOpt = Annotated[int, typer.Option("--top", help="Documents listed in the summary.")]
-_SOURCE_EPILOG = ("The mask is an ordinary mask artifact: `mask show/browse/export`, `train --mask` and "
-                  "`finetune --mask` take it, and --max-tokens selects as for `mask select` (documents in rank order, "
-                  "their marked tokens left to right, until the budget).")
-
-
-def _source_command(command: str, config_cls: type, builder: str, help: str, examples: tuple[str, ...]) -> None:
-    """Register `ifguide mask COMMAND`: every cheap source takes the same data, model and output options and makes an
-    ordinary mask artifact; only its config (the options of that source) and its core builder differ."""
-
-    @mask_app.command(command, help=help, epilog=_SOURCE_EPILOG + "\n\nExamples:\n\n" + "\n".join(examples))
-    @common.handles_errors
-    @config_options(CorpusConfig, into="corpus", overrides_only=True)
-    @config_options(config_cls)
-    def build(
-        config,
-        data: SourceDataOpt,
-        model: ModelOpt = None,
-        top: TopOpt = 10,
-        name: NameOpt = None,
-        force: ForceOpt = False,
-        corpus: Optional[dict] = None,
-    ) -> None:
-        from ifguide_cli.core import masking
-
-        _check_top(top)
-        ws = common.workspace()
-        art, reused = getattr(masking, builder)(ws, data, config, name=name, force=force, reporter=common.reporter(),
-                                                model=model, corpus=corpus)
-        _emit_mask(ws, art, reused, top)
-
-
-_source_command(
-    "classifier", ClassifierMaskConfig, "build_classifier_mask",
-    help="Build a mask from a toxicity classifier: the tokens of flagged spans (--level token) or of flagged "
-         "documents (--level document).",
-    examples=("ifguide mask classifier --data tiny --classifier profanity --name tiny-cls",
-              "ifguide mask classifier --data tiny --level document --threshold 0.8",
-              "ifguide mask classifier --data comments.jsonl --model pythia-160m --classifier detoxify-unbiased"))
-_source_command(
-    "wordlist", WordlistMaskConfig, "build_wordlist_mask",
-    help="Build a mask from a word list: the tokens of every listed word or phrase (case-insensitive, at word "
-         "boundaries); documents rank by their number of matches.",
-    examples=("ifguide mask wordlist --data tiny --wordlist slurs.txt --name tiny-words",
-              "ifguide mask wordlist --data comments.jsonl --model pythia-160m --wordlist slurs.txt -L 100000"))
+for _entry in (e for _, e in MASK_SOURCES.items() if e.command):  # one command per registered source
+    (_scores_command if _entry.reads == "scores" else _data_command)(_entry)
 
 
 def _ranked_table(rows):

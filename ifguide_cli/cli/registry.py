@@ -52,9 +52,9 @@ def models() -> None:
                       epilog="Example: ifguide registry datasets | grep prompts")
 @common.handles_errors
 def datasets() -> None:
-    from ifguide_cli.core.registry import reference_subset_rows
+    from ifguide_cli.core.paper.subsets import subset_table
 
-    subsets = (reference_subset_rows(), ("name", "hub_id", "rows", "role", "description"))
+    subsets = (subset_table(), ("name", "hub_id", "rows", "role", "description"))
     _show("datasets", ("name", "hub_id", "role", "description"), {"reference_subsets": subsets})
 
 

@@ -1,6 +1,8 @@
 """What the tool knows by name: the paper's models, datasets and classifiers, plus the embedded `tiny` default.
 
-Anything not named here can still be used as a hub id or a local path.
+Anything not named here can still be used as a hub id or a local path. A leaf of the import graph: the data,
+model and tokenizer modules read these tables, so this module imports none of them (the reference's fixed
+subsets are listed by `paper.subsets.subset_table`).
 """
 
 from __future__ import annotations
@@ -123,10 +125,3 @@ TABLES = {"models": MODELS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
 def as_rows(table: str) -> list[dict]:
     """The entries of one table (`models`, `datasets`, `classifiers`) as plain dicts, in registry order."""
     return [asdict(entry) for entry in TABLES[table].values()]
-
-
-def reference_subset_rows() -> list[dict]:
-    """The reference's fixed subsets (core/paper/subsets), each with its row count: usable by name too."""
-    from ifguide_cli.core.paper.subsets import subset_table
-
-    return subset_table()

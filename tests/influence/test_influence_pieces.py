@@ -11,11 +11,11 @@ from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.influence import (
-    BUILTIN_FAMILIES,
     FactorsConfig,
     ScoresConfig,
     align_to_labels,
     build_query_rows,
+    builtin_families,
     continuation_tokens,
     convert_conv1d_to_linear,
     custom_family,
@@ -55,7 +55,7 @@ def test_user_families_file_and_env_extend_the_registry(tmp_path, monkeypatch, t
     f.write_text("families:\n  mlp_only:\n    model_types: [my_arch]\n    modules: ['gpt_neox.layers.*.mlp.*']\n"
                  "    exclude: ['*.dense_4h_to_h']\n")
     fams = load_families(f)
-    assert set(BUILTIN_FAMILIES) < set(fams)
+    assert set(builtin_families()) < set(fams)
     fam = find_family("my_arch", fams)
     assert select_modules(model, fam) == ["gpt_neox.layers.0.mlp.dense_h_to_4h", "gpt_neox.layers.1.mlp.dense_h_to_4h"]
     monkeypatch.setenv("IFGUIDE_FAMILIES", str(f))

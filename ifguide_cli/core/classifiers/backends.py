@@ -1,5 +1,8 @@
 """Scoring backends: every classifier turns texts into one probability per text and attribute.
 
+Each backend is a loader registered in `extensions.CLASSIFIER_BACKENDS` under the `backend` a resolved classifier
+names (`spec.ClassifierSpec.backend`); a new backend is a loader here (or in its own module) and one entry there.
+
 - `profanity`: alt-profanity-check's linear SVM (shipped inside the PyPI package, so it works offline).
   It detects profanity, not toxicity in general; it is the stand-in that lets the `tiny` pipeline and CI
   run with no network, and its numbers are NOT comparable with Detoxify's.
@@ -13,6 +16,7 @@ from __future__ import annotations
 from ifguide_cli.core.classifiers.detoxify_models import load_detoxify
 from ifguide_cli.core.classifiers.spec import BUILTIN, ClassifierSpec
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.extensions import CLASSIFIER_BACKENDS
 from ifguide_cli.core.progress import NULL
 
 
@@ -93,17 +97,29 @@ class SequenceClassifier(Classifier):
 
 
 def load_classifier(spec: ClassifierSpec, *, device: str = "cpu", batch_size: int = 64) -> Classifier:
-    """The scoring backend of a resolved classifier."""
-    if spec.backend == "profanity":
-        return ProfanityClassifier()
-    if spec.backend == "detoxify":
-        if spec.meta:  # registered: a plain transformers folder + classifier.json
-            model, tok = load_seqcls_dir(spec.model_dir, spec.name)
-            classes = spec.meta["attributes"]
-        else:
-            model, tok, classes = load_detoxify(spec.checkpoint, base_dir=spec.model_dir, model_type=spec.detoxify_type,
-                                                name=spec.name)
-        return SequenceClassifier(spec.name, model, tok, classes, "sigmoid", device=device, batch_size=batch_size)
+    """The scoring backend of a resolved classifier: its `backend`'s loader in `extensions.CLASSIFIER_BACKENDS`."""
+    load = CLASSIFIER_BACKENDS.get(spec.backend)
+    return load(spec, device=device, batch_size=batch_size)
+
+
+def load_profanity(spec: ClassifierSpec, *, device: str, batch_size: int) -> Classifier:
+    """alt-profanity-check's SVM (CPU; its own batch size)."""
+    return ProfanityClassifier()
+
+
+def load_detoxify_classifier(spec: ClassifierSpec, *, device: str, batch_size: int) -> Classifier:
+    """A Detoxify checkpoint (multi-label, sigmoid), or a registered one saved as a plain transformers folder."""
+    if spec.meta:  # registered: a plain transformers folder + classifier.json
+        model, tok = load_seqcls_dir(spec.model_dir, spec.name)
+        classes = spec.meta["attributes"]
+    else:
+        model, tok, classes = load_detoxify(spec.checkpoint, base_dir=spec.model_dir, model_type=spec.detoxify_type,
+                                            name=spec.name)
+    return SequenceClassifier(spec.name, model, tok, classes, "sigmoid", device=device, batch_size=batch_size)
+
+
+def load_sequence_classifier(spec: ClassifierSpec, *, device: str, batch_size: int) -> Classifier:
+    """A transformers sequence classifier (ToxiGen-RoBERTa or any other) from a folder or the hub id."""
     if spec.model_dir:
         model, tok = load_seqcls_dir(spec.model_dir, spec.name)
     else:

@@ -21,6 +21,7 @@ from ifguide_cli.core import notes
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.hub import hub_resource
 from ifguide_cli.core.registry import DATASETS, tiny_asset
+from ifguide_cli.core.store.file_integrity import file_identity
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet", ".csv")
 LINE_FILES = (".jsonl", ".txt", ".csv")  # positions are file lines; elsewhere record numbers
@@ -69,16 +70,6 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
     raise IfguideError(f"unknown dataset {ref!r}",
                        hint="use a registry name (`ifguide registry datasets`), a local .jsonl/.txt/.parquet/.csv "
                             "file or save_to_disk folder, or a hub id like org/name", exit_code=2)
-
-
-def file_identity(path: Path) -> dict:
-    """Path, size and modification time of a file, or of every file in a folder: cheap, and changes with the content."""
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    if path.is_file():
-        return {"path": str(path.resolve()), "size": stats[0][0], "mtime_ns": stats[0][1]}
-    return {"path": str(path.resolve()), "files": {str(p.relative_to(path)): list(st) for p, st in zip(files, stats, strict=True)}}
 
 
 def reference_subset(ref: str):

@@ -25,8 +25,8 @@ from ifguide_cli.core.influence.config import FactorsConfig, ScoresConfig, defau
 from ifguide_cli.core.influence.engine import InfluenceEngine, align_to_labels
 from ifguide_cli.core.influence.factors import fit_factors
 from ifguide_cli.core.influence.families import (
-    BUILTIN_FAMILIES,
     ModuleFamily,
+    builtin_families,
     convert_conv1d_to_linear,
     custom_family,
     find_family,
@@ -50,7 +50,6 @@ from ifguide_cli.core.influence.staging import StageResult
 from ifguide_cli.core.influence.task import FISHER_SEED, make_task, sample_labels
 
 __all__ = [
-    "BUILTIN_FAMILIES",
     "FISHER_SEED",
     "FactorsConfig",
     "InfluenceEngine",
@@ -61,6 +60,7 @@ __all__ = [
     "StageResult",
     "align_to_labels",
     "build_query_rows",
+    "builtin_families",
     "compute_scores",
     "continuation_tokens",
     "convert_conv1d_to_linear",

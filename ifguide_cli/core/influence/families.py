@@ -1,6 +1,6 @@
 """Which layers influence tracks: module families (fnmatch globs over `model.named_modules()` names).
 
-GPT-NeoX, Llama and GPT-2 are built in. Users add families without editing code, in a YAML/JSON file
+GPT-NeoX, Llama and GPT-2 are built in (`extensions.MODEL_FAMILIES`: a new built-in family is one entry). Users add families without editing code, in a YAML/JSON file
 given with ``--families FILE`` or ``$IFGUIDE_FAMILIES`` (or ``families.yaml`` in the workspace)::
 
     families:
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.extensions import MODEL_FAMILIES
 
 FAMILIES_ENV = "IFGUIDE_FAMILIES"
 WORKSPACE_FAMILIES_FILE = "families.yaml"
@@ -39,19 +40,22 @@ class ModuleFamily:
         return {"name": self.name, "modules": list(self.modules), "exclude": list(self.exclude)}
 
 
-BUILTIN_FAMILIES: dict[str, ModuleFamily] = {f.name: f for f in [
-    # every linear layer of the transformer blocks; the embedding / unembedding (vocab-sized) is not tracked
-    ModuleFamily("gpt_neox", ("gpt_neox.layers.*.attention.query_key_value", "gpt_neox.layers.*.attention.dense",
-                              "gpt_neox.layers.*.mlp.dense_h_to_4h", "gpt_neox.layers.*.mlp.dense_4h_to_h"),
-                 model_types=("gpt_neox",)),
-    ModuleFamily("llama", ("model.layers.*.self_attn.q_proj", "model.layers.*.self_attn.k_proj",
-                           "model.layers.*.self_attn.v_proj", "model.layers.*.self_attn.o_proj",
-                           "model.layers.*.mlp.gate_proj", "model.layers.*.mlp.up_proj", "model.layers.*.mlp.down_proj"),
-                 model_types=("llama", "mistral", "qwen2")),
-    ModuleFamily("gpt2", ("transformer.h.*.attn.c_attn", "transformer.h.*.attn.c_proj",
-                          "transformer.h.*.mlp.c_fc", "transformer.h.*.mlp.c_proj"),
-                 model_types=("gpt2",)),  # its Conv1D layers are converted to nn.Linear first
-]}
+# every linear layer of the transformer blocks; the embedding / unembedding (vocab-sized) is not tracked
+GPT_NEOX = ModuleFamily("gpt_neox", ("gpt_neox.layers.*.attention.query_key_value", "gpt_neox.layers.*.attention.dense",
+                                     "gpt_neox.layers.*.mlp.dense_h_to_4h", "gpt_neox.layers.*.mlp.dense_4h_to_h"),
+                        model_types=("gpt_neox",))
+LLAMA = ModuleFamily("llama", ("model.layers.*.self_attn.q_proj", "model.layers.*.self_attn.k_proj",
+                               "model.layers.*.self_attn.v_proj", "model.layers.*.self_attn.o_proj",
+                               "model.layers.*.mlp.gate_proj", "model.layers.*.mlp.up_proj", "model.layers.*.mlp.down_proj"),
+                     model_types=("llama", "mistral", "qwen2"))
+GPT2 = ModuleFamily("gpt2", ("transformer.h.*.attn.c_attn", "transformer.h.*.attn.c_proj",
+                             "transformer.h.*.mlp.c_fc", "transformer.h.*.mlp.c_proj"),
+                    model_types=("gpt2",))  # its Conv1D layers are converted to nn.Linear first
+
+
+def builtin_families() -> dict[str, ModuleFamily]:
+    """The families registered in `extensions.MODEL_FAMILIES` (a new built-in family is one entry there)."""
+    return dict(MODEL_FAMILIES.items())
 
 
 def _read_families_file(path: Path) -> dict[str, ModuleFamily]:
@@ -80,7 +84,7 @@ def _read_families_file(path: Path) -> dict[str, ModuleFamily]:
 
 def load_families(extra_file: str | os.PathLike | None = None, workspace_root: str | os.PathLike | None = None) -> dict[str, ModuleFamily]:
     """Built-in families, then the workspace's families.yaml, then $IFGUIDE_FAMILIES, then --families (later wins)."""
-    families = dict(BUILTIN_FAMILIES)
+    families = builtin_families()
     sources: list[Path] = []
     if workspace_root is not None and (Path(workspace_root) / WORKSPACE_FAMILIES_FILE).is_file():
         sources.append(Path(workspace_root) / WORKSPACE_FAMILIES_FILE)

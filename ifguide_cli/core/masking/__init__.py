@@ -6,6 +6,8 @@ The rooms, in the order the data flows:
 - `radix`: τ, numpy's linear quantile computed exactly by chunked radix selection.
 - `select`: Alg. 1 itself (`select_toxic_tokens`: sparsity, strength, harmonic ranking, budgeted walk).
 - `stage`: the workspace stage (`create_mask_artifact`): scores artifact or file + dataset → `masks` artifact.
+- `source`: the mask-source contract (`MaskSourceEntry`, `MaskSourceStage`, `make_mask`): every source is one
+  entry of `extensions.MASK_SOURCES`, from which the CLI commands and pipeline arms are generated.
 - the cheap sources, each making an ordinary `masks` artifact through the same budgeted walk:
   `source_config` (`ClassifierMaskConfig`, `WordlistMaskConfig`), `row_text` (rows back as text, token by token),
   `wordlist` (reading and matching a word list), `evidence` (what a classifier or word list marks),
@@ -30,6 +32,8 @@ _EXPORTS = {
     "walk_budget": "select",
     "ClassifierMaskConfig": "source_config", "WordlistMaskConfig": "source_config",
     "build_classifier_mask": "sources", "build_wordlist_mask": "sources", "mask_dataset": "sources",
+    "DataRefs": "source", "MaskRefs": "source", "MaskSourceEntry": "source", "make_mask": "source",
+    "stored_mask": "source",
     "MaskSource": "stage", "create_mask_artifact": "stage", "dataset_arrays": "stage", "planted_precision": "stage",
     "resolve_mask_source": "stage", "write_mask": "stage",
 }

@@ -1,4 +1,5 @@
-"""The parameters of the cheap mask sources (a toxicity classifier, a word list), declared once.
+"""The parameters of the cheap mask sources (a toxicity classifier, a word list), declared once, and their
+registry entries (`extensions.MASK_SOURCES`).
 
 They share Alg. 1's token budget (`token_budget`), so `--max-tokens` selects the same way whatever found
 the tokens. The classifier's weight options (`--classifier-checkpoint/-base/-path/-batch-size`) are those
@@ -14,6 +15,7 @@ from ifguide_cli.core.classifiers.spec import ClassifierOptions
 from ifguide_cli.core.config import Config, param
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.masking.config import token_budget
+from ifguide_cli.core.masking.source import MaskSourceEntry
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,22 @@ class WordlistMaskConfig(Config):
         if self.wordlist is None:
             raise IfguideError("--wordlist FILE is required", hint="pass a text file with one word or phrase per line",
                                exit_code=2)
+
+
+_DATA_SOURCE_NOTE = ("The mask is an ordinary mask artifact: `mask show/browse/export`, `train --mask` and `finetune --mask` "
+                     "take it, and --max-tokens selects as for `mask select` (documents in rank order, their marked "
+                     "tokens left to right, until the budget).")
+CLASSIFIER_SOURCE = MaskSourceEntry(
+    "classifier", ClassifierMaskConfig, "ifguide_cli.core.masking.sources:ClassifierMaskStage", "data",
+    command="classifier",
+    help="Build a mask from a toxicity classifier: the tokens of flagged spans (--level token) or of flagged "
+         "documents (--level document).\n\n" + _DATA_SOURCE_NOTE,
+    examples=("ifguide mask classifier --data tiny --classifier profanity --name tiny-cls",
+              "ifguide mask classifier --data tiny --level document --threshold 0.8",
+              "ifguide mask classifier --data comments.jsonl --model pythia-160m --classifier detoxify-unbiased"))
+WORDLIST_SOURCE = MaskSourceEntry(
+    "wordlist", WordlistMaskConfig, "ifguide_cli.core.masking.sources:WordlistMaskStage", "data", command="wordlist",
+    help="Build a mask from a word list: the tokens of every listed word or phrase (case-insensitive, at word "
+         "boundaries); documents rank by their number of matches.\n\n" + _DATA_SOURCE_NOTE,
+    examples=("ifguide mask wordlist --data tiny --wordlist slurs.txt --name tiny-words",
+              "ifguide mask wordlist --data comments.jsonl --model pythia-160m --wordlist slurs.txt -L 100000"))

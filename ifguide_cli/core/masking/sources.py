@@ -1,11 +1,11 @@
-"""The cheap mask sources, as workspace stages: a toxicity classifier or a word list → an ordinary `masks` artifact.
+"""The cheap mask sources as stages: a toxicity classifier or a word list → an ordinary `masks` artifact.
 
-What a source finds (`evidence`) goes through Alg. 1's budgeted walk (`select.select_marked`), and the artifact
-has the files and summary fields of an influence mask, so `mask show/browse/export`, `train --mask` and
-`finetune --mask` take it unchanged; its summary says which `source` made it and scores its ranking against the
-dataset's labels the way the influence mask's is (`stage.label_summary`). `build_classifier_mask` and
-`build_wordlist_mask` return (artifact, reused) like `create_mask_artifact`: reused is True when an identical
-mask (same source settings, dataset and budget) was already stored and nothing was computed.
+What a source finds (`evidence`) goes through Alg. 1's budgeted walk (`publish` → `select.select_marked`), and
+the artifact has the files and summary fields of an influence mask, so `mask show/browse/export`, `train --mask`
+and `finetune --mask` take it unchanged; its summary says which `source` made it and scores its ranking against
+the dataset's labels the way the influence mask's is (`stage.label_summary`). The stages follow `core.stage`'s
+contract; `build_classifier_mask` and `build_wordlist_mask` run them from references and return (artifact,
+reused): reused is True when an identical mask (same source settings, dataset and budget) was already stored.
 
 DATA is a dataset artifact, or a source (registry name, file, hub id) laid out by the same rules as for
 `ifguide factors`: with `model`'s tokenizer, else `--tokenizer`, else (for the packaged `tiny` sets) the tiny
@@ -14,12 +14,19 @@ model's.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.source import DataRefs, MaskSourceStage, make_mask
 from ifguide_cli.core.masking.source_config import ClassifierMaskConfig, WordlistMaskConfig
+from ifguide_cli.core.masking.wordlist import load_wordlist
 from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.stage import ArtifactKey
 from ifguide_cli.core.store.artifact_files import MASK_FILE
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import BuildContext, Workspace
 
 SOURCES_ALGORITHM = "ifguide mask sources v1"  # recorded in the config: a new version must not reuse old masks
 
@@ -51,79 +58,129 @@ def _classifier_spec(ws, config: ClassifierMaskConfig):
                               base=config.classifier_base, path=config.classifier_path)
 
 
-def classifier_mask_key(ws, dataset_id: str, config: ClassifierMaskConfig, spec=None) -> tuple[dict, list[str]]:
-    """(identity, parents) of the classifier mask of a dataset: what makes its artifact id, so a plan can find a
-    stored one without building it."""
-    spec = spec or _classifier_spec(ws, config)
-    window, stride = config.spans or (None, None)
-    identity = {"source": "classifier", "classifier": spec.identity, "level": config.level, "window": window,
-                "stride": stride, "threshold": config.threshold, "max_tokens": config.max_tokens,
-                "dataset": dataset_id, "algorithm": SOURCES_ALGORITHM}
-    return identity, [dataset_id, *spec.parents]
+@dataclass(frozen=True)
+class ClassifierMaskKey(ArtifactKey):
+    """What identifies a classifier mask: the classifier (its weights' identity), how it scores, the budget, the data."""
+
+    kind: ClassVar[str] = "masks"
+    source: str = "classifier"
+    classifier: dict[str, Any] = field(default_factory=dict)
+    level: str = "token"
+    window: int | None = None
+    stride: int | None = None
+    threshold: float = 0.5
+    max_tokens: int = 0
+    dataset: str = ""
+    algorithm: str = SOURCES_ALGORITHM
 
 
-def wordlist_mask_key(dataset_id: str, config: WordlistMaskConfig, words=None) -> tuple[dict, list[str]]:
-    """(identity, parents) of the word-list mask of a dataset (the word list counts by the hash of its words)."""
-    from ifguide_cli.core.masking.wordlist import load_wordlist
+@dataclass(frozen=True)
+class WordlistMaskKey(ArtifactKey):
+    """What identifies a word-list mask: the words (by the hash of the set), the budget, the data."""
 
-    words = words or load_wordlist(config.wordlist)
-    identity = {"source": "wordlist", "wordlist_sha256": words.sha256, "max_tokens": config.max_tokens,
-                "dataset": dataset_id, "algorithm": SOURCES_ALGORITHM}
-    return identity, [dataset_id]
+    kind: ClassVar[str] = "masks"
+    source: str = "wordlist"
+    wordlist_sha256: str = ""
+    max_tokens: int = 0
+    dataset: str = ""
+    algorithm: str = SOURCES_ALGORITHM
 
 
-def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, name: str | None = None,
-                          force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
-    """The `masks` artifact of the spans (or documents) `config.classifier` flags in DATA. Returns (artifact, reused)."""
-    from ifguide_cli.core.classifiers import load_classifier
-    from ifguide_cli.core.dist import resolve_device
-    from ifguide_cli.core.masking.evidence import classifier_evidence
-    from ifguide_cli.core.masking.row_text import RowText
+@dataclass(frozen=True)
+class SourceInputs:
+    """The dataset a cheap source reads, and the workspace its config's classifier or word list is found in."""
 
-    spec = _classifier_spec(ws, config)  # before the data: fails fast
-    dataset = mask_dataset(ws, data_ref, model=model, corpus=corpus, reporter=reporter)
-    window, stride = config.spans or (None, None)
-    identity, parents = classifier_mask_key(ws, dataset.id, config, spec)
+    ws: Any
+    dataset: Any  # the `datasets` artifact
 
-    def build(ctx):
+
+class DataSourceStage(MaskSourceStage):
+    """A source that reads the training data (`DataRefs`); DATA naming a source is laid out first."""
+
+    def inputs(self, ws: Workspace, refs: DataRefs) -> SourceInputs:
+        return SourceInputs(ws, mask_dataset(ws, refs.data, model=refs.model, corpus=dict(refs.corpus or {}) or None,
+                                             reporter=self.reporter))
+
+
+class ClassifierMaskStage(DataSourceStage):
+    """`ifguide mask classifier`: the tokens of the spans (or documents) a toxicity classifier flags in DATA."""
+
+    def prepare(self, ws: Workspace, config: ClassifierMaskConfig) -> None:
+        _classifier_spec(ws, config)
+
+    def key(self, inputs: SourceInputs, config: ClassifierMaskConfig) -> ClassifierMaskKey:
+        spec = _classifier_spec(inputs.ws, config)
+        window, stride = config.spans or (None, None)
+        return ClassifierMaskKey(parents=(inputs.dataset.id, *spec.parents), classifier=spec.identity,
+                                 level=config.level, window=window, stride=stride, threshold=config.threshold,
+                                 max_tokens=config.max_tokens, dataset=inputs.dataset.id)
+
+    def describe(self, inputs: SourceInputs, config: ClassifierMaskConfig) -> str:
+        return f"mark the {config.level}s {config.classifier} flags (≥ {config.threshold:g})"
+
+    def build(self, ctx: BuildContext, inputs: SourceInputs, config: ClassifierMaskConfig) -> dict[str, Any]:
+        from ifguide_cli.core.classifiers import load_classifier
+        from ifguide_cli.core.dist import resolve_device
+        from ifguide_cli.core.masking.evidence import classifier_evidence
+        from ifguide_cli.core.masking.row_text import RowText
+
+        spec = _classifier_spec(inputs.ws, config)
         classifier = load_classifier(spec, device=resolve_device(config.device), batch_size=config.classifier_batch_size)
 
         def classify(texts: list[str]) -> list[float]:
             return classifier.score(texts)[classifier.primary]
 
         with ctx.timed("classify"):
-            ev = classifier_evidence(RowText(ws, dataset), classify, config, reporter)
+            ev = classifier_evidence(RowText(inputs.ws, inputs.dataset), classify, config, self.reporter)
+        window, stride = config.spans or (None, None)
         described = {"source": "classifier", "classifier": spec.name, "attribute": classifier.primary,
                      "level": config.level, "threshold": config.threshold, "window": window, "stride": stride}
-        return _publish(ctx, dataset, ev, config.max_tokens, config.threshold, described)
+        return publish(ctx, inputs.dataset, ev, config.max_tokens, config.threshold, described)
 
-    return ws.create("masks", identity, parents, build, name=name, force=force)
+
+class WordlistMaskStage(DataSourceStage):
+    """`ifguide mask wordlist`: the tokens of DATA that spell a word or phrase of the user's word list."""
+
+    def prepare(self, ws: Workspace, config: WordlistMaskConfig) -> None:
+        load_wordlist(config.wordlist)
+
+    def key(self, inputs: SourceInputs, config: WordlistMaskConfig) -> WordlistMaskKey:
+        return WordlistMaskKey(parents=(inputs.dataset.id,), wordlist_sha256=load_wordlist(config.wordlist).sha256,
+                               max_tokens=config.max_tokens, dataset=inputs.dataset.id)
+
+    def describe(self, inputs: SourceInputs, config: WordlistMaskConfig) -> str:
+        return f"mark the words of {config.wordlist}"
+
+    def build(self, ctx: BuildContext, inputs: SourceInputs, config: WordlistMaskConfig) -> dict[str, Any]:
+        from ifguide_cli.core.masking.evidence import wordlist_evidence
+        from ifguide_cli.core.masking.row_text import RowText
+
+        words = load_wordlist(config.wordlist)
+        with ctx.timed("search"):
+            ev = wordlist_evidence(RowText(inputs.ws, inputs.dataset), words, self.reporter)
+        described = {"source": "wordlist", "wordlist": str(words.path), "wordlist_sha256": words.sha256,
+                     "wordlist_words": len(words.words), "threshold": None, "window": None}
+        return publish(ctx, inputs.dataset, ev, config.max_tokens, 0.0, described)
+
+
+def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, name: str | None = None,
+                          force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
+    """The `masks` artifact of the spans (or documents) `config.classifier` flags in DATA. Returns (artifact, reused)."""
+    res = make_mask(ws, "classifier", DataRefs(data_ref, model, corpus), config, name=name, force=force, reporter=reporter)
+    return res.artifact, res.reused
 
 
 def build_wordlist_mask(ws, data_ref: str, config: WordlistMaskConfig, *, name: str | None = None,
                         force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
     """The `masks` artifact of the tokens of DATA that spell a word of `config.wordlist`. Returns (artifact, reused)."""
-    from ifguide_cli.core.masking.evidence import wordlist_evidence
-    from ifguide_cli.core.masking.row_text import RowText
-    from ifguide_cli.core.masking.wordlist import load_wordlist
-
-    words = load_wordlist(config.wordlist)  # before the data: a bad word list is one line, at once
-    dataset = mask_dataset(ws, data_ref, model=model, corpus=corpus, reporter=reporter)
-    identity, parents = wordlist_mask_key(dataset.id, config, words)
-
-    def build(ctx):
-        with ctx.timed("search"):
-            ev = wordlist_evidence(RowText(ws, dataset), words, reporter)
-        described = {"source": "wordlist", "wordlist": str(words.path), "wordlist_sha256": words.sha256,
-                     "wordlist_words": len(words.words), "threshold": None, "window": None}
-        return _publish(ctx, dataset, ev, config.max_tokens, 0.0, described)
-
-    return ws.create("masks", identity, parents, build, name=name, force=force)
+    res = make_mask(ws, "wordlist", DataRefs(data_ref, model, corpus), config, name=name, force=force, reporter=reporter)
+    return res.artifact, res.reused
 
 
-def _publish(ctx, dataset, ev, max_tokens: int, threshold_value: float, described: dict[str, Any]) -> dict[str, Any]:
-    """The budgeted walk over the evidence, the mask file written, and the summary: the selection's figures (those
-    of an influence mask), what the source found, and the ranking against the dataset's labels."""
+def publish(ctx, dataset, ev, max_tokens: int, threshold_value: float, described: dict[str, Any]) -> dict[str, Any]:
+    """The budgeted walk (Alg. 1's, `select_marked`) over the evidence, the mask file written, and the summary: the
+    selection's figures (those of an influence mask), what the source found, and the ranking against the dataset's
+    labels. Every source that marks tokens ends here."""
     from ifguide_cli.core.masking.select import select_marked
     from ifguide_cli.core.masking.stage import label_summary, write_mask
 

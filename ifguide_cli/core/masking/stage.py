@@ -13,8 +13,9 @@ from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
 from ifguide_cli.core.masking.config import MaskConfig
 from ifguide_cli.core.masking.scorefile import load_safetensors_array, load_scores, safetensors_keys, save_safetensors
 from ifguide_cli.core.masking.select import MaskResult, select_toxic_tokens
+from ifguide_cli.core.masking.source import MaskRefs, MaskSourceStage
 from ifguide_cli.core.progress import NULL, Reporter
-from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
+from ifguide_cli.core.stage import ArtifactKey, Result, run_stage
 from ifguide_cli.core.store.artifact_files import CORPUS_FILE, MASK_FILE, ROWS_KEY, SCORES_FILE
 
 if TYPE_CHECKING:
@@ -136,16 +137,6 @@ class MaskKey(ArtifactKey):
 
 
 @dataclass(frozen=True)
-class MaskRefs:
-    """What `ifguide mask select` is given: a scores artifact or file, optionally its dataset and tensor key."""
-
-    scores: str
-    data: str | None = None
-    scores_key: str | None = None
-    all_positions: bool = False  # count padding too (default: only the attention mask's positions)
-
-
-@dataclass(frozen=True)
 class MaskInputs:
     """The scores to select from (with their dataset, when known) and the tensor key read from a plain file."""
 
@@ -153,13 +144,8 @@ class MaskInputs:
     scores_key: str | None = None
 
 
-class InfluenceMaskStage(Stage[MaskRefs, MaskInputs, MaskConfig, dict[str, Any]]):
+class InfluenceMaskStage(MaskSourceStage):
     """`ifguide mask select`: run Alg. 1 on a scores artifact or file and store a `masks` artifact."""
-
-    kind = "masks"
-
-    def __init__(self, reporter: Reporter = NULL):
-        self.reporter = reporter
 
     def inputs(self, ws: Workspace, refs: MaskRefs) -> MaskInputs:
         src = resolve_mask_source(ws, refs.scores, refs.data, refs.scores_key, use_attention_mask=not refs.all_positions)

@@ -212,7 +212,7 @@ def _cache_dir(path: Path) -> str:
 
     import datasets
 
-    from ifguide_cli.core.data import file_identity
+    from ifguide_cli.core.store.file_integrity import file_identity
 
     key = hashlib.sha256(json.dumps(file_identity(path), sort_keys=True).encode()).hexdigest()[:16]
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "ifguide-local" / key)

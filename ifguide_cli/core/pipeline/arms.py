@@ -1,13 +1,13 @@
 """The arms of a comparison run (`arms:` in a pipeline file): each arm's mask source, its checked options, and the
 fine-tunes (or pre-trainings) every arm and the plain control get over the seeds.
 
-An arm is a mask source plus a suppression mode. The sources are dispatched through one table (`SOURCES`):
-`influence` (IF-Guide: toxic minus safe queries) and `standard-influence` (the paper's ablation: toxic queries
-only) run the pipeline's own chain — factors → scores → Alg. 1 — and share its factors; `classifier` and
-`wordlist` are built from the training data by their entry points in `masking.sources`, imported only when an
-arm uses them. Every arm's options are checked through its source's config class before the first stage, so a
-bad value is one line naming its key (`arms[2].mask.window`). Every arm gets the mask section's token budget
-(`BUDGET_KEYS`) unless it sets its own, so arms compare at the same budget.
+An arm is a registered mask source (`extensions.MASK_SOURCES`) plus a suppression mode. A source that reads
+influence scores (`influence`: toxic minus safe queries; `standard-influence`, the paper's ablation: toxic
+queries only; …) is fed the pipeline's own chain — factors → scores — and the arms share its factors; the others
+(`classifier`, `wordlist`, …) read the training data. Every arm's options are checked through its source's config
+class before the first stage, so a bad value is one line naming its key (`arms[2].mask.window`). An arm takes from
+the mask section what its source inherits (Alg. 1's options for the influence sources, the token budget for the
+others), so arms compare at the same budget.
 
 `arm_runs` lists the trainings in the order both `pipeline._Run` and `pipeline_plan._Planner` walk them: per seed
 (seed, seed + 1, …) the control, then every arm, all from the same baseline with the same options, so two
@@ -16,45 +16,12 @@ systems of one seed differ only in their mask and its suppression.
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.masking.source import MaskSourceEntry, mask_source
 from ifguide_cli.core.pipeline.spec import PipelineSpec, about_keys
-
-BUDGET_KEYS = ("max_tokens",)  # the mask section's keys every arm inherits (the same token budget)
-INFLUENCE_SOURCES = {"influence": True, "standard-influence": False}  # source → differential (safe queries subtracted)
-
-
-@dataclass(frozen=True)
-class MaskSource:
-    """Where a source's config class (and, for a source built from the data, its entry point) lives."""
-
-    module: str
-    config: str
-    build: str | None = None  # `build(ws, data_ref, config, *, name, force, reporter) -> (artifact, reused)`
-
-
-SOURCES = {
-    "influence": MaskSource("ifguide_cli.core.masking", "MaskConfig"),
-    "standard-influence": MaskSource("ifguide_cli.core.masking", "MaskConfig"),
-    "classifier": MaskSource("ifguide_cli.core.masking.sources", "ClassifierMaskConfig", "build_classifier_mask"),
-    "wordlist": MaskSource("ifguide_cli.core.masking.sources", "WordlistMaskConfig", "build_wordlist_mask"),
-}
-
-
-def source_member(source: str, member: str, where: str) -> Any:
-    """`member` of a source's module, imported now; a source whose module is not installed is one line."""
-    module_name = SOURCES[source].module
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise IfguideError(f"{where}: mask source {source!r} is not available in this build ({module_name} is missing)",
-                           hint="use source influence or standard-influence", exit_code=2) from None
-    return getattr(module, member)
 
 
 @dataclass(frozen=True)
@@ -68,8 +35,9 @@ class ArmConfig:
     mask: Any  # the source's config (masking.MaskConfig for the influence sources)
 
     @property
-    def influence(self) -> bool:
-        return self.source in INFLUENCE_SOURCES
+    def entry(self) -> MaskSourceEntry:
+        """Its registered mask source."""
+        return mask_source(self.source)
 
     def train_values(self) -> dict:
         """The training options the arm adds to the shared ones: its suppression mode (and λ for penalty)."""
@@ -89,26 +57,17 @@ def arm_configs(spec: PipelineSpec, source: str = "the pipeline") -> tuple[ArmCo
     """Every arm of the spec with its mask options checked by its source's config class (`Config.from_dict`)."""
     out = []
     for i, arm in enumerate(spec.effective_arms):
-        cls = source_member(arm.source, SOURCES[arm.source].config, f"{source}: arms[{i}].source")
+        entry = mask_source(arm.source)
         where = f"{source}: arms[{i}].mask"
-        with about_keys(where, cls):
-            cfg = cls.from_dict({**inherited_mask_options(spec.mask, arm.source, cls), **arm.mask}, where)
-        if arm.source == "influence" and spec.influence.safe_queries is None:
-            raise IfguideError(f"{source}: arms[{i}].source influence subtracts the safe queries, but "
+        with about_keys(where, entry.config):
+            cfg = entry.config.from_dict({**entry.inherited(spec.mask), **arm.mask}, where)
+        if entry.scores and spec.influence.safe_queries is None:
+            raise IfguideError(f"{source}: arms[{i}].source {arm.source} subtracts the safe queries, but "
                                "influence.safe_queries is null", hint="set influence.safe_queries, or use source "
                                                                        "standard-influence (toxic queries only)", exit_code=2)
         lam = (spec.penalty.lam if arm.lam is None else arm.lam) if arm.suppression == "penalty" else None
         out.append(ArmConfig(arm.name, arm.source, arm.suppression, lam, cfg))
     return tuple(out)
-
-
-def inherited_mask_options(section: dict, source: str, cls: type) -> dict:
-    """What an arm takes from the mask section: all of it for the influence sources (it is Alg. 1's options), only
-    the token budget for the others (a classifier's `threshold` is a score, not Alg. 1's quantile)."""
-    if source in INFLUENCE_SOURCES:
-        return dict(section)
-    declared = {f.name for f in fields(cls)}
-    return {k: section[k] for k in BUDGET_KEYS if k in section and k in declared}
 
 
 @dataclass(frozen=True)
@@ -144,4 +103,4 @@ def arm_runs(arms: tuple[ArmConfig, ...], seeds: list[int]) -> list[ArmRun]:
 
 def used_scores(arms: tuple[ArmConfig, ...]) -> list[bool]:
     """The influence scores the arms need, in stage order: differential (True) and/or toxic-only (False)."""
-    return [d for d in (True, False) if any(INFLUENCE_SOURCES.get(a.source) is d for a in arms)]
+    return [d for d in (True, False) if any(a.entry.scores is d for a in arms)]

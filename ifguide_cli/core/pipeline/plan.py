@@ -182,9 +182,12 @@ class _Planner:
              "damping": "auto" if sc.damping is None else sc.damping,
              "precision": influence_precision(sc.precision, "cpu")}))
 
-    def mask(self, name: str, scores, cfg):
-        return self.add(name, "masks", f"select up to {cfg.max_tokens:,} tokens (Alg. 1)", find_stored(
-            self.ws, "masks", [scores], {**cfg.to_dict(), "scores": scores.id if scores else None}))
+    def mask(self, name: str, scores, cfg, source: str = "influence"):
+        """A source's mask from the run's scores: the stored one its stage's key names (None: it would be built)."""
+        from ifguide_cli.core.masking.source import MaskRefs, stored_mask
+
+        found = None if scores is None else stored_mask(self.ws, source, MaskRefs(scores.id), cfg)
+        return self.add(name, "masks", f"select up to {cfg.max_tokens:,} tokens (Alg. 1)", found)
 
     # ---- a comparison of arms, as `pipeline._Run.arm_masks` / `compare_arms` / `comparison_report` -------------
     def arm_masks(self, base, data) -> dict:
@@ -194,9 +197,10 @@ class _Planner:
         kinds = used_scores(arms)
         factors = self.factors(base, data) if kinds else None
         scores = {d: self.scores(factors, data, differential=d) for d in kinds}
-        return {arm.name: self.mask(f"mask_{arm.name}", scores[arm.source == "influence"], arm.mask) if arm.influence
-                else self.add(f"mask_{arm.name}", "masks", f"mark tokens with the {arm.source} source",
-                              _source_mask(self.ws, data, arm))
+        return {arm.name: self.mask(f"mask_{arm.name}", scores[arm.entry.scores], arm.mask, arm.source)
+                if arm.entry.reads == "scores" else
+                self.add(f"mask_{arm.name}", "masks", f"mark tokens with the {arm.source} source",
+                         _source_mask(self.ws, data, arm))
                 for arm in arms}
 
     def compare_arms(self, base, data, masks: dict) -> dict[str, Any]:
@@ -341,21 +345,12 @@ def _data_verb(ref: str) -> str:
 
 
 def _source_mask(ws, data, arm):
-    """The stored mask a classifier or word-list arm would reuse: the one whose id its source's key gives for this
-    dataset. None when there is none, or when the key cannot be known now (a missing classifier or word list:
+    """The stored mask an arm whose source reads the training data would reuse: the one its stage's key gives for
+    this dataset. None when there is none, or when the key cannot be known now (a missing classifier or word list:
     the inputs say so)."""
-    from ifguide_cli.core.errors import IfguideError
-    from ifguide_cli.core.masking.sources import classifier_mask_key, wordlist_mask_key
-    from ifguide_cli.core.store.workspace import artifact_id
+    from ifguide_cli.core.masking.source import stored_mask
 
-    if data is None:
-        return None
-    try:
-        identity, parents = (classifier_mask_key(ws, data.id, arm.mask) if arm.source == "classifier"
-                             else wordlist_mask_key(data.id, arm.mask))
-    except IfguideError:
-        return None
-    return ws.get("masks", artifact_id("masks", identity, parents))
+    return None if data is None else stored_mask(ws, arm.source, arm.entry.refs(data=data.id, scores=None), arm.mask)
 
 
 def _resolve_or_none(ws, ref: str):

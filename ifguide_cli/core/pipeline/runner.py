@@ -200,34 +200,34 @@ class _Run:
         return self.stage(name, fn)
 
     def influence_mask(self, stage: str, scores, config, *, name: str):
-        from ifguide_cli.core.masking import create_mask_artifact
+        from ifguide_cli.core.masking.source import MaskRefs
+
+        return self.mask(stage, "influence", MaskRefs(scores.id), config, name=name)
+
+    def mask(self, stage: str, source: str, refs, config, *, name: str):
+        """The mask of a registered source (`masking.source.make_mask`), recorded as stage `stage`."""
+        from ifguide_cli.core.masking.source import make_mask
 
         def fn():
-            res = create_mask_artifact(self.ws, scores.id, config, name=name, **self.common)
+            res = make_mask(self.ws, source, refs, config, name=name, **self.common)
             return res.artifact, res.reused
 
         return self.stage(stage, fn)
 
     # ---- a comparison of arms ----------------------------------------------------------------------
     def arm_masks(self, baseline_ref: str, data) -> dict:
-        """Every arm's mask (arm name → artifact): the influence arms share the factors (and scores of the same
-        kind); the other sources build theirs from the training data."""
-        from ifguide_cli.core.pipeline.arms import SOURCES, source_member, used_scores
+        """Every arm's mask (arm name → artifact): the arms whose source reads influence scores share the factors
+        (and the scores of the same kind); the other sources build theirs from the training data."""
+        from ifguide_cli.core.pipeline.arms import used_scores
 
         arms = self.configs.arms
         kinds = used_scores(arms)
         factors = self.factors(baseline_ref, data) if kinds else None
-        scores = {d: self.scores(factors, differential=d) for d in kinds}
-        masks = {}
-        for arm in arms:
-            if arm.influence:
-                masks[arm.name] = self.influence_mask(f"mask_{arm.name}", scores[arm.source == "influence"], arm.mask,
-                                                      name=f"{arm.name}-mask")
-                continue
-            build = source_member(arm.source, SOURCES[arm.source].build, f"arms: {arm.name}")
-            masks[arm.name] = self.stage(f"mask_{arm.name}", lambda a=arm, b=build: b(
-                self.ws, data.id, a.mask, name=f"{a.name}-mask", **self.common))
-        return masks
+        scores = {d: self.scores(factors, differential=d).id for d in kinds}
+        return {arm.name: self.mask(f"mask_{arm.name}", arm.source,
+                                    arm.entry.refs(data=data.id, scores=scores.get(arm.entry.scores)), arm.mask,
+                                    name=f"{arm.name}-mask")
+                for arm in arms}
 
     def compare_arms(self, baseline_ref: str, data, masks: dict) -> dict[str, str]:
         """Per seed, the plain control and every arm trained from the same start with the same options

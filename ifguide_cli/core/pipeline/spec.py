@@ -20,14 +20,13 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ifguide_cli.core.config import Config, field_hints, param
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.extensions import MASK_SOURCES, PRESETS
 
-PRESETS = ("tiny", "tiny-compare", "paper", "paper-finetune")
 AUTO = "auto"  # eval data: the model's default set (null skips the metric)
 
 
@@ -96,7 +95,10 @@ class IfguideSpec(PenaltySpec):
                                                                 "({} = the baseline's recipe).")
 
 
-MaskSourceName = Literal["influence", "standard-influence", "classifier", "wordlist"]
+if TYPE_CHECKING:
+    MaskSourceName = str
+else:  # the registered mask sources: a new one is a choice of `source:` with no edit here
+    MaskSourceName = Literal[MASK_SOURCES.names()]
 Suppression = Literal["penalty", "filter", "drop"]
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 RESERVED_ARM_NAMES = ("baseline", "control", "data", "factors", "scores", "report")  # the run's own stage/system names
@@ -108,9 +110,9 @@ class ArmSpec(Section):
     masked tokens — fine-tuned (or pre-trained) beside the plain control with the same seed, steps and data."""
 
     name: str = param("", "The arm's name (letters, digits, `_`, `-`): its stages, checkpoints and evals are named by it.")
-    source: MaskSourceName = param("influence", "influence: IF-Guide (toxic minus safe queries, the influence section); "
-                                                "standard-influence: toxic queries only (the paper's ablation); "
-                                                "classifier; wordlist.")
+    source: MaskSourceName = param("influence", "Where the mask comes from: a registered mask source (influence: "
+                                                "IF-Guide, toxic minus safe queries; standard-influence: toxic queries "
+                                                "only, the paper's ablation; classifier; wordlist; …).")
     suppression: Suppression = param("penalty", "penalty (−λ), filter (weight 0) or drop (leave out the documents).")
     lam: float | None = param(None, "λ of a penalty arm (default: the finetune/ifguide section's λ).", flag="--lambda", low=0)
     mask: Mapping[str, Any] = param(default_factory=dict, help="The source's mask options (influence: `ifguide mask` "
@@ -223,9 +225,8 @@ def _scenario_error(key: str, why: str, hint: str) -> None:
 
 # ---- reading a pipeline file ---------------------------------------------------------------------
 def preset_path(name: str) -> Path:
-    if name not in PRESETS:
-        raise IfguideError(f"unknown preset {name!r}", hint=f"use one of {', '.join(PRESETS)} or a YAML file", exit_code=2)
-    return Path(str(resources.files("ifguide_cli") / "assets" / "presets" / f"{name}.yaml"))
+    """The pipeline file of a built-in preset (`extensions.PRESETS`); an unknown name is one line."""
+    return PRESETS.get(name)
 
 
 def pipeline_file(pipeline: str | None, preset: str | None) -> Path:

@@ -2,7 +2,8 @@
 
 A file cut short by a full disk, a crash or a copy is found here, before a library fails on it with a message that
 names no file (`PytorchStreamReader failed reading zip archive`). Only the structure is checked (torch's zip
-archive, the safetensors header and data length, JSON): cheap, and enough for truncation.
+archive, the safetensors header and data length, JSON): cheap, and enough for truncation. `file_identity` is the
+cheap identity of an input file or folder (path, sizes, modification times) that artifact configs record.
 """
 
 from __future__ import annotations
@@ -46,3 +47,13 @@ def _safetensors_damage(path: Path) -> str | None:
     except (AttributeError, KeyError, IndexError, TypeError, ValueError):
         return _CUT
     return _CUT if 8 + length + end > size else None
+
+
+def file_identity(path: Path) -> dict:
+    """Path, size and modification time of a file, or of every file in a folder: cheap, and changes with the content."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    if path.is_file():
+        return {"path": str(path.resolve()), "size": stats[0][0], "mtime_ns": stats[0][1]}
+    return {"path": str(path.resolve()), "files": {str(p.relative_to(path)): list(st) for p, st in zip(files, stats, strict=True)}}
