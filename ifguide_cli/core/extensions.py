@@ -20,6 +20,7 @@ MASK_SOURCES: Registry = Registry("mask source", {
     "standard-influence": "ifguide_cli.core.masking.config:STANDARD_INFLUENCE_SOURCE",
     "classifier": "ifguide_cli.core.masking.source_config:CLASSIFIER_SOURCE",
     "wordlist": "ifguide_cli.core.masking.source_config:WORDLIST_SOURCE",
+    "hybrid": "ifguide_cli.core.masking.hybrid:HYBRID_SOURCE",
 })
 
 CLASSIFIER_BACKENDS: Registry = Registry("classifier backend", {
