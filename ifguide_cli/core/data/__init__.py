@@ -27,7 +27,6 @@ from ifguide_cli.core.data.sources import (
     Source,
     SourceDoc,
     dataset_identity,
-    file_identity,
     iter_documents,
     load_prompts,
     load_queries,
@@ -51,6 +50,7 @@ from ifguide_cli.core.data.stage import (
     save_corpus,
 )
 from ifguide_cli.core.store.artifact_files import CORPUS_FILE
+from ifguide_cli.core.store.file_integrity import file_identity
 
 __all__ = [
     "CORPUS_FILE", "LOCAL_SUFFIXES", "ROWS_FILE", "TEXTS_FILE", "CorpusConfig", "RowMap", "RowSources", "Source",

@@ -21,7 +21,6 @@ from ifguide_cli.core import notes
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.hub import hub_resource
 from ifguide_cli.core.registry import DATASETS, tiny_asset
-from ifguide_cli.core.store.file_integrity import file_identity
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet", ".csv")
 LINE_FILES = (".jsonl", ".txt", ".csv")  # positions are file lines; elsewhere record numbers
