@@ -22,8 +22,8 @@ Optional `valid` (bool, same shape; e.g. the attention mask): invalid positions
 are left out of the quantile, are never above threshold, and are never marked,
 not even as context (so padding never spends budget).
 
-Deviations from the reference script (all deliberate, all documented in the
-README): it normalises with `(x - min) / (max - min + 1e-6)` and
+Deviations from the reference script (all deliberate, all documented in
+docs/mask.md): it normalises with `(x - min) / (max - min + 1e-6)` and
 `2ab / (a + b + 1e-6)` in float32, which makes the ranking depend on the scale
 of the scores (a strength range below ~1e-4 gets squashed); here normalisation
 is exact in float64 with the max == min guard. Strength is summed in float64
