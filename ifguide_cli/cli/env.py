@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 
 _EPILOG = ("Nothing here uses the network: a registry entry is `offline: yes` when its files are in the package, the "
            "workspace (`eval add-classifier`, `rad download`) or the local Hugging Face / torch hub caches; `no` names "
@@ -15,8 +16,7 @@ _EPILOG = ("Nothing here uses the network: a registry entry is `offline: yes` wh
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("env", help="Versions, devices, workspace, and which models, datasets and classifiers are available "
-                             "offline.", epilog=_EPILOG)
+    @app.command("env", help=summary("env"), epilog=_EPILOG)
     @common.handles_errors
     def env() -> None:
         from ifguide_cli.core.environment import environment

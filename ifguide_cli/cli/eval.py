@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.classifiers.spec import ClassifierOptions
 from ifguide_cli.core.dist import is_main_process
@@ -20,8 +21,8 @@ ModelArg = Annotated[str, typer.Argument(help="Registry model, checkpoint artifa
 AllowRandomOpt = Annotated[bool, typer.Option("--allow-random", help="Evaluate a registry model that has no trained "
                                                                       "weights (its random initialisation); refused otherwise.")]
 
-eval_app = typer.Typer(help="Evaluate toxicity (explicit, implicit) and fluency of a model.\n\n"
-                            "Classifiers: `ifguide registry classifiers`; which are available offline: `ifguide env`.",
+eval_app = typer.Typer(help=summary("eval", "Classifiers: `ifguide registry classifiers`; which are available offline: "
+                                           "`ifguide env`."),
                        no_args_is_help=True)
 
 

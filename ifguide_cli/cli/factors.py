@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.influence.config import ALL_ROWS, DEFAULT_MAX_EXAMPLES, FactorsConfig
@@ -35,7 +36,7 @@ ModulesOpt = Annotated[Optional[list[str]], typer.Option(
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("factors", help="Fit EK-FAC (or KFAC/diagonal/identity) influence factors of a model on its training data.",
+    @app.command("factors", help=summary("factors"),
                  epilog=_EPILOG)
     @common.handles_errors
     @config_options(CorpusConfig, into="corpus", overrides_only=True, exclude=("seq_len", "max_examples"))

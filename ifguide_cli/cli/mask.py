@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.extensions import MASK_SOURCES
@@ -27,8 +28,7 @@ class _MaskGroup(TyperGroup):
 mask_app = typer.Typer(
     cls=_MaskGroup,
     no_args_is_help=True,
-    help="Select toxic tokens from influence scores (paper Alg. 1), a toxicity classifier or a word list, and "
-         "inspect the mask.\n\n`ifguide mask SCORES` is short for `ifguide mask select SCORES`.",
+    help=summary("mask", "`ifguide mask SCORES` is short for `ifguide mask select SCORES`."),
 )
 
 

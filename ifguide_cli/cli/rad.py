@@ -5,9 +5,10 @@ from typing import Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import ForceOpt
 
-rad_app = typer.Typer(help="Reward-augmented decoding (RAD) defense: `eval toxicity|fluency --defense rad`.",
+rad_app = typer.Typer(help=summary("rad"),
                       no_args_is_help=True)
 
 

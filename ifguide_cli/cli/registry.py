@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 
-registry_app = typer.Typer(help="Models, datasets and classifiers known by name (any hub id or local path works too).\n\n"
-                                "`ifguide env` tells which of them are available offline on this machine.",
+registry_app = typer.Typer(help=summary("registry", "`ifguide env` tells which of them are available offline on this "
+                                                   "machine."),
                            no_args_is_help=True)
 _WHOLE = ("name", "hub_id", "backend", "role", "params", "family")  # copied from here: folded in a narrow terminal, never cut
 

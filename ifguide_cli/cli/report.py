@@ -5,6 +5,7 @@ from typing import Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.report.arms import ReportConfig
 
@@ -35,8 +36,7 @@ def _render_comparisons(console, summary: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", help="Compare eval artifacts side by side (baseline vs IF-Guide vs RAD …) and each arm against "
-                                "a control with 95% intervals and p-values: table and HTML with plots.",
+    @app.command("report", help=summary("report"),
                  epilog="Examples:\n\n"
                         "ifguide report base-tox ifguide-tox rad-tox --html report.html\n"
                         "ifguide report $(ifguide workspace ls evals --json | jq -r '.artifacts[].id') --control control\n\n"

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 
 EPILOG = ("Examples:\n\n"
           "ifguide run --preset tiny                                 # the demo, offline on a CPU in minutes\n"
@@ -20,10 +21,8 @@ EPILOG = ("Examples:\n\n"
 
 def register(app: typer.Typer) -> None:
     @app.command("run", epilog=EPILOG,
-                 help="Run the whole pipeline: train a baseline, factors, scores, mask, then IF-Guide (a fine-tune beside a "
-                      "plain control, or a model trained from scratch with the penalty), evaluate toxicity and fluency, "
-                      "report.\n\n"
-                      "Stages whose config and parents are unchanged are reused, so a rerun only redoes what changed.")
+                 help=summary("run", "Stages whose config and parents are unchanged are reused, so a rerun only redoes "
+                                     "what changed."))
     @common.handles_errors
     def run(
         pipeline: Optional[str] = typer.Argument(None, metavar="PIPELINE.yaml", help="Pipeline file (see `--preset tiny --print-config`)."),

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.influence.config import ScoresConfig
@@ -31,7 +32,7 @@ DampingOpt = Annotated[str, typer.Option(
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("scores", help="Token-wise differential influence of the training data (toxic minus safe queries).",
+    @app.command("scores", help=summary("scores"),
                  epilog=_EPILOG)
     @common.handles_errors
     @config_options(CorpusConfig, into="corpus", overrides_only=True)

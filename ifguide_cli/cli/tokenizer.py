@@ -5,10 +5,11 @@ from __future__ import annotations
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
 from ifguide_cli.core.tokenizer import TOKENIZER_DIR, TokenizerTrainConfig
 
-tokenizer_app = typer.Typer(help="Tokenizers trained on your own corpus.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help=summary("tokenizer"), no_args_is_help=True)
 
 _EPILOG = ("The artifact holds a transformers tokenizer folder (tokenizer/: tokenizer.json, tokenizer_config.json) with "
            "<|endoftext|> as end of document and <|padding|> for padding; pass its id or --name as --tokenizer, or load "

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 from ifguide_cli.cli.options import NameOpt, config_options
 from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.training.config import RunOptions, SetupOptions, TrainConfig
@@ -42,9 +43,7 @@ _MODEL_HELP = {
     "finetune": "Weights to start from: checkpoint artifact, local save_pretrained folder, hub id, "
                 "or a registry model with pretrained weights.",
 }
-_HELP = {"pretrain": "Train a model from scratch (registry name, config folder or checkpoint architecture), "
-                     "optionally penalising masked toxic tokens.",
-         "finetune": "Fine-tune a pretrained model or checkpoint, optionally penalising masked toxic tokens."}
+_HELP = {"pretrain": summary("train"), "finetune": summary("finetune")}
 
 
 def _command(mode: str):

@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from ifguide_cli.cli import common
+from ifguide_cli.cli.commands import summary
 
-ws_app = typer.Typer(help="List, inspect and remove stored artifacts.\n\n"
-                          "An artifact is named by its id, a unique id prefix (4+ characters), its --name, `latest` or "
-                          "`latest:KIND`; the shell completes ids and names.",
+ws_app = typer.Typer(help=summary("workspace", "An artifact is named by its id, a unique id prefix (4+ characters), its "
+                                               "--name, `latest` or `latest:KIND`; the shell completes ids and names."),
                      no_args_is_help=True)
 
 RefArg = Annotated[str, typer.Argument(metavar="ARTIFACT", help="id, unique id prefix, name, `latest` or `latest:KIND`.",
