@@ -225,19 +225,19 @@ class _Planner:
 
         if evals:
             control = self.systems.get(arm_runs(self.configs.arms, list(self.configs.seeds))[0].system)
+            unique = list({id(e) if e is None else e.id: e for e in evals}.values())  # one checkpoint evaluated twice
             self.add("report", "reports", "the report: every arm against the control, with intervals",
-                     self.report(evals, control.artifact_id if control is not None else None))
+                     self.report(unique, control.artifact_id if control is not None else None))
 
     def report(self, evals: list, control: str | None = None):
-        """The stored report of these evals (each once) that the report stage's key names; None when an eval would be
-        new (so would the report)."""
+        """The stored report of these evals that the report stage's key names; None when an eval would be new (so
+        would the report)."""
         from ifguide_cli.core.report.arms import ReportConfig
         from ifguide_cli.core.report.build import ReportRefs, ReportStage
 
         if any(e is None for e in evals):
             return None
-        unique = tuple({e.id: e for e in evals}.values())
-        return _stored_from(self.ws, ReportStage(), ReportRefs(unique, control), ReportConfig())
+        return _stored_from(self.ws, ReportStage(), ReportRefs(tuple(evals), control), ReportConfig())
 
     def detoxify(self, base, data, mask) -> dict[str, Any]:
         """system → ModelRef (None: it would be trained), as `pipeline._Run.detoxify`."""
