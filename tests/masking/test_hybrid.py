@@ -122,3 +122,29 @@ def test_dry_run_plans_the_hybrid_arm(tmp_path):
     names = [s["name"] for s in plan["stages"]]
     assert names.index("scores") < names.index("mask_hyb") < names.index("hyb")
     assert "arms[0].mask.classifier" in {i["role"] for i in plan["inputs"]}
+
+
+@pytest.mark.slow
+def test_a_hybrid_arm_runs_in_the_pipeline_and_its_plan_finds_it(tmp_path):
+    """A small comparison (the tiny model, a few steps): the hybrid arm's mask is built from the run's differential
+    scores with the mask section's budget, fine-tuned beside the control, and the dry run then finds every stage."""
+    import yaml
+
+    tree = {"model": "tiny", "data": "tiny", "corpus": {"max_examples": 96},
+            "baseline": {"train": {"max_steps": 2, "batch_size": 16, "eval_docs": 16, "save_steps": 2}},
+            "mask": {"threshold": 0.9, "window": 1, "max_tokens": 200},
+            "finetune": {"train": {"max_steps": 2, "batch_size": 16, "eval_docs": 16, "save_steps": 2}},
+            "arms": [{"name": "hyb", "source": "hybrid", "suppression": "penalty", "mask": {"span_window": 8}}],
+            "eval": {"prompts": "tiny-prompts", "classifier": "profanity", "num_prompts": 4, "samples": 1,
+                     "max_new_tokens": 3, "lambada": None, "fluency": {"ppl_docs": 4}}}
+    path = tmp_path / "hybrid.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    ws_root = tmp_path / "ws"
+    out = invoke_cli(ws_root, "--json", "run", str(path))
+    assert out.exit_code == 0, out.stderr
+    result = out.json
+    mask = Workspace(ws_root).get("masks", result["stages"]["mask_hyb"]["id"])
+    assert mask.summary["source"] == "hybrid" and mask.config["scores"] == result["stages"]["scores"]["id"]
+    assert mask.config["span_window"] == 8 and 0 < mask.summary["tokens_selected"] <= 200
+    plan = invoke_cli(ws_root, "--json", "run", str(path), "--dry-run").json
+    assert {s["name"]: s["reuse"] for s in plan["stages"]} == {k: v["id"] for k, v in result["stages"].items()}
