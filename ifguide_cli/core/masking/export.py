@@ -62,14 +62,6 @@ COLUMNS = {
 }
 
 
-def loss_weights(labels: np.ndarray, penalty: np.ndarray, masked_weight: float) -> np.ndarray:
-    """Per-position weights aligned with `labels` (B, T) before the shift, as `objective.penalty_terms` weights them."""
-    weights = np.where(np.asarray(penalty, dtype=bool), masked_weight, 1.0).astype(np.float32)
-    weights[labels == IGNORE_INDEX] = 0.0
-    weights[:, 0] = 0.0
-    return weights
-
-
 @dataclass
 class MaskRows:
     """A mask artifact with the dataset it indexes: the mask and tokens memory-mapped, read a block at a time."""
@@ -125,7 +117,7 @@ def open_mask(ws, mask_ref: str, data_ref: str | None = None) -> MaskRows:
     return rows
 
 
-def _row_fields(rows: MaskRows, r: int) -> dict[str, Any]:
+def row_fields(rows: MaskRows, r: int) -> dict[str, Any]:
     """The row's source, text and masked character spans (`text` joins a packed row's parts with newlines)."""
     from ifguide_cli.core.masking.row_text import masked_spans
 
@@ -145,9 +137,10 @@ def _row_fields(rows: MaskRows, r: int) -> dict[str, Any]:
 
 def blocks(rows: MaskRows, config: MaskExportConfig, reporter: Reporter = NULL) -> Iterator[dict[str, Any]]:
     """Column blocks of `BLOCK_ROWS` records: per-record fields as lists, the row tensors as (B, T) numpy arrays."""
-    from ifguide_cli.core.training.objective import masked_weight
+    import torch
 
-    weight = masked_weight(config.suppression, config.lam)
+    from ifguide_cli.core.training.objective import token_weights
+
     n = rows.shape[0]
     ids_all, att_all = rows.text.input_ids, rows.text.attention
     with reporter.task("exporting", total=n) as task:
@@ -157,10 +150,11 @@ def blocks(rows: MaskRows, config: MaskExportConfig, reporter: Reporter = NULL) 
             att = np.ones_like(ids, dtype=np.int8) if att_all is None else np.asarray(att_all[r0:r1]).astype(np.int8)
             labels = np.where(att == 0, IGNORE_INDEX, ids).astype(np.int64)
             penalty = np.asarray(rows.mask[r0:r1]).astype(bool)
-            fields = [_row_fields(rows, r) for r in range(r0, r1)]
+            fields = [row_fields(rows, r) for r in range(r0, r1)]
             block = {k: [f[k] for f in fields] for k in fields[0]}
             block.update(input_ids=ids, attention_mask=att, labels=labels, penalty=penalty,
-                         loss_weight=loss_weights(labels, penalty, weight))
+                         loss_weight=token_weights(torch.from_numpy(labels), torch.from_numpy(penalty), config.lam,
+                                                   config.suppression).numpy())
             yield block
             task.advance(r1 - r0)
 

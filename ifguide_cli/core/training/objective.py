@@ -85,20 +85,32 @@ def shifted_token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     return ce, valid
 
 
+def token_weights(labels: torch.Tensor, mask: torch.Tensor | None, lam: float = 1.0,
+                  suppression: str = "penalty") -> torch.Tensor:
+    """Each label position's loss weight, aligned with ``labels`` BEFORE the shift (float32, (B, T)).
+
+    ``w[:, t]`` weighs the loss of predicting token t (from the logits at position t-1): +1 for an ordinary
+    label token, `masked_weight(suppression, lam)` for a masked one (−λ penalty, 0 filter), 0 where nothing is
+    predicted (``t = 0`` and labels −100). The loss of a batch is ``Σ w[:, 1:]·ℓ / N`` with N the label tokens
+    ``labels[:, 1:] ≠ −100`` (masked ones included): what `penalty_terms` sums and `mask export` writes.
+    """
+    weight = masked_weight(suppression, lam)
+    if mask is not None and mask.shape != labels.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} must have the labels' shape {tuple(labels.shape)}")
+    valid = labels.ne(IGNORE_INDEX)
+    valid[:, 0] = False
+    masked = torch.zeros_like(valid) if mask is None else mask.to(device=labels.device, dtype=torch.bool) & valid
+    return torch.where(masked, torch.full(labels.shape, weight, dtype=torch.float32, device=labels.device), valid.to(torch.float32))
+
+
 def penalty_terms(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, lam: float,
                   suppression: str = "penalty") -> PenaltyTerms:
     """Un-normalised loss and statistics for one batch (see the module docstring for alignment and the modes):
     masked label tokens get weight `masked_weight(suppression, lam)`, ordinary ones +1; all count in N."""
-    weight = masked_weight(suppression, lam)
     ce, valid = shifted_token_ce(logits, labels)
-    if mask is None:
-        masked = torch.zeros_like(valid)
-    else:
-        if mask.shape != labels.shape:
-            raise ValueError(f"mask {tuple(mask.shape)} must have the labels' shape {tuple(labels.shape)}")
-        masked = F.pad(mask[:, 1:].to(torch.bool), (0, 1), value=False) & valid  # aligned like the labels
+    weights = F.pad(token_weights(labels, mask, lam, suppression)[:, 1:], (0, 1), value=0.0).to(ce.dtype)
+    masked = torch.zeros_like(valid) if mask is None else F.pad(mask[:, 1:].to(torch.bool), (0, 1), value=False) & valid
     ordinary = valid & ~masked
-    weights = ordinary.to(ce.dtype) + weight * masked.to(ce.dtype)
     detached = ce.detach()
     return PenaltyTerms(
         loss_sum=(weights * ce).sum(),

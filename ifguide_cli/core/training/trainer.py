@@ -6,7 +6,8 @@ normalised by the number of label tokens of the WHOLE optimizer step (all accumu
 processes). Two transformers 5.x traps are closed explicitly: the subclass counts the tokens itself and says
 its loss is already scaled for gradient accumulation (``loss_is_scaled_for_ga = True``), and it never lets
 the model see ``num_items_in_batch`` (``model_accepts_loss_kwargs = False``); the dataset is a torch ``Dataset`` of
-tensors so ``remove_unused_columns`` cannot drop the mask (and it is off).
+tensors so ``remove_unused_columns`` cannot drop the mask (and the trainer turns it off, whatever arguments it
+is given: `ifguide_cli.api` hands it to users with their own ``TrainingArguments``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class PenaltyTrainer(Trainer):
     def __init__(self, *args, lam: float = 1.0, suppression: str = "penalty", **kwargs):
         check_trainer_internals()
         super().__init__(*args, **kwargs)
+        # a user's own TrainingArguments keep the default True, which would silently drop the `loss_mask` column
+        self.args.remove_unused_columns = False
         self.lam, self.suppression = float(lam), suppression
         # the model must not receive num_items_in_batch (it would compute its own loss) and the parent's
         # token count (kept off) is replaced by ours in get_batch_samples
