@@ -21,8 +21,21 @@ class _MaskGroup(TyperGroup):
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            _refuse_a_typo(ctx, args[0], list(self.commands))
             args = ["select", *args]
         return super().parse_args(ctx, args)
+
+
+def _refuse_a_typo(ctx, word: str, commands: list[str]) -> None:
+    """`mask shwo x` is a mistyped `mask show`, not `mask select shwo`: a word close to a subcommand's name that is
+    no file is a usage error with "Did you mean" (as for a top-level command); scores are named otherwise."""
+    import difflib
+    from pathlib import Path
+
+    close = difflib.get_close_matches(word, commands, n=1, cutoff=0.75)
+    if close and not word.startswith("-") and not Path(word).exists():
+        ctx.fail(f"No such command {word!r}. Did you mean {close[0]!r}? (`ifguide mask SCORES` selects from "
+                 "scores named otherwise)")
 
 
 mask_app = typer.Typer(

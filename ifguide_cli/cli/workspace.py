@@ -77,12 +77,14 @@ def _render_damaged(console, damaged: list[dict]) -> None:
         console.print("[dim]every other artifact is usable; `ifguide workspace doctor` explains and repairs[/]")
 
 
-@ws_app.command("show", help="Print an artifact's manifest and its lineage tree.",
+@ws_app.command("show", help="Print an artifact's summary (the whole manifest with --raw or --json) and its lineage tree.",
                 epilog="Examples:\n\n"
                        "ifguide workspace show latest:mask\n"
+                       "ifguide workspace show latest:mask --raw\n"
                        "ifguide workspace show 3f2a --json | jq .manifest.summary")
 @common.handles_errors
-def show(ref: RefArg) -> None:
+def show(ref: RefArg,
+         raw: bool = typer.Option(False, "--raw", help="Print the whole manifest (config, summary, files) as JSON.")) -> None:
     ws = common.workspace()
     art = ws.resolve(ref)
     lineage = ws.lineage(art)
@@ -92,7 +94,10 @@ def show(ref: RefArg) -> None:
         from rich.json import JSON
         from rich.tree import Tree
 
-        console.print(JSON.from_data(art.manifest, default=str), soft_wrap=True)  # hashes and paths stay whole
+        if raw:
+            console.print(JSON.from_data(art.manifest, default=str), soft_wrap=True)  # hashes and paths stay whole
+        else:
+            console.print(_overview(art))
         tree = Tree(f"[bold]{art.kind.rstrip('s')}[/] {art.id} {safe(art.name or '')}")
 
         def add(node, branch):
@@ -105,6 +110,41 @@ def show(ref: RefArg) -> None:
             console.print(f"[bold red]damaged files:[/] {', '.join(damaged)}")
 
     common.emit({"manifest": art.manifest, "lineage": lineage, "damaged_files": damaged, "path": str(art.path)}, render)
+
+
+_SHOWN = 16  # config and summary entries shown by `workspace show` (all with --raw)
+
+
+def _brief(value) -> str:
+    """A value on one short line: small flat mappings inline, larger structures by their size."""
+    if isinstance(value, dict):
+        flat = all(not isinstance(v, (dict, list)) for v in value.values())
+        text = ", ".join(f"{k}={v}" for k, v in value.items()) if flat and len(value) <= 4 else f"({len(value)} entries)"
+    elif isinstance(value, list):
+        text = ", ".join(map(str, value)) if len(value) <= 4 and all(not isinstance(v, (dict, list)) for v in value) \
+            else f"({len(value)} items)"
+    else:
+        text = str(value)
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def _overview(art):
+    """What a reader looks for first: kind, id, name, when, where, then the config and summary entries, briefly."""
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in (("kind", art.kind.rstrip("s")), ("id", art.id), ("name", art.name or "—"),
+                       ("created", art.created), ("path", str(art.path))):
+        table.add_row(key, safe(str(value)))
+    for title, entries in (("config", art.config), ("summary", art.summary)):
+        items = [(k, v) for k, v in entries.items() if v is not None]
+        for k, v in items[:_SHOWN]:
+            table.add_row(f"{title}.{k}", safe(_brief(v)))
+        if len(items) > _SHOWN:
+            table.add_row(f"{title}", f"[dim]… {len(items) - _SHOWN} more (--raw)[/]")
+    return table
 
 
 @ws_app.command("rm", help="Remove an artifact (and, with --recursive, everything derived from it).",

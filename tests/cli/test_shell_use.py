@@ -149,7 +149,9 @@ def test_workspace_ls_and_show_keep_ids_names_and_hashes_whole(tmp_path):
     listing = invoke_cli(tmp_path, "--no-truncate", "workspace", "ls", env={"COLUMNS": "40"})
     rows = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[2:]}
     assert rows[art.id][:3] == [art.id, "checkpoints", long_name], listing.stdout
-    shown = invoke_cli(tmp_path, "workspace", "show", art.name, env={"COLUMNS": "40"})
+    brief = invoke_cli(tmp_path, "workspace", "show", art.name, env={"COLUMNS": "40"})
+    assert art.id in brief.stdout and '"files"' not in brief.stdout and len(brief.stdout.splitlines()) < 40
+    shown = invoke_cli(tmp_path, "workspace", "show", art.name, "--raw", env={"COLUMNS": "40"})
     assert f'"digest": "{HEX64}"' in shown.stdout
     assert any(re.fullmatch(r'\s*"sha256": "[0-9a-f]{64}",?', line) for line in shown.stdout.splitlines()), shown.stdout
 

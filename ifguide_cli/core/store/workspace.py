@@ -382,21 +382,24 @@ class Workspace:
         aid = artifact_id(kind, config, parents)
         existing = self.get(kind, aid)
         if existing is not None and not force:
-            return existing, True
+            return self.rename(existing, name), True  # the same artifact: it takes the name asked for now
         with self._writer_lock(kind, aid):
             existing = self.get(kind, aid)  # another process may have finished while we waited
-            if existing is not None and not force:
-                return existing, True
-            stop_if_interrupted()
-            ctx = BuildContext(aid, kind, self._fresh_staging(kind, aid, force), {})
-            with folders.drop_if_empty(ctx.staging):
-                start = time.perf_counter()
-                summary = build(ctx) or {}
-                ctx.timings["total"] = round(time.perf_counter() - start, 4)
-            manifest = json_safe(build_manifest(ctx, name=name, parents=parents, config=config, summary=summary, device=device))
-            atomic_write_text(ctx.staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
-            final = self._publish(ctx.staging, kind, aid)
-            return Artifact(aid, kind, final, migrate(manifest)), False
+            if existing is None or force:
+                stop_if_interrupted()
+                ctx = BuildContext(aid, kind, self._fresh_staging(kind, aid, force), {})
+                with folders.drop_if_empty(ctx.staging):
+                    start = time.perf_counter()
+                    summary = build(ctx) or {}
+                    ctx.timings["total"] = round(time.perf_counter() - start, 4)
+                manifest = json_safe(build_manifest(ctx, name=name, parents=parents, config=config, summary=summary,
+                                                    device=device))
+                atomic_write_text(ctx.staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
+                built = Artifact(aid, kind, self._publish(ctx.staging, kind, aid), migrate(manifest))
+        if existing is not None and not force:
+            return self.rename(existing, name), True
+        self._take_name(built)
+        return built, False
 
     def _use_parents(self, parents: list[str]) -> None:
         """Every parent exists, is locked for reading and has the files its manifest lists."""
@@ -482,9 +485,15 @@ class Workspace:
         return Artifact(aid, kind, self._kind_dir(kind) / aid, {"id": aid, "kind": kind, "parents": parents, "config": config}), False
 
     def rename(self, art: Artifact, name: str | None) -> Artifact:
-        """Give an existing artifact another name (its manifest is rewritten atomically; the id stays)."""
+        """Give an existing artifact another name (its manifest is rewritten atomically; the id stays). A name is one
+        artifact's per kind: another artifact holding it gives it up, with a note."""
         if name is None or name == art.name:
             return art
+        renamed = self._write_name(art, name)
+        self._take_name(renamed)
+        return renamed
+
+    def _write_name(self, art: Artifact, name: str | None) -> Artifact:
         with self._writer_lock(art.kind, art.id):
             written, why = read_manifest(art.path, art.kind, art.id, as_written=True)  # not the migrated copy
             if written is None:
@@ -492,6 +501,19 @@ class Workspace:
             manifest = {**written, "name": name}
             atomic_write_text(art.path / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
         return Artifact(art.id, art.kind, art.path, migrate(manifest))
+
+    def _take_name(self, art: Artifact) -> None:
+        """`art` now holds its name: any other artifact of its kind with that name gives it up, so a name always means
+        one artifact (the one it was given to last) and never silently the newest of several."""
+        if not art.name:
+            return
+        from ifguide_cli.core.notes import warn
+
+        for other in self.list(art.kind):
+            if other.name == art.name and other.id != art.id:
+                self._write_name(other, None)
+                warn(f"the name {art.name!r} now means {kind_noun(art.kind)} {art.id}; {other.id}, which had it, "
+                     "keeps its id and loses the name")
 
     def doomed(self, art: Artifact | Damaged, *, recursive: bool) -> list[Artifact | Damaged]:
         """What removing `art` deletes, deepest first: with `recursive`, everything derived from it too."""
