@@ -21,12 +21,13 @@ def test_rad_url_must_be_https(tmp_path, url):
     assert err.value.exit_code == 2
 
 
-def test_rad_default_release_needs_a_checksum_and_a_cached_download_is_checked_again(tmp_path, monkeypatch):
+def test_rad_default_release_is_trusted_on_first_use_and_a_cached_download_is_checked_again(tmp_path, monkeypatch):
+    import hashlib
+
+    from ifguide_cli.core import notes
     from ifguide_cli.core.rad import source as rad_source
     ws = Workspace(tmp_path)
     monkeypatch.setattr(rad_source, "_check_online", lambda url: None)
-    with pytest.raises(IfguideError, match="not pinned"):
-        rad_source.fetch_source(ws, None, None, None)
     with pytest.raises(IfguideError, match="64 hexadecimal"):
         rad_source.valid_sha256("zz")
     downloads = []
@@ -36,6 +37,9 @@ def test_rad_default_release_needs_a_checksum_and_a_cached_download_is_checked_a
         target.write_bytes(b"release")
 
     monkeypatch.setattr(rad_source, "_download", download)
+    rad_source.fetch_source(ws, None, None, None)  # RAD's release, no pinned checksum: trusted, its digest printed
+    digest = hashlib.sha256(b"release").hexdigest()
+    assert downloads == [rad_source.RAD_URL] and any(f"--sha256 {digest}" in n for n in notes.collected())
     url = "https://example.org/saved_models.zip"
     src, _ = rad_source.fetch_source(ws, None, url, None)
     rad_source.fetch_source(ws, None, url, None)
@@ -73,3 +77,33 @@ def test_rad_archives_are_extracted_with_limits(tmp_path):
     with pytest.raises(IfguideError, match=r"t\.zip is not a readable zip"):
         extract_from_zip(tmp_path / "t.zip", work)
     assert not (tmp_path / "escaped").exists()
+
+
+def test_rad_download_from_a_local_http_server_records_and_pins_the_sha256(cli, tmp_path):
+    """The whole download path over a socket (plain http is accepted from this machine only): the archive's sha256
+    is recorded in the artifact and printed; --sha256 pins it, and a wrong one is refused."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from evalkit import save_rad_release, tiny_reward_model
+
+    archive = save_rad_release(tiny_reward_model(), tmp_path / "src")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(archive.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+        tok = str(tmp_path / "src" / "gpt2-tokenizer")
+        got = cli("--json", "rad", "download", "--url", url, "--tokenizer", tok)
+        assert got.exit_code == 0, got.stderr
+        assert got.json["summary"]["source_sha256"] == digest
+        assert any(f"--sha256 {digest}" in w for w in got.json["warnings"])  # printed too (stderr without --json)
+        pinned = cli("--json", "rad", "download", "--url", url, "--tokenizer", tok, "--sha256", digest)
+        assert pinned.exit_code == 0 and pinned.json["reused"] is True
+        wrong = cli("rad", "download", "--url", url, "--tokenizer", tok, "--sha256", "0" * 64, "--force")
+        assert wrong.exit_code != 0 and "checksum mismatch" in wrong.stderr
+    finally:
+        server.shutdown()

@@ -4,8 +4,10 @@ An archive is untrusted input: it is read member by member with limits on how ma
 one member and all of them may expand to, and by what ratio (a zip bomb is refused before it fills the disk);
 no member may land outside the extraction folder. A download is checked against a sha256 — the one given
 (`--sha256`), or the one pinned here for RAD's release — and a cached download is checked again before reuse.
-RAD's release has no pinned checksum in this version (it could not be computed where this was written), so it
-is installed only with `--sha256` (or `--from` a copy you downloaded and trust).
+RAD's release has no pinned checksum in this version (it could not be computed where this was written), so it is
+trusted on first use, as the reference's `gdown … && unzip` trusts it: downloaded over https only, its archive
+checked as above, and its sha256 recorded in the artifact and printed, so a later install can pin it
+(`--sha256`). Plain http is accepted only from this machine (127.0.0.1, localhost, ::1: a local mirror).
 """
 
 from __future__ import annotations
@@ -55,12 +57,6 @@ def fetch_source(workspace, source: str | None, url: str | None, sha256: str | N
     _check_url(url)
     _check_online(url)
     expected = sha256 or (RAD_SHA256 if url == RAD_URL else None)
-    if expected is None and url == RAD_URL:
-        raise IfguideError("the checksum of RAD's release is not pinned in this version of ifguide, so it is not "
-                           "installed unverified", hint="pass --sha256 DIGEST from a source you trust, or download "
-                           "saved_models.zip yourself and install it with --from", exit_code=2)
-    if expected is None:
-        notes.warn(f"{url} is installed without a checksum: pass --sha256 to verify it")
     downloads = workspace.root / ".downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     src = downloads / (Path(urlparse(url).path).name or "reward_model.bin")
@@ -68,7 +64,11 @@ def fetch_source(workspace, source: str | None, url: str | None, sha256: str | N
         src.unlink()  # changed since it was downloaded, or not the file expected: fetch it again
     if not src.is_file():
         _download(url, src, reporter)
-        _sidecar(src).write_text(sha256_of(src))
+        digest = sha256_of(src)
+        _sidecar(src).write_text(digest)
+        if expected is None:  # trust on first use: say what was trusted, so that it can be pinned
+            notes.warn(f"{url} has no pinned checksum: trusted on first use, sha256 {digest} (recorded in the artifact; "
+                       f"pin it next time with --sha256 {digest})")
     return src, {"url": url}
 
 
@@ -87,12 +87,16 @@ def sha256_of(path: Path) -> str:
     return sha256_file(path)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _check_url(url: str) -> None:
     parsed = urlparse(url)
-    if parsed.scheme != "https" or not parsed.hostname:
+    local = parsed.scheme == "http" and parsed.hostname in LOOPBACK
+    if (parsed.scheme != "https" and not local) or not parsed.hostname:
         raise IfguideError(f"--url {url[:120]!r} is not an https:// address",
-                           hint="RAD's reward model is downloaded over https only; for a local file use --from FILE",
-                           exit_code=2)
+                           hint="RAD's reward model is downloaded over https only (http only from this machine); for a "
+                                "local file use --from FILE", exit_code=2)
 
 
 def _check_online(url: str) -> None:
@@ -100,11 +104,12 @@ def _check_online(url: str) -> None:
 
     from ifguide_cli.core.hub import is_offline
 
-    host = urlparse(url).hostname
-    if is_offline() or os.environ.get("IFGUIDE_OFFLINE") == "1":
+    parsed = urlparse(url)
+    host = parsed.hostname
+    if host not in LOOPBACK and (is_offline() or os.environ.get("IFGUIDE_OFFLINE") == "1"):
         raise OfflineResourceMissing(f"no network to {host} to download the RAD reward model", hint=_HINT.format(url=url))
     try:
-        with socket.create_connection((host, 443), timeout=3):
+        with socket.create_connection((host, parsed.port or (443 if parsed.scheme == "https" else 80)), timeout=3):
             pass
     except OSError:
         raise OfflineResourceMissing(f"cannot reach {host} to download the RAD reward model", hint=_HINT.format(url=url)) from None
