@@ -197,8 +197,10 @@ def test_mask_computed_on_another_dataset(cli, workspace_dir):
     ws = Workspace(workspace_dir)
     other, _ = corpus_artifact(ws, "tiny", resolve_model("tiny"), default_corpus_config("tiny", seq_len=32))
     mask = _make_mask(workspace_dir, other.id, (3000, 32))
-    err = assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id), "computed on dataset", code=2)
-    assert other.id in err
+    # the same source is laid out as the mask's dataset (its 32-token rows); asking for other rows names that dataset
+    err = assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id, "--seq-len", "64"),
+                                "--seq-len 32", "--seq-len 64", code=2)
+    assert f"--data {other.id}" in err
 
 
 def test_mask_shape_mismatch(cli, workspace_dir):

@@ -99,7 +99,7 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     profile = setup.get("profile") or _default_profile(ws, mref, model_ref or "", data_ref)
     mask_art = ws.resolve(mask_ref, "masks") if mask_ref is not None else None
     context = model_context(mref)
-    masked_on = ws.by_id(mask_art.config.get("dataset", "")) if mask_art is not None else None
+    masked_on = ws.by_id(mask_art.config["dataset"]) if mask_art is not None and mask_art.config.get("dataset") else None
     ds_art, _ = model_corpus(ws, data_ref, mref, {**corpus_opts, "seq_len": setup.get("seq_len")},
                              prefer=masked_on or trained_dataset(ws, mref), reporter=reporter, barrier=barrier, context=context)
     rows = load_corpus(ds_art)
