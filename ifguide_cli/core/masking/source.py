@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ifguide_cli.core.config import Config
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.extensions import MASK_SOURCES
 from ifguide_cli.core.lazy_registry import import_target
@@ -70,7 +71,7 @@ class MaskSourceEntry:
     """One registered mask source (see the module docstring)."""
 
     name: str
-    config: type  # its options: a core.config.Config subclass
+    config: type[Config]  # its options
     stage: str  # "module:Class" of its MaskSourceStage
     reads: Reads  # scores: SCORES (+ --data for a plain score file); data: --data DATA (+ --model, corpus options)
     help: str  # the first line of its `ifguide mask` command's help

@@ -142,10 +142,10 @@ class WordlistMaskStage(DataSourceStage):
     """`ifguide mask wordlist`: the tokens of DATA that spell a word or phrase of the user's word list."""
 
     def prepare(self, ws: Workspace, config: WordlistMaskConfig) -> None:
-        load_wordlist(config.wordlist)
+        _words(config)
 
     def key(self, inputs: SourceInputs, config: WordlistMaskConfig) -> WordlistMaskKey:
-        return WordlistMaskKey(parents=(inputs.dataset.id,), wordlist_sha256=load_wordlist(config.wordlist).sha256,
+        return WordlistMaskKey(parents=(inputs.dataset.id,), wordlist_sha256=_words(config).sha256,
                                max_tokens=config.max_tokens, dataset=inputs.dataset.id)
 
     def describe(self, inputs: SourceInputs, config: WordlistMaskConfig) -> str:
@@ -155,12 +155,18 @@ class WordlistMaskStage(DataSourceStage):
         from ifguide_cli.core.masking.evidence import wordlist_evidence
         from ifguide_cli.core.masking.row_text import RowText
 
-        words = load_wordlist(config.wordlist)
+        words = _words(config)
         with ctx.timed("search"):
             ev = wordlist_evidence(RowText(inputs.ws, inputs.dataset), words, self.reporter)
         described = {"source": "wordlist", "wordlist": str(words.path), "wordlist_sha256": words.sha256,
                      "wordlist_words": len(words.words), "threshold": None, "window": None}
         return publish(ctx, inputs.dataset, ev, config.max_tokens, 0.0, described)
+
+
+def _words(config: WordlistMaskConfig):
+    """The word list the config names (its `check` has made sure it names one)."""
+    assert config.wordlist is not None
+    return load_wordlist(config.wordlist)
 
 
 def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, name: str | None = None,
