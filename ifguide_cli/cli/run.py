@@ -8,6 +8,7 @@ import typer
 
 from ifguide_cli.cli import common
 from ifguide_cli.cli.commands import summary
+from ifguide_cli.core.extensions import PRESETS
 
 EPILOG = ("Examples:\n\n"
           "ifguide run --preset tiny                                 # the demo, offline on a CPU in minutes\n"
@@ -17,6 +18,11 @@ EPILOG = ("Examples:\n\n"
           "ifguide run --preset paper --dry-run                      # the paper's run: plan, GPU-hours, disk\n"
           "ifguide run --preset tiny-compare --seeds 3               # IF-Guide vs cheap baselines, 3 seeds each\n"
           "nohup ifguide run my.yaml > run.log 2>&1 &                # progress lines in run.log")
+
+
+def _presets(incomplete: str) -> list[str]:
+    """What the shell offers for --preset: the registered presets."""
+    return [name for name in PRESETS.names() if name.startswith(incomplete)]
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +35,8 @@ def register(app: typer.Typer) -> None:
         preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny, tiny-compare (IF-Guide "
                                                                     "against standard influence and classifier "
                                                                     "filtering), paper (pre-training, the paper's "
-                                                                    "headline run), paper-finetune."),
+                                                                    "headline run), paper-finetune.",
+                                            autocompletion=_presets),
         overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="SECTION.KEY=VALUE",
                                                       help="Override one setting of the file (repeatable; the value is "
                                                            "YAML: 2, 1e-4, true, null, text), e.g. --set finetune.lambda=2."),

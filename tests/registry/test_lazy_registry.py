@@ -66,3 +66,14 @@ def test_the_mask_commands_and_arm_sources_are_the_registered_sources():
     assert {e.command for _, e in MASK_SOURCES.items() if e.command} <= commands and "select" in commands
     assert ArmSpec.__dataclass_fields__["source"].type == "MaskSourceName"
     assert MaskSourceName.__args__ == MASK_SOURCES.names()
+
+
+def test_presets_are_found_and_offered_from_the_registry(tmp_path):
+    from conftest import assert_one_line_error, invoke_cli
+
+    from ifguide_cli.cli.run import _presets
+    from ifguide_cli.core.pipeline.spec import preset_path
+
+    assert _presets("pa") == ["paper", "paper-finetune"] and preset_path("tiny") == PRESETS.get("tiny")
+    assert_one_line_error(invoke_cli(tmp_path, "run", "--preset", "huge"), "unknown preset 'huge'",
+                          "tiny, tiny-compare, paper, paper-finetune or a YAML file", code=2)
