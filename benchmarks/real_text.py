@@ -15,7 +15,7 @@ skips with a message when it is absent.
 
 Prints the mask's label precision@k and AUC against the base rate, TP and EMT of baseline / control / IF-Guide
 with the reduction (control → IF-Guide) and its paired bootstrap 95% interval over prompts, the perplexity cost,
-and the time of each stage. About 3 minutes on 2 idle CPU cores with the defaults, 4½ with --baselines.
+and the time of each stage. About 3 minutes on 2 idle CPU cores with the defaults, 5 with --baselines.
 
     python benchmarks/real_text.py                      # 3,000 documents, seed 0, a temporary folder
     python benchmarks/real_text.py --docs 1500 --seed 1 --out /tmp/real_text
@@ -160,17 +160,20 @@ def run_chain(cli: Chain, files: dict, args) -> dict:
 
 def cheap_baselines(cli: Chain, out: dict, files: dict, budget: int, args) -> list[str]:
     """The arms of `ifguide run --preset tiny-compare` on the tweets, each at IF-Guide's token budget: standard
-    influence (toxic queries only), profanity-classifier spans with token filtering and with the penalty, and
-    profanity-classifier documents left out. Returns the systems' names."""
+    influence (toxic queries only), profanity-classifier spans with token filtering and with the penalty,
+    profanity-classifier documents left out, and the `hybrid` source (IF-Guide's scores weighted by the profanity
+    classifier's span probability, Alg. 1 as IF-Guide's mask) with the penalty. Returns the systems' names."""
     out["scores_standard"] = cli("scores standard", "scores", "factors", "-t", files["toxic_queries"],
                                  "--name", "scores-standard")
     masks = {"standard": ("mask", "scores-standard"),
-             "clf-tokens": ("mask", "classifier", "--level", "token"), "clf-docs": ("mask", "classifier", "--level", "document")}
+             "clf-tokens": ("mask", "classifier", "--level", "token"), "clf-docs": ("mask", "classifier", "--level", "document"),
+             "hybrid": ("mask", "hybrid", "scores", "--classifier", "profanity")}
     for name, argv in masks.items():
         data = ("--data", out["mask"]["summary"]["dataset"], "--classifier", "profanity") if "classifier" in argv else ()
         out[f"mask_{name}"] = cli(f"mask {name}", *argv, *data, "--max-tokens", budget, "--name", f"mask-{name}")
     arms = {"standard": ("mask-standard", "--lambda", args.lam), "clf-tokens": ("mask-clf-tokens", "--suppression", "filter"),
-            "clf-penalty": ("mask-clf-tokens", "--lambda", args.lam), "clf-docs": ("mask-clf-docs", "--suppression", "drop")}
+            "clf-penalty": ("mask-clf-tokens", "--lambda", args.lam), "clf-docs": ("mask-clf-docs", "--suppression", "drop"),
+            "hybrid": ("mask-hybrid", "--lambda", args.lam)}
     for name, (mask, *how) in arms.items():
         out[name] = cli(f"finetune {name}", "finetune", "baseline", "--data", files["corpus"], "--mask", mask, *how,
                         "--name", name)
@@ -200,10 +203,20 @@ def report(out: dict, times: dict, args) -> dict:
     print(f"perplexity cost: {cost['value']:+.2%} (95% CI {cost['ci95'][0]:+.2%} … {cost['ci95'][1]:+.2%}; "
           f"{ppl_c:.2f} → {ppl_g:.2f}, held-out tweets)")
     if args.baselines:
+        print_masks(out)
         print_arms(out["report"]["summary"])
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {sum(times.values()):.0f}s")
     return {"mask": {k: m.get(k) for k in ("label_base_rate", "label_precision_at_k", "label_auc", "tokens_selected")},
             "ifguide": ifguide, "perplexity": {"control": ppl_c, "ifguide": ppl_g}, "seconds": times}
+
+
+def print_masks(out: dict) -> None:
+    """Every mask's document ranking against the tweets' labels (precision@k at k = the toxic tweets, AUC)."""
+    print(f"\n{'mask':12s} {'tokens':>7s} {'P@k':>6s} {'AUC':>6s}")
+    for name in ("mask", *(key[len("mask_"):] for key in out if key.startswith("mask_"))):
+        m = out["mask" if name == "mask" else f"mask_{name}"]["summary"]
+        print(f"{'ifguide' if name == 'mask' else name:12s} {m['tokens_selected']:7,d} "
+              f"{m.get('label_precision_at_k', float('nan')):6.3f} {m.get('label_auc', float('nan')):6.3f}")
 
 
 def print_arms(summary: dict) -> None:
