@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         corpus: Optional[dict] = None,
     ) -> None:
         from ifguide_cli.core.dist import is_main_process
-        from ifguide_cli.core.influence import describe_model, fit_factors
+        from ifguide_cli.core.influence import describe_model, fit_factors, influence_device
 
         if modules:
             config = config.replace(modules=tuple(modules))
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
                              force=force, name=name, debug=common.settings.debug)
         if not is_main_process():  # other ranks of a distributed run: rank 0 reports
             return
-        art = result.artifact
-        extra = {"model": describe_model(art.config["model"]), "dataset": art.config["dataset"], "device": result.info["device"]}
-        common.emit(common.artifact_payload(art, result.reused, config=art.config, device=result.info["device"]),
+        art, device = result.artifact, influence_device(config.device)
+        extra = {"model": describe_model(art.config["model"]), "dataset": art.config["dataset"], "device": device}
+        common.emit(common.artifact_payload(art, result.reused, config=art.config, device=device),
                     common.render_artifact("factors", art, result.reused, extra))

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         corpus: Optional[dict] = None,
     ) -> None:
         from ifguide_cli.core.dist import is_main_process
-        from ifguide_cli.core.influence import compute_scores
+        from ifguide_cli.core.influence import compute_scores, influence_device
         from ifguide_cli.core.store.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
 
         config = config.replace(damping=damping)
@@ -70,5 +70,6 @@ def register(app: typer.Typer) -> None:
         extra = {"factors": art.config["factors"], "dataset": art.config["dataset"], "file": files["scores"]}
         if art.summary.get("scored_rows") is not None:
             extra["scored rows"] = f"{art.summary['scored_rows']:,} of {art.summary['documents']:,}"
-        common.emit(common.artifact_payload(art, result.reused, files=files, config=art.config, device=result.info["device"]),
+        common.emit(common.artifact_payload(art, result.reused, files=files, config=art.config,
+                                            device=influence_device(config.device)),
                     common.render_artifact("scores (differential influence)", art, result.reused, extra))

@@ -33,7 +33,8 @@ def train(
 ) -> None:
     from ifguide_cli.core.tokenizer import train_tokenizer
 
-    art, reused = train_tokenizer(common.workspace(), corpus, config, name=name, force=force, reporter=common.reporter())
+    result = train_tokenizer(common.workspace(), corpus, config, name=name, force=force, reporter=common.reporter())
+    art, reused = result.artifact, result.reused
     rows = {"use it with": f"--tokenizer {art.name or art.id}"}
     common.emit(common.artifact_payload(art, reused, config=art.config, folder=str(art.path / TOKENIZER_DIR)),
                 common.render_artifact("tokenizer", art, reused, rows))

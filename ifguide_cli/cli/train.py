@@ -113,13 +113,13 @@ def _render(mode: str, art, result):
         s = art.summary
         rows = {"id": art.id, "status": "reused" if result.reused else "created",
                 "base": art.config.get("model", {}).get("artifact_id") or art.config.get("model", {}).get("location"),
-                "dataset": result.info["dataset"], "mask": result.info["mask"] or "-",
+                "dataset": art.config["dataset"], "mask": art.config["mask"] or "-",
                 "validation": s.get("validation") or "none"}
-        if result.info["mask"]:
-            rows["suppression"] = result.info["suppression"]
+        if art.config["mask"]:
+            rows["suppression"] = art.config["train"].get("suppression", TrainConfig.suppression)
             if art.config.get("lambda") is not None:
                 rows["lambda"] = art.config.get("lambda")
-        rows["profile"] = result.info["profile"]
+        rows["profile"] = art.config["profile"]
         rows.update({label: s[key] for key, label in _ROWS if s.get(key) is not None})
         rows["model"] = str(art.path / "model")
         title = "checkpoint (fine-tuned)" if mode == "finetune" else "checkpoint (trained from scratch)"

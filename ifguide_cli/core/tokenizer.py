@@ -12,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core.config import Config, param
 from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
-from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.progress import NULL, Reporter
+from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import BuildContext, Workspace
 
 EOS = "<|endoftext|>"  # end of document; also BOS/UNK (byte-level BPE never needs UNK), as in the tiny tokenizer
 PAD = "<|padding|>"  # padding of document rows, distinct from EOS (Pythia's name for it)
@@ -100,25 +105,68 @@ class TokenizerTrainConfig(Config):
     split: str | None = param(None, "Split of a hub dataset or save_to_disk folder.")
 
 
-def train_tokenizer(ws, corpus_ref: str, config: TokenizerTrainConfig, *, name: str | None = None, force: bool = False,
-                    reporter=NULL):
-    """The `tokenizers` artifact of a byte-level BPE trained on CORPUS (reused when identical). Returns (artifact, reused)."""
-    from ifguide_cli.core.data.sources import Source
+@dataclass(frozen=True)
+class TokenizerRefs:
+    """What `ifguide tokenizer train` is given: CORPUS (a local file or folder, registry dataset or hub id) and its split."""
 
-    source = Source(corpus_ref, config.split)
-    stage_config = {"data": source.identity, **config.to_dict(), "model": "byte-level BPE", "special_tokens": [EOS, PAD]}
+    corpus: str
+    split: str | None = None
 
-    def build(ctx):
+
+@dataclass(frozen=True)
+class TokenizerInputs:
+    """The corpus to train on, resolved (its identity is part of the key)."""
+
+    ref: str
+    source: Any  # data.sources.Source
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerKey(ArtifactKey):
+    """What identifies a trained tokenizer: the corpus, the training settings, the model and its special tokens."""
+
+    kind: ClassVar[str] = "tokenizers"
+    data: dict[str, Any]
+    vocab_size: int
+    min_frequency: int
+    text_field: str
+    max_examples: int | None
+    split: str | None
+    model: str = "byte-level BPE"
+    special_tokens: tuple[str, ...] = (EOS, PAD)
+
+
+class TokenizerStage(Stage[TokenizerRefs, TokenizerInputs, TokenizerTrainConfig, dict[str, Any]]):
+    """`ifguide tokenizer train`: a byte-level BPE trained on CORPUS, stored as a `tokenizers` artifact."""
+
+    kind = "tokenizers"
+
+    def __init__(self, reporter: Reporter = NULL):
+        self.reporter = reporter
+
+    def inputs(self, ws: Workspace, refs: TokenizerRefs) -> TokenizerInputs:
+        from ifguide_cli.core.data.sources import Source
+
+        return TokenizerInputs(refs.corpus, Source(refs.corpus, refs.split))
+
+    def key(self, inputs: TokenizerInputs, config: TokenizerTrainConfig) -> TokenizerKey:
+        return TokenizerKey(data=inputs.source.identity, **config.to_dict())
+
+    def describe(self, inputs: TokenizerInputs, config: TokenizerTrainConfig) -> str:
+        return f"train a {config.vocab_size:,}-token byte-level BPE on {inputs.ref}"
+
+    def build(self, ctx: BuildContext, inputs: TokenizerInputs, config: TokenizerTrainConfig) -> dict[str, Any]:
         from transformers import PreTrainedTokenizerFast
 
+        source = inputs.source
         with ctx.timed("train"):
-            trained, read = _train_bpe(source, config, reporter)
+            trained, read = _train_bpe(source, config, self.reporter)
         fast = PreTrainedTokenizerFast(tokenizer_object=trained, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=PAD)
         fast.save_pretrained(str(ctx.staging / TOKENIZER_DIR))
         with ctx.timed("measure"):
             per_doc = tokens_per_document(_texts(source, config, MEASURE_DOCUMENTS), {"trained": fast, "tiny": _tiny()})
         summary = {"vocab_size": trained.get_vocab_size(), "requested_vocab_size": config.vocab_size, **read,
-                   "source": corpus_ref, "tokens_per_document": per_doc["trained"],
+                   "source": inputs.ref, "tokens_per_document": per_doc["trained"],
                    "tiny_tokens_per_document": per_doc["tiny"], "measured_documents": per_doc["documents"]}
         if summary["vocab_size"] < config.vocab_size:
             from ifguide_cli.core.notes import warn
@@ -127,7 +175,13 @@ def train_tokenizer(ws, corpus_ref: str, config: TokenizerTrainConfig, *, name: 
                  f"(asked {config.vocab_size:,}); a model trained with this tokenizer gets that vocabulary")
         return summary
 
-    return ws.create("tokenizers", stage_config, [], build, name=name, force=force)
+
+def train_tokenizer(ws, corpus_ref: str, config: TokenizerTrainConfig, *, name: str | None = None, force: bool = False,
+                    reporter=NULL) -> Result[dict[str, Any]]:
+    """The `tokenizers` artifact of a byte-level BPE trained on CORPUS (reused when identical)."""
+    stage = TokenizerStage(reporter)
+    inputs = stage.inputs(ws, TokenizerRefs(corpus_ref, config.split))
+    return run_stage(ws, stage, inputs, config, name=name, force=force)
 
 
 def _train_bpe(source, config: TokenizerTrainConfig, reporter):

@@ -31,6 +31,11 @@ def mref():
     return resolve_model("tiny")
 
 
+def _pair(result):
+    """A stage result as (artifact, reused)."""
+    return result.artifact, result.reused
+
+
 def _write(path, docs=DOCS):
     path.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
     return path
@@ -52,44 +57,44 @@ def test_a_file_is_hashed_once_per_version(tmp_path, monkeypatch):
 
 def test_identical_bytes_reuse_the_dataset_and_new_content_does_not(ws, mref, tmp_path):
     path = _write(tmp_path / "c.jsonl")
-    art, reused = resolve_corpus(ws, str(path), mref, 16, layout="documents", label_field="toxic")
+    art, reused = _pair(resolve_corpus(ws, str(path), mref, 16, layout="documents", label_field="toxic"))
     assert not reused
     stamp = path.stat().st_mtime_ns
     path.write_bytes(path.read_bytes())
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
-    assert resolve_corpus(ws, str(path), mref, 16, layout="documents", label_field="toxic") == (art, True)
+    assert _pair(resolve_corpus(ws, str(path), mref, 16, layout="documents", label_field="toxic")) == (art, True)
     copy = _write(tmp_path / "elsewhere.jsonl")
-    assert resolve_corpus(ws, str(copy), mref, 16, layout="documents", label_field="toxic") == (art, True)
+    assert _pair(resolve_corpus(ws, str(copy), mref, 16, layout="documents", label_field="toxic")) == (art, True)
     _write(path, DOCS[:6])
-    changed, reused = resolve_corpus(ws, str(path), mref, 16, layout="documents", label_field="toxic")
+    changed, reused = _pair(resolve_corpus(ws, str(path), mref, 16, layout="documents", label_field="toxic"))
     assert not reused and changed.id != art.id
 
 
 def test_leaving_the_layout_out_reuses_the_first_one(ws, mref, tmp_path):
     path = _write(tmp_path / "c.jsonl")
-    art, _ = resolve_corpus(ws, str(path), mref, 24, layout="documents", label_field="toxic")
-    assert resolve_corpus(ws, str(path), mref) == (art, True)  # not a fitted row length, not a dataset without labels
-    assert resolve_corpus(ws, str(path), mref, 24) == (art, True)
-    other, reused = resolve_corpus(ws, str(path), mref, 32, layout="documents")
+    art, _ = _pair(resolve_corpus(ws, str(path), mref, 24, layout="documents", label_field="toxic"))
+    assert _pair(resolve_corpus(ws, str(path), mref)) == (art, True)  # not a fitted row length, not a dataset without labels
+    assert _pair(resolve_corpus(ws, str(path), mref, 24)) == (art, True)
+    other, reused = _pair(resolve_corpus(ws, str(path), mref, 32, layout="documents"))
     assert not reused
     with pytest.raises(IfguideError) as err:
         resolve_corpus(ws, str(path), mref)
     line = err.value.one_line()
     assert "2 layouts" in line and art.id in line and other.id in line and "--seq-len" in line and "--data" in line
-    assert resolve_corpus(ws, str(path), mref, 32) == (other, True)  # the option picks one
+    assert _pair(resolve_corpus(ws, str(path), mref, 32)) == (other, True)  # the option picks one
 
 
 def test_an_artifact_of_the_old_content_says_the_file_changed(ws, mref, tmp_path):
     path = _write(tmp_path / "c.jsonl")
-    old, _ = resolve_corpus(ws, str(path), mref, 16, layout="documents")
+    old, _ = _pair(resolve_corpus(ws, str(path), mref, 16, layout="documents"))
     mask, _ = ws.create("masks", {"dataset": old.id, "test": 1}, [old.id], lambda ctx: {})
     _write(path, DOCS[:5])
-    new, _ = resolve_corpus(ws, str(path), mref, 16, layout="documents")
+    new, _ = _pair(resolve_corpus(ws, str(path), mref, 16, layout="documents"))
     with pytest.raises(IfguideError) as err:
         recorded_dataset(ws, mask, new, what=f"mask {mask.id}", hint="recompute it")
     line = err.value.one_line()
     assert "changed since mask" in line and f"--data {old.id}" in line
-    unrelated, _ = resolve_corpus(ws, str(_write(tmp_path / "other.jsonl", DOCS[:4])), mref, 16, layout="documents")
+    unrelated, _ = _pair(resolve_corpus(ws, str(_write(tmp_path / "other.jsonl", DOCS[:4])), mref, 16, layout="documents"))
     with pytest.raises(IfguideError) as err:
         recorded_dataset(ws, mask, unrelated, what=f"mask {mask.id}", hint="recompute it")
     assert f"not {unrelated.id}" in err.value.one_line() and f"pass --data {old.id}" in err.value.one_line()

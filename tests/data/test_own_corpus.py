@@ -56,7 +56,7 @@ def test_a_contradicting_layout_option_names_both_values(cli, corpus, workspace_
     from ifguide_cli.core.models import resolve_model
     from ifguide_cli.core.store.workspace import Workspace
 
-    ds, _ = resolve_corpus(Workspace(workspace_dir), str(corpus), resolve_model("tiny"), 32, layout="documents")
+    ds = resolve_corpus(Workspace(workspace_dir), str(corpus), resolve_model("tiny"), 32, layout="documents").artifact
     assert_one_line_error(cli("train", "tiny", "--data", ds.id, "--layout", "packed"), "--layout documents",
                           "--layout packed", code=2)
     assert_one_line_error(cli("train", "tiny", "--data", ds.id, "--seq-len", "48"), "--seq-len 32", "--seq-len 48", code=2)
@@ -138,7 +138,7 @@ def labelled(workspace_dir, corpus):
     from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
-    ds, _ = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 64, layout="documents", label_field="toxic")
+    ds = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 64, layout="documents", label_field="toxic").artifact
     data = load_corpus(ds)
     att = data.attention_mask.numpy().astype(bool)
     scores = np.where(att, 0.01, 0.0).astype(np.float32)
@@ -204,7 +204,7 @@ def test_own_corpus_from_tokenizer_to_mask(cli, corpus, workspace_dir):
     from ifguide_cli.core.store.workspace import Workspace
     from ifguide_cli.core.tokenizer import TokenizerTrainConfig, train_tokenizer
 
-    tok, _ = train_tokenizer(Workspace(workspace_dir), str(corpus), TokenizerTrainConfig(vocab_size=300), name="tok")
+    tok = train_tokenizer(Workspace(workspace_dir), str(corpus), TokenizerTrainConfig(vocab_size=300), name="tok").artifact
     base = _json(cli("--json", "train", "tiny", "--data", corpus, "--tokenizer", "tok", "--label-field", "toxic",
                      "--layout", "documents", "--seq-len", "24", "--max-steps", "2", "--batch-size", "8", "--name", "base"))
     model_dir = Path(base["model_dir"])

@@ -292,7 +292,8 @@ def test_short_documents_get_document_rows_fitted_to_them(ws, mref, tmp_path):
 
     notes.reset()
     path = write_jsonl(tmp_path / "short.jsonl", [{"text": f"comment number {i} is short"} for i in range(50)])
-    art, reused = resolve_corpus(ws, str(path), mref)
+    result = resolve_corpus(ws, str(path), mref)
+    art, reused = result.artifact, result.reused
     assert not reused and art.config["layout"] == "documents" and art.config["overflow"] == "split"
     assert art.config["seq_len"] == 16 and art.summary["rows"] == 50
     assert "documents layout" in art.summary["layout_rule"] and any("documents layout" in n for n in notes.collected())
@@ -300,7 +301,7 @@ def test_short_documents_get_document_rows_fitted_to_them(ws, mref, tmp_path):
 
 def test_long_documents_are_packed(ws, mref, tmp_path):
     path = write_jsonl(tmp_path / "long.jsonl", [{"text": "word " * 400} for _ in range(5)])
-    art, _ = resolve_corpus(ws, str(path), mref, max_seq_len=128)
+    art = resolve_corpus(ws, str(path), mref, max_seq_len=128).artifact
     assert art.config["layout"] == "packed" and art.config["seq_len"] == 128 and art.config["overflow"] is None
 
 
@@ -312,7 +313,7 @@ def labelled(tmp_path):
 
 
 def test_row_source_round_trip(ws, mref, labelled):
-    art, _ = resolve_corpus(ws, str(labelled), mref, 16, layout="documents", label_field="toxic")
+    art = resolve_corpus(ws, str(labelled), mref, 16, layout="documents", label_field="toxic").artifact
     lines = labelled.read_text(encoding="utf-8").split("\n")
     seen: dict[int, str] = {}
     for r in range(art.summary["rows"]):
@@ -326,7 +327,7 @@ def test_row_source_round_trip(ws, mref, labelled):
 
 
 def test_packed_row_source_lists_its_documents(ws, mref, labelled):
-    art, _ = resolve_corpus(ws, str(labelled), mref, 16, layout="packed")
+    art = resolve_corpus(ws, str(labelled), mref, 16, layout="packed").artifact
     src = row_source(art, 1)
     assert len(src["pieces"]) >= 1 and src["text"] == "\n".join(p["text"] for p in src["pieces"])
     for p in src["pieces"]:
@@ -336,11 +337,14 @@ def test_packed_row_source_lists_its_documents(ws, mref, labelled):
 
 
 def test_dataset_is_reused_and_contradictions_name_both_values(ws, mref, labelled):
-    first, reused = resolve_corpus(ws, str(labelled), mref, 16, layout="documents")
+    result = resolve_corpus(ws, str(labelled), mref, 16, layout="documents")
+    first, reused = result.artifact, result.reused
     assert not reused
-    again, reused = resolve_corpus(ws, str(labelled), mref, 16, layout="documents")
+    result = resolve_corpus(ws, str(labelled), mref, 16, layout="documents")
+    again, reused = result.artifact, result.reused
     assert reused and again.id == first.id
-    by_id, reused = resolve_corpus(ws, first.id, mref, None)
+    result = resolve_corpus(ws, first.id, mref, None)
+    by_id, reused = result.artifact, result.reused
     assert reused and by_id.id == first.id
     with pytest.raises(IfguideError) as err:
         resolve_corpus(ws, first.id, mref, 32)
@@ -349,7 +353,8 @@ def test_dataset_is_reused_and_contradictions_name_both_values(ws, mref, labelle
         resolve_corpus(ws, first.id, mref, None, layout="packed")
     _one_line(err, "--layout documents", "--layout packed")
     # a dataset to prefer (e.g. the checkpoint's): reused for its source, checked against the options
-    prefer, reused = resolve_corpus(ws, str(labelled), mref, prefer=first)
+    result = resolve_corpus(ws, str(labelled), mref, prefer=first)
+    prefer, reused = result.artifact, result.reused
     assert reused and prefer.id == first.id
     with pytest.raises(IfguideError) as err:
         resolve_corpus(ws, str(labelled), mref, 32, prefer=first)
@@ -359,7 +364,7 @@ def test_dataset_is_reused_and_contradictions_name_both_values(ws, mref, labelle
 def test_load_corpus_and_dataset_label_metrics(ws, mref, labelled):
     from ifguide_cli.core.data import dataset_label_metrics
 
-    art, _ = resolve_corpus(ws, str(labelled), mref, 16, layout="documents", overflow="split", label_field="toxic")
+    art = resolve_corpus(ws, str(labelled), mref, 16, layout="documents", overflow="split", label_field="toxic").artifact
     corpus = load_corpus(art)
     assert corpus.labels.tolist() == row_labels(art).tolist() and corpus.shape[1] == 16
     doc_of_row = np.array([row_source(art, r)["doc_id"] for r in range(corpus.shape[0])])
@@ -367,7 +372,8 @@ def test_load_corpus_and_dataset_label_metrics(ws, mref, labelled):
     out = dataset_label_metrics(art, ranking)
     assert out["label_field"] == "toxic" and out["label_documents"] == 5 and out["label_positive_documents"] == 2
     assert out["label_precision_at_k"] == 1.0 and out["label_auc"] == 1.0
-    plain, reused = resolve_corpus(ws, str(labelled), mref, 16, layout="documents", overflow="truncate")
+    result = resolve_corpus(ws, str(labelled), mref, 16, layout="documents", overflow="truncate")
+    plain, reused = result.artifact, result.reused
     assert not reused and dataset_label_metrics(plain, ranking) == {}
 
 
@@ -376,7 +382,7 @@ def test_tiny_artifact_keeps_planted_toxic(ws, mref):
 
     from ifguide_cli.core.data import CORPUS_FILE
 
-    art, _ = resolve_corpus(ws, "tiny", mref, 32, max_examples=50)
+    art = resolve_corpus(ws, "tiny", mref, 32, max_examples=50).artifact
     with safe_open(str(art.file(CORPUS_FILE)), "np") as fh:
         assert {"input_ids", "attention_mask", "planted_toxic"} <= set(fh.keys())
     assert art.summary["label_field"] == "planted_toxic" and row_labels(art).shape == (50,)
@@ -404,7 +410,7 @@ def test_dataset_without_source_map_says_how_to_rebuild(ws, mref):
 
 
 def test_tokenizer_option_builds_with_that_tokenizer(ws, mref, labelled):
-    art, _ = resolve_corpus(ws, str(labelled), None, 16, layout="documents", tokenizer="tiny")
+    art = resolve_corpus(ws, str(labelled), None, 16, layout="documents", tokenizer="tiny").artifact
     assert art.config["tokenizer"] == "tiny" and art.config["tokenizer_sha256"]
     with pytest.raises(IfguideError) as err:
         resolve_corpus(ws, str(labelled), None, 16)

@@ -41,7 +41,8 @@ def ws(tmp_path):
 def test_trained_tokenizer_loads_with_transformers(ws, corpus):
     from transformers import AutoTokenizer
 
-    art, reused = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300))
+    result = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300))
+    art, reused = result.artifact, result.reused
     assert not reused and art.kind == "tokenizers" and art.config["data"]["sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
     tok = AutoTokenizer.from_pretrained(str(art.path / "tokenizer"))
     assert tok.is_fast and tok.eos_token == EOS and tok.pad_token == PAD and tok.eos_token_id != tok.pad_token_id
@@ -51,7 +52,8 @@ def test_trained_tokenizer_loads_with_transformers(ws, corpus):
     assert tok.decode(ids) == text  # byte-level: nothing is unknown
     s = art.summary
     assert s["documents"] == 400 and s["tokens_per_document"] < s["tiny_tokens_per_document"]
-    again, reused = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300))
+    result = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300))
+    again, reused = result.artifact, result.reused
     assert reused and again.id == art.id
 
 
@@ -61,14 +63,14 @@ def test_small_corpus_gives_a_smaller_vocabulary_with_a_note(ws, tmp_path):
     notes.reset()
     path = tmp_path / "tiny.txt"
     path.write_text("a b\nb a\n", encoding="utf-8")
-    art, _ = train_tokenizer(ws, str(path), TokenizerTrainConfig(vocab_size=5000))
+    art = train_tokenizer(ws, str(path), TokenizerTrainConfig(vocab_size=5000)).artifact
     assert art.summary["vocab_size"] < 5000 and art.summary["requested_vocab_size"] == 5000
     assert any("yields only" in n for n in notes.collected())
 
 
 def test_resolve_tokenizer(ws, corpus, tmp_path):
     assert resolve_tokenizer("tiny").source == "builtin"
-    art, _ = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300))
+    art = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300)).artifact
     tref = resolve_tokenizer(art.id, ws)
     assert tref.source == "artifact" and tref.parents == [art.id] and tref.name == str((art.path / "tokenizer").resolve())
     assert len(tref.load()) == 300 and tref.fingerprint()
@@ -85,8 +87,8 @@ def test_resolve_tokenizer(ws, corpus, tmp_path):
 def test_dataset_with_a_trained_tokenizer_has_it_as_parent(ws, corpus):
     from ifguide_cli.core.data import load_corpus, resolve_corpus
 
-    art, _ = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300))
-    ds, _ = resolve_corpus(ws, str(corpus), None, 16, layout="documents", tokenizer=art.id)
+    art = train_tokenizer(ws, str(corpus), TokenizerTrainConfig(vocab_size=300)).artifact
+    ds = resolve_corpus(ws, str(corpus), None, 16, layout="documents", tokenizer=art.id).artifact
     assert ds.parents == [art.id] and ds.config["tokenizer"] == str((art.path / "tokenizer").resolve())
     corpus_t = load_corpus(ds)
     assert int(corpus_t.input_ids.max()) < 300

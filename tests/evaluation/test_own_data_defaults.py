@@ -39,7 +39,8 @@ def test_the_held_out_split_is_seeded_per_label_and_kept_out_of_training(tmp_pat
     from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
-    art, _ = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 32, layout="documents", label_field="toxic", heldout=0.25)
+    art = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 32, layout="documents", label_field="toxic",
+                         heldout=0.25).artifact
     held = [json.loads(x) for x in art.file("heldout.jsonl").read_text().splitlines()]
     prompts = [json.loads(x) for x in art.file("heldout_prompts.jsonl").read_text().splitlines()]
     assert len(held) == 17 and sum(h["toxic"] for h in held) == 2  # 25% of 68: 15 of 60 plain, 2 of 8 rude
@@ -48,8 +49,8 @@ def test_the_held_out_split_is_seeded_per_label_and_kept_out_of_training(tmp_pat
     assert all(h["text"].startswith(p["prompt"]) and len(p["prompt"]) < len(h["text"]) for h, p in zip(held, prompts, strict=True))
     trained = art.file("texts.bin").read_bytes().decode()
     assert not any(h["text"] in trained for h in held)
-    again, _ = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 32, layout="documents", label_field="toxic",
-                              heldout=0.25, overflow="truncate")
+    again = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 32, layout="documents", label_field="toxic",
+                           heldout=0.25, overflow="truncate").artifact
     assert again.file("heldout.jsonl").read_text() == art.file("heldout.jsonl").read_text()  # the same seed, the same split
     mref = _trained_on(ws, art)
     assert default_prompt_set(mref, ws) == str(art.path / "heldout_prompts.jsonl")
@@ -65,7 +66,7 @@ def test_without_a_held_out_split_every_missing_input_is_named_at_once(tmp_path,
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     ws = Workspace(tmp_path / "ws")
-    art, _ = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 32, layout="documents")
+    art = resolve_corpus(ws, str(corpus), resolve_model("tiny"), 32, layout="documents").artifact
     mref = _trained_on(ws, art)
     with pytest.raises(IfguideError) as err:
         toxicity_inputs(ws, mref, None, lambda: resolve_classifier("detoxify-unbiased", ws), "detoxify-unbiased")

@@ -95,8 +95,8 @@ def env(trained_tiny, tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("influence") / "ws"
     ws = Workspace(root)
-    dataset, _ = corpus_artifact(ws, "tiny", resolve_model(str(trained_tiny), ws),
-                                 default_corpus_config("tiny", max_examples=ROWS))
+    dataset = corpus_artifact(ws, "tiny", resolve_model(str(trained_tiny), ws),
+                              default_corpus_config("tiny", max_examples=ROWS)).artifact
     factors = invoke_cli(root, "--json", "factors", trained_tiny, "--data", dataset.id, "--name", "f32")
     assert factors.exit_code == 0, factors.stderr
     scores = invoke_cli(root, "--json", "scores", "f32", "--toxic-queries", "tiny-queries-toxic", "--safe-queries", "tiny-queries-safe")
@@ -314,8 +314,8 @@ def test_bad_inputs_get_one_clear_line(env, tmp_path):
     from ifguide_cli.core.data import corpus_artifact, default_corpus_config
     from ifguide_cli.core.models import resolve_model
 
-    short, _ = corpus_artifact(env.ws, "tiny", resolve_model(str(env.model), env.ws),
-                               default_corpus_config("tiny", max_examples=40, seq_len=32))
+    short = corpus_artifact(env.ws, "tiny", resolve_model(str(env.model), env.ws),
+                            default_corpus_config("tiny", max_examples=40, seq_len=32)).artifact
     assert_one_line_error(scores(fid, *q, "--data", short.id), "rows of 32 tokens but factors", code=2)
 
 

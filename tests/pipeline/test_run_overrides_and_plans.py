@@ -105,7 +105,7 @@ def test_dry_run_says_what_it_would_reuse(cli, workspace_dir):
     from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
-    dataset, _ = resolve_corpus(ws, "tiny", resolve_model("tiny"), None)
+    dataset = resolve_corpus(ws, "tiny", resolve_model("tiny"), None).artifact
     before = sorted(p.relative_to(workspace_dir) for p in workspace_dir.rglob("*"))
     stages = {s["name"]: s for s in cli("--json", "run", "--preset", "tiny", "--dry-run").json["stages"]}
     assert stages["data"]["reuse"] == dataset.id and stages["baseline"]["status"] == "new"

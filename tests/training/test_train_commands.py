@@ -195,7 +195,7 @@ def test_mask_computed_on_another_dataset(cli, workspace_dir):
     from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(workspace_dir)
-    other, _ = corpus_artifact(ws, "tiny", resolve_model("tiny"), default_corpus_config("tiny", seq_len=32))
+    other = corpus_artifact(ws, "tiny", resolve_model("tiny"), default_corpus_config("tiny", seq_len=32)).artifact
     mask = _make_mask(workspace_dir, other.id, (3000, 32))
     # the same source is laid out as the mask's dataset (its 32-token rows); asking for other rows names that dataset
     err = assert_one_line_error(cli("train", "tiny", "--data", "tiny", "--mask", mask.id, "--seq-len", "64"),

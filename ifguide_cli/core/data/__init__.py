@@ -39,6 +39,7 @@ from ifguide_cli.core.data.stage import (
     RowSources,
     check_corpus,
     corpus_artifact,
+    corpus_shape,
     dataset_label_metrics,
     existing_corpus,
     is_source_ref,
@@ -54,7 +55,7 @@ from ifguide_cli.core.store.file_integrity import file_identity
 
 __all__ = [
     "CORPUS_FILE", "LOCAL_SUFFIXES", "ROWS_FILE", "TEXTS_FILE", "CorpusConfig", "RowMap", "RowSources", "Source",
-    "SourceDoc", "TokenizedCorpus", "check_corpus", "corpus_artifact", "corpus_options", "dataset_identity", "dataset_label_metrics",
+    "SourceDoc", "TokenizedCorpus", "check_corpus", "corpus_artifact", "corpus_options", "corpus_shape", "dataset_identity", "dataset_label_metrics",
     "default_corpus_config", "existing_corpus", "file_identity", "is_source_ref", "iter_documents", "label_metrics",
     "load_corpus", "load_prompts", "load_queries", "load_records", "model_corpus", "model_tokenizer", "parse_label", "plan_layout", "record_text",
     "recorded_dataset", "resolve_corpus", "row_labels", "row_source", "save_corpus", "tokenize_corpus",

@@ -35,13 +35,10 @@ def chunk_length(ref: str) -> int:
     return int(next(subsets.token_blocks(ref, rows_per_block=1)).shape[1])
 
 
-def chunk_corpus_artifact(workspace, ref: str, config: CorpusConfig, tokenizer, *, reporter=NULL, force: bool = False,
-                          max_seq_len: int | None = None):
-    """The `datasets` artifact of a chunk subset for a model whose tokenizer is `tokenizer` (data.stage's
-    `_Tokenizer`). Returns (artifact, reused). The row length is the chunk length: a different --seq-len, or
-    chunks longer than the model's context (`max_seq_len`), are refused before anything is read whole."""
-    from ifguide_cli.core.paper import subsets
-
+def chunk_config(ref: str, config: CorpusConfig, tokenizer_name: str, max_seq_len: int | None = None) -> CorpusConfig:
+    """The `CorpusConfig` of a chunk subset's dataset artifact: packed rows of the chunk length, tokenized (already)
+    for `tokenizer_name`. A different --seq-len, or chunks longer than the model's context (`max_seq_len`), are
+    refused before anything is read whole."""
     check_chunk_options(ref, config)
     length = chunk_length(ref)
     if config.seq_len is not None and config.seq_len != length:
@@ -50,17 +47,19 @@ def chunk_corpus_artifact(workspace, ref: str, config: CorpusConfig, tokenizer, 
     if max_seq_len is not None and length > max_seq_len:
         raise IfguideError(f"{ref} has chunks of {length} tokens, longer than the {max_seq_len}-token context of the model",
                            hint="use a model with a context of at least the chunk length", exit_code=2)
+    return config.replace(layout="packed", seq_len=length, tokenizer=tokenizer_name)
+
+
+def build_chunks(folder, ref: str, config: CorpusConfig, tokenizer, reporter=NULL) -> dict:
+    """Write the first `config.max_examples` chunks (all by default) into an artifact folder, checked against the
+    vocabulary of `tokenizer` (the loaded tokenizer); the summary."""
+    from ifguide_cli.core.paper import subsets
+
+    subsets.note_foreign_tokenizer(ref, config.tokenizer)
     rows = min(config.max_examples or subsets.get(ref).rows, subsets.get(ref).rows)
-    planned = config.replace(layout="packed", seq_len=length, tokenizer=tokenizer.name)
-    stage_config = {"data": subsets.identity(ref), "tokenizer_sha256": tokenizer.fingerprint, **planned.to_dict()}
-
-    def build(ctx):
-        subsets.note_foreign_tokenizer(ref, tokenizer.name)
-        ids = read_chunks(ref, rows, len(tokenizer.load()), reporter)
-        save_chunks(ids, ctx.staging)
-        return chunk_summary(ref, ids.shape)
-
-    return workspace.create("datasets", stage_config, tokenizer.parents, build, force=force)
+    ids = read_chunks(ref, rows, len(tokenizer), reporter)
+    save_chunks(ids, folder)
+    return chunk_summary(ref, ids.shape)
 
 
 def read_chunks(ref: str, rows: int, vocab: int, reporter=NULL):

@@ -41,11 +41,12 @@ def model_tokenizer(ws, mref, asked: str | None) -> str:
 
 
 def model_corpus(ws, data_ref: str, mref, options: dict | None = None, *, prefer=None, reporter=NULL,
-                 barrier=lambda: None, context: int | None = None):
-    """The dataset artifact (and whether it was reused) of DATA for model `mref`, whose context is `context` tokens.
+                 barrier=lambda: None, context: int | None = None, lookup: bool = False):
+    """The dataset artifact of DATA for model `mref` (a `stage.Result`), whose context is `context` tokens.
 
     `options`: the `CorpusConfig` options given (see `corpus_options`). A row length left to the data is
     fitted under the model's context, and rows longer than the context are refused before any work.
+    `lookup`: only find a stored dataset (None when it would be built).
     """
     from ifguide_cli.core.data.stage import resolve_corpus
 
@@ -57,10 +58,13 @@ def model_corpus(ws, data_ref: str, mref, options: dict | None = None, *, prefer
     if context is not None and seq_len is not None and seq_len > context:  # before anything is tokenized
         raise IfguideError(f"--seq-len {seq_len} is longer than the {context}-token context of model {mref.ref!r}",
                            hint=f"pass --seq-len {context} or less", exit_code=2)
-    art, reused = resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, barrier=barrier, prefer=prefer,
-                                 max_seq_len=context, **options)
+    result = resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, barrier=barrier, prefer=prefer,
+                            max_seq_len=context, lookup=lookup, **options)
+    if result is None:
+        return None
+    art = result.artifact
     rows = art.config.get("seq_len")
     if context is not None and rows is not None and rows > context:
         raise IfguideError(f"dataset {art.id} has rows of {rows} tokens, longer than the {context}-token context of "
                            f"model {mref.ref!r}", hint=f"pass --seq-len {context} or less (with the source data)", exit_code=2)
-    return art, reused
+    return result

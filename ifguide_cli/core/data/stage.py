@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core.config import flag_of
 from ifguide_cli.core.data.heldout import split_heldout
@@ -29,8 +30,12 @@ from ifguide_cli.core.data.layout import (
 )
 from ifguide_cli.core.data.sources import Source, dataset_identity, is_packaged, is_token_subset, iter_documents, reference_subset
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.progress import NULL, Reporter
+from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage, stored
 from ifguide_cli.core.store.artifact_files import CORPUS_FILE
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import BuildContext, Workspace
 
 ROWS_FILE = "rows.safetensors"  # datasets: the rows' source map (+ labels)
 TEXTS_FILE = "texts.bin"  # datasets: the rows' text, UTF-8, addressed by the map's text_start/text_end
@@ -76,6 +81,16 @@ def load_corpus(art) -> TokenizedCorpus:
     labels = row_labels(art)
     return TokenizedCorpus(t["input_ids"].long(), t["attention_mask"].long(), None if planted is None else planted.bool(),
                            None if labels is None else torch.from_numpy(labels))
+
+
+def corpus_shape(art) -> tuple[int, int]:
+    """(rows, seq_len) of a `datasets` artifact's tokens, read from the file's header (nothing is loaded)."""
+    from safetensors import safe_open
+
+    _check_kind(art)
+    with safe_open(str(art.file(CORPUS_FILE)), "np") as fh:
+        rows, seq_len = fh.get_slice("input_ids").get_shape()
+    return int(rows), int(seq_len)
 
 
 def _rows_columns(art, required: bool = True) -> dict | None:
@@ -210,6 +225,111 @@ def _corpus_tokenizer(workspace, mref, asked: str | None) -> _Tokenizer:
     return _Tokenizer(mref.tokenizer, tokenizer_fingerprint(mref.tokenizer), [], lambda: load_tokenizer(mref))
 
 
+@dataclass(frozen=True)
+class DatasetRefs:
+    """What the data stage is given: DATA as a source (registry name, reference subset, local path, hub id), the model
+    whose tokenizer it is tokenized with (None when `config.tokenizer` names one), the `CorpusConfig` as asked (the
+    source's defaults under the options given) and the model's context (a row length fitted to the data stays under it)."""
+
+    data: str
+    model: Any  # models.ModelRef | None
+    config: CorpusConfig
+    max_seq_len: int | None = None
+
+
+@dataclass
+class DatasetInputs:
+    """The source, its tokenizer and the `CorpusConfig` as decided (what `config` left open is chosen from the first
+    documents, see `plan_layout`; `rule` says why, None when nothing was left open)."""
+
+    data: str
+    identity: dict[str, Any]  # the source's identity (file hash, registry entry, hub id, …)
+    tokenizer: _Tokenizer
+    config: CorpusConfig
+    rule: str | None = None
+    source: Source | None = None  # None: a reference subset of pre-tokenized chunks (see `chunks`)
+
+    @cached_property
+    def loaded_tokenizer(self):
+        return self.tokenizer.load()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetKey(ArtifactKey):
+    """A corpus's whole recipe: the source, the tokenizer (name and fingerprint) and the `CorpusConfig` as decided."""
+
+    kind: ClassVar[str] = "datasets"
+    data: dict[str, Any]
+    tokenizer_sha256: str | None
+    layout: str | None
+    seq_len: int | None
+    overflow: str | None
+    text_field: str
+    label_field: str | None
+    max_examples: int | None
+    split: str | None
+    tokenizer: str | None
+    heldout: float | None = None  # recorded only when given, so datasets without a held-out split keep their ids
+
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        if self.heldout is None:
+            del out["heldout"]
+        return out
+
+
+class DatasetStage(Stage[DatasetRefs, DatasetInputs, CorpusConfig, dict[str, Any]]):
+    """The data stage: a source tokenized once, in one layout, with each row's source map (a `datasets` artifact).
+
+    The `CorpusConfig` is decided from the data (`DatasetInputs.config`), so `run_stage` is given that one."""
+
+    kind = "datasets"
+
+    def __init__(self, reporter: Reporter = NULL):
+        self.reporter = reporter
+
+    def inputs(self, ws: Workspace, refs: DatasetRefs) -> DatasetInputs:
+        tok = _corpus_tokenizer(ws, refs.model, refs.config.tokenizer)
+        if is_token_subset(refs.data):
+            from ifguide_cli.core.data.chunks import chunk_config
+            from ifguide_cli.core.paper import subsets
+
+            return DatasetInputs(refs.data, subsets.identity(refs.data), tok,
+                                 chunk_config(refs.data, refs.config, tok.name, refs.max_seq_len))
+        source = Source(refs.data, refs.config.split)
+        inputs = DatasetInputs(refs.data, source.identity, tok, refs.config, source=source)
+        planned, inputs.rule = plan_layout(refs.config, lambda: sample_lengths(
+            iter_documents(source, refs.config.text_field), inputs.loaded_tokenizer, what=source.file), refs.max_seq_len)
+        inputs.config = planned.replace(tokenizer=tok.name)
+        return inputs
+
+    def key(self, inputs: DatasetInputs, config: CorpusConfig) -> DatasetKey:
+        return DatasetKey(parents=tuple(inputs.tokenizer.parents), data=inputs.identity,
+                          tokenizer_sha256=inputs.tokenizer.fingerprint, **config.to_dict())
+
+    def describe(self, inputs: DatasetInputs, config: CorpusConfig) -> str:
+        verb = "read chunks of" if inputs.source is None else "tokenize"
+        return f"{verb} {inputs.data}"
+
+    def build(self, ctx: BuildContext, inputs: DatasetInputs, config: CorpusConfig) -> dict[str, Any]:
+        if inputs.source is None:
+            from ifguide_cli.core.data.chunks import build_chunks
+
+            return build_chunks(ctx.staging, inputs.data, config, inputs.loaded_tokenizer, self.reporter)
+        source = inputs.source
+        docs, held = iter_documents(source, config.text_field, config.label_field), {}
+        if config.heldout is not None:
+            docs, held = split_heldout(lambda: iter_documents(source, config.text_field, config.label_field),
+                                       config.heldout, ctx.staging, config.label_field)
+        with open(ctx.staging / TEXTS_FILE, "wb") as sink:
+            corpus = tokenize_corpus(docs, inputs.loaded_tokenizer, config, self.reporter, text_sink=sink, what=source.file)
+        save_corpus(corpus, ctx.staging)
+        summary = {**corpus_summary(corpus, config, source, inputs.rule), **held}
+        if not is_packaged(inputs.data):  # the packaged sets are cut to 64 tokens by design
+            _note_build(summary, inputs.data)
+        return summary
+
+
 def _recorded(art, key: str) -> Any:
     """A layout option as the artifact records it (datasets from before `layout` recorded `packing`)."""
     if key == "layout" and "layout" not in art.config and "packing" in art.config:
@@ -259,36 +379,43 @@ def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, 
 
 
 def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *, reporter=NULL, force: bool = False,
-                   barrier=lambda: None, prefer=None, max_seq_len: int | None = None, **asked):
+                   barrier=lambda: None, prefer=None, max_seq_len: int | None = None, lookup: bool = False,
+                   **asked) -> Result[dict[str, Any]] | None:
     """The `datasets` artifact for DATA: the one it names, else `prefer` when built from DATA, else the source
-    tokenized for the model (built once). Returns (artifact, reused).
+    tokenized for the model (the data stage, built once).
 
     `asked`: the `CorpusConfig` options given (layout, overflow, text_field, label_field, max_examples, split,
     tokenizer; None = not given). `prefer` (a dataset artifact, e.g. the one a checkpoint was trained on) is
     reused when DATA is its source — an option contradicting it is an error naming both values. `max_seq_len`
     (the model's context) caps a row length fitted to the data. `mref` may be None when `tokenizer` is given.
-    Under torchrun rank 0 builds and calls `barrier()` after; the other ranks call `barrier()` first, then
-    find it stored.
+    `lookup`: only find a stored dataset (None when it would be built). Under torchrun rank 0 builds and calls
+    `barrier()` after; the other ranks call `barrier()` first, then find it stored.
     """
     from ifguide_cli.core.dist import is_main_process
 
     art = existing_corpus(workspace, data_ref, mref, seq_len, **asked)
     if art is not None:
-        return art, True
+        return Result(art, True)
     if prefer is not None and prefer.config.get("data") == dataset_identity(data_ref, asked.get("split")):
         _check_reuse(workspace, prefer, mref, {"seq_len": seq_len, **asked},
                      hint=f"{data_ref} is laid out as dataset {prefer.id} for this model (it was trained or fit on it): "
                           f"leave the option out to reuse it, or pass --data {prefer.id}")
-        return prefer, True
-    stored = stored_layout(workspace, data_ref, _corpus_tokenizer(workspace, mref, asked.get("tokenizer")),
-                           {"seq_len": seq_len, **asked})
-    if stored is not None:
-        return stored, True
+        return Result(prefer, True)
+    laid_out = stored_layout(workspace, data_ref, _corpus_tokenizer(workspace, mref, asked.get("tokenizer")),
+                             {"seq_len": seq_len, **asked})
+    if laid_out is not None:
+        return Result(laid_out, True)
+    config = default_corpus_config(data_ref, seq_len=seq_len, **asked)
+    if lookup:
+        stage = DatasetStage()
+        inputs = stage.inputs(workspace, DatasetRefs(data_ref, mref, config, max_seq_len))
+        found = stored(workspace, stage.key(inputs, inputs.config))
+        return Result(found, True) if found is not None else None
     main = is_main_process()
     if not main:
         barrier()
-    result = corpus_artifact(workspace, data_ref, mref, default_corpus_config(data_ref, seq_len=seq_len, **asked),
-                             reporter=reporter if main else NULL, force=force and main, max_seq_len=max_seq_len)
+    result = corpus_artifact(workspace, data_ref, mref, config, reporter=reporter if main else NULL, force=force and main,
+                             max_seq_len=max_seq_len)
     if main:
         barrier()
     return result
@@ -318,45 +445,16 @@ def stored_layout(workspace, data_ref: str, tok: _Tokenizer, asked: dict):
 
 
 def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, reporter=NULL, force: bool = False,
-                    max_seq_len: int | None = None):
-    """The tokenized corpus for (dataset, tokenizer, layout), built once and reused. Returns (artifact, reused).
+                    max_seq_len: int | None = None) -> Result[dict[str, Any]]:
+    """The tokenized corpus for (dataset, tokenizer, layout), built once and reused (the data stage).
 
     What `config` leaves open (layout, seq_len) is decided from the first documents (see `plan_layout`);
     the decision and its reason are recorded in the summary and shown as a note when the artifact is built.
     A reference subset of pre-tokenized chunks is stored as its chunks (see `chunks`).
     """
-    tok = _corpus_tokenizer(workspace, mref, config.tokenizer)
-    if is_token_subset(data_ref):
-        from ifguide_cli.core.data.chunks import chunk_corpus_artifact
-
-        return chunk_corpus_artifact(workspace, data_ref, config, tok, reporter=reporter, force=force, max_seq_len=max_seq_len)
-    source = Source(data_ref, config.split)
-    loaded: list = []
-
-    def tokenizer():
-        if not loaded:
-            loaded.append(tok.load())
-        return loaded[0]
-
-    planned, rule = plan_layout(
-        config, lambda: sample_lengths(iter_documents(source, config.text_field), tokenizer(), what=source.file), max_seq_len)
-    planned = planned.replace(tokenizer=tok.name)
-    stage_config = {"data": source.identity, "tokenizer_sha256": tok.fingerprint, **planned.to_dict()}
-
-    def build(ctx):
-        docs, held = iter_documents(source, planned.text_field, planned.label_field), {}
-        if planned.heldout is not None:
-            docs, held = split_heldout(lambda: iter_documents(source, planned.text_field, planned.label_field),
-                                       planned.heldout, ctx.staging, planned.label_field)
-        with open(ctx.staging / TEXTS_FILE, "wb") as sink:
-            corpus = tokenize_corpus(docs, tokenizer(), planned, reporter, text_sink=sink, what=source.file)
-        save_corpus(corpus, ctx.staging)
-        summary = {**corpus_summary(corpus, planned, source, rule), **held}
-        if not is_packaged(data_ref):  # the packaged sets are cut to 64 tokens by design
-            _note_build(summary, data_ref)
-        return summary
-
-    return workspace.create("datasets", stage_config, tok.parents, build, force=force)
+    stage = DatasetStage(reporter)
+    inputs = stage.inputs(workspace, DatasetRefs(data_ref, mref, config, max_seq_len))
+    return run_stage(workspace, stage, inputs, inputs.config, force=force)
 
 
 def corpus_summary(corpus: TokenizedCorpus, config: CorpusConfig, source: Source, rule: str | None) -> dict:

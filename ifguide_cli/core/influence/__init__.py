@@ -46,7 +46,7 @@ from ifguide_cli.core.influence.queries import (
     tokenize_queries,
 )
 from ifguide_cli.core.influence.scores import compute_scores, two_run_reference
-from ifguide_cli.core.influence.staging import StageResult
+from ifguide_cli.core.influence.staging import influence_device
 from ifguide_cli.core.influence.task import FISHER_SEED, make_task, sample_labels
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
     "QueryRows",
     "QuerySet",
     "ScoresConfig",
-    "StageResult",
     "align_to_labels",
     "build_query_rows",
     "builtin_families",
@@ -70,6 +69,7 @@ __all__ = [
     "factors_dir_of",
     "find_family",
     "fit_factors",
+    "influence_device",
     "influence_precision",
     "join_query",
     "load_families",

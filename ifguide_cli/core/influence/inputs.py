@@ -86,7 +86,7 @@ def resolve_dataset(ws, data_ref: str, mref, options: dict, dinfo: dist.DistInfo
     from ifguide_cli.core.models import model_context
 
     return model_corpus(ws, data_ref, mref, options, prefer=prefer, reporter=reporter if dinfo.main else NULL,
-                        barrier=dist.barrier, context=model_context(mref))[0]
+                        barrier=dist.barrier, context=model_context(mref)).artifact
 
 
 def factors_dir_of(art: Artifact) -> Path:

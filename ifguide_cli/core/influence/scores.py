@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core import dist, notes
 from ifguide_cli.core.data.rows import CorpusRows
@@ -41,78 +41,158 @@ from ifguide_cli.core.influence.queries import QuerySet, build_query_rows, load_
 from ifguide_cli.core.influence.staging import (
     KRON_DIR,
     RUN_FILE,
-    StageResult,
     atomic_save,
     check_split,
     drop_half_written,
+    influence_device,
     prepare_staging,
 )
 from ifguide_cli.core.influence.subset import ROWS_KEY, RowSubset, scored_rows
 from ifguide_cli.core.influence.summary import score_summary
-from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.progress import NULL, Reporter
+from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
 from ifguide_cli.core.store.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
 
 if TYPE_CHECKING:
-    from ifguide_cli.core.store.workspace import Artifact
+    from ifguide_cli.core.store.workspace import Artifact, BuildContext, Workspace
 
 ALIGNMENT = "scores[i, t] = influence of the loss predicting token t (labels before the shift); column 0 and padding are 0"
 BF16_FACTORS_NOTE = ("note: these factors were fit in bf16, which costs accuracy (scores ≈0.98 Spearman with fp32 on the "
                      "tiny test); fit the factors in fp32 and score in bf16 for the closest agreement")
 
 
+@dataclass(frozen=True)
+class ScoresRefs:
+    """What `ifguide scores` is given: the factors, the query sets (no safe set: toxic influence only), the rows to
+    score (default: the factors' dataset) with their `CorpusConfig` options, the model to check the factors
+    against, and the settings that decide how they resolve (device, precision, queries kept, rows scored)."""
+
+    factors: str
+    toxic: str
+    safe: str | None
+    config: ScoresConfig
+    data: str | None = None
+    corpus: dict[str, Any] | None = None
+    model: str | None = None
+
+
 @dataclass
-class _ScoreJob:
+class ScoresInputs:
     """Everything the scoring pass needs, resolved and checked before any work starts."""
 
-    cfg: ScoresConfig
+    factors: Artifact
+    factors_dir: Path
     dinfo: dist.DistInfo
     precision: str
-    factors_dir: Path
-    strategy: str
-    corpus: Any
+    mref: Any  # models.ModelRef: the model the factors were fit on
+    dataset: Artifact
+    shape: tuple[int, int]  # the dataset's rows × seq_len
     toxic: QuerySet
     safe: QuerySet | None
     queries: Any  # QueryRows
-    batch_size: int
+    model: Any
+    modules: list[str]
+    fingerprint: str
     subset: RowSubset | None = None  # the rows scored (None: all)
 
     @property
-    def damping_label(self):
-        return "auto" if self.cfg.damping is None else self.cfg.damping
+    def strategy(self) -> str:
+        return self.factors.config["strategy"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoresKey(ArtifactKey):
+    """What identifies scores: everything that decides them (not how the work was split)."""
+
+    kind: ClassVar[str] = "scores"
+    rows: dict[str, Any] | None = None  # recorded only when part of the data is scored
+    factors: str
+    dataset: str
+    model: dict[str, Any]
+    model_fingerprint: str
+    strategy: str
+    toxic_queries: dict[str, Any]
+    safe_queries: dict[str, Any] | None
+    weights: str
+    max_queries: int | None
+    query_seed: int
+    query_low_rank: int | None
+    damping: float | str
+    precision: str
+    factors_precision: str | None
+    per_module: bool
+    measurement: str = "summed CE over continuation tokens"
+    alignment: str = ALIGNMENT
+
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        if self.rows is None:
+            del out["rows"]
+        return out
+
+
+def damping_label(cfg: ScoresConfig) -> float | str:
+    return "auto" if cfg.damping is None else cfg.damping
+
+
+class ScoresStage(Stage[ScoresRefs, ScoresInputs, ScoresConfig, dict[str, Any]]):
+    """`ifguide scores`: token-wise differential influence of the training rows (a `scores` artifact)."""
+
+    kind = "scores"
+
+    def __init__(self, reporter: Reporter = NULL, debug: bool = False):
+        self.reporter, self.debug = reporter, debug
+
+    def inputs(self, ws: Workspace, refs: ScoresRefs) -> ScoresInputs:
+        cfg = refs.config
+        kron_compat.check_version()
+        cfg.check_differential(refs.safe is not None)
+        fart = ws.resolve(refs.factors, "factors")
+        factors_dir = factors_dir_of(fart)
+        dinfo = dist.setup(cfg.device)
+        precision = influence_precision(cfg.precision, dinfo.device)
+        mref = _scoring_model(ws, fart, refs.model)
+        dataset, shape = _scoring_rows(ws, fart, mref, refs.data, refs.corpus or {}, dinfo, self.reporter)
+        subset = scored_rows(cfg.max_rows, cfg.rows_file, shape[0])
+        check_split(shape[0] if subset is None else len(subset), cfg.partitions, dinfo)
+        toxic, safe, queries = _load_queries(mref, refs.toxic, refs.safe, shape[1], cfg, dinfo)
+        check_bf16_damping(factors_dir, fart.config["strategy"], precision, cfg.damping)
+        model, modules, fingerprint = _fitted_model(ws, fart, mref)
+        return ScoresInputs(fart, factors_dir, dinfo, precision, mref, dataset, shape, toxic, safe, queries, model, modules,
+                            fingerprint, subset)
+
+    def key(self, inputs: ScoresInputs, config: ScoresConfig) -> ScoresKey:
+        fart, safe = inputs.factors, inputs.safe
+        return ScoresKey(
+            parents=(fart.id, inputs.dataset.id), rows=None if inputs.subset is None else inputs.subset.how,
+            factors=fart.id, dataset=inputs.dataset.id, model=inputs.mref.identity(), model_fingerprint=inputs.fingerprint,
+            strategy=inputs.strategy, toxic_queries=inputs.toxic.describe(), safe_queries=safe.describe() if safe else None,
+            weights="toxic +1/N_tox, safe -1/N_safe" if safe else "toxic +1/N_tox", max_queries=config.max_queries,
+            query_seed=config.query_seed, query_low_rank=config.query_low_rank, damping=damping_label(config),
+            precision=inputs.precision, factors_precision=fart.config.get("precision"), per_module=config.per_module)
+
+    def describe(self, inputs: ScoresInputs, config: ScoresConfig) -> str:
+        does = "toxic − safe queries" if inputs.safe is not None else "toxic queries only"
+        return f"score every training token ({does})"
+
+    def build(self, ctx: BuildContext, inputs: ScoresInputs, config: ScoresConfig) -> dict[str, Any]:
+        engine = InfluenceEngine(inputs.model, inputs.modules, inputs.dinfo, inputs.precision, debug=self.debug)
+        return _score(ctx, inputs, config, engine, self.reporter)
 
 
 def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, cfg: ScoresConfig, *,
                    data_ref: str | None = None, corpus: dict | None = None, model_ref: str | None = None, reporter=NULL,
-                   force: bool = False, name: str | None = None, debug: bool = False) -> StageResult:
+                   force: bool = False, name: str | None = None, debug: bool = False) -> Result[dict[str, Any]]:
     """Token-wise differential influence of the training rows (a `scores` artifact).
 
     `corpus`: the `CorpusConfig` options of `data_ref` (a source is tokenized like the factors' dataset, which
     is reused when it is that source's). `cfg.max_rows` / `cfg.rows_file` score part of the rows (see `subset`).
     """
-    kron_compat.check_version()
-    cfg.check_differential(safe_ref is not None)
-    fart = ws.resolve(factors_ref, "factors")
-    factors_dir = factors_dir_of(fart)
-    dinfo = dist.setup(cfg.device)
-    precision = influence_precision(cfg.precision, dinfo.device)
-    mref = _scoring_model(ws, fart, model_ref)
-    dataset, rows = _scoring_rows(ws, fart, mref, data_ref, corpus or {}, dinfo, reporter)
-    subset = scored_rows(cfg.max_rows, cfg.rows_file, rows.shape[0])
-    check_split(rows.shape[0] if subset is None else len(subset), cfg.partitions, dinfo)
-    toxic, safe, queries = _load_queries(mref, toxic_ref, safe_ref, rows.shape[1], cfg, dinfo)
-    check_bf16_damping(factors_dir, fart.config["strategy"], precision, cfg.damping)
-    model, modules, fingerprint = _fitted_model(ws, fart, mref)
-    job = _ScoreJob(cfg, dinfo, precision, factors_dir, fart.config["strategy"], rows, toxic, safe, queries,
-                    cfg.batch_size or default_batch_size(rows.shape[1]), subset)
-    config = _identity(job, fart, dataset, mref, fingerprint)
-    engine = InfluenceEngine(model, modules, dinfo, precision, debug=debug)
-    if dinfo.main and fart.config.get("precision") == "bf16":
+    stage = ScoresStage(reporter, debug)
+    inputs = stage.inputs(ws, ScoresRefs(factors_ref, toxic_ref, safe_ref, cfg, data_ref, corpus, model_ref))
+    if inputs.dinfo.main and inputs.factors.config.get("precision") == "bf16":
         notes.warn(BF16_FACTORS_NOTE)
-    device = dist.device_label(dinfo.device, dinfo.world)
-    art, reused = ws.create("scores", config, [fart.id, dataset.id], lambda ctx: _score(ctx, job, engine, reporter),
-                            name=name, force=force, device=device)
-    return StageResult(art, reused, {"dataset": dataset.id, "factors": fart.id, "batch_size": job.batch_size,
-                                     "partitions": cfg.partitions, "device": device})
+    return run_stage(ws, stage, inputs, cfg, name=name, force=force, device=influence_device(cfg.device))
 
 
 # ---- resolving and checking the inputs -------------------------------------------------------
@@ -135,8 +215,9 @@ def _scoring_model(ws, fart: Artifact, model_ref: str | None):
 
 
 def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, corpus: dict, dinfo, reporter):
-    """The rows to score: the factors' dataset, or another one with the same tokenizer and row length."""
-    from ifguide_cli.core.data import is_source_ref, load_corpus
+    """The rows to score (and their rows × seq_len): the factors' dataset, or another one with the same tokenizer and
+    row length."""
+    from ifguide_cli.core.data import corpus_shape, is_source_ref
 
     fconf = fart.config
     fit_set = ws.by_id(fconf["dataset"])
@@ -152,13 +233,13 @@ def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, corpus: dict, 
         if dataset.config.get("tokenizer") != fconf.get("tokenizer", mref.tokenizer):
             raise IfguideError(f"dataset {dataset.id} was tokenized with {dataset.config.get('tokenizer')!r}, the factors' model "
                                f"uses {fconf.get('tokenizer')!r}", exit_code=2)
-    corpus = load_corpus(dataset)
-    if corpus.shape[1] != fconf.get("seq_len"):
-        raise IfguideError(f"dataset {dataset.id} has rows of {corpus.shape[1]} tokens but factors {fart.id} were fit on rows "
+    shape = corpus_shape(dataset)
+    if shape[1] != fconf.get("seq_len"):
+        raise IfguideError(f"dataset {dataset.id} has rows of {shape[1]} tokens but factors {fart.id} were fit on rows "
                            f"of {fconf.get('seq_len')} tokens (dataset {fconf.get('dataset')})",
                            hint="score data tokenized like the factors' fit set (same --seq-len), or refit the factors on it",
                            exit_code=2)
-    return dataset, corpus
+    return dataset, shape
 
 
 def _load_queries(mref, toxic_ref: str, safe_ref: str | None, seq_len: int, cfg: ScoresConfig, dinfo):
@@ -185,61 +266,51 @@ def _fitted_model(ws, fart: Artifact, mref):
     return model, modules, fingerprint
 
 
-def _identity(job: _ScoreJob, fart: Artifact, dataset, mref, fingerprint: str) -> dict:
-    """The scores artifact's config: everything that decides the scores (not how the work was split)."""
-    cfg, safe = job.cfg, job.safe
-    partial = {} if job.subset is None else {"rows": job.subset.how}  # recorded only when part of the data is scored
-    return {
-        **partial,
-        "factors": fart.id, "dataset": dataset.id, "model": mref.identity(), "model_fingerprint": fingerprint,
-        "strategy": job.strategy, "toxic_queries": job.toxic.describe(), "safe_queries": safe.describe() if safe else None,
-        "weights": "toxic +1/N_tox, safe -1/N_safe" if safe else "toxic +1/N_tox",
-        "max_queries": cfg.max_queries, "query_seed": cfg.query_seed, "query_low_rank": cfg.query_low_rank,
-        "damping": job.damping_label, "precision": job.precision, "factors_precision": fart.config.get("precision"),
-        "per_module": cfg.per_module, "measurement": "summed CE over continuation tokens", "alignment": ALIGNMENT,
-    }
-
-
 # ---- the build: run (or resume), save, summarise ---------------------------------------------
-def _score(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> dict:
+def _score(ctx: BuildContext, inputs: ScoresInputs, cfg: ScoresConfig, engine: InfluenceEngine, reporter) -> dict:
     """The build step: scores.safetensors in the staging folder (resumed if a run was killed), and its summary."""
     from safetensors.torch import load_file
 
+    from ifguide_cli.core.data import load_corpus
+
+    corpus, batch_size = load_corpus(inputs.dataset), cfg.batch_size or default_batch_size(inputs.shape[1])
     out_file, module_file = ctx.staging / SCORES_FILE, ctx.staging / MODULE_SCORES_FILE
-    drop_half_written([out_file, module_file], job.dinfo)  # a result file a killed run left is recomputed
+    drop_half_written([out_file, module_file], inputs.dinfo)  # a result file a killed run left is recomputed
     elapsed = 0.0
-    if not (out_file.exists() and (not job.cfg.per_module or module_file.exists())):
-        elapsed = _run(ctx, job, engine, reporter)
-    if not job.dinfo.main:
+    if not (out_file.exists() and (not cfg.per_module or module_file.exists())):
+        elapsed = _run(ctx, inputs, cfg, corpus, batch_size, engine, reporter)
+    if not inputs.dinfo.main:
         return {}
-    rows = None if job.subset is None else job.subset.indices
-    summary = score_summary(load_file(str(out_file))["scores"], job.corpus, job.toxic, job.safe, elapsed, job.dinfo.world,
-                            rows=rows)
-    summary.update({"damping": job.damping_label, "precision": job.precision, "strategy": job.strategy,
-                    "batch_size": job.batch_size, "partitions": job.cfg.partitions})
-    heuristic = heuristic_damping(job.factors_dir, job.strategy) if job.cfg.damping is None else None
+    rows = None if inputs.subset is None else inputs.subset.indices
+    summary = score_summary(load_file(str(out_file))["scores"], corpus, inputs.toxic, inputs.safe, elapsed,
+                            inputs.dinfo.world, rows=rows)
+    summary.update({"damping": damping_label(cfg), "precision": inputs.precision, "strategy": inputs.strategy,
+                    "batch_size": batch_size, "partitions": cfg.partitions})
+    heuristic = heuristic_damping(inputs.factors_dir, inputs.strategy) if cfg.damping is None else None
     if heuristic:
         summary["damping_heuristic_min"] = min(heuristic.values())
         summary["damping_heuristic_max"] = max(heuristic.values())
     return summary
 
 
-def _run(ctx, job: _ScoreJob, engine: InfluenceEngine, reporter) -> float:
+def _run(ctx: BuildContext, inputs: ScoresInputs, cfg: ScoresConfig, corpus, batch_size: int, engine: InfluenceEngine,
+         reporter) -> float:
     """kronfluence's pass over the training rows (resuming finished partitions); rank 0 saves. Returns seconds."""
-    cfg, dinfo = job.cfg, job.dinfo
+    dinfo = inputs.dinfo
     note = prepare_staging(ctx.staging, {"partitions": cfg.partitions}, dinfo, ctx.staging / KRON_DIR)
     if note:
         notes.warn(note)
-    rows = None if job.subset is None else job.subset.indices
-    train = CorpusRows(job.corpus.input_ids, job.corpus.attention_mask, rows=rows, with_index=True)
+    rows = None if inputs.subset is None else inputs.subset.indices
+    train = CorpusRows(corpus.input_ids, corpus.attention_mask, rows=rows, with_index=True)
     start = time.perf_counter()
     with ctx.timed("scores"):
-        raw = engine.scores(ctx.staging, job.factors_dir, train, job.queries, damping=cfg.damping, per_module=cfg.per_module,
-                            batch_size=job.batch_size, query_batch_size=cfg.query_batch_size, partitions=cfg.partitions,
-                            query_low_rank=cfg.query_low_rank, reporter=reporter if dinfo.main else NULL)
+        raw = engine.scores(ctx.staging, inputs.factors_dir, train, inputs.queries, damping=cfg.damping,
+                            per_module=cfg.per_module, batch_size=batch_size, query_batch_size=cfg.query_batch_size,
+                            partitions=cfg.partitions, query_low_rank=cfg.query_low_rank,
+                            reporter=reporter if dinfo.main else NULL)
     elapsed = time.perf_counter() - start
     if dinfo.main:
-        _save(ctx.staging, raw, cfg.per_module, job.corpus.shape[0], rows)
+        _save(ctx.staging, raw, cfg.per_module, corpus.shape[0], rows)
     dist.barrier()
     return elapsed
 

@@ -1,4 +1,4 @@
-"""Resumable stages: partitions, a killed run's leftovers, and what a stage hands back.
+"""Resumable stages: partitions and a killed run's leftovers.
 
 kronfluence writes one file per finished data partition into the artifact's staging folder and skips
 the ones that exist, so a killed run resumes from its finished partitions. A file half-written by a
@@ -11,27 +11,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ifguide_cli.core import dist
 from ifguide_cli.core.errors import IfguideError
-
-if TYPE_CHECKING:
-    from ifguide_cli.core.store.workspace import Artifact
 
 KRON_DIR = "kronfluence"  # kronfluence's analysis folder inside an artifact
 RUN_FILE = ".run.json"  # execution parameters of a partial run in the staging folder
 
 
-@dataclass
-class StageResult:
-    """A finished (or reused) stage: its artifact and what the CLI shows besides it (dataset, device …)."""
-
-    artifact: Artifact
-    reused: bool
-    info: dict = field(default_factory=dict)
+def influence_device(preference: str | None) -> str:
+    """The device a factors or scores run with `--device preference` uses, as manifests and the CLI name it."""
+    return dist.device_label(dist.resolve_device(preference))
 
 
 def check_split(rows: int, partitions: int, dinfo: dist.DistInfo, what: str = "training rows") -> None:

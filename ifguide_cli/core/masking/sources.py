@@ -39,7 +39,7 @@ def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | 
 
     options = corpus_options(corpus)
     if model is not None:
-        return model_corpus(ws, data_ref, resolve_model(model, ws), options, reporter=reporter)[0]
+        return model_corpus(ws, data_ref, resolve_model(model, ws), options, reporter=reporter).artifact
     mref = None
     if options.get("tokenizer") is None and is_source_ref(data_ref):
         if not is_packaged(data_ref):
@@ -48,7 +48,7 @@ def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | 
                                exit_code=2)
         mref = resolve_model("tiny", ws)
     seq_len = options.pop("seq_len", None)
-    return resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, **options)[0]
+    return resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, **options).artifact
 
 
 def _classifier_spec(ws, config: ClassifierMaskConfig):

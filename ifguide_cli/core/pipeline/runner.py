@@ -138,8 +138,11 @@ class _Run:
         options = dict(self.configs.corpus)
         seq_len = options.pop("seq_len", None)
         mref = resolve_model(self.spec.baseline.checkpoint or self.spec.model, self.ws)
-        return self.stage("data", lambda: resolve_corpus(self.ws, self.spec.data, mref, seq_len, barrier=barrier,
-                                                         **self.common, **options))
+        def fn():
+            res = resolve_corpus(self.ws, self.spec.data, mref, seq_len, barrier=barrier, **self.common, **options)
+            return res.artifact, res.reused
+
+        return self.stage("data", fn)
 
     def train(self, name: str, mode: str, model_ref: str, values: dict, data, mask_ref: str | None = None):
         from ifguide_cli.core.training import run_training

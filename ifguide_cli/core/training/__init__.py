@@ -5,7 +5,7 @@ this package adds only what IF-Guide needs:
 
 - ``config``: the typed configuration (`TrainConfig`, `RunOptions`, `SetupOptions`), the per-model
   profiles and their precedence (profile < ``--config`` file < options);
-- ``stage``: `run_training`, which resolves model, corpus and mask and builds (or reuses) the checkpoint;
+- ``stage``: `TrainStage` / `run_training`, which resolve model, corpus and mask and build (or reuse) the checkpoint;
 - ``checkpoint``: the build itself (resume state, Trainer arguments, finalize), imported only when training;
 - ``trainer``: `PenaltyTrainer` and its callbacks (imports transformers; imported only when training);
 - ``metrics``: the checkpoint's figures (`token_nll`). The objective itself is ``core/objective.py``.
@@ -14,7 +14,7 @@ This module imports only the light parts, so the CLI can build its options from 
 """
 
 from ifguide_cli.core.training.config import PROFILES, RunOptions, SetupOptions, TrainConfig, batch_layout, resolve_config
-from ifguide_cli.core.training.stage import TrainResult, run_training
+from ifguide_cli.core.training.stage import TrainStage, run_training
 
-__all__ = ["PROFILES", "RunOptions", "SetupOptions", "TrainConfig", "TrainResult", "batch_layout", "resolve_config",
+__all__ = ["PROFILES", "RunOptions", "SetupOptions", "TrainConfig", "TrainStage", "batch_layout", "resolve_config",
            "run_training"]

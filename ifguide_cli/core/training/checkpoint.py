@@ -89,16 +89,17 @@ class TrainingData:
     probe_rows: list[int]  # the training split before --suppression drop: where the masked tokens are probed
 
 
-def build_checkpoint(ctx, plan) -> dict:
-    """Train (or resume) `plan` into `ctx.staging`; the summary for the manifest (rank 0; {} elsewhere)."""
-    return CheckpointBuild(ctx, plan).run()
+def build_checkpoint(ctx, plan, config: dict) -> dict:
+    """Train (or resume) `plan` (the stage's `TrainInputs`) into `ctx.staging`; the summary for the manifest (rank 0;
+    {} elsewhere). `config`: the artifact's config, kept in metrics.json beside the summary."""
+    return CheckpointBuild(ctx, plan, config).run()
 
 
 class CheckpointBuild:
     """One build of a checkpoint artifact in its staging folder."""
 
-    def __init__(self, ctx, plan):
-        self.ctx, self.plan = ctx, plan
+    def __init__(self, ctx, plan, config: dict):
+        self.ctx, self.plan, self.config = ctx, plan, config
         self.tc: TrainConfig = plan.train
         self.staging = Staging(ctx.staging)
         rank, self.world = rank_and_world()
@@ -247,7 +248,7 @@ class CheckpointBuild:
                                     self.plan.run.probe_docs, layout.precision, layout.micro)
         summary = self.summary(trainer.state.global_step, resume.step, training_loss, elapsed, metrics, layout)
         summary.update(chosen_checkpoint(trainer.state, self.tc.best_checkpoint))
-        self.staging.metrics.write_text(json.dumps({"summary": summary, "config": self.plan.config}, indent=2, default=str))
+        self.staging.metrics.write_text(json.dumps({"summary": summary, "config": self.config}, indent=2, default=str))
         return summary
 
     def summary(self, steps: int, resumed_step: int, training_loss: float, elapsed: float, metrics: dict,

@@ -1,20 +1,24 @@
 """Step 4 of IF-Guide: `ifguide train` / `ifguide finetune` resolve their inputs and build (or reuse) a checkpoint.
 
-This module only decides WHAT to train (model, corpus, mask, configuration, the artifact's identity);
-`checkpoint.py` trains it, and is imported only then (it imports transformers).
+This module only decides WHAT to train (model, corpus, mask, configuration, the artifact's identity: the
+`TrainStage`); `checkpoint.py` trains it, and is imported only then (it imports transformers). The training
+settings are resolved from the options given, the profile and the data, so the stage's `TrainConfig` is part
+of its inputs (`TrainInputs.train`) and `run_stage` is given that one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core import notes
 from ifguide_cli.core.dist import barrier, rank_and_world, resolve_device
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.progress import NULL
+from ifguide_cli.core.progress import NULL, Reporter
+from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
 from ifguide_cli.core.store.artifact_files import MASK_FILE
 from ifguide_cli.core.store.folders import check_output_file
 from ifguide_cli.core.training.config import (
@@ -27,17 +31,11 @@ from ifguide_cli.core.training.config import (
     split_rows,
 )
 
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Artifact, BuildContext, Workspace
+
 FEW_STEPS = 10  # fewer optimizer steps than this (training by epochs) get a note
 MANY_EPOCHS = 10  # --max-steps making more passes over the data than this get a note
-
-
-@dataclass
-class TrainResult:
-    artifact: Any
-    reused: bool
-    config: TrainConfig
-    options: RunOptions
-    info: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,73 +53,177 @@ class DropSelection:
 
 
 @dataclass(frozen=True)
-class TrainPlan:
-    """Everything a checkpoint build needs, resolved (what `checkpoint.build_checkpoint` trains)."""
+class TrainRefs:
+    """What `ifguide train` / `ifguide finetune` are given: the mode, MODEL, DATA, the mask, the options given (field
+    or option names; None = not given; `profile`, `seq_len`, `batch_tokens` and `model_config` may be among them)
+    over the `config_file` YAML, and the `CorpusConfig` options of DATA."""
 
-    mref: Any
-    corpus: Any  # the training corpus (input_ids, attention_mask; docs × seq_len)
-    mask: Any  # bool (docs × seq_len) or None
-    eval_art: Any  # the dataset artifact to evaluate on, or None
+    mode: str  # pretrain | finetune
+    model: str | None
+    data: str
+    mask: str | None = None
+    values: dict[str, Any] | None = None
+    corpus: dict[str, Any] | None = None
+    config_file: str | None = None
+
+
+@dataclass
+class TrainInputs:
+    """Everything a checkpoint build needs, resolved (what `checkpoint.build_checkpoint` trains). The token tensors
+    and the mask are read when first used (`check`, the build), so resolving the inputs stays cheap."""
+
+    mref: Any  # models.ModelRef
+    profile: str
+    dataset: Artifact
+    shape: tuple[int, int]  # the dataset's rows × seq_len
+    mask_art: Artifact | None
+    eval_art: Artifact | None  # the dataset artifact to evaluate on, or None
     train: TrainConfig
     run: RunOptions
-    config: dict  # the artifact's config (its identity)
     validation: str | None = None  # what the eval loss is computed on, in words (the summary names it)
-    drop: DropSelection | None = None  # --suppression drop: the rows left out of training
+    notes: tuple[str, ...] = ()  # what to say before the work (options that change nothing)
     restart: bool = False
     reporter: Any = NULL
+
+    @cached_property
+    def corpus(self):
+        """The training corpus (input_ids, attention_mask; docs × seq_len)."""
+        from ifguide_cli.core.data import load_corpus
+
+        return load_corpus(self.dataset)
+
+    @cached_property
+    def mask(self):
+        """The mask as bool (docs × seq_len), checked to index the dataset's tensor; None without one."""
+        return None if self.mask_art is None else load_mask(self.mask_art, self.dataset, self.shape)
+
+    @cached_property
+    def drop(self) -> DropSelection | None:
+        """--suppression drop: the rows left out of training."""
+        mask = self.mask
+        return drop_selection(self.dataset, mask, self.train) if mask is not None and self.train.suppression == "drop" else None
+
+    def check(self) -> None:
+        """The mask lines up with the data, and the run takes enough optimizer steps (a note when few or very many)."""
+        check_steps(self.shape[0], self.train, self.dataset, self.drop)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointKey(ArtifactKey):
+    """The checkpoint's identity: what was trained from what, with which settings. ``lam`` is recorded as ``lambda``."""
+
+    kind: ClassVar[str] = "checkpoints"
+    mode: str
+    model: dict[str, Any]
+    tokenizer: str
+    family: str | None
+    profile: str
+    dataset: str
+    mask: str | None
+    lam: float | None
+    seed: int
+    eval_dataset: str | None
+    train: dict[str, Any]
+
+    def config(self) -> dict[str, Any]:
+        return {("lambda" if k == "lam" else k): v for k, v in super().config().items()}
+
+
+class TrainStage(Stage[TrainRefs, TrainInputs, TrainConfig, dict[str, Any]]):
+    """`ifguide train` / `ifguide finetune`: a `checkpoints` artifact trained with the penalty objective (Eq. 9).
+
+    `lookup`: only find stored datasets (a dry run): an evaluation dataset that would have to be built makes the
+    inputs unresolvable rather than building it."""
+
+    kind = "checkpoints"
+
+    def __init__(self, reporter: Reporter = NULL, restart: bool = False, lookup: bool = False):
+        self.reporter, self.restart, self.lookup = reporter, restart, lookup
+
+    def inputs(self, ws: Workspace, refs: TrainRefs) -> TrainInputs:
+        from ifguide_cli.core.data import corpus_options, corpus_shape, model_corpus
+        from ifguide_cli.core.models import model_context, trained_dataset
+
+        if refs.mode not in ("pretrain", "finetune"):
+            raise ValueError(refs.mode)
+        file_values = load_config_file(refs.config_file)
+        values = option_values(refs.values)  # checked now: a bad value fails before any work
+        corpus_opts = corpus_options(refs.corpus)
+        setup = {**file_values, **values}
+        check_trainable_dtype(setup)
+        if setup.get("log_file"):
+            check_output_file(setup["log_file"], "--log-file", ws.root)
+        check_lambda_applies(setup)
+
+        mref = training_model(ws, refs.model, refs.mode, refs.data, setup.get("model_config"), corpus_opts.get("tokenizer"))
+        profile = setup.get("profile") or _default_profile(ws, mref, refs.model or "", refs.data)
+        mask_art = ws.resolve(refs.mask, "masks") if refs.mask is not None else None
+        context = model_context(mref)
+        masked_on = ws.by_id(mask_art.config["dataset"]) if mask_art is not None and mask_art.config.get("dataset") else None
+        ds_art = model_corpus(ws, refs.data, mref, {**corpus_opts, "seq_len": setup.get("seq_len")},
+                              prefer=masked_on or trained_dataset(ws, mref), reporter=self.reporter, barrier=barrier,
+                              context=context).artifact
+        shape = corpus_shape(ds_art)
+        if mask_art is not None:
+            check_mask_dataset(ws, mask_art, ds_art)
+        tc, ro = resolve_config(refs.mode, profile, file_values, values, shape[1], packaged_data=_is_packaged(ds_art))
+        tc, idle = _without_idle_knobs(tc, mask_art)
+        eval_art = self._eval_dataset(ws, tc, mref, {"seq_len": shape[1], "layout": ds_art.config.get("layout")}, context)
+        return TrainInputs(mref, profile, ds_art, shape, mask_art, eval_art, tc, ro,
+                           validation=_validation(tc, ds_art, eval_art, shape[0]), notes=idle, restart=self.restart,
+                           reporter=self.reporter)
+
+    def _eval_dataset(self, ws: Workspace, tc: TrainConfig, mref, options: dict, context: int | None):
+        """The `--eval-data` dataset artifact (built once), or None; with `lookup`, only a stored one."""
+        from ifguide_cli.core.data import model_corpus
+
+        if not tc.eval_data:
+            return None
+        found = model_corpus(ws, tc.eval_data, mref, options, reporter=self.reporter, barrier=barrier, context=context,
+                             lookup=self.lookup)
+        if found is None:
+            raise IfguideError(f"the --eval-data dataset {tc.eval_data} is not built yet")
+        return found.artifact
+
+    def key(self, inputs: TrainInputs, config: TrainConfig) -> CheckpointKey:
+        from ifguide_cli.core.models import model_family
+
+        mref, mask_art, eval_art = inputs.mref, inputs.mask_art, inputs.eval_art
+        return CheckpointKey(
+            parents=(*mref.parents, inputs.dataset.id, *([mask_art.id] if mask_art else [])), mode=config.mode,
+            model=mref.identity(), tokenizer=mref.tokenizer,
+            family=mref.family if mref.family is not None else model_family(mref), profile=inputs.profile,
+            dataset=inputs.dataset.id, mask=mask_art.id if mask_art else None,
+            lam=config.lam if mask_art and config.suppression == "penalty" else None, seed=config.seed,
+            eval_dataset=eval_art.id if eval_art else None, train=config.to_dict())
+
+    def describe(self, inputs: TrainInputs, config: TrainConfig) -> str:
+        how = "fine-tune" if config.mode == "finetune" else "train from scratch"
+        mask = f" with mask {inputs.mask_art.id}" if inputs.mask_art is not None else ""
+        return f"{how} {inputs.mref.ref} on dataset {inputs.dataset.id}{mask}"
+
+    def build(self, ctx: BuildContext, inputs: TrainInputs, config: TrainConfig) -> dict[str, Any]:
+        from ifguide_cli.core.training.checkpoint import build_checkpoint
+
+        return build_checkpoint(ctx, inputs, self.key(inputs, config).config())
 
 
 def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_ref: str | None = None,
                  values: dict | None = None, corpus: dict | None = None, config_file: str | None = None,
-                 force: bool = False, restart: bool = False, name: str | None = None, reporter=NULL) -> TrainResult:
+                 force: bool = False, restart: bool = False, name: str | None = None,
+                 reporter=NULL) -> Result[dict[str, Any]]:
     """`ifguide train` / `ifguide finetune`: resolve inputs, then build (or reuse) the checkpoint artifact.
 
     `values` are the options given (field or option names; None = not given), over the `config_file`
-    YAML, over the profile's defaults. `profile`, `seq_len`, `batch_tokens` and `model_config` may be among
-    them. `corpus`: the `CorpusConfig` options of the data (layout, tokenizer, label field, …; see
-    `data.model_corpus`); a checkpoint fine-tuned on its own source data reuses its dataset.
+    YAML, over the profile's defaults. `corpus`: the `CorpusConfig` options of the data (layout, tokenizer,
+    label field, …; see `data.model_corpus`); a checkpoint fine-tuned on its own source data reuses its dataset.
     """
-    from ifguide_cli.core.data import corpus_options, load_corpus, model_corpus
-    from ifguide_cli.core.models import model_context, trained_dataset
-
-    if mode not in ("pretrain", "finetune"):
-        raise ValueError(mode)
-    file_values = load_config_file(config_file)
-    values = option_values(values)  # checked now: a bad value fails before any work
-    corpus_opts = corpus_options(corpus)
-    setup = {**file_values, **values}
-    check_trainable_dtype(setup)
-    if setup.get("log_file"):
-        check_output_file(setup["log_file"], "--log-file", ws.root)
-    check_lambda_applies(setup)
-
-    mref = training_model(ws, model_ref, mode, data_ref, setup.get("model_config"), corpus_opts.get("tokenizer"))
-    profile = setup.get("profile") or _default_profile(ws, mref, model_ref or "", data_ref)
-    mask_art = ws.resolve(mask_ref, "masks") if mask_ref is not None else None
-    context = model_context(mref)
-    masked_on = ws.by_id(mask_art.config["dataset"]) if mask_art is not None and mask_art.config.get("dataset") else None
-    ds_art, _ = model_corpus(ws, data_ref, mref, {**corpus_opts, "seq_len": setup.get("seq_len")},
-                             prefer=masked_on or trained_dataset(ws, mref), reporter=reporter, barrier=barrier, context=context)
-    rows = load_corpus(ds_art)
-    mask = load_mask(ws, mask_art, ds_art, rows.shape) if mask_art is not None else None
-    tc, ro = resolve_config(mode, profile, file_values, values, rows.shape[1], packaged_data=_is_packaged(ds_art))
-    tc = _without_idle_knobs(tc, mask_art)
-    eval_art = None
-    if tc.eval_data:
-        eval_art, _ = model_corpus(ws, tc.eval_data, mref, {"seq_len": rows.shape[1], "layout": ds_art.config.get("layout")},
-                                   reporter=reporter, barrier=barrier, context=context)
-    drop = drop_selection(ds_art, mask, tc) if mask is not None and tc.suppression == "drop" else None
-    check_steps(rows.shape[0], tc, ds_art, drop)
-
-    config = _artifact_config(mref, profile, ds_art, mask_art, eval_art, tc)
-    plan = TrainPlan(mref, rows, mask, eval_art, tc, ro, config, validation=_validation(tc, ds_art, eval_art, rows.shape[0]),
-                     drop=drop, restart=restart, reporter=reporter)
-    parents = [*mref.parents, ds_art.id] + ([mask_art.id] if mask_art else [])
-    art, reused = ws.create("checkpoints", config, parents, lambda ctx: _build(ctx, plan), name=name, force=force,
-                            device=_device())
-    return TrainResult(art, reused, tc, ro, {"dataset": ds_art.id, "mask": mask_art.id if mask_art else None,
-                                             "profile": profile, "seq_len": rows.shape[1], "documents": rows.shape[0],
-                                             "validation": plan.validation, "suppression": tc.suppression})
+    stage = TrainStage(reporter, restart)
+    inputs = stage.inputs(ws, TrainRefs(mode, model_ref, data_ref, mask_ref, values, corpus, config_file))
+    for note in inputs.notes:
+        notes.warn(note)
+    inputs.check()
+    return run_stage(ws, stage, inputs, inputs.train, name=name, force=force, device=_device())
 
 
 def check_trainable_dtype(setup: dict) -> None:
@@ -236,14 +338,18 @@ def _default_profile(ws, mref, model_ref: str, data_ref: str) -> str:
     return default_profile(model_ref if mref.source == "registry" else "", data_ref, base_profile)
 
 
-def load_mask(ws, mask_art, dataset_art, corpus_shape):
-    """The boolean (docs × seq_len) mask of a mask artifact, checked to index the same tensor as the training data."""
-    from safetensors.torch import load_file
-
+def check_mask_dataset(ws, mask_art, dataset_art) -> None:
+    """The mask was computed on this dataset (its manifest says which)."""
     from ifguide_cli.core.data import recorded_dataset
 
     recorded_dataset(ws, mask_art, dataset_art, what=f"mask {mask_art.id}",
                      hint="recompute the mask on this data")
+
+
+def load_mask(mask_art, dataset_art, corpus_shape):
+    """The boolean (docs × seq_len) mask of a mask artifact, checked to index the same tensor as the training data."""
+    from safetensors.torch import load_file
+
     tensors = load_file(str(mask_art.file(MASK_FILE)))
     if "mask" not in tensors:
         raise IfguideError(f"mask artifact {mask_art.id} has no `mask` tensor in {MASK_FILE}",
@@ -266,16 +372,17 @@ def check_lambda_applies(given: dict) -> None:
                                 "or use --suppression penalty", exit_code=2)
 
 
-def _without_idle_knobs(tc: TrainConfig, mask_art) -> TrainConfig:
+def _without_idle_knobs(tc: TrainConfig, mask_art) -> tuple[TrainConfig, tuple[str, ...]]:
     """λ and --suppression act on masked tokens only: without a mask they change nothing, so they must not change
-    the artifact id (a note says so)."""
+    the artifact id (and a note says so: the notes are returned)."""
     if mask_art is not None:
-        return tc
+        return tc, ()
+    idle = []
     if tc.lam != TrainConfig.lam:
-        notes.warn("--lambda has no effect without --mask (plain language-model training)")
+        idle.append("--lambda has no effect without --mask (plain language-model training)")
     if tc.suppression != TrainConfig.suppression:
-        notes.warn(f"--suppression {tc.suppression} has no effect without --mask (plain language-model training)")
-    return replace(tc, lam=TrainConfig.lam, suppression=TrainConfig.suppression)
+        idle.append(f"--suppression {tc.suppression} has no effect without --mask (plain language-model training)")
+    return replace(tc, lam=TrainConfig.lam, suppression=TrainConfig.suppression), tuple(idle)
 
 
 def drop_selection(ds_art, mask, tc: TrainConfig) -> DropSelection:
@@ -304,31 +411,6 @@ def _document_ids(ds_art):
         return RowSources(ds_art).columns["doc_id"]
     except (IfguideError, KeyError):
         return None
-
-
-def _artifact_config(mref, profile: str, ds_art, mask_art, eval_art, tc: TrainConfig) -> dict:
-    """The checkpoint's identity: what was trained from what, with which settings."""
-    from ifguide_cli.core.models import model_family
-
-    return {
-        "mode": tc.mode,
-        "model": mref.identity(),
-        "tokenizer": mref.tokenizer,
-        "family": mref.family if mref.family is not None else model_family(mref),
-        "profile": profile,
-        "dataset": ds_art.id,
-        "mask": mask_art.id if mask_art else None,
-        "lambda": tc.lam if mask_art and tc.suppression == "penalty" else None,
-        "seed": tc.seed,
-        "eval_dataset": eval_art.id if eval_art else None,
-        "train": tc.to_dict(),
-    }
-
-
-def _build(ctx, plan: TrainPlan) -> dict:
-    from ifguide_cli.core.training.checkpoint import build_checkpoint
-
-    return build_checkpoint(ctx, plan)
 
 
 def _device() -> str:
