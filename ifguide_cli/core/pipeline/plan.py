@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,29 @@ def find_stored(ws, kind: str, parents: list, expect: dict):
         return None
     ids, want = sorted(p.id if hasattr(p, "id") else p for p in parents), _plain(expect)
     return next((a for a in reversed(ws.list(kind)) if sorted(a.parents) == ids and _contains(a.config, want)), None)
+
+
+def reused(ws, stage, refs, config_of: Callable[[Any], Any]):
+    """The stored artifact `run_stage` would reuse for this stage and refs: the stage resolves its inputs and gives
+    its key (nothing is built); `config_of(inputs)` is the stage's settings. None when there is none, or when the
+    inputs cannot be resolved now (the inputs list says why)."""
+    from ifguide_cli.core.stage import stored
+
+    def lookup():
+        inputs = stage.inputs(ws, refs)
+        return stored(ws, stage.key(inputs, config_of(inputs)))
+
+    return _unless_unresolvable(lookup)
+
+
+def _unless_unresolvable(find: Callable[[], Any]):
+    """`find()`, or None when it stops at an input that cannot be resolved now (an `IfguideError`)."""
+    from ifguide_cli.core.errors import IfguideError
+
+    try:
+        return find()
+    except IfguideError:
+        return None
 
 
 class _Planner:
