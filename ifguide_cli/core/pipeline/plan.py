@@ -1,16 +1,15 @@
 """What `ifguide run` would do, without doing it (`--dry-run`): stages, what each would reuse, inputs, cost.
 
-Nothing is built, loaded or written. Each stage is matched against the workspace the way the stage itself
-would find a stored artifact: same parents and the same settings in its recorded config (the part of the
-config that the pipeline decides — a model's weight fingerprint or a query set's hash is not computed).
-A stage whose parent would be new is new too (its id contains the parent's). The estimate (tokens per
-stage, GPU-hours on an H100, disk) is `paper.plan`'s, from the run's own sizes: it is given when the model
-has recorded shapes and every data set is a reference subset of known size (the `paper` presets).
+Nothing is built or written. A stage is matched against the workspace by its own key (`Stage.inputs` then
+`Stage.key`, as `run_stage` finds a stored artifact): where every parent is stored, the stage resolves its
+inputs (the influence stages load the model, whose weight fingerprint is in their key) and its key says whether
+it would be reused. A stage whose parent would be new is new too (its id contains the parent's). The estimate
+(tokens per stage, GPU-hours on an H100, disk) is `paper.plan`'s, from the run's own sizes: it is given when the
+model has recorded shapes and every data set is a reference subset of known size (the `paper` presets).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,26 +61,6 @@ def plan_run(ws, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
 
 
 # ---- matching stored artifacts -------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _contains(have: Any, want: Any) -> bool:
-    """`have` (a stored config) holds everything in `want` (nested mappings compared key by key)."""
-    if isinstance(want, dict):
-        return isinstance(have, dict) and all(k in have and _contains(have[k], v) for k, v in want.items())
-    return have == want
-
-
-def find_stored(ws, kind: str, parents: list, expect: dict):
-    """The newest stored artifact of `kind` with exactly these parents and a config holding `expect`;
-    None when any parent is None (it would be new, so would its children) or nothing matches."""
-    if any(p is None for p in parents):
-        return None
-    ids, want = sorted(p.id if hasattr(p, "id") else p for p in parents), _plain(expect)
-    return next((a for a in reversed(ws.list(kind)) if sorted(a.parents) == ids and _contains(a.config, want)), None)
-
-
 def reused(ws, stage, refs, config_of: Callable[[Any], Any]):
     """The stored artifact `run_stage` would reuse for this stage and refs: the stage resolves its inputs and gives
     its key (nothing is built); `config_of(inputs)` is the stage's settings. None when there is none, or when the
@@ -138,42 +117,31 @@ class _Planner:
         return resolve_model(art.id, self.ws) if art is not None else None
 
     def dataset(self):
-        from ifguide_cli.core.data import dataset_identity, default_corpus_config, is_source_ref
-        from ifguide_cli.core.errors import IfguideError
+        """The dataset `pipeline._Run.data` would reuse: the artifact DATA names, else the data stage's key, stored."""
+        from ifguide_cli.core.data import is_source_ref, resolve_corpus
 
-        spec, options, mref = self.spec, dict(self.configs.corpus), self.inputs.model
-        if not is_source_ref(spec.data):
-            return _resolve_or_none(self.ws, spec.data)
+        options, mref = dict(self.configs.corpus), self.inputs.model
+        if not is_source_ref(self.spec.data):
+            return _resolve_or_none(self.ws, self.spec.data)
         if mref is None:
             return None
-        try:
-            identity = dataset_identity(spec.data, options.get("split"))
-        except IfguideError:
-            return None
-        asked = default_corpus_config(spec.data, **options).to_dict()
-        expect = {"data": identity, **{k: v for k, v in asked.items() if v is not None and k != "tokenizer"},
-                  "tokenizer": options.get("tokenizer") or mref.tokenizer}
-        return next((a for a in reversed(self.ws.list("datasets")) if _contains(a.config, _plain(expect))), None)
+        seq_len = options.pop("seq_len", None)
+        found = _unless_unresolvable(lambda: resolve_corpus(self.ws, self.spec.data, mref, seq_len, lookup=True, **options))
+        return found.artifact if found is not None else None
 
     def trained(self, mode: str, model_ref: str | Any, values: dict, data, mask=None, *, masked: bool = False):
-        """A stored checkpoint trained as `run_training` would (mode, model, data, mask, λ, training config);
-        `masked`: trained with a mask, so a mask that would be new makes it new too."""
+        """The checkpoint the train stage's key gives for (mode, model, data, mask, options), if stored; `masked`:
+        trained with a mask, so a mask that would be new makes it new too."""
         from ifguide_cli.core.models import resolve_model
-        from ifguide_cli.core.training.config import default_profile, given_values, resolve_config
+        from ifguide_cli.core.pipeline.runner import training_profile
+        from ifguide_cli.core.training.stage import TrainRefs, TrainStage
 
         mref = resolve_model(model_ref, self.ws) if isinstance(model_ref, str) else model_ref
         if mref is None or data is None or (masked and mask is None):
             return None
-        values = given_values(values, "the training options")
-        base = self.ws.by_id(mref.artifact_id) if mref.artifact_id else None
-        profile = values.get("profile") or default_profile(mref.ref if mref.source == "registry" else "", self.spec.data,
-                                                            base.config.get("profile") if base else None)
-        train, _ = resolve_config(mode, profile, None, values, data.config.get("seq_len") or 1,
-                                  packaged_data=_packaged(data))
-        lam = train.lam if mask is not None and train.suppression == "penalty" else None
-        expect = {"mode": mode, "model": mref.identity(), "dataset": data.id, "mask": mask.id if mask else None,
-                  "lambda": lam, "train": train.to_dict()}
-        return find_stored(self.ws, "checkpoints", [*mref.parents, data, *([mask] if mask else [])], expect)
+        values = {"profile": training_profile(self.ws, self.spec.data, mref), **values}
+        refs = TrainRefs(mode, mref.ref, data.id, mask.id if mask is not None else None, values)
+        return reused(self.ws, TrainStage(lookup=True), refs, lambda inputs: inputs.train)
 
     def influence(self, base, data):
         """Factors, differential scores and the IF-Guide mask, as `pipeline._Run.influence_and_mask`."""
@@ -181,30 +149,23 @@ class _Planner:
         return self.mask("mask", scores, self.configs.mask)
 
     def factors(self, base, data):
-        from ifguide_cli.core.influence import influence_precision
+        from ifguide_cli.core.influence.factors import FactorsRefs, FactorsStage
 
         cfg = self.configs.factors
-        rows = data.summary.get("rows") if data is not None else None
-        fit = rows if cfg.max_examples is None or rows is None else min(cfg.max_examples, rows)
-        return self.add("factors", "factors", f"fit {cfg.strategy} factors on the baseline", None if base is None
-                        else find_stored(self.ws, "factors", [data, *base.parents],
-                                         {"model": base.identity(), "dataset": data.id if data else None,
-                                          "strategy": cfg.strategy, "fit_examples": fit,
-                                          "precision": influence_precision(cfg.precision, "cpu")}))
+        found = None if base is None or data is None else reused(self.ws, FactorsStage(), FactorsRefs(base.ref, data.id, cfg),
+                                                                 lambda _: cfg)
+        return self.add("factors", "factors", f"fit {cfg.strategy} factors on the baseline", found)
 
     def scores(self, factors, data, *, differential: bool):
-        from ifguide_cli.core.influence import influence_precision
+        """The scores of the factors' dataset (`data`), toxic minus safe queries or toxic ones only."""
+        from ifguide_cli.core.influence.scores import ScoresRefs, ScoresStage
 
         sc, influence = self.configs.scores, self.spec.influence
         safe = influence.safe_queries if differential else None
         name, does = ("scores", "toxic − safe queries") if differential else ("scores_standard", "toxic queries only")
-        return self.add(name, "scores", f"score every training token ({does})", find_stored(
-            self.ws, "scores", [factors, data],
-            {"factors": factors.id if factors else None, "toxic_queries": _queries(influence.toxic_queries),
-             "safe_queries": _queries(safe), "max_queries": sc.max_queries,
-             "query_seed": sc.query_seed, "query_low_rank": sc.query_low_rank, "per_module": sc.per_module,
-             "damping": "auto" if sc.damping is None else sc.damping,
-             "precision": influence_precision(sc.precision, "cpu")}))
+        found = None if factors is None or data is None else reused(
+            self.ws, ScoresStage(), ScoresRefs(factors.id, influence.toxic_queries, safe, sc), lambda _: sc)
+        return self.add(name, "scores", f"score every training token ({does})", found)
 
     def mask(self, name: str, scores, cfg, source: str = "influence"):
         """A source's mask from the run's scores: the stored one its stage's key names (None: it would be built)."""
@@ -261,7 +222,7 @@ class _Planner:
 
         if any(e is None for e in evals):
             return None
-        return _stored_from(self.ws, ReportStage(), ReportRefs(tuple(evals), control), ReportConfig())
+        return reused(self.ws, ReportStage(), ReportRefs(tuple(evals), control), lambda _: ReportConfig())
 
     def detoxify(self, base, data, mask) -> dict[str, Any]:
         """system → ModelRef (None: it would be trained), as `pipeline._Run.detoxify`."""
@@ -308,8 +269,8 @@ class _Planner:
         prompts = eval_prompts(ev, self.ws, mref) if mref is not None else None
         if prompts is None or classifier is None:
             return None
-        return _stored_from(self.ws, ToxicityStage(), ToxicityRefs(mref, prompts, classifier, ev.num_prompts),
-                            ToxicitySettings(generation=self.configs.generation))
+        settings = ToxicitySettings(generation=self.configs.generation)
+        return reused(self.ws, ToxicityStage(), ToxicityRefs(mref, prompts, classifier, ev.num_prompts), lambda _: settings)
 
     def fluency_eval(self, mref):
         from ifguide_cli.core.evaluation.config import RuntimeConfig
@@ -319,46 +280,7 @@ class _Planner:
         if mref is None:
             return None
         flu = fluency_config(self.spec.eval, self.configs.fluency, mref, self.ws)
-        return _stored_from(self.ws, FluencyStage(), FluencyRefs(mref, flu), RuntimeConfig())
-
-
-def _stored_from(ws, stage, refs, config):
-    """The stored artifact `stage` would reuse for these references and settings (its key, nothing built); None when
-    there is none, or when its inputs cannot be read now (the inputs list says why)."""
-    from ifguide_cli.core.errors import IfguideError
-    from ifguide_cli.core.stage import stored
-
-    try:
-        inputs = stage.inputs(ws, refs)
-    except IfguideError:
-        return None
-    return stored(ws, stage.key(inputs, config))
-
-
-def _packaged(dataset) -> bool:
-    """A dataset artifact built from a set shipped in the package (training then uses the profile's validation set)."""
-    from ifguide_cli.core.data.sources import is_packaged
-
-    data = dataset.config.get("data") or {}
-    return data.get("source") == "registry" and is_packaged(str(data.get("name")))
-
-
-def _identity(ref: str | None, split: str | None = None) -> dict | None:
-    from ifguide_cli.core.data import dataset_identity
-    from ifguide_cli.core.errors import IfguideError
-
-    if ref is None:
-        return None
-    try:
-        return dataset_identity(ref, split)
-    except IfguideError:
-        return {"unknown": ref}  # the inputs list says why; nothing stored can match it
-
-
-def _queries(ref: str | None) -> dict | None:
-    """A query set as the scores record it: its source (their `sha256` is of the kept queries, not of the file)."""
-    identity = _identity(ref)
-    return {k: v for k, v in identity.items() if k != "sha256"} if identity is not None else None
+        return reused(self.ws, FluencyStage(), FluencyRefs(mref, flu), lambda _: RuntimeConfig())
 
 
 def _data_verb(ref: str) -> str:

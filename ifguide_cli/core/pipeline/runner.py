@@ -157,15 +157,9 @@ class _Run:
         return self.stage(name, fn)
 
     def profile(self, model_ref: str) -> str:
-        """The training profile `ifguide train MODEL --data DATA` would use (DATA as the file names it, not the
-        dataset artifact the stage is given); a checkpoint keeps the profile it was trained with."""
         from ifguide_cli.core.models import resolve_model
-        from ifguide_cli.core.training.config import default_profile
 
-        mref = resolve_model(model_ref, self.ws)
-        base = self.ws.by_id(mref.artifact_id) if mref.artifact_id else None
-        return default_profile(model_ref if mref.source == "registry" else "", self.spec.data,
-                               base.config.get("profile") if base else None)
+        return training_profile(self.ws, self.spec.data, resolve_model(model_ref, self.ws))
 
     def baseline(self, data) -> str:
         """The model to detoxify: the given checkpoint, or one trained from scratch. Returns its reference."""
@@ -323,6 +317,16 @@ class _Run:
         if reference is not None and "toxicity_probability" in ifguide:
             result.reduction, result.reduction_is_lower_bound = reduction_factor(
                 reference["toxicity_probability"], ifguide["toxicity_probability"], reference.get("prompts") or 0)
+
+
+def training_profile(ws, data_ref: str, mref) -> str:
+    """The training profile `ifguide train MODEL --data DATA` would use (DATA as the file names it, not the
+    dataset artifact the stage is given); a checkpoint keeps the profile it was trained with."""
+    from ifguide_cli.core.training.config import default_profile
+
+    base = ws.by_id(mref.artifact_id) if mref.artifact_id else None
+    return default_profile(mref.ref if mref.source == "registry" else "", data_ref,
+                           base.config.get("profile") if base else None)
 
 
 def mask_figures(summary: dict) -> dict:
