@@ -138,23 +138,16 @@ class _Run:
         options = dict(self.configs.corpus)
         seq_len = options.pop("seq_len", None)
         mref = resolve_model(self.spec.baseline.checkpoint or self.spec.model, self.ws)
-        def fn():
-            res = resolve_corpus(self.ws, self.spec.data, mref, seq_len, barrier=barrier, **self.common, **options)
-            return res.artifact, res.reused
-
-        return self.stage("data", fn)
+        return self.stage("data", lambda: resolve_corpus(self.ws, self.spec.data, mref, seq_len, barrier=barrier,
+                                                         **self.common, **options))
 
     def train(self, name: str, mode: str, model_ref: str, values: dict, data, mask_ref: str | None = None):
         from ifguide_cli.core.training import run_training
 
         values = {"profile": self.profile(model_ref), **values}
 
-        def fn():
-            res = run_training(self.ws, mode=mode, model_ref=model_ref, data_ref=data.id, mask_ref=mask_ref,
-                               values=values, name=name, **self.common)
-            return res.artifact, res.reused
-
-        return self.stage(name, fn)
+        return self.stage(name, lambda: run_training(self.ws, mode=mode, model_ref=model_ref, data_ref=data.id,
+                                                     mask_ref=mask_ref, values=values, name=name, **self.common))
 
     def profile(self, model_ref: str) -> str:
         from ifguide_cli.core.models import resolve_model
@@ -177,11 +170,8 @@ class _Run:
     def factors(self, baseline_ref: str, data):
         from ifguide_cli.core.influence import fit_factors
 
-        def fn():
-            res = fit_factors(self.ws, baseline_ref, data.id, self.configs.factors, name="factors", **self.common)
-            return res.artifact, res.reused
-
-        return self.stage("factors", fn)
+        return self.stage("factors", lambda: fit_factors(self.ws, baseline_ref, data.id, self.configs.factors,
+                                                         name="factors", **self.common))
 
     def scores(self, factors, *, differential: bool):
         """Token-wise influence: toxic minus safe queries (`scores`), or toxic queries only (`scores_standard`)."""
@@ -189,12 +179,9 @@ class _Run:
 
         influence, name = self.spec.influence, "scores" if differential else "scores_standard"
 
-        def fn():
-            res = compute_scores(self.ws, factors.id, influence.toxic_queries, influence.safe_queries if differential else None,
-                                 self.configs.scores, name=name.replace("_", "-"), **self.common)
-            return res.artifact, res.reused
-
-        return self.stage(name, fn)
+        safe = influence.safe_queries if differential else None
+        return self.stage(name, lambda: compute_scores(self.ws, factors.id, influence.toxic_queries, safe, self.configs.scores,
+                                                       name=name.replace("_", "-"), **self.common))
 
     def influence_mask(self, stage: str, scores, config, *, name: str):
         from ifguide_cli.core.masking.source import MaskRefs
