@@ -12,7 +12,7 @@ from __future__ import annotations
 COMMANDS: dict[str, tuple[str, str]] = {
     "factors": ("factors", "Fit EK-FAC (or KFAC/diagonal/identity) influence factors of a model on its training data."),
     "scores": ("scores", "Token-wise differential influence of the training data (toxic minus safe queries)."),
-    "mask": ("mask", "Select toxic tokens from influence scores (paper Alg. 1), a toxicity classifier or a word list, and inspect the mask."),
+    "mask": ("mask", "Select toxic tokens from influence scores (paper Alg. 1), a toxicity classifier or a word list; inspect it, export it for other training stacks, carry it to another tokenizer."),
     "train": ("train", "Train a model from scratch (registry name, config folder or checkpoint architecture), "
                        "optionally penalising masked toxic tokens."),
     "finetune": ("train", "Fine-tune a pretrained model or checkpoint, optionally penalising masked toxic tokens."),
