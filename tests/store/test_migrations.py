@@ -67,6 +67,7 @@ def test_eval_dtypes_under_torchs_names_read_as_precisions(old, new):
 
 def test_toxicity_evals_without_queries_record_none():
     assert _old("evals", OLD_TOXICITY)["config"]["leakage_queries"] is None
+    assert "leakage_queries" not in OLD_TOXICITY and OLD_TOXICITY["dtype"] == "float32"  # the manifest read is not changed
     queries = [{"name": "tiny-toxic-queries"}]
     assert _old("evals", {**OLD_TOXICITY, "leakage_queries": queries})["config"]["leakage_queries"] == queries
 

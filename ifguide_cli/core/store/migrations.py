@@ -88,8 +88,8 @@ def migrate(manifest: Manifest) -> Manifest:
     version = schema_version(manifest)
     if version >= len(steps):
         return manifest
-    out = copy.deepcopy(manifest)
-    config, summary = out.setdefault("config", {}), out.setdefault("summary", {})
+    config, summary = copy.deepcopy(manifest.get("config", {})), copy.deepcopy(manifest.get("summary", {}))
+    out = {**manifest, "config": config, "summary": summary}  # a step edits only these (the file list stays shared)
     for step in steps[version:]:
         step(config, summary)
     config["schema"] = len(steps)
