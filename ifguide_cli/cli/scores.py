@@ -14,13 +14,16 @@ from ifguide_cli.core.influence.config import ScoresConfig
 
 _EPILOG = (
     "One kronfluence pass: toxic and safe queries form one query set weighted +1/N_tox and −1/N_safe, so the result equals "
-    "(toxic influence) − (safe influence). Output: scores.safetensors, key `scores`, float32 (docs × seq_len) aligned with "
+    "(toxic influence) − (safe influence). Output: scores.safetensors, key `scores`, (docs × seq_len) in --storage (default float32), aligned with "
     "the dataset's input_ids: scores\\[i, t] is the influence of the loss term predicting token t (the training mask's "
     "alignment); column 0 and padding are 0. High = makes toxic continuations more likely. Query sets: registry names "
     "(tiny-queries-toxic, tiny-queries-safe), RTP-style .jsonl with prompt/continuation (nested {text: …} accepted), or hub "
-    "ids. A killed run resumes from its finished partitions. Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli scores ...`. "
+    "ids. Rows are scored in blocks, each written into the artifact when done: memory does not grow with the corpus, and a "
+    "killed run resumes from the last finished block. Multi-GPU: `torchrun --nproc-per-node N -m ifguide_cli scores ...`. "
     "Part of the data: --max-rows N or --rows FILE; the other rows score 0, the file's `rows` tensor lists the scored "
-    "ones, and `mask` never selects the others.\n\n"
+    "ones, and `mask` never selects the others. Independent jobs (a Slurm array): --shard I/N scores the I-th of N "
+    "contiguous blocks of rows as a partial artifact; the job that stores the last one merges all N into the artifact "
+    "an unsharded run makes (same id).\n\n"
     "Examples:\n\n"
     "ifguide scores tiny-factors -t tiny-queries-toxic -s tiny-queries-safe --name tiny-scores\n"
     "ifguide scores latest:factors -t toxic.jsonl -s safe.jsonl --damping 1e-3"
@@ -70,6 +73,13 @@ def register(app: typer.Typer) -> None:
         extra = {"factors": art.config["factors"], "dataset": art.config["dataset"], "file": files["scores"]}
         if art.summary.get("scored_rows") is not None:
             extra["scored rows"] = f"{art.summary['scored_rows']:,} of {art.summary['documents']:,}"
+        merged = {}
+        if config.shard is not None:  # the job that stores the last shard merges them all into the full artifact
+            from ifguide_cli.core.influence.merge import merge_if_complete
+
+            done = merge_if_complete(common.workspace(), art)
+            merged["merged"] = None if done is None else done.artifact.id
+            extra["merged into"] = merged["merged"] or "(waiting for the other shards)"
         common.emit(common.artifact_payload(art, result.reused, files=files, config=art.config,
-                                            device=influence_device(config.device)),
+                                            device=influence_device(config.device), **merged),
                     common.render_artifact("scores (differential influence)", art, result.reused, extra))

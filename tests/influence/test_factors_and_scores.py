@@ -218,34 +218,62 @@ def test_bf16_scores_rank_correlate_with_fp32(env):
     assert rho >= 0.99 and overlap >= 0.9
 
 
-def test_interrupted_scores_resume_from_finished_partitions(env, monkeypatch):
+def test_compact_storage_keeps_the_selection(env):
+    """--storage bf16 / fp16: half the bytes, the same scores up to their rounding, and nearly the same mask."""
+    import numpy as np
+
+    from ifguide_cli.core.masking import MaskConfig, load_scores, select_toxic_tokens
+
+    valid = env.corpus.attention_mask.bool().numpy()
+    config = MaskConfig(max_tokens=int(valid.sum()) // 50)
+    fp32 = env.fp32.numpy()
+    base = select_toxic_tokens(fp32, config, valid).mask
+    for storage, dtype, rel in (("bf16", torch.bfloat16, 2**-8), ("fp16", torch.float16, 2**-11)):
+        out = invoke_cli(env.root, "--json", "scores", "f32", "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe",
+                         "--storage", storage)
+        assert out.exit_code == 0, out.stderr
+        path = Path(out.data["files"]["scores"])
+        assert path.stat().st_size < 0.55 * Path(env.scores["files"]["scores"]).stat().st_size
+        stored = load_scores(path)
+        np.testing.assert_array_equal(stored, env.fp32.to(dtype).float().numpy())  # exactly fp32 rounded once
+        assert np.abs(stored - fp32).max() <= rel * np.abs(fp32).max()
+        mask = select_toxic_tokens(stored, config, valid).mask
+        jaccard = (mask & base).sum() / (mask | base).sum()
+        print(f"{storage}: mask Jaccard with fp32 {jaccard:.4f}")
+        assert jaccard >= 0.9
+        selected = invoke_cli(env.root, "--json", "mask", out.data["id"], "--max-tokens", str(config.max_tokens))
+        assert selected.exit_code == 0, selected.stderr
+
+
+def test_interrupted_scores_resume_from_the_last_finished_block(env, monkeypatch):
     import kronfluence.computer.score_computer as sc
 
     from ifguide_cli.core import notes
+    from ifguide_cli.core.influence import scores as scores_stage
 
-    real_save = sc.save_pairwise_scores
-    calls = []
+    real_mark, real_save = scores_stage.mark_finished, sc.save_pairwise_scores
+    marks, passes = [], []
 
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls.append(kwargs.get("partition"))
-        if kwargs.get("partition") is not None and len(calls) == 1:
-            raise KeyboardInterrupt  # killed right after the first partition was written
+    def mark_then_die(staging, run, done):
+        real_mark(staging, run, done)
+        marks.append(sorted(done))
+        if done:
+            raise KeyboardInterrupt  # killed right after the first block was written and recorded
 
     args = ["scores", env.factors["id"], "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--max-queries", "16",
             "--partitions", "3"]
-    monkeypatch.setattr(sc, "save_pairwise_scores", save_then_die)
+    monkeypatch.setattr(scores_stage, "mark_finished", mark_then_die)
+    monkeypatch.setattr(sc, "save_pairwise_scores", lambda *a, **k: (passes.append(1), real_save(*a, **k)))
     killed = invoke_cli(env.root, "--json", *args)
     assert killed.exit_code == 130 and "resumes" in killed.stderr
-    assert calls == [(0, 0)]
-    monkeypatch.setattr(sc, "save_pairwise_scores", lambda *a, **k: (calls.append(k.get("partition")), real_save(*a, **k)))
+    assert marks == [[], [0]] and len(passes) == 1
+    monkeypatch.setattr(scores_stage, "mark_finished", real_mark)
     resumed = invoke_cli(env.root, "--json", *args)
     assert resumed.exit_code == 0, resumed.stderr
-    assert calls[1:] == [(1, 0), (2, 0), None]  # partitions 1 and 2, then kronfluence's aggregation; not 0 again
-    assert "resuming an interrupted run" in notes.collected()  # the user is told (terminal, and --json's warnings)
-    monkeypatch.setattr(sc, "save_pairwise_scores", real_save)
+    assert len(passes) == 3  # blocks 1 and 2 only: block 0 is not scored again
+    assert "resuming an interrupted run: 1 of 3 block(s) are done" in notes.collected()  # the user is told (terminal, and --json's warnings)
     resumed_scores = load_file(resumed.data["files"]["scores"])["scores"]
-    fresh = invoke_cli(env.root, "--json", *args[:-2], "--force")  # same identity, one partition, from scratch
+    fresh = invoke_cli(env.root, "--json", *args[:-2], "--partitions", "1", "--force")  # same identity, one block
     assert fresh.exit_code == 0 and fresh.data["id"] == resumed.data["id"]
     torch.testing.assert_close(resumed_scores, load_file(fresh.data["files"]["scores"])["scores"], rtol=1e-5, atol=1e-4)
 
@@ -397,3 +425,20 @@ def test_two_gloo_processes_match_one_process(env, tmp_path):
     print(f"2 processes vs 1: max abs error {err:.3g} (max |score| {scale:.3g})")
     assert err <= 1e-4 * scale
     assert not list((root / ".staging").glob("scores-*")) and not list((root / ".staging").glob("factors-*"))
+
+
+def test_shards_merge_into_the_artifact_an_unsharded_run_makes(env):
+    """Three independent `--shard I/3` jobs (in any order): the last one merges them into the unsharded artifact."""
+    args = ["scores", "f32", "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--max-queries", "8"]
+    shards = [invoke_cli(env.root, "--json", *args, "--shard", f"{i}/3") for i in (2, 0, 1)]
+    assert all(s.exit_code == 0 for s in shards), [s.stderr for s in shards]
+    assert [s.data["merged"] is None for s in shards] == [True, True, False]
+    assert shards[0].data["summary"]["scored_rows"] == ROWS - 2 * (ROWS // 3)  # contiguous: rows 2·⌊n/3⌋ … n-1
+    merged_id = shards[2].data["merged"]
+    merged = load_file(str(env.ws.by_id(merged_id).path / "scores.safetensors"))["scores"]
+    unsharded = invoke_cli(env.root, "--json", *args)
+    assert unsharded.exit_code == 0 and unsharded.data["id"] == merged_id and unsharded.data["reused"]
+    fresh = invoke_cli(env.root, "--json", *args, "--force")
+    assert fresh.exit_code == 0 and fresh.data["id"] == merged_id
+    # rows are scored independently; only the batch composition differs (float rounding of the same sums)
+    torch.testing.assert_close(merged, load_file(fresh.data["files"]["scores"])["scores"], rtol=1e-5, atol=1e-5)

@@ -44,6 +44,7 @@ from ifguide_cli.core.data.stage import (
     existing_corpus,
     is_source_ref,
     load_corpus,
+    mapped_corpus,
     recorded_dataset,
     resolve_corpus,
     row_labels,
@@ -57,6 +58,6 @@ __all__ = [
     "CORPUS_FILE", "LOCAL_SUFFIXES", "ROWS_FILE", "TEXTS_FILE", "CorpusConfig", "RowMap", "RowSources", "Source",
     "SourceDoc", "TokenizedCorpus", "check_corpus", "corpus_artifact", "corpus_options", "corpus_shape", "dataset_identity", "dataset_label_metrics",
     "default_corpus_config", "existing_corpus", "file_identity", "is_source_ref", "iter_documents", "label_metrics",
-    "load_corpus", "load_prompts", "load_queries", "load_records", "model_corpus", "model_tokenizer", "parse_label", "plan_layout", "record_text",
+    "load_corpus", "load_prompts", "load_queries", "load_records", "mapped_corpus", "model_corpus", "model_tokenizer", "parse_label", "plan_layout", "record_text",
     "recorded_dataset", "resolve_corpus", "row_labels", "row_source", "save_corpus", "tokenize_corpus",
 ]

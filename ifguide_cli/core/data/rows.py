@@ -27,7 +27,7 @@ class CorpusRows:
 
     def __getitem__(self, i: int) -> dict:
         r = i if self.rows is None else self.rows[i]
-        ids, att = self.input_ids[r], self.attention_mask[r]
+        ids, att = self.input_ids[r].long(), self.attention_mask[r].long()  # a memory-mapped corpus is int32 / uint8
         item = {"input_ids": ids, "attention_mask": att, "labels": ids.masked_fill(att.eq(0), IGNORE_INDEX)}
         if self.mask is not None:
             item["loss_mask"] = self.mask[r]

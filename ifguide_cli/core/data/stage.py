@@ -11,6 +11,7 @@ artifact gets its layout — an option contradicting it is an error naming both 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -91,6 +92,28 @@ def corpus_shape(art) -> tuple[int, int]:
     with safe_open(str(art.file(CORPUS_FILE)), "np") as fh:
         rows, seq_len = fh.get_slice("input_ids").get_shape()
     return int(rows), int(seq_len)
+
+
+def mapped_corpus(art) -> TokenizedCorpus:
+    """The token tensors of a `datasets` artifact memory-mapped, not loaded: input_ids int32 and attention_mask
+    uint8 as stored (torch tensors over the file's pages), the tiny corpus's `planted_toxic` loaded. For stages
+    that read the rows one batch at a time (scores), so that memory does not grow with the corpus."""
+    import torch
+
+    from ifguide_cli.core.masking.scorefile import load_safetensors_array, safetensors_keys
+
+    _check_kind(art)
+    path = art.file(CORPUS_FILE)
+    keys = safetensors_keys(path)
+
+    def tensor(key: str):
+        arr = load_safetensors_array(path, key)
+        with warnings.catch_warnings():  # a read-only map: nothing writes to these tensors
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(arr)
+
+    planted = tensor("planted_toxic").bool() if "planted_toxic" in keys else None
+    return TokenizedCorpus(tensor("input_ids"), tensor("attention_mask"), planted)
 
 
 def _rows_columns(art, required: bool = True) -> dict | None:

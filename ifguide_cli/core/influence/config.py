@@ -13,6 +13,7 @@ from ifguide_cli.core.config import Config, Device, Precision, param, resolve_pr
 from ifguide_cli.core.errors import IfguideError
 
 Strategy = Literal["ekfac", "kfac", "diagonal", "identity"]
+Storage = Literal["fp32", "bf16", "fp16"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 PRECISIONS = ("fp32", "bf16")  # the concrete precisions of factors and scores (fp16 underflows the curvature)
 DEFAULT_MAX_EXAMPLES = 100_000  # kronfluence's own default for covariance/Lambda fitting
@@ -120,10 +121,15 @@ class ScoresConfig(Config):
                                        "selected by `mask`).", low=1)
     rows_file: str | None = param(None, "Score only these rows: a file of row indices (one per line, or a .npy array).",
                                   flag="--rows")
+    shard: str | None = param(None, "Score only shard I of N (I/N, 0-based: the I-th of N contiguous blocks of rows) as a "
+                                    "partial artifact; when all N are stored they are merged into the full one.")
+    storage: Storage = param("fp32", "Dtype the scores are stored in: fp32 (default: exact, 4 bytes/token) | bf16 | fp16 "
+                                     "(2 bytes/token; the mask may differ near the threshold, see docs/scale.md).")
     # execution only:
     batch_size: int | None = param(None, "Training rows per device and batch (default: 16384 tokens' worth).", low=1)
     query_batch_size: int = param(16, "Queries per device and batch.", low=1)
-    partitions: int = param(1, _PARTITIONS_HELP, low=1)
+    partitions: int | None = param(None, "Blocks the rows are scored in, each written to the artifact when done (a killed "
+                                         "run continues from the last finished one); default: one per 4M tokens.", low=1)
     device: Device = param("auto", "auto | cpu | cuda.")
 
     def __post_init__(self) -> None:
@@ -132,8 +138,12 @@ class ScoresConfig(Config):
 
     def check(self) -> None:
         _refuse_unsupported_precision(self.precision)
-        if self.max_rows is not None and self.rows_file is not None:
-            raise IfguideError("give --max-rows or --rows, not both", exit_code=2)
+        if sum(x is not None for x in (self.max_rows, self.rows_file, self.shard)) > 1:
+            raise IfguideError("give one of --max-rows, --rows and --shard", exit_code=2)
+        if self.shard is not None:
+            from ifguide_cli.core.influence.subset import parse_shard
+
+            parse_shard(self.shard)
 
     def check_differential(self, differential: bool) -> None:
         """Rules that depend on whether safe queries are subtracted (they are an argument, not a setting)."""

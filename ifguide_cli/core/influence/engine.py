@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ifguide_cli.core.dist import DistInfo
+from ifguide_cli.core.heap import release_free_memory
 from ifguide_cli.core.influence import kron_compat
 from ifguide_cli.core.influence.queries import QueryRows
 from ifguide_cli.core.influence.staging import KRON_DIR, done_partitions
@@ -25,12 +26,14 @@ SCORES_NAME = "differential"  # kronfluence's name of the scores inside the stag
 
 
 class _Progress:
-    """Task callbacks → our reporter (kronfluence's own tqdm is off)."""
+    """Task callbacks after each training batch: our reporter advances (kronfluence's own tqdm is off), and the
+    batch's freed memory goes back to the OS (see `core.heap`: without it resident memory grows per batch)."""
 
     def __init__(self):
         self.task = None
 
     def __call__(self, n: int) -> None:
+        release_free_memory()
         if self.task is not None:
             self.task.advance(n)
 
@@ -159,14 +162,18 @@ class InfluenceEngine:
 
     def scores(self, output_dir: Path, factors_dir: Path, train, queries: QueryRows, *, damping: float | None,
                per_module: bool, batch_size: int, query_batch_size: int, partitions: int, name: str = SCORES_NAME,
-               query_low_rank: int | None = None, overwrite: bool = False, reporter=NULL) -> dict | None:
-        """One kronfluence pairwise pass; returns {"all_modules" or module name: (N, T) raw per-position scores} on rank 0."""
+               query_low_rank: int | None = None, overwrite: bool = False, reporter=NULL, task=None) -> dict | None:
+        """One kronfluence pairwise pass; returns {"all_modules" or module name: (N, T) raw per-position scores} on rank 0.
+
+        `task`: a progress task to advance (one spanning several passes); else one is opened on `reporter`."""
         analyzer = self.analyzer(output_dir, factors_dir)
         args = self.score_arguments(damping, per_module, partitions, query_low_rank)
         scores_dir = analyzer.scores_output_dir(name)
-        per_rank = math.ceil(len(train) / self.dinfo.world)
-        with reporter.task("scores: training rows", total=per_rank) as task:
-            task.advance(per_rank * done_partitions(scores_dir, "pairwise_scores") / partitions)
+        with contextlib.ExitStack() as stack:
+            if task is None:
+                per_rank = math.ceil(len(train) / self.dinfo.world)
+                task = stack.enter_context(reporter.task("scores: training rows", total=per_rank))
+                task.advance(per_rank * done_partitions(scores_dir, "pairwise_scores") / partitions)
             with self.progress.into(task), self._quiet():
                 analyzer.compute_pairwise_scores(
                     scores_name=name, factors_name="factors", query_dataset=queries, train_dataset=train,

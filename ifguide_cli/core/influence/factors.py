@@ -143,9 +143,9 @@ def _note_partial_fit(fit_examples: int, n_rows: int) -> None:
 
 def _fit(ctx: BuildContext, inputs: FactorsInputs, cfg: FactorsConfig, engine: InfluenceEngine, reporter) -> dict:
     """The build step: resume check, kronfluence's passes, the summary of the factors artifact."""
-    from ifguide_cli.core.data import load_corpus
+    from ifguide_cli.core.data import mapped_corpus
 
-    dinfo, corpus = inputs.dinfo, load_corpus(inputs.dataset)
+    dinfo, corpus = inputs.dinfo, mapped_corpus(inputs.dataset)  # read a batch at a time: memory does not grow with the corpus
     batch_size = cfg.batch_size or default_batch_size(inputs.shape[1])
     note = prepare_staging(ctx.staging, {"partitions": cfg.partitions, "strategy": cfg.strategy}, dinfo,
                            ctx.staging / KRON_DIR)

@@ -17,6 +17,8 @@ differential influence (step 2 of IF-Guide; the reference's src/compute_scores.p
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,15 @@ from ifguide_cli.core import dist, notes
 from ifguide_cli.core.data.rows import CorpusRows
 from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
 from ifguide_cli.core.influence import kron_compat
+from ifguide_cli.core.influence.blocks import (
+    BLOCKS_FILE,
+    BlockPlan,
+    create_file,
+    finished_blocks,
+    mark_finished,
+    plan_blocks,
+    write_block,
+)
 from ifguide_cli.core.influence.config import ScoresConfig, default_batch_size, influence_precision
 from ifguide_cli.core.influence.damping import check_bf16_damping, heuristic_damping
 from ifguide_cli.core.influence.engine import InfluenceEngine, align_to_labels
@@ -38,17 +49,8 @@ from ifguide_cli.core.influence.inputs import (
     resolve_dataset,
 )
 from ifguide_cli.core.influence.queries import QuerySet, build_query_rows, load_query_set, query_rows
-from ifguide_cli.core.influence.staging import (
-    KRON_DIR,
-    RUN_FILE,
-    atomic_save,
-    check_split,
-    drop_half_written,
-    influence_device,
-    prepare_staging,
-)
+from ifguide_cli.core.influence.staging import KRON_DIR, influence_device
 from ifguide_cli.core.influence.subset import ROWS_KEY, RowSubset, scored_rows
-from ifguide_cli.core.influence.summary import score_summary
 from ifguide_cli.core.progress import NULL, Reporter
 from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
 from ifguide_cli.core.store.artifact_files import MODULE_SCORES_FILE, SCORES_FILE
@@ -93,6 +95,7 @@ class ScoresInputs:
     model: Any
     modules: list[str]
     fingerprint: str
+    plan: BlockPlan  # the scored rows and the blocks they are scored in
     subset: RowSubset | None = None  # the rows scored (None: all)
 
     @property
@@ -123,11 +126,13 @@ class ScoresKey(ArtifactKey):
     per_module: bool
     measurement: str = "summed CE over continuation tokens"
     alignment: str = ALIGNMENT
+    storage: str | None = None  # `--storage` when not fp32 (fp32 artifacts keep the ids they had)
 
     def config(self) -> dict[str, Any]:
         out = super().config()
-        if self.rows is None:
-            del out["rows"]
+        for optional in ("rows", "storage"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
 
@@ -153,13 +158,14 @@ class ScoresStage(Stage[ScoresRefs, ScoresInputs, ScoresConfig, dict[str, Any]])
         precision = influence_precision(cfg.precision, dinfo.device)
         mref = _scoring_model(ws, fart, refs.model)
         dataset, shape = _scoring_rows(ws, fart, mref, refs.data, refs.corpus or {}, dinfo, self.reporter)
-        subset = scored_rows(cfg.max_rows, cfg.rows_file, shape[0])
-        check_split(shape[0] if subset is None else len(subset), cfg.partitions, dinfo)
+        subset = scored_rows(cfg.max_rows, cfg.rows_file, shape[0], cfg.shard)
         toxic, safe, queries = _load_queries(mref, refs.toxic, refs.safe, shape[1], cfg, dinfo)
+        plan = plan_blocks(shape[0], shape[1], None if subset is None else subset.indices, cfg.partitions, dinfo.world,
+                           query_tokens=len(queries) * shape[1])
         check_bf16_damping(factors_dir, fart.config["strategy"], precision, cfg.damping)
         model, modules, fingerprint = _fitted_model(ws, fart, mref)
         return ScoresInputs(fart, factors_dir, dinfo, precision, mref, dataset, shape, toxic, safe, queries, model, modules,
-                            fingerprint, subset)
+                            fingerprint, plan, subset)
 
     def key(self, inputs: ScoresInputs, config: ScoresConfig) -> ScoresKey:
         fart, safe = inputs.factors, inputs.safe
@@ -169,7 +175,8 @@ class ScoresStage(Stage[ScoresRefs, ScoresInputs, ScoresConfig, dict[str, Any]])
             strategy=inputs.strategy, toxic_queries=inputs.toxic.describe(), safe_queries=safe.describe() if safe else None,
             weights="toxic +1/N_tox, safe -1/N_safe" if safe else "toxic +1/N_tox", max_queries=config.max_queries,
             query_seed=config.query_seed, query_low_rank=config.query_low_rank, damping=damping_label(config),
-            precision=inputs.precision, factors_precision=fart.config.get("precision"), per_module=config.per_module)
+            precision=inputs.precision, factors_precision=fart.config.get("precision"), per_module=config.per_module,
+            storage=None if config.storage == "fp32" else config.storage)
 
     def describe(self, inputs: ScoresInputs, config: ScoresConfig) -> str:
         does = "toxic − safe queries" if inputs.safe is not None else "toxic queries only"
@@ -186,7 +193,8 @@ def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, c
     """Token-wise differential influence of the training rows (a `scores` artifact).
 
     `corpus`: the `CorpusConfig` options of `data_ref` (a source is tokenized like the factors' dataset, which
-    is reused when it is that source's). `cfg.max_rows` / `cfg.rows_file` score part of the rows (see `subset`).
+    is reused when it is that source's). `cfg.max_rows` / `cfg.rows_file` / `cfg.shard` score part of the rows (see
+    `subset`); `influence.merge.merge_if_complete` merges the shards once all are stored.
     """
     stage = ScoresStage(reporter, debug)
     inputs = stage.inputs(ws, ScoresRefs(factors_ref, toxic_ref, safe_ref, cfg, data_ref, corpus, model_ref))
@@ -266,26 +274,22 @@ def _fitted_model(ws, fart: Artifact, mref):
     return model, modules, fingerprint
 
 
-# ---- the build: run (or resume), save, summarise ---------------------------------------------
+# ---- the build: score block by block (resuming finished blocks), summarise ------------------
 def _score(ctx: BuildContext, inputs: ScoresInputs, cfg: ScoresConfig, engine: InfluenceEngine, reporter) -> dict:
-    """The build step: scores.safetensors in the staging folder (resumed if a run was killed), and its summary."""
-    from safetensors.torch import load_file
+    """The build step: scores.safetensors in the staging folder, written block by block, and its summary."""
+    from ifguide_cli.core.data import mapped_corpus
+    from ifguide_cli.core.influence.summary import query_counts, score_summary
+    from ifguide_cli.core.masking.scorefile import load_safetensors_array
 
-    from ifguide_cli.core.data import load_corpus
-
-    corpus, batch_size = load_corpus(inputs.dataset), cfg.batch_size or default_batch_size(inputs.shape[1])
-    out_file, module_file = ctx.staging / SCORES_FILE, ctx.staging / MODULE_SCORES_FILE
-    drop_half_written([out_file, module_file], inputs.dinfo)  # a result file a killed run left is recomputed
-    elapsed = 0.0
-    if not (out_file.exists() and (not cfg.per_module or module_file.exists())):
-        elapsed = _run(ctx, inputs, cfg, corpus, batch_size, engine, reporter)
+    corpus, batch_size = mapped_corpus(inputs.dataset), cfg.batch_size or default_batch_size(inputs.shape[1])
+    elapsed = _run(ctx, inputs, cfg, corpus, batch_size, engine, reporter)
     if not inputs.dinfo.main:
         return {}
-    rows = None if inputs.subset is None else inputs.subset.indices
-    summary = score_summary(load_file(str(out_file))["scores"], corpus, inputs.toxic, inputs.safe, elapsed,
-                            inputs.dinfo.world, rows=rows)
+    scores = load_safetensors_array(ctx.staging / SCORES_FILE, "scores", widen_bf16=False)
+    summary = {**query_counts(inputs.toxic, inputs.safe),
+               **score_summary(scores, corpus, elapsed, inputs.dinfo.world, rows=inputs.plan.rows)}
     summary.update({"damping": damping_label(cfg), "precision": inputs.precision, "strategy": inputs.strategy,
-                    "batch_size": batch_size, "partitions": cfg.partitions})
+                    "batch_size": batch_size, "partitions": inputs.plan.count, "storage": cfg.storage})
     heuristic = heuristic_damping(inputs.factors_dir, inputs.strategy) if cfg.damping is None else None
     if heuristic:
         summary["damping_heuristic_min"] = min(heuristic.values())
@@ -295,53 +299,60 @@ def _score(ctx: BuildContext, inputs: ScoresInputs, cfg: ScoresConfig, engine: I
 
 def _run(ctx: BuildContext, inputs: ScoresInputs, cfg: ScoresConfig, corpus, batch_size: int, engine: InfluenceEngine,
          reporter) -> float:
-    """kronfluence's pass over the training rows (resuming finished partitions); rank 0 saves. Returns seconds."""
-    dinfo = inputs.dinfo
-    note = prepare_staging(ctx.staging, {"partitions": cfg.partitions}, dinfo, ctx.staging / KRON_DIR)
-    if note:
-        notes.warn(note)
-    rows = None if inputs.subset is None else inputs.subset.indices
-    train = CorpusRows(corpus.input_ids, corpus.attention_mask, rows=rows, with_index=True)
+    """One kronfluence pass per unfinished block; rank 0 writes each block into the files. Returns seconds."""
+    dinfo, plan = inputs.dinfo, inputs.plan
+    run = {**plan.describe(), "storage": cfg.storage, "per_module": cfg.per_module}
+    done = _resume_or_start(ctx.staging, run, inputs, cfg)
+    per_rank = math.ceil(plan.scored / dinfo.world)
     start = time.perf_counter()
-    with ctx.timed("scores"):
-        raw = engine.scores(ctx.staging, inputs.factors_dir, train, inputs.queries, damping=cfg.damping,
-                            per_module=cfg.per_module, batch_size=batch_size, query_batch_size=cfg.query_batch_size,
-                            partitions=cfg.partitions, query_low_rank=cfg.query_low_rank,
-                            reporter=reporter if dinfo.main else NULL)
-    elapsed = time.perf_counter() - start
+    with ctx.timed("scores"), (reporter if dinfo.main else NULL).task("scores: training rows", total=per_rank) as task:
+        task.advance(sum(len(plan.block_rows(b)) for b in done) / dinfo.world)
+        for block in range(plan.count):
+            if block not in done:
+                train = CorpusRows(corpus.input_ids, corpus.attention_mask, rows=plan.block_rows(block), with_index=True)
+                _score_block(ctx.staging, inputs, cfg, train, batch_size, engine, task)
+                done.add(block)
+                if dinfo.main:
+                    mark_finished(ctx.staging, run, done)
     if dinfo.main:
-        _save(ctx.staging, raw, cfg.per_module, corpus.shape[0], rows)
+        shutil.rmtree(ctx.staging / KRON_DIR, ignore_errors=True)
+        (ctx.staging / BLOCKS_FILE).unlink(missing_ok=True)
     dist.barrier()
-    return elapsed
+    return time.perf_counter() - start
 
 
-def _save(staging: Path, raw: dict, per_module: bool, n_rows: int, rows: list[int] | None) -> None:
-    """Label-aligned scores (and per-module ones) replace kronfluence's raw copy in the staging folder.
+def _resume_or_start(staging: Path, run: dict, inputs: ScoresInputs, cfg: ScoresConfig) -> set[int]:
+    """The blocks a killed run of the same settings finished (its files are kept); else fresh, zeroed files."""
+    if inputs.dinfo.main:
+        done = finished_blocks(staging, run)
+        if done:
+            notes.warn(f"resuming an interrupted run: {len(done)} of {inputs.plan.count} block(s) are done")
+        else:
+            (staging / MODULE_SCORES_FILE).unlink(missing_ok=True)  # created with the first block's module names
+            create_file(staging / SCORES_FILE, inputs.plan, inputs.shape[1], cfg.storage, ["scores"], ROWS_KEY)
+            mark_finished(staging, run, done)
+    dist.barrier()
+    return finished_blocks(staging, run)
 
-    Scores of part of the rows are placed at their rows of a (n_rows, T) tensor (0 elsewhere), with the
-    scored rows' indices under `rows`."""
+
+def _score_block(staging: Path, inputs: ScoresInputs, cfg: ScoresConfig, train: CorpusRows, batch_size: int,
+                 engine: InfluenceEngine, task) -> None:
+    """kronfluence's pass over the block's rows; rank 0 writes their label-aligned scores (and per-module ones) in place."""
+    raw = engine.scores(staging, inputs.factors_dir, train, inputs.queries, damping=cfg.damping, per_module=cfg.per_module,
+                        batch_size=batch_size, query_batch_size=cfg.query_batch_size, partitions=1,
+                        query_low_rank=cfg.query_low_rank, overwrite=True, task=task)
+    if raw is None:  # not rank 0
+        return
     import torch
 
-    aligned = {k: _placed(align_to_labels(v), n_rows, rows) for k, v in raw.items()}
+    aligned = {k: align_to_labels(v) for k, v in raw.items()}
     total = aligned["all_modules"] if "all_modules" in aligned else torch.stack(list(aligned.values())).sum(0)
-    extra = {} if rows is None else {ROWS_KEY: torch.tensor(rows, dtype=torch.int64)}
-    if per_module:
-        atomic_save({k: v.contiguous() for k, v in aligned.items()}, staging / MODULE_SCORES_FILE)
-    atomic_save({"scores": total.contiguous(), **extra}, staging / SCORES_FILE)
-    for p in (staging / KRON_DIR).rglob("pairwise_scores*.safetensors"):  # the raw copy; scores.safetensors replaces it
-        p.unlink()
-    (staging / RUN_FILE).unlink(missing_ok=True)
-
-
-def _placed(scores, n_rows: int, rows: list[int] | None):
-    """Scores of the rows `rows` (in that order) placed in a zero (n_rows, T) tensor; all rows as they are."""
-    import torch
-
-    if rows is None:
-        return scores
-    out = torch.zeros((n_rows, scores.shape[1]), dtype=scores.dtype)
-    out[torch.tensor(rows, dtype=torch.long)] = scores
-    return out
+    if cfg.per_module:
+        module_file = staging / MODULE_SCORES_FILE
+        if not module_file.exists():
+            create_file(module_file, inputs.plan, total.shape[1], cfg.storage, sorted(aligned), None)
+        write_block(module_file, aligned, train.rows, cfg.storage)
+    write_block(staging / SCORES_FILE, {"scores": total}, train.rows, cfg.storage)
 
 
 # ---- reference: the two-run difference (tests, benchmark) ------------------------------------

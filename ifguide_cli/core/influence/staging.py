@@ -9,7 +9,6 @@ with other execution settings (partitions, strategy) is discarded, since its fil
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -65,15 +64,6 @@ def drop_corrupt_safetensors(folder: Path) -> list[str]:
     return removed
 
 
-def drop_half_written(paths: list[Path], dinfo: dist.DistInfo) -> None:
-    """Rank 0 deletes those of `paths` that exist but do not open; every rank then waits for it."""
-    if dinfo.main:
-        for path in paths:
-            if path.exists() and not valid_safetensors(path):
-                path.unlink()
-    dist.barrier()
-
-
 def prepare_staging(staging: Path, run: dict, dinfo: dist.DistInfo, kron_dir: Path) -> str | None:
     """Resume check (rank 0): drop half-written files; if the partial run used other settings, start over.
 
@@ -98,12 +88,3 @@ def prepare_staging(staging: Path, run: dict, dinfo: dist.DistInfo, kron_dir: Pa
         atomic_write_text(run_file, json.dumps(run))
     dist.barrier()
     return note
-
-
-def atomic_save(tensors: dict, path: Path) -> None:
-    """Write a safetensors file so that a killed run never leaves a half-written one under its name."""
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)

@@ -1,4 +1,5 @@
-"""Scoring part of a corpus: `scores --max-rows N` (the first N rows) or `--rows FILE` (row indices).
+"""Scoring part of a corpus: `scores --max-rows N` (the first N rows), `--rows FILE` (row indices) or
+`--shard I/N` (the I-th of N contiguous blocks of rows, for independent jobs merged afterwards).
 
 The scores artifact keeps the corpus's shape, so masks and training still index the same tensor: rows
 not scored hold 0, and the file's `rows` tensor lists the scored rows, which `mask` reads to leave the
@@ -26,8 +27,30 @@ class RowSubset:
         return len(self.indices)
 
 
-def scored_rows(max_rows: int | None, rows_file: str | None, n_rows: int) -> RowSubset | None:
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` → (I, N) with 0 ≤ I < N; anything else is one line."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise IfguideError(f"--shard must be I/N with 0 ≤ I < N (e.g. 0/8 … 7/8), got {text!r}", exit_code=2)
+    return index, count
+
+
+def shard_bounds(index: int, count: int, n_rows: int) -> tuple[int, int]:
+    """Rows [lo, hi) of shard `index` of `count`: contiguous blocks, sizes differing by at most one row."""
+    return index * n_rows // count, (index + 1) * n_rows // count
+
+
+def scored_rows(max_rows: int | None, rows_file: str | None, n_rows: int, shard: str | None = None) -> RowSubset | None:
     """The rows to score (None: all of them); a bad --rows file is one line naming it."""
+    if shard is not None:
+        index, count = parse_shard(shard)
+        if count > n_rows:
+            raise IfguideError(f"--shard {shard}: {n_rows} rows cannot be split into {count} shards", exit_code=2)
+        lo, hi = shard_bounds(index, count, n_rows)
+        return RowSubset(list(range(lo, hi)), {"shard": [index, count]})
     if max_rows is not None and max_rows < n_rows:
         return RowSubset(list(range(max_rows)), {"first": max_rows})
     if rows_file is None:

@@ -2,7 +2,9 @@
 
 The safetensors format is read directly (an 8-byte header length, a JSON header, raw little-endian
 buffers) so a billion-token score tensor is memory-mapped instead of loaded, and BF16 tensors (which
-numpy cannot represent) are widened chunk by chunk. Writing streams each buffer to the file.
+numpy cannot represent) are widened chunk by chunk. Writing streams each buffer to the file, or
+pre-sizes the file (`preallocate_safetensors`) so that a stage can fill a tensor block by block through
+a writable memory map (`open_tensor`) and never hold it whole.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, check_finite
 
 _ST_DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_, "U16": np.uint16,
 }
 SCORE_KEYS = ("scores", "all_modules")
 
@@ -45,8 +47,11 @@ def safetensors_keys(path: str | Path) -> list[str]:
     return [k for k in header if k != "__metadata__"]
 
 
-def load_safetensors_array(path: str | Path, key: str) -> np.ndarray:
-    """One tensor of a .safetensors file, memory-mapped where numpy can represent its dtype (BF16 → float32 copy)."""
+def load_safetensors_array(path: str | Path, key: str, *, widen_bf16: bool = True) -> np.ndarray:
+    """One tensor of a .safetensors file, memory-mapped where numpy can represent its dtype.
+
+    BF16 becomes a float32 copy, or with `widen_bf16=False` a memory map of its raw uint16 words (widen a
+    slice with `bf16_to_float32`)."""
     path = Path(path)
     header, data_start = _safetensors_header(path)
     if key not in header or key == "__metadata__":
@@ -57,8 +62,10 @@ def load_safetensors_array(path: str | Path, key: str) -> np.ndarray:
     count = int(np.prod(shape, dtype=np.int64))
     if data_start + end > path.stat().st_size:
         raise IfguideError(f"{path}: tensor '{key}' is truncated (the file ends before its data)", hint="recreate the file")
-    if dtype_name == "BF16":
+    if dtype_name == "BF16" and widen_bf16:
         return _widen_bf16(path, data_start + begin, shape, count)
+    if dtype_name == "BF16":
+        dtype_name = "U16"
     if dtype_name not in _ST_DTYPES:
         raise IfguideError(f"{path.name}: tensor '{key}' has unsupported dtype {dtype_name}")
     dtype = np.dtype(_ST_DTYPES[dtype_name]).newbyteorder("<")
@@ -69,15 +76,20 @@ def load_safetensors_array(path: str | Path, key: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape)
 
 
+def bf16_to_float32(raw: np.ndarray) -> np.ndarray:
+    """BF16 words (uint16) as float32: exact, BF16 is the top half of a float32."""
+    return (np.asarray(raw).astype(np.uint32) << 16).view(np.float32)
+
+
 def _widen_bf16(path: Path, offset: int, shape: tuple[int, ...], count: int) -> np.ndarray:
-    """A BF16 tensor as float32 (exact: BF16 is the top half of a float32), converted chunk by chunk."""
+    """A BF16 tensor as float32, converted chunk by chunk."""
     if count == 0:
         return np.zeros(shape, dtype=np.float32)
     raw = np.memmap(path, dtype=np.uint16, mode="r", offset=offset, shape=(count,))
     out = np.empty(count, dtype=np.float32)
     step = CHUNK_ELEMENTS
     for i in range(0, count, step):
-        out[i:i + step] = (raw[i:i + step].astype(np.uint32) << 16).view(np.float32)
+        out[i:i + step] = bf16_to_float32(raw[i:i + step])
     return out.reshape(shape)
 
 
@@ -144,7 +156,40 @@ def _score_matrix(path: Path, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-_NP_TO_ST = {np.dtype(v).name: k for k, v in _ST_DTYPES.items()}
+_NP_TO_ST = {np.dtype(v).name: k for k, v in _ST_DTYPES.items() if k != "U16"}
+_ST_ITEMSIZE = {**{k: np.dtype(v).itemsize for k, v in _ST_DTYPES.items()}, "BF16": 2}
+
+
+def preallocate_safetensors(path: str | Path, layout: dict[str, tuple[str, tuple[int, ...]]],
+                            data: dict[str, np.ndarray] | None = None) -> None:
+    """A .safetensors file of the tensors `layout` names ({name: (safetensors dtype, shape)}), zero-filled (a
+    sparse file: no disk is used until written), with the tensors of `data` written now."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, (dtype_name, shape) in layout.items():
+        nbytes = int(np.prod(shape, dtype=np.int64)) * _ST_ITEMSIZE[dtype_name]
+        header[name] = {"dtype": dtype_name, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        fh.truncate(8 + len(raw) + offset)
+    for name, arr in (data or {}).items():
+        out = open_tensor(path, name)
+        out[...] = arr
+        out.flush()
+        del out
+
+
+def open_tensor(path: str | Path, key: str) -> np.memmap:
+    """A writable memory map of one tensor of a .safetensors file (BF16 as its raw uint16 words)."""
+    path = Path(path)
+    header, data_start = _safetensors_header(path)
+    info = header[key]
+    dtype = np.dtype(np.uint16 if info["dtype"] == "BF16" else _ST_DTYPES[info["dtype"]]).newbyteorder("<")
+    return np.memmap(path, dtype=dtype, mode="r+", offset=data_start + info["data_offsets"][0], shape=tuple(info["shape"]))
 
 
 def save_safetensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:

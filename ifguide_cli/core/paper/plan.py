@@ -117,6 +117,7 @@ class PlanInputs:
     arms: int = 0  # `run` arms beside the control (0: the paper's two-model run)
     seeds: int = 1  # every fine-tune of an arms run is repeated per seed
     score_passes: int = 1  # one-pass scores per run: 2 when standard influence is an arm too
+    score_blocks: int = 1  # `scores --partitions` blocks × `--shard` jobs: each repeats the query gradient pass
 
     @classmethod
     def paper(cls, **changes) -> PlanInputs:
@@ -217,7 +218,8 @@ def _stages(p: PlanInputs) -> tuple[Stage, ...]:
     passes = f" × {p.score_passes}" if p.score_passes > 1 else ""
     stages = [
         Stage("EK-FAC factors (3 passes, all rows)", data, rate("factors", m), anchored),
-        Stage(f"query gradients{passes}", p.score_passes * p.queries * p.query_tokens, rate("forward_backward", m), anchored),
+        Stage(f"query gradients{passes}" + (f" × {p.score_blocks} blocks" if p.score_blocks > 1 else ""),
+              p.score_passes * p.score_blocks * p.queries * p.query_tokens, rate("forward_backward", m), anchored),
         Stage(f"per-token scores (one pass){passes}", p.score_passes * data, rate("scores", m), anchored),
         Stage("mask (CPU)", data, None, "reads the scores; no GPU"),
         Stage(f"train {_compared(p)} ({p.train_steps:,} steps{' each' if p.compared_models > 1 else ''})",

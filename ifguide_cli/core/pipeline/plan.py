@@ -342,7 +342,18 @@ def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline
         save_steps=run.save_steps, save_total_limit=run.save_total_limit, queries=rows["toxic"] + rows["safe"],
         prompts=min(ev.num_prompts or rows["prompts"], rows["prompts"]), samples=ev.samples, new_tokens=ev.max_new_tokens,
         ppl_rows=rows["ppl"], lambada_rows=rows["lambada"], factor_value_bytes=2 if configs.factors.precision == "bf16" else 4,
-        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4, **_arm_sizes(configs))
+        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4,
+        **_score_sizes(configs, rows["data"] * seq_len, (rows["toxic"] + rows["safe"]) * seq_len),
+        **_arm_sizes(configs))
+
+
+def _score_sizes(configs: StageConfigs, data_tokens: int, query_tokens: int) -> dict:
+    """The scores' bytes per value (`--storage`) and their blocks (each repeats the query gradient pass)."""
+    from ifguide_cli.core.influence.blocks import default_blocks
+
+    scores = configs.scores
+    blocks = scores.partitions or default_blocks(data_tokens, query_tokens)
+    return {"score_value_bytes": 4 if scores.storage == "fp32" else 2, "score_blocks": blocks}
 
 
 def _arm_sizes(configs: StageConfigs) -> dict:
