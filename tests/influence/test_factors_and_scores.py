@@ -433,7 +433,7 @@ def test_shards_merge_into_the_artifact_an_unsharded_run_makes(env):
     shards = [invoke_cli(env.root, "--json", *args, "--shard", f"{i}/3") for i in (2, 0, 1)]
     assert all(s.exit_code == 0 for s in shards), [s.stderr for s in shards]
     assert [s.data["merged"] is None for s in shards] == [True, True, False]
-    assert shards[0].data["summary"]["scored_rows"] == ROWS - 2 * (ROWS // 3)  # contiguous: rows 2·⌊n/3⌋ … n-1
+    assert shards[0].data["summary"]["scored_rows"] == ROWS - 2 * ROWS // 3  # contiguous: rows ⌊2n/3⌋ … n-1
     merged_id = shards[2].data["merged"]
     merged = load_file(str(env.ws.by_id(merged_id).path / "scores.safetensors"))["scores"]
     unsharded = invoke_cli(env.root, "--json", *args)
