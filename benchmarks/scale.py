@@ -56,8 +56,8 @@ def run_stage(stage: str, workspace: Path, corpus: Path, args) -> dict:
         from ifguide_cli.core.data import resolve_corpus
         from ifguide_cli.core.models import resolve_model
 
-        art, _ = resolve_corpus(ws, str(corpus), resolve_model("tiny", ws), args.seq_len, layout="documents",
-                                overflow="truncate")
+        art = resolve_corpus(ws, str(corpus), resolve_model("tiny", ws), args.seq_len, layout="documents",
+                             overflow="truncate").artifact
     elif stage == "factors":
         from ifguide_cli.core.influence import FactorsConfig, fit_factors
 
