@@ -162,18 +162,20 @@ def cheap_baselines(cli: Chain, out: dict, files: dict, budget: int, args) -> li
     """The arms of `ifguide run --preset tiny-compare` on the tweets, each at IF-Guide's token budget: standard
     influence (toxic queries only), profanity-classifier spans with token filtering and with the penalty,
     profanity-classifier documents left out, and the `hybrid` source (IF-Guide's scores weighted by the profanity
-    classifier's span probability, Alg. 1 as IF-Guide's mask) with the penalty. Returns the systems' names."""
+    classifier's span probability, Alg. 1 as IF-Guide's mask; `--combine product` and `rank`) with the penalty.
+    Returns the systems' names."""
     out["scores_standard"] = cli("scores standard", "scores", "factors", "-t", files["toxic_queries"],
                                  "--name", "scores-standard")
     masks = {"standard": ("mask", "scores-standard"),
              "clf-tokens": ("mask", "classifier", "--level", "token"), "clf-docs": ("mask", "classifier", "--level", "document"),
-             "hybrid": ("mask", "hybrid", "scores", "--classifier", "profanity")}
+             "hybrid": ("mask", "hybrid", "scores", "--classifier", "profanity"),
+             "hybrid-rank": ("mask", "hybrid", "scores", "--classifier", "profanity", "--combine", "rank")}
     for name, argv in masks.items():
         data = ("--data", out["mask"]["summary"]["dataset"], "--classifier", "profanity") if "classifier" in argv else ()
         out[f"mask_{name}"] = cli(f"mask {name}", *argv, *data, "--max-tokens", budget, "--name", f"mask-{name}")
     arms = {"standard": ("mask-standard", "--lambda", args.lam), "clf-tokens": ("mask-clf-tokens", "--suppression", "filter"),
             "clf-penalty": ("mask-clf-tokens", "--lambda", args.lam), "clf-docs": ("mask-clf-docs", "--suppression", "drop"),
-            "hybrid": ("mask-hybrid", "--lambda", args.lam)}
+            "hybrid": ("mask-hybrid", "--lambda", args.lam), "hybrid-rank": ("mask-hybrid-rank", "--lambda", args.lam)}
     for name, (mask, *how) in arms.items():
         out[name] = cli(f"finetune {name}", "finetune", "baseline", "--data", files["corpus"], "--mask", mask, *how,
                         "--name", name)
