@@ -15,6 +15,7 @@ from typer.core import TyperCommand, TyperGroup
 from ifguide_cli import __version__
 from ifguide_cli.cli import common
 from ifguide_cli.cli.commands import COMMANDS
+from ifguide_cli.cli.errors import exit_code_for, guarded, print_error
 from ifguide_cli.core import notes
 
 HELP_OPTIONS = ["-h", "--help"]
@@ -46,6 +47,10 @@ class LazyGroup(TyperGroup):
         holder = typer.Typer(rich_markup_mode=self.rich_markup_mode, pretty_exceptions_enable=False)
         module.register(holder)
         return typer.main.get_group(holder).commands[name]
+
+    def invoke(self, ctx):
+        """Every command runs inside the one error boundary (`cli/errors.py`)."""
+        return guarded(lambda: super(LazyGroup, self).invoke(ctx))
 
     def get_params(self, ctx):
         params = super().get_params(ctx)
@@ -149,35 +154,21 @@ def main() -> None:
 
 
 def _fatal_from(exc: Exception) -> int:
-    """Print the one line for an exception that escaped the command; its exit code."""
-    from ifguide_cli.core.errors import interrupted
-
+    """The exit code of an exception that escaped click (its one line printed): click's own usage errors and
+    aborts here, everything else through the error boundary's mapping."""
     name = type(exc).__name__
     if name == "NoArgsIsHelpError":  # the help was already printed
         return getattr(exc, "exit_code", 2)
     if name == "Abort":  # Ctrl-C or end of input at a prompt
-        return _fatal("interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted",
-                      130 if isinstance(exc.__cause__, KeyboardInterrupt) else 1)
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+        return _fatal("interrupted" if interrupted else "aborted", 130 if interrupted else 1)
     if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):  # a usage error
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if getattr(ctx, "command_path", None) else ""
         return _fatal(" ".join(str(exc.format_message()).split()) + hint, exc.exit_code)
-    if hasattr(exc, "one_line") and isinstance(getattr(exc, "exit_code", None), int):  # an IfguideError
-        return _fatal(exc.one_line(), exc.exit_code)
-    if interrupted():  # a Ctrl-C that a library turned into another error
-        return _fatal("interrupted", 130)
-    if common.settings.debug:
-        raise exc
-    return _fatal(f"internal error: {name}: {exc} — this is a bug: rerun with --debug and report the traceback", 1)
+    return exit_code_for(exc, debug=common.settings.debug)
 
 
 def _fatal(message: str, code: int) -> int:
-    import sys
-
-    line = "".join(c if c.isprintable() else " " for c in message)
-    try:
-        sys.stderr.write(f"error: {line}\n")
-        sys.stderr.flush()
-    except OSError:  # stderr closed: the exit code still tells
-        pass
+    print_error(message)
     return code

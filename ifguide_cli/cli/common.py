@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import functools
-import io
 import json
 import os
 import sys
@@ -21,8 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-import typer
 
 from ifguide_cli.cli.completion import artifacts as complete_artifacts  # noqa: F401  (for the commands' argument declarations)
 from ifguide_cli.cli.completion import kinds as complete_kinds  # noqa: F401
@@ -285,66 +281,3 @@ def fail(message: str, hint: str | None = None, exit_code: int = 1):
     raise IfguideError(message, hint=hint, exit_code=exit_code)
 
 
-def handles_errors(fn: Callable) -> Callable:
-    """Turn user-facing errors into one line on stderr and an exit code, never a traceback.
-
-    A failure of the machine (a full disk, a file that cannot be opened) is a user error too; only what is left
-    is an "internal error", a bug. The command's read locks on artifacts are released however it ends.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from ifguide_cli.core.errors import from_environment, interrupted, stop_if_interrupted
-        from ifguide_cli.core.store import locks
-
-        try:
-            result = fn(*args, **kwargs)
-            stop_if_interrupted()  # a Ctrl-C swallowed on the way still ends the command as interrupted
-            return result
-        except (typer.Exit, typer.Abort):
-            raise
-        except IfguideError as exc:
-            if settings.debug:
-                raise
-            _print_error(exc.one_line())
-            raise typer.Exit(exc.exit_code) from None
-        except BrokenPipeError:  # `ifguide workspace ls | head -1`: the reader has all it wanted
-            _silence_stdout()
-            raise typer.Exit(141) from None
-        except KeyboardInterrupt:
-            _print_error("interrupted; finished artifacts are intact and an unfinished stage resumes when run again")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if interrupted() and not settings.debug:  # the error is a Ctrl-C that a library turned into another one
-                _print_error("interrupted; finished artifacts are intact and an unfinished stage resumes when run again")
-                raise typer.Exit(130) from None
-            if settings.debug:
-                raise
-            known = from_environment(exc)
-            if known is not None:
-                _print_error(known.one_line())
-                raise typer.Exit(known.exit_code) from None
-            _print_error(f"internal error: {type(exc).__name__}: {exc} — this is a bug: rerun with --debug and report "
-                         "the traceback")
-            raise typer.Exit(1) from None
-        finally:
-            locks.release_all()
-
-    return wrapper
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's last flush into the closed pipe is not an error too."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
-        pass
-
-
-def _print_error(line: str) -> None:
-    """`error: …` on stderr: one line, whatever the message holds (markup, control characters, newlines)."""
-    from rich.markup import escape
-
-    text = " ".join("".join(c if c.isprintable() else " " for c in line).split())
-    stderr_console().print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)

@@ -17,7 +17,6 @@ _EPILOG = ("Nothing here uses the network: a registry entry is `offline: yes` wh
 
 def register(app: typer.Typer) -> None:
     @app.command("env", help=summary("env"), epilog=_EPILOG)
-    @common.handles_errors
     def env() -> None:
         from ifguide_cli.core.environment import environment
 

@@ -99,7 +99,6 @@ def _fluency_data(s: dict, name: str, value) -> str:
                          "ifguide eval toxicity ifguide --classifier profanity --name ifguide-tox\n"
                          "ifguide eval toxicity pythia-2.8b --prompts rtp --num-prompts 1000 --defense rad\n"
                          "torchrun --nproc-per-node 4 -m ifguide_cli eval toxicity my-checkpoint --prompts rtp")
-@common.handles_errors
 @config_options(RuntimeConfig, into="runtime")
 @config_options(DefenseConfig, into="defense")
 @config_options(ClassifierOptions, into="files")
@@ -149,7 +148,6 @@ def toxicity(
                   epilog="Examples:\n\n"
                          "ifguide eval implicit ifguide-tox\n"
                          "ifguide eval implicit latest:eval --classifier-path ./toxigen_roberta")
-@common.handles_errors
 @config_options(RuntimeConfig, into="runtime", exclude=("precision",))
 @config_options(ClassifierOptions, into="files")
 def implicit(
@@ -180,7 +178,6 @@ def implicit(
                   epilog="Examples:\n\n"
                          "ifguide eval fluency ifguide --name ifguide-fluency\n"
                          "ifguide eval fluency pythia-2.8b --ppl-data openwebtext --lambada lambada --lambada-metric both")
-@common.handles_errors
 @config_options(RuntimeConfig, into="runtime")
 @config_options(DefenseConfig, into="defense")
 @config_options(FluencyConfig, into="fluency_config")
@@ -214,7 +211,6 @@ def fluency(
                          "ifguide eval add-classifier detoxify-unbiased --checkpoint toxic_debiased-c7548aa0.ckpt "
                          "--base ./roberta-base\n"
                          "ifguide eval add-classifier toxigen-roberta --from ./toxigen_roberta")
-@common.handles_errors
 def add_classifier(
     name: str = typer.Argument(..., help="detoxify-unbiased, detoxify-original, detoxify-multilingual, "
                                          "detoxify-original-small, detoxify-unbiased-small, toxigen-roberta, or your own name.",

@@ -38,7 +38,6 @@ ModulesOpt = Annotated[Optional[list[str]], typer.Option(
 def register(app: typer.Typer) -> None:
     @app.command("factors", help=summary("factors"),
                  epilog=_EPILOG)
-    @common.handles_errors
     @config_options(CorpusConfig, into="corpus", overrides_only=True, exclude=("seq_len", "max_examples"))
     @config_options(FactorsConfig, exclude=("modules", "max_examples"))
     def factors(

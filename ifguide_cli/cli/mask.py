@@ -80,7 +80,6 @@ def _scores_command(entry) -> None:
     """`ifguide mask COMMAND SCORES`: a source that reads influence scores (an artifact, or a file and its data)."""
 
     @mask_app.command(entry.command, help=entry.help, epilog=_examples(entry))
-    @common.handles_errors
     @config_options(entry.config)
     def build(config, scores: ScoresArg, data: ScoreDataOpt = None, key: KeyOpt = None,
               all_positions: AllPositionsOpt = False, top: TopOpt = 10, name: NameOpt = None,
@@ -94,7 +93,6 @@ def _data_command(entry) -> None:
     """`ifguide mask COMMAND --data DATA`: a source that reads the training data (laid out like `factors` does)."""
 
     @mask_app.command(entry.command, help=entry.help, epilog=_examples(entry))
-    @common.handles_errors
     @config_options(CorpusConfig, into="corpus", overrides_only=True)
     @config_options(entry.config)
     def build(config, data: SourceDataOpt, model: ModelOpt = None, top: TopOpt = 10, name: NameOpt = None,
@@ -153,7 +151,6 @@ def _ranked_table(rows):
                          "ifguide mask show tiny-mask\n"
                          "ifguide mask show latest:mask --rank 3 --scores\n"
                          "ifguide mask show tiny-mask --doc 17 | less")
-@common.handles_errors
 def show(
     mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`).", autocompletion=common.complete_artifacts("masks")),
     rank: Optional[int] = typer.Option(None, "--rank", "-r", help="The document at this rank (0 = most toxic) \\[default: 0]."),
@@ -184,7 +181,6 @@ def show(
                   epilog="Keys: ↑/↓ or n/p move, g jumps to a rank, / searches (#ID for a token id), N searches again, "
                          "s toggles the score heat, q quits.\n\n"
                          "Example: ifguide mask browse tiny-mask")
-@common.handles_errors
 def browse(
     mask: str = typer.Argument(..., metavar="MASK", help="Mask artifact (id, name, `latest`).", autocompletion=common.complete_artifacts("masks")),
     top: int = typer.Option(1000, "--top", help="Ranked documents listed."),
@@ -206,7 +202,6 @@ def browse(
                          "ifguide mask export tiny-mask --out mask.parquet\n"
                          "ifguide mask export tiny-mask --format hf --out mask-ds --lambda 1.5\n"
                          "ifguide mask export tiny-mask --html mask.html --top 50")
-@common.handles_errors
 @config_options(MaskExportConfig)
 def export(
     config: MaskExportConfig,
@@ -255,7 +250,6 @@ def _export_html(mask: str, html: str, top: int, scores: bool, data: Optional[st
                          "ifguide tokenizer train tiny --vocab-size 4096 --name bpe4k\n"
                          "ifguide mask transfer tiny-mask --tokenizer bpe4k --name bpe4k-mask\n"
                          "ifguide finetune MODEL --data bpe4k-mask --mask bpe4k-mask")
-@common.handles_errors
 @config_options(MaskTransferConfig)
 def transfer(
     config: MaskTransferConfig,

@@ -17,7 +17,6 @@ rad_app = typer.Typer(help=summary("rad"),
                         "ifguide rad download\n"
                         "ifguide rad download --from saved_models.zip --sha256 <sha256>   (no network)\n"
                         "ifguide eval toxicity my-model --defense rad")
-@common.handles_errors
 def download(
     url: Optional[str] = typer.Option(None, "--url", help="Where to download from (default: RAD's release, "
                                       "https://storage.googleapis.com/rad_release/saved_models.zip)."),

@@ -43,7 +43,6 @@ def _cell(value) -> str:
 
 @registry_app.command("models", help="The paper's models and the built-in `tiny` one.",
                       epilog="Examples:\n\n  ifguide registry models\n  ifguide registry models --json | jq -r '.models[].hub_id'")
-@common.handles_errors
 def models() -> None:
     _show("models", ("name", "hub_id", "params", "family", "from_scratch", "description"))
 
@@ -51,7 +50,6 @@ def models() -> None:
 @registry_app.command("datasets", help="Training corpora, query sets, prompt sets and LAMBADA, and the paper's fixed subsets "
                                         "of them (with their row counts).",
                       epilog="Example: ifguide registry datasets | grep prompts")
-@common.handles_errors
 def datasets() -> None:
     from ifguide_cli.core.paper.subsets import subset_table
 
@@ -61,7 +59,6 @@ def datasets() -> None:
 
 @registry_app.command("classifiers", help="Toxicity classifiers and the RAD reward model.",
                       epilog="Example: ifguide registry classifiers   (then: ifguide env, for which are available offline)")
-@common.handles_errors
 def classifiers() -> None:
     _show("classifiers", ("name", "backend", "source", "description"))
 

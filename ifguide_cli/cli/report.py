@@ -42,7 +42,6 @@ def register(app: typer.Typer) -> None:
                         "ifguide report $(ifguide workspace ls evals --json | jq -r '.artifacts[].id') --control control\n\n"
                         "Arms: checkpoints trained the same way except --seed are one arm over seeds. The control is "
                         "--control, else the one fine-tune without a mask.")
-    @common.handles_errors
     @config_options(ReportConfig)
     def report(
         config: ReportConfig,

@@ -29,7 +29,6 @@ def register(app: typer.Typer) -> None:
     @app.command("run", epilog=EPILOG,
                  help=summary("run", "Stages whose config and parents are unchanged are reused, so a rerun only redoes "
                                      "what changed."))
-    @common.handles_errors
     def run(
         pipeline: Optional[str] = typer.Argument(None, metavar="PIPELINE.yaml", help="Pipeline file (see `--preset tiny --print-config`)."),
         preset: Optional[str] = typer.Option(None, "--preset", help="A built-in pipeline: tiny, tiny-compare (IF-Guide "

@@ -37,7 +37,6 @@ DampingOpt = Annotated[str, typer.Option(
 def register(app: typer.Typer) -> None:
     @app.command("scores", help=summary("scores"),
                  epilog=_EPILOG)
-    @common.handles_errors
     @config_options(CorpusConfig, into="corpus", overrides_only=True)
     @config_options(ScoresConfig, exclude=("damping",))
     def scores(

@@ -21,7 +21,6 @@ _EPILOG = ("The artifact holds a transformers tokenizer folder (tokenizer/: toke
 
 
 @tokenizer_app.command("train", help="Train a byte-level BPE tokenizer on CORPUS.", epilog=_EPILOG)
-@common.handles_errors
 @config_options(TokenizerTrainConfig)
 def train(
     config: TokenizerTrainConfig,

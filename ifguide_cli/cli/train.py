@@ -48,8 +48,6 @@ _HELP = {"pretrain": summary("train"), "finetune": summary("finetune")}
 
 def _command(mode: str):
     """The `train` / `finetune` command: one option list, two modes."""
-
-    @common.handles_errors
     @config_options(CorpusConfig, into="corpus", overrides_only=True, exclude=("seq_len",))
     @config_options(SetupOptions, into="setup", overrides_only=True, exclude=() if mode == "pretrain" else ("model_config",))
     @config_options(RunOptions, into="run", overrides_only=True)

@@ -18,7 +18,6 @@ RefArg = Annotated[str, typer.Argument(metavar="ARTIFACT", help="id, unique id p
 
 
 @ws_app.command("path", help="Print the workspace folder.", epilog="Example: cd \"$(ifguide workspace path)\"")
-@common.handles_errors
 def path() -> None:
     ws = common.workspace()
     common.emit({"path": str(ws.root)}, lambda console: console.print(str(ws.root), soft_wrap=True))
@@ -31,7 +30,6 @@ def path() -> None:
                        "ifguide workspace ls masks\n"
                        "ifguide workspace ls checkpoints | grep baseline | cut -c1-12\n"
                        "ifguide workspace ls --json | jq -r '.artifacts[].id'")
-@common.handles_errors
 def ls(kind: Optional[str] = typer.Argument(None, metavar="KIND", autocompletion=common.complete_kinds,
                                             help="datasets, tokenizers, factors, scores, masks, checkpoints, evals, "
                                                  "classifiers or reports (singular works too).")) -> None:
@@ -82,7 +80,6 @@ def _render_damaged(console, damaged: list[dict]) -> None:
                        "ifguide workspace show latest:mask\n"
                        "ifguide workspace show latest:mask --raw\n"
                        "ifguide workspace show 3f2a --json | jq .manifest.summary")
-@common.handles_errors
 def show(ref: RefArg,
          raw: bool = typer.Option(False, "--raw", help="Print the whole manifest (config, summary, files) as JSON.")) -> None:
     ws = common.workspace()
@@ -151,7 +148,6 @@ def _overview(art):
                 epilog="Examples:\n\n"
                        "ifguide workspace rm my-mask\n"
                        "ifguide workspace rm 3f2a9c1b0d4e --recursive")
-@common.handles_errors
 def rm(
     ref: RefArg,
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also remove artifacts that depend on it."),
@@ -176,7 +172,6 @@ def _listed(items) -> str:
                        "ifguide workspace doctor\n"
                        "ifguide workspace doctor --verify          # full sha256 of every file\n"
                        "ifguide workspace doctor --yes --json      # repair and remove without asking (scripts, CI)")
-@common.handles_errors
 def doctor(
     verify: bool = typer.Option(False, "--verify", help="Compare every file with its full sha256 (slow for large artifacts; "
                                 "by default: sizes and a quick checksum)."),

@@ -304,6 +304,6 @@ def test_help_imports_no_command_module():
     code = ("import sys\nfrom ifguide_cli.cli.app import main\nsys.argv = ['ifguide', '--help']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith('ifguide_cli.cli.') and m.split('.')[-1] not in "
-            "('app', 'commands', 'common', 'completion')), file=sys.stderr)")
+            "('app', 'commands', 'common', 'completion', 'errors')), file=sys.stderr)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
