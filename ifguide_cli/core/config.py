@@ -14,7 +14,7 @@ import math
 import typing
 from typing import Any, Literal
 
-from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.errors import IfguideError, check_range
 
 # One precision vocabulary for every command. `auto` = bf16 on a CUDA device that supports it, else fp32.
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -106,14 +106,8 @@ def check_value(f: dataclasses.Field, tp: Any, value: Any) -> Any:
 
 def _check_range(f: dataclasses.Field, value: float) -> float:
     m = f.metadata or {}
-    low, high = m.get("low"), m.get("high")
-    too_low = low is not None and (value <= low if m.get("low_open") else value < low)
-    too_high = high is not None and (value >= high if m.get("high_open") else value > high)
-    if too_low or too_high:
-        lo = "(-inf" if low is None else ("(" if m.get("low_open") else "[") + f"{low:g}"
-        hi = "inf)" if high is None else f"{high:g}" + (")" if m.get("high_open") else "]")
-        raise _bad(f, f"must be in {lo}, {hi}", value)
-    return value
+    return check_range(flag_of(f), value, m.get("low"), m.get("high"), low_open=bool(m.get("low_open")),
+                       high_open=bool(m.get("high_open")))
 
 
 class Config:

@@ -85,18 +85,17 @@ def from_environment(exc: BaseException) -> IfguideError | None:
     return IfguideError(f"{where}: {what}", hint="check the path") if where else None
 
 
-def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
-                low_inclusive: bool = True, high_inclusive: bool = True) -> None:
-    """Reject a numeric parameter outside its valid range with a clear message."""
-    ok = True
-    if low is not None:
-        ok &= value >= low if low_inclusive else value > low
-    if high is not None:
-        ok &= value <= high if high_inclusive else value < high
-    if not ok:
-        lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low}"
-        hi = "" if high is None else f"{high}" + ("]" if high_inclusive else ")")
-        raise IfguideError(f"{name} must be in {lo or '(-inf'}, {hi or 'inf)'}; got {value}", exit_code=2)
+def check_range(name: str, value: float, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """The one range check of every numeric option (config fields and computed limits alike): `value`, or a
+    one-line error naming the option, the interval and the value."""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+        raise IfguideError(f"{name} must be in {lo}, {hi}; got {value!r}", exit_code=2)
+    return value
 
 
 def _wrapped_os_error(exc: BaseException) -> OSError | None:
