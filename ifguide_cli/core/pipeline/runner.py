@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ifguide_cli.core.pipeline.spec import PipelineSpec, StageConfigs, stage_configs
 from ifguide_cli.core.progress import NULL
@@ -115,14 +114,13 @@ class _Run:
         pretrain = spec.scenario == "pretrain"
         self.result = PipelineResult(scenario=spec.scenario, reference="baseline" if pretrain else "control")
 
-    def stage(self, name: str, fn: Callable[[], Result | tuple[Any, bool]]):
-        """Run one stage (`fn` returns its `stage.Result`, or (artifact, reused) for a stage not yet on the contract)
-        and record it."""
+    def stage(self, name: str, fn: Callable[[], Result]):
+        """Run one stage (`fn` returns its `stage.Result`) and record it."""
         if self.on_start:
             self.on_start(name)
         start = time.perf_counter()
         res = fn()
-        art, reused = (res.artifact, res.reused) if isinstance(res, Result) else res
+        art, reused = res.artifact, res.reused
         record = StageRecord(name, art.id, art.kind, reused, time.perf_counter() - start)
         self.result.stages[name] = record
         if self.on_stage:
@@ -192,11 +190,7 @@ class _Run:
         """The mask of a registered source (`masking.source.make_mask`), recorded as stage `stage`."""
         from ifguide_cli.core.masking.source import make_mask
 
-        def fn():
-            res = make_mask(self.ws, source, refs, config, name=name, **self.common)
-            return res.artifact, res.reused
-
-        return self.stage(stage, fn)
+        return self.stage(stage, lambda: make_mask(self.ws, source, refs, config, name=name, **self.common))
 
     # ---- a comparison of arms ----------------------------------------------------------------------
     def arm_masks(self, baseline_ref: str, data) -> dict:
