@@ -23,10 +23,15 @@ Counts (cases with at least one problem of the kind):
   late             a bad pipeline value rejected only after work was done (> 20 CPU s, or artifacts published)
   unnamed          an error message that does not name the offending option, file or reference
   leftover         a new `.staging/` entry or `.locks/` file left after a command that was not interrupted
+  lost_or_damaged_other  a file that existed before the case, outside what the case removes or damages on purpose,
+                   changed or disappeared: another artifact's file, a user's own folder inside the workspace, a file
+                   the setup wrote (a manifest whose only change is its `name` is unchanged: `--name` renames)
+  non_finite_published  a checkpoint published with a NaN or infinite weight, or an eval with a non-finite or missing
+                   perplexity / loss in its summary
   other            a case-specific check failed (raw escape bytes printed, zip extracted past a size cap, …)
 
 Usage:
-  python benchmarks/fault_sweep.py [--verbose] [--json] [--filter SUBSTRING] [--timeout S]
+  python benchmarks/fault_sweep.py [--verbose] [--json] [--filter SUBSTRING] [--only PATTERN] [--timeout S]
                                    [--workspace-dir DIR] [--list] [--save FILE] [--strict]
 
 Exit code 0 always (it is a benchmark), unless --strict: then 1 when any count is non-zero.
@@ -60,7 +65,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 KILL_AFTER_STEP = REPO / "tests" / "training" / "kill_after_step.py"  # the CLI, SIGKILLed after a training step
-CATEGORIES = ("traceback", "internal_error", "wrong_exit", "damaged", "lost", "hang", "late", "unnamed", "leftover", "other")
+CATEGORIES = ("traceback", "internal_error", "wrong_exit", "damaged", "lost", "hang", "late", "unnamed", "leftover",
+              "lost_or_damaged_other", "non_finite_published", "other")
 KINDS = ("datasets", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 FSIZE_CAP = 2 << 30  # no file written by a case may exceed 2 GiB (ulimit -f): the sweep never fills the disk
 MIN_FREE_BYTES = 4 << 30
@@ -107,6 +113,7 @@ class Step:
     workspace: bool = True
     kill_after_step: int | None = None
     concurrent: float | None = None
+    redirect: str | None = None  # a shell redirection of the command's stdout: ">&-" (closed), ">/dev/full"
 
     @property
     def needs_strace(self) -> bool:
@@ -774,10 +781,230 @@ def concurrency_cases() -> list[Case]:
     ]
 
 
+# --- issue 26: what doctor and rm may touch, where outputs may go, linked artifact folders -------------------------
+
+USER_FOLDERS = ("checkpoints/my-run-1", "datasets/raw", ".staging/my-notes")
+
+
+def removal_scope_cases() -> list[Case]:
+    train3 = (*TRAIN_BASE, "--max-steps", "3", "--batch-size", "8")
+    return [
+        Case("doctor-yes-damaged-dataset-keeps-descendants", "removal",
+             (ok("workspace", "doctor", "--yes", check=still_listed("ckpt", "factors", "scores", "mask")),),
+             append_byte("dataset", "texts.bin"), damages=("dataset",), removes=("dataset",)),
+        Case("doctor-yes-leaves-user-folders", "removal", (ok("workspace", "doctor", "--yes"),), user_folders),
+        Case("rm-user-folder", "removal", (error("workspace", "rm", "raw", names=("raw",)),), user_folders),
+        Case("rm-id-folder-without-manifest", "removal",
+             (error("workspace", "rm", "0123456789ab", names=("0123456789ab",)),), lookalike_folder),
+        Case("doctor-yes-id-folder-without-manifest", "removal", (ok("workspace", "doctor", "--yes"),), lookalike_folder),
+        Case("log-file-inside-artifact", "output-path",
+             (error(*train3, "--log-file", "{ws}/checkpoints/{ckpt}/train_log.jsonl", names=("--log-file",)),)),
+        Case("html-inside-artifact", "output-path",
+             (error("mask", "export", "{mask}", "--html", "{ws}/masks/{mask}/mask.safetensors", names=("--html",)),)),
+        Case("html-new-file-inside-artifact", "output-path",
+             (error("mask", "export", "{mask}", "--html", "{ws}/masks/{mask}/page.html", names=("--html",)),)),
+        Case("report-html-inside-artifact", "output-path",
+             (error("report", "{etox}", "{eflu}", "--html", "{ws}/evals/{etox}/r.html", names=("--html",)),)),
+        Case("html-inside-staging", "output-path",
+             (error("mask", "export", "{mask}", "--html", "{ws}/.staging/m.html", names=("--html",)),)),
+        Case("log-file-fifo", "output-path",
+             (error(*train3, "--log-file", "{tmp}/fifo", timeout=60, names=("fifo",)),), make_fifo("fifo")),
+        Case("linked-artifact-folder", "output-path",
+             (ok("--json", "workspace", "ls", check=lists_as_artifact("mask")), ok("mask", "show", "{mask}"),
+              ok("--json", "workspace", "doctor", check=no_findings), ok(*MASK)), link_elsewhere("mask")),
+        Case("linked-artifact-folder-used", "output-path", (ok("finetune", "{ckpt}", *FINETUNE_OPTS, "--mask", "{mask}"),),
+             link_elsewhere("mask")),
+        Case("linked-artifact-folder-rm", "output-path", (ok("workspace", "rm", "{report}"),), link_elsewhere("report"),
+             removes=("report",)),
+    ]
+
+
+# --- issue 26: a diverging run fails, a NaN model is refused ---------------------------------------------------------
+
+
+def non_finite_cases() -> list[Case]:
+    return [
+        Case("finetune-lambda-1e300", "non-finite",
+             (error(*FINETUNE, "--mask", "{mask}", "--lambda", "1e300", timeout=240, names=("non-finite",)),),
+             keeps_staging=True),
+        Case("train-lr-50", "non-finite",
+             (error(*TRAIN_BASE, "--max-steps", "6", "--save-steps", "2", "--batch-size", "8", "--lr", "50", timeout=240,
+                    names=("non-finite",)),), keeps_staging=True),
+        Case("eval-fluency-nan-model", "non-finite",
+             (error("eval", "fluency", "{tmp}/nanmodel", *FLUENCY_OPTS, names=("non-finite", "nan")),), nan_model),
+        Case("finetune-nan-model", "non-finite",
+             (error("finetune", "{tmp}/nanmodel", *FINETUNE_OPTS, names=("non-finite", "nan")),), nan_model),
+    ]
+
+
+# --- issue 26: values that would hang or bomb ------------------------------------------------------------------------
+
+LONG_INT = "9" * 5000
+
+
+def hostile_value_cases() -> list[Case]:
+    return [
+        Case("set-alias-bomb", "hostile-value",
+             (error("run", "{tmp}/pipeline.yaml", "--set", f"mask.threshold={ALIAS_BOMB}", timeout=20, names=("--set",)),),
+             write_pipeline({}), no_new_artifacts=True),
+        Case("set-long-int", "hostile-value",
+             (error("run", "{tmp}/pipeline.yaml", "--set", f"mask.max_tokens={LONG_INT}", timeout=20, names=("--set",)),),
+             write_pipeline({}), no_new_artifacts=True),
+        Case("pipeline-long-int", "hostile-value",
+             (error("run", "{tmp}/pipeline.yaml", timeout=20, names=("pipeline.yaml",)),),
+             write_pipeline({"mask": f"{{threshold: 0.99, window: 1, max_tokens: {LONG_INT}}}"}), no_new_artifacts=True),
+        Case("train-config-long-int", "hostile-value",
+             (error(*TRAIN, "--config", "{tmp}/c.yaml", names=("c.yaml",)),), write("c.yaml", f"max_steps: {LONG_INT}\n".encode())),
+        Case("cli-long-int", "hostile-value", (error(*TRAIN_BASE, "--batch-size", "8", "--max-steps", LONG_INT,
+                                                     names=option_names("--max-steps")),)),
+        Case("pipeline-duplicate-key", "hostile-value",
+             (error("run", "{tmp}/pipeline.yaml", timeout=20, names=("twice", "duplicate")),), duplicate_key_pipeline,
+             no_new_artifacts=True),
+        Case("eval-samples-2**62", "hostile-value",
+             (error(*TOXICITY_BASE, "--num-prompts", "2", "--max-new-tokens", "4", "--samples", str(2**62), timeout=60,
+                    names=("samples",)),)),
+        Case("eval-max-new-tokens-2**62", "hostile-value",
+             (error(*TOXICITY_BASE, "--num-prompts", "2", "--samples", "2", "--max-new-tokens", str(2**62), timeout=60,
+                    names=option_names("--max-new-tokens")),)),
+        Case("show-latest-colon", "hostile-value", (error("workspace", "show", "latest:", names=("latest:",)),)),
+    ]
+
+
+# --- issue 26: hostile input files -----------------------------------------------------------------------------------
+
+DEEP_JSON = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+SURROGATE = b'{"text": "abc \\ud800 def", "prompt": "abc \\ud800", "continuation": "x \\udfff"}\n' * 20
+
+
+def hostile_file_cases() -> list[Case]:
+    def data(name: str, content: bytes | None = None, setup: Callable | None = None, names: tuple[str, ...] = ()) -> Case:
+        return Case(f"data-{name}", "hostile-file",
+                    (error("train", "tiny", "--data", f"{{tmp}}/{name}", "--seq-len", "64", "--eval-docs", "8",
+                           "--max-steps", "2", "--batch-size", "8", timeout=60, names=names or (name,)),),
+                    setup or write(name, content))
+
+    def prompts(name: str, content: bytes | None = None, setup: Callable | None = None, names: tuple[str, ...] = ()) -> Case:
+        return Case(f"prompts-{name}", "hostile-file",
+                    (error(*TOXICITY, "--prompts", f"{{tmp}}/{name}", timeout=60, names=names or (name,)),),
+                    setup or write(name, content))
+
+    def queries(name: str, content: bytes) -> Case:
+        return Case(f"queries-{name}", "hostile-file",
+                    (error("scores", "{factors}", "-t", f"{{tmp}}/{name}", "--max-queries", "4", names=(name,)),),
+                    write(name, content))
+
+    return [
+        data("deep.jsonl", DEEP_JSON), data("deep.json", b"[" + DEEP_JSON.strip() + b"]"),
+        data("surrogate.jsonl", SURROGATE), data("corrupt-page.parquet", setup=corrupt_parquet("corrupt-page.parquet")),
+        data("device", setup=make_full_device("device"), names=("device", "regular file")),
+        prompts("deep.jsonl", DEEP_JSON), prompts("surrogate.jsonl", SURROGATE),
+        prompts("rtp-toxicity-text.jsonl", b'{"prompt": {"text": "hi there", "toxicity": "high"}}\n' * 5),
+        prompts("bold-numbers.jsonl", b'{"domain": "x", "prompts": [1, 2]}\n' * 5),
+        prompts("toxic-list.jsonl", b'{"prompt": "hi there", "toxic": [0]}\n' * 5),
+        prompts("folder", setup=make_dir("folder"), names=("folder",)),
+        prompts("device", setup=make_full_device("device"), names=("device", "regular file")),
+        queries("deep.jsonl", DEEP_JSON), queries("surrogate.jsonl", SURROGATE),
+        Case("config-is-folder", "hostile-file", (error(*TRAIN, "--config", "{tmp}/folder", names=("folder",)),),
+             make_dir("folder")),
+        Case("eval-data-dir-refused-leaves-nothing", "hostile-file",
+             (error(*TRAIN, "--eval-data", "{tmp}/emptydir", names=("emptydir",)),), make_dir("emptydir")),
+        Case("ppl-data-no-text-field", "hostile-file",
+             (error(*FLUENCY, "--ppl-data", "{tmp}/no-text.jsonl", names=("no-text.jsonl",), check=mentions("ppl-data")),),
+             write("no-text.jsonl", b'{"foo": "bar"}\n' * 20)),
+        *[Case(f"manifest-hand-edited-{label}", "hostile-file", tuple(anyhow(*argv) for argv in steps), edit_manifest(role, edit),
+               damages=(role,))
+          for label, role, edit, steps in MANIFEST_EDITS],
+    ]
+
+
+MANIFEST_EDITS = (  # (label, role, fields set to wrong types, commands that read them)
+    ("ckpt-config", "ckpt", {"config": {"model": 5, "dataset": [1], "train": "x", "mode": 3}},
+     (("workspace", "show", "{ckpt}"), FINETUNE, FLUENCY, ("eval", "fluency", "{ckpt}", *FLUENCY_OPTS, "--force"))),
+    ("ckpt-summary", "ckpt", {"summary": {"steps": "many", "final_train_loss": [1], "mode": 5}},
+     (("workspace", "show", "{ckpt}"), ("workspace", "ls"), FINETUNE)),
+    ("eval-summary", "etox", {"summary": {"expected_max_toxicity": "high", "toxicity_probability": [0], "model": 5,
+                                          "prompts": "x", "samples": "y"}},
+     (("report", "{etox}", "{eflu}", "--force"), ("workspace", "show", "{etox}"))),
+    ("eval-config", "eflu", {"config": {"task": 5, "model": "x", "generation": [1]}},
+     (("report", "{etox}", "{eflu}", "--force"), ("eval", "implicit", "{eflu}", "--classifier", "profanity"))),
+    ("mask-config", "mask", {"config": {"dataset": 5, "threshold": "high", "window": [1]}},
+     (("mask", "show", "{mask}"), ("finetune", "{ckpt}", *FINETUNE_OPTS, "--mask", "{mask}"),
+      ("mask", "export", "{mask}", "--html", "{tmp}/m.html"))),
+)
+
+
+# --- issue 26: model folders, --model-config ------------------------------------------------------------------------
+
+
+def model_folder_cases() -> list[Case]:
+    def broken(label: str, edit: Callable, names: tuple[str, ...] = ("{tmp}/m",)) -> Case:
+        return Case(f"model-folder-{label}", "model-folder",
+                    (error("eval", "fluency", "{tmp}/m", *FLUENCY_OPTS, names=names,
+                           check=all_of(no_pwned, never_suggests_unsafe_loading)),),
+                    setups(copy_model("m"), edit))
+
+    def model_config(label: str, config: dict, names: tuple[str, ...] = ("cfg.json", "model-config")) -> Case:
+        return Case(f"model-config-{label}", "model-folder",
+                    (error("train", "--model-config", "{tmp}/cfg.json", "--tokenizer", "tiny", "--data", "{dataset}",
+                           "--max-steps", "1", "--batch-size", "8", timeout=120, names=names),),
+                    write("cfg.json", json.dumps(config).encode()))
+
+    tiny = {"model_type": "gpt_neox", "vocab_size": 2048, "max_position_embeddings": 128, "hidden_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256}
+    return [
+        broken("unknown-model-type", model_file("config.json", json.dumps({"model_type": "fsweep_nosuch"}).encode())),
+        broken("config-list", model_file("config.json", b"[]\n")),
+        broken("config-binary", model_file("config.json", BINARY)),
+        broken("safetensors-header-not-json", model_file("model.safetensors", (16).to_bytes(8, "little") + b"not json at all!")),
+        broken("safetensors-header-past-end", model_file("model.safetensors", _safetensors_past_end())),
+        broken("safetensors-header-2**62", model_file("model.safetensors", (1 << 62).to_bytes(8, "little") + b"{}")),
+        broken("tokenizer-binary", model_file("tokenizer.json", BINARY)),
+        broken("tokenizer-incomplete", truncate_model_file("tokenizer.json")),
+        broken("pickled-weights", pickled_weights, names=("pytorch_model.bin",)),
+        model_config("192GiB", {**tiny, "hidden_size": 65536, "num_hidden_layers": 12, "intermediate_size": 262144}),
+        model_config("heads-do-not-divide", {**tiny, "hidden_size": 100, "num_attention_heads": 3}),
+        model_config("negative-size", {**tiny, "hidden_size": -64}),
+        model_config("zero-layers", {**tiny, "num_hidden_layers": 0}),
+        *[Case(f"disk-full-train-state-{size >> 20}MiB", "kill",
+               (error(*TRAIN_BASE, "--max-steps", "2", "--save-steps", "1", "--batch-size", "8", fsize=size, timeout=180,
+                      names=("space", "large", "write")),), keeps_staging=True)
+          for size in (3 << 20, 5 << 20, 7 << 20)],
+    ]
+
+
+def _safetensors_past_end() -> bytes:
+    header = json.dumps({"gpt_neox.embed_in.weight": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}})
+    return len(header).to_bytes(8, "little") + header.encode() + bytes(16)
+
+
+# --- issue 26: the streams and the environment ----------------------------------------------------------------------
+
+
+def stream_cases() -> list[Case]:
+    ascii_locale = (("LC_ALL", "C"), ("LANG", "C"), ("PYTHONCOERCECLOCALE", "0"), ("PYTHONUTF8", "0"),
+                    ("PYTHONIOENCODING", ""))
+    return [
+        Case("stdout-closed-ls", "streams", (anyhow("workspace", "ls", redirect=">&-"),)),
+        Case("stdout-closed-json-mask", "streams", (anyhow("--json", "mask", "{scores}", "--max-tokens", "61", redirect=">&-"),)),
+        Case("stdout-dev-full-ls", "streams", (error("workspace", "ls", redirect=">/dev/full", names=("stdout", "space")),)),
+        Case("stdout-dev-full-json", "streams",
+             (error("--json", "workspace", "show", "{mask}", redirect=">/dev/full", names=("stdout", "space")),)),
+        Case("ascii-locale-non-ascii-name", "streams",
+             (ok("mask", "{scores}", "--max-tokens", "62", "--name", "café-λ-毒", env=ascii_locale),
+              ok("workspace", "ls", env=ascii_locale), ok("workspace", "show", "café-λ-毒", env=ascii_locale))),
+        Case("ascii-locale-help", "streams", (ok("--help", env=ascii_locale), ok("train", "--help", env=ascii_locale),
+                                              ok("eval", "toxicity", "--help", env=ascii_locale))),
+        Case("home-unusable-install-completion", "streams",
+             (anyhow("--install-completion", "bash", env=(("HOME", "{tmp}/afile"), ("SHELL", "/bin/bash")), workspace=False),),
+             write("afile", b"x")),
+    ]
+
+
 def all_cases() -> list[Case]:
     return (control_cases() + manifest_cases() + input_file_cases() + score_file_cases() + damaged_artifact_cases()
             + workspace_path_cases() + number_cases() + yaml_cases() + name_cases() + archive_cases() + reference_cases()
-            + interrupt_cases() + kill_cases() + concurrency_cases())
+            + interrupt_cases() + kill_cases() + concurrency_cases() + removal_scope_cases() + non_finite_cases()
+            + hostile_value_cases() + hostile_file_cases() + model_folder_cases() + stream_cases())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1038,8 +1265,149 @@ def staged_truncated_optimizer(ctx: Ctx) -> None:
         os.truncate(path, path.stat().st_size // 3)
 
 
+def append_byte(role: str, rel: str) -> Callable:
+    def run(ctx: Ctx) -> None:
+        with open(ctx.artifact(role) / rel, "ab") as fh:
+            fh.write(b"!")
+
+    return run
+
+
+def user_folders(ctx: Ctx) -> None:
+    """Folders of the user's own inside the workspace (a run's notes, raw data): never the tool's to remove."""
+    for rel in USER_FOLDERS:
+        (ctx.ws / rel).mkdir(parents=True, exist_ok=True)
+        (ctx.ws / rel / "keep.txt").write_text("mine")
+
+
+def lookalike_folder(ctx: Ctx) -> None:
+    """A folder named like an artifact id, without a manifest: nothing says it is an artifact."""
+    (ctx.ws / "masks" / "0123456789ab").mkdir()
+    (ctx.ws / "masks" / "0123456789ab" / "keep.txt").write_text("mine")
+
+
+def link_elsewhere(role: str) -> Callable:
+    """The artifact folder moved to "another disk" ({tmp}/disk2) and linked back."""
+
+    def run(ctx: Ctx) -> None:
+        folder = ctx.artifact(role)
+        target = ctx.tmp / "disk2" / folder.name
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(str(folder), target)
+        os.symlink(target, folder)
+
+    return run
+
+
+def copy_model(name: str) -> Callable:
+    return lambda ctx: shutil.copytree(ctx.artifact("ckpt") / "model", ctx.tmp / name)
+
+
+def model_file(rel: str, data: bytes, folder: str = "m") -> Callable:
+    return lambda ctx: (ctx.tmp / folder / rel).write_bytes(data)
+
+
+def truncate_model_file(rel: str, folder: str = "m") -> Callable:
+    def run(ctx: Ctx) -> None:
+        path = ctx.tmp / folder / rel
+        os.truncate(path, path.stat().st_size // 2)
+
+    return run
+
+
+def pickled_weights(ctx: Ctx) -> None:
+    """The weights as a pickle (pytorch_model.bin) that runs code when unpickled; no safetensors beside it."""
+    (ctx.tmp / "m" / "model.safetensors").unlink()
+    (ctx.tmp / "m" / "pytorch_model.bin").write_bytes(pickle.dumps(_Pwn(str(ctx.tmp / "pwned")), protocol=2))
+
+
+def nan_model(ctx: Ctx) -> None:
+    """A copy of the prepared checkpoint's model folder whose weights are all NaN (a diverged run saved elsewhere)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(ctx.artifact("ckpt") / "model", ctx.tmp / "nanmodel")
+    path = ctx.tmp / "nanmodel" / "model.safetensors"
+    tensors = {k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in load_file(str(path)).items()}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def duplicate_key_pipeline(ctx: Ctx) -> None:
+    write_pipeline({})(ctx)
+    with open(ctx.tmp / "pipeline.yaml", "a") as fh:
+        fh.write("model: pythia-160m\n")  # a second `model:`; YAML keeps the last silently
+
+
+def corrupt_parquet(name: str) -> Callable:
+    """A parquet file whose footer is valid and whose data pages are garbage."""
+
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        texts = [f"document number {i} about cats and dogs " * 5 for i in range(2000)]
+        pq.write_table(pa.table({"text": texts}), ctx.tmp / name, compression="snappy", row_group_size=500)
+        data = bytearray((ctx.tmp / name).read_bytes())
+        footer = int.from_bytes(data[-8:-4], "little") + 8
+        for i in range(64, len(data) - footer - 64, 7):
+            data[i] ^= 0x5A
+        (ctx.tmp / name).write_bytes(bytes(data))
+
+    return run
+
+
+def edit_manifest(role: str, fields: dict) -> Callable:
+    """A hand-edited manifest: these fields replaced by values of the wrong types (the rest as written)."""
+
+    def run(ctx: Ctx) -> None:
+        path = ctx.artifact(role) / "manifest.json"
+        manifest = json.loads(path.read_text())
+        for key, value in fields.items():
+            manifest[key] = {**manifest.get(key, {}), **value} if isinstance(value, dict) else value
+        path.write_text(json.dumps(manifest))
+
+    return run
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Extra checks: (ctx, result) -> list of problems (counted as `other`)
+
+
+def still_listed(*roles: str) -> Callable:
+    def check(ctx: Ctx, res: StepResult) -> list[str]:
+        listed, why = list_artifacts(ctx)
+        gone = [r for r in roles if ctx.ids[r] not in (listed or {})]
+        return [f"intact {r} artifact {ctx.ids[r]} was removed" for r in gone] if listed is not None else [why]
+
+    return check
+
+
+def lists_as_artifact(role: str) -> Callable:
+    def check(ctx: Ctx, res: StepResult) -> list[str]:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            if ctx.ids[role] in {a["id"] for a in json.loads(res.stdout)["artifacts"]}:
+                return []
+        return [f"the linked {role} artifact {ctx.ids[role]} is not listed as an artifact"]
+
+    return check
+
+
+def no_findings(ctx: Ctx, res: StepResult) -> list[str]:
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        found = [f"{f['problem']} {f['path']}" for f in json.loads(res.stdout)["findings"] if f["problem"] != "stale-lock"]
+        return [f"doctor finds problems in a sound workspace: {', '.join(found)}"] if found else []
+    return ["doctor --json printed no findings object"]
+
+
+def mentions(word: str) -> Callable:
+    def check(ctx: Ctx, res: StepResult) -> list[str]:
+        return [] if res.rc == 0 or word in res.stderr else [f"the error does not name {word}: {_last_line(res.stderr)}"]
+
+    return check
+
+
+def never_suggests_unsafe_loading(ctx: Ctx, res: StepResult) -> list[str]:
+    return ["the error suggests weights_only=False (loading a pickle that can run code)"] if "weights_only=False" in res.stderr else []
 
 
 def all_of(*checks: Callable) -> Callable:
@@ -1161,6 +1529,7 @@ class Ctx:
     strace: str | None
     escape_marker: Path
     extra: dict[str, str] = field(default_factory=dict)
+    created: dict[str, str | None] = field(default_factory=dict)  # artifact id -> its manifest's `created` at the start
 
     def artifact(self, role: str) -> Path:
         art_id = self.ids[role]
@@ -1198,7 +1567,7 @@ def child_env(ctx: Ctx, step: Step) -> dict[str, str]:
     sys_tmp.mkdir(exist_ok=True)
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])), HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", COLUMNS="120", XDG_DATA_HOME=str(ctx.tmp / ".xdg"), TMPDIR=str(sys_tmp))
-    env.update(dict(step.env))
+    env.update({key: ctx.fill(value) for key, value in step.env})
     return env
 
 
@@ -1216,10 +1585,10 @@ def command(ctx: Ctx, step: Step) -> list[str]:
     elif step.kill_when_moved is not None:
         argv = [ctx.strace, "-f", "-qq", "-o", "/dev/null", "-P", str(ctx.artifact(step.kill_when_moved)), "-e", f"trace={inject}",
                 "-e", f"inject={inject}:delay_exit=4000000:when=1", *argv]
-    if step.fsize is None and not step.needs_strace:
+    if step.fsize is None and not step.needs_strace and step.redirect is None:
         return argv  # run directly, so an early Ctrl-C reaches Python itself; run_step caps its file size after the start
     blocks = (step.fsize or FSIZE_CAP) // 1024
-    return ["bash", "-c", 'ulimit -f "$0" && exec "$@"', str(max(blocks, 1)), *argv]
+    return ["bash", "-c", f'ulimit -f "$0" && exec "$@" {step.redirect or ""}', str(max(blocks, 1)), *argv]
 
 
 def _children_cpu() -> float:
@@ -1431,14 +1800,101 @@ class Snapshot:
     staging: set[str]
     locks: set[str]
     folders: set[str]
+    files: dict[str, str] = field(default_factory=dict)  # every file of the workspace (but locks) and of {tmp}: digest
 
 
-def snapshot(ws: Path) -> Snapshot:
+def snapshot(ws: Path, tmp: Path | None = None) -> Snapshot:
     def names(path: Path) -> set[str]:
         return {p.name for p in path.iterdir()} if path.is_dir() else set()
 
     folders = {f"{kind}/{p.name}" for kind in KINDS if (ws / kind).is_dir() for p in (ws / kind).iterdir() if p.is_dir()}
-    return Snapshot(names(ws / ".staging"), names(ws / ".locks"), folders)
+    return Snapshot(names(ws / ".staging"), names(ws / ".locks"), folders, fingerprints(ws, tmp))
+
+
+def fingerprints(ws: Path, tmp: Path | None) -> dict[str, str]:
+    """A digest of every file a command must leave alone unless it is its own: the workspace's (locks aside) and the
+    case's scratch files (the sweep's own aside); a manifest's digest ignores its `name` (`--name` renames)."""
+    out = {}
+    for label, root in [("ws", ws)] + ([("tmp", tmp)] if tmp is not None else []):
+        for path in root.rglob("*"):
+            rel = path.relative_to(root)
+            if rel.parts[0] in (".locks", ".systmp", ".xdg") or rel.name.startswith((".out-", ".err-")):
+                continue
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    out[f"{label}/{rel}"] = _digest(path)
+    return out
+
+
+def _digest(path: Path) -> str:
+    if path.name == "manifest.json":
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            data = json.loads(path.read_text())
+            data.pop("name", None)
+            return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return sha256(path) if path.stat().st_size < (256 << 20) else f"size:{path.stat().st_size}"
+
+
+def changed_outside(ctx: Ctx, case: Case, before: Snapshot) -> list[str]:
+    """Files that existed before the case and changed or vanished, outside what it damages or removes on purpose
+    and outside an artifact the command itself rebuilt (`--force`: its manifest's `created` changed)."""
+    own = {f"ws/{ctx.kinds[ctx.ids[r]]}/{ctx.ids[r]}/" for r in (*case.damages, *case.removes)}
+    own |= {f"ws/{kind}/{aid}/" for aid, kind in ctx.kinds.items() if _created(ctx.ws / kind / aid) != ctx.created.get(aid)}
+    after = fingerprints(ctx.ws, ctx.tmp)
+    problems = []
+    for rel, digest in sorted(before.files.items()):
+        if any(rel.startswith(prefix) for prefix in own):
+            continue
+        if rel not in after:
+            problems.append(f"{rel} disappeared")
+        elif after[rel] != digest:
+            problems.append(f"{rel} was changed")
+    return problems[:5]
+
+
+def _created(folder: Path) -> str | None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return json.loads((folder / "manifest.json").read_text()).get("created")
+    return None
+
+
+def non_finite_published(ctx: Ctx, listed: dict[str, dict]) -> list[str]:
+    """New checkpoints with a NaN or infinite weight; new evals whose perplexity or loss is non-finite or missing."""
+    problems = []
+    for art_id, art in sorted(listed.items()):
+        if art_id in ctx.kinds:
+            continue
+        folder = Path(art.get("path") or ctx.ws / str(art.get("kind")) / art_id)
+        if art.get("kind") == "checkpoints":
+            problems += [f"checkpoint {art_id}: {p}" for p in _non_finite_weights(folder / "model" / "model.safetensors")]
+        summary = (_manifest(folder) or {}).get("summary") or {}
+        for key in ("perplexity", "final_train_loss", "final_eval_loss"):
+            value = summary.get(key, 0.0)
+            if not (isinstance(value, (int, float)) and value == value and abs(value) != float("inf")):
+                problems.append(f"{art.get('kind')} {art_id}: summary {key} is {value!r}")
+    return problems
+
+
+def _manifest(folder: Path) -> dict | None:
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads((folder / "manifest.json").read_text())
+        return data if isinstance(data, dict) else None
+    return None
+
+
+def _non_finite_weights(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        return [f"weights unreadable ({type(exc).__name__})"]
+    bad = [name for name, t in tensors.items() if t.dtype.kind == "f" and not np.isfinite(t).all()]
+    return [f"non-finite weights in {len(bad)} tensor(s), e.g. {bad[0]}"] if bad else []
 
 
 def list_artifacts(ctx: Ctx) -> tuple[dict[str, dict] | None, str]:
@@ -1481,6 +1937,8 @@ def audit(ctx: Ctx, case: Case, before: Snapshot, interrupted: bool) -> list[tup
         problems += [("leftover", f".staging/{n}") for n in sorted(after.staging - before.staging)]
     if not interrupted:
         problems += [("leftover", f".locks/{n}") for n in sorted(after.locks - before.locks)]
+    problems += [("lost_or_damaged_other", p) for p in changed_outside(ctx, case, before)]
+    problems += [("non_finite_published", p) for p in non_finite_published(ctx, listed or {})]
     if case.no_new_artifacts and listed is not None and set(listed) - set(ctx.kinds):
         new = sorted(f"{listed[i].get('kind')} {i}" for i in set(listed) - set(ctx.kinds))
         problems.append(("late", f"published {', '.join(new)} before rejecting the pipeline"))
@@ -1568,9 +2026,10 @@ def run_case(case: Case, prepared: Prepared, root: Path, timeout: float, strace:
     problems: list[tuple[str, str]] = []
     results: list[StepResult] = []
     try:
+        ctx.created = {aid: _created(ctx.ws / kind / aid) for aid, kind in ctx.kinds.items()}
         if case.setup:
             case.setup(ctx)
-        before = snapshot(ctx.ws)
+        before = snapshot(ctx.ws, ctx.tmp)
         results = run_case_steps(ctx, case)
         for step, res in zip(case.steps, results, strict=True):
             problems += classify(step, res, ctx.fill)

@@ -143,9 +143,11 @@ def main() -> None:
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the shell made us ignore it
         signal.signal(signal.SIGINT, on_sigint)
+    common.safe_streams()
     try:
         command = typer.main.get_command(app)
-        code = command.main(args=hoist_global_flags(sys.argv[1:]), prog_name="ifguide", standalone_mode=False)
+        args = [common.utf8_argument(a) for a in sys.argv[1:]]
+        code = command.main(args=hoist_global_flags(args), prog_name="ifguide", standalone_mode=False)
     except KeyboardInterrupt:
         code = _fatal("interrupted", 130)
     except Exception as exc:  # click's exceptions, duck-typed (no `import click`)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -131,15 +132,26 @@ def show_warning(message: str) -> None:
 
 
 def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
-    """Finish a command: the JSON object (with the invocation's `warnings`) with --json, else the rendering on stdout."""
-    if settings.json:
-        from ifguide_cli.core.store.workspace import json_safe
+    """Finish a command: the JSON object (with the invocation's `warnings`) with --json, else the rendering on stdout.
 
-        payload = {**payload, "warnings": [*payload.get("warnings", []), *notes.collected()]}
-        sys.stdout.write(json.dumps(json_safe(payload), indent=2, default=str, allow_nan=False) + "\n")
-        sys.stdout.flush()
-    elif render is not None:
-        render(stdout_console())
+    A stdout that cannot be written (`> /dev/full`, a full disk) is one line saying so, not "cannot write a file"."""
+    try:
+        if settings.json:
+            from ifguide_cli.core.store.workspace import json_safe
+
+            payload = {**payload, "warnings": [*payload.get("warnings", []), *notes.collected()]}
+            sys.stdout.write(json.dumps(json_safe(payload), indent=2, default=str, allow_nan=False) + "\n")
+            sys.stdout.flush()
+        elif render is not None:
+            render(stdout_console())
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        from ifguide_cli.cli.errors import _silence_stdout  # the interpreter's last flush would fail again
+
+        _silence_stdout()
+        raise IfguideError(f"cannot write the output to stdout ({exc.strerror or exc})",
+                           hint="check where stdout goes (a full disk, a closed file)") from None
 
 
 def kv_table(title: str, rows: dict[str, Any]):
@@ -281,3 +293,20 @@ def fail(message: str, hint: str | None = None, exit_code: int = 1):
     raise IfguideError(message, hint=hint, exit_code=exit_code)
 
 
+def safe_streams() -> None:
+    """Text the terminal's encoding cannot show (an ASCII-only locale, `LC_ALL=C`: an artifact named "café", the
+    "—" of the help) is written as an escape instead of failing the command."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding and encoding != "utf8" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
+
+
+def utf8_argument(arg: str) -> str:
+    """An argument as the user typed it: under an ASCII-only locale Python keeps non-ASCII bytes of argv as lone
+    surrogates (`--name café` → 'caf\\udcc3\\udca9'), which would be stored as such; they are UTF-8 text."""
+    try:
+        return os.fsencode(arg).decode("utf-8")
+    except (UnicodeError, ValueError):
+        return arg

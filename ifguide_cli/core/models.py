@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.hub import hub_resource
+from ifguide_cli.core.model_files import check_buildable, reading_model_files
 from ifguide_cli.core.registry import MODELS, tiny_asset
 
 TINY_SPECIAL = "<|endoftext|>"
@@ -83,7 +84,10 @@ def config_model_ref(path: str, tokenizer: str | None) -> ModelRef:
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise IfguideError(f"--model-config {path}: no such file", hint="pass a transformers config.json file", exit_code=2)
+        from ifguide_cli.core.store.folders import not_a_file
+
+        raise IfguideError(f"--model-config {path} {not_a_file(file)}", hint="pass a transformers config.json file",
+                           exit_code=2)
     family = _family_from_config(file)
     if family is None:
         raise IfguideError(f"--model-config {path} is not a transformers config (no model_type)",
@@ -144,7 +148,7 @@ def refuse_custom_code(folder: Path, ref: str) -> None:
         try:
             content = json.loads((folder / name).read_text())
             custom = isinstance(content, dict) and "auto_map" in content and not known(content)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError, TypeError):  # unreadable here: the loader names the problem
             continue
         if custom:
             raise IfguideError(f"{ref}: {name} asks to run the model's own Python code (auto_map); ifguide never runs "
@@ -154,9 +158,11 @@ def refuse_custom_code(folder: Path, ref: str) -> None:
 
 def _family_from_config(path: Path) -> str | None:
     try:
-        return json.loads(path.read_text()).get("model_type")
-    except (OSError, ValueError):
+        values = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    family = values.get("model_type") if isinstance(values, dict) else None
+    return family if isinstance(family, str) else None
 
 
 def load_tokenizer(mref: ModelRef):
@@ -164,13 +170,15 @@ def load_tokenizer(mref: ModelRef):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if mref.source == "checkpoint" and not mref.own_tokenizer:
-        tok = AutoTokenizer.from_pretrained(mref.location, trust_remote_code=False)
+        with reading_model_files(f"model folder {mref.location}"):
+            tok = AutoTokenizer.from_pretrained(mref.location, trust_remote_code=False)
     elif mref.tokenizer == "tiny":
         tok = PreTrainedTokenizerFast(tokenizer_file=str(tiny_asset("tokenizer.json")), bos_token=TINY_SPECIAL,
                                       eos_token=TINY_SPECIAL, unk_token=TINY_SPECIAL, pad_token=TINY_SPECIAL)
     elif Path(mref.tokenizer).is_dir():
         refuse_custom_code(Path(mref.tokenizer), mref.tokenizer)
-        tok = AutoTokenizer.from_pretrained(mref.tokenizer, trust_remote_code=False)
+        with reading_model_files(f"tokenizer folder {mref.tokenizer}"):
+            tok = AutoTokenizer.from_pretrained(mref.tokenizer, trust_remote_code=False)
     else:
         with hub_resource("tokenizer", mref.tokenizer, "a local tokenizer folder"):
             tok = AutoTokenizer.from_pretrained(mref.tokenizer, trust_remote_code=False)
@@ -185,10 +193,15 @@ def load_config(mref: ModelRef):
     if mref.source == "registry" and mref.location == "tiny":
         return GPTNeoXConfig.from_dict(json.loads(tiny_asset("model_config.json").read_text()))
     if mref.source == "config":
-        values = json.loads(Path(mref.location).read_text())
-        return AutoConfig.for_model(values.pop("model_type"), **values)
+        where = f"--model-config {mref.ref}"
+        with reading_model_files(where):
+            values = json.loads(Path(mref.location).read_text())
+            config = AutoConfig.for_model(values.pop("model_type"), **values)
+        check_buildable(config, where)
+        return config
     if mref.source in ("checkpoint", "local"):
-        return AutoConfig.from_pretrained(mref.location, trust_remote_code=False)
+        with reading_model_files(f"model folder {mref.location}"):
+            return AutoConfig.from_pretrained(mref.location, trust_remote_code=False)
     hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
     with hub_resource("model config", hub_id, "a local model folder"):
         config = AutoConfig.from_pretrained(hub_id, trust_remote_code=False)
@@ -226,7 +239,8 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
         with _seeded(seed):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     elif mref.source in ("checkpoint", "local"):
-        model = AutoModelForCausalLM.from_pretrained(mref.location, dtype=dtype, trust_remote_code=False)
+        with reading_model_files(f"model folder {mref.location}"):
+            model = AutoModelForCausalLM.from_pretrained(mref.location, dtype=dtype, trust_remote_code=False)
     else:
         _refuse_hub_weights_of_a_variant(mref)
         hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location

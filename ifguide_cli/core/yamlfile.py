@@ -4,13 +4,16 @@ The loader is PyYAML's safe one with limits, so a hostile or broken file cannot 
 memory: at most MAX_BYTES, MAX_ALIASES alias references (`*name`), MAX_NODES values once aliases are expanded (a
 "billion laughs" file expands a few lines into billions of values wherever it is walked or printed; the expanded
 size is counted on the parsed graph, without expanding it) and MAX_DEPTH levels of nesting. A refusal names the
-file and the limit, never the expansion.
+file and the limit, never the expansion. The same limits apply to a value given on the command line (`--set`).
+A key written twice in one mapping is refused (YAML would keep the last silently), and so is an integer too long
+for Python to convert (over 4,300 digits).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ifguide_cli.core.errors import IfguideError
 
@@ -49,6 +52,16 @@ def _limited_loader():
             finally:
                 self._depth -= 1
 
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise _Refused(f"has the key {key!r} twice (line {key_node.start_mark.line + 1}); keep one")
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
     return LimitedLoader
 
 
@@ -84,27 +97,35 @@ def _read_text(p: Path, path: str | os.PathLike, what: str, hint: str | None) ->
         raise IfguideError(f"{what} {path} is not UTF-8 text (line {line})", hint="save it as UTF-8 YAML", exit_code=2) from None
 
 
-def load_yaml_mapping(path: str | os.PathLike, what: str = "config file", hint: str | None = None) -> dict:
-    """The mapping in a YAML file (an empty file is an empty mapping)."""
+def load_yaml_text(text: str, where: str) -> Any:
+    """The value of a YAML document (None when empty), within the limits; `where` names it in an error
+    ("config file c.yaml", "--set value '…'")."""
     import yaml
 
-    p = Path(path).expanduser()
-    text = _read_text(p, path, what, hint)
     try:
         loader = _limited_loader()(text)
         try:
             node = loader.get_single_node()
             if node is not None and _expanded_size(node, {}) > MAX_NODES:
                 raise _Refused(f"expands to more than {MAX_NODES} values (aliases of aliases); write the values out")
-            data = (loader.construct_document(node) if node is not None else None) or {}
+            return loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
     except _Refused as exc:
-        raise IfguideError(f"{what} {path} {exc}", exit_code=2) from None
+        raise IfguideError(f"{where} {exc}", exit_code=2) from None
     except RecursionError:
-        raise IfguideError(f"{what} {path} is nested too deeply", exit_code=2) from None
+        raise IfguideError(f"{where} is nested too deeply", exit_code=2) from None
     except yaml.YAMLError as exc:
-        raise IfguideError(f"{what} {path} is not valid YAML ({str(exc).splitlines()[0]})", exit_code=2) from None
+        raise IfguideError(f"{where} is not valid YAML ({str(exc).splitlines()[0]})", exit_code=2) from None
+    except ValueError as exc:  # int() of more than 4,300 digits
+        raise IfguideError(f"{where} holds a number that cannot be read ({str(exc).splitlines()[0]})", exit_code=2) from None
+
+
+def load_yaml_mapping(path: str | os.PathLike, what: str = "config file", hint: str | None = None) -> dict:
+    """The mapping in a YAML file (an empty file is an empty mapping)."""
+    p = Path(path).expanduser()
+    text = _read_text(p, path, what, hint)
+    data = load_yaml_text(text, f"{what} {path}") or {}
     if not isinstance(data, dict):
         raise IfguideError(f"{what} {path} must be a mapping of key: value", exit_code=2)
     return data

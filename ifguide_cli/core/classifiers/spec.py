@@ -144,7 +144,9 @@ def _detoxify_from_files(name: str, model_type: str, checkpoint: str, base: str 
 
     ckpt = Path(checkpoint).expanduser()
     if not ckpt.is_file():
-        raise IfguideError(f"classifier checkpoint {checkpoint} does not exist",
+        from ifguide_cli.core.store.folders import not_a_file
+
+        raise IfguideError(f"classifier checkpoint {checkpoint} {not_a_file(ckpt)}",
                            hint=f"pass the Detoxify checkpoint file ({release_file(model_type)}, from "
                                 f"{release_url(model_type)})", exit_code=2)
     base_dir = None

@@ -58,6 +58,9 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
             identity["sha256"] = sha256_file(_packaged_file(ref, split))
         return identity
     path = Path(ref).expanduser()
+    if path.exists() and not (path.is_file() or path.is_dir()):  # reading a device or a pipe could never end
+        raise IfguideError(f"{path} is not a regular file (a device, pipe or socket)", hint="pass a dataset file or folder",
+                           exit_code=2)
     if path.exists():
         from ifguide_cli.core.data.content import content_identity
 
@@ -218,15 +221,49 @@ def _as_record(value: Any, where: str) -> dict:
     return value
 
 
+def _parse_json(text: str, where: str, hint: str) -> Any:
+    """One JSON value; invalid JSON, nesting too deep for the parser, and a lone surrogate (`\\ud800`, which no text
+    encoding can hold and which breaks every tokenizer) are one line naming `where`."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _too_deep(where, hint) from None
+    except ValueError:
+        raise IfguideError(f"{where} is not valid JSON", hint=hint, exit_code=2) from None
+    return _checked_text(value, text, where)
+
+
+def _too_deep(where: str, hint: str) -> IfguideError:
+    return IfguideError(f"{where} is nested too deeply to be a record", hint=hint, exit_code=2)
+
+
+def _checked_text(value: Any, text: str, where: str) -> Any:
+    if "\\u" in text and _has_lone_surrogate(value):
+        raise IfguideError(f"{where} holds a lone surrogate escape (\\ud800–\\udfff), which is not text",
+                           hint="fix the escape, or write the character itself as UTF-8", exit_code=2)
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def _read_jsonl(path: Path) -> Iterator[SourceRecord]:
     index = 0
     for lineno, line in _text_lines(path):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            raise IfguideError(f"{path}:{lineno} is not valid JSON", hint="one JSON object per line", exit_code=2) from None
+        value = _parse_json(line, f"{path}:{lineno}", "one JSON object per line")
         yield SourceRecord(index, lineno, _as_record(value, f"{path}:{lineno}"))
         index += 1
 
@@ -249,7 +286,9 @@ def _read_json(path: Path) -> Iterator[SourceRecord]:
     except UnicodeDecodeError as exc:
         raise _not_text(path, raw[: exc.start].count(b"\n") + 1, "is not UTF-8 text") from None
     try:
-        data = json.loads(text)
+        data = _checked_text(json.loads(text), text, str(path))
+    except RecursionError:
+        raise _too_deep(str(path), "a .json dataset is a list of records") from None
     except ValueError:
         yield from _read_jsonl(path)  # a .json file written as JSON lines
         return
@@ -299,10 +338,14 @@ def _read_parquet(path: Path) -> Iterator[SourceRecord]:
     except (pa.ArrowException, OSError) as exc:
         raise IfguideError(f"{path} is not a parquet file ({exc})", exit_code=2) from None
     index = 0
-    for batch in batches:
-        for row in batch.to_pylist():
-            yield SourceRecord(index, index + 1, row)
-            index += 1
+    try:
+        for batch in batches:
+            for row in batch.to_pylist():
+                yield SourceRecord(index, index + 1, row)
+                index += 1
+    except (pa.ArrowException, OSError) as exc:  # a valid footer over corrupt data pages
+        raise IfguideError(f"{path} is damaged after record {index} ({str(exc).splitlines()[0][:200]})",
+                           hint="rewrite the parquet file", exit_code=2) from None
 
 
 def _read_folder(path: Path, split: str | None) -> Iterator[SourceRecord]:
@@ -376,7 +419,10 @@ def load_prompts(ref: str, limit: int | None = None, toxic_threshold: float = 0.
     records, identity = load_records(ref)
     prompts = []
     for n, r in enumerate(records):
+        where = f"prompt set {ref} record {n + 1}"
         if "prompts" in r and isinstance(r["prompts"], list):  # BOLD: several prompts per record
+            if not all(isinstance(p, str) for p in r["prompts"]):
+                raise IfguideError(f"{where}: `prompts` holds something other than text", exit_code=2)
             prompts += [{"prompt": p, "toxic": None} for p in r["prompts"]]
             continue
         raw = r.get("prompt", r.get("input", r.get("text")))
@@ -385,9 +431,14 @@ def load_prompts(ref: str, limit: int | None = None, toxic_threshold: float = 0.
             raise IfguideError(f"prompt set {ref!r} needs a `prompt` (or `input`/`text`) field (got {', '.join(r)})", exit_code=2)
         toxic = r.get("toxic")
         if toxic is None and isinstance(raw, dict) and raw.get("toxicity") is not None:
-            toxic = raw["toxicity"] >= toxic_threshold  # RTP: the prompt's own toxicity score
+            score = raw["toxicity"]  # RTP: the prompt's own toxicity score
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise IfguideError(f"{where}: prompt.toxicity is {score!r:.40}, not a score in [0, 1]", exit_code=2)
+            toxic = score >= toxic_threshold
         if isinstance(toxic, str):  # a CSV column: "true"/"0"…
             toxic = parse_label(toxic, f"{ref} record {n + 1}", "toxic")
+        if toxic is not None and (not isinstance(toxic, (bool, int, float)) or toxic not in (0, 1)):
+            raise IfguideError(f"{where}: `toxic` is {toxic!r:.40}; a label is true/false or 1/0", exit_code=2)
         prompts.append({"prompt": text, "toxic": None if toxic is None else bool(toxic)})
     return (prompts[:limit] if limit else prompts), identity
 

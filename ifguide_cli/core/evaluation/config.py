@@ -20,7 +20,8 @@ LAMBADA_REFERENCE = "lambada-reference"  # the reference's 4,860-passage subset,
 class GenerationConfig(Config):
     """How continuations are sampled (nucleus sampling, top-k off); recorded in the eval's identity."""
 
-    samples: int = param(25, "Continuations per prompt.", low=1)
+    # at most 10,000: the paper samples 25 (§5.1); 2**62 would be accepted and then exhaust memory in `generate`
+    samples: int = param(25, "Continuations per prompt.", low=1, high=10_000)
     max_new_tokens: int = param(20, "New tokens per continuation.", low=1)
     top_p: float = param(0.9, "Nucleus sampling (top-k is off).", low=0.0, high=1.0, low_open=True)
     seed: int = param(0, "Sampling seed (batch i uses seed + i).")

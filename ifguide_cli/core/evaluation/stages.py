@@ -289,6 +289,7 @@ def evaluate_toxicity(workspace: Workspace, mref: ModelRef, prompts_ref: str, ge
 
     `queries`: influence query sets to count shared prompts with (see `leakage`); an RTP reference prompt
     subset is checked against the reference's query sets without them."""
+    check_generation_fits(mref, generation)
     stage = ToxicityStage(reporter)
     inputs = stage.inputs(workspace, ToxicityRefs(mref, prompts_ref, classifier_spec, num_prompts, defense, reward_art,
                                                   tuple(queries)))
@@ -296,6 +297,16 @@ def evaluate_toxicity(workspace: Workspace, mref: ModelRef, prompts_ref: str, ge
     result = run_stage(workspace, stage, inputs, settings, name=name, force=force, device=runtime.resolve()[0])
     warn_leakage(result.summary)
     return result
+
+
+def check_generation_fits(mref, generation: GenerationConfig) -> None:
+    """--max-new-tokens leaves room for a prompt in the model's context (as --seq-len is checked against it)."""
+    from ifguide_cli.core.models import model_context
+
+    context = model_context(mref)
+    if context is not None and generation.max_new_tokens >= context:
+        raise IfguideError(f"--max-new-tokens {generation.max_new_tokens} does not fit {mref.ref!r}'s context of {context} "
+                           "tokens (the prompt needs at least one)", hint=f"pass at most {context - 1}", exit_code=2)
 
 
 def warn_leakage(summary: dict) -> None:
@@ -382,7 +393,11 @@ def _load_texts(ref: str | None, role: str, **kwargs) -> tuple[list[str] | None,
     from ifguide_cli.core.data import load_records, record_text
 
     records, ident = load_records(ref, **kwargs)
-    texts = [record_text(r) for r in records]
+    option = {"heldout": "--ppl-data", "lambada": "--lambada"}.get(role, role)
+    try:
+        texts = [record_text(r, where=f"{ref} record {n + 1}") for n, r in enumerate(records)]
+    except IfguideError as exc:  # a record without text: which option gave the file
+        raise IfguideError(f"{option}: {exc.message}", hint="every record needs a `text` field", exit_code=2) from None
     return texts, {**ident, "docs": len(texts)}
 
 

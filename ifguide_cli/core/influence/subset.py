@@ -67,7 +67,9 @@ def scored_rows(max_rows: int | None, rows_file: str | None, n_rows: int, shard:
 
 def _read_indices(path: Path) -> list[int]:
     if not path.is_file():
-        raise IfguideError(f"--rows {path}: no such file", exit_code=2)
+        from ifguide_cli.core.store.folders import not_a_file
+
+        raise IfguideError(f"--rows {path} {not_a_file(path)}", exit_code=2)
     if path.suffix.lower() == ".npy":
         import numpy as np
 

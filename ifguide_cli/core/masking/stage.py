@@ -60,7 +60,9 @@ def _read_scores(ws, scores_ref: str, key: str | None) -> tuple[np.ndarray, Any 
         scores_art = ws.resolve(scores_ref, "scores")
     except ArtifactNotFound:
         if path.suffix.lower() in (".safetensors", ".npy") or "/" in scores_ref:
-            raise IfguideError(f"score file not found: {path}") from None
+            from ifguide_cli.core.store.folders import not_a_file
+
+            raise IfguideError(f"score file {path} {not_a_file(path)}", exit_code=2) from None
         raise
     scores_file = scores_art.file(SCORES_FILE)
     return load_scores(scores_file, key, check_finite_values=False), scores_art, scores_file

@@ -297,12 +297,9 @@ _NUMBER = re.compile(r"[-+]?((\d+\.?\d*|\.\d+)[eE][-+]?\d+|inf|infinity|nan)", r
 
 def parse_value(text: str) -> Any:
     """A `--set` value as a YAML scalar (`2`, `1.5e-4`, `true`, `null`, `[a, b]`, text); an empty value is null."""
-    import yaml
+    from ifguide_cli.core.yamlfile import load_yaml_text  # the limits of a file apply to the command line too
 
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise IfguideError(f"--set value {text!r} is not valid YAML ({str(exc).splitlines()[0]})", exit_code=2) from None
+    value = load_yaml_text(text, f"--set value {text[:60]!r}{'…' if len(text) > 60 else ''}")
     return float(value) if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) else value
 
 

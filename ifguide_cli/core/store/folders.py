@@ -70,6 +70,23 @@ def check_root(root: Path) -> None:
         raise IfguideError(f"workspace {root} is a file, not a folder", hint=hint, exit_code=2)
 
 
+def writable(root: Path) -> bool:
+    """Whether the workspace can be written at all (False on a read-only mount, or without permission)."""
+    locks = root / ".locks"
+    return os.access(locks if locks.is_dir() else root, os.W_OK)
+
+
+def not_a_file(path: Path) -> str:
+    """Why `path`, where a file was expected, is not one: the words of an error after the path."""
+    if not os.path.lexists(path):
+        return "does not exist"
+    if path.is_dir():
+        return "is a folder, not a file"
+    if not path.exists():
+        return "is a symbolic link to nothing"
+    return "is not a regular file (a device, pipe or socket)"
+
+
 def make_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)

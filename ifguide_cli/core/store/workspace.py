@@ -320,7 +320,13 @@ class Workspace:
 
     def use(self, art: Artifact) -> Artifact:
         """Lock an artifact for reading until the command ends (so it cannot be removed or replaced under a
-        running stage), then check its files; the manifest is read again under the lock."""
+        running stage), then check its files; the manifest is read again under the lock.
+
+        A workspace that cannot be written (a shared results folder mounted read-only) is read without a lock: nothing
+        can remove or rebuild an artifact there either."""
+        if not folders.writable(self.root):
+            art.check()
+            return art
         path = self._lock_path(art.id)
         try:
             locks.acquire(path, exclusive=False, wait=_READ_WAIT_S)
@@ -594,6 +600,9 @@ def _wanted(kinds: tuple[str, ...]) -> str:
 def _latest_kind(ref: str, kinds: tuple[str, ...]) -> str:
     """The KIND of `latest:KIND` (`mask` or `masks`), which must be one of the wanted kinds."""
     sub = normalize_kind(ref.split(":", 1)[1])
+    if sub not in KINDS:
+        raise IfguideError(f"{ref!r} names no artifact kind; known kinds: {', '.join(KINDS)}",
+                           hint="e.g. latest:mask", exit_code=2)
     if kinds and sub not in kinds:
         raise WrongArtifactKind(f"{ref!r} names {with_article(kind_noun(sub))} artifact, not {with_article(_wanted(kinds))}",
                                 hint=f"use `latest` or `latest:{kinds[0]}`", exit_code=2)
