@@ -166,12 +166,13 @@ def subfolders(folder: Path) -> list[Path]:
 
 @contextmanager
 def drop_if_empty(staging: Path) -> Iterator[None]:
-    """A build that fails before writing anything (a rejected input) leaves no empty staging folder behind."""
+    """A build that fails before writing anything (a rejected input) leaves no staging folder behind: nothing in it
+    but folders and empty files (an output opened before the input was found wrong) is nothing to resume."""
     try:
         yield
     except BaseException:
         with suppress(OSError):
-            if not any(p.is_file() for p in staging.rglob("*")):
+            if not any(p.is_file() and p.stat().st_size > 0 for p in staging.rglob("*")):
                 shutil.rmtree(staging)
         raise
 

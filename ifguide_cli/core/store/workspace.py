@@ -601,7 +601,7 @@ def _latest_kind(ref: str, kinds: tuple[str, ...]) -> str:
     """The KIND of `latest:KIND` (`mask` or `masks`), which must be one of the wanted kinds."""
     sub = normalize_kind(ref.split(":", 1)[1])
     if sub not in KINDS:
-        raise IfguideError(f"{ref!r} names no artifact kind; known kinds: {', '.join(KINDS)}",
+        raise IfguideError(f"unknown artifact kind {sub!r} in {ref!r}; known kinds: {', '.join(KINDS)}",
                            hint="e.g. latest:mask", exit_code=2)
     if kinds and sub not in kinds:
         raise WrongArtifactKind(f"{ref!r} names {with_article(kind_noun(sub))} artifact, not {with_article(_wanted(kinds))}",
