@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ifguide_cli.core.store.migrations import CURRENT, migrate, schema_version
-from ifguide_cli.core.store.workspace import Workspace
+from ifguide_cli.core.store.workspace import Workspace, artifact_id
 
 OLD_TOXICITY = {"task": "toxicity", "model": {"source": "registry", "location": "tiny"}, "prompts": {"name": "tiny-prompts"},
                 "generation": {"samples": 2}, "defense": {"name": "none"}, "classifier": {"backend": "profanity"},
@@ -19,8 +19,9 @@ OLD_FLUENCY = {"task": "fluency", "model": {"source": "registry", "location": "t
                "defense": {"name": "none"}, "dtype": "torch.bfloat16"}
 
 
-def _write_old(ws: Workspace, kind: str, aid: str, config: dict, summary: dict, name: str | None = None) -> dict:
-    """An artifact folder with a manifest as an older version of the tool wrote it."""
+def _write_old(ws: Workspace, kind: str, config: dict, summary: dict, name: str | None = None) -> dict:
+    """An artifact folder with a manifest as an older version of the tool wrote it (its id: the hash of its config)."""
+    aid = artifact_id(kind, config, [])
     folder = ws.root / kind / aid
     folder.mkdir(parents=True)
     manifest = {"id": aid, "kind": kind, "name": name, "created": "2026-01-01T00:00:00.000+00:00", "parents": [],
@@ -35,18 +36,18 @@ def _old(kind: str, config: dict, summary: dict | None = None) -> dict:
 
 def test_an_old_eval_manifest_on_disk_reads_as_the_current_schema(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    _write_old(ws, "evals", "0123456789ab", OLD_TOXICITY, {"task": "toxicity", "toxicity_probability": 0.5}, name="old")
+    written = _write_old(ws, "evals", OLD_TOXICITY, {"task": "toxicity", "toxicity_probability": 0.5}, name="old")
     art = ws.resolve("old", "evals")
     assert art.config["schema"] == CURRENT["evals"] == 1
     assert art.config["dtype"] == "fp32" and art.config["leakage_queries"] is None
-    assert art.summary["toxicity_probability"] == 0.5 and art.id == "0123456789ab"
+    assert art.summary["toxicity_probability"] == 0.5 and art.id == written["id"]
     assert [a.config["schema"] for a in ws.list("evals")] == [1] and ws.get("evals", art.id).config == art.config
 
 
 def test_the_file_on_disk_is_never_rewritten_by_a_migration(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    written = _write_old(ws, "evals", "0123456789ab", OLD_TOXICITY, {})
-    renamed = ws.rename(ws.get("evals", "0123456789ab"), "new-name")
+    written = _write_old(ws, "evals", OLD_TOXICITY, {})
+    renamed = ws.rename(ws.get("evals", written["id"]), "new-name")
     on_disk = json.loads((renamed.path / "manifest.json").read_text())
     assert on_disk["config"] == written["config"] and on_disk["name"] == "new-name"  # only the name changed
     assert renamed.config["dtype"] == "fp32" and renamed.name == "new-name"

@@ -232,6 +232,8 @@ class Workspace:
     def get(self, kind: str, aid: str) -> Artifact | None:
         """The artifact `aid` of `kind`, or None when there is none (or only a damaged one)."""
         self._recover_swaps()
+        if not (isinstance(aid, str) and folders.is_artifact_id(aid)):  # a hand-edited parent or dataset reference
+            return None
         path = self._kind_dir(kind) / aid
         if not path.is_dir():
             return None
@@ -339,6 +341,7 @@ class Workspace:
             raise ArtifactNotFound(f"{kind_noun(art.kind)} artifact {art.id} was removed just now",
                                    hint="see `ifguide workspace ls`")
         fresh.check()
+        _check_identity(fresh)
         return fresh
 
     def children(self, art: Artifact) -> list[Artifact]:
@@ -400,6 +403,7 @@ class Workspace:
                     ctx.timings["total"] = round(time.perf_counter() - start, 4)
                 manifest = json_safe(build_manifest(ctx, name=name, parents=parents, config=config, summary=summary,
                                                     device=device))
+                manifest["summary_sha256"] = summary_digest(manifest["summary"])
                 atomic_write_text(ctx.staging / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
                 built = Artifact(aid, kind, self._publish(ctx.staging, kind, aid), migrate(manifest))
         if existing is not None and not force:
@@ -578,6 +582,27 @@ class Workspace:
     def verify(self, art: Artifact) -> list[str]:
         """Files whose checksum no longer matches the manifest."""
         return [rel for rel, meta in art.manifest.get("files", {}).items() if file_problem(art.path, rel, meta, full=True)]
+
+
+def _check_identity(art: Artifact) -> None:
+    """An input's manifest is as it was written: the id is the hash of the kind, config and parents (a migration never
+    changes them on disk) and `summary_sha256` that of the summary, so a hand-edited manifest (wrong types, other
+    values) is found here, as one line, rather than deep in a stage that trusts it."""
+    written, _ = read_manifest(art.path, art.kind, art.id, as_written=True)
+    if written is None:
+        return
+    if artifact_id(art.kind, written.get("config", {}), written.get("parents", [])) != art.id:
+        raise _damaged_error(art, f"{MANIFEST} was edited after it was written (its config and parents no longer give "
+                                  "its id)")
+    digest = written.get("summary_sha256")  # recorded since issue 26; older manifests have none
+    if digest is not None and digest != summary_digest(written.get("summary", {})):
+        raise _damaged_error(art, f"{MANIFEST} was edited after it was written (its summary no longer matches)")
+
+
+def summary_digest(summary: dict) -> str:
+    """The sha256 of a manifest's summary as written (the figures later stages and reports read from it); taken of
+    its JSON form, so that the digest at writing and at reading agree (tuples, integer keys, numpy numbers)."""
+    return hashlib.sha256(canonical_json(json.loads(json.dumps(summary, default=str))).encode()).hexdigest()
 
 
 # ---- the file system -----------------------------------------------------------------------
