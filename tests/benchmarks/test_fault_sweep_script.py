@@ -145,3 +145,48 @@ def test_a_race_between_a_stage_and_the_removal_of_its_input_has_one_winner(swee
     assert check(ctx, [result(sweep, 0), result(sweep, 2, "error: cannot remove it")])  # refused without saying why
     assert check(ctx, [result(sweep, 0), result(sweep, 0)])  # both "won": the stage used a removed input
     assert check(ctx, [result(sweep, 1, "error: something"), result(sweep, 0)])  # the loser does not say why
+
+
+def _ctx(sweep, tmp_path, kinds):
+    ids = {"mask": "aaaaaaaaaaaa"}
+    return sweep.Ctx(tmp_path / "ws", tmp_path / "tmp", ids, kinds, tmp_path / "s", 1.0, None, tmp_path / "m")
+
+
+def test_a_changed_file_outside_the_commands_own_artifact_is_counted(sweep, tmp_path):
+    kinds = {"aaaaaaaaaaaa": "masks"}
+    ctx = _ctx(sweep, tmp_path, kinds)
+    art = ctx.ws / "masks" / "aaaaaaaaaaaa"
+    art.mkdir(parents=True)
+    (ctx.tmp).mkdir()
+    (art / "manifest.json").write_text(json.dumps({"id": "aaaaaaaaaaaa", "name": None, "created": "t0"}))
+    (art / "mask.safetensors").write_bytes(b"1234")
+    (ctx.ws / "checkpoints" / "my-run").mkdir(parents=True)
+    (ctx.ws / "checkpoints" / "my-run" / "notes.txt").write_text("mine")
+    ctx.created = {"aaaaaaaaaaaa": "t0"}
+    case = sweep.Case("c", "g", (sweep.ok("x"),))
+    before = sweep.snapshot(ctx.ws, ctx.tmp)
+    (art / "manifest.json").write_text(json.dumps({"id": "aaaaaaaaaaaa", "name": "renamed", "created": "t0"}))
+    assert sweep.changed_outside(ctx, case, before) == []  # a rename is not damage
+    (ctx.ws / "checkpoints" / "my-run" / "notes.txt").unlink()
+    (art / "mask.safetensors").write_bytes(b"4321")
+    found = sweep.changed_outside(ctx, case, before)
+    assert any("my-run/notes.txt disappeared" in p for p in found) and any("mask.safetensors was changed" in p for p in found)
+    assert sweep.changed_outside(ctx, sweep.Case("c", "g", (sweep.ok("x"),), removes=("mask",)), before) == [
+        "ws/checkpoints/my-run/notes.txt disappeared"]
+
+
+def test_a_published_checkpoint_with_nan_weights_is_counted(sweep, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    ctx = _ctx(sweep, tmp_path, {})
+    folder = ctx.ws / "checkpoints" / "bbbbbbbbbbbb"
+    (folder / "model").mkdir(parents=True)
+    save_file({"w": np.array([1.0, np.nan], dtype=np.float32)}, str(folder / "model" / "model.safetensors"))
+    (folder / "manifest.json").write_text(json.dumps({"summary": {"final_train_loss": None}}))
+    listed = {"bbbbbbbbbbbb": {"kind": "checkpoints", "path": str(folder)}}
+    found = sweep.non_finite_published(ctx, listed)
+    assert any("non-finite weights" in p for p in found) and any("final_train_loss" in p for p in found)
+    save_file({"w": np.array([1.0, 2.0], dtype=np.float32)}, str(folder / "model" / "model.safetensors"))
+    (folder / "manifest.json").write_text(json.dumps({"summary": {"final_train_loss": 2.5}}))
+    assert sweep.non_finite_published(ctx, listed) == []
