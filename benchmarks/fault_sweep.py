@@ -1868,7 +1868,7 @@ def non_finite_published(ctx: Ctx, listed: dict[str, dict]) -> list[str]:
         if art.get("kind") == "checkpoints":
             problems += [f"checkpoint {art_id}: {p}" for p in _non_finite_weights(folder / "model" / "model.safetensors")]
         summary = (_manifest(folder) or {}).get("summary") or {}
-        for key in ("perplexity", "final_train_loss", "final_eval_loss"):
+        for key in ("perplexity", "train_loss", "final_loss", "eval_loss", "eval_perplexity"):
             value = summary.get(key, 0.0)
             if not (isinstance(value, (int, float)) and value == value and abs(value) != float("inf")):
                 problems.append(f"{art.get('kind')} {art_id}: summary {key} is {value!r}")

@@ -183,10 +183,10 @@ def test_a_published_checkpoint_with_nan_weights_is_counted(sweep, tmp_path):
     folder = ctx.ws / "checkpoints" / "bbbbbbbbbbbb"
     (folder / "model").mkdir(parents=True)
     save_file({"w": np.array([1.0, np.nan], dtype=np.float32)}, str(folder / "model" / "model.safetensors"))
-    (folder / "manifest.json").write_text(json.dumps({"summary": {"final_train_loss": None}}))
+    (folder / "manifest.json").write_text(json.dumps({"summary": {"final_loss": None}}))
     listed = {"bbbbbbbbbbbb": {"kind": "checkpoints", "path": str(folder)}}
     found = sweep.non_finite_published(ctx, listed)
-    assert any("non-finite weights" in p for p in found) and any("final_train_loss" in p for p in found)
+    assert any("non-finite weights" in p for p in found) and any("final_loss" in p for p in found)
     save_file({"w": np.array([1.0, 2.0], dtype=np.float32)}, str(folder / "model" / "model.safetensors"))
-    (folder / "manifest.json").write_text(json.dumps({"summary": {"final_train_loss": 2.5}}))
+    (folder / "manifest.json").write_text(json.dumps({"summary": {"final_loss": 2.5}}))
     assert sweep.non_finite_published(ctx, listed) == []
