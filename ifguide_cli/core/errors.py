@@ -100,12 +100,13 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
 
 def _wrapped_os_error(exc: BaseException) -> OSError | None:
     """The OSError inside another library's error: safetensors reports `I/O error: … (os error 28)`, torch.save
-    `PytorchStreamWriter failed writing file …: file write failed`."""
+    `PytorchStreamWriter failed writing file …: file write failed` or, when the disk fills between two records of the
+    archive, `unexpected pos N vs M`."""
     text = str(exc)
     found = re.search(r"\(os error (\d+)\)", text)
     if found:
         code = int(found.group(1))
         return OSError(code, os.strerror(code))
-    if "file write failed" in text or "failed writing file" in text:
+    if "file write failed" in text or "failed writing file" in text or "unexpected pos" in text:
         return OSError(errno.ENOSPC, "write failed (is the disk full?)")
     return None
