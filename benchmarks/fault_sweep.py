@@ -824,8 +824,11 @@ def removal_scope_cases() -> list[Case]:
 
 def non_finite_cases() -> list[Case]:
     return [
-        Case("finetune-lambda-1e300", "non-finite",
-             (error(*FINETUNE, "--mask", "{mask}", "--lambda", "1e300", timeout=240, names=("non-finite",)),),
+        Case("finetune-lambda-1e300", "non-finite",  # past float32: refused as a value
+             (error(*FINETUNE, "--mask", "{mask}", "--lambda", "1e300", timeout=240, names=("non-finite", "lambda")),),
+             keeps_staging=True),
+        Case("finetune-lambda-1e30", "non-finite",  # a float32, but the loss overflows: the run diverges
+             (error(*FINETUNE, "--mask", "{mask}", "--lambda", "1e30", timeout=240, names=("non-finite",)),),
              keeps_staging=True),
         Case("train-lr-50", "non-finite",
              (error(*TRAIN_BASE, "--max-steps", "6", "--save-steps", "2", "--batch-size", "8", "--lr", "50", timeout=240,
@@ -1839,6 +1842,7 @@ def changed_outside(ctx: Ctx, case: Case, before: Snapshot) -> list[str]:
     """Files that existed before the case and changed or vanished, outside what it damages or removes on purpose
     and outside an artifact the command itself rebuilt (`--force`: its manifest's `created` changed)."""
     own = {f"ws/{ctx.kinds[ctx.ids[r]]}/{ctx.ids[r]}/" for r in (*case.damages, *case.removes)}
+    own |= {f"tmp/disk2/{ctx.ids[r]}/" for r in (*case.damages, *case.removes)}  # moved there by `link_elsewhere`
     own |= {f"ws/{kind}/{aid}/" for aid, kind in ctx.kinds.items() if _created(ctx.ws / kind / aid) != ctx.created.get(aid)}
     after = fingerprints(ctx.ws, ctx.tmp)
     problems = []

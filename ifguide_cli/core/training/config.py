@@ -29,6 +29,7 @@ SUPPRESSIONS = typing.get_args(Suppression)
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
 SCHEDULERS = typing.get_args(Scheduler)
 BY_PROFILE = "by profile"  # the help's default of a field that every profile sets
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch here
 WeightsDtype = Literal["fp32", "bf16"]
 BestBy = Literal["eval_loss"]
 LATER_KNOBS = {"weights_dtype": "fp32", "best_checkpoint": None, "suppression": "penalty"}  # field -> the default left
@@ -44,8 +45,9 @@ class TrainConfig(Config):
     """
 
     mode: Mode = param("pretrain", "pretrain (random init) or finetune (start from the given weights).", cli=False)
+    # at most the largest float32: the token weights of the objective are float32 (objective.token_weights)
     lam: float = param(1.0, "Penalty strength λ ≥ 0: masked tokens get weight −λ (--suppression penalty only).",
-                       flag="--lambda", low=0)
+                       flag="--lambda", low=0, high=FLOAT32_MAX)
     suppression: Suppression = param(
         "penalty", "Masked tokens get weight −λ (penalty: IF-Guide) or 0 (filter: token filtering; still counted in "
                    "the loss's token count), or every document with one is left out (drop: document filtering).")
