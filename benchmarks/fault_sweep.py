@@ -166,6 +166,8 @@ TOXICITY_BASE = ("eval", "toxicity", "{ckpt}", "--classifier", "profanity")
 TOXICITY = (*TOXICITY_BASE, "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "4")
 FLUENCY_OPTS = ("--ppl-docs", "4", "--lambada-docs", "4")
 FLUENCY = ("eval", "fluency", "{ckpt}", *FLUENCY_OPTS)
+# a local model folder has its own tokenizer, whose default fluency data is OpenWebText and LAMBADA (not offline)
+TINY_FLUENCY = (*FLUENCY_OPTS, "--ppl-data", "tiny-heldout", "--lambada", "tiny-lambada")
 FIELD_NAMES = {"--lr": "learning_rate", "--beta1": "adam_beta1", "--beta2": "adam_beta2", "--adam-eps": "adam_epsilon",
                "--grad-clip": "max_grad_norm", "--lambda": "lam", "--top-p": "top_p", "--rad-beta": "beta"}
 
@@ -834,7 +836,7 @@ def non_finite_cases() -> list[Case]:
              (error(*TRAIN_BASE, "--max-steps", "6", "--save-steps", "2", "--batch-size", "8", "--lr", "50", timeout=240,
                     names=("non-finite",)),), keeps_staging=True),
         Case("eval-fluency-nan-model", "non-finite",
-             (error("eval", "fluency", "{tmp}/nanmodel", *FLUENCY_OPTS, names=("non-finite", "nan")),), nan_model),
+             (error("eval", "fluency", "{tmp}/nanmodel", *TINY_FLUENCY, names=("non-finite", "nan")),), nan_model),
         Case("finetune-nan-model", "non-finite",
              (error("finetune", "{tmp}/nanmodel", *FINETUNE_OPTS, names=("non-finite", "nan")),), nan_model),
     ]
@@ -942,7 +944,7 @@ MANIFEST_EDITS = (  # (label, role, fields set to wrong types, commands that rea
 def model_folder_cases() -> list[Case]:
     def broken(label: str, edit: Callable, names: tuple[str, ...] = ("{tmp}/m",)) -> Case:
         return Case(f"model-folder-{label}", "model-folder",
-                    (error("eval", "fluency", "{tmp}/m", *FLUENCY_OPTS, names=names,
+                    (error("eval", "fluency", "{tmp}/m", *TINY_FLUENCY, names=names,
                            check=all_of(no_pwned, never_suggests_unsafe_loading)),),
                     setups(copy_model("m"), edit))
 
