@@ -866,10 +866,12 @@ def hostile_value_cases() -> list[Case]:
              (error("run", "{tmp}/pipeline.yaml", timeout=20, names=("twice", "duplicate")),), duplicate_key_pipeline,
              no_new_artifacts=True),
         Case("eval-samples-2**62", "hostile-value",
-             (error(*TOXICITY_BASE, "--num-prompts", "2", "--max-new-tokens", "4", "--samples", str(2**62), timeout=60,
+             (error(*TOXICITY_BASE, "--prompts", "tiny-prompts", "--num-prompts", "2", "--max-new-tokens", "4", "--samples",
+                    str(2**62), timeout=60,
                     names=("samples",)),)),
         Case("eval-max-new-tokens-2**62", "hostile-value",
-             (error(*TOXICITY_BASE, "--num-prompts", "2", "--samples", "2", "--max-new-tokens", str(2**62), timeout=60,
+             (error(*TOXICITY_BASE, "--prompts", "tiny-prompts", "--num-prompts", "2", "--samples", "2", "--max-new-tokens",
+                    str(2**62), timeout=60,
                     names=option_names("--max-new-tokens")),)),
         Case("show-latest-colon", "hostile-value", (error("workspace", "show", "latest:", names=("latest:",)),)),
     ]
@@ -969,11 +971,15 @@ def model_folder_cases() -> list[Case]:
         model_config("192GiB", {**tiny, "hidden_size": 65536, "num_hidden_layers": 12, "intermediate_size": 262144}),
         model_config("heads-do-not-divide", {**tiny, "hidden_size": 100, "num_attention_heads": 3}),
         model_config("negative-size", {**tiny, "hidden_size": -64}),
-        model_config("zero-layers", {**tiny, "num_hidden_layers": 0}),
+        Case("model-config-zero-layers", "model-folder",  # embeddings and head only: a model, if a poor one
+             (anyhow("train", "--model-config", "{tmp}/cfg.json", "--tokenizer", "tiny", "--data", "{dataset}", "--max-steps",
+                     "1", "--batch-size", "8", timeout=120),),
+             write("cfg.json", json.dumps({**tiny, "num_hidden_layers": 0}).encode())),
+        # the tiny model's weights are 3.6 MB and its optimizer state 7.3 MB: the disk fills inside either file
         *[Case(f"disk-full-train-state-{size >> 20}MiB", "kill",
-               (error(*TRAIN_BASE, "--max-steps", "2", "--save-steps", "1", "--batch-size", "8", fsize=size, timeout=180,
+               (error(*TRAIN_BASE, "--max-steps", "3", "--save-steps", "1", "--batch-size", "8", fsize=size, timeout=180,
                       names=("space", "large", "write")),), keeps_staging=True)
-          for size in (3 << 20, 5 << 20, 7 << 20)],
+          for size in (2 << 20, 5 << 20, 9 << 20)],
     ]
 
 
