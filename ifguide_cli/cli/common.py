@@ -134,7 +134,10 @@ def show_warning(message: str) -> None:
 def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
     """Finish a command: the JSON object (with the invocation's `warnings`) with --json, else the rendering on stdout.
 
-    A stdout that cannot be written (`> /dev/full`, a full disk) is one line saying so, not "cannot write a file"."""
+    A stdout that cannot be written (`> /dev/full`, a full disk) or is closed (`>&-`) is one line saying so."""
+    if sys.stdout is None:
+        raise IfguideError("stdout is closed: the result cannot be printed",
+                           hint="run the command with stdout open (its work is done: a rerun reuses it)")
     try:
         if settings.json:
             from ifguide_cli.core.store.workspace import json_safe
