@@ -69,3 +69,11 @@ def test_a_read_only_workspace_is_read_without_lock_files(tmp_path, monkeypatch)
     monkeypatch.setattr(folders, "writable", lambda root: False)
     assert Workspace(ws.root).resolve(art.id, "masks").id == art.id
     assert not (ws.root / ".locks").exists()
+
+
+def test_a_closed_stdout_is_one_line(tmp_path):
+    out = subprocess.run(["bash", "-c", 'exec "$@" >&-', "x", sys.executable, "-m", "ifguide_cli", "--workspace",
+                          str(tmp_path / "ws"), "--json", "workspace", "ls"],
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True, timeout=120)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1 and "stdout is closed" in lines[0]

@@ -78,3 +78,11 @@ def test_finite_weights_pass_the_check():
     from transformers import AutoModelForCausalLM
 
     check_finite_weights(AutoModelForCausalLM.from_config(load_config(resolve_model("tiny"))), "tiny")
+
+
+def test_a_lambda_past_float32_is_refused_as_a_value():
+    from ifguide_cli.core.training import TrainConfig
+
+    with pytest.raises(IfguideError, match="--lambda must be in"):
+        TrainConfig(lam=1e300)  # the objective's token weights are float32: this was an overflow inside the loss
+    assert TrainConfig(lam=1e30).lam == 1e30  # representable: a run with it diverges and the guard stops it
