@@ -340,7 +340,8 @@ class DatasetStage(Stage[DatasetRefs, DatasetInputs, CorpusConfig, dict[str, Any
 
             return build_chunks(ctx.staging, inputs.data, config, inputs.loaded_tokenizer, self.reporter)
         source = inputs.source
-        docs, held = iter_documents(source, config.text_field, config.label_field), {}
+        docs = iter_documents(source, config.text_field, config.label_field)
+        held: dict[str, Any] = {}
         if config.heldout is not None:
             docs, held = split_heldout(lambda: iter_documents(source, config.text_field, config.label_field),
                                        config.heldout, ctx.staging, config.label_field)
