@@ -99,6 +99,7 @@ def _run(mode: str, model: str | None, data: str, mask: str | None, values: dict
 
 _ROWS = (  # summary fields shown in the table, in order (absent/None ones are skipped)
     ("steps", "steps"), ("resumed_from_step", "resumed from step"), ("tokens_seen", "tokens seen"),
+    ("corpus_tokens", "corpus tokens"), ("epochs", "epochs"),
     ("final_loss", "final train loss"), ("eval_loss", "eval loss"), ("eval_perplexity", "eval perplexity"),
     ("dropped_rows", "rows left out (drop)"), ("dropped_documents", "documents left out (drop)"),
     ("masked_tokens", "masked tokens"), ("masked_token_nll", "masked-token NLL"), ("ordinary_token_nll", "ordinary-token NLL"),

@@ -102,7 +102,8 @@ class _Planner:
         if spec.baseline.checkpoint:
             base = self.inputs.model
         else:
-            base = self.model(self.add("baseline", "checkpoints", f"train {spec.model} from scratch",
+            base = self.model(self.add("baseline", "checkpoints",
+                                       self.sized(f"train {spec.model} from scratch", "pretrain", self.configs.baseline_train, data),
                                        self.trained("pretrain", spec.model, self.configs.baseline_train, data)))
         if spec.compares_arms:
             self.comparison_report(self.evaluated(self.compare_arms(base, data, self.arm_masks(base, data))))
@@ -128,6 +129,34 @@ class _Planner:
         seq_len = options.pop("seq_len", None)
         found = _unless_unresolvable(lambda: resolve_corpus(self.ws, self.spec.data, mref, seq_len, lookup=True, **options))
         return found.artifact if found is not None else None
+
+    def sized(self, does: str, mode: str, values: dict, data) -> str:
+        """A training stage's words with how much it reads: steps × rows × tokens, and the passes over its corpus's
+        training rows when the dataset is stored (a run's length is in rows: see `training.stage.run_size`)."""
+        from ifguide_cli.core.data import default_corpus_config
+        from ifguide_cli.core.data.sources import is_packaged
+        from ifguide_cli.core.errors import IfguideError
+        from ifguide_cli.core.training.config import default_profile, given_values, resolve_config, split_rows
+        from ifguide_cli.core.training.stage import run_size
+
+        try:
+            seq_len = data.config.get("seq_len") if data is not None else \
+                default_corpus_config(self.spec.data, **self.configs.corpus).seq_len
+            values = given_values(values, "the training options")
+            profile = values.get("profile") or default_profile(self.spec.model, self.spec.data)
+            train, _ = resolve_config(mode, profile, None, values, seq_len or 1,
+                                      packaged_data=_packaged(data) if data is not None else is_packaged(self.spec.data))
+        except IfguideError:
+            return does  # the inputs list says what is wrong
+        rows = data.summary.get("rows") if data is not None else None
+        if rows and seq_len:
+            train_rows = len(split_rows(int(rows), train)[0])
+            steps = train.max_steps or math.ceil(train.epochs * (train_rows // train.batch_size))
+            return f"{does}: {run_size(steps, train.batch_size, train_rows, int(seq_len))['words']}"
+        if train.max_steps:
+            return f"{does}: {train.max_steps:,} steps × {train.batch_size} rows" + (
+                f" × {seq_len} tokens = {train.max_steps * train.batch_size * seq_len:,} tokens" if seq_len else "")
+        return f"{does}: {train.epochs:g} epoch(s) in batches of {train.batch_size} rows"
 
     def trained(self, mode: str, model_ref: str | Any, values: dict, data, mask=None, *, masked: bool = False):
         """The checkpoint the train stage's key gives for (mode, model, data, mask, options), if stored; `masked`:
@@ -201,6 +230,7 @@ class _Planner:
             does = f"{how}, seed {run.seed}: " + (run.arm.describe() if run.arm else "no mask (control)")
             found = None if start is None else self.trained(mode, start, run.values(self.configs.arm_train), data, mask,
                                                            masked=run.arm is not None)
+            does = self.sized(does, mode, run.values(self.configs.arm_train), data)
             systems[run.system] = self.model(self.add(run.system, "checkpoints", does, found))
         return systems
 
@@ -228,14 +258,17 @@ class _Planner:
         """system → ModelRef (None: it would be trained), as `pipeline._Run.detoxify`."""
         lam = self.spec.penalty.lam
         if self.spec.scenario == "pretrain":
-            ifguide = self.add("ifguide", "checkpoints", f"train {self.spec.model} from scratch with the mask (λ = {lam:g})",
+            ifguide = self.add("ifguide", "checkpoints",
+                               self.sized(f"train {self.spec.model} from scratch with the mask (λ = {lam:g})", "pretrain",
+                                          self.configs.ifguide_train, data),
                            self.trained("pretrain", self.spec.model, {**self.configs.ifguide_train, "lam": lam}, data, mask,
                                         masked=True))
             return {"baseline": base, "ifguide": self.model(ifguide)}
         train = self.configs.finetune_train
-        control = self.add("control", "checkpoints", "fine-tune the baseline (no penalty)",
+        control = self.add("control", "checkpoints", self.sized("fine-tune the baseline (no penalty)", "finetune", train, data),
                            None if base is None else self.trained("finetune", base, train, data))
-        ifguide = self.add("ifguide", "checkpoints", f"fine-tune the baseline with the mask (λ = {lam:g})",
+        ifguide = self.add("ifguide", "checkpoints",
+                           self.sized(f"fine-tune the baseline with the mask (λ = {lam:g})", "finetune", train, data),
                            None if base is None else self.trained("finetune", base, {**train, "lam": lam}, data, mask,
                                                                   masked=True))
         systems = {"control": self.model(control), "ifguide": self.model(ifguide)}

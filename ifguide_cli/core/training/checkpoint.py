@@ -247,6 +247,7 @@ class CheckpointBuild:
             metrics = final_metrics(trainer.model, self.plan.corpus, self.plan.mask, data.eval, data.probe_rows,
                                     self.plan.run.probe_docs, layout.precision, layout.micro)
         summary = self.summary(trainer.state.global_step, resume.step, training_loss, elapsed, metrics, layout)
+        summary.update(_coverage(summary["steps"], self.tc.batch_size, len(data.train), self.plan.corpus.shape[1]))
         summary.update(chosen_checkpoint(trainer.state, self.tc.best_checkpoint))
         self.staging.metrics.write_text(json.dumps({"summary": summary, "config": self.config}, indent=2, default=str))
         return summary
@@ -345,3 +346,11 @@ def _tensorboard(requested: bool | None) -> bool:
     if requested and not available:
         raise IfguideError("--tensorboard needs the tensorboard package", hint="pip install tensorboard", exit_code=2)
     return available if requested is None else requested
+
+
+def _coverage(steps: int, batch_size: int, train_rows: int, seq_len: int) -> dict:
+    """The summary's `corpus_tokens` (of the training rows) and `epochs` (passes over them) of the run."""
+    from ifguide_cli.core.training.stage import run_size
+
+    size = run_size(steps, batch_size, train_rows, seq_len)
+    return {"corpus_tokens": size["corpus_tokens"], "epochs": size["epochs"]}

@@ -279,6 +279,20 @@ def _is_packaged(ds_art) -> bool:
     return data.get("source") == "registry" and is_packaged(str(data.get("name")))
 
 
+SMALL_SHARE = 0.1  # a run that sees less than this share of its corpus's rows gets a warning
+
+
+def run_size(steps: int, batch_size: int, train_rows: int, seq_len: int) -> dict:
+    """How much of its corpus a run covers: the tokens it reads (row slots, padding included, as `tokens_seen`), the
+    corpus's training tokens counted alike, the passes (epochs) over the training rows, and all of it in words. A
+    run's length is in rows, so the same --max-steps reads far fewer tokens when a layout turns long rows short."""
+    tokens, corpus = steps * batch_size * seq_len, train_rows * seq_len
+    epochs = steps * batch_size / train_rows if train_rows else 0.0
+    return {"tokens": tokens, "corpus_tokens": corpus, "epochs": round(epochs, 4),
+            "words": f"{steps:,} steps × {batch_size} rows × {seq_len} tokens = {tokens:,} tokens of {corpus:,} "
+                     f"({epochs:.2f} epochs)"}
+
+
 def check_steps(n_rows: int, tc: TrainConfig, ds_art, drop: DropSelection | None = None) -> None:
     """Zero optimizer steps is an error that says why; very few steps, or very many passes over little data, a note."""
     train_rows = len(split_rows(n_rows, tc)[0]) if drop is None else len(drop.kept)
@@ -294,6 +308,11 @@ def check_steps(n_rows: int, tc: TrainConfig, ds_art, drop: DropSelection | None
         raise IfguideError(f"the training data has {train_rows:,} rows ({where}), fewer than one batch of {tc.batch_size} "
                            f"(--batch-size): training would take 0 optimizer steps", hint=hint, exit_code=2)
     per_epoch = train_rows // tc.batch_size
+    steps = tc.max_steps if tc.max_steps is not None else math.ceil(tc.epochs * per_epoch)
+    covered = run_size(steps, tc.batch_size, train_rows, int(ds_art.config.get("seq_len") or 0))
+    if covered["epochs"] < SMALL_SHARE:
+        notes.warn(f"this run covers {covered['epochs']:.1%} of its corpus: {covered['words']} ({where}); "
+                   f"--max-steps {math.ceil(per_epoch)} is one pass, or leave --max-steps out and set --epochs")
     if tc.max_steps is None and math.ceil(tc.epochs * per_epoch) < FEW_STEPS:
         notes.warn(f"only {math.ceil(tc.epochs * per_epoch)} optimizer step(s): {train_rows:,} training rows ({where}) in "
                    f"batches of {tc.batch_size} for {tc.epochs:g} epoch(s); raise --epochs or lower --batch-size")
