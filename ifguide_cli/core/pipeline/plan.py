@@ -137,7 +137,7 @@ class _Planner:
         from ifguide_cli.core.data.sources import is_packaged
         from ifguide_cli.core.errors import IfguideError
         from ifguide_cli.core.training.config import default_profile, given_values, resolve_config, split_rows
-        from ifguide_cli.core.training.stage import run_size
+        from ifguide_cli.core.training.stage import packaged_dataset, run_size
 
         try:
             seq_len = data.config.get("seq_len") if data is not None else \
@@ -145,7 +145,7 @@ class _Planner:
             values = given_values(values, "the training options")
             profile = values.get("profile") or default_profile(self.spec.model, self.spec.data)
             train, _ = resolve_config(mode, profile, None, values, seq_len or 1,
-                                      packaged_data=_packaged(data) if data is not None else is_packaged(self.spec.data))
+                                      packaged_data=packaged_dataset(data) if data is not None else is_packaged(self.spec.data))
         except IfguideError:
             return does  # the inputs list says what is wrong
         rows = data.summary.get("rows") if data is not None else None

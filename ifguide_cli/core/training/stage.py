@@ -166,7 +166,7 @@ class TrainStage(Stage[TrainRefs, TrainInputs, TrainConfig, dict[str, Any]]):
         shape = corpus_shape(ds_art)
         if mask_art is not None:
             check_mask_dataset(ws, mask_art, ds_art)
-        tc, ro = resolve_config(refs.mode, profile, file_values, values, shape[1], packaged_data=_is_packaged(ds_art))
+        tc, ro = resolve_config(refs.mode, profile, file_values, values, shape[1], packaged_data=packaged_dataset(ds_art))
         tc, idle = _without_idle_knobs(tc, mask_art)
         eval_art = self._eval_dataset(ws, tc, mref, {"seq_len": shape[1], "layout": ds_art.config.get("layout")}, context)
         return TrainInputs(mref, profile, ds_art, shape, mask_art, eval_art, tc, ro,
@@ -271,7 +271,7 @@ def _scratch_tokenizer(ws, asked: str | None, data_ref: str) -> str | None:
         return None
 
 
-def _is_packaged(ds_art) -> bool:
+def packaged_dataset(ds_art) -> bool:
     """The dataset comes from a set shipped in the package (the `tiny` family)."""
     from ifguide_cli.core.data.sources import is_packaged
 
