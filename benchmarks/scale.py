@@ -2,7 +2,7 @@
 
 For each corpus size (documents) a synthetic corpus is written (the packaged tiny corpus's documents, repeated
 with a running number so that no two are equal), and each stage runs in its own process through the same
-functions as the CLI, so that its peak RSS (`ru_maxrss`) is that stage's alone. Factors are fit on the first
+functions as the CLI, so that its peak RSS (VmHWM) is that stage's alone. Factors are fit on the first
 `--factor-rows` rows at every size (the fit is a fixed sample, as `--max-examples` makes it), scores and mask
 cover every row. The model is the tiny GPT-NeoX with its seeded random weights (memory and time do not
 depend on the weights). Prints one table row per size and stage, the growth of each stage's peak RSS per
@@ -58,6 +58,10 @@ def run_stage(stage: str, workspace: Path, corpus: Path, args) -> dict:
 
         art = resolve_corpus(ws, str(corpus), resolve_model("tiny", ws), args.seq_len, layout="documents",
                              overflow="truncate").artifact
+        from ifguide_cli.core.data import mapped_corpus
+
+        tokens = int(mapped_corpus(art).attention_mask.sum())  # here, so that the parent never imports torch
+        return {"id": art.id, "seconds": time.perf_counter() - start, "tokens": tokens}
     elif stage == "factors":
         from ifguide_cli.core.influence import FactorsConfig, fit_factors
 
@@ -76,9 +80,20 @@ def run_stage(stage: str, workspace: Path, corpus: Path, args) -> dict:
     return {"id": art.id, "seconds": time.perf_counter() - start}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it was started (exec'd), in MiB.
+
+    /proc's VmHWM belongs to the process's own memory map, which exec replaces; `ru_maxrss` survives exec and
+    would report the parent's resident size at fork when that is larger (the parent has imported torch)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB on Linux, bytes on macOS
+
+
 def child(args) -> None:
     out = run_stage(args.stage, Path(args.workspace), Path(args.corpus), args)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
 
 
@@ -98,19 +113,9 @@ def measure(docs: int, root: Path, args) -> list[dict]:
         if done.returncode != 0:
             sys.exit(f"{stage} at {docs} documents failed:\n{done.stderr[-3000:]}")
         rows.append({"docs": docs, "stage": stage, **json.loads(done.stdout.strip().splitlines()[-1])})
-    tokens = _tokens(folder / "ws")
     for row in rows:
-        row["tokens"] = tokens
+        row["tokens"] = rows[0]["tokens"]  # the data stage counts them
     return rows
-
-
-def _tokens(workspace: Path) -> int:
-    from ifguide_cli.core.store.workspace import Workspace
-
-    art = Workspace(workspace).resolve("latest", "datasets")
-    from ifguide_cli.core.data import mapped_corpus
-
-    return int(mapped_corpus(art).attention_mask.sum())
 
 
 def growth(rows: list[dict]) -> dict[str, float]:
