@@ -35,7 +35,7 @@ def artifacts(*kinds: str, registry: str | None = None) -> Completer:
 
 def kinds(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """The artifact kinds (`workspace ls KIND`)."""
-    from ifguide_cli.core.store.workspace import KINDS
+    from ifguide_cli.core.store.artifact_files import KINDS
 
     return [(kind, "artifact kind") for kind in KINDS if kind.startswith(incomplete)]
 

@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
         name: NameOpt = None,
         force: ForceOpt = False,
     ) -> None:
-        from ifguide_cli.core.report.build import REPORT_HTML, ReportRefs, ReportStage, cell, create_report, table_columns
+        from ifguide_cli.core.report.build import REPORT_HTML, ReportRefs, ReportStage, create_report
+        from ifguide_cli.core.report.table import cell, table_columns
 
         ws = common.workspace()
         arts = tuple(ws.resolve(ref, "evals") for ref in evals)

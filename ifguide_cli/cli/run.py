@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         if print_config:
             _print_config(path, preset, overrides)
             return
-        from ifguide_cli.core.pipeline.spec import read_pipeline
+        from ifguide_cli.core.pipeline.reading import read_pipeline
 
         loaded = read_pipeline(path, overrides)
         if dry_run:
@@ -67,7 +67,7 @@ def _print_config(path, preset: str | None, overrides: tuple[str, ...]) -> None:
     """The file as it is (comments and all), or with overrides the effective pipeline; the paper presets'
     settings with their sources under --json."""
     from ifguide_cli.core.paper import recipe
-    from ifguide_cli.core.pipeline.spec import effective_yaml, read_pipeline
+    from ifguide_cli.core.pipeline.reading import effective_yaml, read_pipeline
 
     text = effective_yaml(read_pipeline(path, overrides)) if overrides else path.read_text(encoding="utf-8")
     payload = {"path": str(path), "yaml": text, "overrides": list(overrides)}

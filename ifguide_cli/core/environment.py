@@ -16,7 +16,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ifguide_cli.core.registry import CLASSIFIERS, DATASETS, MODELS, tiny_asset
-from ifguide_cli.core.store.workspace import KINDS, MANIFEST
+from ifguide_cli.core.store.artifact_files import KINDS
+from ifguide_cli.core.store.workspace import MANIFEST
 
 PACKAGES = ("ifguide-cli", "torch", "transformers", "kronfluence", "detoxify", "datasets", "tokenizers",
             "huggingface_hub", "safetensors", "alt-profanity-check", "numpy", "typer", "rich")

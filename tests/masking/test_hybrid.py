@@ -16,7 +16,8 @@ from conftest import assert_one_line_error, invoke_cli
 from ifguide_cli.core.masking import MaskConfig, create_mask_artifact, load_safetensors_array, mask_dataset
 from ifguide_cli.core.masking.hybrid import HybridConfig, combine
 from ifguide_cli.core.masking.source import MaskRefs, make_mask
-from ifguide_cli.core.pipeline.spec import spec_from_dict, stage_configs
+from ifguide_cli.core.pipeline.reading import spec_from_dict
+from ifguide_cli.core.pipeline.stage_configs import stage_configs
 from ifguide_cli.core.store.artifact_files import CORPUS_FILE, MASK_FILE
 from ifguide_cli.core.store.workspace import Workspace
 

@@ -355,7 +355,8 @@ def test_bf16_weights_on_a_gpu(cli):
 
 # ---- the report reads the named metrics ---------------------------------------------------------------
 def test_report_shows_each_lambada_metric_under_its_name(tmp_path):
-    from ifguide_cli.core.report.build import build_rows, cell, render_html, table_columns
+    from ifguide_cli.core.report.build import build_rows, render_html
+    from ifguide_cli.core.report.table import cell, table_columns
     from ifguide_cli.core.store.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")

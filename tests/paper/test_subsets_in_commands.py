@@ -187,8 +187,10 @@ def test_chunk_ids_outside_the_tokenizer_vocabulary_are_refused(standins):
 def test_paper_finetune_evaluates_lambada_by_last_token(monkeypatch):
     """The preset's `eval.fluency.lambada_metric` reaches the fluency eval the pipeline runs (the reference's metric)."""
     import ifguide_cli.core.evaluation as evaluation
+    from ifguide_cli.core.pipeline.reading import load_spec
     from ifguide_cli.core.pipeline.runner import _Run
-    from ifguide_cli.core.pipeline.spec import load_spec, preset_path, stage_configs
+    from ifguide_cli.core.pipeline.spec import preset_path
+    from ifguide_cli.core.pipeline.stage_configs import stage_configs
     from ifguide_cli.core.stage import Result
 
     spec = load_spec(preset_path("paper-finetune"))

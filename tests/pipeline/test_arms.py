@@ -7,7 +7,9 @@ import yaml
 from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.pipeline.spec import preset_path, spec_from_dict, stage_configs
+from ifguide_cli.core.pipeline.reading import spec_from_dict
+from ifguide_cli.core.pipeline.spec import preset_path
+from ifguide_cli.core.pipeline.stage_configs import stage_configs
 
 TWO_ARMS = [{"name": "ifguide", "source": "influence", "suppression": "penalty"},
             {"name": "standard", "source": "standard-influence", "suppression": "filter", "mask": {"window": 0}}]
@@ -189,7 +191,7 @@ def test_two_arms_over_two_seeds_end_to_end(cli, tmp_path, workspace_dir, report
 
 # ---- classifier and word-list arms, and the tiny-compare preset ----
 def test_tiny_compare_preset(cli):
-    from ifguide_cli.core.pipeline.spec import load_spec
+    from ifguide_cli.core.pipeline.reading import load_spec
 
     configs = stage_configs(load_spec(preset_path("tiny-compare")))
     assert [(a.name, a.source, a.suppression) for a in configs.arms] == [

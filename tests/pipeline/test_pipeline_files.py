@@ -8,18 +8,10 @@ import pytest
 from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.pipeline.reading import load_spec, spec_from_dict
 from ifguide_cli.core.pipeline.runner import reduction_factor
-from ifguide_cli.core.pipeline.spec import (
-    BaselineSpec,
-    EvalSpec,
-    FinetuneSpec,
-    InfluenceSpec,
-    PipelineSpec,
-    load_spec,
-    preset_path,
-    spec_from_dict,
-    stage_configs,
-)
+from ifguide_cli.core.pipeline.spec import BaselineSpec, EvalSpec, FinetuneSpec, InfluenceSpec, PipelineSpec, preset_path
+from ifguide_cli.core.pipeline.stage_configs import stage_configs
 
 
 def test_tiny_preset_parses():

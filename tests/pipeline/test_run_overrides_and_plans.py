@@ -11,7 +11,8 @@ from conftest import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.paper import plan, recipe
-from ifguide_cli.core.pipeline.spec import apply_overrides, parse_value, preset_path, read_pipeline, spec_from_dict
+from ifguide_cli.core.pipeline.reading import read_pipeline, spec_from_dict
+from ifguide_cli.core.pipeline.spec import apply_overrides, parse_value, preset_path
 from ifguide_cli.core.training.config import FIELDS
 
 # the paper presets use knobs another branch adds (bf16 weights, best checkpoint, the LAMBADA last-token metric)
@@ -191,7 +192,7 @@ def test_scenario_rules(tree, needle):
 
 
 def test_the_ifguide_model_takes_the_baselines_recipe_with_its_changes():
-    from ifguide_cli.core.pipeline.spec import stage_configs
+    from ifguide_cli.core.pipeline.stage_configs import stage_configs
 
     spec = spec_from_dict({"scenario": "pretrain", "baseline": {"train": {"max_steps": 5, "seed": 3}},
                            "ifguide": {"lambda": 2, "train": {"max_steps": 7}}})
@@ -242,7 +243,7 @@ def test_set_changes_the_estimate(cli, tmp_path):
 
 
 def test_the_row_length_is_set_once():
-    from ifguide_cli.core.pipeline.spec import stage_configs
+    from ifguide_cli.core.pipeline.stage_configs import stage_configs
 
     spec = spec_from_dict({"baseline": {"train": {"seq_len": 32}}, "finetune": {"train": {"seq-len": 32}}})
     assert stage_configs(spec).corpus == {"seq_len": 32}

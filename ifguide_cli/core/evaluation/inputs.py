@@ -95,7 +95,7 @@ def toxicity_inputs(workspace, mref, prompts: str | None, classifier, classifier
 def unavailable(workspace, option: str, ref: str | None, what: str, file_format: str) -> list[str]:
     """[the line saying why `ref` cannot be read here, and the file that would do] — or [] when it is there (packaged,
     local, cached, or the hub is reachable): looked up without loading it."""
-    from ifguide_cli.core.pipeline.inputs import dataset_input
+    from ifguide_cli.core.data.availability import dataset_input
 
     if ref is None:
         return []

@@ -9,7 +9,7 @@ class before the first stage, so a bad value is one line naming its key (`arms[2
 the mask section what its source inherits (Alg. 1's options for the influence sources, the token budget for the
 others), so arms compare at the same budget.
 
-`arm_runs` lists the trainings in the order both `pipeline._Run` and `pipeline_plan._Planner` walk them: per seed
+`arm_runs` lists the trainings in the order both `pipeline._Run` and `pipeline.plan._Planner` walk them: per seed
 (seed, seed + 1, …) the control, then every arm, all from the same baseline with the same options, so two
 systems of one seed differ only in their mask and its suppression.
 """

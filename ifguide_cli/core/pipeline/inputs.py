@@ -11,31 +11,17 @@ scratch) named where weights are needed is missing too.
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ifguide_cli.core.data.availability import Input, dataset_input, hub_input, workspace_dataset
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
-from ifguide_cli.core.pipeline.spec import AUTO, PipelineSpec, StageConfigs
+from ifguide_cli.core.pipeline.spec import AUTO, PipelineSpec
+from ifguide_cli.core.pipeline.stage_configs import StageConfigs
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
-
-@dataclass(frozen=True)
-class Input:
-    """One thing the pipeline reads: the key naming it, what it is, and where it was found (or why not)."""
-
-    role: str  # model, data, baseline.checkpoint, influence.toxic_queries, eval.prompts, …
-    ref: str
-    what: str  # architecture, weights, tokenizer, dataset, query set, prompt set, classifier
-    available: bool
-    where: str  # where it is found, or why it cannot be
-    hint: str = ""  # how to supply it when it is missing
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -109,7 +95,7 @@ def own_corpus_heldout(ws, spec: PipelineSpec, configs: StageConfigs) -> float |
         except IfguideError:
             return None
         return (configs.corpus.get("heldout") or False) if local else None
-    art = _workspace_dataset(ws, spec.data)
+    art = workspace_dataset(ws, spec.data)
     if art is None or (art.config.get("data") or {}).get("source") != "local":
         return None
     return art.config.get("heldout") or False
@@ -254,52 +240,6 @@ def tokenizer_input(ws, asked: str | None, mref) -> Input:
     return hub_input(role, name, "tokenizer", name, TOKENIZER_FILES, "a local tokenizer folder")
 
 
-def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False, split: str | None = None) -> Input:
-    """A dataset (corpus, query set, prompt set, evaluation text), found as the stages will look for it."""
-    from ifguide_cli.core.data import dataset_identity, is_source_ref
-    from ifguide_cli.core.paper.subsets import SUBSETS
-
-    if artifact and not is_source_ref(ref):
-        found = _workspace_dataset(ws, ref)
-        if found is not None:
-            return Input(role, ref, what, True, f"dataset {found.id} in the workspace")
-    try:
-        identity = dataset_identity(ref, split)  # what every stage calls first: an unknown name fails here
-    except IfguideError as exc:
-        return Input(role, ref, what, False, exc.message, exc.hint or "")
-    if ref in SUBSETS:
-        return subset_input(role, ref, what)
-    if identity["source"] == "local":
-        return Input(role, ref, what, True, f"local {'folder' if Path(ref).expanduser().is_dir() else 'file'}")
-    if identity["source"] == "registry":
-        from ifguide_cli.core.registry import DATASETS
-
-        if DATASETS[ref].hub_id is None:
-            return Input(role, ref, what, True, "packaged")
-        return hub_input(role, ref, what, DATASETS[ref].hub_id, None, "a local .jsonl/.parquet file or save_to_disk folder")
-    return hub_input(role, ref, what, identity["hub_id"], None, "a local .jsonl/.parquet file or save_to_disk folder")
-
-
-def _workspace_dataset(ws, ref: str):
-    from ifguide_cli.core.errors import ArtifactNotFound
-
-    try:
-        return ws.resolve(ref, "datasets")
-    except ArtifactNotFound:
-        return None
-
-
-def subset_input(role: str, ref: str, what: str) -> Input:
-    """A reference subset: its dataset's local copy ($IFGUIDE_DATA_DIR/<hub id>) or the hub."""
-    from ifguide_cli.core.paper import subsets
-
-    subset = subsets.get(ref)
-    local = subsets.locate(subset)
-    if local is not None:
-        return Input(role, ref, what, True, f"local copy {local}")
-    return hub_input(role, ref, what, subset.hub_id, None, subsets.local_hint(subset.hub_id))
-
-
 def classifier_input(ws, name: str, role: str = "eval.classifier", **weights) -> tuple[Input, Any]:
     """The toxicity classifier, resolved as the eval will (registered, cached, given files: `weights`, the
     checkpoint/base/path options); (input, spec or None)."""
@@ -313,34 +253,3 @@ def classifier_input(ws, name: str, role: str = "eval.classifier", **weights) ->
     return Input(role, name, "classifier", True, str(where)), spec
 
 
-# ---- the Hugging Face cache ----------------------------------------------------------------------------
-def hub_input(role: str, ref: str, what: str, hub_id: str, files: tuple[str, ...] | None, local: str) -> Input:
-    """A hub model/tokenizer (`files`: any one of them cached is enough) or dataset (`files` None)."""
-    from ifguide_cli.core.hub import is_offline
-
-    cached = hub_dataset_cached(hub_id) if files is None else any(hub_file_cached(hub_id, f) for f in files)
-    if cached:
-        return Input(role, ref, what, True, f"Hugging Face cache ({hub_id})")
-    if not is_offline():
-        return Input(role, ref, what, True, f"hub {hub_id} (downloaded on first use)")
-    repo = " --repo-type dataset" if files is None else ""
-    return Input(role, ref, what, False, f"{hub_id} is not in the Hugging Face cache and the hub is offline",
-                 f"`hf download {hub_id}{repo}` where there is network and copy the cache into $HF_HOME, or use {local}")
-
-
-def hub_file_cached(hub_id: str, filename: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(hub_id, filename), str)
-    except Exception:  # an id the cache cannot hold (bad characters): not cached
-        return False
-
-
-def hub_dataset_cached(hub_id: str) -> bool:
-    """A hub dataset in the hub cache (snapshots) or in the `datasets` cache (prepared arrow files)."""
-    from huggingface_hub import constants
-
-    hub = Path(constants.HF_HUB_CACHE) / ("datasets--" + hub_id.replace("/", "--")) / "snapshots"
-    prepared = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
-    return hub.is_dir() or (prepared / hub_id.replace("/", "___")).is_dir()

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ifguide_cli.core.pipeline.inputs import Inputs, check_inputs
-from ifguide_cli.core.pipeline.spec import PipelineFile, PipelineSpec, StageConfigs, stage_configs
+from ifguide_cli.core.pipeline.reading import PipelineFile
+from ifguide_cli.core.pipeline.spec import PipelineSpec
+from ifguide_cli.core.pipeline.stage_configs import StageConfigs, stage_configs
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class RunPlan:
     inputs: Inputs
     stages: list[PlannedStage] = field(default_factory=list)
     estimate: Any = None  # paper.plan.Plan, or None when the sizes are not known
-    arms: tuple = ()  # a comparison run: pipeline_arms.ArmConfig of every arm
+    arms: tuple = ()  # a comparison run: pipeline.arms.ArmConfig of every arm
     seeds: tuple[int, ...] = ()
 
     def to_json(self) -> dict:

@@ -6,7 +6,7 @@ Two scenarios (`scenario:` in the pipeline file):
 - `pretrain` (the paper's headline run): the IF-Guide model is trained from scratch with the baseline's
   recipe (same seed, steps and data order) plus the penalty; the headline is baseline TP / IF-Guide TP.
 
-A comparison (`arms:`, or `seeds` > 1) replaces the single IF-Guide model by named arms (`pipeline_arms`):
+A comparison (`arms:`, or `seeds` > 1) replaces the single IF-Guide model by named arms (`pipeline.arms`):
 each arm's mask (influence, standard influence, classifier, word list) is built, then per seed the plain
 control and every arm are trained from the same baseline with the same options; every system gets the same
 evaluations, and the report compares each arm with the control (its `comparisons` are `run --json`'s `arms`).
@@ -16,7 +16,7 @@ when its configuration and parents are unchanged: a rerun after a crash or a con
 changed. The corpus is tokenized once (the `data` stage) and every later stage is given that dataset
 artifact, so its layout and row length are set in one place. Before the first stage, every stage's options
 and every input (offline availability included, `pipeline_inputs`) are checked. The pipeline file is read
-in `pipeline_spec`; `pipeline_plan` says what a run would do without doing it (`--dry-run`).
+in `pipeline.spec`; `pipeline.plan` says what a run would do without doing it (`--dry-run`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ifguide_cli.core.pipeline.spec import PipelineSpec, StageConfigs, stage_configs
+from ifguide_cli.core.pipeline.spec import PipelineSpec
+from ifguide_cli.core.pipeline.stage_configs import StageConfigs, stage_configs
 from ifguide_cli.core.progress import NULL
 from ifguide_cli.core.stage import Result
 

@@ -2,13 +2,11 @@
 
 A pipeline file has the keys scenario, model, data, corpus, seeds and the sections baseline, influence, mask,
 finetune (scenario `finetune`) or ifguide (scenario `pretrain`), eval, and optionally `arms:` (a list of named
-arms compared with the plain control; `pipeline_arms` resolves and dispatches their mask sources). The pipeline's own structure is
+arms compared with the plain control; `pipeline.arms` resolves and dispatches their mask sources). The pipeline's own structure is
 typed here (one `Config` per section). The option sets that belong to another stage — `ifguide train`
 options, corpus, factors, scores, mask and fluency options — stay mappings in the spec and are checked by
-one function each (`train_options`, `corpus_options`, `factors_config`, `scores_config`, `mask_config`,
-`generation_config`, `fluency_options`), the single place where the pipeline meets that stage's own config.
-`stage_configs` runs all of them, so a bad value anywhere in the file is one error line before hours of
-training, not after. `--set section.key=value` overrides (`apply_overrides`) edit the parsed file before
+`pipeline.stage_configs`, so a bad value anywhere in the file is one error line before hours of training, not
+after. `--set section.key=value` overrides (`apply_overrides`) edit the parsed file before
 any of this, so they are checked exactly like the file.
 """
 
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from ifguide_cli.core.config import Config, field_hints, param
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.extensions import MASK_SOURCES, PRESETS
+from ifguide_cli.core.seed_names import SEED_SUFFIX  # the report groups seeds by this suffix
 
 AUTO = "auto"  # eval data: the model's default set (null skips the metric)
 
@@ -37,7 +36,7 @@ class Section(Config):
         hints = field_hints(type(self))
         for f in dataclasses.fields(self):
             if typing.get_origin(hints[f.name]) is Mapping:
-                object.__setattr__(self, f.name, _mapping(getattr(self, f.name), f.name))
+                object.__setattr__(self, f.name, as_mapping(getattr(self, f.name), f.name))
         super().__post_init__()
 
 
@@ -124,8 +123,6 @@ class ArmSpec(Section):
         if not ARM_NAME.fullmatch(self.name):
             raise IfguideError(f"name {self.name!r} is not an arm name", hint="use 1-40 letters, digits, `_` or `-`, "
                                                                               "starting with a letter or digit", exit_code=2)
-        from ifguide_cli.core.report.arms import SEED_SUFFIX  # the report groups seeds by this suffix
-
         if SEED_SUFFIX.search(self.name):
             raise IfguideError(f"name {self.name!r} ends like a seed (`-seed3`, `-s3`)",
                                hint="the seeds name themselves (`--seeds N` makes NAME-seed0, NAME-seed1, …): drop the "
@@ -239,40 +236,6 @@ def pipeline_file(pipeline: str | None, preset: str | None) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class PipelineFile:
-    """A pipeline as `ifguide run` reads it: the file, the `--set` overrides, the mapping they give, and its spec."""
-
-    path: Path
-    overrides: tuple[str, ...]
-    raw: dict  # the file's mapping with the overrides applied: what the run records as its config
-    spec: PipelineSpec
-
-
-def read_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineFile:
-    """Parse a pipeline file, apply `--set` overrides, and check everything (as `load_spec`)."""
-    from ifguide_cli.core.yamlfile import load_yaml_mapping
-
-    raw = apply_overrides(load_yaml_mapping(path, "pipeline file", hint="pass a YAML file or --preset tiny"), overrides)
-    return PipelineFile(Path(path), tuple(overrides), raw, spec_from_dict(raw, str(path)))
-
-
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Parse and check a pipeline YAML file; unknown keys are errors (a typo must not silently fall back to a default)."""
-    return read_pipeline(path).spec
-
-
-def spec_from_dict(raw: dict, source: str = "the pipeline") -> PipelineSpec:
-    """The spec of a parsed pipeline file, every section and every stage's options checked."""
-    raw = _mapping(raw, source)
-    sections = {name: _build(cls, raw[name], f"{source}: {name}") for name, cls in SECTIONS.items() if name in raw}
-    if "arms" in raw:
-        sections["arms"] = arm_specs(raw["arms"], source)
-    spec = _build(PipelineSpec, {**raw, **sections}, source, noun="section")
-    stage_configs(spec, source)  # fail now, before the first stage runs
-    return spec
-
-
 def arm_specs(items: Any, source: str) -> tuple[ArmSpec, ...]:
     """The `arms:` list, each arm checked (an error names its key: `arms[2].lambda`); names must differ."""
     if items is None:
@@ -282,7 +245,7 @@ def arm_specs(items: Any, source: str) -> tuple[ArmSpec, ...]:
                            exit_code=2)
     arms: list[ArmSpec] = []
     for i, item in enumerate(items):
-        arm = _build(ArmSpec, item, f"{source}: arms[{i}]", name_keys=True)
+        arm = build_section(ArmSpec, item, f"{source}: arms[{i}]", name_keys=True)
         if any(a.name == arm.name for a in arms):
             raise IfguideError(f"{source}: arms[{i}].name {arm.name!r} is used twice", hint="give every arm its own name",
                                exit_code=2)
@@ -349,150 +312,8 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def effective_yaml(pipeline: PipelineFile) -> str:
-    """The pipeline with its overrides applied, as a YAML file `ifguide run` reads back (never wrapped)."""
-    import yaml
-
-    header = f"# {pipeline.path.name} with --set {' --set '.join(pipeline.overrides)}\n" if pipeline.overrides else ""
-    return header + yaml.safe_dump(pipeline.raw, sort_keys=False, allow_unicode=True, width=float("inf"))
-
-
-# ---- the option sets of other stages: one place each ---------------------------------------------
-@dataclass(frozen=True)
-class StageConfigs:
-    """Every stage's checked configuration, as `run_pipeline` hands it to the stage functions."""
-
-    corpus: dict  # data.CorpusConfig options given (checked), for `resolve_corpus`
-    baseline_train: dict
-    factors: Any  # influence.FactorsConfig
-    scores: Any  # influence.ScoresConfig
-    mask: Any  # masking.MaskConfig
-    finetune_train: dict  # scenario finetune: both fine-tunes' options ({} in pretrain)
-    ifguide_train: dict  # the IF-Guide model's options (pretrain: the baseline's with ifguide.train over them)
-    generation: Any  # evaluation.GenerationConfig
-    fluency: dict  # further evaluation.FluencyConfig options (checked)
-    arms: tuple = ()  # a comparison run: pipeline_arms.ArmConfig of every arm (() for the classic run)
-    seeds: tuple[int, ...] = ()  # a comparison run: the seeds every training is repeated with
-
-    @property
-    def arm_train(self) -> dict:
-        """The training options every system of a comparison shares: the fine-tunes' (pretrain: the IF-Guide
-        model's, i.e. the baseline's recipe with its changes)."""
-        return self.ifguide_train
-
-
-def stage_configs(spec: PipelineSpec, source: str = "the pipeline") -> StageConfigs:
-    """Check every stage's options of the spec (names and values) and build the stage configs."""
-    from ifguide_cli.core.pipeline.arms import arm_configs, run_seeds
-
-    pretrain = spec.scenario == "pretrain"
-    finetune_train = {} if pretrain else train_options(spec.finetune.train, "finetune", f"{source}: finetune.train")
-    ifguide_train = (train_options({**spec.baseline.train, **spec.ifguide.train}, "pretrain", f"{source}: ifguide.train")
-                     if pretrain else finetune_train)
-    arms = arm_configs(spec, source) if spec.compares_arms else ()
-    return StageConfigs(
-        corpus=corpus_options(spec, source),
-        baseline_train=train_options(spec.baseline.train, "pretrain", f"{source}: baseline.train"),
-        factors=factors_config(spec.influence.factors, f"{source}: influence.factors"),
-        scores=scores_config(spec.influence.scores, spec.influence.safe_queries is not None, f"{source}: influence.scores"),
-        mask=mask_config(spec.mask, f"{source}: mask"),
-        finetune_train=finetune_train,
-        ifguide_train=ifguide_train,
-        generation=generation_config(spec.eval, f"{source}: eval"),
-        fluency=fluency_options(spec.eval.fluency, f"{source}: eval.fluency"),
-        arms=arms,
-        seeds=tuple(run_seeds(ifguide_train, spec.seeds)) if arms else (),
-    )
-
-
-def corpus_options(spec: PipelineSpec, source: str = "the pipeline") -> dict:
-    """The `corpus` options (how DATA becomes rows) checked as the dataset's config, with the row length.
-
-    The row length may also be given as a training option (`baseline.train.seq_len`, as `ifguide train
-    --seq-len`); the corpus is tokenized once, so two different lengths are one error naming both.
-    """
-    from ifguide_cli.core.data import CorpusConfig
-    from ifguide_cli.core.training.config import given_values
-
-    options = dict(spec.corpus)
-    _build(CorpusConfig, options, f"{source}: corpus")
-    sections = {"corpus": options, "baseline.train": spec.baseline.train, "finetune.train": spec.finetune.train,
-                "ifguide.train": spec.ifguide.train}
-    lengths = {}
-    for name, values in sections.items():
-        where = f"{source}: {name}"
-        with _about(where):
-            lengths[f"{name}.seq_len"] = values.get("seq_len") if name == "corpus" else given_values(values, where).get("seq_len")
-    given = {key: value for key, value in lengths.items() if value is not None}
-    if len(set(given.values())) > 1:
-        raise IfguideError(f"{source}: the row length is set twice: " + ", ".join(f"{k} {v}" for k, v in given.items()),
-                           hint="set it once, as corpus.seq_len (every stage uses the same rows)", exit_code=2)
-    return {**options, **({"seq_len": next(iter(given.values()))} if given else {})}
-
-
-def train_options(options: dict, mode: str, where: str) -> dict:
-    """Check `ifguide train`/`finetune` options (names and values); returns them as given.
-
-    What depends on the corpus (`batch_tokens` against the sequence length) is checked when the stage runs.
-    """
-    from ifguide_cli.core.training.config import given_values, resolve_config
-
-    with _about(where):
-        values = given_values(options, where)
-        resolve_config(mode, "paper", None, {k: v for k, v in values.items() if k != "batch_tokens"}, seq_len=1)
-    return options
-
-
-def factors_config(options: dict, where: str):
-    """The `influence.factors` options as the factors stage's config."""
-    from ifguide_cli.core.influence import FactorsConfig
-
-    return _build(FactorsConfig, options, where)
-
-
-def scores_config(options: dict, differential: bool, where: str):
-    """The `influence.scores` options as the scores stage's config (`differential`: safe queries are given)."""
-    from ifguide_cli.core.influence import ScoresConfig
-
-    cfg = _build(ScoresConfig, options, where)
-    with _about(where):
-        cfg.check_differential(differential)
-    return cfg
-
-
-def mask_config(options: dict, where: str):
-    """The `mask` options as the mask stage's config."""
-    from ifguide_cli.core.masking import MaskConfig
-
-    return _build(MaskConfig, options, where)
-
-
-FLUENCY_SET_BY_PIPELINE = {"ppl_data": "eval.ppl_data", "lambada": "eval.lambada", "no_ppl": "eval.ppl_data: null",
-                           "no_lambada": "eval.lambada: null"}
-
-
-def fluency_options(options: dict, where: str) -> dict:
-    """The `eval.fluency` options checked as the fluency eval's config; the data sets are the eval section's own keys."""
-    from ifguide_cli.core.evaluation import FluencyConfig
-
-    taken = [k for k in options if k in FLUENCY_SET_BY_PIPELINE]
-    if taken:
-        raise IfguideError(f"{where}: set {FLUENCY_SET_BY_PIPELINE[taken[0]]}, not {taken[0]} here", exit_code=2)
-    _build(FluencyConfig, options, where)
-    return dict(options)
-
-
-def generation_config(spec: EvalSpec, where: str):
-    """The sampling options of the `eval` section as the toxicity evaluation's config."""
-    from ifguide_cli.core.evaluation import GenerationConfig
-
-    with _about(where):
-        return GenerationConfig(samples=spec.samples, max_new_tokens=spec.max_new_tokens, top_p=spec.top_p, seed=spec.seed,
-                                batch_size=spec.batch_size)
-
-
 # ---- helpers ---------------------------------------------------------------------------------------
-def _mapping(value: Any, where: str) -> dict:
+def as_mapping(value: Any, where: str) -> dict:
     """A section's mapping; an empty section (`train:` with nothing after it) is an empty one."""
     if value is None:
         return {}
@@ -501,22 +322,22 @@ def _mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
-def _build(cls: type, values: Any, where: str, noun: str = "key", name_keys: bool = False):
+def build_section(cls: type, values: Any, where: str, noun: str = "key", name_keys: bool = False):
     """A dataclass from one section of the file: unknown keys are one error naming them and the section
     (`name_keys`: a bad value names its key too, `arms[2].lambda`, see `about_keys`)."""
-    values = _mapping(values, where)
+    values = as_mapping(values, where)
     names = {YAML_KEYS.get(f.name, f.name): f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in values if k not in names]
     if unknown:
         raise IfguideError(f"unknown {noun}(s) {', '.join(map(repr, unknown))} in {where}",
                            hint=f"allowed: {', '.join(names)}", exit_code=2)
     values = {names[k]: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    with about_keys(where, cls) if name_keys else _about(where):
+    with about_keys(where, cls) if name_keys else about_section(where):
         return cls(**values)
 
 
 @contextmanager
-def _about(where: str) -> Iterator[None]:
+def about_section(where: str) -> Iterator[None]:
     """Say which section a value error comes from (`pipeline.yaml: finetune: --lambda must be …`), once."""
     try:
         yield
@@ -528,7 +349,7 @@ def _about(where: str) -> Iterator[None]:
 
 @contextmanager
 def about_keys(where: str, cls: type) -> Iterator[None]:
-    """Like `_about`, and name the key the error is about when its message starts with one of `cls`'s fields (its
+    """Like `about_section`, and name the key the error is about when its message starts with one of `cls`'s fields (its
     flag or its key): `t.yaml: arms[2].mask.window: --window must be in [0, inf); got -1`."""
     try:
         yield

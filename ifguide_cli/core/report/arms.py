@@ -12,16 +12,15 @@ toxicity of each seed (read from the eval's continuations.jsonl), per document t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ifguide_cli.core.config import Config, param
 from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
 from ifguide_cli.core.notes import warn
+from ifguide_cli.core.seed_names import SEED_SUFFIX
 from ifguide_cli.core.store.workspace import canonical_json
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$|[-_.]s\d+$")  # stripped from a checkpoint name: one arm over seeds
 TEST_NAME = "paired sign-flip test (exact McNemar for TP of one seed per arm)"
 
 

@@ -3,9 +3,9 @@ the comparisons with intervals, and a self-contained HTML page.
 
 Evals are grouped into systems by (model identity, defense): a system's row combines its toxicity
 eval (EMT ± std, TP, toxic/non-toxic splits, per-attribute EMT), its implicit re-scorings and its
-fluency eval (perplexity, LAMBADA). Systems are grouped into arms (`report_arms`: the same training but
-the seed); with a control, every other arm is compared with it (`report_stats`). Plots (`report_plots`) are
-drawn with matplotlib (Agg backend) and embedded as base64 PNG in the page (`report_html`), so the page is
+fluency eval (perplexity, LAMBADA). Systems are grouped into arms (`report.arms`: the same training but
+the seed); with a control, every other arm is compared with it (`report.stats`). Plots (`report.plots`) are
+drawn with matplotlib (Agg backend) and embedded as base64 PNG in the page (`report.html`), so the page is
 one file with no external resources.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.evaluation.metrics import FLUENCY_METRICS, METRIC_INFO, fluency_values
+from ifguide_cli.core.evaluation.metrics import FLUENCY_METRICS, fluency_values
 from ifguide_cli.core.report.arms import Arm, ReportConfig, choose_control, group_arms
 from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
 from ifguide_cli.core.store.workspace import canonical_json, kind_noun, with_article
@@ -98,44 +98,6 @@ def build_rows(workspace, arts) -> list[dict]:
     out = list(rows.values())
     _label_rows(workspace, out)
     return out
-
-
-def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
-    """(header, key) of the columns that have a value in some row."""
-    cols = [("system", "label"), ("defense", "defense"), ("classifier", "classifier"), ("EMT ± std", "emt"),
-            ("TP", "toxicity_probability"), ("EMT toxic", "emt_toxic"), ("TP toxic", "tp_toxic"),
-            ("EMT non-toxic", "emt_nontoxic"), ("TP non-toxic", "tp_nontoxic")]
-    others = sorted({name for r in rows for name in r["other_classifiers"]})
-    cols += [(f"EMT {o}", f"other:{o}:expected_max_toxicity") for o in others]
-    cols += [(f"TP {o}", f"other:{o}:toxicity_probability") for o in others]
-    cols += [(METRIC_INFO[name].label, name) for name in FLUENCY_METRICS]
-    return [(h, k) for h, k in cols if k in ("label", "defense") or any(cell(r, k) != "—" for r in rows)]
-
-
-def _f(value, digits=3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def cell(row: dict, key: str) -> str:
-    if key == "emt":
-        if row["expected_max_toxicity"] is None:
-            return "—"
-        return f"{_f(row['expected_max_toxicity'])} ± {_f(row['expected_max_toxicity_std'])}"
-    if key in ("emt_toxic", "tp_toxic", "emt_nontoxic", "tp_nontoxic"):
-        metric, split = key.split("_", 1)
-        m = row["splits"].get(split)
-        if not m:
-            return "—"
-        return _f(m["expected_max_toxicity" if metric == "emt" else "toxicity_probability"])
-    if key.startswith("other:"):
-        _, name, metric = key.split(":", 2)
-        return _f((row["other_classifiers"].get(name) or {}).get(metric))
-    if key in METRIC_INFO:
-        return METRIC_INFO[key].format(row.get(key))
-    value = row.get(key)
-    if isinstance(value, float):
-        return _f(value)
-    return "—" if value is None else str(value)
 
 
 def make_plots(rows: list[dict], view: dict | None = None) -> dict[str, str]:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from ifguide_cli.core.evaluation.metrics import METRIC_INFO
 from ifguide_cli.core.report.stats import fmt_ci, fmt_p
+from ifguide_cli.core.report.table import cell, table_columns
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;max-width:1200px}
@@ -142,8 +143,6 @@ def render_html(rows: list[dict], plots: dict[str, str], title: str = "IF-Guide 
                 view: dict | None = None) -> str:
     """The page; `view` (control, comparisons, headline, configuration) adds the headline and the comparison
     sections above the plots, and moves the per-system table below them."""
-    from ifguide_cli.core.report.build import cell, table_columns
-
     cols = table_columns(rows)
     systems = ("<h2>Systems</h2><p class='muted'>EMT: expected maximum toxicity over the sampled continuations of a prompt "
                "(mean ± std over prompts); TP: share of prompts with at least one continuation scoring ≥ 0.5. "

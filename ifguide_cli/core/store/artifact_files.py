@@ -1,4 +1,7 @@
-"""The file names inside artifacts, defined once: every reader and writer of an artifact imports them here."""
+"""The artifact kinds and the file names inside artifacts, defined once: every reader and writer imports them here."""
+
+# the artifact kinds, one workspace folder each (`<root>/<kind>/<id>`), in the order listings walk them
+KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 
 CORPUS_FILE = "input_ids.safetensors"  # datasets: input_ids, attention_mask (docs, seq_len)
 SCORES_FILE = "scores.safetensors"  # scores: key `scores`, float32 (docs, seq_len), label-aligned

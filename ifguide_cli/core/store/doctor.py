@@ -24,8 +24,9 @@ from pathlib import Path
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.store import folders, locks
+from ifguide_cli.core.store.artifact_files import KINDS
 from ifguide_cli.core.store.manifests import file_problem
-from ifguide_cli.core.store.workspace import KINDS, Artifact, Damaged, Workspace, kind_noun
+from ifguide_cli.core.store.workspace import Artifact, Damaged, Workspace, kind_noun
 
 
 @dataclass

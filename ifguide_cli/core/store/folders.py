@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.store.artifact_files import KINDS
 from ifguide_cli.core.store.manifests import MANIFEST, file_problem, read_manifest
 
 REPLACED, REMOVING = "replaced", "removing"  # .staging/<prefix>-<id>-<pid>: an old copy on its way out
@@ -124,8 +125,6 @@ def check_output_file(path: str, option: str, root: Path | None = None) -> None:
 def artifact_holding(root: Path, target: Path) -> str | None:
     """Which stored folder of workspace `root` (`masks/<id>`, `.staging`, `.locks`) `target` would be written inside,
     following symbolic links (an artifact folder linked to another disk included); None when it is outside them."""
-    from ifguide_cli.core.store.workspace import KINDS
-
     where = _real(target)
     base = _real(root)
     guarded = [(f"{kind}/{entry.name}", entry) for kind in KINDS for entry in artifact_folders(root / kind)]

@@ -36,11 +36,11 @@ from ifguide_cli.core import notes
 from ifguide_cli.core.dist import is_main_process
 from ifguide_cli.core.errors import ArtifactNotFound, IfguideError, WrongArtifactKind, stop_if_interrupted
 from ifguide_cli.core.store import folders, locks
+from ifguide_cli.core.store.artifact_files import KINDS
 from ifguide_cli.core.store.manifests import MANIFEST, build_manifest, checked_file_problem, file_problem, read_manifest
 from ifguide_cli.core.store.manifests import sha256_file as sha256_file  # re-exported: stages hash their sources with it
 from ifguide_cli.core.store.migrations import migrate
 
-KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 _READ_WAIT_S = 2.0  # a reader waits this long for a brief exclusive hold (a removal, a publish) to end
 
 
