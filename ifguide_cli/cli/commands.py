@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("tokenizer", "Tokenizers trained on your own corpus."),
     "workspace": ("workspace", "List, inspect and remove stored artifacts."),
     "registry": ("registry", "Models, datasets and classifiers known by name (any hub id or local path works too)."),
+    "estimate": ("estimate", "Estimate peak GPU memory per stage (weights, gradients, optimizer, activations) for a model, "
+                             "with and without LoRA/FSDP."),
     "env": ("env", "Versions, devices, workspace, and which models, datasets and classifiers are available offline."),
 }
 

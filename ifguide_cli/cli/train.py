@@ -93,8 +93,19 @@ def _run(mode: str, model: str | None, data: str, mask: str | None, values: dict
     if not is_main_process():  # other ranks of a distributed run: rank 0 reports
         return
     art = result.artifact
-    common.emit(common.artifact_payload(art, result.reused, model_dir=str(art.path / "model"), config=art.config),
-                _render(mode, art, result))
+    merged = _merged(art, bool(values.get("merge")), name, force)
+    extra = {"merged": common.artifact_payload(merged.artifact, merged.reused)} if merged else {}
+    common.emit(common.artifact_payload(art, result.reused, model_dir=str(art.path / "model"), config=art.config, **extra),
+                _render(mode, art, result, merged))
+
+
+def _merged(art, merge: bool, name: str | None, force: bool):
+    """--merge: the LoRA checkpoint's merged child (None without --merge)."""
+    if not merge:
+        return None
+    from ifguide_cli.core.training.merge import merge_adapter
+
+    return merge_adapter(common.workspace(), art.id, name=f"{name}-merged" if name else None, force=force)
 
 
 _ROWS = (  # summary fields shown in the table, in order (absent/None ones are skipped)
@@ -107,7 +118,7 @@ _ROWS = (  # summary fields shown in the table, in order (absent/None ones are s
 )
 
 
-def _render(mode: str, art, result):
+def _render(mode: str, art, result, merged=None):
     def render(console):
         s = art.summary
         rows = {"id": art.id, "status": "reused" if result.reused else "created",
@@ -121,6 +132,11 @@ def _render(mode: str, art, result):
         rows["profile"] = art.config["profile"]
         rows.update({label: s[key] for key, label in _ROWS if s.get(key) is not None})
         rows["model"] = str(art.path / "model")
+        if s.get("lora_rank"):
+            rows["LoRA"] = f"rank {s['lora_rank']}, α {s['lora_alpha']:g}, {s['trainable_share']:.2%} of the weights trained"
+            rows["adapter"] = str(art.path / "adapter")
+        if merged is not None:
+            rows["merged checkpoint"] = f"{merged.artifact.id} ({'reused' if merged.reused else 'created'})"
         title = "checkpoint (fine-tuned)" if mode == "finetune" else "checkpoint (trained from scratch)"
         console.print(common.kv_table(title, rows))
 

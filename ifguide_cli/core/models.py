@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.hub import hub_resource
+from ifguide_cli.core.lora import ADAPTER_DIR, has_adapter, load_with_adapter
 from ifguide_cli.core.model_files import check_buildable, reading_model_files
 from ifguide_cli.core.registry import MODELS, tiny_asset
 
@@ -29,6 +30,8 @@ class ModelRef:
     # tokenizer is loaded by that name and a model built from the config takes its vocabulary
     own_tokenizer: bool = False
     config_sha256: str | None = None  # a --model-config file's content
+    adapter: str | None = None  # a LoRA checkpoint: its adapter folder, merged into `base` when loaded
+    base: ModelRef | None = None
 
     def identity(self) -> dict:
         """What goes into a stage's config: enough to tell two models apart (a checkpoint by its id alone).
@@ -39,7 +42,7 @@ class ModelRef:
         if self.source == "checkpoint":
             out = {"source": "checkpoint", "artifact_id": self.artifact_id, "family": self.family}
             return {**out, "tokenizer": self.tokenizer} if self.own_tokenizer else out
-        optional = {"own_tokenizer": False, "config_sha256": None}
+        optional = {"own_tokenizer": False, "config_sha256": None, "adapter": None, "base": None}
         return {k: v for k, v in asdict(self).items() if k != "ref" and optional.get(k, ...) != v}
 
     @property
@@ -60,10 +63,7 @@ def resolve_model(ref: str, workspace=None) -> ModelRef:
         except ArtifactNotFound:
             art = None
         if art is not None:
-            model_dir = art.path / "model"
-            # the checkpoint keeps its base model's tokenizer identity, so data tokenized for the base is reused
-            return ModelRef(ref, "checkpoint", str(model_dir), art.config.get("tokenizer", str(model_dir)),
-                            art.config.get("family"), art.id)
+            return _checkpoint_ref(ref, art, workspace)
     path = Path(ref).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -76,6 +76,19 @@ def resolve_model(ref: str, workspace=None) -> ModelRef:
     raise IfguideError(f"unknown model {ref!r}",
                        hint="use a registry name (`ifguide registry models`), a checkpoint id, a local folder, or a hub id like org/name",
                        exit_code=2)
+
+
+def _checkpoint_ref(ref: str, art, workspace) -> ModelRef:
+    """A checkpoint artifact; a LoRA one (adapter only) also resolves the base model its manifest records."""
+    model_dir = art.path / "model"
+    # the checkpoint keeps its base model's tokenizer identity, so data tokenized for the base is reused
+    mref = ModelRef(ref, "checkpoint", str(model_dir), art.config.get("tokenizer", str(model_dir)),
+                    art.config.get("family"), art.id)
+    if not has_adapter(art.path):
+        return mref
+    base = art.config.get("model", {})
+    base_ref = base.get("artifact_id") if base.get("source") == "checkpoint" else base.get("location")
+    return replace(mref, adapter=str(art.path / ADAPTER_DIR), base=resolve_model(str(base_ref), workspace))
 
 
 def config_model_ref(path: str, tokenizer: str | None) -> ModelRef:
@@ -238,6 +251,8 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
             _take_vocabulary(config, load_tokenizer(mref))
         with _seeded(seed):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    elif mref.adapter is not None and mref.base is not None:
+        model = load_with_adapter(load_model(mref.base, from_scratch=False, dtype=dtype), Path(mref.adapter))
     elif mref.source in ("checkpoint", "local"):
         with reading_model_files(f"model folder {mref.location}"):
             model = AutoModelForCausalLM.from_pretrained(mref.location, dtype=dtype, trust_remote_code=False)

@@ -59,6 +59,8 @@ ARCHS = {
     "pythia-2.8b": Arch("gpt_neox", 2_560, 32, 10_240),
     "pythia-2.8b-deduped": Arch("gpt_neox", 2_560, 32, 10_240),
     "llama-3.2-1b": Arch("llama", 2_048, 16, 8_192, kv_hidden=512, tied=True),
+    # not in the paper: the size users point the tool at next (Llama-3.1-8B's published config), for estimates
+    "llama-3.1-8b": Arch("llama", 4_096, 32, 14_336, vocab=128_256, kv_hidden=1_024),
 }
 
 

@@ -11,7 +11,6 @@ shared files, and barriers order the two. Imported only when a run trains (it im
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import time
@@ -28,10 +27,12 @@ from ifguide_cli.core.data import load_corpus
 from ifguide_cli.core.data.rows import CorpusRows
 from ifguide_cli.core.dist import barrier, rank_and_world, resolve_device
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.lora import ADAPTER_DIR, apply_lora, lora_summary, save_adapter
 from ifguide_cli.core.models import load_model, load_tokenizer
 from ifguide_cli.core.progress import NULL
 from ifguide_cli.core.training.config import TrainConfig, batch_layout, best_checkpoint_arguments, check_weights_dtype, split_rows
 from ifguide_cli.core.training.metrics import final_metrics
+from ifguide_cli.core.training.trackers import resolve_trackers, send_summary
 from ifguide_cli.core.training.trainer import NonFiniteGuard, PenaltyTrainer, ReportCallback
 
 # Extension point for code that embeds ifguide: factories of extra transformers `TrainerCallback`s, each called once
@@ -123,7 +124,7 @@ class CheckpointBuild:
         if trainer.state.global_step == 0:  # never publish the initial weights as a trained checkpoint
             raise IfguideError("training took 0 optimizer steps; no checkpoint was written",
                                hint="lower --batch-size or give more data (see the dataset's rows)", exit_code=2)
-        trainer.save_model(str(self.staging.model_dir))  # every process calls it; only the main one writes
+        self.save_weights(trainer)
         barrier()
         if not self.main:
             return {}
@@ -177,13 +178,23 @@ class CheckpointBuild:
         with self.ctx.timed("load_model"):
             model = load_model(self.plan.mref, from_scratch=(self.tc.mode == "pretrain"), seed=self.tc.seed,
                                dtype=torch_dtype(self.tc.weights_dtype))
+            if self.tc.lora_rank:
+                model = apply_lora(model, self.tc.lora_rank, self.tc.lora_alpha, self.tc.lora_targets)
         return model, load_tokenizer(self.plan.mref)
+
+    def save_weights(self, trainer) -> None:
+        """The trained weights: the full model, or for LoRA the adapter alone (with the base's config in model/)."""
+        if not self.tc.lora_rank:
+            trainer.save_model(str(self.staging.model_dir))  # every process calls it; only the main one writes
+        elif self.main:
+            save_adapter(trainer.model, self.staging.root / ADAPTER_DIR)
+            trainer.model.get_base_model().config.save_pretrained(str(self.staging.model_dir))
 
     # ---- the Trainer ------------------------------------------------------------------------------
     def training_arguments(self, layout: Layout, *, has_eval: bool) -> TrainingArguments:
         """TrainingArguments of the configuration; `warmup_steps` < 1 is a ratio of the total steps."""
         tc, ro = self.tc, self.plan.run
-        tensorboard = _tensorboard(ro.tensorboard)
+        trackers = resolve_trackers(ro.report_to)
         best = best_checkpoint_arguments(tc.best_checkpoint, ro.eval_steps or ro.save_steps, ro.save_steps, has_eval)
         return TrainingArguments(
             output_dir=str(self.staging.trainer_dir),
@@ -215,7 +226,9 @@ class CheckpointBuild:
             save_total_limit=ro.save_total_limit,
             eval_strategy="steps" if has_eval else "no",
             eval_steps=(ro.eval_steps or ro.save_steps) if has_eval else None,
-            report_to=["tensorboard"] if tensorboard else [],
+            report_to=trackers,
+            run_name=self.plan.name or self.ctx.id,
+            gradient_checkpointing=ro.gradient_checkpointing,
             disable_tqdm=True,
             ddp_find_unused_parameters=False,
             ddp_backend="gloo" if self.world > 1 and not torch.cuda.is_available() else None,
@@ -248,7 +261,10 @@ class CheckpointBuild:
                                     self.plan.run.probe_docs, layout.precision, layout.micro)
         summary = self.summary(trainer.state.global_step, resume.step, training_loss, elapsed, metrics, layout)
         summary.update(_coverage(summary["steps"], self.tc.batch_size, len(data.train), self.plan.corpus.shape[1]))
+        if self.tc.lora_rank:
+            summary.update(lora_summary(trainer.model, self.tc.lora_rank, self.tc.lora_alpha))
         summary.update(chosen_checkpoint(trainer.state, self.tc.best_checkpoint))
+        send_summary(trainer, summary)
         self.staging.metrics.write_text(json.dumps({"summary": summary, "config": self.config}, indent=2, default=str))
         return summary
 
@@ -338,14 +354,6 @@ def _record(line: str) -> dict | None:
         return json.loads(line)
     except ValueError:
         return None
-
-
-def _tensorboard(requested: bool | None) -> bool:
-    """--tensorboard: on if the package is installed, unless asked otherwise; asked for without it is an error."""
-    available = any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
-    if requested and not available:
-        raise IfguideError("--tensorboard needs the tensorboard package", hint="pip install tensorboard", exit_code=2)
-    return available if requested is None else requested
 
 
 def _coverage(steps: int, batch_size: int, train_rows: int, seq_len: int) -> dict:

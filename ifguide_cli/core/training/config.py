@@ -32,7 +32,8 @@ BY_PROFILE = "by profile"  # the help's default of a field that every profile se
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch here
 WeightsDtype = Literal["fp32", "bf16"]
 BestBy = Literal["eval_loss"]
-LATER_KNOBS = {"weights_dtype": "fp32", "best_checkpoint": None, "suppression": "penalty"}  # field -> the default left
+LATER_KNOBS = {"weights_dtype": "fp32", "best_checkpoint": None, "suppression": "penalty", "lora_rank": 0,
+               "lora_alpha": None, "lora_targets": None}  # field -> the default left
 # out of the identity
 
 
@@ -76,6 +77,13 @@ class TrainConfig(Config):
         None, "eval_loss: end with the checkpoint of the lowest eval loss (evaluated every --eval-steps; --save-steps "
               "a multiple of it), as the reference's pre-training does; default: the last step.")
 
+    lora_rank: int = param(0, "finetune: train LoRA adapters of this rank instead of every weight (peft; 0 = full "
+                              "fine-tune). The checkpoint stores the adapter; --merge adds the merged weights.", low=0)
+    lora_alpha: float | None = param(None, "LoRA scaling α.", low=0, low_open=True, shown_default="2 × rank")
+    lora_targets: str | None = param(None, "Comma-separated globs of the linear layers that get adapters (full name or "
+                                           "last part, e.g. 'query_key_value,dense*').", shown_default="every linear layer "
+                                                                                                    "but the output head")
+
     def to_dict(self) -> dict[str, Any]:
         """The identity of the trained weights. Knobs added after checkpoints were first made are left out at
         their default, so a checkpoint trained before they existed is still found for the same request; λ is left
@@ -97,8 +105,14 @@ class RunOptions(Config):
     logging_steps: int = param(10, "Log the loss every N steps.", low=1, shown_default=BY_PROFILE)
     eval_steps: int | None = param(None, "Evaluate every N steps.", low=1, shown_default="--save-steps")
     log_file: str | None = param(None, "Also append the training log (JSON lines) to this file.")
-    tensorboard: bool | None = param(None, "TensorBoard logs in the artifact.", flag="--tensorboard/--no-tensorboard",
-                                     shown_default="if installed")
+    report_to: str | None = param(None, "Experiment trackers, comma-separated: none | tensorboard | wandb | mlflow | "
+                                        "trackio | all (every installed one). Run name: the artifact's name or id; the "
+                                        "checkpoint's summary is logged too (ifguide/*). Offline: WANDB_MODE=offline, "
+                                        "MLFLOW_TRACKING_URI=file:DIR.", shown_default="tensorboard if installed")
+    gradient_checkpointing: bool = param(False, "Recompute activations in the backward pass: much less memory for big "
+                                                "models, ~30% more compute (the HF Trainer's gradient checkpointing).")
+    merge: bool = param(False, "LoRA: also publish a checkpoint with the adapter merged into the base's weights (a child "
+                               "of the adapter checkpoint, loadable by any tool with from_pretrained).")
     keep_optimizer_state: bool = param(False, "Keep the optimizer state of the intermediate checkpoints in the artifact.")
     probe_docs: int = param(32, "After training with --mask: the NLL of masked vs ordinary tokens (metrics.json) is "
                                 "measured by one forward pass over at most N training rows that hold masked tokens "

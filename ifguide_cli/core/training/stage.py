@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ifguide_cli.core import notes
-from ifguide_cli.core.dist import barrier, rank_and_world, resolve_device
+from ifguide_cli.core.dist import barrier, check_fsdp, rank_and_world, resolve_device
 from ifguide_cli.core.errors import IfguideError
+from ifguide_cli.core.lora import check_lora_applies
 from ifguide_cli.core.progress import NULL, Reporter
 from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage
 from ifguide_cli.core.store.artifact_files import MASK_FILE
@@ -30,6 +31,7 @@ from ifguide_cli.core.training.config import (
     resolve_config,
     split_rows,
 )
+from ifguide_cli.core.training.trackers import resolve_trackers
 
 if TYPE_CHECKING:
     from ifguide_cli.core.store.workspace import Artifact, BuildContext, Workspace
@@ -84,6 +86,7 @@ class TrainInputs:
     notes: tuple[str, ...] = ()  # what to say before the work (options that change nothing)
     restart: bool = False
     reporter: Any = NULL
+    name: str | None = None  # the artifact's name, the trackers' run name (else its id)
 
     @cached_property
     def corpus(self):
@@ -154,6 +157,9 @@ class TrainStage(Stage[TrainRefs, TrainInputs, TrainConfig, dict[str, Any]]):
         if setup.get("log_file"):
             check_output_file(setup["log_file"], "--log-file", ws.root)
         check_lambda_applies(setup)
+        check_lora_applies(refs.mode, setup)
+        check_fsdp(setup.get("fsdp"))
+        resolve_trackers(setup.get("report_to"))  # an unknown or missing tracker fails before any work
 
         mref = training_model(ws, refs.model, refs.mode, refs.data, setup.get("model_config"), corpus_opts.get("tokenizer"))
         profile = setup.get("profile") or _default_profile(ws, mref, refs.model or "", refs.data)
@@ -219,7 +225,8 @@ def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_re
     label field, …; see `data.model_corpus`); a checkpoint fine-tuned on its own source data reuses its dataset.
     """
     stage = TrainStage(reporter, restart)
-    inputs = stage.inputs(ws, TrainRefs(mode, model_ref, data_ref, mask_ref, values, corpus, config_file))
+    inputs = replace(stage.inputs(ws, TrainRefs(mode, model_ref, data_ref, mask_ref, values, corpus, config_file)),
+                     name=name)
     for note in inputs.notes:
         notes.warn(note)
     inputs.check()
