@@ -11,6 +11,7 @@ shared files, and barriers order the two. Imported only when a run trains (it im
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -105,6 +106,7 @@ class CheckpointBuild:
         self.staging = Staging(ctx.staging)
         rank, self.world = rank_and_world()
         self.main = rank == 0
+        self.fsdp_enabled = False  # set once the Trainer exists: did accelerate shard the model (FSDP)?
 
     def run(self) -> dict:
         resume = self.resume_state()
@@ -228,7 +230,8 @@ class CheckpointBuild:
             eval_steps=(ro.eval_steps or ro.save_steps) if has_eval else None,
             report_to=trackers,
             run_name=self.plan.name or self.ctx.id,
-            gradient_checkpointing=ro.gradient_checkpointing,
+            **_checkpointing_argument(ro.gradient_checkpointing),
+            fsdp=ro.fsdp,
             disable_tqdm=True,
             ddp_find_unused_parameters=False,
             ddp_backend="gloo" if self.world > 1 and not torch.cuda.is_available() else None,
@@ -259,6 +262,7 @@ class CheckpointBuild:
         with self.ctx.timed("final_eval"):
             metrics = final_metrics(trainer.model, self.plan.corpus, self.plan.mask, data.eval, data.probe_rows,
                                     self.plan.run.probe_docs, layout.precision, layout.micro)
+        self.fsdp_enabled = bool(getattr(trainer, "is_fsdp_enabled", False))
         summary = self.summary(trainer.state.global_step, resume.step, training_loss, elapsed, metrics, layout)
         summary.update(_coverage(summary["steps"], self.tc.batch_size, len(data.train), self.plan.corpus.shape[1]))
         if self.tc.lora_rank:
@@ -286,6 +290,7 @@ class CheckpointBuild:
             "precision": layout.precision,
             "weights_dtype": self.tc.weights_dtype,
             "world_size": self.world,
+            "sharding": "fsdp" if self.fsdp_enabled else None,
             "micro_batch_size": layout.micro,
             "grad_accumulation": layout.accum,
             "suppression": self.tc.suppression,
@@ -362,3 +367,11 @@ def _coverage(steps: int, batch_size: int, train_rows: int, seq_len: int) -> dic
 
     size = run_size(steps, batch_size, train_rows, seq_len)
     return {"corpus_tokens": size["corpus_tokens"], "epochs": size["epochs"]}
+
+
+def _checkpointing_argument(on: bool) -> dict:
+    """Gradient checkpointing under the argument name this transformers uses (5.x renamed it; the old name warns)."""
+    if not on:
+        return {}
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": True}

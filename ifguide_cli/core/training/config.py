@@ -111,6 +111,8 @@ class RunOptions(Config):
                                         "MLFLOW_TRACKING_URI=file:DIR.", shown_default="tensorboard if installed")
     gradient_checkpointing: bool = param(False, "Recompute activations in the backward pass: much less memory for big "
                                                 "models, ~30% more compute (the HF Trainer's gradient checkpointing).")
+    fsdp: str | None = param(None, "Shard the model over the processes with FSDP through the HF Trainer (accelerate), "
+                                   "e.g. 'full_shard auto_wrap'; run under torchrun or accelerate launch.")
     merge: bool = param(False, "LoRA: also publish a checkpoint with the adapter merged into the base's weights (a child "
                                "of the adapter checkpoint, loadable by any tool with from_pretrained).")
     keep_optimizer_state: bool = param(False, "Keep the optimizer state of the intermediate checkpoints in the artifact.")
