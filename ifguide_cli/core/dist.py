@@ -109,3 +109,13 @@ def device_label(device: Any, world: int | None = None) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     world = rank_and_world()[1] if world is None else world
     return f"{name} × {world}" if world > 1 else name
+
+
+def check_fsdp(fsdp: str | None) -> None:
+    """`--fsdp` shards over CUDA GPUs: on a machine without one accelerate leaves FSDP off and the run would silently be
+    plain data parallel (seen with the gloo backend on CPU), so it is refused before any work."""
+    import torch
+
+    if fsdp and not torch.cuda.is_available():
+        raise IfguideError("--fsdp needs CUDA GPUs: without one the HF Trainer does not shard and the run would be plain "
+                           "data parallel", hint="drop --fsdp on this machine (torchrun without it runs DDP)", exit_code=2)

@@ -62,13 +62,19 @@ def target_modules(model, globs: str | None) -> list[str]:
     return chosen
 
 
-def apply_lora(model, rank: int, alpha: float | None, globs: str | None):
-    """The model with LoRA adapters on the chosen linear layers; only the adapters train."""
+def apply_lora(model, rank: int, alpha: float | None, globs: str | None, seed: int):
+    """The model with LoRA adapters on the chosen linear layers; only the adapters train.
+
+    The adapters' random initialisation is seeded (by the run's seed, without disturbing the caller's random
+    stream): the same command gives the same weights, and a resumed run continues the run it resumes."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=rank, lora_alpha=default_alpha(rank, alpha), lora_dropout=0.0, bias="none",
                         target_modules=target_modules(model, globs), task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 def save_adapter(model, folder: Path) -> None:

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from ifguide_cli.core import notes
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.training import PROFILES, RunOptions, SetupOptions, TrainConfig, batch_layout, resolve_config
+from ifguide_cli.core.training import PROFILES, RunOptions, SetupOptions, TrainConfig, batch_layout, resolve_config, trackers
 from ifguide_cli.core.training.config import BY_PROFILE, FIELDS, Profile
 
 torch.set_num_threads(1)
@@ -62,7 +62,9 @@ def test_train_writes_checkpoint_artifact(trained, workspace_dir):
     log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2]
     assert any("eval_loss" in r for r in log)
-    assert sorted(p.name for p in (path / "trainer").iterdir()) == ["checkpoint-1", "checkpoint-2"]
+    # the intermediate checkpoints, and TensorBoard's event files when it is installed (the default tracker)
+    expected = ["checkpoint-1", "checkpoint-2"] + (["runs"] if trackers.installed("tensorboard") else [])
+    assert sorted(p.name for p in (path / "trainer").iterdir()) == expected
     assert not (path / "trainer" / "checkpoint-2" / "optimizer.pt").exists()  # dropped once finished
 
     cfg = art["config"]

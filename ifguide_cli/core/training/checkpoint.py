@@ -181,7 +181,7 @@ class CheckpointBuild:
             model = load_model(self.plan.mref, from_scratch=(self.tc.mode == "pretrain"), seed=self.tc.seed,
                                dtype=torch_dtype(self.tc.weights_dtype))
             if self.tc.lora_rank:
-                model = apply_lora(model, self.tc.lora_rank, self.tc.lora_alpha, self.tc.lora_targets)
+                model = apply_lora(model, self.tc.lora_rank, self.tc.lora_alpha, self.tc.lora_targets, self.tc.seed)
         return model, load_tokenizer(self.plan.mref)
 
     def save_weights(self, trainer) -> None:
