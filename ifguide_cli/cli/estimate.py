@@ -20,7 +20,6 @@ _EPILOG = ("A first-order estimate, every term documented in `core/paper/memory.
 
 def register(app: typer.Typer) -> None:
     @app.command("estimate", help=summary("estimate"), epilog=_EPILOG)
-    @common.handles_errors
     def estimate(
         model: Annotated[str, typer.Argument(metavar="MODEL", help="Architecture on record (see the examples).")],
         weights: Annotated[str, typer.Option("--weights", help="Weight dtype: bf16 (the reference) or fp32 (master "
