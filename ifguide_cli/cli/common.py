@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -150,11 +151,16 @@ def emit(payload: dict, render: Callable[[Any], None] | None = None) -> None:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        from ifguide_cli.cli.errors import _silence_stdout  # the interpreter's last flush would fail again
-
-        _silence_stdout()
+        silence_stdout()  # the interpreter's last flush would fail again
         raise IfguideError(f"cannot write the output to stdout ({exc.strerror or exc})",
                            hint="check where stdout goes (a full disk, a closed file)") from None
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into the closed pipe is not an error too."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def kv_table(title: str, rows: dict[str, Any]):

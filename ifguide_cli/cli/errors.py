@@ -13,9 +13,6 @@ is exit 130; a failure of the machine (a full disk, a file that cannot be opened
 from __future__ import annotations
 
 import contextlib
-import io
-import os
-import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -66,7 +63,7 @@ def exit_code_for(exc: Exception, *, debug: bool) -> int:
         print_error(exc.one_line())
         return exc.exit_code
     if isinstance(exc, BrokenPipeError):
-        _silence_stdout()
+        common.silence_stdout()
         return BROKEN_PIPE
     if interrupted() and not debug:  # the error is a Ctrl-C that a library turned into another one
         print_error(INTERRUPTED)
@@ -92,10 +89,3 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's last flush into the closed pipe is not an error too."""
-    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())

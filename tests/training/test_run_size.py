@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from ifguide_cli.core import notes
-from ifguide_cli.core.training.stage import check_steps, run_size
+from ifguide_cli.core.training.config import run_size
+from ifguide_cli.core.training.stage import check_steps
 
 
 def test_run_size_counts_tokens_and_passes():

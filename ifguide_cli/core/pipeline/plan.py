@@ -134,12 +134,12 @@ class _Planner:
 
     def sized(self, does: str, mode: str, values: dict, data) -> str:
         """A training stage's words with how much it reads: steps × rows × tokens, and the passes over its corpus's
-        training rows when the dataset is stored (a run's length is in rows: see `training.stage.run_size`)."""
+        training rows when the dataset is stored (a run's length is in rows: see `training.config.run_size`)."""
         from ifguide_cli.core.data import default_corpus_config
         from ifguide_cli.core.data.sources import is_packaged
         from ifguide_cli.core.errors import IfguideError
-        from ifguide_cli.core.training.config import default_profile, given_values, resolve_config, split_rows
-        from ifguide_cli.core.training.stage import packaged_dataset, run_size
+        from ifguide_cli.core.training.config import default_profile, given_values, resolve_config, run_size, split_rows
+        from ifguide_cli.core.training.stage import packaged_dataset
 
         try:
             seq_len = data.config.get("seq_len") if data is not None else \

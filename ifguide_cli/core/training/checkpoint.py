@@ -363,7 +363,7 @@ def _record(line: str) -> dict | None:
 
 def _coverage(steps: int, batch_size: int, train_rows: int, seq_len: int) -> dict:
     """The summary's `corpus_tokens` (of the training rows) and `epochs` (passes over them) of the run."""
-    from ifguide_cli.core.training.stage import run_size
+    from ifguide_cli.core.training.config import run_size
 
     size = run_size(steps, batch_size, train_rows, seq_len)
     return {"corpus_tokens": size["corpus_tokens"], "epochs": size["epochs"]}

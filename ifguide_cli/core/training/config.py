@@ -287,3 +287,14 @@ def best_checkpoint_arguments(best_by: str | None, eval_steps: int, save_steps: 
         raise IfguideError(f"--best-checkpoint needs --save-steps ({save_steps}) to be a multiple of --eval-steps "
                            f"({eval_steps})", hint="a checkpoint can be chosen only where it was evaluated", exit_code=2)
     return {"load_best_model_at_end": True, "metric_for_best_model": best_by, "greater_is_better": False}
+
+
+def run_size(steps: int, batch_size: int, train_rows: int, seq_len: int) -> dict:
+    """How much of its corpus a run covers: the tokens it reads (row slots, padding included, as `tokens_seen`), the
+    corpus's training tokens counted alike, the passes (epochs) over the training rows, and all of it in words. A
+    run's length is in rows, so the same --max-steps reads far fewer tokens when a layout turns long rows short."""
+    tokens, corpus = steps * batch_size * seq_len, train_rows * seq_len
+    epochs = steps * batch_size / train_rows if train_rows else 0.0
+    return {"tokens": tokens, "corpus_tokens": corpus, "epochs": round(epochs, 4),
+            "words": f"{steps:,} steps × {batch_size} rows × {seq_len} tokens = {tokens:,} tokens of {corpus:,} "
+                     f"({epochs:.2f} epochs)"}

@@ -29,6 +29,7 @@ from ifguide_cli.core.training.config import (
     load_config_file,
     option_values,
     resolve_config,
+    run_size,
     split_rows,
 )
 from ifguide_cli.core.training.trackers import resolve_trackers
@@ -287,17 +288,6 @@ def packaged_dataset(ds_art) -> bool:
 
 
 SMALL_SHARE = 0.1  # a run that sees less than this share of its corpus's rows gets a warning
-
-
-def run_size(steps: int, batch_size: int, train_rows: int, seq_len: int) -> dict:
-    """How much of its corpus a run covers: the tokens it reads (row slots, padding included, as `tokens_seen`), the
-    corpus's training tokens counted alike, the passes (epochs) over the training rows, and all of it in words. A
-    run's length is in rows, so the same --max-steps reads far fewer tokens when a layout turns long rows short."""
-    tokens, corpus = steps * batch_size * seq_len, train_rows * seq_len
-    epochs = steps * batch_size / train_rows if train_rows else 0.0
-    return {"tokens": tokens, "corpus_tokens": corpus, "epochs": round(epochs, 4),
-            "words": f"{steps:,} steps × {batch_size} rows × {seq_len} tokens = {tokens:,} tokens of {corpus:,} "
-                     f"({epochs:.2f} epochs)"}
 
 
 def check_steps(n_rows: int, tc: TrainConfig, ds_art, drop: DropSelection | None = None) -> None:
