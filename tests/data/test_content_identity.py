@@ -17,20 +17,6 @@ DOCS = [{"text": f"document number {i} says something plain and long enough to t
          "toxic": i % 4 == 0} for i in range(12)]
 
 
-@pytest.fixture
-def ws(tmp_path):
-    from ifguide_cli.core.store.workspace import Workspace
-
-    return Workspace(tmp_path / "ws")
-
-
-@pytest.fixture
-def mref():
-    from ifguide_cli.core.models import resolve_model
-
-    return resolve_model("tiny")
-
-
 def _pair(result):
     """A stage result as (artifact, reused)."""
     return result.artifact, result.reused

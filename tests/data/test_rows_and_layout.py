@@ -41,20 +41,6 @@ def tok():
     return load_tokenizer(resolve_model("tiny"))
 
 
-@pytest.fixture
-def ws(tmp_path):
-    from ifguide_cli.core.store.workspace import Workspace
-
-    return Workspace(tmp_path / "ws")
-
-
-@pytest.fixture
-def mref():
-    from ifguide_cli.core.models import resolve_model
-
-    return resolve_model("tiny")
-
-
 def write_jsonl(path, records, blank_after: int | None = None):
     lines = [json.dumps(r, ensure_ascii=False) for r in records]
     if blank_after is not None:
