@@ -146,7 +146,7 @@ def test_select_errors_are_one_line(env, run, tmp_path):
         (("mask", tmp_path / "nan.npy"), 1, "non-finite"),
         (("mask", "no-such-scores"), 1, "no scores artifact"),
         (("mask", env["dataset"].id), 2, "is a dataset artifact"),
-        (("mask", tmp_path / "missing.npy"), 1, "not found"),
+        (("mask", tmp_path / "missing.npy"), 2, "does not exist"),
         (("mask", tmp_path / "short.npy", "--data", env["dataset"].id), 2, "shape"),
     ]
     for args, code, needle in cases:

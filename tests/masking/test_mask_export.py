@@ -62,7 +62,7 @@ def _finetune_loss(ws_root, mask_id, model, rows):
     mask_art = ws.resolve(mask_id, "masks")
     ds_art = ws.by_id(mask_art.config["dataset"])
     corpus = load_corpus(ds_art)
-    mask = load_mask(ws, mask_art, ds_art, corpus.shape)
+    mask = load_mask(mask_art, ds_art, corpus.shape)
     batch = default_collate([CorpusRows(corpus.input_ids, corpus.attention_mask, mask=mask)[r] for r in rows])
     args = TrainingArguments(output_dir=str(ws_root / "trainer"), report_to=[], use_cpu=True)
     trainer = PenaltyTrainer(model=model, args=args, lam=LAM, suppression="penalty")
