@@ -203,8 +203,8 @@ def load_tokenizer(mref: ModelRef):
 def load_config(mref: ModelRef):
     from transformers import AutoConfig, GPTNeoXConfig
 
-    if mref.source == "registry" and mref.location == "tiny":
-        return GPTNeoXConfig.from_dict(json.loads(tiny_asset("model_config.json").read_text()))
+    if mref.source == "registry" and MODELS[mref.location].hub_id is None:  # tiny and its packaged variants
+        return _with_registry_settings(GPTNeoXConfig.from_dict(json.loads(tiny_asset("model_config.json").read_text())), mref)
     if mref.source == "config":
         where = f"--model-config {mref.ref}"
         with reading_model_files(where):

@@ -57,6 +57,10 @@ class ClassifierEntry:
 MODELS = {m.name: m for m in [
     ModelEntry("tiny", None, "0.9M", "gpt_neox", "tiny", True,
                "2-layer GPT-NeoX built from the packaged config, packaged BPE tokenizer; runs offline on a CPU"),
+    ModelEntry("tiny-4x", None, "4.2M", "gpt_neox", "tiny", True,
+               "4-layer, 256-wide GPT-NeoX over the packaged tiny config and tokenizer (4.6x tiny's parameters): a "
+               "target for a `tiny` proxy (influence.proxy), offline on a CPU",
+               config=dict(hidden_size=256, num_hidden_layers=4, intermediate_size=1024)),
     ModelEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", "gpt_neox", PYTHIA_TOKENIZER, True,
                "Pythia-160M architecture, trained from scratch in the paper"),
     ModelEntry("pythia-410m", "EleutherAI/pythia-410m", "410M", "gpt_neox", PYTHIA_TOKENIZER, True,

@@ -57,6 +57,8 @@ def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
     inputs.items.append(item)
     if inputs.model is not None or configs.corpus.get("tokenizer"):
         inputs.items.append(tokenizer_input(ws, configs.corpus.get("tokenizer"), inputs.model))
+    if spec.influence.proxy is not None:  # a checkpoint (weights) or an architecture trained on the data
+        inputs.items.append(model_input(ws, "influence.proxy", spec.influence.proxy, weights=False)[0])
     inputs.items.append(dataset_input(ws, "data", spec.data, "dataset", artifact=True, split=configs.corpus.get("split")))
     for role, ref in training_eval_data(spec, configs):
         inputs.items.append(dataset_input(ws, role, ref, "validation dataset", artifact=True))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ifguide_cli.core.pipeline.inputs import Inputs, check_inputs
+from ifguide_cli.core.pipeline.proxy import run_proxy
 from ifguide_cli.core.pipeline.reading import PipelineFile
 from ifguide_cli.core.pipeline.spec import PipelineSpec
 from ifguide_cli.core.pipeline.stage_configs import StageConfigs, stage_configs
@@ -57,7 +58,8 @@ def plan_run(ws, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
     configs = stage_configs(pipeline.spec, str(pipeline.path))
     inputs = check_inputs(ws, pipeline.spec, configs)
     plan = RunPlan(pipeline, inputs, arms=configs.arms, seeds=configs.seeds)
-    plan.stages = _Planner(ws, pipeline.spec, configs, inputs).stages()
+    proxy = run_proxy(ws, pipeline.spec, inputs.model)
+    plan.stages = _Planner(ws, pipeline.spec, configs, inputs, proxy).stages()
     plan.estimate = estimate(pipeline.spec, configs, gpus, label=pipeline.path.stem)
     return plan
 
@@ -89,8 +91,8 @@ def _unless_unresolvable(find: Callable[[], Any]):
 class _Planner:
     """The stages of `pipeline._Run`, in the same order, each matched against the workspace."""
 
-    def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, inputs: Inputs):
-        self.ws, self.spec, self.configs, self.inputs = ws, spec, configs, inputs
+    def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, inputs: Inputs, proxy=None):
+        self.ws, self.spec, self.configs, self.inputs, self.proxy = ws, spec, configs, inputs, proxy
         self.planned: list[PlannedStage] = []
         self.systems: dict[str, Any] = {}  # the systems evaluated (system → ModelRef, None: it would be trained)
 
@@ -176,16 +178,30 @@ class _Planner:
 
     def influence(self, base, data):
         """Factors, differential scores and the IF-Guide mask, as `pipeline._Run.influence_and_mask`."""
-        scores = self.scores(self.factors(base, data), data, differential=True)
+        scores = self.scores(self.factors(self.scorer(base, data), data), data, differential=True)
         return self.mask("mask", scores, self.configs.mask)
 
-    def factors(self, base, data):
+    def scorer(self, base, data):
+        """The ModelRef the influence stages run on, as `pipeline._Run.scorer`: the baseline, a taken proxy, or the
+        proxy trained on the run's dataset (None: it would be trained)."""
+        proxy = self.proxy
+        if proxy is None:
+            return base
+        if not proxy.trained:
+            return proxy.model
+        does = self.sized(f"train the proxy {proxy.ref} from scratch (factors and scores run on it)", "pretrain",
+                          self.configs.proxy_train, data)
+        return self.model(self.add("proxy", "checkpoints", does,
+                                   self.trained("pretrain", proxy.ref, self.configs.proxy_train, data)))
+
+    def factors(self, model, data):
         from ifguide_cli.core.influence.factors import FactorsRefs, FactorsStage
 
         cfg = self.configs.factors
-        found = None if base is None or data is None else reused(self.ws, FactorsStage(), FactorsRefs(base.ref, data.id, cfg),
-                                                                 lambda _: cfg)
-        return self.add("factors", "factors", f"fit {cfg.strategy} factors on the baseline", found)
+        found = None if model is None or data is None else reused(self.ws, FactorsStage(),
+                                                                  FactorsRefs(model.ref, data.id, cfg), lambda _: cfg)
+        on = "the baseline" if self.proxy is None else self.proxy.describe()
+        return self.add("factors", "factors", f"fit {cfg.strategy} factors on {on}", found)
 
     def scores(self, factors, data, *, differential: bool):
         """The scores of the factors' dataset (`data`), toxic minus safe queries or toxic ones only."""
@@ -196,7 +212,8 @@ class _Planner:
         name, does = ("scores", "toxic − safe queries") if differential else ("scores_standard", "toxic queries only")
         found = None if factors is None or data is None else reused(
             self.ws, ScoresStage(), ScoresRefs(factors.id, influence.toxic_queries, safe, sc), lambda _: sc)
-        return self.add(name, "scores", f"score every training token ({does})", found)
+        on = "" if self.proxy is None else f" with {self.proxy.describe()}"
+        return self.add(name, "scores", f"score every training token{on} ({does})", found)
 
     def mask(self, name: str, scores, cfg, source: str = "influence"):
         """A source's mask from the run's scores: the stored one its stage's key names (None: it would be built)."""
@@ -211,7 +228,7 @@ class _Planner:
 
         arms = self.configs.arms
         kinds = used_scores(arms)
-        factors = self.factors(base, data) if kinds else None
+        factors = self.factors(self.scorer(base, data), data) if kinds else None
         scores = {d: self.scores(factors, data, differential=d) for d in kinds}
         return {arm.name: self.mask(f"mask_{arm.name}", scores[arm.entry.scores], arm.mask, arm.source)
                 if arm.entry.reads == "scores" else

@@ -11,6 +11,10 @@ each arm's mask (influence, standard influence, classifier, word list) is built,
 control and every arm are trained from the same baseline with the same options; every system gets the same
 evaluations, and the report compares each arm with the control (its `comparisons` are `run --json`'s `arms`).
 
+With `influence.proxy` the factors and scores run on a smaller proxy model (`pipeline.proxy`, the paper's
+Pythia-160M for 1B-class targets), trained first on the same dataset artifact when it is not a checkpoint; its mask
+trains the target.
+
 Each stage is the same core function its own command runs, so every stage is an artifact that is reused
 when its configuration and parents are unchanged: a rerun after a crash or a config tweak only redoes what
 changed. The corpus is tokenized once (the `data` stage) and every later stage is given that dataset
@@ -86,11 +90,13 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
                  on_start: Callable[[str], None] | None = None) -> PipelineResult:
     """Run (or reuse) every stage; `on_start(name)` / `on_stage(record)` report live progress."""
     from ifguide_cli.core.pipeline.inputs import check_inputs
+    from ifguide_cli.core.pipeline.proxy import run_proxy
 
     started = time.perf_counter()
     configs = stage_configs(spec)  # every stage's options are checked before the first one runs
     inputs = check_inputs(ws, spec, configs).require()  # and every input is there (offline too), in seconds
-    run = _Run(ws, spec, configs, reporter=reporter, force=force, on_start=on_start, on_stage=on_stage)
+    proxy = run_proxy(ws, spec, inputs.model)  # a proxy that cannot score for the target: one line, before any work
+    run = _Run(ws, spec, configs, reporter=reporter, force=force, on_start=on_start, on_stage=on_stage, proxy=proxy)
     data = run.data()
     baseline_ref = run.baseline(data)
     if spec.compares_arms:
@@ -108,8 +114,8 @@ class _Run:
     """One run of the pipeline: its stages in order, each reported as it starts and ends and recorded in `result`."""
 
     def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, *, reporter, force: bool,
-                 on_start: Callable[[str], None] | None, on_stage: Callable[[StageRecord], None] | None):
-        self.ws, self.spec, self.configs = ws, spec, configs
+                 on_start: Callable[[str], None] | None, on_stage: Callable[[StageRecord], None] | None, proxy=None):
+        self.ws, self.spec, self.configs, self.proxy = ws, spec, configs, proxy
         self.common = {"reporter": reporter, "force": force}
         self.on_start, self.on_stage = on_start, on_stage
         pretrain = spec.scenario == "pretrain"
@@ -161,15 +167,31 @@ class _Run:
 
     def influence_and_mask(self, baseline_ref: str, data):
         """Factors, differential scores and the toxic-token mask (Alg. 1) of the training data."""
-        scores = self.scores(self.factors(baseline_ref, data), differential=True)
+        scores = self.scores(self.factors(self.scorer(baseline_ref, data), data), differential=True)
         mask = self.influence_mask("mask", scores, self.configs.mask, name="mask")
-        self.result.mask = mask_figures(mask.summary)
+        self.result.mask = {**mask_figures(mask.summary), **self.proxy_figures()}
         return mask
 
-    def factors(self, baseline_ref: str, data):
+    def scorer(self, baseline_ref: str, data) -> str:
+        """The model the influence stages run on: the baseline, or the proxy (trained from scratch on the run's
+        dataset, as the baseline is, unless it is a checkpoint taken as it is)."""
+        if self.proxy is None:
+            return baseline_ref
+        if not self.proxy.trained:
+            return self.proxy.ref
+        return self.train("proxy", "pretrain", self.proxy.ref, self.configs.proxy_train, data).id
+
+    def proxy_figures(self) -> dict:
+        """What the run reports of the proxy: the model that scored (a checkpoint id when the run trained it)."""
+        if self.proxy is None:
+            return {}
+        trained = self.result.stages.get("proxy")
+        return {"proxy": self.proxy.ref, "proxy_checkpoint": trained.id if trained else self.proxy.model.artifact_id}
+
+    def factors(self, model_ref: str, data):
         from ifguide_cli.core.influence import fit_factors
 
-        return self.stage("factors", lambda: fit_factors(self.ws, baseline_ref, data.id, self.configs.factors,
+        return self.stage("factors", lambda: fit_factors(self.ws, model_ref, data.id, self.configs.factors,
                                                          name="factors", **self.common))
 
     def scores(self, factors, *, differential: bool):
@@ -201,7 +223,7 @@ class _Run:
 
         arms = self.configs.arms
         kinds = used_scores(arms)
-        factors = self.factors(baseline_ref, data) if kinds else None
+        factors = self.factors(self.scorer(baseline_ref, data), data) if kinds else None
         scores = {d: self.scores(factors, differential=d).id for d in kinds}
         return {arm.name: self.mask(f"mask_{arm.name}", arm.source,
                                     arm.entry.refs(data=data.id, scores=scores.get(arm.entry.scores)), arm.mask,
@@ -226,7 +248,8 @@ class _Run:
             "headline": None,
             "control_checkpoint": systems[runs[0].system],  # the first seed's control
             "seeds": list(configs.seeds),
-            "masks": {a.name: {**a.to_json(), **mask_figures(masks[a.name].summary)} for a in configs.arms}}
+            "masks": {a.name: {**a.to_json(), **mask_figures(masks[a.name].summary)} for a in configs.arms},
+            **self.proxy_figures()}
         return systems
 
     def detoxify(self, baseline_ref: str, data, mask) -> dict[str, str]:

@@ -56,6 +56,16 @@ class InfluenceSpec(Section):
     safe_queries: str | None = param("tiny-queries-safe", "Safe queries subtracted from the toxic ones (null: none).")
     factors: Mapping[str, Any] = param(default_factory=dict, help="`ifguide factors` options.")
     scores: Mapping[str, Any] = param(default_factory=dict, help="`ifguide scores` options.")
+    proxy: str | None = param(None, "Score with this smaller model instead of the baseline (the paper's proxy, e.g. "
+                                    "Pythia-160M for a 1B target): a checkpoint is taken as it is, an architecture is "
+                                    "trained from scratch on the run's dataset and tokenizer; its mask trains the target.")
+    proxy_train: Mapping[str, Any] = param(default_factory=dict, help="`ifguide train` options of the proxy trained "
+                                                                      "from scratch ({} = the profile's).")
+
+    def check(self) -> None:
+        if self.proxy_train and self.proxy is None:
+            raise IfguideError("influence.proxy_train does not apply: no influence.proxy is set",
+                               hint="name the proxy model (influence.proxy: tiny), or drop proxy_train", exit_code=2)
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ else:  # the registered mask sources: a new one is a choice of `source:` with no
     MaskSourceName = Literal[MASK_SOURCES.names()]
 Suppression = Literal["penalty", "filter", "drop"]
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-RESERVED_ARM_NAMES = ("baseline", "control", "data", "factors", "scores", "report")  # the run's own stage/system names
+RESERVED_ARM_NAMES = ("baseline", "control", "data", "proxy", "factors", "scores", "report")  # the run's own stage/system names
 
 
 @dataclass(frozen=True)

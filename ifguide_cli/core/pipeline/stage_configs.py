@@ -21,6 +21,7 @@ class StageConfigs:
 
     corpus: dict  # data.CorpusConfig options given (checked), for `resolve_corpus`
     baseline_train: dict
+    proxy_train: dict  # the proxy's `ifguide train` options (influence.proxy_train; {} when no proxy is trained)
     factors: Any  # influence.FactorsConfig
     scores: Any  # influence.ScoresConfig
     mask: Any  # masking.MaskConfig
@@ -48,6 +49,7 @@ def stage_configs(spec: PipelineSpec, source: str = "the pipeline") -> StageConf
     return StageConfigs(
         corpus=corpus_options(spec, source),
         baseline_train=train_options(spec.baseline.train, "pretrain", f"{source}: baseline.train"),
+        proxy_train=train_options(spec.influence.proxy_train, "pretrain", f"{source}: influence.proxy_train"),
         factors=factors_config(spec.influence.factors, f"{source}: influence.factors"),
         scores=scores_config(spec.influence.scores, spec.influence.safe_queries is not None, f"{source}: influence.scores"),
         mask=mask_config(spec.mask, f"{source}: mask"),
@@ -72,7 +74,7 @@ def corpus_options(spec: PipelineSpec, source: str = "the pipeline") -> dict:
     options = dict(spec.corpus)
     build_section(CorpusConfig, options, f"{source}: corpus")
     sections = {"corpus": options, "baseline.train": spec.baseline.train, "finetune.train": spec.finetune.train,
-                "ifguide.train": spec.ifguide.train}
+                "ifguide.train": spec.ifguide.train, "influence.proxy_train": spec.influence.proxy_train}
     lengths = {}
     for name, values in sections.items():
         where = f"{source}: {name}"
