@@ -164,10 +164,11 @@ def _fatal_from(exc: Exception) -> int:
     if name == "Abort":  # Ctrl-C or end of input at a prompt
         interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
         return _fatal("interrupted" if interrupted else "aborted", 130 if interrupted else 1)
-    if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):  # a usage error
-        ctx = getattr(exc, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if getattr(ctx, "command_path", None) else ""
-        return _fatal(" ".join(str(exc.format_message()).split()) + hint, exc.exit_code)
+    code = getattr(exc, "exit_code", None)
+    if hasattr(exc, "format_message") and isinstance(code, int):  # a usage error
+        command_path = getattr(getattr(exc, "ctx", None), "command_path", None)
+        hint = f" (see `{command_path} --help`)" if command_path else ""
+        return _fatal(" ".join(str(exc.format_message()).split()) + hint, code)
     return exit_code_for(exc, debug=common.settings.debug)
 
 

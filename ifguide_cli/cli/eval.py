@@ -10,7 +10,7 @@ import typer
 
 from ifguide_cli.cli import common
 from ifguide_cli.cli.commands import summary
-from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli.options import FILLED, ForceOpt, NameOpt, config_options
 from ifguide_cli.core.classifiers.spec import ClassifierOptions
 from ifguide_cli.core.dist import is_main_process
 from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
@@ -121,10 +121,10 @@ def toxicity(
     name: NameOpt = None,
     force: ForceOpt = False,
     allow_random: AllowRandomOpt = False,
-    generation: GenerationConfig = None,
-    files: ClassifierOptions = None,
-    defense: DefenseConfig = None,
-    runtime: RuntimeConfig = None,
+    generation: GenerationConfig = FILLED,
+    files: ClassifierOptions = FILLED,
+    defense: DefenseConfig = FILLED,
+    runtime: RuntimeConfig = FILLED,
 ) -> None:
     from ifguide_cli.core.evaluation import evaluate_toxicity, resolve_defense
     from ifguide_cli.core.evaluation.inputs import toxicity_inputs
@@ -157,8 +157,8 @@ def implicit(
                                    autocompletion=common.complete_artifacts("classifiers", registry="classifiers")),
     name: NameOpt = None,
     force: ForceOpt = False,
-    files: ClassifierOptions = None,
-    runtime: RuntimeConfig = None,
+    files: ClassifierOptions = FILLED,
+    runtime: RuntimeConfig = FILLED,
 ) -> None:
     from ifguide_cli.core.evaluation import continuations_path, rescore_eval
 
@@ -186,9 +186,9 @@ def fluency(
     name: NameOpt = None,
     force: ForceOpt = False,
     allow_random: AllowRandomOpt = False,
-    fluency_config: FluencyConfig = None,
-    defense: DefenseConfig = None,
-    runtime: RuntimeConfig = None,
+    fluency_config: FluencyConfig = FILLED,
+    defense: DefenseConfig = FILLED,
+    runtime: RuntimeConfig = FILLED,
 ) -> None:
     from ifguide_cli.core.evaluation import evaluate_fluency, resolve_defense
     from ifguide_cli.core.evaluation.inputs import fluency_inputs

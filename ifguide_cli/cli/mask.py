@@ -217,6 +217,7 @@ def export(
     if html is not None:
         _export_html(mask, html, top, scores, data)
         return
+    assert out is not None, "exactly one of --out and --html is given"
     from ifguide_cli.core.masking.export import export_mask
 
     result = export_mask(common.workspace(), mask, out, config, data_ref=data, reporter=common.reporter())

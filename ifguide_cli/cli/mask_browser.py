@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -49,7 +50,7 @@ class MaskBrowser(App):
         self.heat = False
         self.search_term: str | None = None
         self.prompt_mode: str | None = None  # "goto" | "search"
-        self.doc_text = None  # the rich Text shown (read by tests)
+        self.doc_text: Text | None = None  # the rich Text shown (read by tests)
         self.status = ""
 
     def compose(self) -> ComposeResult:

@@ -14,12 +14,15 @@ import dataclasses
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from ifguide_cli.core.config import field_hints, flag_of, unwrap_optional
+
+# the default of a command's config parameter: `config_options` always passes the built config, never this
+FILLED: Any = None
 
 
 def _option_for(f: dataclasses.Field, tp: Any, *, overrides_only: bool) -> tuple[Any, Any]:
@@ -29,7 +32,7 @@ def _option_for(f: dataclasses.Field, tp: Any, *, overrides_only: bool) -> tuple
     a bad choice is rejected by the config in one line like every other bad value; `tuple[str, ...]`
     fields become repeatable options.
     """
-    meta = f.metadata or {}
+    meta: Mapping[str, Any] = f.metadata or {}
     inner, _ = unwrap_optional(tp)
     default = None if overrides_only else _field_default(f)
     shown = meta.get("shown_default")
@@ -79,8 +82,8 @@ def _is_repeatable(tp: Any) -> bool:
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return None
 
 
@@ -95,7 +98,7 @@ def _from_cli(value: Any) -> Any:
 
 def cli_fields(config_cls: type, exclude: tuple[str, ...] = ()) -> list[dataclasses.Field]:
     """The fields of a config that are CLI options."""
-    return [f for f in dataclasses.fields(config_cls) if (f.metadata or {}).get("cli", True) and f.name not in exclude]
+    return [f for f in dataclasses.fields(config_cls) if f.metadata.get("cli", True) and f.name not in exclude]
 
 
 def config_options(config_cls: type, *, into: str = "config", overrides_only: bool = False,
@@ -127,7 +130,8 @@ def config_options(config_cls: type, *, into: str = "config", overrides_only: bo
                 kwargs[into] = config_cls(**values)
             return fn(*args, **kwargs)
 
-        command.__signature__ = sig.replace(parameters=own + generated)
+        signed: Any = command  # functools.wraps' result type has no `__signature__`, which Typer reads (inspect)
+        signed.__signature__ = sig.replace(parameters=own + generated)
         return command
 
     return decorate

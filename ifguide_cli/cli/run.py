@@ -50,13 +50,13 @@ def register(app: typer.Typer) -> None:
         from ifguide_cli.core.pipeline.spec import pipeline_file
 
         path = pipeline_file(pipeline, preset)
-        overrides = tuple(overrides or ()) + ((f"seeds={seeds}",) if seeds is not None else ())
+        settings = tuple(overrides or ()) + ((f"seeds={seeds}",) if seeds is not None else ())
         if print_config:
-            _print_config(path, preset, overrides)
+            _print_config(path, preset, settings)
             return
         from ifguide_cli.core.pipeline.reading import read_pipeline
 
-        loaded = read_pipeline(path, overrides)
+        loaded = read_pipeline(path, settings)
         if dry_run:
             _dry_run(loaded)
             return

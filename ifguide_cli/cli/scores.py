@@ -8,7 +8,7 @@ import typer
 
 from ifguide_cli.cli import common
 from ifguide_cli.cli.commands import summary
-from ifguide_cli.cli.options import ForceOpt, NameOpt, config_options
+from ifguide_cli.cli.options import FILLED, ForceOpt, NameOpt, config_options
 from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.influence.config import ScoresConfig
 
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         damping: DampingOpt = "auto",
         name: NameOpt = None,
         force: ForceOpt = False,
-        config: Optional[ScoresConfig] = None,
+        config: ScoresConfig = FILLED,
         corpus: Optional[dict] = None,
     ) -> None:
         from ifguide_cli.core.dist import is_main_process

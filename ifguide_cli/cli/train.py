@@ -6,7 +6,7 @@ option); given options are passed on as overrides of the profile and the `--conf
 
 # no `from __future__ import annotations`: the option annotations use `mode`, a closure variable, and are
 # evaluated when the command is defined
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -48,6 +48,8 @@ _HELP = {"pretrain": summary("train"), "finetune": summary("finetune")}
 
 def _command(mode: str):
     """The `train` / `finetune` command: one option list, two modes."""
+    model_default: Any = None if mode == "pretrain" else ...  # Typer: `...` makes MODEL required (finetune)
+
     @config_options(CorpusConfig, into="corpus", overrides_only=True, exclude=("seq_len",))
     @config_options(SetupOptions, into="setup", overrides_only=True, exclude=() if mode == "pretrain" else ("model_config",))
     @config_options(RunOptions, into="run", overrides_only=True)
@@ -61,8 +63,7 @@ def _command(mode: str):
         setup: dict,
         corpus: dict,
         model: Annotated[Optional[str], typer.Argument(metavar="MODEL", help=_MODEL_HELP[mode],
-                                                       autocompletion=common.complete_artifacts("checkpoints", registry="models"))] = (
-            None if mode == "pretrain" else ...),
+                                                       autocompletion=common.complete_artifacts("checkpoints", registry="models"))] = model_default,
         mask: Annotated[Optional[str], typer.Option("--mask", "-m", help="Mask artifact (toxic tokens of this data) to penalise.",
                                                     autocompletion=common.complete_artifacts("masks"))] = None,
         config_file: Annotated[Optional[str], typer.Option("--config", help="YAML file of option: value (field names or "

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from ifguide_cli.core.errors import IfguideError, check_range
 
@@ -105,7 +106,7 @@ def check_value(f: dataclasses.Field, tp: Any, value: Any) -> Any:
 
 
 def _check_range(f: dataclasses.Field, value: float) -> float:
-    m = f.metadata or {}
+    m: Mapping[str, Any] = f.metadata or {}
     return check_range(flag_of(f), value, m.get("low"), m.get("high"), low_open=bool(m.get("low_open")),
                        high_open=bool(m.get("high_open")))
 
@@ -115,6 +116,8 @@ class Config:
 
     Subclasses declare fields with `param` and put cross-field rules in `check`.
     """
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is a dataclass
 
     def __post_init__(self) -> None:
         hints = field_hints(type(self))

@@ -163,6 +163,7 @@ def _detoxify_status(name: str, hub_cache: str) -> dict:
         from ifguide_cli.core.classifiers.spec import detoxify_type_of
 
         model_type = detoxify_type_of(name)
+        assert model_type is not None, "called for the detoxify-* classifiers only"
         checkpoint = cached_checkpoint(model_type)
     except ImportError as exc:
         return _status(name, None, f"the detoxify package ({exc.name})")

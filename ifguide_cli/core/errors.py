@@ -71,16 +71,15 @@ def from_environment(exc: BaseException) -> IfguideError | None:
     opened, memory); None for anything else, which is a bug."""
     if isinstance(exc, MemoryError):
         return IfguideError("out of memory", hint="use smaller batches or fewer examples, or a machine with more memory")
-    if not isinstance(exc, OSError):
-        exc = _wrapped_os_error(exc)
-    if exc is None or isinstance(exc, (BlockingIOError, ChildProcessError, ConnectionError)):
+    os_error = exc if isinstance(exc, OSError) else _wrapped_os_error(exc)
+    if os_error is None or isinstance(os_error, (BlockingIOError, ChildProcessError, ConnectionError)):
         return None
-    where = " ".join(f"{p}" for p in (exc.filename, exc.filename2) if p is not None)
-    what = (exc.strerror or str(exc)).lower()
-    if exc.errno in _FULL:
+    where = " ".join(f"{p}" for p in (os_error.filename, os_error.filename2) if p is not None)
+    what = (os_error.strerror or str(os_error)).lower()
+    if os_error.errno in _FULL:
         return IfguideError(f"cannot write {where or 'a file'}: {what}", hint="free disk space (or raise the file-size "
                             "limit) and run again; an unfinished stage resumes where it stopped")
-    if exc.errno in _DENIED:
+    if os_error.errno in _DENIED:
         return IfguideError(f"cannot access {where or 'a file'}: {what}", hint="check its permissions, or use another path")
     return IfguideError(f"{where}: {what}", hint="check the path") if where else None
 

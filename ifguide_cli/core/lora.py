@@ -70,7 +70,8 @@ def apply_lora(model, rank: int, alpha: float | None, globs: str | None, seed: i
     import torch
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=default_alpha(rank, alpha), lora_dropout=0.0, bias="none",
+    # peft annotates lora_alpha as int, but only divides it by r: a fractional α works
+    config = LoraConfig(r=rank, lora_alpha=default_alpha(rank, alpha), lora_dropout=0.0, bias="none",  # type: ignore[arg-type]
                         target_modules=target_modules(model, globs), task_type="CAUSAL_LM")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -200,6 +200,15 @@ def load_tokenizer(mref: ModelRef):
     return tok
 
 
+def _hub_id(mref: ModelRef) -> str:
+    """The hub id of a hub model or of a registry model with hub weights (one without is built from its config)."""
+    hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
+    if hub_id is None:
+        raise IfguideError(f"model {mref.ref} is packaged and has no weights on the Hugging Face Hub",
+                           hint="train it from scratch (ifguide train) and use the checkpoint", exit_code=2)
+    return hub_id
+
+
 def load_config(mref: ModelRef):
     from transformers import AutoConfig, GPTNeoXConfig
 
@@ -215,7 +224,7 @@ def load_config(mref: ModelRef):
     if mref.source in ("checkpoint", "local"):
         with reading_model_files(f"model folder {mref.location}"):
             return AutoConfig.from_pretrained(mref.location, trust_remote_code=False)
-    hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
+    hub_id = _hub_id(mref)
     with hub_resource("model config", hub_id, "a local model folder"):
         config = AutoConfig.from_pretrained(hub_id, trust_remote_code=False)
     return _with_registry_settings(config, mref)
@@ -258,7 +267,7 @@ def load_model(mref: ModelRef, *, from_scratch: bool | None = None, dtype=None, 
             model = AutoModelForCausalLM.from_pretrained(mref.location, dtype=dtype, trust_remote_code=False)
     else:
         _refuse_hub_weights_of_a_variant(mref)
-        hub_id = MODELS[mref.location].hub_id if mref.source == "registry" else mref.location
+        hub_id = _hub_id(mref)
         with hub_resource("model", hub_id, "a local model folder"):
             model = AutoModelForCausalLM.from_pretrained(hub_id, dtype=dtype, trust_remote_code=False)
     if not from_scratch:

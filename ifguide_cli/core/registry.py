@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 PYTHIA_TOKENIZER = "EleutherAI/pythia-160m"
 # what a model trained with the Pythia tokenizer sets in its config: the reference's 50,304 rows (the
@@ -123,7 +124,7 @@ CLASSIFIERS = {c.name: c for c in [
 ]}
 
 
-TABLES = {"models": MODELS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
+TABLES: dict[str, dict[str, Any]] = {"models": MODELS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
 
 
 def as_rows(table: str) -> list[dict]:

@@ -110,9 +110,11 @@ def load_profanity(spec: ClassifierSpec, *, device: str, batch_size: int) -> Cla
 def load_detoxify_classifier(spec: ClassifierSpec, *, device: str, batch_size: int) -> Classifier:
     """A Detoxify checkpoint (multi-label, sigmoid), or a registered one saved as a plain transformers folder."""
     if spec.meta:  # registered: a plain transformers folder + classifier.json
+        assert spec.model_dir is not None, "a registered classifier is resolved to its folder"
         model, tok = load_seqcls_dir(spec.model_dir, spec.name)
         classes = spec.meta["attributes"]
     else:
+        assert spec.checkpoint is not None, "a Detoxify classifier is resolved to its checkpoint"
         model, tok, classes = load_detoxify(spec.checkpoint, base_dir=spec.model_dir, model_type=spec.detoxify_type,
                                             name=spec.name)
     return SequenceClassifier(spec.name, model, tok, classes, "sigmoid", device=device, batch_size=batch_size)
@@ -123,6 +125,7 @@ def load_sequence_classifier(spec: ClassifierSpec, *, device: str, batch_size: i
     if spec.model_dir:
         model, tok = load_seqcls_dir(spec.model_dir, spec.name)
     else:
+        assert spec.hub_id is not None, "a sequence classifier is resolved to a folder or a hub id"
         model, tok = _load_seqcls_hub(spec.hub_id)
     return seqcls_classifier(spec, model, tok, device, batch_size)
 

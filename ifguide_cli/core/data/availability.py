@@ -48,9 +48,10 @@ def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False,
     if identity["source"] == "registry":
         from ifguide_cli.core.registry import DATASETS
 
-        if DATASETS[ref].hub_id is None:
+        hub_id = DATASETS[ref].hub_id
+        if hub_id is None:
             return Input(role, ref, what, True, "packaged")
-        return hub_input(role, ref, what, DATASETS[ref].hub_id, None, "a local .jsonl/.parquet file or save_to_disk folder")
+        return hub_input(role, ref, what, hub_id, None, "a local .jsonl/.parquet file or save_to_disk folder")
     return hub_input(role, ref, what, identity["hub_id"], None, "a local .jsonl/.parquet file or save_to_disk folder")
 
 

@@ -240,6 +240,7 @@ class _RowBuilder:
     """Places each document's tokens into rows and records the pieces (document parts) of each row."""
 
     def __init__(self, config: CorpusConfig, pad: int, text_sink: BinaryIO | None):
+        assert config.seq_len is not None, "rows are built from a planned layout (its seq_len set)"
         self.config, self.T, self.pad = config, config.seq_len, pad
         self.packed = config.layout == "packed"
         self.blocks: list[tuple[Any, Any]] = []

@@ -10,10 +10,9 @@ coordinates, so a character span of one dataset names the same characters in the
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -27,6 +26,14 @@ from ifguide_cli.core.stage import ArtifactKey, Stage
 if TYPE_CHECKING:
     from ifguide_cli.core.store.workspace import BuildContext, Workspace
     from ifguide_cli.core.tokenizer import TokenizerRef
+
+
+class RecordedSource(NamedTuple):
+    """Where the retokenized dataset's documents came from, as its summary recorded it."""
+
+    ref: str | None
+    file: str
+    positions: str
 
 
 @dataclass(frozen=True)
@@ -152,8 +159,9 @@ class RetokenizeStage(Stage[RetokenizeRefs, RetokenizeInputs, None, dict[str, An
         with ctx.timed("tokenize"), open(ctx.staging / TEXTS_FILE, "wb") as sink:
             corpus = tokenize_corpus(documents(), inputs.tokenizer.load(), layout, self.reporter, text_sink=sink,
                                      what=f"dataset {inputs.dataset.id}")
+        assert corpus.rows is not None, "tokenize_corpus maps every row"
         _to_document_coordinates(corpus.rows.columns, stored)
         save_corpus(corpus, ctx.staging)
         s = inputs.dataset.summary
-        source = types.SimpleNamespace(ref=s.get("source"), file=s.get("file", ""), positions=s.get("positions", "line"))
+        source = RecordedSource(s.get("source"), s.get("file", ""), s.get("positions", "line"))
         return {**corpus_summary(corpus, layout, source, None), "retokenized_from": inputs.dataset.id}

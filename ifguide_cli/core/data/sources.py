@@ -45,9 +45,9 @@ def dataset_identity(ref: str, split: str | None = None) -> dict:
         if split not in (None, subset.split):
             raise IfguideError(f"--split {split} does not apply to {ref}: it is a fixed set of rows of {subset.hub_id} "
                                f"({subset.split} split)", hint="leave out --split", exit_code=2)
-        from ifguide_cli.core.paper.subsets import identity
+        from ifguide_cli.core.paper.subsets import identity as subset_identity
 
-        return identity(ref)
+        return subset_identity(ref)
     if ref in DATASETS:
         entry = DATASETS[ref]
         split = split or entry.split
@@ -119,8 +119,8 @@ class Source:
         elif is_packaged(ref):
             self.path = _packaged_file(ref, self.split)
         # what a message or a row's source map calls the source: a file path or a hub id
-        self.file = str(self.path.resolve()) if self.path is not None else (
-            self.identity.get("hub_id") or DATASETS[ref].hub_id)
+        self.file = str(self.path.resolve() if self.path is not None else (
+            self.identity.get("hub_id") or DATASETS[ref].hub_id))
         # `line` when positions are file lines, `record` when they are record numbers
         line_file = self.path is not None and self.path.is_file() and self.path.suffix.lower() in LINE_FILES
         self.positions = "line" if line_file else "record"
@@ -143,6 +143,7 @@ class Source:
             return _read_local(self.path, self.split)
         if self.identity["source"] == "registry":
             entry = DATASETS[self.ref]
+            assert entry.hub_id is not None, "a packaged dataset is read from its file (self.path)"
             return _read_hub(entry.hub_id, entry.config, self.split)
         return _read_hub(self.identity["hub_id"], None, self.split)
 
@@ -361,7 +362,7 @@ def _read_folder(path: Path, split: str | None) -> Iterator[SourceRecord]:
         yield SourceRecord(n, n + 1, row)
 
 
-def _read_hub(hub_id: str, config: str | None, split: str) -> Iterator[SourceRecord]:
+def _read_hub(hub_id: str, config: str | None, split: str | None) -> Iterator[SourceRecord]:
     import datasets
 
     with hub_resource("dataset", hub_id, "a local .jsonl/.parquet file or save_to_disk folder"):

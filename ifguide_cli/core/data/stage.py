@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ifguide_cli.core.config import flag_of
 from ifguide_cli.core.data.heldout import split_heldout
@@ -481,7 +481,18 @@ def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, rep
     return run_stage(workspace, stage, inputs, inputs.config, force=force)
 
 
-def corpus_summary(corpus: TokenizedCorpus, config: CorpusConfig, source: Source, rule: str | None) -> dict:
+class SourceNames(Protocol):
+    """What a dataset's summary records about where its documents came from (a `Source`, or a stored summary's)."""
+
+    @property
+    def ref(self) -> str | None: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def positions(self) -> str: ...
+
+
+def corpus_summary(corpus: TokenizedCorpus, config: CorpusConfig, source: SourceNames, rule: str | None) -> dict:
     """What the dataset artifact's manifest says about it: sizes, layout and why, source, labels, what was cut."""
     rows, seq_len = corpus.shape
     tokens = int(corpus.attention_mask.sum())

@@ -11,10 +11,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.errors import IfguideError, check_range
 from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig
 from ifguide_cli.core.notes import warn
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Artifact
 
 PROMPT_SETS = ("rtp", "attaq", "bold")
 
@@ -30,7 +34,7 @@ class OwnCorpus:
     """The user's own corpus a checkpoint was trained on (a local file, not a packaged, hub or reference set) and the
     held-out files its dataset keeps (None without `--heldout`): the evaluation defaults of such a model."""
 
-    dataset: object
+    dataset: Artifact
     heldout: str | None
     prompts: str | None
 
@@ -77,7 +81,9 @@ def toxicity_inputs(workspace, mref, prompts: str | None, classifier, classifier
     missing = []
     prompts = prompts or default_prompt_set(mref, workspace)
     if prompts is None:
-        missing.append(missing_input("--prompts", own_corpus(workspace, mref).missing_hint, PROMPTS_FORMAT))
+        own = own_corpus(workspace, mref)
+        assert own is not None, "only a model of your own corpus has no default prompt set"
+        missing.append(missing_input("--prompts", own.missing_hint, PROMPTS_FORMAT))
     else:
         if reference_subset(prompts) is None:
             _check_prompt_ref(prompts)  # a name that is no prompt set is a mistake, not a missing input

@@ -404,7 +404,7 @@ def _load_texts(ref: str | None, role: str, **kwargs) -> tuple[list[str] | None,
 def _perplexity_input(mref, config: FluencyConfig, data: FluencyData):
     """(texts or TokenChunks, identity) of the perplexity data; (None, None) when perplexity is skipped."""
     chunks = token_chunks(data.ppl_data, config) if data.ppl_data else None
-    if chunks is None:
+    if chunks is None or not data.ppl_data:
         return _load_texts(data.ppl_data, "heldout", split=data.ppl_split, limit=config.ppl_docs)
     from ifguide_cli.core.paper.subsets import note_foreign_tokenizer
 

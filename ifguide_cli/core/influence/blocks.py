@@ -103,7 +103,7 @@ def create_file(path: Path, plan: BlockPlan, seq_len: int, storage: str, names: 
 
     from ifguide_cli.core.masking.scorefile import preallocate_safetensors
 
-    layout = {name: (_ST_DTYPE[storage], (plan.n_rows, seq_len)) for name in names}
+    layout: dict[str, tuple[str, tuple[int, ...]]] = {name: (_ST_DTYPE[storage], (plan.n_rows, seq_len)) for name in names}
     data = {}
     if rows_key is not None and plan.rows is not None:
         layout[rows_key] = ("I64", (plan.scored,))

@@ -58,7 +58,7 @@ def check_bf16_damping(factors_dir: Path, strategy: str, precision: str, damping
     rel = relative_damping(factors_dir, strategy, damping)
     small = {k: v for k, v in rel.items() if v < BF16_MIN_RELATIVE_DAMPING}
     if small:
-        worst = min(small, key=small.get)
+        worst = min(small, key=lambda name: small[name])
         notes.warn(
             f"--damping {damping:g} in bf16 is below {BF16_MIN_RELATIVE_DAMPING:g} × the mean eigenvalue in {len(small)} of "
             f"{len(rel)} modules (down to {small[worst]:.1e} × in {worst}): bf16 scores then disagree with fp32; measured "

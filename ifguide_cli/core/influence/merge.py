@@ -107,11 +107,13 @@ def check_parts(parts: list[Artifact]) -> MergeInputs:
     """The parts must be all N shards of one scoring, each once; else one line naming what differs."""
     if not parts:
         raise IfguideError("no score shards to merge", exit_code=2)
-    shards = [shard_of(p) for p in parts]
-    for art, shard in zip(parts, shards, strict=True):
+    shards: list[tuple[int, int]] = []
+    for art in parts:
+        shard = shard_of(art)
         if shard is None:
             raise IfguideError(f"scores {art.id} is not a shard (made without --shard)",
                                hint="merge the artifacts `scores --shard I/N` made", exit_code=2)
+        shards.append(shard)
     first, recipe = parts[0], recipe_of(parts[0])
     for art in parts[1:]:
         other = recipe_of(art)
@@ -129,8 +131,15 @@ def check_parts(parts: list[Artifact]) -> MergeInputs:
                            + (f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing" if missing
                               else "each of 0..N-1 of one N must be given once"),
                            hint=f"score the missing ones with `scores ... --shard I/{count}`", exit_code=2)
-    ordered = tuple(sorted(parts, key=lambda p: shard_of(p)[0]))
+    ordered = tuple(sorted(parts, key=lambda p: _known_shard(p)[0]))
     return MergeInputs(ordered, recipe, tuple(first.parents))
+
+
+def _known_shard(art: Artifact) -> tuple[int, int]:
+    """(index, count) of a scores artifact already checked to be a shard."""
+    shard = shard_of(art)
+    assert shard is not None, f"scores {art.id} is a shard"
+    return shard
 
 
 def _short(value: Any) -> str:
@@ -147,7 +156,7 @@ def _merge_file(parts: tuple[Artifact, ...], name: str, out, storage: str) -> No
     n_rows, seq_len = load_safetensors_array(source, keys[0], widen_bf16=False).shape
     create_file(out, BlockPlan(None, n_rows, n_rows, 1), seq_len, storage, keys, None)
     for part in parts:
-        index, count = shard_of(part)
+        index, count = _known_shard(part)
         lo, hi = shard_bounds(index, count, n_rows)
         for key in keys:
             src = load_safetensors_array(part.file(name), key, widen_bf16=False)
@@ -162,7 +171,7 @@ def merge_if_complete(ws: Workspace, shard: Artifact):
     """When every shard of `shard`'s scoring is stored, merge them (reused if already merged); else None."""
     from ifguide_cli.core.stage import run_stage
 
-    count = shard_of(shard)[1]
+    count = _known_shard(shard)[1]
     recipe = recipe_of(shard)
     found: dict[int, Artifact] = {}
     for art in ws.list("scores"):  # oldest first: a re-scored shard replaces an older one

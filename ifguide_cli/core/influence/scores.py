@@ -343,6 +343,7 @@ def _score_block(staging: Path, inputs: ScoresInputs, cfg: ScoresConfig, train: 
                         query_low_rank=cfg.query_low_rank, overwrite=True, task=task)
     if raw is None:  # not rank 0
         return
+    assert train.rows is not None, "a block scores the rows it names"
     import torch
 
     aligned = {k: align_to_labels(v) for k, v in raw.items()}
@@ -364,5 +365,6 @@ def two_run_reference(engine: InfluenceEngine, output_dir: Path, factors_dir: Pa
         rows = build_query_rows([(qs.ids, qs.n_prompt, 1.0 / len(qs.ids))], pad_id)
         raw = engine.scores(output_dir, factors_dir, train, rows, damping=damping, per_module=False, batch_size=batch_size,
                             query_batch_size=query_batch_size, partitions=1, name=name)
+        assert raw is not None, "the reference runs in one process"
         runs.append(align_to_labels(raw["all_modules"]))
     return runs[0] - runs[1]

@@ -54,7 +54,7 @@ def valid_safetensors(path: Path) -> bool:
 
 def drop_corrupt_safetensors(folder: Path) -> list[str]:
     """Delete safetensors files a killed run left half-written (they would be taken as finished)."""
-    removed = []
+    removed: list[str] = []
     if not folder.is_dir():
         return removed
     for path in folder.rglob("*.safetensors"):

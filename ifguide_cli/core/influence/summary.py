@@ -77,7 +77,8 @@ class _Accumulator:
 
     def __init__(self, n_rows: int, stride: int):
         self.count, self.total, self.squares, self.top, self.positive = 0, 0.0, 0.0, -np.inf, 0
-        self.stride, self.sample, self.offset = stride, [], 0
+        self.stride, self.offset = stride, 0
+        self.sample: list[np.ndarray] = []  # every `stride`-th score of each chunk
         self.row_sum, self.row_count = np.zeros(n_rows), np.zeros(n_rows, dtype=np.int64)
 
     def add(self, r0: int, values: np.ndarray, valid: np.ndarray) -> None:

@@ -151,7 +151,7 @@ def blocks(rows: MaskRows, config: MaskExportConfig, reporter: Reporter = NULL) 
             labels = np.where(att == 0, IGNORE_INDEX, ids).astype(np.int64)
             penalty = np.asarray(rows.mask[r0:r1]).astype(bool)
             fields = [row_fields(rows, r) for r in range(r0, r1)]
-            block = {k: [f[k] for f in fields] for k in fields[0]}
+            block: dict[str, Any] = {k: [f[k] for f in fields] for k in fields[0]}
             block.update(input_ids=ids, attention_mask=att, labels=labels, penalty=penalty,
                          loss_weight=token_weights(torch.from_numpy(labels), torch.from_numpy(penalty), config.lam,
                                                    config.suppression).numpy())

@@ -148,10 +148,10 @@ def quantile_and_count(scores: np.ndarray, p: float, valid: np.ndarray | None, c
     return _numpy_lerp(values[lo], values[hi], gamma), n
 
 
-def _numpy_lerp(a: np.generic, b: np.generic, t: float) -> np.generic:
+def _numpy_lerp(low: np.generic, high: np.generic, t: float) -> np.generic:
     """numpy's `_lerp` (numpy/lib/_function_base_impl.py) on 0-d arrays, so the rounding is identical."""
-    a = np.asarray(a)
-    b = np.asarray(b)
+    a = np.asarray(low)
+    b = np.asarray(high)
     diff_b_a = b - a
     out = np.add(a, diff_b_a * t)
     if t >= 0.5:

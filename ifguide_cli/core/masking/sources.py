@@ -48,7 +48,9 @@ def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | 
                                exit_code=2)
         mref = resolve_model("tiny", ws)
     seq_len = options.pop("seq_len", None)
-    return resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, **options).artifact
+    result = resolve_corpus(ws, data_ref, mref, seq_len, reporter=reporter, **options)
+    assert result is not None, "resolve_corpus builds the dataset unless asked for a lookup only"
+    return result.artifact
 
 
 def _classifier_spec(ws, config: ClassifierMaskConfig):

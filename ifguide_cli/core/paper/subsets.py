@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.paper import indexfile
@@ -274,7 +275,7 @@ def _record(role: str, row: dict, index: int, toxic: bool | None) -> dict:
     return {"text": row["text"], "index": index}  # lambada
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str | None:
     return value.get("text") if isinstance(value, dict) else value
 
 
@@ -298,7 +299,7 @@ def token_blocks(name: str, source: str | os.PathLike | None = None, rows_per_bl
         yield block.flatten().to_numpy(zero_copy_only=False).reshape(len(block), -1)
 
 
-def note_foreign_tokenizer(name: str, tokenizer: str) -> None:
+def note_foreign_tokenizer(name: str, tokenizer: str | None) -> None:
     """A note when chunks of Pythia (GPT-NeoX) token ids are read for a model whose tokenizer is not named so:
     the ids are used as they are, meaningful only if the tokenizer is the same."""
     if not any(family in str(tokenizer).lower() for family in ("pythia", "neox")):

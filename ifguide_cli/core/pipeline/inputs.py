@@ -145,7 +145,7 @@ def training_eval_data(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[
     trained = [("baseline.train", configs.baseline_train, "pretrain")] if not spec.baseline.checkpoint else []
     trained.append(("ifguide.train", configs.ifguide_train, "pretrain") if spec.scenario == "pretrain"
                    else ("finetune.train", configs.finetune_train, "finetune"))
-    out = {}
+    out: dict[str, str] = {}  # dataset → the first key naming it
     for where, options, mode in trained:
         values = given_values(options, where)  # keyed by field name (a file may use option names)
         ref = values.get("eval_data", profile_values(values.get("profile") or profile, mode, packaged).get("eval_data"))

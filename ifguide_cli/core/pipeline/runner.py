@@ -281,8 +281,10 @@ class _Run:
         ev, out = self.spec.eval, []
         metrics: dict = {"checkpoint": model_ref}
         if ev.toxicity:
+            prompts = eval_prompts(ev, self.ws, mref)
+            assert prompts is not None, "check_inputs refuses a run whose own corpus has no held-out prompts"
             tox = self.stage(f"eval_toxicity_{system}", lambda: evaluate_toxicity(
-                self.ws, mref, eval_prompts(ev, self.ws, mref), self.configs.generation, classifier, num_prompts=ev.num_prompts,
+                self.ws, mref, prompts, self.configs.generation, classifier, num_prompts=ev.num_prompts,
                 name=f"{system}-toxicity", **self.common))
             metrics.update(toxicity_figures(tox.summary))
             out.append(tox)
@@ -304,10 +306,12 @@ class _Run:
             return
         # one checkpoint evaluated twice (pretrain: the first seed's control can be the baseline itself) is one eval
         evals = list({e.id: e for e in evals}.values())
-        control = self.result.comparison["control_checkpoint"]
+        comparison = self.result.comparison
+        assert comparison is not None, "set when the comparison's trainings were planned"
+        control = comparison["control_checkpoint"]
         art = self.stage("report", lambda: build_report(self.ws, evals, force=self.common["force"], control=control))
         self.result.report = {"id": art.id, "html": str(art.path / "report.html")}
-        self.result.comparison.update(arms=art.summary.get("comparisons"), headline=art.summary.get("headline"))
+        comparison.update(arms=art.summary.get("comparisons"), headline=art.summary.get("headline"))
 
     def report(self, evals: list) -> None:
         """The HTML report of every eval, and the headline: reference TP / IF-Guide TP (when toxicity was evaluated)."""

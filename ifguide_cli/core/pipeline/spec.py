@@ -74,6 +74,8 @@ class PenaltySpec(Section):
 
     section: ClassVar[str]
     why: ClassVar[str]
+    if TYPE_CHECKING:  # each subclass declares it as a field, with its own help text
+        train: Mapping[str, Any]
     lam: float = param(1.0, "Penalty weight λ of masked tokens (Eq. 9).", flag="--lambda", low=0)
 
     def check(self) -> None:
@@ -238,9 +240,12 @@ def preset_path(name: str) -> Path:
 
 def pipeline_file(pipeline: str | None, preset: str | None) -> Path:
     """The pipeline file `ifguide run` was given: a YAML path or a preset name (exactly one)."""
-    if (pipeline is None) == (preset is None):
+    if preset is not None and pipeline is None:
+        path = preset_path(preset)
+    elif pipeline is not None and preset is None:
+        path = Path(pipeline)
+    else:
         raise IfguideError("give either a PIPELINE.yaml file or --preset", hint="e.g. `ifguide run --preset tiny`", exit_code=2)
-    path = preset_path(preset) if preset else Path(pipeline)
     if not path.is_file():
         raise IfguideError(f"pipeline file {path} does not exist", hint="pass a YAML file or --preset tiny", exit_code=2)
     return path
@@ -290,8 +295,13 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
             raise IfguideError(f"--set {item!r} is not SECTION.KEY=VALUE", hint="e.g. --set finetune.lambda=2", exit_code=2)
         node: Any = out
         for depth, part in enumerate(parts[:-1]):
-            slot = _item_index(node, part, key, ".".join(parts[:depth])) if isinstance(node, list) else part
-            child = node[slot] if isinstance(node, list) else node.setdefault(slot, {})
+            slot: int | str
+            if isinstance(node, list):
+                slot = _item_index(node, part, key, ".".join(parts[:depth]))
+                child = node[slot]
+            else:
+                slot = part
+                child = node.setdefault(slot, {})
             if child is None:
                 child = node[slot] = {}
             if not isinstance(child, (dict, list)):

@@ -7,6 +7,7 @@ anywhere in the file is one error line before hours of training, not after.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,7 @@ def corpus_options(spec: PipelineSpec, source: str = "the pipeline") -> dict:
     return {**options, **({"seq_len": next(iter(given.values()))} if given else {})}
 
 
-def train_options(options: dict, mode: str, where: str) -> dict:
+def train_options(options: Mapping[str, Any], mode: str, where: str) -> dict:
     """Check `ifguide train`/`finetune` options (names and values); returns them as given.
 
     What depends on the corpus (`batch_tokens` against the sequence length) is checked when the stage runs.
@@ -97,17 +98,17 @@ def train_options(options: dict, mode: str, where: str) -> dict:
     with about_section(where):
         values = given_values(options, where)
         resolve_config(mode, "paper", None, {k: v for k, v in values.items() if k != "batch_tokens"}, seq_len=1)
-    return options
+    return dict(options)
 
 
-def factors_config(options: dict, where: str):
+def factors_config(options: Mapping[str, Any], where: str):
     """The `influence.factors` options as the factors stage's config."""
     from ifguide_cli.core.influence import FactorsConfig
 
     return build_section(FactorsConfig, options, where)
 
 
-def scores_config(options: dict, differential: bool, where: str):
+def scores_config(options: Mapping[str, Any], differential: bool, where: str):
     """The `influence.scores` options as the scores stage's config (`differential`: safe queries are given)."""
     from ifguide_cli.core.influence import ScoresConfig
 
@@ -117,7 +118,7 @@ def scores_config(options: dict, differential: bool, where: str):
     return cfg
 
 
-def mask_config(options: dict, where: str):
+def mask_config(options: Mapping[str, Any], where: str):
     """The `mask` options as the mask stage's config."""
     from ifguide_cli.core.masking import MaskConfig
 
@@ -128,7 +129,7 @@ FLUENCY_SET_BY_PIPELINE = {"ppl_data": "eval.ppl_data", "lambada": "eval.lambada
                            "no_lambada": "eval.lambada: null"}
 
 
-def fluency_options(options: dict, where: str) -> dict:
+def fluency_options(options: Mapping[str, Any], where: str) -> dict:
     """The `eval.fluency` options checked as the fluency eval's config; the data sets are the eval section's own keys."""
     from ifguide_cli.core.evaluation import FluencyConfig
 

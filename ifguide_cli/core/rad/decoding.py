@@ -130,9 +130,13 @@ class RADLogitsProcessor(LogitsProcessor):
         self.reset()
 
     def reset(self) -> None:
-        self._cache = self._mask = self._prev_topk = self._prev_rewards = self._select = None
-        self._prefix_reward = None
-        self._len = self._rows = None
+        self._cache = self._mask = None
+        self._select: torch.Tensor | None = None  # the cache rows the sampled candidates continue
+        self._prev_topk: torch.Tensor | None = None  # the previous step's candidates (rows, k) and their rewards
+        self._prev_rewards: torch.Tensor | None = None
+        self._prefix_reward: torch.Tensor | None = None
+        self._len: int | None = None  # the length and rows of the previous step's input_ids
+        self._rows: int | None = None
 
     def set_prompt_mask(self, attention_mask) -> None:
         self._prompt_mask = attention_mask
@@ -140,7 +144,7 @@ class RADLogitsProcessor(LogitsProcessor):
 
     # ---- the processor -----------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
         rows, length = input_ids.shape
         if self._len is None or rows != self._rows or length != self._len + 1:
             self._start(input_ids)
@@ -204,6 +208,7 @@ class RADLogitsProcessor(LogitsProcessor):
 
     def _advance(self, last_tokens) -> None:
         """Keep the cache rows of the candidates that were sampled at the previous step."""
+        assert self._prev_topk is not None and self._prev_rewards is not None, "a step follows `_start`"
         k = self._prev_topk.shape[1]
         hit = self._prev_topk == last_tokens.unsqueeze(-1)
         # a finished row gets pad tokens that may not be among its candidates: any row will do (its text is final)

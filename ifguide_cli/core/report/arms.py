@@ -103,7 +103,7 @@ def _default_control(arms: list[Arm]) -> Arm | None:
     """The fine-tune without a mask if there is exactly one, else the pre-training without a mask if exactly one."""
     plain = [a for a in arms if a.training is not None and a.training.get("mask") is None and a.defense == "none"]
     for mode in ("finetune", "pretrain"):
-        found = [a for a in plain if a.training.get("mode") == mode]
+        found = [a for a in plain if (a.training or {}).get("mode") == mode]
         if len(found) > 1:
             warn(f"{len(found)} systems could be the control ({', '.join(a.name for a in found)}): no comparison "
                  "with intervals; pass --control to choose one")
@@ -164,7 +164,8 @@ def _agree(first: dict, key: str, ev, value, problem: str, hint: str) -> None:
 def toxicity_data(workspace, arms: list[Arm]) -> dict[str, dict]:
     """Per arm with a toxicity eval: {"maxima": per seed, per prompt; "evals"; "prompts"}; one line if the evals
     score different prompts or use different classifiers."""
-    out, first = {}, {}
+    out: dict[str, dict] = {}
+    first: dict[str, tuple] = {}  # the first eval and its value of each key that must agree
     for arm in arms:
         evals = [workspace.by_id(r["toxicity_eval"]) for r in arm.rows if r.get("toxicity_eval")]
         maxima = []
@@ -184,7 +185,8 @@ def fluency_data(workspace, arms: list[Arm]) -> dict[str, dict]:
     and token counts; one line if the evals measured different held-out text."""
     from ifguide_cli.core.evaluation.stages import read_perplexity_docs
 
-    out, first = {}, {}
+    out: dict[str, dict] = {}
+    first: dict[str, tuple] = {}  # the first eval and its value of each key that must agree
     for arm in arms:
         evals = [workspace.by_id(r["fluency_eval"]) for r in arm.rows if r.get("fluency_eval")]
         if not evals:

@@ -124,7 +124,8 @@ def config_table(configuration: dict) -> str:
                   css="kv")
 
 
-def _comparison_sections(view: dict) -> str:
+def _comparison_sections(view: dict) -> tuple[str, str, str]:
+    """(the comparison with the control, the masks, the configuration) sections of the page."""
     n, docs = view["control"].get("prompts"), view["control"].get("documents")
     how = (f"Against the control <b>{esc(view['control']['name'])}</b>. Intervals: 95% paired bootstrap percentile "
            f"intervals over {n or '—'} prompts" + (f" and {docs} held-out documents" if docs else "")

@@ -167,7 +167,7 @@ def _toxicity_probability(rows: list[dict]) -> str | None:
 def make_plots(rows: list[dict], view: dict | None = None) -> dict[str, str]:
     """Base64 PNGs, each only when there is data: toxicity vs perplexity (per arm with intervals when `view` has
     comparisons), the reductions' forest plot, per-attribute EMT bars, TP by prompt split."""
-    plots = {"toxicity_vs_perplexity": None, "reductions": None}
+    plots: dict[str, str | None] = {"toxicity_vs_perplexity": None, "reductions": None}
     if view and view.get("comparisons"):
         plots.update(toxicity_vs_perplexity=_with_intervals(view), reductions=_reductions(view))
     if plots["toxicity_vs_perplexity"] is None:

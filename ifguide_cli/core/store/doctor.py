@@ -147,9 +147,10 @@ def _locks(ws: Workspace) -> list[Finding]:
 # ---- what is done ---------------------------------------------------------------------------------
 def _restore(ws: Workspace, f: Finding) -> None:
     entry = ws.root / f.path
-    kind, aid = folders.restorable(entry, KINDS) or (None, None)
-    if kind is None:
+    restorable = folders.restorable(entry, KINDS)
+    if restorable is None:
         raise IfguideError(f"{f.path} is no longer a complete artifact")
+    kind, aid = restorable
     with locks.holding(ws.root / ".locks" / f"{aid}.lock", exclusive=True):
         (ws.root / kind).mkdir(parents=True, exist_ok=True)
         os.replace(entry, ws.root / kind / aid)

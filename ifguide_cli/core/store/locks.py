@@ -18,8 +18,10 @@ import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -131,6 +133,7 @@ def _open_locked(path: Path, exclusive: bool, wait: float):
 
 
 def _flock(fd: int, *, exclusive: bool, wait: float) -> None:
+    assert fcntl is not None, "called only where fcntl exists"
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     deadline = time.monotonic() + wait
     while True:

@@ -52,7 +52,7 @@ def file_entry(path: Path) -> dict:
     return {"sha256": sha256_file(path), "size": path.stat().st_size, "quick": quick_checksum(path)}
 
 
-def read_manifest(folder: Path, kind: str, aid: str | None = None, *, as_written: bool = False) -> tuple[dict | None, str | None]:
+def read_manifest(folder: Path, kind: str, aid: str | None = None, *, as_written: bool = False) -> tuple[dict, None] | tuple[None, str]:
     """(manifest, None) or (None, why it cannot be used) for the folder of artifact `aid` (the folder's name) of `kind`.
 
     The manifest is read as its kind's current schema (`store.migrations`); `as_written`: as it is on disk."""

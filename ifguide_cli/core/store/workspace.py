@@ -20,6 +20,7 @@ explains and repairs the rest.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import math
@@ -251,18 +252,18 @@ class Workspace:
                     damaged.append(Damaged(entry.name, k, entry, f"it is a symbolic link to {os.readlink(entry)}, which "
                                            "cannot be reached (a disk not mounted?)", removable=False))
                     continue
-                manifest, why = read_manifest(entry, k)
-                if manifest is not None:
-                    found.append(Artifact(entry.name, k, entry, manifest))
+                read = read_manifest(entry, k)  # (manifest, None) or (None, why)
+                if read[0] is not None:
+                    found.append(Artifact(entry.name, k, entry, read[0]))
                 else:
-                    damaged.append(Damaged(entry.name, k, entry, why, removable=(entry / MANIFEST).exists()))
+                    damaged.append(Damaged(entry.name, k, entry, read[1], removable=(entry / MANIFEST).exists()))
         return sorted(found, key=_age), sorted(damaged, key=lambda d: (d.kind, d.id))
 
     def list(self, kind: str | None = None) -> list[Artifact]:
         """All usable artifacts (of one kind: `masks` or `mask`), oldest first."""
         return self._scan(kind)[0]
 
-    def damaged(self, kind: str | None = None) -> list[Damaged]:
+    def damaged(self, kind: str | None = None) -> builtins.list[Damaged]:
         """Artifact folders whose manifest is missing or unusable, with the reason."""
         return self._scan(kind)[1]
 
@@ -285,6 +286,7 @@ class Workspace:
         artifact is an input about to be read: it is locked for reading and its files are checked (`use`).
         """
         kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
+        found: Artifact | None
         if ref == "latest" or ref.startswith("latest:"):
             found = self._latest(ref, kinds)
         else:
@@ -294,7 +296,7 @@ class Workspace:
                 raise self._missing(ref, kinds)
         return self.use(found) if kinds else found
 
-    def _candidates(self, kinds: tuple[str, ...]) -> list[Artifact]:
+    def _candidates(self, kinds: tuple[str, ...]) -> builtins.list[Artifact]:
         """The artifacts of these kinds (of every kind without), oldest first."""
         if not kinds:
             return self.list()
@@ -344,19 +346,20 @@ class Workspace:
         _check_identity(fresh)
         return fresh
 
-    def children(self, art: Artifact) -> list[Artifact]:
+    def children(self, art: Artifact | Damaged) -> builtins.list[Artifact]:
         return [a for a in self.list() if art.id in a.parents]
 
     def lineage(self, art: Artifact) -> dict:
         """The ancestry of an artifact as a nested dict (removed parents show as missing, broken ones as damaged)."""
-        node = {"id": art.id, "kind": art.kind, "name": art.name, "parents": []}
+        parents: builtins.list[dict] = []
+        node = {"id": art.id, "kind": art.kind, "name": art.name, "parents": parents}
         for pid in art.parents:
             parent = self.by_id(pid)
             if parent is not None:
-                node["parents"].append(self.lineage(parent))
+                parents.append(self.lineage(parent))
             else:
                 kind = "damaged" if self.find_damaged(pid) is not None else "missing"
-                node["parents"].append({"id": pid, "kind": kind, "parents": []})
+                parents.append({"id": pid, "kind": kind, "parents": []})
         return node
 
     # ---- writing -------------------------------------------------------------------------
@@ -411,7 +414,7 @@ class Workspace:
         self._take_name(built)
         return built, False
 
-    def _use_parents(self, parents: list[str]) -> None:
+    def _use_parents(self, parents: builtins.list[str]) -> None:
         """Every parent exists, is locked for reading and has the files its manifest lists."""
         for pid in parents:
             art = self.by_id(pid)
@@ -478,7 +481,7 @@ class Workspace:
                     os.replace(entry, self.root / kind / aid)
                     notes.warn(f"restored {kind_noun(kind)} artifact {aid}: a rebuild of it was interrupted while publishing")
 
-    def _create_as_worker(self, kind: str, config: dict, parents: list[str], build, force: bool = False) -> tuple[Artifact, bool]:
+    def _create_as_worker(self, kind: str, config: dict, parents: builtins.list[str], build, force: bool = False) -> tuple[Artifact, bool]:
         """A non-zero rank of a distributed run: same id and staging folder as rank 0, never publishes.
 
         Rank 0 holds the lock, writes the manifest and publishes; the build function is run by every
@@ -505,10 +508,10 @@ class Workspace:
 
     def _write_name(self, art: Artifact, name: str | None) -> Artifact:
         with self._writer_lock(art.kind, art.id):
-            written, why = read_manifest(art.path, art.kind, art.id, as_written=True)  # not the migrated copy
-            if written is None:
-                raise _damaged_error(art, why)
-            manifest = {**written, "name": name}
+            read = read_manifest(art.path, art.kind, art.id, as_written=True)  # not the migrated copy
+            if read[0] is None:
+                raise _damaged_error(art, read[1])
+            manifest = {**read[0], "name": name}
             atomic_write_text(art.path / MANIFEST, json.dumps(manifest, indent=2, default=str, allow_nan=False))
         return Artifact(art.id, art.kind, art.path, migrate(manifest))
 
@@ -525,12 +528,12 @@ class Workspace:
                 warn(f"the name {art.name!r} now means {kind_noun(art.kind)} {art.id}; {other.id}, which had it, "
                      "keeps its id and loses the name")
 
-    def doomed(self, art: Artifact | Damaged, *, recursive: bool) -> list[Artifact | Damaged]:
+    def doomed(self, art: Artifact | Damaged, *, recursive: bool) -> builtins.list[Artifact | Damaged]:
         """What removing `art` deletes, deepest first: with `recursive`, everything derived from it too."""
         return [*self._descendants(self.children(art)), art] if recursive else [art]
 
     def remove(self, art: Artifact | Damaged, *, recursive: bool = False, keep_dependents: bool = False,
-               before: Callable[[list], None] | None = None) -> list[Artifact | Damaged]:
+               before: Callable[[builtins.list], None] | None = None) -> builtins.list[Artifact | Damaged]:
         """Delete an artifact (a damaged one too) and, with `recursive`, what was made from it; `before` is shown
         the whole list first. Refuses while others depend on it (unless `recursive`, or `keep_dependents`: they
         stay usable, their lineage incomplete), while any stage uses one of them, and for a folder without a
@@ -562,9 +565,9 @@ class Workspace:
                 locks.release(path, exclusive=True)
         return doomed
 
-    def _descendants(self, kids: list[Artifact]) -> list[Artifact]:
+    def _descendants(self, kids: builtins.list[Artifact]) -> builtins.list[Artifact]:
         """Everything derived from `kids`, deepest first, each once."""
-        out: list[Artifact] = []
+        out: builtins.list[Artifact] = []
         for kid in kids:
             for item in [*self._descendants(self.children(kid)), kid]:
                 if all(item.id != seen.id for seen in out):
@@ -579,7 +582,7 @@ class Workspace:
         os.replace(path, gone)
         folders.discard(gone, follow_link=follow_link)
 
-    def verify(self, art: Artifact) -> list[str]:
+    def verify(self, art: Artifact) -> builtins.list[str]:
         """Files whose checksum no longer matches the manifest."""
         return [rel for rel, meta in art.manifest.get("files", {}).items() if file_problem(art.path, rel, meta, full=True)]
 

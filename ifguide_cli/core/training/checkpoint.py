@@ -167,6 +167,7 @@ class CheckpointBuild:
             raise IfguideError("no training rows left after the validation split", exit_code=2)
         train = (CorpusRows(corpus.input_ids, corpus.attention_mask, rows=train_rows, mask=self.plan.mask) if drop is None
                  else CorpusRows(corpus.input_ids, corpus.attention_mask, rows=drop.kept))
+        evaluation: CorpusRows | None
         if self.plan.eval_art is not None:
             ev = load_corpus(self.plan.eval_art)
             evaluation = CorpusRows(ev.input_ids, ev.attention_mask, rows=range(min(self.tc.eval_docs, ev.shape[0])))
@@ -243,7 +244,7 @@ class CheckpointBuild:
         # the user's file first: one that cannot be written stops the run before its first line is in staging
         log_paths = ([self.plan.run.log_file] if self.plan.run.log_file else []) + [self.staging.log]
         tokens_per_step = self.tc.batch_size * self.plan.corpus.shape[1]
-        callbacks = [ReportCallback(self.plan.reporter if self.main else NULL, log_paths, tokens_per_step)]
+        callbacks: list[TrainerCallback] = [ReportCallback(self.plan.reporter if self.main else NULL, log_paths, tokens_per_step)]
         callbacks += [make() for make in EXTRA_CALLBACKS]
         trainer = PenaltyTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                                  callbacks=callbacks, lam=self.tc.lam, suppression=self.tc.suppression)

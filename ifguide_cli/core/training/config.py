@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -174,7 +175,7 @@ KEYS = {**{name: name for name in FIELDS},
         **{flag_of(f).lstrip("-").replace("-", "_"): name for name, (f, _) in FIELDS.items()}}
 
 
-def given_values(values: dict | None, where: str) -> dict:
+def given_values(values: Mapping[str, Any] | None, where: str) -> dict:
     """`values` keyed by field name, each checked against its declaration (fail before any work).
 
     Keys may be field names or option names, with `-` or `_`. A None from a file is a value
@@ -223,6 +224,13 @@ def profile_values(profile: str, mode: str, packaged_data: bool = True) -> dict[
     return values
 
 
+def training_mode(mode: str) -> Mode:
+    """`mode` as a training mode (the stages pass their own name: `pretrain` or `finetune`)."""
+    if mode not in typing.get_args(Mode):
+        raise IfguideError(f"unknown training mode {mode!r}", hint="use pretrain or finetune", exit_code=2)
+    return typing.cast(Mode, mode)
+
+
 def resolve_config(mode: str, profile: str, file_values: dict | None, cli_values: dict,
                    seq_len: int, packaged_data: bool = True) -> tuple[TrainConfig, RunOptions]:
     """Dataclass defaults < profile < config file < command-line options (None = not given)."""
@@ -233,7 +241,7 @@ def resolve_config(mode: str, profile: str, file_values: dict | None, cli_values
     if batch_tokens is not None:
         check_range("--batch-tokens", batch_tokens, seq_len)
         merged["batch_size"] = batch_tokens // seq_len
-    return (TrainConfig(**_of(TrainConfig, merged), mode=mode), RunOptions(**_of(RunOptions, merged)))
+    return (TrainConfig(**_of(TrainConfig, merged), mode=training_mode(mode)), RunOptions(**_of(RunOptions, merged)))
 
 
 def _of(cls: type, values: dict) -> dict:

@@ -121,6 +121,7 @@ class PenaltyTrainer(Trainer):
             flags[0] = self._non_finite_loss.float()
             self._non_finite_loss = None
         if weights:
+            assert self.model is not None, "the trainer is built with its model"
             finite = torch.stack([torch.isfinite(p.detach()).all() for p in self.model.parameters()]).all()
             flags[1] = (~finite).float().to(flags.device)
         if self.args.world_size > 1:
