@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 
 from ifguide_cli.cli.app import COMMANDS as LISTED
 from ifguide_cli.cli.app import hoist_global_flags

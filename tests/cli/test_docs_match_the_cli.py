@@ -8,7 +8,7 @@ import functools
 import re
 from pathlib import Path
 
-from conftest import invoke_cli
+from clikit import invoke_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

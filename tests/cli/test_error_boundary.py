@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.errors import from_environment
 

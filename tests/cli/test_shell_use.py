@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import invoke_cli
+from clikit import invoke_cli
 
 from ifguide_cli.cli import completion
 from ifguide_cli.cli.app import COMMANDS, app, hoist_global_flags

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.store import folders
 from ifguide_cli.core.store.workspace import Workspace

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 
 def test_a_model_folder_that_needs_its_own_code_is_refused_without_a_prompt(tmp_path, cli):

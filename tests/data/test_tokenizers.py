@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.tokenizer import EOS, PAD, TokenizerTrainConfig, resolve_tokenizer, train_tokenizer

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 from evalkit import make_checkpoint, make_detoxify, make_toxigen, save_rad_release, tiny_reward_model
 
 SMALL = ("--num-prompts", "4", "--samples", "2", "--max-new-tokens", "4", "--batch-size", "2")

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 from safetensors.torch import load_file
 
 from ifguide_cli.core.registry import tiny_asset

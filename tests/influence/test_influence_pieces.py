@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.influence import (

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.classifiers import Classifier
 from ifguide_cli.core.masking import (

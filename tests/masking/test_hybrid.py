@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 
 from ifguide_cli.core.masking import MaskConfig, create_mask_artifact, load_safetensors_array, mask_dataset
 from ifguide_cli.core.masking.hybrid import HybridConfig, combine

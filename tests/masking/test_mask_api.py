@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import invoke_cli
+from clikit import invoke_cli
 
 import ifguide_cli as ifg
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 
 from ifguide_cli.core.masking import MaskConfig, load_safetensors_array, save_safetensors, select_toxic_tokens
 from ifguide_cli.core.registry import tiny_asset

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 
 from ifguide_cli.core.masking import dataset_arrays, save_safetensors
 from ifguide_cli.core.store.workspace import Workspace

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core import notes
 from ifguide_cli.core.errors import IfguideError

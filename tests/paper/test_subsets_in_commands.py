@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 from paper_standins import data_dir, owt_rows
 
 from ifguide_cli.core.errors import IfguideError

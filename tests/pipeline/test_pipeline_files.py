@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.pipeline.reading import load_spec, spec_from_dict

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.paper import plan, recipe

@@ -69,7 +69,7 @@ def test_the_mask_commands_and_arm_sources_are_the_registered_sources():
 
 
 def test_presets_are_found_and_offered_from_the_registry(tmp_path):
-    from conftest import assert_one_line_error, invoke_cli
+    from clikit import assert_one_line_error, invoke_cli
 
     from ifguide_cli.cli.run import _presets
     from ifguide_cli.core.pipeline.spec import preset_path

@@ -6,7 +6,7 @@ import base64
 import re
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.report.build import (
     ReportRefs,
@@ -237,7 +237,7 @@ def test_a_report_without_a_control_keeps_its_identity(evals):
 
 
 def test_control_option_picks_the_arm(arms):
-    from conftest import invoke_cli
+    from clikit import invoke_cli
 
     ws, evals = arms
     ids = [e.id for e in evals]
@@ -275,7 +275,7 @@ def test_prompts_and_held_out_text_must_be_the_same(arms):
 
 
 def test_prompts_differ_is_one_line_in_the_cli(arms):
-    from conftest import invoke_cli
+    from clikit import invoke_cli
 
     ws, evals = arms
     odd = _checkpoint(ws, "odd", 0, evals[0].config["model"]["artifact_id"], 2.0)

@@ -4,7 +4,7 @@ and whose Holm-corrected p-value is below 0.05; hand-made evals with known answe
 from __future__ import annotations
 
 import test_report_command as kit
-from conftest import invoke_cli
+from clikit import invoke_cli
 
 from ifguide_cli.core.report.build import build_report
 from ifguide_cli.core.report.statistics import holm

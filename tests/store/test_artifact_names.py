@@ -3,7 +3,7 @@ again moves to the new holder with a note, so `show NAME` never silently picks t
 
 from __future__ import annotations
 
-from conftest import invoke_cli
+from clikit import invoke_cli
 
 from ifguide_cli.core import notes
 from ifguide_cli.core.store.workspace import Workspace

@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.store import folders, locks
@@ -305,7 +305,7 @@ def test_report_name_is_honoured_when_the_report_is_reused(tmp_path):
 
 # ---- the workspace path ---------------------------------------------------------------------------------------------------
 def test_workspace_paths_that_cannot_be_one_are_one_line(tmp_path):
-    from conftest import invoke_cli
+    from clikit import invoke_cli
 
     (tmp_path / "afile").write_text("x")
     assert_one_line_error(invoke_cli(tmp_path / "afile", "workspace", "ls"), "afile", "is a file", code=2)

@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.store import folders, locks

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import invoke_cli
+from clikit import invoke_cli
 from safetensors.torch import load_file, save_file
 
 pytestmark = pytest.mark.slow

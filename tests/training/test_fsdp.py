@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 
 ARGS = ["train", "tiny", "--data", "tiny", "--max-steps", "3", "--batch-size", "8", "--logging-steps", "1",
         "--save-steps", "3", "--eval-docs", "8", "--micro-batch-size", "2"]

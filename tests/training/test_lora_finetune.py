@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_one_line_error, invoke_cli
+from clikit import assert_one_line_error, invoke_cli
 from safetensors.torch import load_file, save_file
 
 torch.set_num_threads(1)

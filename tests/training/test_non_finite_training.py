@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 from safetensors.torch import load_file
 
 from ifguide_cli.core.errors import IfguideError

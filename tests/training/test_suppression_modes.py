@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 from safetensors.torch import save_file
 
 from ifguide_cli.core import notes
