@@ -7,7 +7,7 @@ import os
 import tempfile
 
 import pytest
-from clikit import CliResult, invoke_cli
+from clikit import CliResult, assert_one_line_error, invoke_cli  # noqa: F401 (old `from conftest import` still works)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
