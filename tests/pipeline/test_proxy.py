@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import assert_one_line_error
+from clikit import assert_one_line_error
 
 from ifguide_cli.core.registry import tiny_asset
 
