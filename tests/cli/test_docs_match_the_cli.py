@@ -1,6 +1,7 @@
 """The documentation matches the command line: every `ifguide ...` line in README.md and docs/*.md (code blocks and
 inline code) names an existing command and only options that command's --help lists, so a renamed or removed
-option cannot stay documented; and every command is shown somewhere, so a new one cannot stay undocumented."""
+option cannot stay documented; every command is shown somewhere, so a new one cannot stay undocumented; and every
+link between the pages (and every #heading it names) resolves."""
 
 from __future__ import annotations
 
@@ -120,3 +121,23 @@ def test_every_command_is_documented():
     text = " ".join(" ".join(doc.read_text().split()) for doc in DOCS)
     missing = [" ".join(path) for path in _command_paths() if f"ifguide {' '.join(path)}" not in text]
     assert missing == [], f"commands no page of README.md or docs/ shows as `ifguide ...`: {missing}"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_pages_resolves():
+    broken = []
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # an external address
+            file, _, anchor = target.partition("#")
+            path = (doc.parent / file).resolve() if file else doc
+            if not path.is_file():
+                broken.append(f"{doc.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and anchor not in {_slug(h) for h in re.findall(r"^#+ (.+)$", path.read_text(), flags=re.M)}:
+                broken.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
+    assert broken == []
