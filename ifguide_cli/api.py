@@ -22,13 +22,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.training.objective import penalty_loss, token_weights
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["LoadedMask", "load_mask", "penalty_loss", "token_weights"]  # and PenaltyTrainer, loaded when asked for
 
@@ -94,7 +97,7 @@ def load_mask(ref_or_path: str | Path, *, workspace: str | Path | None = None, d
     return _from_artifact(workspace, str(ref_or_path), data)
 
 
-def _from_artifact(workspace, ref: str, data: str | None) -> LoadedMask:
+def _from_artifact(workspace: str | Path | None, ref: str, data: str | None) -> LoadedMask:
     from ifguide_cli.core.masking.export import open_mask
     from ifguide_cli.core.store.workspace import Workspace
 

@@ -4,7 +4,7 @@ The options come from the stage configs in core (`GenerationConfig`, `Classifier
 `FluencyConfig`, `RuntimeConfig`): each is declared, documented and validated once there.
 """
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -16,6 +16,9 @@ from ifguide_cli.core.dist import is_main_process
 from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig, GenerationConfig, RuntimeConfig
 from ifguide_cli.core.evaluation.metrics import METRIC_INFO, fluency_values
 
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
+
 ModelArg = Annotated[str, typer.Argument(help="Registry model, checkpoint artifact, local folder or hub id.",
                                          autocompletion=common.complete_artifacts("checkpoints", registry="models"))]
 AllowRandomOpt = Annotated[bool, typer.Option("--allow-random", help="Evaluate a registry model that has no trained "
@@ -26,7 +29,7 @@ eval_app = typer.Typer(help=summary("eval", "Classifiers: `ifguide registry clas
                        no_args_is_help=True)
 
 
-def _classifier_spec(ws, name: str, files: ClassifierOptions):
+def _classifier_spec(ws: "Workspace", name: str, files: ClassifierOptions):
     from ifguide_cli.core.classifiers import resolve_classifier
 
     return resolve_classifier(name, ws, checkpoint=files.classifier_checkpoint, base=files.classifier_base,

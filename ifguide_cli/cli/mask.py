@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -14,6 +14,9 @@ from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.extensions import MASK_SOURCES
 from ifguide_cli.core.masking.export_config import MaskExportConfig
 from ifguide_cli.core.masking.transfer_config import MaskTransferConfig
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 
 class _MaskGroup(TyperGroup):
@@ -112,7 +115,7 @@ def _check_top(top: int) -> None:
         common.fail(f"--top must be at least 0; got {top}", exit_code=2)
 
 
-def _emit_mask(ws, art, reused: bool, top: int) -> None:
+def _emit_mask(ws: Workspace, art, reused: bool, top: int) -> None:
     """A built (or reused) mask: its summary and top documents, as JSON or a table, and how to inspect it."""
     from ifguide_cli.core.masking.render import MaskInspector
 

@@ -14,17 +14,21 @@ import platform
 from contextlib import suppress
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.registry import CLASSIFIERS, DATASETS, MODELS, tiny_asset
 from ifguide_cli.core.store.artifact_files import KINDS
 from ifguide_cli.core.store.workspace import MANIFEST
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 PACKAGES = ("ifguide-cli", "torch", "transformers", "kronfluence", "detoxify", "datasets", "tokenizers",
             "huggingface_hub", "safetensors", "alt-profanity-check", "numpy", "typer", "rich")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-def environment(ws) -> dict:
+def environment(ws: Workspace) -> dict:
     """The whole report (the `--json` object of `ifguide env`)."""
     caches = hf_caches()
     return {"versions": versions(), "devices": devices(), "workspace": workspace_info(ws), "caches": caches,
@@ -59,7 +63,7 @@ def devices() -> dict:
     return info
 
 
-def workspace_info(ws) -> dict:
+def workspace_info(ws: Workspace) -> dict:
     """The workspace folder, its size on disk and its finished artifacts per kind."""
     root = Path(ws.root)
     counts = {}
@@ -138,7 +142,7 @@ def dataset_status(entry, caches: dict) -> dict:
     return _status(entry.name, where, f"{entry.hub_id} (dataset)")
 
 
-def classifier_status(entry, ws, hub_cache: str) -> dict:
+def classifier_status(entry, ws: Workspace, hub_cache: str) -> dict:
     """Registered in the workspace (`eval add-classifier`, `rad download`), else the package or the caches."""
     registered = _registered(ws, entry.name)
     if registered is not None:
@@ -175,7 +179,7 @@ def _detoxify_status(name: str, hub_cache: str) -> dict:
     return _status(name, str(checkpoint))
 
 
-def _registered(ws, name: str) -> str | None:
+def _registered(ws: Workspace, name: str) -> str | None:
     """The folder of a `classifiers` artifact registered under this name, if any."""
     from ifguide_cli.core.errors import IfguideError
 

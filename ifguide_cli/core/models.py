@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.hub import hub_resource
 from ifguide_cli.core.lora import ADAPTER_DIR, has_adapter, load_with_adapter
 from ifguide_cli.core.model_files import check_buildable, reading_model_files
 from ifguide_cli.core.registry import MODELS, tiny_asset
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 TINY_SPECIAL = "<|endoftext|>"
 
@@ -50,7 +54,7 @@ class ModelRef:
         return [self.artifact_id] if self.artifact_id else []
 
 
-def resolve_model(ref: str, workspace=None) -> ModelRef:
+def resolve_model(ref: str, workspace: Workspace | None = None) -> ModelRef:
     """Registry name → checkpoint artifact → local folder → hub id, in that order."""
     if ref in MODELS:
         entry = MODELS[ref]
@@ -78,7 +82,7 @@ def resolve_model(ref: str, workspace=None) -> ModelRef:
                        exit_code=2)
 
 
-def _checkpoint_ref(ref: str, art, workspace) -> ModelRef:
+def _checkpoint_ref(ref: str, art, workspace: Workspace) -> ModelRef:
     """A checkpoint artifact; a LoRA one (adapter only) also resolves the base model its manifest records."""
     model_dir = art.path / "model"
     # the checkpoint keeps its base model's tokenizer identity, so data tokenized for the base is reused
@@ -139,9 +143,9 @@ def model_context(mref: ModelRef) -> int | None:
     return None
 
 
-def trained_dataset(ws, mref: ModelRef):
+def trained_dataset(ws: Workspace | None, mref: ModelRef):
     """The dataset artifact a checkpoint was trained on (None for other models, or when it is gone)."""
-    if mref.source != "checkpoint" or ws is None:
+    if mref.source != "checkpoint" or ws is None or mref.artifact_id is None:
         return None
     art = ws.by_id(mref.artifact_id)
     dataset = art.config.get("dataset") if art is not None else None

@@ -28,7 +28,7 @@ class _NullTask:
     def advance(self, n: float = 1) -> None:
         pass
 
-    def set(self, completed=None, total=None, info=None) -> None:
+    def set(self, completed: float | None = None, total: float | None = None, info: str | None = None) -> None:
         pass
 
 

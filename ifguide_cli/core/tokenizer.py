@@ -52,7 +52,7 @@ class TokenizerRef:
         return tokenizer_fingerprint(self.name)
 
 
-def resolve_tokenizer(ref: str, ws=None) -> TokenizerRef:
+def resolve_tokenizer(ref: str, ws: Workspace | None = None) -> TokenizerRef:
     """`tiny` → tokenizer artifact → local folder → hub id, with one line saying what is wrong otherwise."""
     if ref == "tiny":
         return TokenizerRef("tiny", "builtin")
@@ -176,7 +176,7 @@ class TokenizerStage(Stage[TokenizerRefs, TokenizerInputs, TokenizerTrainConfig,
         return summary
 
 
-def train_tokenizer(ws, corpus_ref: str, config: TokenizerTrainConfig, *, name: str | None = None, force: bool = False,
+def train_tokenizer(ws: Workspace, corpus_ref: str, config: TokenizerTrainConfig, *, name: str | None = None, force: bool = False,
                     reporter=NULL) -> Result[dict[str, Any]]:
     """The `tokenizers` artifact of a byte-level BPE trained on CORPUS (reused when identical)."""
     stage = TokenizerStage(reporter)

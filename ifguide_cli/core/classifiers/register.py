@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.classifiers.backends import load_seqcls_dir, seqcls_classifier
 from ifguide_cli.core.classifiers.detoxify_models import detoxify_missing_hint, load_detoxify, release_file
@@ -21,6 +22,9 @@ from ifguide_cli.core.classifiers.spec import (
     resolve_classifier,
 )
 from ifguide_cli.core.errors import IfguideError
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 
 def _detoxify_source(name: str, model_type: str, checkpoint: str | None, base: str | None):
@@ -61,7 +65,7 @@ def _folder_source(name: str, path: str | None, checkpoint: str | None, base: st
     return config, load
 
 
-def register_classifier(workspace, name: str, *, checkpoint: str | None = None, base: str | None = None,
+def register_classifier(workspace: Workspace, name: str, *, checkpoint: str | None = None, base: str | None = None,
                         path: str | None = None, force: bool = False):
     """Store a classifier's weights as a `classifiers` artifact named `name`. Returns (artifact, reused)."""
     if name == BUILTIN:

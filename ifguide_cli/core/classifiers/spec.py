@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.classifiers.detoxify_models import (
     DETOXIFY_BASES,
@@ -23,6 +24,9 @@ from ifguide_cli.core.classifiers.detoxify_models import (
 )
 from ifguide_cli.core.config import Config, param
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 TOXIGEN_HUB_ID = "tomh/toxigen_roberta"
 BUILTIN = "profanity"
@@ -70,7 +74,7 @@ def detoxify_type_of(name: str) -> str | None:
     return model_type
 
 
-def resolve_classifier(name: str, workspace=None, *, checkpoint: str | None = None, base: str | None = None,
+def resolve_classifier(name: str, workspace: Workspace | None = None, *, checkpoint: str | None = None, base: str | None = None,
                        path: str | None = None) -> ClassifierSpec:
     """Find the weights of classifier `name` (see the module docstring for the order)."""
     name = name.strip()
@@ -91,7 +95,7 @@ def resolve_classifier(name: str, workspace=None, *, checkpoint: str | None = No
     return _resolve_seqcls(name, workspace, path)
 
 
-def _resolve_seqcls(name: str, workspace, path: str | None) -> ClassifierSpec:
+def _resolve_seqcls(name: str, workspace: Workspace | None, path: str | None) -> ClassifierSpec:
     """A transformers sequence classifier: given folder, registered artifact, ToxiGen, local folder or hub id."""
     if path:
         return _folder_spec(name, check_model_dir(path, name), with_name=True)
@@ -121,7 +125,7 @@ def _folder_spec(name: str, folder: Path, *, with_name: bool) -> ClassifierSpec:
     return ClassifierSpec(name, "seqcls", ident, model_dir=str(folder))
 
 
-def _resolve_detoxify(name: str, model_type: str, workspace, checkpoint: str | None, base: str | None) -> ClassifierSpec:
+def _resolve_detoxify(name: str, model_type: str, workspace: Workspace | None, checkpoint: str | None, base: str | None) -> ClassifierSpec:
     if checkpoint:
         return _detoxify_from_files(name, model_type, checkpoint, base)
     if base:
@@ -197,7 +201,7 @@ def _spec_from_artifact(name: str, art) -> ClassifierSpec:
                           model_dir=str(art.file("model")), detoxify_type=meta.get("detoxify_type"), meta=meta)
 
 
-def _registered(workspace, name: str):
+def _registered(workspace: Workspace | None, name: str):
     """A `classifiers` artifact registered under this name (or referenced by id), if any."""
     if workspace is None:
         return None

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.errors import IfguideError
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Input:
         return asdict(self)
 
 
-def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False, split: str | None = None) -> Input:
+def dataset_input(ws: Workspace, role: str, ref: str, what: str, *, artifact: bool = False, split: str | None = None) -> Input:
     """A dataset (corpus, query set, prompt set, evaluation text), found as the stages will look for it."""
     from ifguide_cli.core.data import dataset_identity, is_source_ref
     from ifguide_cli.core.paper.subsets import SUBSETS
@@ -55,7 +59,7 @@ def dataset_input(ws, role: str, ref: str, what: str, *, artifact: bool = False,
     return hub_input(role, ref, what, identity["hub_id"], None, "a local .jsonl/.parquet file or save_to_disk folder")
 
 
-def workspace_dataset(ws, ref: str):
+def workspace_dataset(ws: Workspace, ref: str):
     from ifguide_cli.core.errors import ArtifactNotFound
 
     try:

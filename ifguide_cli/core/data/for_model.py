@@ -8,8 +8,13 @@ error naming both values.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.progress import NULL
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 _FIELDS = ("layout", "seq_len", "overflow", "text_field", "label_field", "max_examples", "split", "tokenizer", "heldout")
 
@@ -26,7 +31,7 @@ def corpus_options(values: dict | None) -> dict:
     return given
 
 
-def model_tokenizer(ws, mref, asked: str | None) -> str:
+def model_tokenizer(ws: Workspace, mref, asked: str | None) -> str:
     """The tokenizer name DATA is tokenized with for this model: --tokenizer must be the model's own."""
     if asked is None:
         return mref.tokenizer
@@ -40,7 +45,7 @@ def model_tokenizer(ws, mref, asked: str | None) -> str:
     return name
 
 
-def model_corpus(ws, data_ref: str, mref, options: dict | None = None, *, prefer=None, reporter=NULL,
+def model_corpus(ws: Workspace, data_ref: str, mref, options: dict | None = None, *, prefer=None, reporter=NULL,
                  barrier=lambda: None, context: int | None = None, lookup: bool = False):
     """The dataset artifact of DATA for model `mref` (a `stage.Result`), whose context is `context` tokens.
 

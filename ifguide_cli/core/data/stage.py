@@ -234,7 +234,7 @@ class _Tokenizer:
     load: Callable[[], Any]
 
 
-def _corpus_tokenizer(workspace, mref, asked: str | None) -> _Tokenizer:
+def _corpus_tokenizer(workspace: Workspace, mref, asked: str | None) -> _Tokenizer:
     from ifguide_cli.core.tokenizer import resolve_tokenizer, tokenizer_fingerprint
 
     if asked is not None:
@@ -376,7 +376,7 @@ def check_corpus(art, asked: dict, tokenizer_name: str | None = None, hint: str 
                                hint=hint, exit_code=2)
 
 
-def _check_reuse(workspace, art, mref, asked: dict, hint: str = _REBUILD_HINT) -> None:
+def _check_reuse(workspace: Workspace, art, mref, asked: dict, hint: str = _REBUILD_HINT) -> None:
     """A stored dataset about to be reused: tokenized as asked (--tokenizer, else the model's), with the options given."""
     if asked.get("tokenizer") is not None:
         check_corpus(art, asked, _corpus_tokenizer(workspace, mref, asked["tokenizer"]).name, hint)
@@ -387,7 +387,7 @@ def _check_reuse(workspace, art, mref, asked: dict, hint: str = _REBUILD_HINT) -
     check_corpus(art, asked, hint=hint)
 
 
-def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, **asked):
+def existing_corpus(workspace: Workspace, data_ref: str, mref, seq_len: int | None = None, **asked):
     """The `datasets` artifact DATA names, checked against the tokenizer and the options given (`asked`: the
     `CorpusConfig` fields, None = not given); None when DATA is a source to be tokenized."""
     from ifguide_cli.core.errors import ArtifactNotFound
@@ -402,7 +402,7 @@ def existing_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, 
     return art
 
 
-def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *, reporter=NULL, force: bool = False,
+def resolve_corpus(workspace: Workspace, data_ref: str, mref, seq_len: int | None = None, *, reporter=NULL, force: bool = False,
                    barrier=lambda: None, prefer=None, max_seq_len: int | None = None, lookup: bool = False,
                    **asked) -> Result[dict[str, Any]] | None:
     """The `datasets` artifact for DATA: the one it names, else `prefer` when built from DATA, else the source
@@ -445,7 +445,7 @@ def resolve_corpus(workspace, data_ref: str, mref, seq_len: int | None = None, *
     return result
 
 
-def stored_layout(workspace, data_ref: str, tok: _Tokenizer, asked: dict):
+def stored_layout(workspace: Workspace, data_ref: str, tok: _Tokenizer, asked: dict):
     """The dataset artifact already built from DATA's content with this tokenizer and every option given (None =
     not given), so a command that leaves the layout out reuses the layout chosen first instead of fitting another;
     None when there is none (or DATA is packaged: its layout is fixed, never fitted). Several: one line listing them."""
@@ -468,7 +468,7 @@ def stored_layout(workspace, data_ref: str, tok: _Tokenizer, asked: dict):
                        exit_code=2)
 
 
-def corpus_artifact(workspace, data_ref: str, mref, config: CorpusConfig, *, reporter=NULL, force: bool = False,
+def corpus_artifact(workspace: Workspace, data_ref: str, mref, config: CorpusConfig, *, reporter=NULL, force: bool = False,
                     max_seq_len: int | None = None) -> Result[dict[str, Any]]:
     """The tokenized corpus for (dataset, tokenizer, layout), built once and reused (the data stage).
 
@@ -521,7 +521,7 @@ def _note_build(summary: dict, data_ref: str) -> None:
         warn(f"{data_ref}: {summary['skipped_empty']:,} documents without text were left out")
 
 
-def recorded_dataset(ws, art, given=None, *, what: str, hint: str, missing_hint: str | None = None):
+def recorded_dataset(ws: Workspace, art, given=None, *, what: str, hint: str, missing_hint: str | None = None):
     """The dataset artifact `art` (scores, mask) was computed on, checked against one the user gave.
 
     `given` (a dataset artifact or None) must be the recorded one when the artifact records a dataset;
@@ -548,7 +548,7 @@ def _source_file(art) -> str | None:
     return art.summary.get("file") or (art.config.get("data") or {}).get("path")
 
 
-def _other_dataset(ws, what: str, recorded: str, given, hint: str) -> IfguideError:
+def _other_dataset(ws: Workspace, what: str, recorded: str, given, hint: str) -> IfguideError:
     """An artifact computed on dataset `recorded` used with dataset `given`: when both were read from the same file,
     the file changed in between (say so, and how to go on); else name the dataset that works."""
     old = ws.by_id(recorded)

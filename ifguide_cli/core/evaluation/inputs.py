@@ -18,7 +18,7 @@ from ifguide_cli.core.evaluation.config import DefenseConfig, FluencyConfig
 from ifguide_cli.core.notes import warn
 
 if TYPE_CHECKING:
-    from ifguide_cli.core.store.workspace import Artifact
+    from ifguide_cli.core.store.workspace import Artifact, Workspace
 
 PROMPT_SETS = ("rtp", "attaq", "bold")
 
@@ -44,7 +44,7 @@ class OwnCorpus:
                 "rebuild it with --heldout N|FRACTION, or pass")
 
 
-def own_corpus(workspace, mref) -> OwnCorpus | None:
+def own_corpus(workspace: Workspace | None, mref) -> OwnCorpus | None:
     """The own corpus `mref` (a checkpoint) was trained on; None for any other model or corpus."""
     from ifguide_cli.core.data.heldout import HELDOUT_FILE, HELDOUT_PROMPTS_FILE
     from ifguide_cli.core.models import trained_dataset
@@ -57,7 +57,7 @@ def own_corpus(workspace, mref) -> OwnCorpus | None:
     return OwnCorpus(dataset, str(dataset.path / HELDOUT_FILE), str(dataset.path / HELDOUT_PROMPTS_FILE))
 
 
-def default_prompt_set(mref, workspace=None) -> str | None:
+def default_prompt_set(mref, workspace: Workspace | None = None) -> str | None:
     """The prompt set `eval toxicity` uses when none is given: a model trained on your own corpus is prompted with
     prefixes of its held-out documents (None: it has none, so prompts must be given), a tiny-tokenizer model with the
     packaged prompts, any other with RealToxicityPrompts."""
@@ -72,7 +72,7 @@ def missing_input(option: str, problem: str, file_format: str) -> str:
     return f"{option}: {problem} {option} FILE ({file_format})"
 
 
-def toxicity_inputs(workspace, mref, prompts: str | None, classifier, classifier_name: str):
+def toxicity_inputs(workspace: Workspace, mref, prompts: str | None, classifier, classifier_name: str):
     """(prompt set, classifier spec) of `eval toxicity`, or one line naming every one that is missing: the prompts a
     model trained on your own corpus without a held-out split needs, a classifier that is not available offline.
     `classifier()` resolves the classifier."""
@@ -98,7 +98,7 @@ def toxicity_inputs(workspace, mref, prompts: str | None, classifier, classifier
     return prompts, spec
 
 
-def unavailable(workspace, option: str, ref: str | None, what: str, file_format: str) -> list[str]:
+def unavailable(workspace: Workspace, option: str, ref: str | None, what: str, file_format: str) -> list[str]:
     """[the line saying why `ref` cannot be read here, and the file that would do] — or [] when it is there (packaged,
     local, cached, or the hub is reachable): looked up without loading it."""
     from ifguide_cli.core.data.availability import dataset_input
@@ -112,7 +112,7 @@ def unavailable(workspace, option: str, ref: str | None, what: str, file_format:
             f"({file_format})"]
 
 
-def fluency_inputs(workspace, mref, config: FluencyConfig, defense: DefenseConfig) -> None:
+def fluency_inputs(workspace: Workspace, mref, config: FluencyConfig, defense: DefenseConfig) -> None:
     """One line naming every text `eval fluency` would read that is not available here (nothing is loaded)."""
     data = fluency_data(mref, config, defense, workspace)
     missing = unavailable(workspace, "--ppl-data", data.ppl_data, "evaluation text", TEXT_FORMAT)
@@ -228,7 +228,7 @@ def _check_prompt_ref(ref: str) -> None:
                                 "or a hub id like org/name", exit_code=2)
 
 
-def default_fluency_data(mref, workspace=None) -> tuple[str | None, str | None, str | None]:
+def default_fluency_data(mref, workspace: Workspace | None = None) -> tuple[str | None, str | None, str | None]:
     """(perplexity data, its split, LAMBADA data) of a model: for one trained on your own corpus its held-out split
     (None without one) and no LAMBADA; the packaged sets for tiny-tokenizer models, else the last 2,000 OpenWebText
     documents and LAMBADA."""
@@ -249,7 +249,7 @@ class FluencyData:
     lambada: str | None
 
 
-def fluency_data(mref, config: FluencyConfig, defense: DefenseConfig, workspace=None) -> FluencyData:
+def fluency_data(mref, config: FluencyConfig, defense: DefenseConfig, workspace: Workspace | None = None) -> FluencyData:
     """The model's defaults under the user's choices. A decoding-time defense has no perplexity of its own
     (RAD changes decoding, not the model's likelihood), so perplexity is skipped with a note when asked for. A
     model trained on your own corpus skips LAMBADA unless it is given, and needs --ppl-data when its corpus has no

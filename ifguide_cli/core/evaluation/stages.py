@@ -138,7 +138,7 @@ def load_lm(mref, device: str, precision: str = "fp32"):
     return model, load_tokenizer(mref)
 
 
-def resolve_defense(workspace, defense: DefenseConfig):
+def resolve_defense(workspace: Workspace, defense: DefenseConfig):
     """The reward-model artifact a defense needs (None without one); one clear line when it is not installed."""
     if defense.method != "rad":
         return None

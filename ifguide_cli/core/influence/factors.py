@@ -117,7 +117,7 @@ class FactorsStage(Stage[FactorsRefs, FactorsInputs, FactorsConfig, dict[str, An
         return _fit(ctx, inputs, config, engine, self.reporter)
 
 
-def fit_factors(ws, model_ref: str, data_ref: str, cfg: FactorsConfig, *, corpus: dict | None = None, reporter=NULL,
+def fit_factors(ws: Workspace, model_ref: str, data_ref: str, cfg: FactorsConfig, *, corpus: dict | None = None, reporter=NULL,
                 force: bool = False, name: str | None = None, debug: bool = False) -> Result[dict[str, Any]]:
     """Fit influence factors of MODEL on DATA (a `factors` artifact). Reuses an identical finished one.
 

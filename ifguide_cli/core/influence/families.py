@@ -18,9 +18,13 @@ import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.extensions import MODEL_FAMILIES
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 FAMILIES_ENV = "IFGUIDE_FAMILIES"
 WORKSPACE_FAMILIES_FILE = "families.yaml"
@@ -159,7 +163,7 @@ def select_modules(model, family: ModuleFamily) -> list[str]:
     return names
 
 
-def resolve_family(mref, ws, *, families_file: str | None = None, module_globs: tuple[str, ...] | None = None,
+def resolve_family(mref, ws: Workspace, *, families_file: str | None = None, module_globs: tuple[str, ...] | None = None,
                    family_spec: dict | None = None) -> ModuleFamily:
     """The module family to track: a factors artifact's (`family_spec`), --modules globs, or the registry's (cheap:
     reads the model config only, so an unknown family fails before any data or weights are loaded)."""

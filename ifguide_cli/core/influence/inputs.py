@@ -13,7 +13,7 @@ from ifguide_cli.core.influence.staging import KRON_DIR
 from ifguide_cli.core.progress import NULL
 
 if TYPE_CHECKING:
-    from ifguide_cli.core.store.workspace import Artifact
+    from ifguide_cli.core.store.workspace import Artifact, Workspace
 
 
 def model_fingerprint(model) -> str:
@@ -58,7 +58,7 @@ def load_model_for_influence(mref, family):
     return model, modules, fingerprint
 
 
-def model_from_identity(identity: dict, ws):
+def model_from_identity(identity: dict, ws: Workspace):
     """Re-resolve the model a factors artifact was fit on, from its recorded identity."""
     from ifguide_cli.core.models import config_model_ref, resolve_model, with_tokenizer
 
@@ -77,7 +77,7 @@ def describe_model(identity: dict) -> str:
     return str(identity.get("location"))
 
 
-def resolve_dataset(ws, data_ref: str, mref, options: dict, dinfo: dist.DistInfo, *, prefer=None, reporter=NULL):
+def resolve_dataset(ws: Workspace, data_ref: str, mref, options: dict, dinfo: dist.DistInfo, *, prefer=None, reporter=NULL):
     """The training rows' `datasets` artifact (built once by rank 0 under torchrun; the other ranks then find it).
 
     `options`: the `CorpusConfig` options given; `prefer`: the dataset to reuse when DATA is its source.

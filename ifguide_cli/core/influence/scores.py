@@ -187,7 +187,7 @@ class ScoresStage(Stage[ScoresRefs, ScoresInputs, ScoresConfig, dict[str, Any]])
         return _score(ctx, inputs, config, engine, self.reporter)
 
 
-def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, cfg: ScoresConfig, *,
+def compute_scores(ws: Workspace, factors_ref: str, toxic_ref: str, safe_ref: str | None, cfg: ScoresConfig, *,
                    data_ref: str | None = None, corpus: dict | None = None, model_ref: str | None = None, reporter=NULL,
                    force: bool = False, name: str | None = None, debug: bool = False) -> Result[dict[str, Any]]:
     """Token-wise differential influence of the training rows (a `scores` artifact).
@@ -204,7 +204,7 @@ def compute_scores(ws, factors_ref: str, toxic_ref: str, safe_ref: str | None, c
 
 
 # ---- resolving and checking the inputs -------------------------------------------------------
-def _scoring_model(ws, fart: Artifact, model_ref: str | None):
+def _scoring_model(ws: Workspace, fart: Artifact, model_ref: str | None):
     """The model the factors were fit on; --model must name that same one."""
     from ifguide_cli.core.models import resolve_model
 
@@ -222,7 +222,7 @@ def _scoring_model(ws, fart: Artifact, model_ref: str | None):
     return given
 
 
-def _scoring_rows(ws, fart: Artifact, mref, data_ref: str | None, corpus: dict, dinfo, reporter):
+def _scoring_rows(ws: Workspace, fart: Artifact, mref, data_ref: str | None, corpus: dict, dinfo, reporter):
     """The rows to score (and their rows × seq_len): the factors' dataset, or another one with the same tokenizer and
     row length."""
     from ifguide_cli.core.data import corpus_shape, is_source_ref
@@ -264,7 +264,7 @@ def _load_queries(mref, toxic_ref: str, safe_ref: str | None, seq_len: int, cfg:
     return toxic, safe, queries
 
 
-def _fitted_model(ws, fart: Artifact, mref):
+def _fitted_model(ws: Workspace, fart: Artifact, mref):
     """The model with the factors' tracked modules; its weights must be the ones the factors were fit on."""
     model, modules, fingerprint = load_model_for_influence(mref, resolve_family(mref, ws, family_spec=fart.config["family"]))
     if fingerprint != fart.config.get("model_fingerprint") or modules != fart.config.get("modules"):

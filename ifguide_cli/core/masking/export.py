@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.masking.export_config import MaskExportConfig
 from ifguide_cli.core.progress import NULL, Reporter
 from ifguide_cli.core.store.artifact_files import IGNORE_INDEX, MASK_FILE
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 EXPORT_SCHEMA = "ifguide mask export v1"
 BLOCK_ROWS = 256  # rows read, converted and written at a time
@@ -96,7 +99,7 @@ class MaskRows:
         return inv
 
 
-def open_mask(ws, mask_ref: str, data_ref: str | None = None) -> MaskRows:
+def open_mask(ws: Workspace, mask_ref: str, data_ref: str | None = None) -> MaskRows:
     """The mask MASK names with its dataset (the recorded one; `data_ref` for a mask of a plain score file)."""
     from ifguide_cli.core.data import recorded_dataset
     from ifguide_cli.core.masking.scorefile import load_safetensors_array, safetensors_keys
@@ -244,7 +247,7 @@ def _write_hf(path: Path, parts: Iterator[dict[str, Any]], meta: dict[str, Any])
 _WRITERS = {"parquet": _write_parquet, "jsonl": _write_jsonl, "hf": _write_hf}
 
 
-def check_export_path(ws, out: str, fmt: str) -> Path:
+def check_export_path(ws: Workspace, out: str, fmt: str) -> Path:
     """Where the export goes: outside the workspace (a stored artifact is never changed), in an existing folder,
     not an existing folder (hf: not an existing non-empty folder). Checked before any work."""
     target = Path(out).expanduser().resolve()
@@ -263,7 +266,7 @@ def check_export_path(ws, out: str, fmt: str) -> Path:
     return target
 
 
-def export_mask(ws, mask_ref: str, out: str, config: MaskExportConfig, *, data_ref: str | None = None,
+def export_mask(ws: Workspace, mask_ref: str, out: str, config: MaskExportConfig, *, data_ref: str | None = None,
                 reporter: Reporter = NULL) -> dict[str, Any]:
     """Write MASK's rows to `out` in `config`'s format (atomically); returns what was written, with the metadata."""
     fmt = config.format_for(out)

@@ -146,14 +146,14 @@ class HybridMaskStage(MaskSourceStage):
                 "dataset": src.dataset.id, **label_summary(src.dataset, res, src.rows)}
 
 
-def _classifier(ws, config: HybridConfig):
+def _classifier(ws: Workspace, config: HybridConfig):
     from ifguide_cli.core.classifiers import resolve_classifier
 
     return resolve_classifier(config.classifier, ws, checkpoint=config.classifier_checkpoint,
                               base=config.classifier_base, path=config.classifier_path)
 
 
-def span_probability(ws, dataset, config: HybridConfig, reporter) -> tuple[np.ndarray, int]:
+def span_probability(ws: Workspace, dataset, config: HybridConfig, reporter) -> tuple[np.ndarray, int]:
     """(per token, the highest probability of a classified span covering it (0 where there is no text); spans)."""
     from ifguide_cli.core.classifiers import load_classifier
     from ifguide_cli.core.dist import resolve_device

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.masking import dataset_arrays, load_safetensors_array, load_scores, safetensors_keys
 from ifguide_cli.core.notes import warn
 from ifguide_cli.core.store.artifact_files import MASK_FILE, SCORES_FILE
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 PLAIN_OPEN, PLAIN_CLOSE = "[[", "]]"  # masked spans in plain (non-terminal) output
 SCORES_GONE = "the scores of this mask are no longer available; showing the mask only"
@@ -58,7 +61,7 @@ class DocView:
 class MaskInspector:
     """A mask artifact with its ranking, per-document statistics, tokens, tokenizer and (lazily) scores."""
 
-    def __init__(self, ws, mask_ref: str, data_ref: str | None = None):
+    def __init__(self, ws: Workspace, mask_ref: str, data_ref: str | None = None):
         self.ws = ws
         self.art = ws.resolve(mask_ref, "masks")
         self._read_mask_file(self.art.file(MASK_FILE))

@@ -13,11 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ifguide_cli.core.masking.render import whole_pieces
 from ifguide_cli.core.masking.stage import dataset_arrays
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 
 @dataclass
@@ -59,7 +63,7 @@ class _Decoder:
 class RowText:
     """The rows of a `datasets` artifact as `Segment`s, read a block of rows at a time (memory-mapped tokens)."""
 
-    def __init__(self, ws, dataset):
+    def __init__(self, ws: Workspace, dataset):
         from ifguide_cli.core.tokenizer import resolve_tokenizer
 
         arrays = dataset_arrays(dataset)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 SOURCES_ALGORITHM = "ifguide mask sources v1"  # recorded in the config: a new version must not reuse old masks
 
 
-def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | None = None, reporter=NULL):
+def mask_dataset(ws: Workspace, data_ref: str, *, model: str | None = None, corpus: dict | None = None, reporter=NULL):
     """The `datasets` artifact a mask source reads: the one DATA names, or DATA tokenized (built once)."""
     from ifguide_cli.core.data import corpus_options, is_source_ref, model_corpus, resolve_corpus
     from ifguide_cli.core.data.sources import is_packaged
@@ -53,7 +53,7 @@ def mask_dataset(ws, data_ref: str, *, model: str | None = None, corpus: dict | 
     return result.artifact
 
 
-def _classifier_spec(ws, config: ClassifierMaskConfig):
+def _classifier_spec(ws: Workspace, config: ClassifierMaskConfig):
     from ifguide_cli.core.classifiers import resolve_classifier
 
     return resolve_classifier(config.classifier, ws, checkpoint=config.classifier_checkpoint,
@@ -171,14 +171,14 @@ def _words(config: WordlistMaskConfig):
     return load_wordlist(config.wordlist)
 
 
-def build_classifier_mask(ws, data_ref: str, config: ClassifierMaskConfig, *, name: str | None = None,
+def build_classifier_mask(ws: Workspace, data_ref: str, config: ClassifierMaskConfig, *, name: str | None = None,
                           force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
     """The `masks` artifact of the spans (or documents) `config.classifier` flags in DATA. Returns (artifact, reused)."""
     res = make_mask(ws, "classifier", DataRefs(data_ref, model, corpus), config, name=name, force=force, reporter=reporter)
     return res.artifact, res.reused
 
 
-def build_wordlist_mask(ws, data_ref: str, config: WordlistMaskConfig, *, name: str | None = None,
+def build_wordlist_mask(ws: Workspace, data_ref: str, config: WordlistMaskConfig, *, name: str | None = None,
                         force: bool = False, reporter=NULL, model: str | None = None, corpus: dict | None = None):
     """The `masks` artifact of the tokens of DATA that spell a word of `config.wordlist`. Returns (artifact, reused)."""
     res = make_mask(ws, "wordlist", DataRefs(data_ref, model, corpus), config, name=name, force=force, reporter=reporter)

@@ -51,7 +51,7 @@ def _as_bool_view(arr: np.ndarray) -> np.ndarray:
     return arr != 0
 
 
-def _read_scores(ws, scores_ref: str, key: str | None) -> tuple[np.ndarray, Any | None, Path]:
+def _read_scores(ws: Workspace, scores_ref: str, key: str | None) -> tuple[np.ndarray, Any | None, Path]:
     """(scores, scores artifact or None, file) for a score file path or a scores artifact reference."""
     path = Path(scores_ref).expanduser()
     if path.is_file():
@@ -100,7 +100,7 @@ def _valid_positions(dataset, shape: tuple[int, ...], use_attention_mask: bool) 
     return None
 
 
-def resolve_mask_source(ws, scores_ref: str, data_ref: str | None = None, key: str | None = None,
+def resolve_mask_source(ws: Workspace, scores_ref: str, data_ref: str | None = None, key: str | None = None,
                         use_attention_mask: bool = True) -> MaskSource:
     """A scores artifact (id, name, `latest`) or a score file; the dataset from the artifact or `data_ref`."""
     scores, scores_art, scores_file = _read_scores(ws, scores_ref, key)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ifguide_cli.core.data.availability import Input, dataset_input, hub_input, workspace_dataset
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 from ifguide_cli.core.pipeline.spec import AUTO, PipelineSpec
 from ifguide_cli.core.pipeline.stage_configs import StageConfigs
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -48,7 +51,7 @@ class Inputs:
                                      hint="nothing was run; `ifguide run ... --dry-run` lists every input", exit_code=2)
 
 
-def check_inputs(ws, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
+def check_inputs(ws: Workspace, spec: PipelineSpec, configs: StageConfigs) -> Inputs:
     """Every input of the pipeline, each looked up (nothing is loaded or written)."""
     inputs = Inputs()
     base_ref = spec.baseline.checkpoint or spec.model
@@ -86,7 +89,7 @@ def planned_prompts(prompts: str) -> str:
     return "rtp" if prompts == AUTO else prompts
 
 
-def own_corpus_heldout(ws, spec: PipelineSpec, configs: StageConfigs) -> float | bool | None:
+def own_corpus_heldout(ws: Workspace, spec: PipelineSpec, configs: StageConfigs) -> float | bool | None:
     """For your own corpus (a local file or folder, or a dataset artifact built from one): its `corpus.heldout`
     (False when it has none); None for a packaged, hub or reference corpus, whose evaluation sets are the paper's."""
     from ifguide_cli.core.data import dataset_identity, is_source_ref
@@ -165,7 +168,7 @@ def query_sets(spec: PipelineSpec, configs: StageConfigs) -> list[tuple[str, str
     return [(role, ref) for role, ref in wanted if ref]
 
 
-def arm_inputs(ws, configs: StageConfigs) -> list[Input]:
+def arm_inputs(ws: Workspace, configs: StageConfigs) -> list[Input]:
     """What the arms' own mask sources read: a classifier (found as the eval finds one) or a word-list file."""
     items = []
     for i, arm in enumerate(configs.arms):
@@ -194,7 +197,7 @@ def fluency_data(spec: PipelineSpec, mref, own: bool = False) -> list[tuple[str,
 
 
 # ---- one input each ------------------------------------------------------------------------------------
-def model_input(ws, role: str, ref: str, *, weights: bool) -> tuple[Input, Any]:
+def model_input(ws: Workspace, role: str, ref: str, *, weights: bool) -> tuple[Input, Any]:
     """A model: its architecture (trained from scratch) or its weights (fine-tuned). Returns (input, ModelRef or None)."""
     from ifguide_cli.core.models import resolve_model
 
@@ -224,7 +227,7 @@ def _model_source(role: str, ref: str, what: str, mref, weights: bool) -> Input:
     return hub_input(role, ref, what, hub_id, WEIGHT_FILES if weights else ("config.json",), "a local model folder")
 
 
-def tokenizer_input(ws, asked: str | None, mref) -> Input:
+def tokenizer_input(ws: Workspace, asked: str | None, mref) -> Input:
     """The tokenizer the corpus is tokenized with: `corpus.tokenizer`, else the model's (a checkpoint's is in its folder)."""
     if asked is None and mref.source == "checkpoint":
         return Input("model tokenizer", mref.tokenizer, "tokenizer", True, f"with checkpoint {mref.artifact_id}")
@@ -242,7 +245,7 @@ def tokenizer_input(ws, asked: str | None, mref) -> Input:
     return hub_input(role, name, "tokenizer", name, TOKENIZER_FILES, "a local tokenizer folder")
 
 
-def classifier_input(ws, name: str, role: str = "eval.classifier", **weights) -> tuple[Input, Any]:
+def classifier_input(ws: Workspace, name: str, role: str = "eval.classifier", **weights) -> tuple[Input, Any]:
     """The toxicity classifier, resolved as the eval will (registered, cached, given files: `weights`, the
     checkpoint/base/path options); (input, spec or None)."""
     from ifguide_cli.core.classifiers import resolve_classifier

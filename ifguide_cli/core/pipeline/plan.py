@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ifguide_cli.core.pipeline.inputs import Inputs, check_inputs
 from ifguide_cli.core.pipeline.proxy import run_proxy
 from ifguide_cli.core.pipeline.reading import PipelineFile
 from ifguide_cli.core.pipeline.spec import PipelineSpec
 from ifguide_cli.core.pipeline.stage_configs import StageConfigs, stage_configs
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class RunPlan:
                 "estimate": self.estimate.to_json() if self.estimate is not None else None}
 
 
-def plan_run(ws, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
+def plan_run(ws: Workspace, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
     """The plan of a pipeline: its inputs (none required to be there), its stages and their reuse, its cost."""
     configs = stage_configs(pipeline.spec, str(pipeline.path))
     inputs = check_inputs(ws, pipeline.spec, configs)
@@ -65,7 +68,7 @@ def plan_run(ws, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
 
 
 # ---- matching stored artifacts -------------------------------------------------------------------------
-def reused(ws, stage, refs, config_of: Callable[[Any], Any]):
+def reused(ws: Workspace, stage, refs, config_of: Callable[[Any], Any]):
     """The stored artifact `run_stage` would reuse for this stage and refs: the stage resolves its inputs and gives
     its key (nothing is built); `config_of(inputs)` is the stage's settings. None when there is none, or when the
     inputs cannot be resolved now (the inputs list says why)."""
@@ -91,7 +94,7 @@ def _unless_unresolvable(find: Callable[[], Any]):
 class _Planner:
     """The stages of `pipeline._Run`, in the same order, each matched against the workspace."""
 
-    def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, inputs: Inputs, proxy=None):
+    def __init__(self, ws: Workspace, spec: PipelineSpec, configs: StageConfigs, inputs: Inputs, proxy=None):
         self.ws, self.spec, self.configs, self.inputs, self.proxy = ws, spec, configs, inputs, proxy
         self.planned: list[PlannedStage] = []
         self.systems: dict[str, Any] = {}  # the systems evaluated (system → ModelRef, None: it would be trained)
@@ -342,7 +345,7 @@ def _data_verb(ref: str) -> str:
     return "read chunks of" if is_token_subset(ref) else "tokenize"
 
 
-def _source_mask(ws, data, arm):
+def _source_mask(ws: Workspace, data, arm):
     """The stored mask an arm whose source reads the training data would reuse: the one its stage's key gives for
     this dataset. None when there is none, or when the key cannot be known now (a missing classifier or word list:
     the inputs say so)."""
@@ -351,7 +354,7 @@ def _source_mask(ws, data, arm):
     return None if data is None else stored_mask(ws, arm.source, arm.entry.refs(data=data.id, scores=None), arm.mask)
 
 
-def _resolve_or_none(ws, ref: str):
+def _resolve_or_none(ws: Workspace, ref: str):
     from ifguide_cli.core.errors import ArtifactNotFound
 
     try:

@@ -11,10 +11,13 @@ tokenizer is another is refused before any work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.pipeline.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 TAKEN_SOURCES = ("checkpoint", "local")  # a proxy with its own weights: used as it is, not trained
 
@@ -31,7 +34,7 @@ class Proxy:
         return f"the proxy {self.ref}" + ("" if self.trained else " (taken as it is)")
 
 
-def run_proxy(ws, spec: PipelineSpec, target) -> Proxy | None:
+def run_proxy(ws: Workspace, spec: PipelineSpec, target) -> Proxy | None:
     """The pipeline's proxy (None: the influence stages run on the baseline), checked against the target (its
     ModelRef, None when it is not known): one line when it cannot score for it."""
     from ifguide_cli.core.models import resolve_model

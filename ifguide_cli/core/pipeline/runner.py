@@ -28,11 +28,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.pipeline.spec import PipelineSpec
 from ifguide_cli.core.pipeline.stage_configs import StageConfigs, stage_configs
 from ifguide_cli.core.progress import NULL
 from ifguide_cli.core.stage import Result
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 MASK_LABEL_KEYS = ("label_field", "label_base_rate", "label_precision_at_k", "label_auc")
 
@@ -85,7 +89,7 @@ def reduction_factor(control_tp: float, ifguide_tp: float, num_prompts: int) -> 
     return control_tp * num_prompts, True
 
 
-def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
+def run_pipeline(ws: Workspace, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
                  on_stage: Callable[[StageRecord], None] | None = None,
                  on_start: Callable[[str], None] | None = None) -> PipelineResult:
     """Run (or reuse) every stage; `on_start(name)` / `on_stage(record)` report live progress."""
@@ -113,7 +117,7 @@ def run_pipeline(ws, spec: PipelineSpec, *, reporter=NULL, force: bool = False,
 class _Run:
     """One run of the pipeline: its stages in order, each reported as it starts and ends and recorded in `result`."""
 
-    def __init__(self, ws, spec: PipelineSpec, configs: StageConfigs, *, reporter, force: bool,
+    def __init__(self, ws: Workspace, spec: PipelineSpec, configs: StageConfigs, *, reporter, force: bool,
                  on_start: Callable[[str], None] | None, on_stage: Callable[[StageRecord], None] | None, proxy=None):
         self.ws, self.spec, self.configs, self.proxy = ws, spec, configs, proxy
         self.common = {"reporter": reporter, "force": force}
@@ -328,7 +332,7 @@ class _Run:
                 reference["toxicity_probability"], ifguide["toxicity_probability"], reference.get("prompts") or 0)
 
 
-def training_profile(ws, data_ref: str, mref) -> str:
+def training_profile(ws: Workspace, data_ref: str, mref) -> str:
     """The training profile `ifguide train MODEL --data DATA` would use (DATA as the file names it, not the
     dataset artifact the stage is given); a checkpoint keeps the profile it was trained with."""
     from ifguide_cli.core.training.config import default_profile
@@ -355,7 +359,7 @@ def toxicity_figures(summary: dict) -> dict:
     return {**{k: summary.get(k) for k in keys}, **({"leakage": summary["leakage"]} if "leakage" in summary else {})}
 
 
-def eval_prompts(ev, ws, mref) -> str | None:
+def eval_prompts(ev, ws: Workspace, mref) -> str | None:
     """The prompt set of one model's toxicity eval: `auto` is the held-out prompts of the own corpus it was trained
     on (None: that corpus has none), else RealToxicityPrompts."""
     from ifguide_cli.core.evaluation.inputs import own_corpus
@@ -367,7 +371,7 @@ def eval_prompts(ev, ws, mref) -> str | None:
     return own.prompts if own is not None else "rtp"
 
 
-def fluency_config(ev, options: dict, mref, ws=None):
+def fluency_config(ev, options: dict, mref, ws: Workspace | None = None):
     """The fluency eval's config for one model: `auto` data is the model's default (for one trained on your own
     corpus its held-out split, and no LAMBADA), null skips that metric; None when both are skipped."""
     from ifguide_cli.core.evaluation import FluencyConfig, default_fluency_data

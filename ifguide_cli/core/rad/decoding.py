@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -40,6 +41,9 @@ from transformers import LogitsProcessor
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.rad.source import RAD_URL as RAD_URL  # re-exported: where `rad download` gets it by default
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 REWARD_NAME = "rad-reward"
 REWARD_DIR = "reward_model"
@@ -275,7 +279,7 @@ def load_reward_model(art, device: str = "cpu", dtype=None):
     return rm, tok, meta
 
 
-def resolve_reward_model(workspace, ref: str | None = None):
+def resolve_reward_model(workspace: Workspace, ref: str | None = None):
     """The installed reward model (by reference, else the newest `rad-reward`), or one clear line."""
     from ifguide_cli.core.errors import ArtifactNotFound
 

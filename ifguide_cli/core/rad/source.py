@@ -15,11 +15,15 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ifguide_cli.core import notes
 from ifguide_cli.core.errors import IfguideError, OfflineResourceMissing
 from ifguide_cli.core.progress import NULL
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 RAD_URL = "https://storage.googleapis.com/rad_release/saved_models.zip"
 RAD_SHA256: str | None = None  # unknown here: see the module docstring
@@ -43,7 +47,7 @@ def valid_sha256(value: str | None) -> str | None:
     return digest
 
 
-def fetch_source(workspace, source: str | None, url: str | None, sha256: str | None, reporter=NULL) -> tuple[Path, dict]:
+def fetch_source(workspace: Workspace, source: str | None, url: str | None, sha256: str | None, reporter=NULL) -> tuple[Path, dict]:
     """(local file or folder to install from, where it came from); a URL is downloaded once into .downloads/."""
     if source is not None and url is not None:
         raise IfguideError("pass --url or --from, not both", exit_code=2)

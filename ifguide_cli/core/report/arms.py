@@ -13,12 +13,16 @@ toxicity of each seed (read from the eval's continuations.jsonl), per document t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ifguide_cli.core.config import Config, param
 from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
 from ifguide_cli.core.notes import warn
 from ifguide_cli.core.seed_names import SEED_SUFFIX
 from ifguide_cli.core.store.workspace import canonical_json
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Artifact, Workspace
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 TEST_NAME = "paired sign-flip test (exact McNemar for TP of one seed per arm)"
@@ -66,7 +70,7 @@ def _without_seed(config: dict) -> dict:
     return out
 
 
-def _arm_of(workspace, row: dict) -> tuple[str, str, dict | None, object]:
+def _arm_of(workspace: Workspace, row: dict) -> tuple[str, str, dict | None, object]:
     """(key, name, training config, seed) of a row's arm."""
     ckpt = workspace.by_id(row["checkpoint"]) if row.get("checkpoint") else None
     if ckpt is None:
@@ -76,7 +80,7 @@ def _arm_of(workspace, row: dict) -> tuple[str, str, dict | None, object]:
     return canonical_json([_without_seed(ckpt.config), row["defense"]]), name, ckpt.config, ckpt.config.get("seed")
 
 
-def group_arms(workspace, rows: list[dict]) -> list[Arm]:
+def group_arms(workspace: Workspace, rows: list[dict]) -> list[Arm]:
     """The arms of the rows, in the order of their first row; each row gets its arm's name and colour."""
     arms: dict[str, Arm] = {}
     for row in rows:
@@ -113,7 +117,7 @@ def _default_control(arms: list[Arm]) -> Arm | None:
     return None
 
 
-def choose_control(workspace, arms: list[Arm], ref: str | None) -> Arm | None:
+def choose_control(workspace: Workspace, arms: list[Arm], ref: str | None) -> Arm | None:
     """The arm named `ref`, or holding checkpoint `ref` (id, name, prefix); the default control without `ref`."""
     if ref is None:
         return _default_control(arms)
@@ -161,13 +165,21 @@ def _agree(first: dict, key: str, ev, value, problem: str, hint: str) -> None:
         raise IfguideError(f"{problem}: {ref[0].id}, {ev.id}", hint=hint, exit_code=2)
 
 
-def toxicity_data(workspace, arms: list[Arm]) -> dict[str, dict]:
+def stored_eval(workspace: Workspace, aid: str) -> Artifact:
+    """The eval artifact a report row names (one removed since the rows were built is one line)."""
+    art = workspace.by_id(aid)
+    if art is None:
+        raise ArtifactNotFound(f"eval {aid} was removed while the report was being built", hint="run the report again")
+    return art
+
+
+def toxicity_data(workspace: Workspace, arms: list[Arm]) -> dict[str, dict]:
     """Per arm with a toxicity eval: {"maxima": per seed, per prompt; "evals"; "prompts"}; one line if the evals
     score different prompts or use different classifiers."""
     out: dict[str, dict] = {}
     first: dict[str, tuple] = {}  # the first eval and its value of each key that must agree
     for arm in arms:
-        evals = [workspace.by_id(r["toxicity_eval"]) for r in arm.rows if r.get("toxicity_eval")]
+        evals = [stored_eval(workspace, r["toxicity_eval"]) for r in arm.rows if r.get("toxicity_eval")]
         maxima = []
         for ev in evals:
             _agree(first, "classifier", ev, (ev.summary.get("classifier"), ev.summary.get("primary_attribute")),
@@ -180,7 +192,7 @@ def toxicity_data(workspace, arms: list[Arm]) -> dict[str, dict]:
     return out
 
 
-def fluency_data(workspace, arms: list[Arm]) -> dict[str, dict]:
+def fluency_data(workspace: Workspace, arms: list[Arm]) -> dict[str, dict]:
     """Per arm with a perplexity: the seeds' perplexities and, when every eval stored them, per-document NLL sums
     and token counts; one line if the evals measured different held-out text."""
     from ifguide_cli.core.evaluation.stages import read_perplexity_docs
@@ -188,7 +200,7 @@ def fluency_data(workspace, arms: list[Arm]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     first: dict[str, tuple] = {}  # the first eval and its value of each key that must agree
     for arm in arms:
-        evals = [workspace.by_id(r["fluency_eval"]) for r in arm.rows if r.get("fluency_eval")]
+        evals = [stored_eval(workspace, r["fluency_eval"]) for r in arm.rows if r.get("fluency_eval")]
         if not evals:
             continue
         for ev in evals:

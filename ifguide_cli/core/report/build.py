@@ -28,7 +28,7 @@ REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
 
 
-def _system(workspace, art) -> tuple[tuple[str, str], str | None]:
+def _system(workspace: Workspace, art) -> tuple[tuple[str, str], str | None]:
     """(system key, checkpoint id or None) of an eval: an implicit eval belongs to the system of its source."""
     cfg = art.config
     if cfg.get("task") == "implicit":
@@ -70,7 +70,7 @@ def _add_eval(row: dict, art) -> None:
             row["fluency_eval"] = art.id
 
 
-def _label_rows(workspace, rows: list[dict]) -> None:
+def _label_rows(workspace: Workspace, rows: list[dict]) -> None:
     """A system trained here is labelled by its checkpoint's name (+ defense), others by their eval's name, else by
     model (+ defense); equal labels get their first eval's id."""
     for row in rows:
@@ -85,7 +85,7 @@ def _label_rows(workspace, rows: list[dict]) -> None:
             row["label"] = f"{row['label']} [{row['evals'][0][:6]}]"
 
 
-def build_rows(workspace, arts) -> list[dict]:
+def build_rows(workspace: Workspace, arts) -> list[dict]:
     """One row per system, in the order its first eval was given."""
     rows: dict[tuple, dict] = {}
     for art in arts:

@@ -10,8 +10,12 @@ with what and says it in words, and the statistics decide the words: "lowers" / 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from ifguide_cli.core.report.arms import TEST_NAME, Arm, ReportConfig, fluency_data, toxicity_data
+from ifguide_cli.core.report.arms import TEST_NAME, Arm, ReportConfig, fluency_data, stored_eval, toxicity_data
+
+if TYPE_CHECKING:
+    from ifguide_cli.core.store.workspace import Workspace
 
 
 def _none() -> dict:
@@ -90,7 +94,7 @@ def _toxicity(control: dict | None, arm: dict | None, config: ReportConfig) -> d
             "ratio": {m: res[m]["ratio"] for m in res}, "prompts": control["prompts"]}
 
 
-def mask_stats(workspace, arm: Arm) -> dict:
+def mask_stats(workspace: Workspace, arm: Arm) -> dict:
     """What the arm's mask selected and how (from the mask artifact and the training config); None where unknown."""
     training = arm.training or {}
     mask = workspace.by_id(training["mask"]) if training.get("mask") else None
@@ -116,12 +120,12 @@ def _suppression(training: dict) -> str | None:
     return recorded or ("penalty" if training.get("mask") else None)
 
 
-def _entry(workspace, arm: Arm) -> dict:
+def _entry(workspace: Workspace, arm: Arm) -> dict:
     return {"name": arm.name, "colour": arm.colour, "seeds": arm.seeds, "checkpoints": arm.checkpoints,
             "defense": arm.defense, "per_seed": _spread(arm), "mask": mask_stats(workspace, arm)}
 
 
-def compare_arms(workspace, arms: list[Arm], control: Arm, config: ReportConfig) -> tuple[dict, list[dict]]:
+def compare_arms(workspace: Workspace, arms: list[Arm], control: Arm, config: ReportConfig) -> tuple[dict, list[dict]]:
     """(the control's entry, one comparison per other arm with data) with paired intervals and p-values. The
     control's own intervals are those of its comparison with itself: the same resamples as in every comparison."""
     tox, flu = toxicity_data(workspace, arms), fluency_data(workspace, arms)
@@ -257,11 +261,11 @@ def headline(control: dict, comparisons: list[dict], configuration: dict) -> str
 
 
 # ---- configuration ----------------------------------------------------------------------------------------
-def configuration(workspace, arms: list[Arm], control: dict, comparisons: list[dict], config: ReportConfig) -> dict:
+def configuration(workspace: Workspace, arms: list[Arm], control: dict, comparisons: list[dict], config: ReportConfig) -> dict:
     """What a reader needs to repeat the comparison: the eval settings, each arm's λ, budget and seeds, the statistics."""
     from ifguide_cli.core.report.statistics import ALPHA, LEVEL
 
-    tox = [workspace.by_id(r["toxicity_eval"]) for a in arms for r in a.rows if r.get("toxicity_eval")]
+    tox = [stored_eval(workspace, r["toxicity_eval"]) for a in arms for r in a.rows if r.get("toxicity_eval")]
     generation = [(ev.config.get("generation") or {}) for ev in tox]
     entries = [control, *comparisons]
     return {"prompts": control.get("prompts"), "samples": sorted({g.get("samples") for g in generation} - {None}),

@@ -215,7 +215,7 @@ class TrainStage(Stage[TrainRefs, TrainInputs, TrainConfig, dict[str, Any]]):
         return build_checkpoint(ctx, inputs, self.key(inputs, config).config())
 
 
-def run_training(ws, *, mode: str, model_ref: str | None, data_ref: str, mask_ref: str | None = None,
+def run_training(ws: Workspace, *, mode: str, model_ref: str | None, data_ref: str, mask_ref: str | None = None,
                  values: dict | None = None, corpus: dict | None = None, config_file: str | None = None,
                  force: bool = False, restart: bool = False, name: str | None = None,
                  reporter=NULL) -> Result[dict[str, Any]]:
@@ -244,7 +244,7 @@ def check_trainable_dtype(setup: dict) -> None:
         check_weights_dtype(setup["weights_dtype"], device, resolve_precision(setup.get("precision", "auto"), device))
 
 
-def training_model(ws, model_ref: str | None, mode: str, data_ref: str, model_config: str | None, tokenizer: str | None):
+def training_model(ws: Workspace, model_ref: str | None, mode: str, data_ref: str, model_config: str | None, tokenizer: str | None):
     """The model to train: MODEL (or --model-config's architecture); trained from scratch it takes the vocabulary of
     --tokenizer, else of the dataset artifact DATA names (fine-tuning keeps the model's own tokenizer)."""
     from ifguide_cli.core.models import config_model_ref, with_tokenizer
@@ -262,7 +262,7 @@ def training_model(ws, model_ref: str | None, mode: str, data_ref: str, model_co
     return with_tokenizer(mref, name) if name is not None else mref
 
 
-def _scratch_tokenizer(ws, asked: str | None, data_ref: str) -> str | None:
+def _scratch_tokenizer(ws: Workspace, asked: str | None, data_ref: str) -> str | None:
     """The tokenizer of a model trained from scratch: --tokenizer, else the one DATA (a dataset artifact) was made with."""
     from ifguide_cli.core.data import is_source_ref
     from ifguide_cli.core.errors import ArtifactNotFound
@@ -329,7 +329,7 @@ def _validation(tc: TrainConfig, ds_art, eval_art, n_rows: int) -> str | None:
     return None
 
 
-def prepare_model_ref(ws, model_ref: str, mode: str):
+def prepare_model_ref(ws: Workspace, model_ref: str, mode: str):
     """Resolve MODEL for `train` (architecture) or `finetune` (weights), with one clear line when it cannot be used."""
     from ifguide_cli.core.models import resolve_model
     from ifguide_cli.core.registry import MODELS
@@ -345,7 +345,7 @@ def prepare_model_ref(ws, model_ref: str, mode: str):
     return mref
 
 
-def _default_profile(ws, mref, model_ref: str, data_ref: str) -> str:
+def _default_profile(ws: Workspace, mref, model_ref: str, data_ref: str) -> str:
     """The profile by model and data; a checkpoint keeps the profile it was trained with."""
     base_profile = None
     if mref.source == "checkpoint":
@@ -354,7 +354,7 @@ def _default_profile(ws, mref, model_ref: str, data_ref: str) -> str:
     return default_profile(model_ref if mref.source == "registry" else "", data_ref, base_profile)
 
 
-def check_mask_dataset(ws, mask_art, dataset_art) -> None:
+def check_mask_dataset(ws: Workspace, mask_art, dataset_art) -> None:
     """The mask was computed on this dataset (its manifest says which)."""
     from ifguide_cli.core.data import recorded_dataset
 
