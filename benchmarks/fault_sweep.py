@@ -162,12 +162,14 @@ FACTORS_BASE = ("factors", "{ckpt}", "--data", "{dataset}", "--strategy", "diago
 FACTORS = (*FACTORS_BASE, "--max-examples", "32")
 SCORES = ("scores", "{factors}", "-t", "tiny-queries-toxic", "--max-queries", "4")
 MASK = ("mask", "{scores}", "--max-tokens", "301")
-TOXICITY_BASE = ("eval", "toxicity", "{ckpt}", "--classifier", "profanity")
+# the prepared checkpoint is trained on a corpus of the sweep's own, which has no held-out prompts: name them
+TOXICITY_BASE = ("eval", "toxicity", "{ckpt}", "--classifier", "profanity", "--prompts", "tiny-prompts")
 TOXICITY = (*TOXICITY_BASE, "--num-prompts", "2", "--samples", "2", "--max-new-tokens", "4")
 FLUENCY_OPTS = ("--ppl-docs", "4", "--lambada-docs", "4")
-FLUENCY = ("eval", "fluency", "{ckpt}", *FLUENCY_OPTS)
-# a local model folder has its own tokenizer, whose default fluency data is OpenWebText and LAMBADA (not offline)
+# the sweep's own corpus has no held-out split, and a local model folder's default fluency data is OpenWebText and
+# LAMBADA (not offline): both name the packaged held-out text
 TINY_FLUENCY = (*FLUENCY_OPTS, "--ppl-data", "tiny-heldout", "--lambada", "tiny-lambada")
+FLUENCY = ("eval", "fluency", "{ckpt}", *TINY_FLUENCY)
 FIELD_NAMES = {"--lr": "learning_rate", "--beta1": "adam_beta1", "--beta2": "adam_beta2", "--adam-eps": "adam_epsilon",
                "--grad-clip": "max_grad_norm", "--lambda": "lam", "--top-p": "top_p", "--rad-beta": "beta"}
 
