@@ -110,6 +110,8 @@ def _render_plan(console, plan) -> None:
     console.print(stages)
     if plan.estimate is not None:
         _render_estimate(console, plan.estimate)
+    if plan.memory is not None:
+        _render_memory(console, plan.memory)
 
 
 def _render_estimate(console, estimate) -> None:
@@ -132,6 +134,18 @@ def _render_estimate(console, estimate) -> None:
     console.print(disk)
     for line in estimate.assumptions:
         console.print(f"[dim]· {escape(line)}[/]", soft_wrap=True)
+
+
+def _render_memory(console, memory: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="peak GPU memory per stage, GB (estimate: `ifguide estimate` for other sizes)", title_justify="left")
+    parts = ("weights", "gradients", "optimizer", "activations", "other", "total")
+    for col in ("stage", *parts):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for stage, bytes_ in memory.items():
+        table.add_row(stage, *(f"{bytes_[p] / 1e9:.1f}" for p in parts))
+    console.print(table)
 
 
 def _run(loaded, force: bool) -> None:

@@ -55,3 +55,12 @@ def test_the_estimate_command_prints_every_stage(cli):
     assert set(stages) == {"train / finetune", "factors", "scores", "eval toxicity"}
     assert stages["train / finetune"]["fits"] is True
     assert cli("estimate", "gpt-5").exit_code == 2
+
+
+def test_the_paper_dry_run_gives_peak_memory_per_stage_with_lora(cli):
+    full = cli("--json", "run", "--preset", "paper-finetune", "--dry-run").json["memory"]
+    lora = cli("--json", "run", "--preset", "paper-finetune", "--dry-run", "--set", "finetune.train.lora_rank=16").json["memory"]
+    assert set(full) == {"train / finetune", "factors", "scores", "eval toxicity"}
+    assert full["train / finetune"]["weights"] == 2 * arch("pythia-2.8b").params  # bf16 weights, the reference's
+    assert lora["train / finetune"]["optimizer"] < full["train / finetune"]["optimizer"] / 100
+    assert lora["factors"] == full["factors"]  # LoRA changes the fine-tune, not influence

@@ -115,6 +115,10 @@ class PlanInputs:
     factor_value_bytes: int = 2  # bf16 factors
     score_value_bytes: int = 4  # float32 per-token scores
     weight_bytes: int = 2  # bf16 weights (and AdamW state in the same dtype)
+    micro_batch: int = 8  # sequences per GPU per forward (the reference's per-device batch)
+    lora_rank: int = 0  # the IF-Guide model's LoRA rank (0: every weight trained)
+    gradient_checkpointing: bool = False
+    fsdp: int = 1  # GPUs the training state is sharded over (1: none)
     gpus: int = 1
     arms: int = 0  # `run` arms beside the control (0: the paper's two-model run)
     seeds: int = 1  # every fine-tune of an arms run is repeated per seed

@@ -43,6 +43,7 @@ class RunPlan:
     inputs: Inputs
     stages: list[PlannedStage] = field(default_factory=list)
     estimate: Any = None  # paper.plan.Plan, or None when the sizes are not known
+    memory: dict[str, dict[str, int]] | None = None  # peak GPU memory per stage (paper.memory), with the estimate
     arms: tuple = ()  # a comparison run: pipeline.arms.ArmConfig of every arm
     seeds: tuple[int, ...] = ()
 
@@ -53,7 +54,7 @@ class RunPlan:
                 "scenario": spec.scenario, **arms, "ready": not self.inputs.missing,
                 "inputs": [i.to_json() for i in self.inputs.items], "missing": [i.role for i in self.inputs.missing],
                 "stages": [s.to_json() for s in self.stages],
-                "estimate": self.estimate.to_json() if self.estimate is not None else None}
+                "estimate": self.estimate.to_json() if self.estimate is not None else None, "memory": self.memory}
 
 
 def plan_run(ws: Workspace, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
@@ -64,7 +65,16 @@ def plan_run(ws: Workspace, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
     proxy = run_proxy(ws, pipeline.spec, inputs.model)
     plan.stages = _Planner(ws, pipeline.spec, configs, inputs, proxy).stages()
     plan.estimate = estimate(pipeline.spec, configs, gpus, label=pipeline.path.stem)
+    plan.memory = peak_memory(plan.estimate.inputs) if plan.estimate is not None else None
     return plan
+
+
+def peak_memory(sizes) -> dict[str, dict[str, int]]:
+    """Peak GPU memory per stage for the run's model, precision, batch, LoRA, checkpointing and FSDP."""
+    from ifguide_cli.core.paper import memory
+
+    return memory.estimate(memory.MemoryInputs(sizes.model, sizes.weight_bytes, sizes.micro_batch, sizes.seq_len,
+                                               sizes.lora_rank, sizes.fsdp, sizes.gradient_checkpointing))
 
 
 # ---- matching stored artifacts -------------------------------------------------------------------------
@@ -370,11 +380,11 @@ def estimate(spec: PipelineSpec, configs: StageConfigs, gpus: int = 1, label: st
 
     from ifguide_cli.core.paper import plan
 
-    sizes = plan_sizes(spec, configs, label)
+    sizes = plan_sizes(spec, configs, label, gpus)
     return plan.build_plan(replace(sizes, gpus=gpus)) if sizes is not None else None
 
 
-def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline"):
+def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline", gpus: int = 1):
     """The run's sizes as `paper.plan.PlanInputs`: the model's shapes, the subsets' rows, the training recipe."""
     from ifguide_cli.core.paper import plan
     from ifguide_cli.core.paper.subsets import SUBSETS
@@ -397,7 +407,8 @@ def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline
         save_steps=run.save_steps, save_total_limit=run.save_total_limit, queries=rows["toxic"] + rows["safe"],
         prompts=min(ev.num_prompts or rows["prompts"], rows["prompts"]), samples=ev.samples, new_tokens=ev.max_new_tokens,
         ppl_rows=rows["ppl"], lambada_rows=rows["lambada"], factor_value_bytes=2 if configs.factors.precision == "bf16" else 4,
-        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4,
+        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4, micro_batch=run.micro_batch_size or 8,
+        lora_rank=train.lora_rank, gradient_checkpointing=run.gradient_checkpointing, fsdp=gpus if run.fsdp else 1,
         **_score_sizes(configs, rows["data"] * seq_len, (rows["toxic"] + rows["safe"]) * seq_len),
         **_arm_sizes(configs))
 
