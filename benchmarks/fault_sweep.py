@@ -753,7 +753,8 @@ def kill_cases() -> list[Case]:
         Case("kill-9-between-swap-renames-report-force", "kill",
              (anyhow("report", "{etox}", "{eflu}", "--force", kill_when_moved="report"), ok("workspace", "show", "{report}"))),
         Case("kill-9-between-swap-renames-eval-force", "kill",
-             (anyhow("eval", "fluency", "{ckpt}", "--ppl-docs", "8", "--lambada-docs", "8", "--force", kill_when_moved="eflu",
+             (anyhow("eval", "fluency", "{ckpt}", "--ppl-docs", "8", "--lambada-docs", "8", "--ppl-data", "tiny-heldout",
+                     "--lambada", "tiny-lambada", "--force", kill_when_moved="eflu",
                      timeout=180),
               ok("workspace", "show", "{eflu}"))),
         Case("disk-full-mask-force", "kill", (error(*mask_force, fsize=1024, names=("space", "large", "write")),),
@@ -928,7 +929,7 @@ def hostile_file_cases() -> list[Case]:
 
 MANIFEST_EDITS = (  # (label, role, fields set to wrong types, commands that read them)
     ("ckpt-config", "ckpt", {"config": {"model": 5, "dataset": [1], "train": "x", "mode": 3}},
-     (("workspace", "show", "{ckpt}"), FINETUNE, FLUENCY, ("eval", "fluency", "{ckpt}", *FLUENCY_OPTS, "--force"))),
+     (("workspace", "show", "{ckpt}"), FINETUNE, FLUENCY, ("eval", "fluency", "{ckpt}", *TINY_FLUENCY, "--force"))),
     ("ckpt-summary", "ckpt", {"summary": {"steps": "many", "final_train_loss": [1], "mode": 5}},
      (("workspace", "show", "{ckpt}"), ("workspace", "ls"), FINETUNE)),
     ("eval-summary", "etox", {"summary": {"expected_max_toxicity": "high", "toxicity_probability": [0], "model": 5,
@@ -1842,7 +1843,7 @@ def fingerprints(ws: Path, tmp: Path | None) -> dict[str, str]:
 
 def _digest(path: Path) -> str:
     if path.name == "manifest.json":
-        with contextlib.suppress(ValueError, OSError, AttributeError):
+        with contextlib.suppress(ValueError, OSError, AttributeError, TypeError):  # a manifest that is no object too
             data = json.loads(path.read_text())
             data.pop("name", None)
             return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -1972,7 +1973,8 @@ PREPARE = (
     ("scores", ("scores", "{factors}", "-t", "tiny-queries-toxic", "-s", "tiny-queries-safe", "--max-queries", "8")),
     ("mask", ("mask", "{scores}", "--max-tokens", "300")),
     ("etox", TOXICITY),
-    ("eflu", ("eval", "fluency", "{ckpt}", "--ppl-docs", "8", "--lambada-docs", "8")),
+    ("eflu", ("eval", "fluency", "{ckpt}", "--ppl-docs", "8", "--lambada-docs", "8", "--ppl-data", "tiny-heldout",
+              "--lambada", "tiny-lambada")),
     ("report", ("report", "{etox}", "{eflu}")),
 )
 
