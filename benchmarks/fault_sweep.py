@@ -1843,7 +1843,7 @@ def fingerprints(ws: Path, tmp: Path | None) -> dict[str, str]:
 
 def _digest(path: Path) -> str:
     if path.name == "manifest.json":
-        with contextlib.suppress(ValueError, OSError, AttributeError, TypeError):  # a manifest that is no object too
+        with contextlib.suppress(ValueError, OSError, AttributeError, TypeError, RecursionError):  # any hostile manifest
             data = json.loads(path.read_text())
             data.pop("name", None)
             return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
