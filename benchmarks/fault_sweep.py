@@ -1796,7 +1796,7 @@ def verify_artifact(folder: Path) -> list[str]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
         files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         return [f"{folder.name}: manifest unreadable ({type(exc).__name__})"]
     problems = []
     for rel, meta in files.items():
@@ -1869,9 +1869,8 @@ def changed_outside(ctx: Ctx, case: Case, before: Snapshot) -> list[str]:
 
 
 def _created(folder: Path) -> str | None:
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return json.loads((folder / "manifest.json").read_text()).get("created")
-    return None
+    manifest = _manifest(folder)
+    return manifest.get("created") if manifest is not None else None
 
 
 def non_finite_published(ctx: Ctx, listed: dict[str, dict]) -> list[str]:
@@ -1892,7 +1891,8 @@ def non_finite_published(ctx: Ctx, listed: dict[str, dict]) -> list[str]:
 
 
 def _manifest(folder: Path) -> dict | None:
-    with contextlib.suppress(OSError, ValueError):
+    """An artifact's manifest as a dict; None for anything a hostile case left there (missing, not JSON, too deep)."""
+    with contextlib.suppress(OSError, ValueError, RecursionError):
         data = json.loads((folder / "manifest.json").read_text())
         return data if isinstance(data, dict) else None
     return None
