@@ -185,7 +185,7 @@ influence:
 mask: {{threshold: 0.99, window: 1, max_tokens: 300}}
 finetune: {{lambda: 1.5, train: {{max_steps: 2, batch_size: 8}}}}
 eval: {{prompts: tiny-prompts, classifier: profanity, num_prompts: 4, samples: 2, max_new_tokens: 4, top_p: 0.9, seed: 0,
-        evaluate_baseline: false}}
+        evaluate_baseline: false, ppl_data: tiny-heldout, lambada: tiny-lambada}}
 """
 
 
