@@ -41,9 +41,14 @@ def invoke_cli(root: str | Path, *args, input: str | None = None, env: dict | No
     return CliResult(CliRunner().invoke(app, ["--workspace", str(root), *map(str, args)], input=input, env=env))
 
 
-def assert_one_line_error(result, *needles: str, code: int | None = None) -> str:
-    """A user error: exit ≠ 0 (or exactly `code`), empty stdout, one `error:` line naming every needle."""
+def assert_one_line_error(result, *needles: str, code: int | None = None, warnings: int = 0) -> str:
+    """A user error: exit ≠ 0 (or exactly `code`), empty stdout, one `error:` line naming every needle.
+
+    `warnings` is how many `warning:` lines a command correctly prints before it fails (e.g. a short run's
+    coverage warning); they are checked and set aside, so an unexpected warning still fails the test."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert [line.startswith("warning:") for line in lines[:warnings]] == [True] * warnings, result.stderr
+    lines = lines[warnings:]
     assert result.exit_code != 0 if code is None else result.exit_code == code, (result.exit_code, result.stderr)
     assert result.stdout.strip() == "", result.stdout
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
