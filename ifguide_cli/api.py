@@ -22,16 +22,13 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.training.objective import penalty_loss, token_weights
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["LoadedMask", "load_mask", "penalty_loss", "token_weights"]  # and PenaltyTrainer, loaded when asked for
 
