@@ -57,7 +57,7 @@ def test_absurd_sample_counts_are_refused():
 
 def test_max_new_tokens_is_checked_against_the_models_context():
     tiny = resolve_model("tiny")  # a 128-token context
-    check_generation_fits(tiny, GenerationConfig(max_new_tokens=127))
+    check_generation_fits(tiny, 127)
     with pytest.raises(IfguideError, match=r"--max-new-tokens 4611686018427387904 does not fit .* context of 128") as err:
-        check_generation_fits(tiny, GenerationConfig(max_new_tokens=2**62))
+        check_generation_fits(tiny, 2**62)
     assert err.value.exit_code == 2 and "127" in err.value.hint

@@ -103,6 +103,16 @@ def test_a_bad_value_is_refused_before_anything_trains(cli, tmp_path):
     assert cli("--json", "workspace", "ls").json["artifacts"] == []
 
 
+def test_a_continuation_that_cannot_fit_the_context_is_refused_before_anything_trains(cli):
+    """The eval stage checks --max-new-tokens against the model's context; a pipeline must not train for hours
+    first (tiny's context is 128 tokens)."""
+    for dry in ((), ("--dry-run",)):
+        result = cli("run", "--preset", "tiny", "--set", "eval.max_new_tokens=128", *dry)
+        assert_one_line_error(result, "eval.max_new_tokens 128 does not fit", "context of 128", code=2)
+    assert cli("--json", "workspace", "ls").json["artifacts"] == []
+    assert cli("run", "--preset", "tiny", "--set", "eval.max_new_tokens=127", "--dry-run").exit_code == 0
+
+
 def test_print_config(cli):
     result = cli("--json", "run", "--preset", "tiny", "--print-config")
     assert result.exit_code == 0 and "toxic_queries" in result.json["yaml"]

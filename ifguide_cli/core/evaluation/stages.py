@@ -289,7 +289,7 @@ def evaluate_toxicity(workspace: Workspace, mref: ModelRef, prompts_ref: str, ge
 
     `queries`: influence query sets to count shared prompts with (see `leakage`); an RTP reference prompt
     subset is checked against the reference's query sets without them."""
-    check_generation_fits(mref, generation)
+    check_generation_fits(mref, generation.max_new_tokens)
     stage = ToxicityStage(reporter)
     inputs = stage.inputs(workspace, ToxicityRefs(mref, prompts_ref, classifier_spec, num_prompts, defense, reward_art,
                                                   tuple(queries)))
@@ -299,14 +299,15 @@ def evaluate_toxicity(workspace: Workspace, mref: ModelRef, prompts_ref: str, ge
     return result
 
 
-def check_generation_fits(mref, generation: GenerationConfig) -> None:
-    """--max-new-tokens leaves room for a prompt in the model's context (as --seq-len is checked against it)."""
+def check_generation_fits(mref, max_new_tokens: int, option: str = "--max-new-tokens") -> None:
+    """`max_new_tokens` (given as `option`) leaves room for a prompt in the model's context, as --seq-len is checked
+    against it: a pipeline checks its eval.max_new_tokens this way before it trains anything."""
     from ifguide_cli.core.models import model_context
 
     context = model_context(mref)
-    if context is not None and generation.max_new_tokens >= context:
-        raise IfguideError(f"--max-new-tokens {generation.max_new_tokens} does not fit {mref.ref!r}'s context of {context} "
-                           "tokens (the prompt needs at least one)", hint=f"pass at most {context - 1}", exit_code=2)
+    if context is not None and max_new_tokens >= context:
+        raise IfguideError(f"{option} {max_new_tokens} does not fit {mref.ref!r}'s context of {context} tokens (the "
+                           "prompt needs at least one)", hint=f"set {option} to at most {context - 1}", exit_code=2)
 
 
 def warn_leakage(summary: dict) -> None:

@@ -58,6 +58,8 @@ def check_inputs(ws: Workspace, spec: PipelineSpec, configs: StageConfigs) -> In
     item, inputs.model = model_input(ws, "baseline.checkpoint" if spec.baseline.checkpoint else "model", base_ref,
                                      weights=bool(spec.baseline.checkpoint))
     inputs.items.append(item)
+    if spec.eval.toxicity and item.available:
+        check_generation(spec, inputs.model)
     if inputs.model is not None or configs.corpus.get("tokenizer"):
         inputs.items.append(tokenizer_input(ws, configs.corpus.get("tokenizer"), inputs.model))
     if spec.influence.proxy is not None:  # a checkpoint (weights) or an architecture trained on the data
@@ -82,6 +84,14 @@ def check_inputs(ws: Workspace, spec: PipelineSpec, configs: StageConfigs) -> In
     for role, ref in fluency_data(spec, inputs.model, own is not None):
         inputs.items.append(dataset_input(ws, role, ref, "evaluation text"))
     return inputs
+
+
+def check_generation(spec: PipelineSpec, model) -> None:
+    """eval.max_new_tokens against the baseline's context now, not after hours of training: every evaluated system
+    is the baseline's architecture (called once the baseline's config is known to be there)."""
+    from ifguide_cli.core.evaluation.stages import check_generation_fits
+
+    check_generation_fits(model, spec.eval.max_new_tokens, option="eval.max_new_tokens")
 
 
 def planned_prompts(prompts: str) -> str:
