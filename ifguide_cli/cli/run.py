@@ -110,6 +110,8 @@ def _render_plan(console, plan) -> None:
     console.print(stages)
     if plan.estimate is not None:
         _render_estimate(console, plan.estimate)
+    if plan.estimate_note:
+        console.print(escape(plan.estimate_note), soft_wrap=True)
     if plan.memory is not None:
         _render_memory(console, plan.memory)
 
@@ -119,13 +121,15 @@ def _render_estimate(console, estimate) -> None:
     from rich.table import Table
 
     cost = Table(title=f"estimate: {estimate.inputs.model} on one H100 (measured anchors)", title_justify="left")
-    columns = ("stage", "tokens", "tokens/s (H100)", "GPU-hours")
+    columns = ("stage", "model", "tokens", "tokens/s (H100)", "GPU-hours")
     for col in columns:
-        cost.add_column(col, justify="left" if col == "stage" else "right")
+        cost.add_column(col, justify="left" if col in ("stage", "model") else "right")
     for row in estimate.rows():
         cost.add_row(*(escape(str(row[k])) for k in columns))
     console.print(cost)
     console.print(f"wall time: {estimate.gpu_hours:,.1f} h on 1 GPU, {estimate.gpu_hours / 8:,.1f} h on 8 (linear scaling)")
+    if estimate.saving_line():
+        console.print(f"[bold]{escape(estimate.saving_line())}[/]", soft_wrap=True)
     disk = Table(title="disk", title_justify="left")
     for col in ("item", "size", "note"):
         disk.add_column(col)

@@ -8,6 +8,8 @@ cost per token grows linearly with the parameters (6N FLOPs per token for forwar
 first-order rule; attention and kernel efficiency make larger models somewhat faster than it says.
 Evaluation has no measured anchor: it is counted as forward-only tokens at 3× the forward+backward rate
 (2N vs 6N FLOPs), a lower bound because sampling 20 tokens is latency-bound.
+With a proxy model (`ProxySizes`, IF-Guide §5) the factors, query gradients and scores run at the proxy's rate,
+its training is a stage of its own, and `Plan.proxy_saving` compares that with scoring on the target.
 """
 
 from __future__ import annotations
@@ -89,6 +91,27 @@ def factor_bytes(model: str | Arch, bytes_per_value: int = 2) -> int:
 
 
 @dataclass(frozen=True)
+class ProxySizes:
+    """`influence.proxy`: the smaller model the factors and scores run on (IF-Guide §5 scores with Pythia-160M for
+    1B-class targets), and the run that trains it from scratch on the run's data (`steps` 0: a checkpoint taken as
+    it is, nothing trained)."""
+
+    model: str
+    steps: int = 0
+    batch: int = 256
+    eval_rows: int = 0  # validation rows evaluated every `eval_steps` while it trains (0: none)
+    eval_steps: int = 250
+    save_steps: int = 250
+    save_total_limit: int = 2
+    weight_bytes: int = 4  # fp32 weights (the `paper` profile's default)
+    micro_batch: int = 8
+
+    @property
+    def trained(self) -> bool:
+        return self.steps > 0
+
+
+@dataclass(frozen=True)
 class PlanInputs:
     """The run's sizes; the defaults are the reference's pre-training run (`PlanInputs.paper()`)."""
 
@@ -124,6 +147,11 @@ class PlanInputs:
     seeds: int = 1  # every fine-tune of an arms run is repeated per seed
     score_passes: int = 1  # one-pass scores per run: 2 when standard influence is an arm too
     score_blocks: int = 1  # `scores --partitions` blocks × `--shard` jobs: each repeats the query gradient pass
+    shards: int = 1  # `scores --shard I/N` jobs the scoring is split into (all N counted)
+    factor_rows: int | None = None  # rows the factors are fit on (`factors --max-examples`; None: all)
+    scored_rows: int | None = None  # rows the scores stage scores (`scores --max-rows`; None: all)
+    proxy: ProxySizes | None = None  # the model the influence stages run on, when it is not `model`
+    notes: tuple[str, ...] = ()  # how sizes the pipeline does not give were chosen (added to the assumptions)
 
     @classmethod
     def paper(cls, **changes) -> PlanInputs:
@@ -150,6 +178,11 @@ class PlanInputs:
     def evaluated_models(self) -> int:
         return self.compared_models + 1  # and the baseline
 
+    @property
+    def scorer(self) -> str:
+        """The model the factors, query gradients and scores run on: the proxy, else the trained model."""
+        return self.proxy.model if self.proxy is not None else self.model
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -157,6 +190,7 @@ class Stage:
     tokens: int  # tokens the stage processes (data tokens; a three-pass stage counts them once)
     tokens_per_s: float | None  # on one H100; None: no GPU work worth counting
     basis: str
+    model: str | None = None  # the model it runs (None: no model, e.g. the mask)
 
     @property
     def gpu_hours(self) -> float:
@@ -187,9 +221,10 @@ class Plan:
 
     def rows(self) -> list[dict]:
         """One display row per stage, then the total (strings, for a table)."""
-        out = [{"stage": s.name, "tokens": human(s.tokens), "tokens/s (H100)": human(s.tokens_per_s) if s.tokens_per_s else "-",
-                "GPU-hours": f"{s.gpu_hours:,.1f}", "basis": s.basis} for s in self.stages]
-        out.append({"stage": "total", "tokens": human(sum(s.tokens for s in self.stages)), "tokens/s (H100)": "",
+        out = [{"stage": s.name, "model": s.model or "-", "tokens": human(s.tokens),
+                "tokens/s (H100)": human(s.tokens_per_s) if s.tokens_per_s else "-", "GPU-hours": f"{s.gpu_hours:,.1f}",
+                "basis": s.basis} for s in self.stages]
+        out.append({"stage": "total", "model": "", "tokens": human(sum(s.tokens for s in self.stages)), "tokens/s (H100)": "",
                     "GPU-hours": f"{self.gpu_hours:,.1f}",
                     "basis": f"{self.wall_hours:,.1f} h wall on {self.inputs.gpus} GPU(s), scaling linearly"})
         return out
@@ -198,14 +233,38 @@ class Plan:
         return [{"item": n.name, "size": "unknown" if n.bytes is None else human(n.bytes, "B"), "note": n.note}
                 for n in self.disk]
 
+    def proxy_saving(self) -> dict | None:
+        """What scoring with the proxy saves against scoring with the trained model itself (IF-Guide §5's efficiency
+        claim): GPU-hours of factors, query gradients and scores on the target, vs on the proxy plus training it."""
+        p = self.inputs
+        if p.proxy is None:
+            return None
+        target = sum(s.gpu_hours for s in _influence(p, p.model))
+        influence = sum(s.gpu_hours for s in _influence(p, p.proxy.model))
+        training = sum(s.gpu_hours for s in _proxy_training(p))
+        return {"proxy": p.proxy.model, "target": p.model, "proxy_trained": p.proxy.trained,
+                "target_gpu_hours": round(target, 3), "proxy_gpu_hours": round(influence, 3),
+                "proxy_training_gpu_hours": round(training, 3), "saved_gpu_hours": round(target - influence - training, 3)}
+
+    def saving_line(self) -> str | None:
+        """The proxy's saving in words (None without a proxy)."""
+        x = self.proxy_saving()
+        if x is None:
+            return None
+        spent = x["proxy_gpu_hours"] + x["proxy_training_gpu_hours"]
+        training = f" + training it {x['proxy_training_gpu_hours']:,.1f}" if x["proxy_trained"] else " (taken, not trained)"
+        return (f"proxy {x['proxy']}: factors, query gradients and scores {x['proxy_gpu_hours']:,.1f} GPU-h{training} = "
+                f"{spent:,.1f} GPU-h, vs {x['target_gpu_hours']:,.1f} GPU-h on {x['target']}: saves "
+                f"{x['saved_gpu_hours']:,.1f} GPU-h ({x['target_gpu_hours'] / spent:.1f}× less)")
+
     def to_json(self) -> dict:
         return {"preset": self.inputs.preset, "scenario": self.inputs.scenario, "model": self.inputs.model,
-                "params": arch(self.inputs.model).params, "gpus": self.inputs.gpus,
-                "stages": [{"name": s.name, "tokens": s.tokens, "tokens_per_s": s.tokens_per_s,
+                "params": arch(self.inputs.model).params, "gpus": self.inputs.gpus, "scorer": self.inputs.scorer,
+                "stages": [{"name": s.name, "model": s.model, "tokens": s.tokens, "tokens_per_s": s.tokens_per_s,
                             "gpu_hours": round(s.gpu_hours, 3), "basis": s.basis} for s in self.stages],
                 "gpu_hours": round(self.gpu_hours, 3), "wall_hours": round(self.wall_hours, 3),
                 "disk": [{"name": n.name, "bytes": n.bytes, "note": n.note} for n in self.disk],
-                "assumptions": list(self.assumptions)}
+                "assumptions": list(self.assumptions), "proxy": self.proxy_saving()}
 
 
 def human(value: float, unit: str = "") -> str:
@@ -216,31 +275,59 @@ def human(value: float, unit: str = "") -> str:
     return f"{value:,.0f} {unit}".rstrip()
 
 
+def _anchored(model: str) -> str:
+    return f"measured on Pythia-160M, × {arch(ANCHOR_MODEL).params / arch(model).params:.3g} for {model}"
+
+
 def _stages(p: PlanInputs) -> tuple[Stage, ...]:
-    m, data = p.model, p.rows * p.seq_len
+    m = p.model
     train_tokens = p.train_steps * p.batch * p.seq_len
-    anchored = f"measured on Pythia-160M, × {arch(ANCHOR_MODEL).params / arch(m).params:.3g} for {m}"
     forward = FORWARD_SPEEDUP * rate("forward_backward", m)
-    passes = f" × {p.score_passes}" if p.score_passes > 1 else ""
-    stages = [
-        Stage("EK-FAC factors (3 passes, all rows)", data, rate("factors", m), anchored),
-        Stage(f"query gradients{passes}" + (f" × {p.score_blocks} blocks" if p.score_blocks > 1 else ""),
-              p.score_passes * p.score_blocks * p.queries * p.query_tokens, rate("forward_backward", m), anchored),
-        Stage(f"per-token scores (one pass){passes}", p.score_passes * data, rate("scores", m), anchored),
-        Stage("mask (CPU)", data, None, "reads the scores; no GPU"),
-        Stage(f"train {_compared(p)} ({p.train_steps:,} steps{' each' if p.compared_models > 1 else ''})",
-              p.compared_models * train_tokens, rate("train", m), anchored),
-    ]
+    stages = [*_proxy_training(p), *_influence(p, p.scorer), Stage("mask (CPU)", p.rows * p.seq_len, None, "reads the scores; no GPU"),
+              Stage(f"train {_compared(p)} ({p.train_steps:,} steps{' each' if p.compared_models > 1 else ''})",
+                    p.compared_models * train_tokens, rate("train", m), _anchored(m), m)]
     if p.scenario == "pretrain":
-        stages.insert(0, Stage(f"train baseline ({p.train_steps:,} steps)", train_tokens, rate("train", m), anchored))
+        stages.insert(0, Stage(f"train baseline ({p.train_steps:,} steps)", train_tokens, rate("train", m), _anchored(m), m))
     if p.eval_rows:
         checks = p.trained_models * (p.train_steps // p.eval_steps)
         stages.append(Stage(f"validation during training ({checks} passes)", checks * p.eval_rows * p.seq_len, forward,
-                            "assumed: forward-only at 3× forward+backward"))
+                            "assumed: forward-only at 3× forward+backward", m))
     per_model = p.prompts * p.samples * (p.prompt_tokens + p.new_tokens) + p.ppl_rows * p.seq_len + p.lambada_rows * p.lambada_tokens
     stages.append(Stage(f"evaluation ({p.evaluated_models} models)", p.evaluated_models * per_model, forward,
-                        "assumed: forward-only at 3× forward+backward; a lower bound (sampling is latency-bound)"))
+                        "assumed: forward-only at 3× forward+backward; a lower bound (sampling is latency-bound)", m))
     return tuple(stages)
+
+
+def _influence(p: PlanInputs, model: str) -> list[Stage]:
+    """Factors, query gradients and per-token scores, run on `model`."""
+    passes = f" × {p.score_passes}" if p.score_passes > 1 else ""
+    blocks = f" × {p.score_blocks} blocks" if p.score_blocks > 1 else ""
+    shards = f", {p.shards} shard jobs" if p.shards > 1 else ""
+    fit = "all rows" if p.factor_rows is None else f"{p.factor_rows:,} rows"
+    scored = p.rows if p.scored_rows is None else p.scored_rows
+    return [
+        Stage(f"EK-FAC factors (3 passes, {fit})", (p.factor_rows or p.rows) * p.seq_len, rate("factors", model),
+              _anchored(model), model),
+        Stage(f"query gradients{passes}{blocks}", p.score_passes * p.score_blocks * p.queries * p.query_tokens,
+              rate("forward_backward", model), _anchored(model), model),
+        Stage(f"per-token scores (one pass{shards}){passes}", p.score_passes * scored * p.seq_len, rate("scores", model),
+              _anchored(model), model),
+    ]
+
+
+def _proxy_training(p: PlanInputs) -> list[Stage]:
+    """Training the proxy from scratch on the run's data, and its validation passes (none for a taken proxy)."""
+    x = p.proxy
+    if x is None or not x.trained:
+        return []
+    stages = [Stage(f"train proxy {x.model} ({x.steps:,} steps)", x.steps * x.batch * p.seq_len, rate("train", x.model),
+                    _anchored(x.model), x.model)]
+    checks = x.steps // x.eval_steps if x.eval_rows else 0
+    if checks:
+        stages.append(Stage(f"validation of the proxy ({checks} passes)", checks * x.eval_rows * p.seq_len,
+                            FORWARD_SPEEDUP * rate("forward_backward", x.model), "assumed: forward-only at 3× forward+backward",
+                            x.model))
+    return stages
 
 
 def _compared(p: PlanInputs) -> str:
@@ -253,18 +340,34 @@ def _disk(p: PlanInputs) -> tuple[Need, ...]:
     tokens, params = p.rows * p.seq_len, arch(p.model).params
     kept = min(p.save_total_limit, p.train_steps // p.save_steps)
     resumable = params * p.weight_bytes * 3  # weights + AdamW's two moments in the weights' dtype
+    shards = (Need(f"score shards ({p.shards} jobs)", tokens * p.score_value_bytes,
+                   "sparse files holding their rows' scores, until removed after the merge"),) if p.shards > 1 else ()
     return (
         Need("hub download: OpenWebText chunks", None,
              "the whole train split (≥ 4,398,748 chunks × 2,048 tokens ≈ 9.0B tokens) is fetched to select 488,282"),
         Need("tokenized corpus", tokens * 5, "int32 token ids + uint8 attention mask"),
-        Need("EK-FAC factors", factor_bytes(p.model, p.factor_value_bytes), f"{p.model}, {p.factor_value_bytes}-byte values"),
+        *_proxy_disk(p),
+        Need("EK-FAC factors", factor_bytes(p.scorer, p.factor_value_bytes), f"{p.scorer}, {p.factor_value_bytes}-byte values"),
         Need("per-token scores", tokens * p.score_value_bytes,
              f"{p.score_value_bytes}-byte values ({human(tokens * 2, 'B')} in bf16, {human(tokens * 4, 'B')} in float32)"),
+        *shards,
         Need("mask", tokens, "one byte per token"),
         Need("checkpoints during training (peak)", p.trained_models * kept * resumable,
              f"{kept} kept per model × {human(resumable, 'B')} (weights + AdamW state)"),
         Need("final weights", p.trained_models * params * p.weight_bytes, f"{p.trained_models} models × {human(params * p.weight_bytes, 'B')}"),
     )
+
+
+def _proxy_disk(p: PlanInputs) -> tuple[Need, ...]:
+    """A trained proxy's checkpoints while it trains and its final weights (a taken one is on disk already)."""
+    x = p.proxy
+    if x is None or not x.trained:
+        return ()
+    weights = arch(x.model).params * x.weight_bytes
+    kept = min(x.save_total_limit, x.steps // x.save_steps)
+    return (Need("proxy checkpoints during training (peak)", kept * weights * 3,
+                 f"{kept} kept × {human(weights * 3, 'B')} ({x.model}: weights + AdamW state)"),
+            Need("proxy final weights", weights, f"{x.model}, {x.weight_bytes}-byte values"))
 
 
 ASSUMPTIONS = (
@@ -279,8 +382,8 @@ def build_plan(inputs: PlanInputs = PlanInputs()) -> Plan:
     """The plan of a run of these sizes (see `PlanInputs.paper()` / `.paper_finetune()`)."""
     if inputs.gpus < 1:
         raise ValueError("gpus must be at least 1")
-    arch(inputs.model)  # a clear error for a model without recorded shapes
-    return Plan(inputs, _stages(inputs), _disk(inputs), ASSUMPTIONS)
+    arch(inputs.model), arch(inputs.scorer)  # a clear error for a model without recorded shapes
+    return Plan(inputs, _stages(inputs), _disk(inputs), ASSUMPTIONS + inputs.notes)
 
 
 def plan_for(preset: str, gpus: int = 1) -> Plan:

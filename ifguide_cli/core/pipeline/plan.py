@@ -4,17 +4,16 @@ Nothing is built or written. A stage is matched against the workspace by its own
 `Stage.key`, as `run_stage` finds a stored artifact): where every parent is stored, the stage resolves its
 inputs (the influence stages load the model, whose weight fingerprint is in their key) and its key says whether
 it would be reused. A stage whose parent would be new is new too (its id contains the parent's). The estimate
-(tokens per stage, GPU-hours on an H100, disk) is `paper.plan`'s, from the run's own sizes: it is given when the
-model has recorded shapes and every data set is a reference subset of known size (the `paper` presets).
+(tokens per stage, GPU-hours on an H100, disk, GPU memory) is `pipeline.estimate`'s, from the run's own sizes.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ifguide_cli.core.pipeline.estimate import run_estimate, train_steps
 from ifguide_cli.core.pipeline.inputs import Inputs, check_inputs
 from ifguide_cli.core.pipeline.proxy import run_proxy
 from ifguide_cli.core.pipeline.reading import PipelineFile
@@ -44,6 +43,7 @@ class RunPlan:
     stages: list[PlannedStage] = field(default_factory=list)
     estimate: Any = None  # paper.plan.Plan, or None when the sizes are not known
     memory: dict[str, dict[str, int]] | None = None  # peak GPU memory per stage (paper.memory), with the estimate
+    estimate_note: str | None = None  # why there is no estimate, when the user can change it
     arms: tuple = ()  # a comparison run: pipeline.arms.ArmConfig of every arm
     seeds: tuple[int, ...] = ()
 
@@ -54,7 +54,8 @@ class RunPlan:
                 "scenario": spec.scenario, **arms, "ready": not self.inputs.missing,
                 "inputs": [i.to_json() for i in self.inputs.items], "missing": [i.role for i in self.inputs.missing],
                 "stages": [s.to_json() for s in self.stages],
-                "estimate": self.estimate.to_json() if self.estimate is not None else None, "memory": self.memory}
+                "estimate": self.estimate.to_json() if self.estimate is not None else None, "memory": self.memory,
+                "estimate_note": self.estimate_note}
 
 
 def plan_run(ws: Workspace, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
@@ -64,17 +65,9 @@ def plan_run(ws: Workspace, pipeline: PipelineFile, gpus: int = 1) -> RunPlan:
     plan = RunPlan(pipeline, inputs, arms=configs.arms, seeds=configs.seeds)
     proxy = run_proxy(ws, pipeline.spec, inputs.model)
     plan.stages = _Planner(ws, pipeline.spec, configs, inputs, proxy).stages()
-    plan.estimate = estimate(pipeline.spec, configs, gpus, label=pipeline.path.stem)
-    plan.memory = peak_memory(plan.estimate.inputs) if plan.estimate is not None else None
+    cost = run_estimate(ws, pipeline.spec, configs, proxy, gpus, label=pipeline.path.stem)
+    plan.estimate, plan.memory, plan.estimate_note = cost.plan, cost.memory, cost.note
     return plan
-
-
-def peak_memory(sizes) -> dict[str, dict[str, int]]:
-    """Peak GPU memory per stage for the run's model, precision, batch, LoRA, checkpointing and FSDP."""
-    from ifguide_cli.core.paper import memory
-
-    return memory.estimate(memory.MemoryInputs(sizes.model, sizes.weight_bytes, sizes.micro_batch, sizes.seq_len,
-                                               sizes.lora_rank, sizes.fsdp, sizes.gradient_checkpointing))
 
 
 # ---- matching stored artifacts -------------------------------------------------------------------------
@@ -168,8 +161,7 @@ class _Planner:
         rows = data.summary.get("rows") if data is not None else None
         if rows and seq_len:
             train_rows = len(split_rows(int(rows), train)[0])
-            steps = train.max_steps or math.ceil(train.epochs * (train_rows // train.batch_size))
-            return f"{does}: {run_size(steps, train.batch_size, train_rows, int(seq_len))['words']}"
+            return f"{does}: {run_size(train_steps(train, int(rows)), train.batch_size, train_rows, int(seq_len))['words']}"
         if train.max_steps:
             return f"{does}: {train.max_steps:,} steps × {train.batch_size} rows" + (
                 f" × {seq_len} tokens = {train.max_steps * train.batch_size * seq_len:,} tokens" if seq_len else "")
@@ -371,70 +363,3 @@ def _resolve_or_none(ws: Workspace, ref: str):
         return ws.resolve(ref, "datasets")
     except ArtifactNotFound:
         return None
-
-
-# ---- the cost estimate ---------------------------------------------------------------------------------
-def estimate(spec: PipelineSpec, configs: StageConfigs, gpus: int = 1, label: str = "pipeline"):
-    """`paper.plan`'s estimate for this run's sizes, or None when a size is unknown (see the module docstring)."""
-    from dataclasses import replace
-
-    from ifguide_cli.core.paper import plan
-
-    sizes = plan_sizes(spec, configs, label, gpus)
-    return plan.build_plan(replace(sizes, gpus=gpus)) if sizes is not None else None
-
-
-def plan_sizes(spec: PipelineSpec, configs: StageConfigs, label: str = "pipeline", gpus: int = 1):
-    """The run's sizes as `paper.plan.PlanInputs`: the model's shapes, the subsets' rows, the training recipe."""
-    from ifguide_cli.core.paper import plan
-    from ifguide_cli.core.paper.subsets import SUBSETS
-    from ifguide_cli.core.training.config import default_profile, given_values, resolve_config
-
-    ev, model = spec.eval, spec.baseline.checkpoint or spec.model
-    named = {"data": spec.data, "toxic": spec.influence.toxic_queries, "safe": spec.influence.safe_queries,
-             "prompts": ev.prompts if ev.toxicity else None, "ppl": ev.ppl_data, "lambada": ev.lambada}
-    if model not in plan.ARCHS or any(ref is not None and ref not in SUBSETS for ref in named.values()):
-        return None  # `auto` eval data is not a subset either
-    rows = {key: SUBSETS[ref].rows if ref else 0 for key, ref in named.items()}
-    options = given_values(configs.ifguide_train, "the IF-Guide model's options")
-    seq_len = configs.corpus.get("seq_len") or 2048  # the reference's chunks
-    mode = "pretrain" if spec.scenario == "pretrain" else "finetune"
-    train, run = resolve_config(mode, options.get("profile") or default_profile(model, spec.data), None, options, seq_len)
-    return plan.PlanInputs(
-        preset=label, scenario=spec.scenario, model=model, rows=rows["data"], seq_len=seq_len,
-        train_steps=train.max_steps or math.ceil(train.epochs * rows["data"] / train.batch_size), batch=train.batch_size,
-        eval_rows=_validation_rows(train, rows["data"]), eval_steps=run.eval_steps or run.save_steps,
-        save_steps=run.save_steps, save_total_limit=run.save_total_limit, queries=rows["toxic"] + rows["safe"],
-        prompts=min(ev.num_prompts or rows["prompts"], rows["prompts"]), samples=ev.samples, new_tokens=ev.max_new_tokens,
-        ppl_rows=rows["ppl"], lambada_rows=rows["lambada"], factor_value_bytes=2 if configs.factors.precision == "bf16" else 4,
-        weight_bytes=2 if options.get("weights_dtype") == "bf16" else 4, micro_batch=run.micro_batch_size or 8,
-        lora_rank=train.lora_rank, gradient_checkpointing=run.gradient_checkpointing, fsdp=gpus if run.fsdp else 1,
-        **_score_sizes(configs, rows["data"] * seq_len, (rows["toxic"] + rows["safe"]) * seq_len),
-        **_arm_sizes(configs))
-
-
-def _score_sizes(configs: StageConfigs, data_tokens: int, query_tokens: int) -> dict:
-    """The scores' bytes per value (`--storage`) and their blocks (each repeats the query gradient pass)."""
-    from ifguide_cli.core.influence.blocks import default_blocks
-
-    scores = configs.scores
-    blocks = scores.partitions or default_blocks(data_tokens, query_tokens)
-    return {"score_value_bytes": 4 if scores.storage == "fp32" else 2, "score_blocks": blocks}
-
-
-def _arm_sizes(configs: StageConfigs) -> dict:
-    """How many arms, seeds and score passes an arms run adds to the paper's two-model run."""
-    from ifguide_cli.core.pipeline.arms import used_scores
-
-    if not configs.arms:
-        return {}
-    return {"arms": len(configs.arms), "seeds": len(configs.seeds) or 1, "score_passes": max(1, len(used_scores(configs.arms)))}
-
-
-def _validation_rows(train, data_rows: int) -> int:
-    """Rows of each evaluation during training: of `eval_data` (a subset), else the held-out share, at most eval_docs."""
-    from ifguide_cli.core.paper.subsets import SUBSETS
-
-    if train.eval_data:
-        return min(train.eval_docs, SUBSETS[train.eval_data].rows if train.eval_data in SUBSETS else 0)
-    return min(train.eval_docs, max(1, round(data_rows * train.val_fraction))) if train.val_fraction else 0
