@@ -49,7 +49,6 @@ from ifguide_cli.core.data.stage import (
     resolve_corpus,
     row_labels,
     row_source,
-    save_corpus,
 )
 from ifguide_cli.core.store.artifact_files import CORPUS_FILE
 from ifguide_cli.core.store.file_integrity import file_identity
@@ -59,5 +58,5 @@ __all__ = [
     "SourceDoc", "TokenizedCorpus", "check_corpus", "corpus_artifact", "corpus_options", "corpus_shape", "dataset_identity", "dataset_label_metrics",
     "default_corpus_config", "existing_corpus", "file_identity", "is_source_ref", "iter_documents", "label_metrics",
     "load_corpus", "load_prompts", "load_queries", "load_records", "mapped_corpus", "model_corpus", "model_tokenizer", "parse_label", "plan_layout", "record_text",
-    "recorded_dataset", "resolve_corpus", "row_labels", "row_source", "save_corpus", "tokenize_corpus",
+    "recorded_dataset", "resolve_corpus", "row_labels", "row_source", "tokenize_corpus",
 ]

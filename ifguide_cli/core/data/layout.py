@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
 from ifguide_cli.core.config import Config, param
 from ifguide_cli.core.data.sources import SourceDoc, is_packaged, is_token_subset, record_text
@@ -39,7 +39,7 @@ PACK_SHARE = 0.8  # unset layout: `documents` when at least this share of docume
 ROW_MULTIPLE = 8  # fitted row lengths are multiples of 8 (tensor-core friendly)
 MIN_SEQ_LEN = 16
 TOKENIZE_BATCH = 1000
-_BLOCK_ROWS = 1024
+BLOCK_ROWS = 1024  # rows handed on at a time: 1024 × 2048 tokens are 10 MB of int32 ids + uint8 mask
 
 _PACKAGED = {"layout": "documents", "seq_len": 64, "overflow": "truncate"}
 _SOURCE_DEFAULTS = {
@@ -182,21 +182,55 @@ class TokenizedCorpus:
         return tuple(self.input_ids.shape)
 
 
-def tokenize_corpus(records, tokenizer, config: CorpusConfig, reporter=NULL, *, text_sink: BinaryIO | None = None,
-                    what: str = "the dataset") -> TokenizedCorpus:
-    """Tokenize documents (`SourceDoc`s, or record dicts) into rows, in batches, keeping each row's source map.
+@dataclass
+class RowBlock:
+    """Consecutive finished rows, as the row builder hands them to a `RowSink`."""
 
-    `config` must be planned (layout and seq_len set). Row texts go to `text_sink` as they come (default: memory).
-    """
+    input_ids: Any  # numpy int32 (rows, seq_len)
+    attention_mask: Any  # numpy uint8 (rows, seq_len)
+    labels: Any  # numpy bool (rows,): a row is positive when any of its documents is
+    columns: dict[str, Any]  # numpy int64 source-map columns (see `RowMap`); piece_start: each row's first piece
+
+    @property
+    def rows(self) -> int:
+        return len(self.input_ids)
+
+
+class RowSink(Protocol):
+    """Where finished rows go, a block at a time: memory (`tokenize_corpus`) or the dataset artifact's files
+    (`rowfiles.DatasetFiles`)."""
+
+    def write(self, block: RowBlock) -> None: ...
+
+    def close(self, tail: dict[str, Any]) -> None:
+        """No more rows; `tail`: the last entries of columns that have one more entry than rows (piece_start's end)."""
+
+
+@dataclass(frozen=True)
+class CorpusTally:
+    """What the dataset's summary says about the rows a sink received (counted as they went by)."""
+
+    rows: int
+    seq_len: int
+    tokens: int  # attention-mask ones
+    positive_labels: int | None  # rows with a positive label; None without a label field
+    stats: dict  # skipped_empty, truncated_documents, truncated_tokens, split_documents, documents
+
+
+def build_rows(records, tokenizer, config: CorpusConfig, sink: RowSink, reporter=NULL, *, text_sink: BinaryIO,
+               what: str = "the dataset", block_rows: int | None = None) -> CorpusTally:
+    """Tokenize documents (`SourceDoc`s, or record dicts) into rows, in batches, handing each `block_rows` finished
+    rows with their source map to `sink` and each row's text to `text_sink`: memory holds one block, whatever the
+    corpus's size (`block_rows`: default BLOCK_ROWS). `config` must be planned (layout and seq_len set)."""
     if not config.planned:
-        raise ValueError("tokenize_corpus needs a planned config (layout and seq_len); see plan_layout")
+        raise ValueError("build_rows needs a planned config (layout and seq_len); see plan_layout")
     if not getattr(tokenizer, "is_fast", False):
         raise IfguideError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no fast (Rust) version",
                            hint="the row source map needs character offsets; use a tokenizer with a tokenizer.json",
                            exit_code=2)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    builder = _RowBuilder(config, pad, text_sink)
+    builder = _RowBuilder(config, pad, text_sink, sink, block_rows or BLOCK_ROWS)
     total = len(records) if isinstance(records, list) else None
     with reporter.task("tokenizing", total=total) as task:
         for batch in batched(_documents(records, config), TOKENIZE_BATCH):
@@ -209,6 +243,17 @@ def tokenize_corpus(records, tokenizer, config: CorpusConfig, reporter=NULL, *, 
             if builder.full:
                 break
     return builder.finish(what)
+
+
+def tokenize_corpus(records, tokenizer, config: CorpusConfig, reporter=NULL, *, text_sink: BinaryIO | None = None,
+                    what: str = "the dataset") -> TokenizedCorpus:
+    """`build_rows` into memory: the rows as tensors with their source map (row texts go to `text_sink`, default:
+    memory). For tests and small corpora; the data stage streams the rows to its files (`rowfiles.write_corpus`)."""
+    texts = io.BytesIO()
+    memory = _MemoryRows()
+    tally = build_rows(records, tokenizer, config, memory, reporter, text_sink=texts if text_sink is None else text_sink,
+                       what=what)
+    return memory.corpus(config, tally, texts.getvalue() if text_sink is None else None)
 
 
 def _documents(records, config: CorpusConfig) -> Iterator[SourceDoc]:
@@ -236,20 +281,54 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-class _RowBuilder:
-    """Places each document's tokens into rows and records the pieces (document parts) of each row."""
+class _MemoryRows:
+    """A `RowSink` that keeps every block, joined into one `TokenizedCorpus` at the end."""
 
-    def __init__(self, config: CorpusConfig, pad: int, text_sink: BinaryIO | None):
+    def __init__(self) -> None:
+        self.blocks: list[RowBlock] = []
+        self.tail: dict[str, Any] = {}
+
+    def write(self, block: RowBlock) -> None:
+        self.blocks.append(block)
+
+    def close(self, tail: dict[str, Any]) -> None:
+        self.tail = tail
+
+    def corpus(self, config: CorpusConfig, tally: CorpusTally, texts: bytes | None) -> TokenizedCorpus:
+        import numpy as np
+        import torch
+
+        def joined(get) -> Any:
+            return np.concatenate([get(b) for b in self.blocks])
+
+        columns = {name: np.concatenate([*(b.columns[name] for b in self.blocks), *([self.tail[name]] if name in self.tail else [])])
+                   for name in self.blocks[0].columns}
+        labels = None if config.label_field is None else torch.from_numpy(joined(lambda b: b.labels))
+        return TokenizedCorpus(torch.from_numpy(joined(lambda b: b.input_ids).astype(np.int64)),
+                               torch.from_numpy(joined(lambda b: b.attention_mask).astype(np.int64)),
+                               labels if config.label_field == "planted_toxic" else None, labels,
+                               RowMap(columns, texts), dict(tally.stats))
+
+
+class _RowBuilder:
+    """Places each document's tokens into rows and records the pieces (document parts) of each row; hands each
+    `block_rows` finished rows to the sink and keeps only the open block."""
+
+    def __init__(self, config: CorpusConfig, pad: int, text_sink: BinaryIO, sink: RowSink, block_rows: int):
         assert config.seq_len is not None, "rows are built from a planned layout (its seq_len set)"
         self.config, self.T, self.pad = config, config.seq_len, pad
         self.packed = config.layout == "packed"
-        self.blocks: list[tuple[Any, Any]] = []
+        self.sink, self.block_rows = sink, block_rows
         self.rows = 0  # finished rows
+        self.start = 0  # the open block's first row
+        self.ids, self.att = self._new_block()
         self.fill = 0  # tokens in the open packed row
         self.open_pieces: list[tuple] = []  # pieces of the open packed row
-        self.pieces: list[tuple] = []  # (row, doc_id, line, char_start, char_end, doc_chars, text_start, text_end, label)
-        self.sink = text_sink if text_sink is not None else io.BytesIO()
+        self.pieces: list[tuple] = []  # the open block's: (row, doc_id, line, char_start, char_end, doc_chars, text_start, text_end, label)
+        self.text_sink = text_sink
         self.text_pos = 0
+        self.written = {"pieces": 0, "tokens": 0, "positive": 0, "documents": 1}
+        self.last_doc: int | None = None
         self.stats = {"skipped_empty": 0, "truncated_documents": 0, "truncated_tokens": 0, "split_documents": 0}
 
     @property
@@ -279,17 +358,17 @@ class _RowBuilder:
         for a, b in chunks:
             if self.full:
                 return
-            ids_row, att_row = self._row(self.rows)
+            ids_row, att_row = self._row()
             ids_row[: b - a] = ids[a:b]
             att_row[: b - a] = 1
             span_end = self._piece(self.rows, doc, offsets, b, span_end, self.pieces)
-            self.rows += 1
+            self._finish_row()
 
     def _pack(self, doc: SourceDoc, ids: list[int], offsets) -> None:
         pos, span_end, n = 0, 0, len(offsets)
         while pos < len(ids) and not self.full:
             take = min(self.T - self.fill, len(ids) - pos)
-            ids_row, att_row = self._row(self.rows)
+            ids_row, att_row = self._row()
             ids_row[self.fill: self.fill + take] = ids[pos: pos + take]
             att_row[self.fill: self.fill + take] = 1
             if pos < n:  # a part holding only the document's EOS has no text
@@ -299,58 +378,85 @@ class _RowBuilder:
             if self.fill == self.T:
                 self.pieces += self.open_pieces
                 self.open_pieces, self.fill = [], 0
-                self.rows += 1
+                self._finish_row()
 
     def _piece(self, row: int, doc: SourceDoc, offsets, end_token: int, start: int, into: list) -> int:
-        """Record the part of `doc` whose tokens end at `end_token` (exclusive); returns its character end."""
+        """Record the part of `doc` whose tokens end at `end_token` (exclusive); returns its character end. Spans are
+        in the document's coordinates (`doc.char_offset`: where a stored part of it starts)."""
         end = len(doc.text) if end_token >= len(offsets) else max(start, offsets[end_token - 1][1])
         data = doc.text[start:end].encode("utf-8")
-        self.sink.write(data)
-        into.append((row, doc.doc_id, doc.line, start, end, len(doc.text), self.text_pos, self.text_pos + len(data), doc.label))
+        self.text_sink.write(data)
+        doc_chars = len(doc.text) if doc.doc_chars is None else doc.doc_chars
+        into.append((row, doc.doc_id, doc.line, doc.char_offset + start, doc.char_offset + end, doc_chars, self.text_pos,
+                     self.text_pos + len(data), doc.label))
         self.text_pos += len(data)
         return end
 
-    def _row(self, r: int):
+    def _new_block(self):
         import numpy as np
 
-        while r // _BLOCK_ROWS >= len(self.blocks):
-            self.blocks.append((np.full((_BLOCK_ROWS, self.T), self.pad, dtype=np.int64),
-                                np.zeros((_BLOCK_ROWS, self.T), dtype=np.int64)))
-        ids, att = self.blocks[r // _BLOCK_ROWS]
-        return ids[r % _BLOCK_ROWS], att[r % _BLOCK_ROWS]
+        return (np.full((self.block_rows, self.T), self.pad, dtype=np.int32),
+                np.zeros((self.block_rows, self.T), dtype=np.uint8))
 
-    def finish(self, what: str = "the dataset") -> TokenizedCorpus:
+    def _row(self):
+        """The open row's token ids and attention mask (views into the open block)."""
+        return self.ids[self.rows - self.start], self.att[self.rows - self.start]
+
+    def _finish_row(self) -> None:
+        self.rows += 1
+        if self.rows - self.start == self.block_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the open block's finished rows to the sink, with their source map, and open the next block."""
         import numpy as np
-        import torch
+
+        n = self.rows - self.start
+        if n == 0:
+            return
+        block = _block(self.ids[:n], self.att[:n], self.pieces, self.start, self.packed, self.written["pieces"])
+        docs = block.columns["piece_doc_id" if self.packed else "doc_id"]
+        if len(docs):
+            changes = int(np.count_nonzero(np.diff(docs))) + (self.last_doc is not None and int(docs[0]) != self.last_doc)
+            self.written["documents"] += changes
+            self.last_doc = int(docs[-1])
+        self.written["pieces"] += len(self.pieces)
+        self.written["tokens"] += int(block.attention_mask.sum(dtype=np.int64))
+        self.written["positive"] += int(block.labels.sum())
+        self.sink.write(block)
+        self.pieces, self.start = [], self.rows
+        self.ids, self.att = self._new_block()
+
+    def finish(self, what: str = "the dataset") -> CorpusTally:
+        import numpy as np
 
         if self.rows == 0:
             if self.packed:
                 raise IfguideError(f"the dataset has {self.fill} tokens, fewer than one {self.T}-token row",
                                    hint="lower --seq-len or use --layout documents", exit_code=2)
             raise IfguideError(f"{what} has no document with text", hint="check --text-field", exit_code=2)
-        input_ids = torch.from_numpy(np.concatenate([b[0] for b in self.blocks])[: self.rows])
-        attention = torch.from_numpy(np.concatenate([b[1] for b in self.blocks])[: self.rows])
-        columns, labels = _columns(self.pieces, self.rows, self.packed)
-        texts = self.sink.getvalue() if isinstance(self.sink, io.BytesIO) else None
-        stats = {**self.stats, "documents": int(np.count_nonzero(np.diff(columns["piece_doc_id" if self.packed else "doc_id"]))) + 1}
-        labels_t = None if self.config.label_field is None else torch.from_numpy(labels)
-        planted = labels_t if self.config.label_field == "planted_toxic" else None
-        return TokenizedCorpus(input_ids, attention, planted, labels_t, RowMap(columns, texts), stats)
+        self._flush()
+        self.sink.close({"piece_start": np.array([self.written["pieces"]], dtype=np.int64)} if self.packed else {})
+        return CorpusTally(self.rows, self.T, self.written["tokens"],
+                           None if self.config.label_field is None else self.written["positive"],
+                           {**self.stats, "documents": self.written["documents"]})
 
 
 _PIECE_FIELDS = ("row", "doc_id", "line", "char_start", "char_end", "doc_chars", "text_start", "text_end")
 _ROW_FIELDS = _PIECE_FIELDS[1:]
 
 
-def _columns(pieces: list[tuple], rows: int, packed: bool):
-    """Per-row columns (the row's first piece) and per-row labels; packed rows also get the piece table."""
+def _block(ids, att, pieces: list[tuple], start: int, packed: bool, pieces_before: int) -> RowBlock:
+    """Rows `start`… as a block: per-row columns (the row's first piece, -1 for a row without one) and labels; packed
+    rows also get the piece table (piece_start counts the `pieces_before` of earlier blocks)."""
     import numpy as np
 
+    rows = len(ids)
     width = len(_PIECE_FIELDS)
     table = np.array([p[:width] for p in pieces], dtype=np.int64).reshape(-1, width)
     piece_label = np.array([bool(p[width]) for p in pieces], dtype=bool)
     first = np.full(rows, -1, dtype=np.int64)
-    row_of = table[:, 0]
+    row_of = table[:, 0] - start
     starts = np.flatnonzero(np.r_[True, row_of[1:] != row_of[:-1]]) if len(row_of) else np.zeros(0, dtype=np.int64)
     first[row_of[starts]] = starts
     columns = {}
@@ -362,7 +468,7 @@ def _columns(pieces: list[tuple], rows: int, packed: bool):
     labels = np.zeros(rows, dtype=bool)
     np.logical_or.at(labels, row_of, piece_label)  # a packed row is positive when any of its documents is
     if packed:
-        columns["piece_start"] = np.searchsorted(row_of, np.arange(rows + 1)).astype(np.int64)
+        columns["piece_start"] = (pieces_before + np.searchsorted(row_of, np.arange(rows))).astype(np.int64)
         for j, name in enumerate(_ROW_FIELDS, start=1):
             columns[f"piece_{name}"] = table[:, j].copy()
-    return columns, labels
+    return RowBlock(ids, att, labels, columns)

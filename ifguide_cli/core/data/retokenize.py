@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-import numpy as np
-
-from ifguide_cli.core.data.layout import CorpusConfig, tokenize_corpus
+from ifguide_cli.core.data.layout import CorpusConfig
+from ifguide_cli.core.data.rowfiles import write_corpus
 from ifguide_cli.core.data.sources import SourceDoc
-from ifguide_cli.core.data.stage import ROWS_FILE, TEXTS_FILE, RowSources, corpus_summary, save_corpus
+from ifguide_cli.core.data.stage import ROWS_FILE, TEXTS_FILE, RowSources, corpus_summary
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.progress import NULL, Reporter
 from ifguide_cli.core.stage import ArtifactKey, Stage
@@ -36,18 +35,10 @@ class RecordedSource(NamedTuple):
     positions: str
 
 
-@dataclass(frozen=True)
-class StoredDocument:
-    """A document as a dataset artifact holds it: its text from `char_start` on, and its full length."""
-
-    doc: SourceDoc
-    char_start: int
-    doc_chars: int
-
-
-def stored_documents(art) -> Iterator[StoredDocument]:
+def stored_documents(art) -> Iterator[SourceDoc]:
     """The documents of a dataset artifact rebuilt from its rows' own text, in order (parts of one document are
-    consecutive in the source map and tile its text)."""
+    consecutive in the source map and tile its text). Each keeps where its stored text starts in the original
+    document and that document's length, so the new source map's spans are in the original's coordinates."""
     columns = RowSources(art).columns
     prefix = "piece_" if "piece_start" in columns else ""
     labels = None if prefix else columns.get("labels")
@@ -61,22 +52,10 @@ def stored_documents(art) -> Iterator[StoredDocument]:
             fh.seek(int(columns[prefix + "text_start"][start]))
             text = fh.read(int(columns[prefix + "text_end"][end - 1] - columns[prefix + "text_start"][start])).decode("utf-8")
             label = None if labels is None else bool(labels[start])
-            yield StoredDocument(SourceDoc(int(doc_ids[start]), int(columns[prefix + "line"][start]), text, label),
-                                 int(columns[prefix + "char_start"][start]), int(columns[prefix + "doc_chars"][start]))
+            yield SourceDoc(int(doc_ids[start]), int(columns[prefix + "line"][start]), text, label,
+                            char_offset=int(columns[prefix + "char_start"][start]),
+                            doc_chars=int(columns[prefix + "doc_chars"][start]))
             start = end
-
-
-def _to_document_coordinates(columns: dict[str, Any], stored: dict[int, tuple[int, int]]) -> None:
-    """Shift the new map's character spans by where each stored text starts in its document (in place);
-    `stored`: document id → (char_start, doc_chars) of the original."""
-    for prefix in ("", "piece_") if "piece_start" in columns else ("",):
-        docs = columns[prefix + "doc_id"]
-        has = docs >= 0
-        shift = np.array([stored[int(d)][0] if ok else 0 for d, ok in zip(docs, has, strict=True)], dtype=np.int64)
-        columns[prefix + "char_start"] = columns[prefix + "char_start"] + shift
-        columns[prefix + "char_end"] = columns[prefix + "char_end"] + shift
-        columns[prefix + "doc_chars"] = np.array([stored[int(d)][1] if ok else -1 for d, ok in zip(docs, has, strict=True)],
-                                                 dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -149,19 +128,9 @@ class RetokenizeStage(Stage[RetokenizeRefs, RetokenizeInputs, None, dict[str, An
 
     def build(self, ctx: BuildContext, inputs: RetokenizeInputs, config: None = None) -> dict[str, Any]:
         layout = self._layout(inputs)
-        stored: dict[int, tuple[int, int]] = {}  # two numbers per document, not its text
-
-        def documents() -> Iterator[SourceDoc]:
-            for d in stored_documents(inputs.dataset):
-                stored[d.doc.doc_id] = (d.char_start, d.doc_chars)
-                yield d.doc
-
-        with ctx.timed("tokenize"), open(ctx.staging / TEXTS_FILE, "wb") as sink:
-            corpus = tokenize_corpus(documents(), inputs.tokenizer.load(), layout, self.reporter, text_sink=sink,
-                                     what=f"dataset {inputs.dataset.id}")
-        assert corpus.rows is not None, "tokenize_corpus maps every row"
-        _to_document_coordinates(corpus.rows.columns, stored)
-        save_corpus(corpus, ctx.staging)
+        with ctx.timed("tokenize"):
+            tally = write_corpus(stored_documents(inputs.dataset), inputs.tokenizer.load(), layout, ctx.staging,
+                                 self.reporter, what=f"dataset {inputs.dataset.id}")
         s = inputs.dataset.summary
         source = RecordedSource(s.get("source"), s.get("file", ""), s.get("positions", "line"))
-        return {**corpus_summary(corpus, layout, source, None), "retokenized_from": inputs.dataset.id}
+        return {**corpus_summary(tally, layout, source, None), "retokenized_from": inputs.dataset.id}

@@ -455,6 +455,8 @@ class SourceDoc:
     line: int  # see SourceRecord.line
     text: str
     label: bool | None = None
+    char_offset: int = 0  # where `text` starts in its document (a stored part of it, `mask transfer`)
+    doc_chars: int | None = None  # the document's length in characters; None: `text` is the whole document
 
 
 def iter_documents(source: Source, text_field: str = "text", label_field: str | None = None,

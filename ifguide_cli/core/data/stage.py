@@ -23,47 +23,25 @@ from ifguide_cli.core.data.heldout import split_heldout
 from ifguide_cli.core.data.labels import label_metrics
 from ifguide_cli.core.data.layout import (
     CorpusConfig,
+    CorpusTally,
     TokenizedCorpus,
     default_corpus_config,
     plan_layout,
     sample_lengths,
-    tokenize_corpus,
 )
+from ifguide_cli.core.data.rowfiles import write_corpus
 from ifguide_cli.core.data.sources import Source, dataset_identity, is_packaged, is_token_subset, iter_documents, reference_subset
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.progress import NULL, Reporter
 from ifguide_cli.core.stage import ArtifactKey, Result, Stage, run_stage, stored
-from ifguide_cli.core.store.artifact_files import CORPUS_FILE
+from ifguide_cli.core.store.artifact_files import CORPUS_FILE, ROWS_FILE, TEXTS_FILE
 
 if TYPE_CHECKING:
     from ifguide_cli.core.store.workspace import BuildContext, Workspace
 
-ROWS_FILE = "rows.safetensors"  # datasets: the rows' source map (+ labels)
-TEXTS_FILE = "texts.bin"  # datasets: the rows' text, UTF-8, addressed by the map's text_start/text_end
 
 
 # ---- files ---------------------------------------------------------------------------------
-def save_corpus(corpus: TokenizedCorpus, folder: Path) -> None:
-    """Write a tokenized corpus's files into an artifact folder (texts too, when they were kept in memory)."""
-    import numpy as np
-    import torch
-    from safetensors.numpy import save_file as save_numpy
-    from safetensors.torch import save_file
-
-    tensors = {"input_ids": corpus.input_ids.to(torch.int32).contiguous(), "attention_mask": corpus.attention_mask.to(torch.uint8)}
-    if corpus.planted_toxic is not None:
-        tensors["planted_toxic"] = corpus.planted_toxic.to(torch.uint8)
-    save_file(tensors, str(folder / CORPUS_FILE))
-    if corpus.rows is None:
-        return
-    columns = {k: np.ascontiguousarray(v) for k, v in corpus.rows.columns.items()}
-    if corpus.labels is not None:
-        columns["labels"] = corpus.labels.numpy().astype(np.uint8)
-    save_numpy(columns, str(folder / ROWS_FILE))
-    if corpus.rows.texts is not None:
-        (folder / TEXTS_FILE).write_bytes(corpus.rows.texts)
-
-
 def _check_kind(art) -> None:
     from ifguide_cli.core.store.workspace import kind_noun, with_article
 
@@ -345,10 +323,8 @@ class DatasetStage(Stage[DatasetRefs, DatasetInputs, CorpusConfig, dict[str, Any
         if config.heldout is not None:
             docs, held = split_heldout(lambda: iter_documents(source, config.text_field, config.label_field),
                                        config.heldout, ctx.staging, config.label_field)
-        with open(ctx.staging / TEXTS_FILE, "wb") as sink:
-            corpus = tokenize_corpus(docs, inputs.loaded_tokenizer, config, self.reporter, text_sink=sink, what=source.file)
-        save_corpus(corpus, ctx.staging)
-        summary = {**corpus_summary(corpus, config, source, inputs.rule), **held}
+        tally = write_corpus(docs, inputs.loaded_tokenizer, config, ctx.staging, self.reporter, what=source.file)
+        summary = {**corpus_summary(tally, config, source, inputs.rule), **held}
         if not is_packaged(inputs.data):  # the packaged sets are cut to 64 tokens by design
             _note_build(summary, inputs.data)
         return summary
@@ -492,19 +468,18 @@ class SourceNames(Protocol):
     def positions(self) -> str: ...
 
 
-def corpus_summary(corpus: TokenizedCorpus, config: CorpusConfig, source: SourceNames, rule: str | None) -> dict:
+def corpus_summary(tally: CorpusTally, config: CorpusConfig, source: SourceNames, rule: str | None) -> dict:
     """What the dataset artifact's manifest says about it: sizes, layout and why, source, labels, what was cut."""
-    rows, seq_len = corpus.shape
-    tokens = int(corpus.attention_mask.sum())
-    summary = {"rows": rows, "documents": corpus.stats["documents"], "seq_len": seq_len, "layout": config.layout,
+    rows, seq_len, tokens = tally.rows, tally.seq_len, tally.tokens
+    summary = {"rows": rows, "documents": tally.stats["documents"], "seq_len": seq_len, "layout": config.layout,
                "overflow": config.overflow, "tokens": tokens, "padding_fraction": round(1 - tokens / (rows * seq_len), 4),
                "source": source.ref, "file": source.file, "positions": source.positions, "layout_rule": rule,
-               **{k: v for k, v in corpus.stats.items() if k != "documents"}}
-    if corpus.labels is not None:
+               **{k: v for k, v in tally.stats.items() if k != "documents"}}
+    if tally.positive_labels is not None:
         summary["label_field"] = config.label_field
-        summary["label_positive_rows"] = int(corpus.labels.sum())
-    if corpus.planted_toxic is not None:
-        summary["planted_toxic_documents"] = int(corpus.planted_toxic.sum())
+        summary["label_positive_rows"] = tally.positive_labels
+    if config.label_field == "planted_toxic":
+        summary["planted_toxic_documents"] = tally.positive_labels
     return summary
 
 

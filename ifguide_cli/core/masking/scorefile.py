@@ -4,7 +4,8 @@ The safetensors format is read directly (an 8-byte header length, a JSON header,
 buffers) so a billion-token score tensor is memory-mapped instead of loaded, and BF16 tensors (which
 numpy cannot represent) are widened chunk by chunk. Writing streams each buffer to the file, or
 pre-sizes the file (`preallocate_safetensors`) so that a stage can fill a tensor block by block through
-a writable memory map (`open_tensor`) and never hold it whole.
+a writable memory map (`open_tensor`) and never hold it whole, or joins tensors written to raw files as they
+were made (`join_safetensors`).
 """
 
 from __future__ import annotations
@@ -160,10 +161,9 @@ _NP_TO_ST = {np.dtype(v).name: k for k, v in _ST_DTYPES.items() if k != "U16"}
 _ST_ITEMSIZE = {**{k: np.dtype(v).itemsize for k, v in _ST_DTYPES.items()}, "BF16": 2}
 
 
-def preallocate_safetensors(path: str | Path, layout: dict[str, tuple[str, tuple[int, ...]]],
-                            data: dict[str, np.ndarray] | None = None) -> None:
-    """A .safetensors file of the tensors `layout` names ({name: (safetensors dtype, shape)}), zero-filled (a
-    sparse file: no disk is used until written), with the tensors of `data` written now."""
+def _header(layout: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[bytes, int]:
+    """(the 8-byte length and JSON header of a .safetensors file holding the tensors `layout` names in its order,
+    ({name: (safetensors dtype, shape)}), padded to 8 bytes as safetensors pads it; the size of their data)."""
     header: dict[str, Any] = {}
     offset = 0
     for name, (dtype_name, shape) in layout.items():
@@ -172,15 +172,44 @@ def preallocate_safetensors(path: str | Path, layout: dict[str, tuple[str, tuple
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw, offset
+
+
+def preallocate_safetensors(path: str | Path, layout: dict[str, tuple[str, tuple[int, ...]]],
+                            data: dict[str, np.ndarray] | None = None) -> None:
+    """A .safetensors file of the tensors `layout` names ({name: (safetensors dtype, shape)}), zero-filled (a
+    sparse file: no disk is used until written), with the tensors of `data` written now."""
+    header, size = _header(layout)
     with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)))
-        fh.write(raw)
-        fh.truncate(8 + len(raw) + offset)
+        fh.write(header)
+        fh.truncate(len(header) + size)
     for name, arr in (data or {}).items():
         out = open_tensor(path, name)
         out[...] = arr
         out.flush()
         del out
+
+
+# safetensors' Dtype enum in its declaration order (safetensors/src/tensor.rs): its save_file writes the tensors
+# sorted by dtype, last in this order first, then by name
+_ST_ORDER = ("BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64")
+
+
+def join_safetensors(path: str | Path, parts: dict[str, tuple[str, tuple[int, ...], Path]]) -> None:
+    """A .safetensors file of tensors whose raw little-endian bytes were written to files beforehand ({name:
+    (safetensors dtype, shape, raw file)}), copied in a block at a time, in the order safetensors' own save_file
+    writes them: the file is byte for byte what save_file writes for the same tensors."""
+    import shutil
+
+    order = sorted(parts, key=lambda name: (-_ST_ORDER.index(parts[name][0]), name))
+    header, size = _header({name: parts[name][:2] for name in order})
+    with open(path, "wb") as out:
+        out.write(header)
+        for name in order:
+            with open(parts[name][2], "rb") as src:
+                shutil.copyfileobj(src, out, 8 << 20)
+        if out.tell() != len(header) + size:
+            raise RuntimeError(f"{path}: the raw tensor files hold {out.tell() - len(header)} bytes, not {size}")
 
 
 def open_tensor(path: str | Path, key: str) -> np.memmap:

@@ -4,6 +4,8 @@
 KINDS = ("datasets", "tokenizers", "factors", "scores", "masks", "checkpoints", "evals", "classifiers", "reports")
 
 CORPUS_FILE = "input_ids.safetensors"  # datasets: input_ids, attention_mask (docs, seq_len)
+ROWS_FILE = "rows.safetensors"  # datasets: the rows' source map (+ labels)
+TEXTS_FILE = "texts.bin"  # datasets: the rows' text, UTF-8, addressed by the map's text_start/text_end
 SCORES_FILE = "scores.safetensors"  # scores: key `scores`, float32 (docs, seq_len), label-aligned
 ROWS_KEY = "rows"  # in a scores file: int64 indices of the rows a partial scoring covered (absent when all were)
 MODULE_SCORES_FILE = "module_scores.safetensors"  # scores --per-module: one key per tracked module
