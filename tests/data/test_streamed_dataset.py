@@ -166,3 +166,36 @@ def test_joined_safetensors_are_what_save_file_writes(tmp_path):
     join_safetensors(tmp_path / "joined.safetensors", parts)
     save_file(tensors, str(tmp_path / "saved.safetensors"))
     assert (tmp_path / "joined.safetensors").read_bytes() == (tmp_path / "saved.safetensors").read_bytes()
+
+
+@pytest.fixture
+def owt_standins(tmp_path, monkeypatch):
+    """$IFGUIDE_DATA_DIR with the stand-in OWT chunks (8 tokens each), the arrow caches kept in tmp_path."""
+    import datasets
+    from paper_standins import data_dir
+
+    from ifguide_cli.core.paper import subsets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    monkeypatch.setenv(subsets.DATA_DIR_ENV, str(data_dir(tmp_path / "hub-data", owt_width=8)))
+
+
+# recorded with main's code at 552481b (the chunks read whole, then saved with save_file)
+CHUNK_EXPECTED = {"owt-test": ("38a930cdbce0", "9c764a131e783e09", 4883), "owt-train-1b": ("d448ca70918b", "b2f92a0372d7590b", 2100)}
+
+
+def test_reference_chunks_are_written_a_block_at_a_time_to_the_same_file(ws, owt_standins, monkeypatch):
+    """The pre-tokenized chunk subsets stream too (blocks of 1,024 chunks; 2,100 ends inside one): the same file."""
+    from ifguide_cli.core.data import resolve_corpus
+    from ifguide_cli.core.data.rowfiles import _RawTensor
+    from ifguide_cli.core.models import resolve_model
+
+    appended = []
+    append = _RawTensor.append
+    monkeypatch.setattr(_RawTensor, "append", lambda self, values: (appended.append(len(values)), append(self, values)))
+    for name, max_examples in (("owt-test", None), ("owt-train-1b", 2100)):
+        art = resolve_corpus(ws, name, resolve_model("tiny"), None, max_examples=max_examples).artifact
+        art_id, digest, rows = CHUNK_EXPECTED[name]
+        assert file_digests(art) == {"input_ids.safetensors": digest}
+        assert (art.id, art.summary["rows"], art.summary["tokens"]) == (art_id, rows, rows * 8)
+    assert max(appended) == 1024 and sum(appended) == 2 * (4883 + 2100)  # ids and mask, a block at a time

@@ -176,11 +176,11 @@ def test_layout_options_that_cannot_shape_chunks_are_one_line(cli, standins):
 
 
 def test_chunk_ids_outside_the_tokenizer_vocabulary_are_refused(standins):
-    from ifguide_cli.core.data.chunks import read_chunks
+    from ifguide_cli.core.data.chunks import chunk_blocks
 
-    assert read_chunks("owt-test", 5, vocab=2048).shape == (5, CHUNK)
+    assert np.concatenate(list(chunk_blocks("owt-test", 5, vocab=2048))).shape == (5, CHUNK)
     with pytest.raises(IfguideError, match="outside the 1000-token vocabulary"):
-        read_chunks("owt-test", 5, vocab=1000)
+        list(chunk_blocks("owt-test", 5, vocab=1000))
 
 
 # ---- the pipeline's fluency eval and the early dtype check -------------------------------------------------

@@ -11,6 +11,8 @@ row's source is the hub row the subset's index file names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ifguide_cli.core.data.layout import CorpusConfig
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.progress import NULL
@@ -52,35 +54,30 @@ def chunk_config(ref: str, config: CorpusConfig, tokenizer_name: str, max_seq_le
 
 def build_chunks(folder, ref: str, config: CorpusConfig, tokenizer, reporter=NULL) -> dict:
     """Write the first `config.max_examples` chunks (all by default) into an artifact folder, checked against the
-    vocabulary of `tokenizer` (the loaded tokenizer); the summary."""
+    vocabulary of `tokenizer` (the loaded tokenizer), a block of chunks at a time; the summary."""
+    from ifguide_cli.core.data.rowfiles import write_chunks
     from ifguide_cli.core.paper import subsets
 
     subsets.note_foreign_tokenizer(ref, config.tokenizer)
     rows = min(config.max_examples or subsets.get(ref).rows, subsets.get(ref).rows)
-    ids = read_chunks(ref, rows, len(tokenizer), reporter)
-    save_chunks(ids, folder)
-    return chunk_summary(ref, ids.shape)
+    return chunk_summary(ref, write_chunks(folder, chunk_blocks(ref, rows, len(tokenizer), reporter)))
 
 
-def read_chunks(ref: str, rows: int, vocab: int, reporter=NULL):
-    """The first `rows` chunks of the subset as one int32 array (rows × chunk length), ids checked against `vocab`."""
-    import numpy as np
-
+def chunk_blocks(ref: str, rows: int, vocab: int, reporter=NULL) -> Iterator:
+    """The first `rows` chunks of the subset, a block of rows at a time (int arrays, rows × chunk length), ids checked
+    against `vocab`."""
     from ifguide_cli.core.paper import subsets
 
-    out, filled = None, 0
+    filled = 0
     with reporter.task(f"reading {ref}", total=rows) as task:
         for block in subsets.token_blocks(ref):
             block = block[: rows - filled]
-            if out is None:
-                out = np.empty((rows, block.shape[1]), dtype=np.int32)
             _check_ids(ref, block, vocab)
-            out[filled: filled + len(block)] = block
+            yield block
             filled += len(block)
             task.advance(len(block))
             if filled >= rows:
                 break
-    return out
 
 
 def _check_ids(ref: str, block, vocab: int) -> None:
@@ -89,17 +86,6 @@ def _check_ids(ref: str, block, vocab: int) -> None:
         raise IfguideError(f"{ref} holds token id {top}, outside the {vocab}-token vocabulary of the model's tokenizer",
                            hint="its chunks are Pythia (GPT-NeoX) token ids: use a model with the Pythia tokenizer "
                                 "(pythia-160m, llama-3.2-1b-pythia-tok, …)", exit_code=2)
-
-
-def save_chunks(ids, folder) -> None:
-    """The dataset artifact's token file: the same tensors as any corpus (int32 ids, uint8 attention mask, all ones)."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    from ifguide_cli.core.store.artifact_files import CORPUS_FILE
-
-    save_file({"input_ids": np.ascontiguousarray(ids), "attention_mask": np.ones(ids.shape, dtype=np.uint8)},
-              str(folder / CORPUS_FILE))
 
 
 def chunk_summary(ref: str, shape: tuple[int, int]) -> dict:

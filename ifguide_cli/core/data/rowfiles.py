@@ -13,6 +13,7 @@ The staging folder holds the raw files and the joined ones at once: twice the ar
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,6 +47,26 @@ class _RawTensor:
         return _ST_NAMES[self.dtype.str[1:]], (self.rows, *self.row_shape), self.path
 
 
+class _Spool:
+    """Raw tensor files in a folder of the staging folder, joined into .safetensors files when complete."""
+
+    def __init__(self, staging: Path):
+        self.folder = staging / _SPOOL
+        self.folder.mkdir()
+
+    def tensor(self, name: str, dtype, row_shape: tuple[int, ...] = ()) -> _RawTensor:
+        return _RawTensor(self.folder / f"{name}.raw", dtype, row_shape)
+
+    def join(self, path: Path, tensors: dict[str, _RawTensor]) -> dict[str, tuple[str, tuple[int, ...], Path]]:
+        """Write `path` from the tensors' raw files; what each part was (dtype, shape, raw file)."""
+        parts = {name: raw.part() for name, raw in tensors.items()}
+        join_safetensors(path, parts)
+        return parts
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder)
+
+
 class DatasetFiles:
     """A `RowSink` writing a dataset artifact's `input_ids.safetensors` (input_ids int32, attention_mask uint8, and
     `planted_toxic` for the tiny corpus) and `rows.safetensors` (the source map, int64, and `labels` uint8 with a
@@ -53,19 +74,14 @@ class DatasetFiles:
 
     def __init__(self, folder: Path, config: CorpusConfig):
         assert config.seq_len is not None, "rows are built from a planned layout (its seq_len set)"
-        self.folder, self.config = folder, config
-        self.spool = folder / _SPOOL
-        self.spool.mkdir()
-        self.tokens = {"input_ids": self._raw("input_ids", np.int32, (config.seq_len,)),
-                       "attention_mask": self._raw("attention_mask", np.uint8, (config.seq_len,))}
+        self.folder, self.spool = folder, _Spool(folder)
+        self.tokens = {"input_ids": self.spool.tensor("input_ids", np.int32, (config.seq_len,)),
+                       "attention_mask": self.spool.tensor("attention_mask", np.uint8, (config.seq_len,))}
         if config.label_field == "planted_toxic":  # the tiny corpus's labels, in its token file under their historical name
-            self.tokens["planted_toxic"] = self._raw("planted_toxic", np.uint8)
+            self.tokens["planted_toxic"] = self.spool.tensor("planted_toxic", np.uint8)
         self.map: dict[str, _RawTensor] = {}
         if config.label_field is not None:
-            self.map["labels"] = self._raw("labels", np.uint8)
-
-    def _raw(self, name: str, dtype, row_shape: tuple[int, ...] = ()) -> _RawTensor:
-        return _RawTensor(self.spool / f"{name}.raw", dtype, row_shape)
+            self.map["labels"] = self.spool.tensor("labels", np.uint8)
 
     def write(self, block: RowBlock) -> None:
         self.tokens["input_ids"].append(block.input_ids)
@@ -79,15 +95,15 @@ class DatasetFiles:
     def _columns(self, columns: dict[str, Any]) -> None:
         for name, values in columns.items():
             if name not in self.map:
-                self.map[name] = self._raw(name, np.int64)
+                self.map[name] = self.spool.tensor(name, np.int64)
             self.map[name].append(values)
 
     def close(self, tail: dict[str, Any]) -> None:
         """Join the raw files into the artifact's files and remove them."""
         self._columns(tail)
-        join_safetensors(self.folder / CORPUS_FILE, {name: raw.part() for name, raw in self.tokens.items()})
-        join_safetensors(self.folder / ROWS_FILE, {name: raw.part() for name, raw in self.map.items()})
-        shutil.rmtree(self.spool)
+        self.spool.join(self.folder / CORPUS_FILE, self.tokens)
+        self.spool.join(self.folder / ROWS_FILE, self.map)
+        self.spool.remove()
 
 
 def write_corpus(records, tokenizer, config: CorpusConfig, folder: Path, reporter=NULL, *, what: str = "the dataset",
@@ -97,3 +113,19 @@ def write_corpus(records, tokenizer, config: CorpusConfig, folder: Path, reporte
     with open(folder / TEXTS_FILE, "wb") as texts:
         return build_rows(records, tokenizer, config, DatasetFiles(folder, config), reporter, text_sink=texts, what=what,
                           block_rows=block_rows)
+
+
+def write_chunks(folder: Path, blocks: Iterable) -> tuple[int, int]:
+    """A reference subset's pre-tokenized chunks (`blocks`: arrays of rows × chunk length, at least one) as a dataset
+    artifact's token file: int32 ids and an all-ones uint8 attention mask, like any corpus's; its (rows, chunk length)."""
+    spool = _Spool(folder)
+    tensors: dict[str, _RawTensor] = {}
+    for block in blocks:
+        if not tensors:
+            tensors = {"input_ids": spool.tensor("input_ids", np.int32, block.shape[1:]),
+                       "attention_mask": spool.tensor("attention_mask", np.uint8, block.shape[1:])}
+        tensors["input_ids"].append(block)
+        tensors["attention_mask"].append(np.ones(block.shape, dtype=np.uint8))
+    rows, length = spool.join(folder / CORPUS_FILE, tensors)["input_ids"][1]
+    spool.remove()
+    return rows, length
