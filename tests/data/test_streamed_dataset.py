@@ -32,6 +32,7 @@ CASES = {
     "truncate": ("corpus", {"seq_len": 16, "layout": "documents", "overflow": "truncate"}),
     "packed": ("corpus", {"seq_len": 16, "layout": "packed", "label_field": "y"}),
     "heldout": ("corpus", {"seq_len": 24, "layout": "documents", "label_field": "y", "heldout": 0.1}),
+    "heldout-unlabelled": ("corpus", {"seq_len": 24, "layout": "documents", "heldout": 7}),
     "fitted": ("corpus", {}),
 }
 
@@ -77,6 +78,8 @@ EXPECTED = {
         {"rows": 928, "documents": 291, "seq_len": 12, "tokens": 11136, "split_documents": 0, "truncated_tokens": 0, "skipped_empty": 0}),
     "heldout": ("8b627ebe536c", {"heldout.jsonl": "29b42a12068e542e", "heldout_prompts.jsonl": "35112d45c1a98368", "input_ids.safetensors": "e2ba0a824484cb78", "rows.safetensors": "816d2be792aab260", "texts.bin": "e7bd71b85024a011"},
         {"rows": 544, "documents": 263, "seq_len": 24, "tokens": 10178, "label_positive_rows": 165, "heldout_documents": 30, "split_documents": 131, "truncated_tokens": 0, "skipped_empty": 7}),
+    "heldout-unlabelled": ("2c091114a002", {"heldout.jsonl": "3cddb403deafbdee", "heldout_prompts.jsonl": "f2e261635b2ef133", "input_ids.safetensors": "525b77f1db3fae47", "rows.safetensors": "1a59b331aa5ac2b3", "texts.bin": "44efb72b84549812"},
+        {"rows": 580, "documents": 285, "seq_len": 24, "tokens": 10821, "heldout_documents": 7, "split_documents": 144, "truncated_tokens": 0, "skipped_empty": 8}),
     "fitted": ("d21b5768c7c1", {"input_ids.safetensors": "04c4f86a80cc0fad", "rows.safetensors": "d81bfb14afb811df", "texts.bin": "8ca65d9d0fde36b5"},
         {"rows": 305, "documents": 292, "seq_len": 144, "tokens": 11150, "split_documents": 13, "truncated_tokens": 0, "skipped_empty": 8}),
 }
@@ -90,7 +93,7 @@ def assert_as_recorded(art, case: str) -> None:
 
 
 @pytest.mark.parametrize(("case", "block_rows"), [("tiny", 7)] + [(case, rows) for case in ("documents", "truncate", "packed",
-                         "heldout", "fitted") for rows in (7, layout.BLOCK_ROWS)])
+                         "heldout", "heldout-unlabelled", "fitted") for rows in (7, layout.BLOCK_ROWS)])
 def test_streamed_files_are_byte_for_byte_the_in_memory_ones(ws, tmp_path, monkeypatch, case, block_rows):
     """Whatever the block size (7 rows: blocks end inside documents, packed rows and label runs; the tiny corpus's
     3,000 rows make three blocks of the default size too), the same files."""

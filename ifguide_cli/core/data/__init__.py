@@ -3,6 +3,7 @@ once, as rows.
 
 - `sources`: reading records and documents with their file and line (`Source`, `load_records`, …).
 - `layout`: documents → (rows × seq_len) tokens, packed or one document per row (`CorpusConfig`, `tokenize_corpus`).
+- `rowfiles`: the dataset artifact's files written a block of rows at a time (`write_corpus`, `write_chunks`).
 - `labels`: a 0/1 field per document and how a ranking finds it (`parse_label`, `label_metrics`).
 - `stage`: the `datasets` artifact: building, finding, checking it, and each row's source (`resolve_corpus`,
   `load_corpus`, `row_source`, `dataset_label_metrics`).

@@ -41,18 +41,23 @@ def heldout_size(value: float, documents: int) -> int:
     return count
 
 
-def choose_heldout(labels: list[bool | None], value: float) -> set[int]:
-    """The indices of the documents to hold out: seeded, each label keeping its share."""
-    total = heldout_size(value, len(labels))
+_LABEL_CODES = {None: -1, False: 0, True: 1}  # a document's label in one byte
+
+
+def choose_heldout(codes, value: float) -> set[int]:
+    """The indices of the documents to hold out: seeded, each label keeping its share. `codes`: each document's label
+    as its `_LABEL_CODES` code (an int8 array, one byte per document)."""
+    import numpy as np
+
+    total = heldout_size(value, len(codes))
     rng = random.Random(HELDOUT_SEED)
-    groups: dict[bool | None, list[int]] = {}
-    for i, label in enumerate(labels):
-        groups.setdefault(label, []).append(i)
     chosen: set[int] = set()
-    for label in sorted(groups, key=str):
-        members = groups[label]
-        k = min(len(members), max(1, round(total * len(members) / len(labels))))
-        chosen.update(rng.sample(members, k))
+    for label in sorted(_LABEL_CODES, key=str):
+        members = np.flatnonzero(codes == _LABEL_CODES[label])  # this label's documents, in order
+        if len(members):
+            k = min(len(members), max(1, round(total * len(members) / len(codes))))
+            # random.sample picks positions: the same documents as sampling the list of them
+            chosen.update(int(members[j]) for j in rng.sample(range(len(members)), k))
     return chosen
 
 
@@ -67,8 +72,10 @@ def prompt_of(text: str) -> str | None:
 def split_heldout(documents: Callable[[], Iterable[SourceDoc]], value: float, folder: Path,
                   label_field: str | None) -> tuple[Iterator[SourceDoc], dict]:
     """(the training documents, a summary filled in as they are read): the held-out ones are written to `folder`."""
-    labels = [doc.label for doc in documents()]
-    chosen = choose_heldout(labels, value)
+    import numpy as np
+
+    codes = np.fromiter((_LABEL_CODES[doc.label] for doc in documents()), dtype=np.int8)  # a byte per document
+    chosen = choose_heldout(codes, value)
     summary = {"heldout": value, "heldout_seed": HELDOUT_SEED, "heldout_documents": len(chosen), "heldout_prompts": 0,
                "heldout_toxic_prompts": 0}
 

@@ -2,7 +2,8 @@
 
 Files: `input_ids.safetensors` (input_ids int32, attention_mask uint8, and `planted_toxic` for the tiny
 corpus), `rows.safetensors` (the source map, int64 columns, and `labels` uint8 with --label-field) and
-`texts.bin` (the rows' own text, UTF-8). The artifact's config is the corpus's whole recipe: the source's
+`texts.bin` (the rows' own text, UTF-8), written a block of rows at a time (`rowfiles`: memory does not grow
+with the corpus). The artifact's config is the corpus's whole recipe: the source's
 identity, the tokenizer (name and fingerprint) and the `CorpusConfig` as decided (layout, seq_len, …), so
 every later stage that names the same data and options finds the same artifact, and one that names the
 artifact gets its layout — an option contradicting it is an error naming both values.
