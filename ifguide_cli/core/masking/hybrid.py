@@ -18,7 +18,9 @@ tokens matter to the model, and gives every token of a flagged span the same sco
 
 The classifier scores spans of ``span_window`` tokens every ``span_stride`` tokens within each document part of
 a row, exactly as ``ifguide mask classifier --level token`` does (`evidence.classifier_evidence`), so a token's P
-is the one that source would give it. The weighted tensor is a full copy of the scores (4 bytes per token).
+is the one that source would give it. Memory grows with the corpus: the classifier's probabilities and the
+weighted tensor are whole float32 copies (4 bytes per token each; the scores themselves are read whole for the
+weighting), while the mask is written into its file a block of rows at a time as `mask select` writes it.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class HybridMaskStage(MaskSourceStage):
         return f"weight the influence scores by {config.classifier} ({config.combine}), then Alg. 1"
 
     def build(self, ctx: BuildContext, inputs: HybridInputs, config: HybridConfig) -> dict[str, Any]:
+        from ifguide_cli.core.masking.mask_file import MaskFile
         from ifguide_cli.core.masking.select import select_toxic_tokens
         from ifguide_cli.core.masking.stage import label_summary, write_mask
         from ifguide_cli.core.store.artifact_files import MASK_FILE
@@ -136,8 +139,9 @@ class HybridMaskStage(MaskSourceStage):
         with ctx.timed("classify"):
             probability, spans = span_probability(inputs.ws, src.dataset, config, self.reporter)
         with ctx.timed("select"):
-            weighted = combine(src.scores, probability, config.combine, src.valid)
-            res = select_toxic_tokens(weighted, config.selection(), src.valid, reporter=self.reporter)
+            weighted = combine(src.scores[:], probability, config.combine, None if src.valid is None else src.valid[:])
+            res = select_toxic_tokens(weighted, config.selection(), src.valid, reporter=self.reporter,
+                                      out=MaskFile(ctx.staging / MASK_FILE, weighted.shape))
         with ctx.timed("write"):
             write_mask(ctx.staging / MASK_FILE, res)
         return {**res.summary(), "source": "hybrid", "combine": config.combine, "classifier": config.classifier,

@@ -13,12 +13,13 @@ import numpy as np
 
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, as_2d, check_dtype, check_valid, nonfinite_error, row_chunks
+from ifguide_cli.core.masking.row_blocks import Rows
 
 _DIGIT_BITS = 16
 _NDIGIT = 1 << _DIGIT_BITS
 
 
-def _flat_values(scores: np.ndarray, valid: np.ndarray | None, r0: int, r1: int) -> np.ndarray:
+def _flat_values(scores: Rows, valid: Rows | None, r0: int, r1: int) -> np.ndarray:
     block = np.ascontiguousarray(scores[r0:r1])
     if valid is not None:
         return block[np.asarray(valid[r0:r1], dtype=bool)]
@@ -61,7 +62,7 @@ def _locate(key_hist: np.ndarray, rank: int) -> tuple[int, int]:
     return kd, rank - below
 
 
-def _digit_histograms(scores: np.ndarray, valid: np.ndarray | None, prefixes: list[int], shift_prefix: int,
+def _digit_histograms(scores: Rows, valid: Rows | None, prefixes: list[int], shift_prefix: int,
                       chunk_elements: int, task=None) -> dict[int, np.ndarray]:
     """For each bit prefix (the digits chosen so far), the histogram of the next 16-bit digit of its elements."""
     udt = _uint_dtype(scores.dtype)
@@ -81,7 +82,7 @@ def _digit_histograms(scores: np.ndarray, valid: np.ndarray | None, prefixes: li
     return hists
 
 
-def _select_ranks(scores: np.ndarray, valid: np.ndarray | None, ranks: list[int], first_hist: np.ndarray,
+def _select_ranks(scores: Rows, valid: Rows | None, ranks: list[int], first_hist: np.ndarray,
                   chunk_elements: int, task=None) -> dict[int, np.generic]:
     """Exact order statistics (0-based ranks in ascending order) by radix selection, one pass per digit."""
     dtype = scores.dtype
@@ -105,7 +106,7 @@ def _select_ranks(scores: np.ndarray, valid: np.ndarray | None, ranks: list[int]
     return {r: np.array([p], dtype=udt).view(dtype)[0] for r, (p, _) in state.items()}
 
 
-def _first_digit_histogram(scores: np.ndarray, valid: np.ndarray | None, chunk_elements: int, task=None) -> np.ndarray:
+def _first_digit_histogram(scores: Rows, valid: Rows | None, chunk_elements: int, task=None) -> np.ndarray:
     """Histogram of the top 16 bits of every (valid) element: sign, exponent and the first mantissa bits."""
     dtype = scores.dtype
     udt = _uint_dtype(dtype)
@@ -125,7 +126,7 @@ def _first_digit_histogram(scores: np.ndarray, valid: np.ndarray | None, chunk_e
     return hist
 
 
-def quantile_and_count(scores: np.ndarray, p: float, valid: np.ndarray | None, chunk_elements: int,
+def quantile_and_count(scores: Rows, p: float, valid: Rows | None, chunk_elements: int,
                        task=None) -> tuple[np.generic, int]:
     """(τ, number of scores it was taken over); raises on NaN/inf and on an empty selection."""
     hist = _first_digit_histogram(scores, valid, chunk_elements, task)
@@ -165,6 +166,6 @@ def quantile(scores: np.ndarray, p: float, valid: np.ndarray | None = None,
 
     Works on memory-mapped arrays of any size; raises IfguideError on NaN/inf.
     """
-    scores = as_2d(check_dtype(np.asanyarray(scores)))
-    valid = check_valid(valid, scores.shape) if valid is not None else None
-    return quantile_and_count(scores, float(p), valid, chunk_elements)[0]
+    matrix = as_2d(check_dtype(np.asanyarray(scores)))
+    counted = check_valid(valid, matrix.shape) if valid is not None else None
+    return quantile_and_count(matrix, float(p), counted, chunk_elements)[0]

@@ -2,7 +2,8 @@
 
 The safetensors format is read directly (an 8-byte header length, a JSON header, raw little-endian
 buffers) so a billion-token score tensor is memory-mapped instead of loaded, and BF16 tensors (which
-numpy cannot represent) are widened chunk by chunk. Writing streams each buffer to the file, or
+numpy cannot represent) are widened chunk by chunk (`open_scores`: a block of rows at a time, as Alg. 1
+reads them, so a whole float32 copy is never made). Writing streams each buffer to the file, or
 pre-sizes the file (`preallocate_safetensors`) so that a stage can fill a tensor block by block through
 a writable memory map (`open_tensor`) and never hold it whole, or joins tensors written to raw files as they
 were made (`join_safetensors`).
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, check_finite
+from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, check_finite, work_dtype
+from ifguide_cli.core.masking.row_blocks import FileRows
 
 _ST_DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -103,23 +105,49 @@ def load_scores(path: str | Path, key: str | None = None, *, check_finite_values
     A leading query axis of size 1 ((1, docs, seq) from kronfluence) is squeezed.
     Raises IfguideError on a missing file/key, a bad shape, a non-float dtype or NaN/inf.
     """
-    path = Path(path)
-    if not path.exists():
-        raise IfguideError(f"score file not found: {path}")
-    if path.is_dir():
-        raise IfguideError(f"{path} is a folder, not a score file",
-                           hint="pass a scores artifact by id/name, or a .safetensors/.npy file")
+    path = _score_file(path)
     arr = _score_matrix(path, _read_score_tensor(path, key))
     if check_finite_values and arr.dtype.kind == "f":
         check_finite(arr)
     return arr
 
 
-def _read_score_tensor(path: Path, key: str | None) -> np.ndarray:
-    """The score tensor of a .safetensors (see `load_scores` for the key) or .npy file, as stored."""
+def open_scores(path: str | Path, key: str | None = None) -> FileRows:
+    """The tensor `load_scores` reads, as a view that reads a block of rows at a time (`row_blocks.FileRows`) in
+    the dtype Alg. 1 works in: a bf16 file widened to float32 one block at a time, integers as float64, fp16
+    and fp32 as stored. The file, key and shape are checked now; the values (NaN/inf) as the blocks are read."""
+    path = _score_file(path)
+    bf16 = False
+    if path.suffix.lower() == ".safetensors":
+        key = key if key is not None else _default_score_key(path)
+        bf16 = _safetensors_header(path)[0].get(key, {}).get("dtype") == "BF16"
+
+    def open_map() -> np.ndarray:
+        return _score_matrix(path, _read_score_tensor(path, key, widen_bf16=False))
+
+    stored = open_map()
+    if bf16:
+        return FileRows(open_map, stored.shape, np.dtype(np.float32), bf16_to_float32)
+    return FileRows(open_map, stored.shape, work_dtype(stored.dtype))
+
+
+def _score_file(path: str | Path) -> Path:
+    """`path` as a Path, refused in one line when it is missing or a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise IfguideError(f"score file not found: {path}")
+    if path.is_dir():
+        raise IfguideError(f"{path} is a folder, not a score file",
+                           hint="pass a scores artifact by id/name, or a .safetensors/.npy file")
+    return path
+
+
+def _read_score_tensor(path: Path, key: str | None, *, widen_bf16: bool = True) -> np.ndarray:
+    """The score tensor of a .safetensors (see `load_scores` for the key) or .npy file, as stored (a bf16 one
+    widened to float32 in memory, or with `widen_bf16=False` memory-mapped as its raw uint16 words)."""
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return load_safetensors_array(path, key if key is not None else _default_score_key(path))
+        return load_safetensors_array(path, key if key is not None else _default_score_key(path), widen_bf16=widen_bf16)
     if suffix == ".npy":
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
@@ -183,7 +211,14 @@ def preallocate_safetensors(path: str | Path, layout: dict[str, tuple[str, tuple
     with open(path, "wb") as fh:
         fh.write(header)
         fh.truncate(len(header) + size)
-    for name, arr in (data or {}).items():
+    write_tensors(path, data or {})
+
+
+def write_tensors(path: str | Path, data: dict[str, np.ndarray]) -> None:
+    """Write whole tensors of a pre-sized .safetensors file (`preallocate_safetensors`) in place."""
+    for name, arr in data.items():
+        if np.size(arr) == 0:
+            continue  # nothing to write (and an empty tensor cannot be memory-mapped)
         out = open_tensor(path, name)
         out[...] = arr
         out.flush()

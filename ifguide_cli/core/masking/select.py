@@ -40,8 +40,11 @@ How it is vectorised (no per-token Python loop, O(chunk) extra memory):
   after its k-th above-threshold token t_k are exactly the dilated set cut at
   t_k + w (later windows start right of t_k - w), so a cumulative sum along
   the row finds the stopping token too.
-Peak memory: the scores, the output mask (1/4 of a float32 score tensor), and
-per-chunk temporaries (~32 bytes × chunk elements).
+Peak memory: per-chunk temporaries (~32 bytes × chunk elements), a few numbers per
+document (s, f, h, the ranking, the counts), and what the caller passes in: the
+scores and the output mask may be in memory, or `row_blocks.FileRows` views of
+files read and written a block of rows at a time (the mask stage's case: its
+memory then does not grow with the corpus beyond the per-document numbers).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import numpy as np
 from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS, as_2d, check_dtype, check_valid, row_chunks
 from ifguide_cli.core.masking.config import MaskConfig
 from ifguide_cli.core.masking.radix import quantile_and_count
+from ifguide_cli.core.masking.row_blocks import Rows, WritableRows
 from ifguide_cli.core.progress import NULL
 
 
@@ -61,7 +65,7 @@ from ifguide_cli.core.progress import NULL
 class MaskResult:
     """The selection: the mask, the document ranking and the per-document statistics."""
 
-    mask: np.ndarray  # bool (docs, seq_len): tokens to penalise
+    mask: Rows  # bool (docs, seq_len): tokens to penalise (in memory, or the mask file's view)
     ranking: np.ndarray  # int64 (docs,): document indices, best first (by harmonic)
     threshold_value: float  # τ
     tokens_selected: int
@@ -100,7 +104,7 @@ class MaskResult:
 class _Candidates:
     """Per document, before the walk: every above-threshold token dilated by w (the mask if the budget were ∞)."""
 
-    mask: np.ndarray  # bool (docs, seq_len)
+    mask: WritableRows  # bool (docs, seq_len)
     sparsity: np.ndarray  # int64 (docs,)
     strength: np.ndarray  # float64 (docs,)
     counts: np.ndarray  # int64 (docs,): marked tokens of the document's dilated set
@@ -147,11 +151,12 @@ def harmonic_rank(sparsity: np.ndarray, strength: np.ndarray) -> tuple[np.ndarra
     return h, ranking
 
 
-def _candidates(scores: np.ndarray, tau: np.generic, valid: np.ndarray | None, w: int, chunk_elements: int,
-                task) -> _Candidates:
-    """One chunked pass over the documents: s_i, f_i and the dilated above-threshold set with its size."""
+def _candidates(scores: Rows, tau: np.generic, valid: Rows | None, w: int, chunk_elements: int, task,
+                mask: WritableRows) -> _Candidates:
+    """One chunked pass over the documents: s_i, f_i and the dilated above-threshold set (written into `mask`,
+    all False so far) with its size."""
     docs, seq_len = scores.shape
-    out = _Candidates(np.zeros((docs, seq_len), dtype=bool), np.zeros(docs, dtype=np.int64),
+    out = _Candidates(mask, np.zeros(docs, dtype=np.int64),
                       np.zeros(docs, dtype=np.float64), np.zeros(docs, dtype=np.int64))
     for r0, r1 in row_chunks(docs, seq_len, chunk_elements):
         block = np.asarray(scores[r0:r1])
@@ -192,7 +197,7 @@ def _cut_row(row: np.ndarray, above: np.ndarray, w: int, room: int) -> None:
         row[min(seq_len, int(centers[k - 1]) + w + 1):] = False
 
 
-def _walk(cand: _Candidates, ranking: np.ndarray, scores: np.ndarray, tau: np.generic, valid: np.ndarray | None,
+def _walk(cand: _Candidates, ranking: np.ndarray, scores: Rows, tau: np.generic, valid: Rows | None,
           config: MaskConfig) -> tuple[np.ndarray, int | None]:
     """Alg. 1's walk over its candidates (see `walk_budget`); a document's centres are its tokens above τ."""
 
@@ -203,7 +208,7 @@ def _walk(cand: _Candidates, ranking: np.ndarray, scores: np.ndarray, tau: np.ge
     return walk_budget(cand.mask, cand.counts, ranking, above, config.window, config.max_tokens)
 
 
-def walk_budget(mask: np.ndarray, counts: np.ndarray, ranking: np.ndarray, centers_of, window: int,
+def walk_budget(mask: WritableRows, counts: np.ndarray, ranking: np.ndarray, centers_of, window: int,
                 budget: int) -> tuple[np.ndarray, int | None]:
     """The greedy walk over the ranking, shared by every mask source so that a budget means the same everywhere:
     whole documents while the running total fits the budget, then the stopping document cut at its last
@@ -219,20 +224,25 @@ def walk_budget(mask: np.ndarray, counts: np.ndarray, ranking: np.ndarray, cente
         stopped_at_rank = stop
         used_before = int(cum[stop - 1]) if stop > 0 else 0
         j = int(ranking[stop])
-        _cut_row(mask[j], centers_of(j), window, budget - used_before)
-        selected[j] = int(np.count_nonzero(mask[j]))
-        # every document ranked after the stop is not marked
+        row = np.array(mask[j], dtype=bool)
+        _cut_row(row, centers_of(j), window, budget - used_before)
+        mask[j] = row
+        selected[j] = int(np.count_nonzero(row))
+        # every document ranked after the stop is not marked (those without candidates hold none already)
         rest = ranking[stop + 1:]
+        rest = np.sort(rest[counts[rest] > 0])
         if rest.size:
-            mask[np.sort(rest)] = False
+            mask[rest] = False
     walked = ranking[:stop]
     selected[walked] = counts[walked]
     return selected, stopped_at_rank
 
 
-def select_toxic_tokens(scores: np.ndarray, config: MaskConfig | None = None, valid: np.ndarray | None = None,
-                        *, reporter=NULL, chunk_elements: int = CHUNK_ELEMENTS) -> MaskResult:
-    """Alg. 1 on a (docs, seq_len) score tensor (in memory or memory-mapped). See the module docstring."""
+def select_toxic_tokens(scores: Rows, config: MaskConfig | None = None, valid: Rows | None = None,
+                        *, reporter=NULL, chunk_elements: int = CHUNK_ELEMENTS, out: WritableRows | None = None) -> MaskResult:
+    """Alg. 1 on a (docs, seq_len) score tensor (in memory, memory-mapped, or a `FileRows` view). See the module
+    docstring. The mask is written into `out` (all False, the scores' shape; e.g. `mask_file.MaskFile`), or a new
+    in-memory array."""
     config = config or MaskConfig()
     scores = as_2d(check_dtype(scores))
     if valid is not None:
@@ -244,7 +254,8 @@ def select_toxic_tokens(scores: np.ndarray, config: MaskConfig | None = None, va
     with reporter.task("Selecting toxic tokens", total=total * passes) as task:
         tau, n = quantile_and_count(scores, config.threshold, valid, chunk_elements, task)
         task.set(completed=total * (passes - 1), info=f"τ = {float(tau):.4g}")
-        cand = _candidates(scores, tau, valid, config.window, chunk_elements, task)
+        mask = np.zeros((docs, seq_len), dtype=bool) if out is None else out
+        cand = _candidates(scores, tau, valid, config.window, chunk_elements, task, mask)
         harmonic, ranking = harmonic_rank(cand.sparsity, cand.strength)
         selected, stopped_at_rank = _walk(cand, ranking, scores, tau, valid, config)
 

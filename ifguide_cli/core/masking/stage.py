@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -10,8 +11,11 @@ import numpy as np
 
 from ifguide_cli.core.data import file_identity, recorded_dataset
 from ifguide_cli.core.errors import ArtifactNotFound, IfguideError
+from ifguide_cli.core.masking.arrays import CHUNK_ELEMENTS
 from ifguide_cli.core.masking.config import MaskConfig
-from ifguide_cli.core.masking.scorefile import load_safetensors_array, load_scores, safetensors_keys, save_safetensors
+from ifguide_cli.core.masking.mask_file import MaskFile, write_mask
+from ifguide_cli.core.masking.row_blocks import FileRows, RowBlocks, ScoredRows
+from ifguide_cli.core.masking.scorefile import load_safetensors_array, open_scores, safetensors_keys
 from ifguide_cli.core.masking.select import MaskResult, select_toxic_tokens
 from ifguide_cli.core.masking.source import MaskRefs, MaskSourceStage
 from ifguide_cli.core.progress import NULL, Reporter
@@ -26,13 +30,14 @@ ALGORITHM = "IF-Guide Alg. 1 (ifguide masking v1)"  # recorded in the config: a 
 
 @dataclass
 class MaskSource:
-    """Where a selection's scores (and, when known, the token data) come from."""
+    """Where a selection's scores (and, when known, the token data) come from. The scores and the positions
+    counted are read a block of rows at a time (`row_blocks`): `view[:]` reads them whole."""
 
-    scores: np.ndarray
+    scores: RowBlocks
     scores_art: Any | None  # the `scores` artifact, or None for a plain file
     scores_file: Path
     dataset: Any | None  # the `datasets` artifact the scores index, if known
-    valid: np.ndarray | None
+    valid: RowBlocks | None
     rows: np.ndarray | None = None  # the rows that were scored (`scores --max-rows/--rows`); None: all
 
 
@@ -43,19 +48,18 @@ def dataset_arrays(dataset) -> dict[str, np.ndarray]:
     return {k: load_safetensors_array(path, k) for k in ("input_ids", "attention_mask", "planted_toxic") if k in keys}
 
 
-def _as_bool_view(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == bool:
-        return arr
-    if arr.dtype == np.uint8:
-        return arr.view(bool)  # 0/1 bytes: no copy
-    return arr != 0
+def _as_bool(block: np.ndarray) -> np.ndarray:
+    """A block of an attention mask as a new bool array (0/1 bytes are taken as they are)."""
+    if block.dtype in (bool, np.uint8):
+        return np.array(block).view(bool)
+    return np.asarray(block) != 0
 
 
-def _read_scores(ws: Workspace, scores_ref: str, key: str | None) -> tuple[np.ndarray, Any | None, Path]:
+def _read_scores(ws: Workspace, scores_ref: str, key: str | None) -> tuple[RowBlocks, Any | None, Path]:
     """(scores, scores artifact or None, file) for a score file path or a scores artifact reference."""
     path = Path(scores_ref).expanduser()
     if path.is_file():
-        return load_scores(path, key, check_finite_values=False), None, path
+        return open_scores(path, key), None, path
     try:
         scores_art = ws.resolve(scores_ref, "scores")
     except ArtifactNotFound:
@@ -65,7 +69,7 @@ def _read_scores(ws: Workspace, scores_ref: str, key: str | None) -> tuple[np.nd
             raise IfguideError(f"score file {path} {not_a_file(path)}", exit_code=2) from None
         raise
     scores_file = scores_art.file(SCORES_FILE)
-    return load_scores(scores_file, key, check_finite_values=False), scores_art, scores_file
+    return open_scores(scores_file, key), scores_art, scores_file
 
 
 def scored_rows(scores_file: Path, n_rows: int) -> np.ndarray | None:
@@ -79,24 +83,26 @@ def scored_rows(scores_file: Path, n_rows: int) -> np.ndarray | None:
     return rows
 
 
-def _only_scored(valid: np.ndarray | None, rows: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+def _only_scored(valid: RowBlocks | None, rows: np.ndarray | None, shape: tuple[int, int]) -> RowBlocks | None:
     """The valid positions restricted to the scored rows: the other rows never count nor get selected."""
     if rows is None:
         return valid
     scored = np.zeros(shape[0], dtype=bool)
     scored[rows] = True
-    return scored[:, None] & (np.ones(shape, dtype=bool) if valid is None else valid)
+    return ScoredRows(valid, scored, shape)
 
 
-def _valid_positions(dataset, shape: tuple[int, ...], use_attention_mask: bool) -> np.ndarray | None:
-    """The dataset's attention mask as the valid positions (None to count every position); shapes must agree."""
+def _valid_positions(dataset, shape: tuple[int, int], use_attention_mask: bool) -> RowBlocks | None:
+    """The dataset's attention mask as the valid positions, read a block of rows at a time (None to count every
+    position); shapes must agree."""
     arrays = dataset_arrays(dataset)
     data_shape = tuple(arrays["input_ids"].shape)
     if data_shape != tuple(shape):
         raise IfguideError(f"scores have shape {tuple(shape)} but dataset {dataset.id} has {data_shape} (docs × seq_len)",
                            hint="the scores must be computed on this dataset, same order and --seq-len", exit_code=2)
     if use_attention_mask and "attention_mask" in arrays:
-        return _as_bool_view(arrays["attention_mask"])
+        path = dataset.file(CORPUS_FILE)
+        return FileRows(partial(load_safetensors_array, path, "attention_mask"), shape, np.dtype(bool), _as_bool)
     return None
 
 
@@ -147,7 +153,14 @@ class MaskInputs:
 
 
 class InfluenceMaskStage(MaskSourceStage):
-    """`ifguide mask select`: run Alg. 1 on a scores artifact or file and store a `masks` artifact."""
+    """`ifguide mask select`: run Alg. 1 on a scores artifact or file and store a `masks` artifact.
+
+    The scores, the positions counted and the output mask are each read or written `chunk_elements` scores'
+    worth of rows at a time (an execution setting: the mask is the same for any value)."""
+
+    def __init__(self, reporter: Reporter = NULL, chunk_elements: int = CHUNK_ELEMENTS):
+        super().__init__(reporter)
+        self.chunk_elements = chunk_elements
 
     def inputs(self, ws: Workspace, refs: MaskRefs) -> MaskInputs:
         src = resolve_mask_source(ws, refs.scores, refs.data, refs.scores_key, use_attention_mask=not refs.all_positions)
@@ -170,18 +183,14 @@ class InfluenceMaskStage(MaskSourceStage):
         src = inputs.source
         with ctx.timed("select"):
             try:
-                res = select_toxic_tokens(src.scores, config, src.valid, reporter=self.reporter)
+                res = select_toxic_tokens(src.scores, config, src.valid, reporter=self.reporter,
+                                          chunk_elements=self.chunk_elements,
+                                          out=MaskFile(ctx.staging / MASK_FILE, src.scores.shape))
             except IfguideError as exc:  # about the scores' values (NaN, none valid): name their file
                 raise IfguideError(f"{src.scores_file}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from None
         with ctx.timed("write"):
             write_mask(ctx.staging / MASK_FILE, res)
         return _summary(res, src)
-
-
-def write_mask(path: Path, res: MaskResult) -> None:
-    """The `masks` artifact's tensor file: the mask, the ranking and the per-document statistics of a selection."""
-    save_safetensors(path, {"mask": res.mask, "ranking": res.ranking, "sparsity": res.sparsity, "strength": res.strength,
-                            "harmonic": res.harmonic, "selected": res.selected_counts})
 
 
 def _summary(res: MaskResult, src: MaskSource) -> dict[str, Any]:
