@@ -19,7 +19,9 @@ import numpy as np
 
 from ifguide_cli.core.data import recorded_dataset
 from ifguide_cli.core.errors import IfguideError
-from ifguide_cli.core.masking import dataset_arrays, load_safetensors_array, load_scores, safetensors_keys
+from ifguide_cli.core.masking import dataset_arrays, load_safetensors_array, safetensors_keys
+from ifguide_cli.core.masking.row_blocks import RowBlocks
+from ifguide_cli.core.masking.scorefile import open_scores
 from ifguide_cli.core.notes import warn
 from ifguide_cli.core.store.artifact_files import MASK_FILE, SCORES_FILE
 
@@ -188,18 +190,19 @@ class MaskInspector:
         return _decoder(tok)
 
     @cached_property
-    def scores(self) -> np.ndarray | None:
-        """The score tensor the mask was computed from (memory-mapped), or None when it is gone."""
+    def scores(self) -> RowBlocks | None:
+        """The score tensor the mask was computed from (a row read at a time: a bf16 file is widened row by row),
+        or None when it is gone."""
         sid = self.art.config.get("scores")
         try:
             if sid:
                 sart = self.ws.by_id(sid)
                 if sart is None:
                     return None
-                return load_scores(sart.file(SCORES_FILE), self.art.config.get("scores_key"), check_finite_values=False)
+                return open_scores(sart.file(SCORES_FILE), self.art.config.get("scores_key"))
             sfile = (self.art.config.get("scores_file") or {}).get("path")
             if sfile and Path(sfile).is_file():
-                arr = load_scores(sfile, self.art.config.get("scores_key"), check_finite_values=False)
+                arr = open_scores(sfile, self.art.config.get("scores_key"))
                 return arr if tuple(arr.shape) == (self.docs, self.seq_len) else None
         except IfguideError:
             return None
