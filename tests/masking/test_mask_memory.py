@@ -90,16 +90,23 @@ def test_the_stage_writes_the_bytes_the_in_memory_code_wrote(tmp_path, storage):
         assert art.summary["budget_exhausted"] and art.summary["tokens_selected"] <= budget
 
 
-def test_a_selection_made_in_memory_is_written_as_save_safetensors_wrote_it(tmp_path):
+def test_marks_walked_in_memory_or_in_the_file_are_written_as_save_safetensors_wrote_them(tmp_path):
+    """The cheap sources and `mask transfer` (`select_marked`): the walk on an in-memory copy of the marks, written
+    by `write_mask`, and the walk in the mask file itself give the file `save_safetensors` wrote before."""
     rng = np.random.default_rng(3)
     marks = rng.random((50, 40)) < 0.1
-    res = select_marked(marks, rng.random(50), marks.sum(axis=1).astype(np.float64), 60, threshold_value=0.0,
-                        num_scores=marks.size)
-    write_mask(tmp_path / "new.safetensors", res)
+    key, strength = rng.random(50), marks.sum(axis=1).astype(np.float64)
+    res = select_marked(marks, key, strength, 60, threshold_value=0.0, num_scores=marks.size)
+    assert res.stopped_at_rank is not None
+    write_mask(tmp_path / "memory.safetensors", res)
+    in_file = select_marked(marks, key, strength, 60, threshold_value=0.0, num_scores=marks.size,
+                            out=MaskFile(tmp_path / "file.safetensors", marks.shape))
+    write_mask(tmp_path / "file.safetensors", in_file)
     save_safetensors(tmp_path / "old.safetensors", {"mask": res.mask, "ranking": res.ranking, "sparsity": res.sparsity,
                                                     "strength": res.strength, "harmonic": res.harmonic,
                                                     "selected": res.selected_counts})
-    assert (tmp_path / "new.safetensors").read_bytes() == (tmp_path / "old.safetensors").read_bytes()
+    old = (tmp_path / "old.safetensors").read_bytes()
+    assert (tmp_path / "memory.safetensors").read_bytes() == old == (tmp_path / "file.safetensors").read_bytes()
 
 
 class _TracedMaskStage(InfluenceMaskStage):

@@ -281,15 +281,22 @@ def select_toxic_tokens(scores: Rows, config: MaskConfig | None = None, valid: R
 
 
 def select_marked(marks: np.ndarray, key: np.ndarray, strength: np.ndarray, max_tokens: int, *,
-                  threshold_value: float, num_scores: int) -> MaskResult:
+                  threshold_value: float, num_scores: int, out: WritableRows | None = None) -> MaskResult:
     """Alg. 1's budgeted walk over tokens another source marked (a classifier, a word list), so a budget L
     selects the same way whatever found the tokens: documents ranked by `key` descending (ties: the lower
     index first), inside a document its marked tokens left to right, no context window.
 
+    The marks are copied, a block of rows at a time, into `out` (all False, their shape; e.g. a
+    `mask_file.MaskFile`), or into a new in-memory array, and the walk trims the copy.
     In the result `sparsity` counts each document's marked tokens, `strength` is the source's per-document
     evidence and `harmonic` holds the rank key (what the label metrics rank by)."""
-    mask = np.array(marks, dtype=bool)  # a copy: the walk trims it in place
-    counts = np.count_nonzero(mask, axis=1).astype(np.int64)
+    counts = np.count_nonzero(marks, axis=1).astype(np.int64)
+    if out is None:
+        mask: WritableRows = np.array(marks, dtype=bool)
+    else:
+        mask = out
+        for r0, r1 in row_chunks(marks.shape[0], marks.shape[1], CHUNK_ELEMENTS):
+            mask[r0:r1] = np.asarray(marks[r0:r1], dtype=bool)
     key = np.asarray(key, dtype=np.float64)
     ranking = np.argsort(-key, kind="stable").astype(np.int64)
     selected, stopped_at_rank = walk_budget(mask, counts, ranking, lambda j: np.array(marks[j], dtype=bool), 0,

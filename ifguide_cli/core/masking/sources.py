@@ -189,12 +189,13 @@ def publish(ctx, dataset, ev, max_tokens: int, threshold_value: float, described
     """The budgeted walk (Alg. 1's, `select_marked`) over the evidence, the mask file written, and the summary: the
     selection's figures (those of an influence mask), what the source found, and the ranking against the dataset's
     labels. Every source that marks tokens ends here."""
+    from ifguide_cli.core.masking.mask_file import MaskFile
     from ifguide_cli.core.masking.select import select_marked
     from ifguide_cli.core.masking.stage import label_summary, write_mask
 
     with ctx.timed("select"):
         res = select_marked(ev.marks, ev.key, ev.strength, max_tokens, threshold_value=threshold_value,
-                            num_scores=ev.text_tokens)
+                            num_scores=ev.text_tokens, out=MaskFile(ctx.staging / MASK_FILE, ev.marks.shape))
     with ctx.timed("write"):
         write_mask(ctx.staging / MASK_FILE, res)
     return {**res.summary(), **described, **ev.stats, "dataset": dataset.id, **label_summary(dataset, res)}

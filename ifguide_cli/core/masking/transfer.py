@@ -179,6 +179,7 @@ class TransferMaskStage(Stage[TransferRefs, TransferInputs, MaskTransferConfig, 
         return f"carry mask {inputs.source.art.id} over to {inputs.dataset.config.get('tokenizer')} ({config.rule} rule)"
 
     def build(self, ctx: BuildContext, inputs: TransferInputs, config: MaskTransferConfig) -> dict[str, Any]:
+        from ifguide_cli.core.masking.mask_file import MaskFile
         from ifguide_cli.core.masking.select import select_marked
         from ifguide_cli.core.masking.stage import label_summary, write_mask
 
@@ -193,7 +194,7 @@ class TransferMaskStage(Stage[TransferRefs, TransferInputs, MaskTransferConfig, 
         marked = int(mapped.marks.sum())
         tokens = int(np.count_nonzero(text.attention)) if text.attention is not None else mapped.marks.size
         res = select_marked(mapped.marks, mapped.key, mapped.marks.sum(axis=1).astype(np.float64), marked,
-                            threshold_value=0.0, num_scores=tokens)
+                            threshold_value=0.0, num_scores=tokens, out=MaskFile(ctx.staging / MASK_FILE, mapped.marks.shape))
         with ctx.timed("write"):
             write_mask(ctx.staging / MASK_FILE, res)
         return {**res.summary(), "source": "transfer", "source_mask": inputs.source.art.id,
