@@ -2,7 +2,10 @@
 
 The rooms, in the order the data flows:
 - `config`: `MaskConfig` (quantile p, window w, budget L), the single source of the `mask select` options.
-- `scorefile`: score tensors read memory-mapped from .safetensors / .npy files, and .safetensors written.
+- `scorefile`: score tensors read memory-mapped from .safetensors / .npy files (`open_scores`: a block of rows
+  at a time), and .safetensors written.
+- `row_blocks`: tensors in files read and written a block of rows at a time (what keeps the mask stage's
+  memory from growing with the corpus); `mask_file`: the `masks` artifact's tensor file, filled in place.
 - `radix`: τ, numpy's linear quantile computed exactly by chunked radix selection.
 - `select`: Alg. 1 itself (`select_toxic_tokens`: sparsity, strength, harmonic ranking, budgeted walk).
 - `stage`: the workspace stage (`create_mask_artifact`): scores artifact or file + dataset → `masks` artifact.
