@@ -10,6 +10,14 @@ token between the smallest and the largest size, and the goal of issue 23 for `s
 
     peak RSS at ≥ 8× the tokens ≤ 1.2 × the smallest run's + the score tensor; wall time ≤ 10×.
 
+Peak RSS (VmHWM) counts the pages of the memory-mapped files a stage touched: the dataset it reads (int32 ids and
+a uint8 mask, 5 B/token) and the score file it writes (4 B/token), which the issue allows ("apart from
+memory-mapped outputs"), and the shared libraries. So each stage's anonymous memory (RssAnon: heap, tensors) is
+sampled too, every 10 ms in a thread of the stage's process, with the file-backed pages (RssFile); the peak of
+the samples can miss a peak shorter than that. The goal is printed both ways: on VmHWM (mapped files included:
+stricter), and on the sampled anonymous peak, the honest reading of "independent of corpus size apart from
+memory-mapped outputs".
+
 Last, the agreement of the largest size's mask (Alg. 1, the tiny preset's p/w and a 2% budget) when the
 scores are stored in bf16 or fp16 instead of fp32 (the `--storage` choices): Jaccard of the selected tokens.
 
@@ -26,6 +34,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -82,15 +91,51 @@ def peak_rss_mb() -> float:
 
     /proc's VmHWM belongs to the process's own memory map, which exec replaces; `ru_maxrss` survives exec and
     would report the parent's resident size at fork when that is larger (the parent has imported torch)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024  # kB
+    hwm = _status_mb("VmHWM")
+    if hwm:
+        return hwm["VmHWM"]
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB on Linux, bytes on macOS
 
 
+def _status_mb(*keys: str) -> dict[str, float]:
+    """Fields of /proc/self/status in MiB (empty where there is no /proc)."""
+    path = Path("/proc/self/status")
+    if not path.is_file():
+        return {}
+    fields = dict(line.split(":", 1) for line in path.read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in keys if key in fields}
+
+
+class PeakSampler:
+    """The peaks of anonymous (RssAnon) and file-backed (RssFile) resident memory, sampled every `interval` s."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval, self.peaks, self._stop = interval, {"RssAnon": 0.0, "RssFile": 0.0}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for key, mb in _status_mb(*self.peaks).items():
+            self.peaks[key] = max(self.peaks[key], mb)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 def child(args) -> None:
-    out = run_stage(args.stage, Path(args.workspace), Path(args.corpus), args)
-    out["peak_rss_mb"] = peak_rss_mb()
+    with PeakSampler() as sampler:
+        out = run_stage(args.stage, Path(args.workspace), Path(args.corpus), args)
+    out.update(peak_rss_mb=peak_rss_mb(), peak_anon_mb=sampler.peaks["RssAnon"], peak_file_mb=sampler.peaks["RssFile"])
     print(json.dumps(out))
 
 
@@ -115,24 +160,25 @@ def measure(docs: int, root: Path, args) -> list[dict]:
     return rows
 
 
-def growth(rows: list[dict]) -> dict[str, float]:
-    """Bytes of peak RSS per token between the smallest and the largest size, per stage."""
+def growth(rows: list[dict], key: str = "peak_rss_mb") -> dict[str, float]:
+    """Bytes of `key` (a peak in MiB) per token between the smallest and the largest size, per stage."""
     out = {}
     for stage in STAGES:
         mine = sorted((r for r in rows if r["stage"] == stage), key=lambda r: r["tokens"])
         lo, hi = mine[0], mine[-1]
-        out[stage] = (hi["peak_rss_mb"] - lo["peak_rss_mb"]) * 2**20 / max(1, hi["tokens"] - lo["tokens"])
+        out[stage] = (hi[key] - lo[key]) * 2**20 / max(1, hi["tokens"] - lo["tokens"])
     return out
 
 
-def goal(rows: list[dict]) -> dict:
-    """Issue 23's goal for `scores`, smallest vs largest size (the score tensor: rows × seq_len × 4 bytes)."""
+def goal(rows: list[dict], key: str = "peak_rss_mb") -> dict:
+    """Issue 23's goal for `scores` on the peak `key`, smallest vs largest size (the score tensor: rows × seq_len × 4
+    bytes)."""
     mine = sorted((r for r in rows if r["stage"] == "scores"), key=lambda r: r["tokens"])
     lo, hi = mine[0], mine[-1]
     tensor_mb = hi["docs_rows"] * hi["seq_len"] * 4 / 2**20
-    limit = 1.2 * lo["peak_rss_mb"] + tensor_mb
-    return {"token_ratio": hi["tokens"] / lo["tokens"], "rss_limit_mb": limit, "rss_mb": hi["peak_rss_mb"],
-            "rss_ok": hi["peak_rss_mb"] <= limit, "time_ratio": hi["seconds"] / lo["seconds"],
+    limit = 1.2 * lo[key] + tensor_mb
+    return {"token_ratio": hi["tokens"] / lo["tokens"], "rss_limit_mb": limit, "rss_mb": hi[key],
+            "rss_ok": hi[key] <= limit, "time_ratio": hi["seconds"] / lo["seconds"],
             "time_ok": hi["seconds"] / lo["seconds"] <= 10}
 
 
@@ -186,21 +232,26 @@ def main() -> None:
             for row in rows[-len(STAGES):]:
                 row.update(docs_rows=docs, seq_len=args.seq_len)
                 print(f"{row['docs']:>8,} docs {row['tokens']:>11,} tokens  {row['stage']:<8} {row['seconds']:>8.1f} s "
-                      f"{row['peak_rss_mb']:>8,.0f} MB", flush=True)
+                      f"{row['peak_rss_mb']:>8,.0f} MB (anon {row['peak_anon_mb']:,.0f}, file {row['peak_file_mb']:,.0f})", flush=True)
         agreement = storage_agreement(root / f"docs{max(args.sizes)}" / "ws")
     _report(rows, agreement, args.json)
 
 
 def _report(rows: list[dict], agreement: dict, as_json: bool) -> None:
-    print("\n| documents | tokens | stage | wall s | peak RSS MB |\n|---|---|---|---|---|")
+    print("\n| documents | tokens | stage | wall s | peak RSS MB | peak anon MB | peak file MB |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['docs']:,} | {r['tokens']:,} | {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']:,.0f} |")
-    print("\npeak RSS growth per token, smallest → largest size: "
-          + ", ".join(f"{stage} {b:,.1f} B" for stage, b in growth(rows).items()))
+        print(f"| {r['docs']:,} | {r['tokens']:,} | {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']:,.0f} | "
+              f"{r['peak_anon_mb']:,.0f} | {r['peak_file_mb']:,.0f} |")
+    print()
+    for label, key in (("peak RSS", "peak_rss_mb"), ("peak anonymous", "peak_anon_mb"), ("peak file-backed", "peak_file_mb")):
+        print(f"{label} growth per token, smallest → largest size: "
+              + ", ".join(f"{stage} {b:,.1f} B" for stage, b in growth(rows, key).items()))
     if len({r["docs"] for r in rows}) > 1:
-        g = goal(rows)
-        print(f"scores at {g['token_ratio']:.1f}× the tokens: peak {g['rss_mb']:,.0f} MB (limit {g['rss_limit_mb']:,.0f} MB: "
-              f"{'met' if g['rss_ok'] else 'NOT met'}), wall {g['time_ratio']:.1f}× ({'met' if g['time_ok'] else 'NOT met'}, ≤ 10×)")
+        for label, key in (("peak", "peak_rss_mb"), ("anonymous peak", "peak_anon_mb")):
+            g = goal(rows, key)
+            print(f"scores at {g['token_ratio']:.1f}× the tokens: {label} {g['rss_mb']:,.0f} MB (limit "
+                  f"{g['rss_limit_mb']:,.0f} MB: {'met' if g['rss_ok'] else 'NOT met'}), wall {g['time_ratio']:.1f}× "
+                  f"({'met' if g['time_ok'] else 'NOT met'}, ≤ 10×)")
     print("mask agreement with fp32 storage (Jaccard of selected tokens, largest size): "
           + ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
     if as_json:

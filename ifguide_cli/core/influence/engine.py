@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ifguide_cli.core.dist import DistInfo
-from ifguide_cli.core.heap import release_free_memory
+from ifguide_cli.core.heap import map_large_allocations, release_free_memory
 from ifguide_cli.core.influence import kron_compat
 from ifguide_cli.core.influence.queries import QueryRows
 from ifguide_cli.core.influence.staging import KRON_DIR, done_partitions
@@ -50,13 +50,16 @@ class _Progress:
 class InfluenceEngine:
     """One model prepared for kronfluence (tracked modules, task, process state) and the Analyzer calls on it.
 
-    `precision` is a concrete one: fp32 or bf16 (see `config.influence_precision`).
+    `precision` is a concrete one: fp32 or bf16 (see `config.influence_precision`). Large host allocations get their
+    own mappings from here on (`core.heap.map_large_allocations`: a fragmented heap made a pass's peak memory grow
+    with the number of batches).
     """
 
     def __init__(self, model, modules: list[str], dinfo: DistInfo, precision: str, *, debug: bool = False):
         import torch
         from kronfluence.analyzer import prepare_model
 
+        map_large_allocations()
         kron_compat.check_version()
         kron_compat.silence(debug)
         self.dinfo, self.precision, self.modules, self.debug = dinfo, precision, list(modules), debug
