@@ -27,9 +27,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc malloc.h)
 LARGE_ALLOCATION = 1 << 17  # bytes: blocks this large get their own mapping (glibc's default threshold, fixed)
+USER_THRESHOLD = "MALLOC_MMAP_THRESHOLD_"  # glibc's environment variable: a threshold the user chose wins
 
 
 @functools.cache
@@ -60,6 +62,11 @@ def map_large_allocations() -> bool:
     so that a freed large tensor leaves resident memory at once. Returns whether the setting took effect.
 
     Setting the threshold also turns off glibc's dynamic raising of it; it cannot be turned back on, so it stays
-    for the process (a pipeline run's later stages too: they allocate the same way, only with more mappings)."""
+    for the process (a pipeline run's later stages too: they allocate the same way, only with more mappings).
+    The price is page faults (each large tensor is mapped fresh: ~+20% CPU time of a CPU pass on the tiny model);
+    a threshold the user set with glibc's own `MALLOC_MMAP_THRESHOLD_` is kept (e.g. 33554432 trades the bounded
+    peak for that time)."""
     mallopt = _glibc_function("mallopt")
-    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION) == 1
+    if mallopt is None or os.environ.get(USER_THRESHOLD):
+        return False
+    return mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION) == 1

@@ -17,9 +17,15 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallo
 
 
 @glibc_only
-def test_large_allocations_get_their_own_mapping_on_glibc():
+def test_large_allocations_get_their_own_mapping_on_glibc(monkeypatch):
+    monkeypatch.delenv(heap.USER_THRESHOLD, raising=False)
     assert heap.map_large_allocations()  # mallopt accepted the fixed threshold (it refuses values above 32 MiB)
     assert heap.LARGE_ALLOCATION <= 1 << 25
+
+
+def test_a_threshold_the_user_set_is_kept(monkeypatch):
+    monkeypatch.setenv(heap.USER_THRESHOLD, str(1 << 25))
+    assert not heap.map_large_allocations()
 
 
 def test_an_influence_engine_fixes_the_mapping_threshold_before_any_pass(monkeypatch):
