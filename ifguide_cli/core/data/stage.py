@@ -30,7 +30,6 @@ from ifguide_cli.core.data.layout import (
     plan_layout,
     sample_lengths,
 )
-from ifguide_cli.core.data.rowfiles import write_corpus
 from ifguide_cli.core.data.sources import Source, dataset_identity, is_packaged, is_token_subset, iter_documents, reference_subset
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.progress import NULL, Reporter
@@ -324,6 +323,8 @@ class DatasetStage(Stage[DatasetRefs, DatasetInputs, CorpusConfig, dict[str, Any
         if config.heldout is not None:
             docs, held = split_heldout(lambda: iter_documents(source, config.text_field, config.label_field),
                                        config.heldout, ctx.staging, config.label_field)
+        from ifguide_cli.core.data.rowfiles import write_corpus  # numpy loads when a dataset is built, not for --help
+
         tally = write_corpus(docs, inputs.loaded_tokenizer, config, ctx.staging, self.reporter, what=source.file)
         summary = {**corpus_summary(tally, config, source, inputs.rule), **held}
         if not is_packaged(inputs.data):  # the packaged sets are cut to 64 tokens by design
