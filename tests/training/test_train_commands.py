@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from ifguide_cli.core import notes
 from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.training import PROFILES, RunOptions, SetupOptions, TrainConfig, batch_layout, resolve_config, trackers
-from ifguide_cli.core.training.config import BY_PROFILE, FIELDS, Profile
+from ifguide_cli.core.training.config import BY_PROFILE, FIELDS, Profile, default_profile
 
 torch.set_num_threads(1)
 
@@ -295,3 +295,13 @@ def test_one_declaration_per_option():
              if f.metadata.get("shown_default") == BY_PROFILE}
     assert shown == profiled - {"epochs"}  # epochs: 1 everywhere (the paper profile repeats it)
     assert set(typing.get_args(Profile)) == set(PROFILES)
+
+
+def test_a_packaged_model_gets_the_tiny_profile_on_any_data():
+    """`train tiny-4x --data my.jsonl` once got the paper's 256-row batches and one epoch (12 steps on 3,000
+    documents): a CPU-sized packaged model trains with the tiny profile whatever the data; hub models keep the
+    paper's; a checkpoint keeps the profile it was trained with."""
+    assert default_profile("tiny-4x", "my.jsonl") == default_profile("tiny", "my.jsonl") == "tiny"
+    assert default_profile("pythia-160m", "my.jsonl") == "paper"
+    assert default_profile("pythia-160m", "tiny") == "tiny"
+    assert default_profile("", "my.jsonl", base_profile="tiny") == "tiny"

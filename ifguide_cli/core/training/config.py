@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from ifguide_cli.core.config import Config, Precision, check_value, field_hints, flag_of, param
 from ifguide_cli.core.errors import IfguideError, check_range
+from ifguide_cli.core.registry import MODELS
 
 Mode = Literal["pretrain", "finetune"]
 Profile = Literal["paper", "tiny"]
@@ -206,10 +207,12 @@ def load_config_file(path: str | os.PathLike | None) -> dict:
 
 
 def default_profile(model_ref: str, data_ref: str, base_profile: str | None = None) -> str:
-    """`tiny` for the packaged model or data (or a checkpoint trained with it), else the paper's settings."""
+    """`tiny` for a packaged model (`tiny`, `tiny-4x`: built from the packaged config, sized for a CPU), the packaged
+    data, or a checkpoint trained with the tiny profile; else the paper's settings (256 × 2,048-token batches)."""
     if base_profile in PROFILES:
         return base_profile
-    return "tiny" if model_ref == "tiny" or data_ref.startswith("tiny") else "paper"
+    packaged_model = model_ref in MODELS and MODELS[model_ref].hub_id is None
+    return "tiny" if packaged_model or data_ref.startswith("tiny") else "paper"
 
 
 def profile_values(profile: str, mode: str, packaged_data: bool = True) -> dict[str, Any]:
