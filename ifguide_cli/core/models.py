@@ -11,7 +11,7 @@ from ifguide_cli.core.errors import IfguideError
 from ifguide_cli.core.hub import hub_resource
 from ifguide_cli.core.lora import ADAPTER_DIR, has_adapter, load_with_adapter
 from ifguide_cli.core.model_files import check_buildable, reading_model_files
-from ifguide_cli.core.registry import MODELS, tiny_asset
+from ifguide_cli.core.registry import MODELS, is_packaged_model, tiny_asset
 
 if TYPE_CHECKING:
     from ifguide_cli.core.store.workspace import Workspace
@@ -216,7 +216,7 @@ def _hub_id(mref: ModelRef) -> str:
 def load_config(mref: ModelRef):
     from transformers import AutoConfig, GPTNeoXConfig
 
-    if mref.source == "registry" and MODELS[mref.location].hub_id is None:  # tiny and its packaged variants
+    if mref.source == "registry" and is_packaged_model(mref.location):
         return _with_registry_settings(GPTNeoXConfig.from_dict(json.loads(tiny_asset("model_config.json").read_text())), mref)
     if mref.source == "config":
         where = f"--model-config {mref.ref}"

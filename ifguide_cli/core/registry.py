@@ -127,6 +127,12 @@ CLASSIFIERS = {c.name: c for c in [
 TABLES: dict[str, dict[str, Any]] = {"models": MODELS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
 
 
+def is_packaged_model(name: str) -> bool:
+    """A registry model built from the packaged config (`tiny` and its variants): no pretrained weights, no
+    download, sized for a CPU."""
+    return name in MODELS and MODELS[name].hub_id is None
+
+
 def as_rows(table: str) -> list[dict]:
     """The entries of one table (`models`, `datasets`, `classifiers`) as plain dicts, in registry order."""
     return [asdict(entry) for entry in TABLES[table].values()]

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from ifguide_cli.core.store.workspace import BuildContext, Workspace
 
 
-
 # ---- files ---------------------------------------------------------------------------------
 def _check_kind(art) -> None:
     from ifguide_cli.core.store.workspace import kind_noun, with_article

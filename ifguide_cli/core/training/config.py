@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from ifguide_cli.core.config import Config, Precision, check_value, field_hints, flag_of, param
 from ifguide_cli.core.errors import IfguideError, check_range
-from ifguide_cli.core.registry import MODELS
+from ifguide_cli.core.registry import is_packaged_model
 
 Mode = Literal["pretrain", "finetune"]
 Profile = Literal["paper", "tiny"]
@@ -211,8 +211,7 @@ def default_profile(model_ref: str, data_ref: str, base_profile: str | None = No
     data, or a checkpoint trained with the tiny profile; else the paper's settings (256 × 2,048-token batches)."""
     if base_profile in PROFILES:
         return base_profile
-    packaged_model = model_ref in MODELS and MODELS[model_ref].hub_id is None
-    return "tiny" if packaged_model or data_ref.startswith("tiny") else "paper"
+    return "tiny" if is_packaged_model(model_ref) or data_ref.startswith("tiny") else "paper"
 
 
 def profile_values(profile: str, mode: str, packaged_data: bool = True) -> dict[str, Any]:

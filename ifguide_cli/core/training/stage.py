@@ -332,13 +332,13 @@ def _validation(tc: TrainConfig, ds_art, eval_art, n_rows: int) -> str | None:
 def prepare_model_ref(ws: Workspace, model_ref: str, mode: str):
     """Resolve MODEL for `train` (architecture) or `finetune` (weights), with one clear line when it cannot be used."""
     from ifguide_cli.core.models import resolve_model
-    from ifguide_cli.core.registry import MODELS
+    from ifguide_cli.core.registry import MODELS, is_packaged_model
 
     path = Path(model_ref).expanduser()
     if not path.exists() and model_ref not in MODELS and len(model_ref) >= 4 and all(c in "0123456789abcdef" for c in model_ref):
         ws.resolve(model_ref, "checkpoints")  # an id that is not there: "no checkpoint ..." rather than "unknown model"
     mref = resolve_model(model_ref, ws)
-    if mode == "finetune" and mref.source == "registry" and MODELS[mref.location].hub_id is None:
+    if mode == "finetune" and mref.source == "registry" and is_packaged_model(mref.location):
         raise IfguideError(f"{model_ref!r} has no pretrained weights to fine-tune",
                            hint=f"train it first (`ifguide train {model_ref} --data ...`) and fine-tune that checkpoint",
                            exit_code=2)
