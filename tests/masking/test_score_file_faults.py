@@ -23,8 +23,10 @@ def test_a_truncated_score_file_is_named_not_an_mmap_crash(tmp_path):
         load_scores(path)
 
 
-def test_non_finite_scores_of_a_file_name_the_file(tmp_path, cli):
+def test_non_finite_scores_of_a_file_name_the_file(tmp_path, cli, workspace_dir):
     import numpy as np
 
     np.save(tmp_path / "nan.npy", np.full((4, 8), np.nan, dtype=np.float32))
     assert_one_line_error(cli("mask", tmp_path / "nan.npy"), "nan.npy", "non-finite")
+    # the values are read after the mask file is made: the refused build leaves no staging folder behind
+    assert not list((workspace_dir / ".staging").glob("masks-*"))

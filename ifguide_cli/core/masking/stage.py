@@ -187,6 +187,9 @@ class InfluenceMaskStage(MaskSourceStage):
                                           chunk_elements=self.chunk_elements,
                                           out=MaskFile(ctx.staging / MASK_FILE, src.scores.shape))
             except IfguideError as exc:  # about the scores' values (NaN, none valid): name their file
+                # the mask file was made at full size before the values were read; a selection does not resume, so
+                # nothing of it is kept (the empty staging folder is then removed, as for an input refused earlier)
+                (ctx.staging / MASK_FILE).unlink(missing_ok=True)
                 raise IfguideError(f"{src.scores_file}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from None
         with ctx.timed("write"):
             write_mask(ctx.staging / MASK_FILE, res)
